@@ -1,0 +1,53 @@
+# Two entry points do all set-up on a fresh machine (Python 3.11, make, node, npm):
+#   make demo   virtualenv + pinned runtime, then the local federation on the embedded synthetic data
+#   make test   virtualenv + pinned dev tools + the pinned CDK CLI, then the whole test suite
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install --disable-pip-version-check --quiet
+RUNTIME := $(VENV)/.runtime-installed
+DEV := $(VENV)/.dev-installed
+CLI := node_modules/.cli-installed
+export CDK_DISABLE_CLI_TELEMETRY := true
+export CDK_DISABLE_VERSION_CHECK := true
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+
+.PHONY: demo test bench compare synth constraints clean
+
+demo: $(RUNTIME)
+	$(PY) -m fl_runtime local
+
+test: $(DEV) $(CLI)
+	$(PY) -m pytest
+
+bench: $(RUNTIME)
+	$(PY) bench/bench_local.py
+
+compare: $(RUNTIME)
+	$(PY) -m fl_runtime compare --data ../shared/data/cms_provider_fraud.csv --seeds 0 1 2 3 4
+
+synth: $(DEV) $(CLI)
+	npx cdk synth --no-notices -q
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(RUNTIME): requirements.txt constraints.txt | $(PY)
+	$(PIP) -r requirements.txt -c constraints.txt
+	touch $@
+
+$(DEV): requirements-dev.txt $(RUNTIME)
+	$(PIP) -r requirements-dev.txt -c constraints.txt
+	touch $@
+
+$(CLI): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Regenerate the full pin list after changing requirements*.txt.
+constraints: $(DEV)
+	(echo "# Every package of the dev environment, pinned (generated with pip freeze; regenerate with 'make constraints')."; \
+	 $(PY) -m pip freeze --exclude-editable) > constraints.txt
+
+clean:
+	rm -rf $(VENV) node_modules cdk.out runs .pytest_cache

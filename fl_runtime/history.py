@@ -1,0 +1,120 @@
+"""The run's record, round by round, evaluated on the test set that only the server holds.
+
+Each round's global model is scored on the test set as soon as it exists (ROC-AUC, PR-AUC, log loss).
+Its decision threshold is chosen from the clients' validation histograms of that same model, which
+arrive with the next round's training replies (or, for the final model, with the final federated
+evaluation); accuracy, precision, recall and F1 on the test set are filled in then. The test set is
+never used to choose anything.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+from flwr.app import ArrayRecord, Message, MetricRecord
+
+from fl_runtime import records
+from fl_runtime.data import LabelledData
+from fl_runtime.metrics import ScoreHistogram, decision_metrics, ranking_metrics
+from fl_runtime.model import Weights
+from fl_runtime.stats import GlobalStats
+
+
+@dataclass
+class RoundResult:
+    round: int
+    seconds: float
+    clients: list[str]
+    train_loss: float | None
+    test: dict[str, float]
+    validation: dict[str, float] = field(default_factory=dict)  # pooled client validation, from histograms
+
+
+@dataclass(frozen=True)
+class Dropout:
+    client: str
+    round: int
+    stage: str
+    seconds_into_run: float
+    reason: str
+
+
+class History:
+    """Collects per-round results; ``evaluate`` is the strategy's evaluate_fn."""
+
+    def __init__(self, test: LabelledData, stats: GlobalStats, names: dict[int, str], emit: Callable[[dict], None]) -> None:
+        self.test = test
+        self.stats = stats
+        self.names = dict(names)
+        self.emit = emit
+        self.rounds: dict[int, RoundResult] = {}
+        self.thresholds: dict[int, float] = {}
+        self.dropouts: list[Dropout] = []
+        self.client_validation: dict[str, dict[str, float]] = {}
+        self._test_Z = stats.standardise(test.X)
+        self._scores: dict[int, np.ndarray] = {}
+        self._histograms: dict[int, ScoreHistogram] = {}
+        self._started = time.monotonic()
+        self._round_started: dict[int, float] = {}
+        self._participants: dict[int, list[str]] = {}
+
+    def start_round(self, server_round: int) -> None:
+        self._round_started.setdefault(server_round, time.monotonic())
+
+    def on_replies(self, stage: str, server_round: int, good: list[tuple[int, Message]], failures: list[tuple[int, str]]) -> None:
+        """Replies of one exchange: record drop-outs, and the histograms that fix a threshold."""
+        for node, reason in failures:
+            dropout = Dropout(self.names.get(node, f"node {node}"), server_round, stage, time.monotonic() - self._started, reason)
+            self.dropouts.append(dropout)
+            self.emit({"event": "dropout", **dropout.__dict__})
+        if not good:
+            return
+        histogram = sum((records.read_histogram(reply.content["metrics"]) for _, reply in good), ScoreHistogram.empty())
+        if stage == "evaluate":  # the final model, scored by every client on its validation part
+            self._decide(server_round, histogram)
+            for node, reply in good:
+                metrics = reply.content["metrics"]
+                ranking = {key: float(metrics[key]) for key in ("roc-auc", "pr-auc", "log-loss")}
+                decisions = records.read_histogram(metrics).decisions(self.thresholds[server_round])
+                self.client_validation[self.names[node]] = {"rows": int(metrics[records.EXAMPLES]), **ranking, **decisions}
+            return
+        self._participants[server_round] = [self.names[node] for node, _ in good]
+        if server_round > 1:  # training replies score the model the round started from
+            examples = [float(reply.content["metrics"][records.EXAMPLES]) for _, reply in good]
+            losses = [float(reply.content["metrics"][records.TRAIN_LOSS]) for _, reply in good]
+            self.rounds[server_round - 1].train_loss = float(np.average(losses, weights=examples))
+            self._decide(server_round - 1, histogram)
+
+    def _decide(self, server_round: int, histogram: ScoreHistogram) -> None:
+        self.thresholds[server_round] = histogram.f1_threshold()
+        self._histograms[server_round] = histogram
+        self._apply_threshold_when_scored(server_round)
+
+    def _apply_threshold_when_scored(self, server_round: int) -> None:
+        if server_round not in self._scores or server_round not in self._histograms:
+            return
+        threshold = self.thresholds[server_round]
+        result = self.rounds[server_round]
+        result.test.update(decision_metrics(self.test.y, self._scores.pop(server_round), threshold))
+        result.validation = self._histograms.pop(server_round).decisions(threshold)
+
+    def evaluate(self, server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
+        """Score the round's global model on the test set (evaluate_fn of ``Strategy.start``)."""
+        if server_round == 0:
+            return None  # the all-zero initial model says nothing
+        weights, _ = records.read_weights(arrays)
+        scores = self.scores(weights)
+        seconds = time.monotonic() - self._round_started.get(server_round, self._started)
+        result = RoundResult(server_round, seconds, self._participants.get(server_round, []), None, ranking_metrics(self.test.y, scores))
+        self.rounds[server_round] = result
+        self._scores[server_round] = scores
+        self._apply_threshold_when_scored(server_round)
+        self.emit({"event": "round", "round": server_round, "seconds": seconds, "clients": result.clients, **result.test})
+        return MetricRecord(dict(result.test))
+
+    def scores(self, weights: Weights) -> np.ndarray:
+        """Calibrated fraud probabilities of the test rows under ``weights``."""
+        return weights.probabilities(self._test_Z, self.stats.prior_logit)

@@ -1,0 +1,103 @@
+"""Live progress of a run, from the ServerApp's event log: a per-round table and notices.
+
+The ServerApp appends JSON events to ``events.jsonl`` in its output folder; launchers tail that file.
+On a terminal the table updates in place (rich); otherwise each event is printed as one line, which
+keeps CI logs and pipes readable.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+
+class EventReader:
+    """Reads the complete lines appended to an events file since the last call."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._offset = 0
+        self.seen: list[dict] = []
+
+    def new(self) -> list[dict]:
+        if not self.path.exists():
+            return []
+        with self.path.open("rb") as handle:
+            handle.seek(self._offset)
+            chunk = handle.read()
+        complete = chunk[: chunk.rfind(b"\n") + 1]
+        self._offset += len(complete)
+        events = [json.loads(line) for line in complete.decode("utf-8").splitlines() if line.strip()]
+        self.seen.extend(events)
+        return events
+
+    def last(self, kind: str) -> dict | None:
+        return next((event for event in reversed(self.seen) if event.get("event") == kind), None)
+
+
+class ProgressView:
+    """Per-round table (round, seconds, ROC-AUC, PR-AUC, log loss, clients) plus notices."""
+
+    def __init__(self, console: Console, title: str) -> None:
+        self.console = console
+        self.title = title
+        self.rows: list[dict] = []
+        self.notices: list[str] = []
+        self._live: Live | None = None
+
+    def __enter__(self) -> ProgressView:
+        if self.console.is_terminal:
+            self._live = Live(self._render(), console=self.console, refresh_per_second=4, transient=False)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._live is not None:
+            self._live.update(self._render())
+            self._live.__exit__(*exc)
+
+    def _table(self) -> Table:
+        table = Table(title=self.title, title_justify="left")
+        for column in ("round", "seconds", "ROC-AUC", "PR-AUC", "log loss", "clients"):
+            table.add_column(column, justify="right")
+        for row in self.rows:
+            table.add_row(
+                str(row["round"]), f"{row['seconds']:.1f}", f"{row['roc-auc']:.4f}", f"{row['pr-auc']:.4f}",
+                f"{row['log-loss']:.4f}", str(len(row.get("clients", []))),
+            )
+        return table
+
+    def _render(self) -> Group:
+        return Group(self._table(), *(Text(notice) for notice in self.notices[-8:]))
+
+    def notice(self, text: str) -> None:
+        self.notices.append(text)
+        if self._live is None:
+            self.console.print(text, highlight=False)
+        else:
+            self._live.update(self._render())
+
+    def add(self, event: dict) -> None:
+        kind = event.get("event")
+        if kind == "round":
+            self.rows.append(event)
+            if self._live is None:
+                self.console.print(
+                    f"round {event['round']:>3}  {event['seconds']:6.1f} s  ROC-AUC {event['roc-auc']:.4f}  "
+                    f"PR-AUC {event['pr-auc']:.4f}  log loss {event['log-loss']:.4f}  clients {len(event.get('clients', []))}",
+                    highlight=False,
+                )
+            else:
+                self._live.update(self._render())
+        elif kind == "federation":
+            clients = ", ".join(f"{name} ({event['rows'][name]} rows)" for name in event["clients"])
+            self.notice(f"federation: {clients}")
+        elif kind == "dropout":
+            self.notice(f"client {event['client']} dropped in round {event['round']} ({event['stage']}): {event['reason']}")
+        elif kind == "failed":
+            self.notice(f"server failed: {event['message']}")

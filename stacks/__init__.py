@@ -1,0 +1,1 @@
+"""CDK stacks (deployment units) and constructs (logical units) of the federation."""
