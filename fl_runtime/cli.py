@@ -166,8 +166,8 @@ COMMANDS = {"prepare-data": prepare_data, "local": local, "compare": compare}
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    console = Console()
-    errors = Console(stderr=True)
+    console = Console(soft_wrap=True)  # no hard line breaks in messages a script may parse
+    errors = Console(stderr=True, soft_wrap=True)
     try:
         return COMMANDS[args.command](args, console)
     except (DataError, ValueError, FileExistsError, FileNotFoundError) as error:

@@ -12,6 +12,8 @@ Node config (``flower-supernode --node-config``):
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,16 @@ from fl_runtime.stats import GlobalStats
 from fl_runtime.task import ClientData, PreparedClient
 
 app = ClientApp()
+
+
+def _process_start() -> float:
+    """When this process started (wall clock): the SuperNode starts one per message (Linux /proc)."""
+    try:
+        with open("/proc/self/stat") as stat, open("/proc/uptime") as uptime:
+            ticks = int(stat.read().rsplit(")", 1)[1].split()[19])
+            return time.time() - float(uptime.read().split()[0]) + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return time.time()
 
 PREPARED = "prepared"
 
@@ -79,6 +91,7 @@ def moments(msg: Message, context: Context) -> Message:
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     """Score the incoming global model on validation (for the threshold), then train from it."""
+    started = time.time()
     config = msg.content["config"]
     stats = records.read_stats(config)
     weights, shared_curvature = records.read_weights(msg.content["arrays"])
@@ -88,13 +101,14 @@ def train(msg: Message, context: Context) -> Message:
         weights, records.read_train_config(config), shared_curvature if config[records.USE_SHARED_CURVATURE] else None
     )
     arrays = records.weights_record(update.weights, update.curvature if shared_curvature is not None else None)
-    metrics = records.update_metrics(update, histogram, len(prepared.validation_y))
+    metrics = records.update_metrics(update, histogram, len(prepared.validation_y), records.timing_metrics(_process_start(), started))
     return Message(content=RecordDict({"arrays": arrays, "metrics": metrics}), reply_to=msg)
 
 
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
     """The final global model on this client's validation part: ranking metrics and histograms."""
+    started = time.time()
     stats = records.read_stats(msg.content["config"])
     weights, _ = records.read_weights(msg.content["arrays"])
     prepared = _prepared(context, stats)
@@ -102,6 +116,7 @@ def evaluate(msg: Message, context: Context) -> Message:
         records.EXAMPLES: len(prepared.validation_y),
         **prepared.validation_metrics(weights, stats.prior_logit),
         **records.histogram_metrics(prepared.histogram(weights, stats.prior_logit)),
+        **records.timing_metrics(_process_start(), started),
     }
     return Message(content=RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)
 

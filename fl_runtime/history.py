@@ -21,6 +21,7 @@ from fl_runtime.data import LabelledData
 from fl_runtime.metrics import ScoreHistogram, decision_metrics, ranking_metrics
 from fl_runtime.model import Weights
 from fl_runtime.stats import GlobalStats
+from fl_runtime.strategy import Exchange
 
 
 @dataclass
@@ -31,6 +32,7 @@ class RoundResult:
     train_loss: float | None
     test: dict[str, float]
     validation: dict[str, float] = field(default_factory=dict)  # pooled client validation, from histograms
+    timing: list[dict[str, float]] = field(default_factory=list)  # one breakdown per message exchange
 
 
 @dataclass(frozen=True)
@@ -60,20 +62,24 @@ class History:
         self._started = time.monotonic()
         self._round_started: dict[int, float] = {}
         self._participants: dict[int, list[str]] = {}
+        self._timing: dict[int, list[dict[str, float]]] = {}
 
     def start_round(self, server_round: int) -> None:
         self._round_started.setdefault(server_round, time.monotonic())
 
-    def on_replies(self, stage: str, server_round: int, good: list[tuple[int, Message]], failures: list[tuple[int, str]]) -> None:
-        """Replies of one exchange: record drop-outs, and the histograms that fix a threshold."""
-        for node, reason in failures:
-            dropout = Dropout(self.names.get(node, f"node {node}"), server_round, stage, time.monotonic() - self._started, reason)
+    def on_replies(self, exchange: Exchange) -> None:
+        """Replies of one exchange: drop-outs, time breakdown, and the histograms that fix a threshold."""
+        server_round = exchange.round
+        for node, reason in exchange.failures:
+            dropout = Dropout(self.names.get(node, f"node {node}"), server_round, exchange.stage, time.monotonic() - self._started, reason)
             self.dropouts.append(dropout)
             self.emit({"event": "dropout", **dropout.__dict__})
-        if not good:
+        if not exchange.replies:
             return
+        self._timing.setdefault(server_round, []).append(exchange_timing(exchange))
+        good = [(node, reply) for node, reply, _ in exchange.replies]
         histogram = sum((records.read_histogram(reply.content["metrics"]) for _, reply in good), ScoreHistogram.empty())
-        if stage == "evaluate":  # the final model, scored by every client on its validation part
+        if exchange.stage == "evaluate":  # the final model, scored by every client on its validation part
             self._decide(server_round, histogram)
             for node, reply in good:
                 metrics = reply.content["metrics"]
@@ -108,7 +114,10 @@ class History:
         weights, _ = records.read_weights(arrays)
         scores = self.scores(weights)
         seconds = time.monotonic() - self._round_started.get(server_round, self._started)
-        result = RoundResult(server_round, seconds, self._participants.get(server_round, []), None, ranking_metrics(self.test.y, scores))
+        result = RoundResult(
+            server_round, seconds, self._participants.get(server_round, []), None, ranking_metrics(self.test.y, scores),
+            timing=self._timing.get(server_round, []),
+        )
         self.rounds[server_round] = result
         self._scores[server_round] = scores
         self._apply_threshold_when_scored(server_round)
@@ -118,3 +127,26 @@ class History:
     def scores(self, weights: Weights) -> np.ndarray:
         """Calibrated fraud probabilities of the test rows under ``weights``."""
         return weights.probabilities(self._test_Z, self.stats.prior_logit)
+
+
+def exchange_timing(exchange: Exchange) -> dict[str, float]:
+    """Where one exchange's time went, each phase taken at its slowest client.
+
+    - ``until-client-starts``: message pushed -> the client's ClientApp process starts: the SuperNode's
+      next poll (Flower sleeps a fixed 3 s after each empty poll) plus the SuperExec's task poll;
+    - ``client-startup``: process start -> handler start (Python, Flower and app imports);
+    - ``client-compute``: the handler itself (training, validation scoring);
+    - ``reply-transport``: handler end -> reply pulled by the server (the SuperNode's 0.5 s reply poll,
+      the push, and the server's 50 ms pull);
+    - ``exchange``: first push -> last reply.
+    """
+    phases: dict[str, list[float]] = {"until-client-starts": [], "client-startup": [], "client-compute": [], "reply-transport": []}
+    for _, reply, arrived in exchange.replies:
+        metrics = reply.content["metrics"]
+        started, handler, done = (float(metrics[key]) for key in (records.PROCESS_START, records.HANDLER_START, records.HANDLER_END))
+        phases["until-client-starts"].append(started - exchange.pushed_at)
+        phases["client-startup"].append(handler - started)
+        phases["client-compute"].append(done - handler)
+        phases["reply-transport"].append(arrived - done)
+    last = max(arrived for _, _, arrived in exchange.replies)
+    return {"stage": exchange.stage, "exchange": last - exchange.pushed_at, **{key: max(values) for key, values in phases.items()}}

@@ -10,6 +10,8 @@ validation part. Nothing else leaves a client: no rows, no scores of individual 
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord
 
@@ -27,6 +29,10 @@ VALIDATION_ROWS = "validation-rows"
 HISTOGRAM_POSITIVE = "histogram-positive"
 HISTOGRAM_NEGATIVE = "histogram-negative"
 USE_SHARED_CURVATURE = "use-shared-curvature"
+# wall-clock epochs reported by the ClientApp, for the per-round time breakdown (bench/, report)
+PROCESS_START = "time-process-start"
+HANDLER_START = "time-handler-start"
+HANDLER_END = "time-handler-end"
 
 
 def weights_record(weights: Weights, curvature: np.ndarray | None = None) -> ArrayRecord:
@@ -95,7 +101,11 @@ def read_histogram(metrics: MetricRecord) -> ScoreHistogram:
     return ScoreHistogram(np.asarray(metrics[HISTOGRAM_POSITIVE], dtype=np.int64), np.asarray(metrics[HISTOGRAM_NEGATIVE], dtype=np.int64))
 
 
-def update_metrics(update: ClientUpdate, histogram: ScoreHistogram, validation_rows: int) -> MetricRecord:
+def update_metrics(update: ClientUpdate, histogram: ScoreHistogram, validation_rows: int, timing: dict) -> MetricRecord:
     return MetricRecord(
-        {EXAMPLES: update.n_examples, TRAIN_LOSS: update.train_loss, VALIDATION_ROWS: validation_rows, **histogram_metrics(histogram)}
+        {EXAMPLES: update.n_examples, TRAIN_LOSS: update.train_loss, VALIDATION_ROWS: validation_rows, **histogram_metrics(histogram), **timing}
     )
+
+
+def timing_metrics(process_start: float, handler_start: float) -> dict:
+    return {PROCESS_START: process_start, HANDLER_START: handler_start, HANDLER_END: time.time()}

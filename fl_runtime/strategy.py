@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp import Grid
@@ -30,6 +31,17 @@ class FederationError(RuntimeError):
     """The federation cannot go on; the message says why and which client."""
 
 
+@dataclass(frozen=True)
+class Exchange:
+    """One round trip of messages: when they left, what came back (node, reply, arrival) and who failed."""
+
+    stage: str
+    round: int
+    pushed_at: float
+    replies: list[tuple[int, Message, float]]
+    failures: list[tuple[int, str]]
+
+
 class PollingGrid(Grid):
     """A Grid that delegates to Flower's and polls for replies every ``REPLY_POLL_SECONDS``.
 
@@ -42,6 +54,8 @@ class PollingGrid(Grid):
         self._grid = grid
         self.destinations: dict[str, int] = {}
         self.unanswered: list[int] = []
+        self.pushed_at = 0.0
+        self.arrivals: dict[str, float] = {}
 
     def set_run(self, run) -> None:
         self._grid.set_run(run)
@@ -67,6 +81,7 @@ class PollingGrid(Grid):
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
         messages = list(messages)
+        self.pushed_at, self.arrivals = time.time(), {}
         message_ids = list(self.push_messages(messages))
         self.destinations = {mid: m.metadata.dst_node_id for mid, m in zip(message_ids, messages) if mid}
         pending = set(self.destinations)
@@ -74,6 +89,8 @@ class PollingGrid(Grid):
         replies: list[Message] = []
         while pending and (deadline is None or time.monotonic() < deadline):
             received = list(self.pull_messages(pending))
+            now = time.time()
+            self.arrivals.update({reply.metadata.reply_to_message_id: now for reply in received})
             replies.extend(received)
             pending.difference_update(reply.metadata.reply_to_message_id for reply in received)
             if pending:
@@ -128,7 +145,7 @@ class FraudFedAvg(FedAvg):
         num_rounds: int,
         node_wait_timeout: float,
         round_config: Callable[[int], dict],
-        on_replies: Callable[[str, int, list[tuple[int, Message]], list[tuple[int, str]]], None],
+        on_replies: Callable[[Exchange], None],
     ) -> None:
         super().__init__(
             fraction_train=1.0,
@@ -176,7 +193,10 @@ class FraudFedAvg(FedAvg):
         good = [reply for reply in replies if not reply.has_error()]
         failures = [(grid.node_of(reply), reply.error.reason) for reply in replies if reply.has_error()]
         failures += [(node, "no reply within the round timeout") for node in grid.unanswered]
-        self.on_replies(kind, server_round, [(grid.node_of(reply), reply) for reply in good], failures)
+        arrivals = [grid.arrivals.get(reply.metadata.reply_to_message_id, time.time()) for reply in good]
+        self.on_replies(
+            Exchange(kind, server_round, grid.pushed_at, [(grid.node_of(r), r, t) for r, t in zip(good, arrivals)], failures)
+        )
         for node, _ in failures:  # a client that failed a round is out of the federation for good
             self.members.pop(node, None)
         if len(good) < self.min_clients:

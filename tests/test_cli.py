@@ -1,0 +1,106 @@
+"""The command line contract: prepare-data and compare; exit codes; bad input writes nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fl_runtime.data import LABEL, read_csv
+from tests.conftest import PROJECT, write_rows
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "fl_runtime", *map(str, args)], capture_output=True, text=True, cwd=cwd or PROJECT, timeout=300)
+
+
+def test_prepare_data_writes_a_test_set_and_one_csv_per_client(tmp_path, cms_path):
+    done = run_cli("prepare-data", "--data", cms_path, "--clients", 3, "--partition", "non-iid", "--seed", 4, "--out", tmp_path / "split")
+    assert done.returncode == 0, done.stderr
+    names = sorted(p.name for p in (tmp_path / "split").iterdir())
+    assert names == ["client_1.csv", "client_2.csv", "client_3.csv", "test.csv"]
+    parts = [read_csv(tmp_path / "split" / name) for name in names]
+    assert sum(p.n_rows for p in parts) == 5500 and sum(p.n_positive for p in parts) == 500
+    assert "client_1.csv: " in done.stdout and "fraudulent" in done.stdout
+
+
+def test_prepare_data_is_reproducible_with_seed(tmp_path, cms_path):
+    for folder in ("a", "b"):
+        assert run_cli("prepare-data", "--data", cms_path, "--clients", 2, "--partition", "iid", "--seed", 9, "--out", tmp_path / folder).returncode == 0
+    for name in ("test.csv", "client_1.csv", "client_2.csv"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_prepare_data_without_data_uses_the_synthetic_set_and_says_so(tmp_path):
+    done = run_cli("prepare-data", "--clients", 3, "--out", tmp_path / "split")
+    assert done.returncode == 0, done.stderr
+    assert "SYNTHETIC" in done.stdout
+
+
+@pytest.mark.parametrize(
+    "rows, expected",
+    [
+        ([[0, "12", "x"]], "column 'b', line 2: 'x' is not a number"),
+        ([[0, "12", "nan"]], "column 'b', line 2: 'nan' is not a finite number"),
+        ([[3, "12", "1"]], f"column '{LABEL}', line 2: label '3' is not 0 or 1"),
+    ],
+)
+def test_prepare_data_rejects_bad_cells_with_exit_2_and_writes_nothing(tmp_path, rows, expected):
+    bad = write_rows(tmp_path / "bad.csv", [LABEL, "a", "b"], rows)
+    done = run_cli("prepare-data", "--data", bad, "--clients", 2, "--out", tmp_path / "split")
+    assert done.returncode == 2
+    assert f"{bad}: {expected}" in done.stderr
+    assert not (tmp_path / "split").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv"]
+
+
+def test_prepare_data_without_label_column_or_file_exits_2(tmp_path):
+    no_label = write_rows(tmp_path / "nolabel.csv", ["a", "b"], [[1, 2]])
+    done = run_cli("prepare-data", "--data", no_label, "--clients", 2, "--out", tmp_path / "split")
+    assert done.returncode == 2 and f"missing label column '{LABEL}'" in done.stderr
+    done = run_cli("prepare-data", "--data", tmp_path / "absent.csv", "--clients", 2, "--out", tmp_path / "split")
+    assert done.returncode == 2 and "absent.csv: file not found" in done.stderr
+    assert not (tmp_path / "split").exists()
+
+
+def test_prepare_data_refuses_to_overwrite_an_existing_split(tmp_path):
+    assert run_cli("prepare-data", "--clients", 2, "--out", tmp_path / "split").returncode == 0
+    before = (tmp_path / "split" / "test.csv").read_bytes()
+    done = run_cli("prepare-data", "--clients", 2, "--seed", 1, "--out", tmp_path / "split")
+    assert done.returncode == 2 and "test.csv: already exists" in done.stderr
+    assert (tmp_path / "split" / "test.csv").read_bytes() == before
+
+
+def test_compare_prints_and_saves_centralised_local_only_and_federated(tmp_path, cms_path):
+    done = run_cli("compare", "--data", cms_path, "--seeds", 0, 1, "--out", tmp_path / "cmp")
+    assert done.returncode == 0, done.stderr
+    document = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert [run["seed"] for run in document["runs"]] == [0, 1]
+    models = document["runs"][0]["models"]
+    assert set(models) == {"centralised", "federated", "client_1 alone", "client_2 alone", "client_3 alone"}
+    assert abs(models["federated"]["roc-auc"] - models["centralised"]["roc-auc"]) <= 0.01
+    assert "largest |federated - centralised|" in " ".join(done.stdout.split())
+    assert "| federated |" in (tmp_path / "cmp" / "compare.md").read_text()
+
+
+def test_compare_on_prepared_client_csvs(tmp_path, cms_path):
+    assert run_cli("prepare-data", "--data", cms_path, "--clients", 3, "--seed", 2, "--out", tmp_path / "split").returncode == 0
+    split = tmp_path / "split"
+    done = run_cli(
+        "compare", "--client-data", split / "client_1.csv", split / "client_2.csv", split / "client_3.csv",
+        "--test-data", split / "test.csv", "--out", tmp_path / "cmp",
+    )
+    assert done.returncode == 0, done.stderr
+    models = json.loads((tmp_path / "cmp" / "compare.json").read_text())["runs"][0]["models"]
+    assert models["federated"]["roc-auc"] >= 0.80
+    assert set(models) >= {"client_1 alone", "client_3 alone"}
+
+
+def test_unknown_flags_and_values_are_usage_errors():
+    assert run_cli("prepare-data", "--clients", 2).returncode == 2  # --out missing
+    assert run_cli("compare", "--penalty", "elasticnet").returncode == 2
+    done = run_cli("local", "--client-data", "a.csv")
+    assert done.returncode == 2 and "--client-data needs --test-data" in done.stderr
