@@ -147,7 +147,7 @@ class SuperLink:
     def cli_home(self) -> Path:
         return self.workspace / "flwr-cli"
 
-    def start(self, timeout: float = 60.0) -> None:
+    def start(self, timeout: float = 60.0, fast_task_poll: bool = True) -> None:
         self.supervisor.start(
             "superlink",
             [
@@ -160,7 +160,7 @@ class SuperLink:
                 "--enable-supernode-auth",
                 "--disable-runtime-dependency-installation",
             ],
-            flower_env(self.workspace / "superlink-home", FAST_TASK_POLL),
+            flower_env(self.workspace / "superlink-home", FAST_TASK_POLL if fast_task_poll else {}),
             self.workspace / "superlink",
         )
         self.cli_home.mkdir(parents=True, exist_ok=True)

@@ -42,12 +42,14 @@ from fl_runtime.pki import create_node_key, create_tls
 from fl_runtime.progress import EventReader, ProgressView
 from fl_runtime.report import OUTPUT_FILES
 from fl_runtime.server_app import EVENTS_FILE
+from fl_runtime.strategy import REPLY_POLL_SECONDS
 from fl_runtime.synthetic import SYNTHETIC_SOURCE, generate
 from fl_runtime.task import TrainConfig
 
 SYNTHETIC_ROWS = 5500
 SYNTHETIC_CLIENTS = 3
 STATUS_POLL_SECONDS = 2.0
+STOCK_REPLY_POLL_SECONDS = 3.0  # what Flower's own Grid.send_and_receive waits between polls
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class LocalOptions:
     out: Path | None = None  # default: runs/<timestamp>
     node_wait_timeout: float = 120.0
     round_timeout: float = 300.0
+    fast_polling: bool = True  # False: Flower's stock poll intervals, for benchmarking the difference
 
     def __post_init__(self) -> None:
         if self.rounds < 1:
@@ -140,7 +143,7 @@ def run_local(options: LocalOptions, console: Console) -> Path:
 def _federate(options, console, supervisor, workspace, staging, test_path, client_paths, min_clients, description) -> None:
     tls = create_tls(workspace / "tls", ["127.0.0.1"])
     superlink = SuperLink(supervisor, workspace, tls, host="127.0.0.1", port=free_port(), dial_address="127.0.0.1")
-    superlink.start()
+    superlink.start(fast_task_poll=options.fast_polling)
     for index, path in enumerate(client_paths, start=1):
         name = f"client_{index}" if not options.client_data else path.stem
         key = create_node_key(workspace / "keys", name)
@@ -148,7 +151,7 @@ def _federate(options, console, supervisor, workspace, staging, test_path, clien
         supervisor.start(
             f"supernode-{name}",
             supernode_command(superlink.address, tls.ca_certificate, key, {"data-path": str(path), "name": name}, free_port(), max_wait_time=60),
-            flower_env(workspace / f"home-{name}", {**FAST_TASK_POLL, **ONE_THREAD}),
+            flower_env(workspace / f"home-{name}", {**(FAST_TASK_POLL if options.fast_polling else {}), **ONE_THREAD}),
             workspace / f"supernode-{name}",
         )
     run_config = {
@@ -164,6 +167,7 @@ def _federate(options, console, supervisor, workspace, staging, test_path, clien
         "test-data": str(test_path),
         "out-dir": str(staging),
         "data-description": description,
+        "reply-poll-seconds": REPLY_POLL_SECONDS if options.fast_polling else STOCK_REPLY_POLL_SECONDS,
     }
     run_id = superlink.submit(stage_app(workspace / "app"), run_config)
     console.print(f"Run {run_id} submitted to the SuperLink at {superlink.address} (TLS, SuperNode authentication)", highlight=False)

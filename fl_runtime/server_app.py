@@ -64,6 +64,7 @@ class ServerSettings:
     test_data: Path
     out_dir: Path
     data_description: str
+    reply_poll_seconds: float
 
     @classmethod
     def from_run_config(cls, config) -> ServerSettings:
@@ -78,6 +79,7 @@ class ServerSettings:
             test_data=_absolute_path(config, "test-data"),
             out_dir=_absolute_path(config, "out-dir"),
             data_description=str(config.get("data-description", "")),
+            reply_poll_seconds=_positive_number(config, "reply-poll-seconds"),
         )
 
     def summary(self) -> dict:
@@ -141,7 +143,7 @@ def run(grid: Grid, settings: ServerSettings, events: EventLog) -> None:
     from fl_runtime.report import write_outputs
 
     test = read_csv(settings.test_data)
-    grid = PollingGrid(grid)
+    grid = PollingGrid(grid, settings.reply_poll_seconds)
     nodes = wait_for_clients(grid, settings.min_clients, settings.node_wait_timeout)
     federation = collect_moments(grid, nodes, test, settings.round_timeout)
     events.emit({"event": "federation", "clients": list(federation.names.values()), "rows": federation.rows, "positives": federation.positives})

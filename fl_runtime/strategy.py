@@ -1,8 +1,9 @@
 """Server-side federation mechanics on top of Flower's FedAvg: bounded waits, membership, fast replies.
 
 - ``PollingGrid``: the Grid the ServerApp receives polls for replies every 3 s; this wrapper does the
-  same through the public Grid API (push_messages / pull_messages) every 50 ms, so a round does not
-  wait for the server's next poll. Flower itself is not patched.
+  same through the public Grid API (push_messages / pull_messages) every 50 ms (run config
+  ``reply-poll-seconds``), so a round does not wait for the server's next poll. Flower itself is not
+  patched.
 - ``wait_for_clients``: Flower's node sampling waits forever for the minimum number of nodes; every
   wait here has a deadline and fails with a message that says how many clients came.
 - ``FraudFedAvg``: FedAvg (example-weighted) restricted to the clients that took part in the moments
@@ -24,7 +25,7 @@ from flwr.serverapp.strategy import FedAvg
 
 from fl_runtime import records
 
-REPLY_POLL_SECONDS = 0.05
+REPLY_POLL_SECONDS = 0.05  # Flower's own Grid waits 3 s between polls
 
 
 class FederationError(RuntimeError):
@@ -43,15 +44,16 @@ class Exchange:
 
 
 class PollingGrid(Grid):
-    """A Grid that delegates to Flower's and polls for replies every ``REPLY_POLL_SECONDS``.
+    """A Grid that delegates to Flower's and polls for replies every ``poll_seconds``.
 
     It also remembers, for the last exchange, which node each message went to (message ids exist only
     once pushed; error replies come from the SuperLink, not from the node) and which nodes never
     answered.
     """
 
-    def __init__(self, grid: Grid) -> None:
+    def __init__(self, grid: Grid, poll_seconds: float = REPLY_POLL_SECONDS) -> None:
         self._grid = grid
+        self.poll_seconds = poll_seconds
         self.destinations: dict[str, int] = {}
         self.unanswered: list[int] = []
         self.pushed_at = 0.0
@@ -94,7 +96,7 @@ class PollingGrid(Grid):
             replies.extend(received)
             pending.difference_update(reply.metadata.reply_to_message_id for reply in received)
             if pending:
-                time.sleep(REPLY_POLL_SECONDS)
+                time.sleep(self.poll_seconds)
         self.unanswered = [self.destinations[mid] for mid in pending]
         return replies
 
