@@ -21,12 +21,14 @@ EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 
 def _add_training(parser: argparse.ArgumentParser) -> None:
     from fl_runtime.model import PENALTIES
+    from fl_runtime.task import TrainConfig
 
+    defaults = TrainConfig()
     group = parser.add_argument_group("training")
     group.add_argument("--rounds", type=int, default=10, help="FedAvg rounds (default 10)")
-    group.add_argument("--local-iterations", type=int, default=1, help="Newton steps (L2) or SAGA epochs (L1) per round")
-    group.add_argument("--C", dest="C", type=float, default=1.0, help="inverse regularisation strength of the pooled problem")
-    group.add_argument("--penalty", choices=PENALTIES, default="l2")
+    group.add_argument("--local-iterations", type=int, default=defaults.local_iterations, help="Newton steps (L2) or SAGA epochs (L1) per round")
+    group.add_argument("--C", dest="C", type=float, default=defaults.C, help="inverse regularisation strength of the pooled problem")
+    group.add_argument("--penalty", choices=PENALTIES, default=defaults.penalty)
     group.add_argument("--no-shared-curvature", dest="share_curvature", action="store_false",
                        help="keep each client's curvature local (plain FedAvg of local Newton steps; drifts under label skew)")
     group.add_argument("--seed", type=int, default=0, help="split, partition and SMOTE seed")

@@ -116,6 +116,15 @@ def newton_step(objective: LocalObjective, weights: Weights, curvature: np.ndarr
     return Weights.from_vector(weights.vector - step)
 
 
+def _penalty_kwargs(penalty: str) -> dict:
+    """scikit-learn >= 1.8 deprecated ``penalty`` for ``l1_ratio`` (0 = L2, 1 = L1); 1.4 only knows ``penalty``."""
+    from sklearn.linear_model import LogisticRegression
+
+    if inspect.signature(LogisticRegression).parameters["penalty"].default == "deprecated":
+        return {"l1_ratio": 1.0 if penalty == "l1" else 0.0}
+    return {"penalty": penalty}
+
+
 def l1_update(objective: LocalObjective, weights: Weights, epochs: int) -> Weights:
     """L1 is not smooth: ``epochs`` passes of scikit-learn's SAGA, warm-started from ``weights``.
 
@@ -125,12 +134,9 @@ def l1_update(objective: LocalObjective, weights: Weights, epochs: int) -> Weigh
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
-    kwargs = dict(C=1.0 / (objective.ridge * objective.n_examples), solver="saga", max_iter=epochs, warm_start=True, tol=1e-8)
-    if inspect.signature(LogisticRegression).parameters["penalty"].default == "deprecated":
-        kwargs["l1_ratio"] = 1.0  # scikit-learn >= 1.8 deprecated `penalty`; 1.4 only knows `penalty`
-    else:
-        kwargs["penalty"] = "l1"
-    model = LogisticRegression(**kwargs)
+    model = LogisticRegression(
+        C=1.0 / (objective.ridge * objective.n_examples), solver="saga", max_iter=epochs, warm_start=True, tol=1e-8, **_penalty_kwargs("l1")
+    )
     model.coef_ = weights.coef.copy()
     model.intercept_ = weights.intercept.copy()
     with warnings.catch_warnings():
@@ -148,12 +154,8 @@ def fit_to_convergence(Z: np.ndarray, y: np.ndarray, C: float, penalty: str) -> 
     """
     from sklearn.linear_model import LogisticRegression
 
-    kwargs = dict(C=C, solver="saga" if penalty == "l1" else "lbfgs", max_iter=10_000, tol=1e-10)
-    if inspect.signature(LogisticRegression).parameters["penalty"].default == "deprecated":
-        kwargs["l1_ratio"] = 1.0 if penalty == "l1" else 0.0
-    else:
-        kwargs["penalty"] = penalty
-    model = LogisticRegression(**kwargs).fit(Z, y)
+    solver = "saga" if penalty == "l1" else "lbfgs"
+    model = LogisticRegression(C=C, solver=solver, max_iter=10_000, tol=1e-10, **_penalty_kwargs(penalty)).fit(Z, y)
     return Weights(model.coef_.copy(), model.intercept_.copy())
 
 

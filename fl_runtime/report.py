@@ -57,10 +57,12 @@ def _plot_rounds(path: Path, history: History) -> None:
     for key in ("roc-auc", "pr-auc", "f1"):
         quality.plot(rounds, [history.rounds[r].test.get(key, np.nan) for r in rounds], marker="o", label=key.upper())
     quality.set(xlabel="round", ylabel="test set", title="Global model on the server's test set", ylim=(0, 1))
+    quality.xaxis.get_major_locator().set_params(integer=True)
+    loss.xaxis.get_major_locator().set_params(integer=True)
     quality.legend()
     loss.plot(rounds, [history.rounds[r].test["log-loss"] for r in rounds], marker="o", label="test log loss")
     train_loss = [history.rounds[r].train_loss for r in rounds]
-    loss.plot(rounds, [np.nan if v is None else v for v in train_loss], marker="s", label="training log loss (clients)")
+    loss.plot(rounds, [np.nan if v is None else v for v in train_loss], marker="s", label="clients' training loss (oversampled, balanced)")
     loss.set(xlabel="round", ylabel="log loss", title="Log loss")
     loss.legend()
     figure.tight_layout()
@@ -107,7 +109,7 @@ def report_markdown(document: dict) -> str:
     lines = [
         "# Federated fraud detection: run report",
         "",
-        f"Data: {config.get('data') or 'client CSVs'}. Clients: {', '.join(document['federation']['clients'])}. "
+        f"Data: {config.get('data') or 'client CSVs'}. Clients: {', '.join(sorted(document['federation']['clients']))}. "
         f"Server test set: {document['test-set']['rows']} providers, {document['test-set']['positives']} fraudulent "
         "(held by the server only, never used for training or for choosing the threshold).",
         "",
@@ -137,7 +139,7 @@ def report_markdown(document: dict) -> str:
         )
     lines += ["", "## Clients (final model on each client's own validation part)", "",
               "| client | training rows | fraudulent | validation rows | ROC-AUC | PR-AUC | F1 |", "|---|---|---|---|---|---|---|"]
-    for name in document["federation"]["clients"]:
+    for name in sorted(document["federation"]["clients"]):
         validation = document["clients-validation"].get(name, {})
         lines.append(
             f"| {name} | {document['federation']['training-rows'][name]} | {document['federation']['training-positives'][name]} | "

@@ -10,6 +10,12 @@ from fl_runtime.stats import GlobalStats
 from fl_runtime.task import ClientData, TrainConfig
 
 
+@pytest.fixture
+def prepared(synthetic):
+    client = ClientData.split(synthetic, seed=0)
+    return client, client.prepare(GlobalStats.from_moments([client.moments()]), seed=0)
+
+
 def test_split_is_stratified_disjoint_and_reproducible(synthetic):
     a, b = ClientData.split(synthetic, seed=3), ClientData.split(synthetic, seed=3)
     np.testing.assert_array_equal(a.train.X, b.train.X)
@@ -25,19 +31,16 @@ def test_moments_cover_the_training_part_only(synthetic):
     assert client.moments().n_rows == client.train.n_rows
 
 
-def test_smote_touches_the_training_part_only_and_validation_keeps_real_rows(synthetic):
-    client = ClientData.split(synthetic, seed=0)
+def test_smote_touches_the_training_part_only_and_validation_keeps_real_rows(prepared):
+    client, prepared = prepared
     stats = GlobalStats.from_moments([client.moments()])
-    prepared = client.prepare(stats, seed=0)
     assert prepared.n_examples > client.train.n_rows  # synthetic positives added
     assert len(prepared.validation_y) == client.validation.n_rows
     np.testing.assert_allclose(prepared.validation_Z, stats.standardise(client.validation.X))
 
 
-def test_a_round_reports_weights_examples_own_curvature_and_the_incoming_models_loss(synthetic):
-    client = ClientData.split(synthetic, seed=0)
-    stats = GlobalStats.from_moments([client.moments()])
-    prepared = client.prepare(stats, seed=0)
+def test_a_round_reports_weights_examples_own_curvature_and_the_incoming_models_loss(synthetic, prepared):
+    _, prepared = prepared
     start = Weights.zeros(len(synthetic.features))
     update = prepared.update(start, TrainConfig())
     assert update.n_examples == prepared.n_examples
@@ -47,10 +50,8 @@ def test_a_round_reports_weights_examples_own_curvature_and_the_incoming_models_
     assert again.train_loss < update.train_loss
 
 
-def test_shared_curvature_replaces_the_clients_own_in_the_step(synthetic):
-    client = ClientData.split(synthetic, seed=0)
-    stats = GlobalStats.from_moments([client.moments()])
-    prepared = client.prepare(stats, seed=0)
+def test_shared_curvature_replaces_the_clients_own_in_the_step(synthetic, prepared):
+    _, prepared = prepared
     start = Weights.zeros(len(synthetic.features))
     own = prepared.update(start, TrainConfig())
     doubled = prepared.update(start, TrainConfig(), shared_curvature=2 * own.curvature)
