@@ -7,6 +7,7 @@ nothing was written), 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -125,7 +126,13 @@ def local(args, console: Console) -> int:
         node_wait_timeout=args.node_wait_timeout, round_timeout=args.round_timeout,
     )
     out = run_local(options, console)
-    console.print(f"Done. Model, metrics, report and plots in {out}", highlight=False)
+    final = json.loads((out / "metrics.json").read_text())["final"]
+    console.print(
+        f"Done: final model ROC-AUC {final['roc-auc']:.4f}, PR-AUC {final['pr-auc']:.4f}; at threshold {final['threshold']:.3f} "
+        f"(chosen on the clients' validation data) precision {final['precision']:.3f}, recall {final['recall']:.3f}, F1 {final['f1']:.3f}. "
+        f"Model, metrics, report and plots in {out}",
+        highlight=False,
+    )
     return 0
 
 

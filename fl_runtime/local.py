@@ -120,7 +120,8 @@ def run_local(options: LocalOptions, console: Console) -> Path:
         min_clients = options.min_clients or len(client_paths)
         if min_clients > len(client_paths):
             raise ValueError(f"--min-clients {min_clients} exceeds the {len(client_paths)} clients given")
-        console.print(f"Data: {description}; {len(client_paths)} clients, server test set {test_path}", highlight=False)
+        test_set = "generated" if not options.client_data else str(test_path)
+        console.print(f"Data: {description}; {len(client_paths)} clients; server test set: {test_set}", highlight=False)
         shutil.rmtree(staging, ignore_errors=True)
         with interrupts_as_keyboard_interrupt():
             _federate(options, console, supervisor, workspace, staging, test_path, client_paths, min_clients, description)

@@ -84,6 +84,7 @@ def test_the_console_shows_a_live_row_per_round(completed_run):
     assert len(rows) == ROUNDS
     assert all("ROC-AUC" in row and "PR-AUC" in row and "log loss" in row for row in rows)
     assert "TLS, SuperNode authentication" in done.stdout
+    assert f"Done: final model ROC-AUC" in done.stdout and "F1" in done.stdout
 
 
 def test_the_saved_model_predicts_raw_csv_rows_with_high_roc_auc(completed_run, split):
