@@ -1,0 +1,121 @@
+"""A client account's IAM roles for federated training: least privilege, every grant scoped.
+
+- ``FL-kickoff-client-job``: what the server's notebook may do here, and nothing more (the reference
+  design's FL-sagemaker-actions permissions, scoped): start, describe, stop and update training jobs
+  whose name starts with the configured prefix, that run in this account's private subnets with the
+  training security group; pass the execution role, to SageMaker only; read this client's settings in
+  SSM. It trusts the server account's notebook role only, and only with the client's external id.
+- The SageMaker execution role: read the code and data buckets, write model artifacts, the VPC network
+  interfaces of a VPC-mode job, and its own logs and metrics. No AWS managed policy.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from stacks.compliance import AWS_SOLUTIONS, acknowledge, objects_finding
+from stacks.config import KICKOFF_ROLE_NAME, ClientAccount, FederationConfig
+from stacks.roles import attach, log_group_arn
+
+DATA_PREFIX = "data_prep/"
+ARTIFACT_PREFIX = "client_artifact/"
+VPC_NETWORK_INTERFACE_ACTIONS = [
+    "ec2:CreateNetworkInterface",
+    "ec2:CreateNetworkInterfacePermission",
+    "ec2:DeleteNetworkInterface",
+    "ec2:DeleteNetworkInterfacePermission",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeVpcs",
+    "ec2:DescribeDhcpOptions",
+    "ec2:DescribeSubnets",
+    "ec2:DescribeSecurityGroups",
+]
+
+
+def training_execution_role(
+    scope: Construct, *, code: s3.IBucket, data: s3.IBucket, artifacts: s3.IBucket, key: kms.IKey
+) -> iam.Role:
+    stack = Stack.of(scope)
+    role = iam.Role(
+        scope, "TrainingExecutionRole",
+        assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com").with_conditions({"StringEquals": {"aws:SourceAccount": stack.account}}),
+        description="SageMaker training jobs of the federation: read code and data, write artifacts",
+    )
+    logs = log_group_arn(scope, "/aws/sagemaker/TrainingJobs")
+    policy = attach(scope, "TrainingExecutionPolicy", role, [
+        iam.PolicyStatement(sid="ReadCode", actions=["s3:GetObject"], resources=[code.arn_for_objects("*")]),
+        iam.PolicyStatement(sid="ReadData", actions=["s3:GetObject"], resources=[data.arn_for_objects(f"{DATA_PREFIX}*")]),
+        iam.PolicyStatement(sid="ListData", actions=["s3:ListBucket"], resources=[data.bucket_arn], conditions={"StringLike": {"s3:prefix": [f"{DATA_PREFIX}*"]}}),
+        iam.PolicyStatement(sid="WriteArtifacts", actions=["s3:PutObject", "s3:AbortMultipartUpload"], resources=[artifacts.arn_for_objects(f"{ARTIFACT_PREFIX}*")]),
+        iam.PolicyStatement(sid="UseDataKey", actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[key.key_arn]),
+        iam.PolicyStatement(sid="VpcNetworkInterfaces", actions=VPC_NETWORK_INTERFACE_ACTIONS, resources=["*"]),
+        iam.PolicyStatement(sid="Logs", actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"], resources=[logs]),
+        iam.PolicyStatement(
+            sid="Metrics", actions=["cloudwatch:PutMetricData"], resources=["*"],
+            conditions={"StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/TrainingJobs"}},
+        ),
+    ])
+    reasons = {
+        f"{AWS_SOLUTIONS}IAM5[Resource::*]": "VPC-mode training needs the ec2 network-interface and describe actions, which do not support "
+        "resource-level permissions; cloudwatch:PutMetricData is limited to the SageMaker training namespace by condition",
+        objects_finding(code): "The job reads its source.tar.gz from the code bucket, which holds nothing else",
+        objects_finding(data, DATA_PREFIX): "The job reads the staged train/validation objects under data_prep/ only",
+        objects_finding(artifacts, ARTIFACT_PREFIX): "SageMaker writes model.tar.gz under client_artifact/<job name>/, which is not known in advance",
+        f"{AWS_SOLUTIONS}IAM5[Resource::{logs}]": "SageMaker names the log streams per training job; the grant covers the training-job log group",
+    }
+    for finding, reason in reasons.items():
+        acknowledge(policy, finding, reason)
+    return role
+
+
+def kickoff_role(
+    scope: Construct, config: FederationConfig, client: ClientAccount, *, execution_role: iam.IRole,
+    subnets: ec2.SelectedSubnets, training_security_group: ec2.ISecurityGroup,
+) -> iam.Role:
+    stack = Stack.of(scope)
+    role = iam.Role(
+        scope, "KickoffRole", role_name=KICKOFF_ROLE_NAME,
+        assumed_by=iam.AccountPrincipal(config.server_account).with_conditions(
+            {
+                "StringEquals": {"sts:ExternalId": client.external_id},
+                "ArnEquals": {"aws:PrincipalArn": config.server_notebook_role_arn},
+            }
+        ),
+        description="Lets the federation server notebook start this account training jobs",
+    )
+    jobs = stack.format_arn(service="sagemaker", resource="training-job", resource_name=f"{config.training_job_prefix}*")
+    settings = stack.format_arn(service="ssm", resource="parameter", resource_name=config.client_parameter(client, "*").lstrip("/"))
+    policy = attach(scope, "SageMakerActions", role, name="FL-sagemaker-actions", statements=[
+        iam.PolicyStatement(
+            sid="StartJobsInThePrivateSubnetsOnly", actions=["sagemaker:CreateTrainingJob"], resources=[jobs],
+            conditions={
+                "ForAllValues:StringEquals": {
+                    "sagemaker:VpcSubnets": [s.subnet_id for s in subnets.subnets],
+                    "sagemaker:VpcSecurityGroupIds": [training_security_group.security_group_id],
+                },
+                "Null": {"sagemaker:VpcSubnets": "false", "sagemaker:VpcSecurityGroupIds": "false"},
+            },
+        ),
+        iam.PolicyStatement(sid="WatchAndStopJobs", actions=["sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob", "sagemaker:UpdateTrainingJob"], resources=[jobs]),
+        iam.PolicyStatement(sid="InspectNetwork", actions=["ec2:DescribeSubnets", "ec2:DescribeVpcs", "ec2:DescribeNetworkInterfaces"], resources=["*"]),
+        iam.PolicyStatement(sid="ReadExecutionRole", actions=["iam:GetRole"], resources=[execution_role.role_arn]),
+        iam.PolicyStatement(
+            sid="PassExecutionRoleToSageMakerOnly", actions=["iam:PassRole"], resources=[execution_role.role_arn],
+            conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+        ),
+        iam.PolicyStatement(sid="ReadThisClientsSettings", actions=["ssm:GetParameter", "ssm:GetParameters"], resources=[settings]),
+    ])
+    reasons = {
+        f"{AWS_SOLUTIONS}IAM5[Resource::{jobs}]": "Training-job names carry a per-run suffix; the grant is limited to the federation's name prefix",
+        f"{AWS_SOLUTIONS}IAM5[Resource::*]": "ec2 Describe actions (the reference design's DescribeSubnets, DescribeVpcs, DescribeNetworkInterfaces) "
+        "do not support resource-level permissions",
+        f"{AWS_SOLUTIONS}IAM5[Resource::{settings}]": "The kickoff step reads the settings this client stack publishes under its own parameter path",
+    }
+    for finding, reason in reasons.items():
+        acknowledge(policy, finding, reason)
+    return role

@@ -1,0 +1,68 @@
+"""Compliance checks on every synth: cdk-nag's AwsSolutions and HIPAA Security packs.
+
+The data is Medicare claims, so HIPAA Security applies. A finding either gets fixed or acknowledged
+here with ``acknowledge``: one exact finding (rule and, for IAM wildcards, the exact action or resource)
+on one construct, with the reason it is acceptable. Unacknowledged findings fail synthesis.
+"""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from aws_cdk import DefaultStackSynthesizer, Stack
+from aws_cdk import custom_resources as cr
+from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks
+from constructs import IConstruct
+
+AWS_SOLUTIONS = "AwsSolutions::AwsSolutions-"
+HIPAA = "HIPAA.Security::HIPAA.Security-"
+
+
+def objects_finding(bucket, prefix: str = "") -> str:
+    """How cdk-nag names a wildcard grant on ``bucket``'s objects under ``prefix``."""
+    return f"{AWS_SOLUTIONS}IAM5[Resource::<{Stack.of(bucket).get_logical_id(bucket.node.default_child)}.Arn>/{prefix}*]"
+
+
+def add_checks(app: cdk.App) -> None:
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(), HIPAASecurityChecks())
+
+
+def acknowledge(construct: IConstruct, finding: str, reason: str) -> None:
+    """Accept one exact cdk-nag finding on ``construct`` (and its children), saying why."""
+    if len(reason) < 20:
+        raise ValueError(f"acknowledging {finding} needs a real reason, got {reason!r}")
+    cdk.Validations.of(construct).acknowledge(cdk.Acknowledgment(id=finding, reason=reason))
+
+
+DEPLOYMENT_FUNCTION = (
+    "a CDK-provided function that runs only while CloudFormation deploys or deletes this stack "
+    "(it copies the code bundle, or makes one AWS API call); it handles no claims data"
+)
+
+
+def acknowledge_cdk_functions(stack: Stack) -> None:
+    """Findings on the Lambda functions CDK itself adds (BucketDeployment, AwsCustomResource).
+
+    They run at deployment time only, outside the VPC because they must answer CloudFormation's
+    pre-signed S3 response URL, which this project's S3 endpoint policy would block, and CDK
+    generates their runtime and grants.
+    """
+    account, region = stack.account, stack.region
+    findings = {
+        f"{AWS_SOLUTIONS}L1": f"Runtime chosen by CDK for {DEPLOYMENT_FUNCTION}",
+        f"{HIPAA}LambdaConcurrency": f"No reserved concurrency for {DEPLOYMENT_FUNCTION}",
+        f"{HIPAA}LambdaDLQ": f"CloudFormation retries and reports failures of {DEPLOYMENT_FUNCTION}; a DLQ adds nothing",
+        f"{HIPAA}LambdaInsideVPC": f"Outside the VPC: {DEPLOYMENT_FUNCTION}, and must reach CloudFormation's response URL",
+        f"{HIPAA}IAMNoInlinePolicy": f"CDK attaches the grants of {DEPLOYMENT_FUNCTION} as an inline policy",
+        f"{AWS_SOLUTIONS}IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]":
+            f"CDK gives {DEPLOYMENT_FUNCTION} the basic execution role for its logs",
+    }
+    bucket_copy = f"CDK's grant for {DEPLOYMENT_FUNCTION}: read the bundle asset, write it into the code bucket under its KMS key"
+    for action in ("s3:GetObject*", "s3:GetBucket*", "s3:List*", "s3:DeleteObject*", "s3:Abort*", "kms:ReEncrypt*", "kms:GenerateDataKey*"):
+        findings[f"{AWS_SOLUTIONS}IAM5[Action::{action}]"] = bucket_copy
+    assets = f"cdk-{DefaultStackSynthesizer.DEFAULT_QUALIFIER}-assets-{account}-{region}"
+    findings[f"{AWS_SOLUTIONS}IAM5[Resource::arn:aws:s3:::{assets}/*]"] = bucket_copy
+    for child in stack.node.children:
+        name = child.node.id
+        if name.startswith("Custom::CDKBucketDeployment") or name == "AWS" + cr.AwsCustomResource.PROVIDER_FUNCTION_UUID.replace("-", ""):
+            for finding, reason in findings.items():
+                acknowledge(child, finding, reason)

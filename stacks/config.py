@@ -1,0 +1,244 @@
+"""The federation's deployment settings: one typed, validated object, read once from the CDK context.
+
+Defaults live in cdk.json (``"federation"`` context key); override any of them with
+``npx cdk synth -c federation='{...}'`` or a file via ``-c federation_file=path.json``. Every construct
+receives this object (or a part of it); nothing below the app reads the context or the environment.
+Invalid settings stop synthesis with one message that names the field.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+ACCOUNT = re.compile(r"^\d{12}$")
+REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
+CLIENT_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
+EXTERNAL_ID = re.compile(r"^[\w+=,.@:/-]{2,1224}$")
+INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+PLACEHOLDER_ACCOUNTS = {"111111111111", "222222222222", "333333333333", "444444444444"}
+
+
+class ConfigError(ValueError):
+    """A federation setting is missing or invalid; the message names the field."""
+
+
+@dataclass(frozen=True)
+class TrainingImage:
+    """The SageMaker training image the client jobs run, and the platform its wheels are built for."""
+
+    uri: str
+    python_version: str  # "3.11": flwr 1.42 needs >= 3.11
+    platform: str  # pip --platform tag of the image, e.g. manylinux2014_x86_64
+
+    @property
+    def python_tag(self) -> str:
+        return "cp" + self.python_version.replace(".", "")
+
+
+@dataclass(frozen=True)
+class ClientAccount:
+    name: str
+    account: str
+    vpc_cidr: str
+    external_id: str
+
+    @property
+    def kickoff_role_arn(self) -> str:
+        return f"arn:aws:iam::{self.account}:role/{KICKOFF_ROLE_NAME}"
+
+
+KICKOFF_ROLE_NAME = "FL-kickoff-client-job"
+SERVER_NOTEBOOK_ROLE_NAME = "FL-server-notebook"
+PEERING_OPERATOR_ROLE_NAME = "FL-peering-operator"
+PEERING_ACCEPTER_ROLE_NAME = "FL-peering-accepter"
+PEERING_ROUTES_ROLE_NAME = "FL-peering-routes"
+
+
+@dataclass(frozen=True)
+class FederationConfig:
+    server_account: str
+    region: str
+    availability_zones: tuple[str, ...]
+    server_vpc_cidr: str
+    clients: tuple[ClientAccount, ...]
+    notebook_instance_type: str
+    training_instance_type: str
+    flower_port: int
+    training_image: TrainingImage
+    notebook_idle_minutes: int
+    training_job_prefix: str
+    max_training_seconds: int
+    retain_data: bool
+    parameter_prefix: str
+
+    @property
+    def server_notebook_role_arn(self) -> str:
+        return f"arn:aws:iam::{self.server_account}:role/{SERVER_NOTEBOOK_ROLE_NAME}"
+
+    @property
+    def peering_operator_role_arn(self) -> str:
+        return f"arn:aws:iam::{self.server_account}:role/{PEERING_OPERATOR_ROLE_NAME}"
+
+    @property
+    def uses_placeholder_accounts(self) -> bool:
+        return bool({self.server_account, *(c.account for c in self.clients)} & PLACEHOLDER_ACCOUNTS)
+
+    def client_parameter(self, client: ClientAccount, key: str) -> str:
+        return f"{self.parameter_prefix}/client/{client.name}/{key}"
+
+    def server_parameter(self, key: str) -> str:
+        return f"{self.parameter_prefix}/server/{key}"
+
+
+def _require(raw: Mapping, field: str, prefix: str = ""):
+    if field not in raw or raw[field] in (None, ""):
+        raise ConfigError(f"{prefix}{field}: missing")
+    return raw[field]
+
+
+def _string(raw: Mapping, field: str, pattern: re.Pattern, what: str, prefix: str = "") -> str:
+    value = _require(raw, field, prefix)
+    if not isinstance(value, str) or not pattern.match(value):
+        raise ConfigError(f"{prefix}{field}: {value!r} is not {what}")
+    return value
+
+
+def _integer(raw: Mapping, field: str, low: int, high: int) -> int:
+    value = _require(raw, field)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{field}: {value!r} is not a whole number from {low} to {high}")
+    return value
+
+
+def _cidr(raw: Mapping, field: str, prefix: str = "") -> ipaddress.IPv4Network:
+    value = _require(raw, field, prefix)
+    try:
+        network = ipaddress.IPv4Network(value, strict=True)
+    except (ValueError, TypeError):
+        raise ConfigError(f"{prefix}{field}: {value!r} is not an IPv4 CIDR block such as 10.1.0.0/16") from None
+    if not network.is_private or not 16 <= network.prefixlen <= 24:
+        raise ConfigError(f"{prefix}{field}: {value} must be a private range with a prefix from /16 to /24")
+    return network
+
+
+def _client(raw: Mapping, index: int) -> tuple[ClientAccount, ipaddress.IPv4Network]:
+    prefix = f"clients[{index}]."
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"clients[{index}]: expected an object with name, account, vpc_cidr, external_id")
+    name = _string(raw, "name", CLIENT_NAME, "a short name (lower-case letters, digits, hyphens; max 20)", prefix)
+    account = _string(raw, "account", ACCOUNT, "a 12-digit AWS account id", prefix)
+    cidr = _cidr(raw, "vpc_cidr", prefix)
+    external_id = _string(raw, "external_id", EXTERNAL_ID, "a valid sts:ExternalId (2-1224 of letters, digits, +=,.@:/-)", prefix)
+    return ClientAccount(name, account, str(cidr), external_id), cidr
+
+
+def _training_image(raw: Mapping) -> TrainingImage:
+    image = _require(raw, "training_image")
+    if not isinstance(image, Mapping):
+        raise ConfigError("training_image: expected an object with uri, python_version, platform")
+    uri = _require(image, "uri", "training_image.")
+    if not re.match(r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[\w./-]+:[\w.-]+$", str(uri)):
+        raise ConfigError(f"training_image.uri: {uri!r} is not an ECR image URI")
+    python = str(_require(image, "python_version", "training_image."))
+    if not re.match(r"^3\.(1[1-9])$", python):
+        raise ConfigError(f"training_image.python_version: {python!r}: flwr 1.42 needs Python 3.11 or newer (e.g. \"3.11\")")
+    platform = _require(image, "platform", "training_image.")
+    if not re.match(r"^manylinux[\w.]*_(x86_64|aarch64)$", str(platform)):
+        raise ConfigError(f"training_image.platform: {platform!r} is not a manylinux platform tag such as manylinux2014_x86_64")
+    return TrainingImage(str(uri), python, str(platform))
+
+
+def parse(raw: Mapping) -> FederationConfig:
+    """Validate raw settings (from the CDK context) into a FederationConfig; raise ConfigError."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError("federation: expected an object (the 'federation' context key)")
+    server_account = _string(raw, "server_account", ACCOUNT, "a 12-digit AWS account id")
+    region = _string(raw, "region", REGION, "an AWS region such as us-east-1")
+    zones = _require(raw, "availability_zones")
+    if not isinstance(zones, list) or len(zones) < 2 or any(not str(z).startswith(region) for z in zones):
+        raise ConfigError(f"availability_zones: {zones!r} must list at least two zones of {region}, e.g. {region}a")
+    server_cidr = _cidr(raw, "server_vpc_cidr")
+    raw_clients = _require(raw, "clients")
+    if not isinstance(raw_clients, list) or not raw_clients:
+        raise ConfigError("clients: expected a non-empty list of {name, account, vpc_cidr, external_id}")
+    clients, networks = [], {"server_vpc_cidr": server_cidr}
+    for index, item in enumerate(raw_clients):
+        client, network = _client(item, index)
+        for other_field, other in networks.items():
+            if network.overlaps(other):
+                raise ConfigError(f"clients[{index}].vpc_cidr: {network} overlaps {other_field} {other}")
+        if client.name in {c.name for c in clients}:
+            raise ConfigError(f"clients[{index}].name: {client.name!r} is used by another client")
+        if client.account in {c.account for c in clients} | {server_account}:
+            raise ConfigError(f"clients[{index}].account: {client.account} is already the server's or another client's account; each party has its own")
+        networks[f"clients[{index}].vpc_cidr"] = network
+        clients.append(client)
+    notebook = _string(raw, "notebook_instance_type", INSTANCE_TYPE, "a SageMaker instance type such as ml.t3.medium")
+    training = _string(raw, "training_instance_type", INSTANCE_TYPE, "a SageMaker instance type such as ml.m5.large")
+    prefix = _string(raw, "training_job_prefix", re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9-]{0,39}$"), "a training-job name prefix (letters, digits, hyphens; max 40)")
+    parameter_prefix = _string(raw, "parameter_prefix", re.compile(r"^(/[a-zA-Z0-9_.-]+)+$"), "an SSM parameter path such as /fl-fraud")
+    retain = _require(raw, "retain_data")
+    if not isinstance(retain, bool):
+        raise ConfigError(f"retain_data: {retain!r} is not true or false")
+    return FederationConfig(
+        server_account=server_account,
+        region=region,
+        availability_zones=tuple(str(z) for z in zones),
+        server_vpc_cidr=str(server_cidr),
+        clients=tuple(clients),
+        notebook_instance_type=notebook,
+        training_instance_type=training,
+        flower_port=_integer(raw, "flower_port", 1024, 65535),
+        training_image=_training_image(raw),
+        notebook_idle_minutes=_integer(raw, "notebook_idle_minutes", 5, 1440),
+        training_job_prefix=prefix,
+        max_training_seconds=_integer(raw, "max_training_seconds", 600, 432000),
+        retain_data=retain,
+        parameter_prefix=parameter_prefix,
+    )
+
+
+CONTEXT_PREFIX = "federation:"
+FIELDS = (
+    "server_account", "region", "availability_zones", "server_vpc_cidr", "clients", "notebook_instance_type",
+    "training_instance_type", "flower_port", "training_image", "notebook_idle_minutes", "training_job_prefix",
+    "max_training_seconds", "retain_data", "parameter_prefix",
+)
+
+
+def _context_value(node, field: str):
+    """``federation:<field>`` from the CDK context; ``-c`` gives strings, so JSON-decode non-string fields."""
+    value = node.try_get_context(CONTEXT_PREFIX + field)
+    if isinstance(value, str) and field not in ("server_account", "region", "server_vpc_cidr", "notebook_instance_type",
+                                                "training_instance_type", "training_job_prefix", "parameter_prefix"):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            raise ConfigError(f"{field}: -c {CONTEXT_PREFIX}{field}=... is not valid JSON: {value!r}") from None
+    return value
+
+
+def from_context(node) -> FederationConfig:
+    """The app's single read of the CDK context.
+
+    Defaults: the ``federation:<field>`` keys in cdk.json. Overrides: ``-c federation:<field>=<value>``
+    (JSON for lists, objects, numbers and booleans), or a whole file with ``-c federation-file=path.json``
+    holding ``{"<field>": ...}`` entries that replace the defaults.
+    """
+    raw = {field: _context_value(node, field) for field in FIELDS}
+    path = node.try_get_context("federation-file")
+    if path:
+        try:
+            overrides = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise ConfigError(f"federation-file: cannot read {path}: {error}") from None
+        unknown = sorted(set(overrides) - set(FIELDS))
+        if unknown:
+            raise ConfigError(f"federation-file: {path} has unknown field {unknown[0]!r}")
+        raw.update(overrides)
+    return parse({key: value for key, value in raw.items() if value is not None})

@@ -1,0 +1,124 @@
+"""A private-only VPC: isolated subnets, flow logs, and the VPC endpoints notebooks and training jobs use.
+
+There is no internet or NAT gateway. S3 is reached through a gateway endpoint whose policy admits only
+this account's buckets (data cannot be copied out through it); SageMaker API, STS, CloudWatch Logs, SSM
+and the SageMaker notebook UI through interface endpoints with private DNS, behind a security group that
+admits HTTPS only from the security groups registered with ``allow_endpoint_access``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
+from aws_cdk import custom_resources as cr
+from constructs import Construct
+
+from stacks.compliance import AWS_SOLUTIONS, HIPAA, acknowledge
+
+INTERFACE_ENDPOINTS = {
+    "SageMakerApi": ec2.InterfaceVpcEndpointAwsService.SAGEMAKER_API,
+    "SageMakerNotebook": ec2.InterfaceVpcEndpointAwsService.SAGEMAKER_NOTEBOOK,
+    "Sts": ec2.InterfaceVpcEndpointAwsService.STS,
+    "Logs": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
+    "Ssm": ec2.InterfaceVpcEndpointAwsService.SSM,
+}
+
+
+@dataclass(frozen=True)
+class NetworkSettings:
+    cidr: str
+    availability_zones: tuple[str, ...]
+    retain_logs: bool
+    log_key: kms.IKey
+
+
+class PrivateNetwork(Construct):
+    """VPC + flow logs + endpoints; see the module docstring."""
+
+    def __init__(
+        self, scope: Construct, construct_id: str, settings: NetworkSettings, custom_resources: tuple[iam.IRole, iam.ManagedPolicy]
+    ) -> None:
+        """``custom_resources``: the role (and its policy) of the stack's AwsCustomResource Lambda."""
+        super().__init__(scope, construct_id)
+        self.vpc = ec2.Vpc(
+            self,
+            "Vpc",
+            ip_addresses=ec2.IpAddresses.cidr(settings.cidr),
+            availability_zones=list(settings.availability_zones),
+            nat_gateways=0,
+            subnet_configuration=[ec2.SubnetConfiguration(name="private", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, cidr_mask=24)],
+            restrict_default_security_group=True,
+        )
+        flow_logs = logs.LogGroup(
+            self,
+            "FlowLogs",
+            encryption_key=settings.log_key,
+            retention=logs.RetentionDays.ONE_YEAR,
+            removal_policy=RemovalPolicy.RETAIN if settings.retain_logs else RemovalPolicy.DESTROY,
+        )
+        delivery = iam.Role(self, "FlowLogRole", assumed_by=iam.ServicePrincipal("vpc-flow-logs.amazonaws.com"), description="VPC flow log delivery")
+        acknowledge(
+            delivery, f"{HIPAA}IAMNoInlinePolicy",
+            "CDK's flow-log construct grants its delivery role write access to exactly this log group, as an inline policy",
+        )
+        self.vpc.add_flow_log(
+            "FlowLog", destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs, delivery), traffic_type=ec2.FlowLogTrafficType.ALL
+        )
+        self.subnets = self.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
+        account = Stack.of(self).account
+        self.s3_endpoint = self.vpc.add_gateway_endpoint("S3", service=ec2.GatewayVpcEndpointAwsService.S3)
+        self.s3_endpoint.add_to_policy(
+            iam.PolicyStatement(
+                sid="OnlyThisAccountsBuckets",
+                principals=[iam.AnyPrincipal()],
+                actions=["s3:*"],
+                resources=["*"],
+                conditions={"StringEquals": {"s3:ResourceAccount": account}},
+            )
+        )
+        self.endpoint_security_group = ec2.SecurityGroup(
+            self, "EndpointSecurityGroup", vpc=self.vpc, allow_all_outbound=False,
+            description="Interface endpoints: HTTPS from this VPC notebooks and training jobs only",
+        )
+        for name, service in INTERFACE_ENDPOINTS.items():
+            self.vpc.add_interface_endpoint(
+                name, service=service, private_dns_enabled=True, open=False,
+                security_groups=[self.endpoint_security_group], subnets=ec2.SubnetSelection(subnets=self.subnets.subnets),
+            )
+        self.s3_prefix_list_id = self._s3_prefix_list_id(*custom_resources)
+
+    def _s3_prefix_list_id(self, role: iam.IRole, policy: iam.ManagedPolicy) -> str:
+        """The region's S3 prefix list, so security groups can allow S3 (gateway) and nothing else."""
+        region = Stack.of(self).region
+        lookup = cr.AwsCustomResource(
+            self,
+            "S3PrefixList",
+            on_update=cr.AwsSdkCall(
+                service="EC2",
+                action="describeManagedPrefixLists",
+                parameters={"Filters": [{"Name": "prefix-list-name", "Values": [f"com.amazonaws.{region}.s3"]}]},
+                physical_resource_id=cr.PhysicalResourceId.of(f"s3-prefix-list-{region}"),
+                output_paths=["PrefixLists.0.PrefixListId"],
+            ),
+            role=role,
+            install_latest_aws_sdk=False,
+            timeout=Duration.minutes(2),
+        )
+        lookup.node.add_dependency(policy)
+        policy.add_statements(iam.PolicyStatement(actions=["ec2:DescribeManagedPrefixLists"], resources=["*"]))
+        acknowledge(
+            policy, f"{AWS_SOLUTIONS}IAM5[Resource::*]",
+            "ec2:DescribeManagedPrefixLists does not support resource-level permissions; it only reads AWS-managed prefix lists",
+        )
+        return lookup.get_response_field("PrefixLists.0.PrefixListId")
+
+    def allow_endpoint_access(self, peer: ec2.SecurityGroup) -> None:
+        """Let ``peer`` reach this VPC's interface endpoints and S3, and nothing else on 443."""
+        self.endpoint_security_group.add_ingress_rule(peer, ec2.Port.tcp(443), "HTTPS to interface endpoints")
+        peer.add_egress_rule(self.endpoint_security_group, ec2.Port.tcp(443), "HTTPS to this VPC's interface endpoints")
+        peer.add_egress_rule(ec2.Peer.prefix_list(self.s3_prefix_list_id), ec2.Port.tcp(443), "HTTPS to S3 via the gateway endpoint")

@@ -1,0 +1,148 @@
+"""Cross-account VPC peering that comes up with one ``cdk deploy`` and goes with one ``cdk destroy``.
+
+Client side (``PeeringAccepter``, deployed first, in the client account):
+- publishes its VPC id and route-table ids in SSM;
+- ``FL-peering-accepter``: trusted by the server account, may only accept a peering into this VPC that
+  the server account requested (EC2 assumes it on the requester's behalf while creating the peering);
+- ``FL-peering-routes``: trusted only by the server's ``FL-peering-operator`` role, may read those
+  parameters and add, replace or delete routes in this VPC's route tables.
+
+Server side (``Peering``, in the server account, one per client):
+- reads the client's VPC and route-table ids through ``FL-peering-routes``;
+- creates the peering connection (accepted automatically through ``FL-peering-accepter``);
+- adds routes to the client CIDR in the server's route tables, and routes to the server CIDR in the
+  client's route tables through ``FL-peering-routes``. Those client-side routes are custom resources
+  with fixed physical ids, so an update replaces the route and a stack deletion deletes it.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, Fn, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_ssm as ssm
+from aws_cdk import custom_resources as cr
+from constructs import Construct
+
+from stacks.compliance import AWS_SOLUTIONS, acknowledge
+from stacks.config import PEERING_ACCEPTER_ROLE_NAME, PEERING_OPERATOR_ROLE_NAME, PEERING_ROUTES_ROLE_NAME, ClientAccount, FederationConfig
+from stacks.roles import attach, custom_resource_role
+
+# One parameter: "vpc-id,route-table-id,route-table-id,...", read by the server in one call.
+PEERING_IDS = "peering/vpc-and-route-table-ids"
+
+
+class PeeringAccepter(Construct):
+    """Client side: what the server needs to peer with this VPC and route back to the server."""
+
+    def __init__(self, scope: Construct, construct_id: str, config: FederationConfig, client: ClientAccount, vpc: ec2.Vpc, subnets: ec2.SelectedSubnets) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        ids = ssm.StringParameter(
+            self, "Ids",
+            parameter_name=config.client_parameter(client, PEERING_IDS),
+            string_value=Fn.join(",", [vpc.vpc_id, *(s.route_table.route_table_id for s in subnets.subnets)]),
+            description="VPC id and route-table ids, for the server's peering operator",
+        )
+        vpc_arn = stack.format_arn(service="ec2", resource="vpc", resource_name=vpc.vpc_id)
+        peerings = stack.format_arn(service="ec2", resource="vpc-peering-connection", resource_name="*")
+        self.accepter_role = iam.Role(
+            self, "AccepterRole", role_name=PEERING_ACCEPTER_ROLE_NAME, assumed_by=iam.AccountPrincipal(config.server_account),
+            description="Lets the federation server account peer its VPC with this one (accept only)",
+        )
+        accept = attach(self, "AccepterPolicy", self.accepter_role, [
+            iam.PolicyStatement(
+                actions=["ec2:AcceptVpcPeeringConnection"], resources=[vpc_arn, peerings],
+                conditions={
+                    "ArnEquals": {"ec2:AccepterVpc": vpc_arn},
+                    "ArnLike": {"ec2:RequesterVpc": f"arn:{stack.partition}:ec2:{config.region}:{config.server_account}:vpc/*"},
+                },
+            )
+        ])
+        acknowledge(
+            accept, f"{AWS_SOLUTIONS}IAM5[Resource::{peerings}]",
+            "The peering connection id does not exist before the server requests it; conditions pin the accepter VPC to this one and the requester to the server account",
+        )
+        self.routes_role = iam.Role(
+            self, "RoutesRole", role_name=PEERING_ROUTES_ROLE_NAME,
+            assumed_by=iam.AccountPrincipal(config.server_account).with_conditions(
+                {"ArnEquals": {"aws:PrincipalArn": config.peering_operator_role_arn}}
+            ),
+            description="Lets the server peering operator read this VPC ids and route back to the server VPC",
+        )
+        route_tables = [stack.format_arn(service="ec2", resource="route-table", resource_name=s.route_table.route_table_id) for s in subnets.subnets]
+        attach(self, "RoutesPolicy", self.routes_role, [
+            iam.PolicyStatement(actions=["ec2:CreateRoute", "ec2:ReplaceRoute", "ec2:DeleteRoute"], resources=route_tables),
+            iam.PolicyStatement(actions=["ssm:GetParameter"], resources=[ids.parameter_arn]),
+        ])
+
+
+def peering_operator_role(scope: Construct, config: FederationConfig) -> tuple[iam.Role, iam.ManagedPolicy]:
+    """ServerStack's custom-resource role (fixed name, so client accounts can trust exactly it).
+
+    It assumes each client's FL-peering-routes role to read VPC ids and manage the client-side routes.
+    """
+    stack = Stack.of(scope)
+    role, policy = custom_resource_role(scope, PEERING_OPERATOR_ROLE_NAME)
+    policy.add_statements(
+        iam.PolicyStatement(
+            actions=["sts:AssumeRole"],
+            resources=[f"arn:{stack.partition}:iam::{c.account}:role/{PEERING_ROUTES_ROLE_NAME}" for c in config.clients],
+        )
+    )
+    return role, policy
+
+
+class Peering(Construct):
+    """Server side of one client's peering: connection, routes on both sides (see the module docstring)."""
+
+    def __init__(
+        self, scope: Construct, construct_id: str, config: FederationConfig, client: ClientAccount,
+        vpc: ec2.Vpc, subnets: ec2.SelectedSubnets, operator: tuple[iam.Role, iam.ManagedPolicy],
+    ) -> None:
+        super().__init__(scope, construct_id)
+        partition = Stack.of(self).partition
+        operator_role, operator_policy = operator
+        routes_role = f"arn:{partition}:iam::{client.account}:role/{PEERING_ROUTES_ROLE_NAME}"
+        zones = len(config.availability_zones)
+        lookup = cr.AwsCustomResource(
+            self, "ClientIds",
+            on_update=cr.AwsSdkCall(
+                service="SSM", action="getParameter",
+                parameters={"Name": config.client_parameter(client, PEERING_IDS)},
+                assumed_role_arn=routes_role,
+                physical_resource_id=cr.PhysicalResourceId.of(f"fl-peering-ids-{client.name}"),
+                output_paths=["Parameter.Value"],
+            ),
+            role=operator_role, install_latest_aws_sdk=False, timeout=Duration.minutes(2),
+        )
+        lookup.node.add_dependency(operator_policy)
+        ids = Fn.split(",", lookup.get_response_field("Parameter.Value"), assumed_length=zones + 1)
+        self.connection = ec2.CfnVPCPeeringConnection(
+            self, "Connection",
+            vpc_id=vpc.vpc_id, peer_vpc_id=Fn.select(0, ids), peer_owner_id=client.account, peer_region=config.region,
+            peer_role_arn=f"arn:{partition}:iam::{client.account}:role/{PEERING_ACCEPTER_ROLE_NAME}",
+            tags=[{"key": "Name", "value": f"fl-server-to-{client.name}"}],
+        )
+        for index, subnet in enumerate(subnets.subnets):
+            ec2.CfnRoute(
+                self, f"ServerRoute{index}", route_table_id=subnet.route_table.route_table_id,
+                destination_cidr_block=client.vpc_cidr, vpc_peering_connection_id=self.connection.ref,
+            )
+        for index in range(zones):
+            route = {"RouteTableId": Fn.select(index + 1, ids), "DestinationCidrBlock": config.server_vpc_cidr}
+
+            def call(action: str, parameters: dict) -> cr.AwsSdkCall:
+                return cr.AwsSdkCall(
+                    service="EC2", action=action, parameters=parameters, assumed_role_arn=routes_role,
+                    # fixed: an update must not look like a new resource, or CloudFormation deletes the route it just made
+                    physical_resource_id=cr.PhysicalResourceId.of(f"fl-route-{client.name}-{index}"),
+                )
+
+            with_peering = {**route, "VpcPeeringConnectionId": self.connection.ref}
+            client_route = cr.AwsCustomResource(
+                self, f"ClientRoute{index}",
+                on_create=call("createRoute", with_peering), on_update=call("replaceRoute", with_peering), on_delete=call("deleteRoute", route),
+                role=operator_role, install_latest_aws_sdk=False, timeout=Duration.minutes(2),
+            )
+            client_route.node.add_dependency(operator_policy)
