@@ -5,15 +5,20 @@ route messages (heavy libraries load inside the handlers that use them), and the
 prepared rows (standardised, oversampled) in ``context.state``, which the SuperNode persists across
 the messages of a run: SMOTE and the CSV read happen once per run, not once per round.
 
-Node config (``flower-supernode --node-config``):
-- ``data-path``: the client's CSV (required);
-- ``name``: how reports name this client (default: the CSV's file name without extension).
+Node config (``flower-supernode --node-config``), see ``NodeSettings``:
+- ``data-path``: the client's CSV, split here into training and validation parts; or
+  ``train-path`` and ``validation-path``: a split made beforehand (``stage-data`` does that);
+- ``name``: how reports name this client (default: the CSV's file name without extension);
+- ``model-dir`` (optional): where the final global model is saved as ``model.joblib`` when it arrives;
+- ``progress-file`` (optional): one JSON line per message handled, for whoever supervises the node.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +26,7 @@ from flwr.app import Array, ArrayRecord, Context, Message, MetricRecord, RecordD
 from flwr.clientapp import ClientApp
 
 from fl_runtime import records
-from fl_runtime.data import check_trainable, read_csv
+from fl_runtime.data import check_has_both_classes, check_same_columns, check_trainable, read_csv
 from fl_runtime.stats import GlobalStats
 from fl_runtime.task import ClientData, PreparedClient
 
@@ -37,24 +42,58 @@ def _process_start() -> float:
     except (OSError, ValueError, IndexError):
         return time.time()
 
+
 PREPARED = "prepared"
+MODEL_FILE = "model.joblib"
 
 
-def _node_data_path(context: Context) -> Path:
-    value = context.node_config.get("data-path")
-    if not value:
-        raise ValueError("this SuperNode has no 'data-path' in its --node-config; pass data-path=\"/path/to/client.csv\"")
-    return Path(str(value))
+@dataclass(frozen=True)
+class NodeSettings:
+    """This SuperNode's ``--node-config``, validated."""
+
+    name: str
+    data_path: Path | None
+    train_path: Path | None
+    validation_path: Path | None
+    model_dir: Path | None
+    progress_file: Path | None
+
+    @classmethod
+    def of(cls, config) -> NodeSettings:
+        def path(key: str) -> Path | None:
+            return Path(str(config[key])) if config.get(key) else None
+
+        data, train, validation = path("data-path"), path("train-path"), path("validation-path")
+        if data is None and (train is None or validation is None):
+            raise ValueError(
+                "this SuperNode's --node-config needs data-path=\"/path/client.csv\", or train-path and validation-path"
+            )
+        name = str(config.get("name") or (data or train).stem)
+        return cls(name, data, train, validation, path("model-dir"), path("progress-file"))
+
+    def client_data(self, seed: int) -> ClientData:
+        if self.data_path is not None:
+            data = read_csv(self.data_path)
+            check_trainable(data)
+            return ClientData.split(data, seed=seed)
+        train, validation = read_csv(self.train_path), read_csv(self.validation_path)
+        check_trainable(train)
+        check_same_columns(train, validation)
+        check_has_both_classes(validation)
+        return ClientData(train, validation)
+
+    def report(self, event: dict) -> None:
+        if self.progress_file is not None:
+            with self.progress_file.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps({**event, "time": time.time()}) + "\n")
 
 
-def _client_name(context: Context) -> str:
-    return str(context.node_config.get("name") or _node_data_path(context).stem)
+def _settings(context: Context) -> NodeSettings:
+    return NodeSettings.of(context.node_config)
 
 
 def _client_data(context: Context) -> ClientData:
-    data = read_csv(_node_data_path(context))
-    check_trainable(data)
-    return ClientData.split(data, seed=int(context.run_config["seed"]))
+    return _settings(context).client_data(seed=int(context.run_config["seed"]))
 
 
 def _prepared(context: Context, stats: GlobalStats) -> PreparedClient:
@@ -80,11 +119,29 @@ def _prepared(context: Context, stats: GlobalStats) -> PreparedClient:
     return prepared
 
 
+def _save_final_model(settings: NodeSettings, context: Context, stats: GlobalStats, weights) -> str | None:
+    """The final global model, as the same Pipeline the server saves, into this node's model-dir."""
+    if settings.model_dir is None:
+        return None
+    import joblib
+
+    from fl_runtime.files import atomic_path
+    from fl_runtime.model import build_pipeline
+
+    features = read_csv(settings.validation_path or settings.data_path).features
+    path = settings.model_dir / MODEL_FILE
+    with atomic_path(path) as temporary:
+        joblib.dump(build_pipeline(features, stats.mean, stats.scale, weights, stats.prior_logit), temporary)
+    return str(path)
+
+
 @app.query("moments")
 def moments(msg: Message, context: Context) -> Message:
     """Counts, sums and sums of squares of log1p(features) over the training part: nothing else."""
-    client = _client_data(context)
-    content = RecordDict(records.moments_records(_client_name(context), client.train.features, client.moments()))
+    settings = _settings(context)
+    client = settings.client_data(seed=int(context.run_config["seed"]))
+    settings.report({"message": "moments", "rows": client.train.n_rows})
+    content = RecordDict(records.moments_records(settings.name, client.train.features, client.moments()))
     return Message(content=content, reply_to=msg)
 
 
@@ -102,6 +159,7 @@ def train(msg: Message, context: Context) -> Message:
     )
     arrays = records.weights_record(update.weights, update.curvature if shared_curvature is not None else None)
     metrics = records.update_metrics(update, histogram, len(prepared.validation_y), records.timing_metrics(_process_start(), started))
+    _settings(context).report({"message": "train", "round": int(config["server-round"])})
     return Message(content=RecordDict({"arrays": arrays, "metrics": metrics}), reply_to=msg)
 
 
@@ -112,9 +170,13 @@ def evaluate(msg: Message, context: Context) -> Message:
     stats = records.read_stats(msg.content["config"])
     weights, _ = records.read_weights(msg.content["arrays"])
     prepared = _prepared(context, stats)
+    settings = _settings(context)
+    validation = prepared.validation_metrics(weights, stats.prior_logit)
+    model = _save_final_model(settings, context, stats, weights)
+    settings.report({"message": "evaluate", "round": int(msg.content["config"]["server-round"]), "model": model, **validation})
     metrics = {
         records.EXAMPLES: len(prepared.validation_y),
-        **prepared.validation_metrics(weights, stats.prior_logit),
+        **validation,
         **records.histogram_metrics(prepared.histogram(weights, stats.prior_logit)),
         **records.timing_metrics(_process_start(), started),
     }

@@ -204,6 +204,13 @@ def check_trainable(data: LabelledData) -> None:
             )
 
 
+def check_has_both_classes(data: LabelledData) -> None:
+    """A validation part needs both classes, or ranking metrics and thresholds mean nothing."""
+    for label in (0, 1):
+        if not (data.y == label).any():
+            raise DataError(f"{data.source}: column '{LABEL}' has no rows with value {label}; a validation part needs both classes")
+
+
 def read_client_csvs(paths: Sequence[str | os.PathLike], reference: LabelledData) -> list[LabelledData]:
     """Read every client CSV and check it against the server's test set before anything starts."""
     clients = []

@@ -16,6 +16,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import sysconfig
 import time
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -46,16 +47,25 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def script_dirs() -> list[str]:
+    """Where this interpreter's console scripts live: beside it in a virtualenv, or the install
+    scheme's scripts folder (e.g. /usr/local/bin for a system Python, as in SageMaker images)."""
+    return list(dict.fromkeys([str(Path(sys.executable).parent), sysconfig.get_path("scripts")]))
+
+
 def tool(name: str) -> str:
-    """Flower's executables next to this interpreter (its processes start each other by name)."""
-    return str(Path(sys.executable).parent / name)
+    """A Flower executable of this interpreter (Flower's processes also start each other by name)."""
+    found = shutil.which(name, path=os.pathsep.join([*script_dirs(), os.environ.get("PATH", "")]))
+    if found is None:
+        raise DeploymentError(f"{name} not found next to {sys.executable}: is flwr installed in this environment?")
+    return found
 
 
 def flower_env(home: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("FLWR_")}
     env.update(QUIET)
     env["FLWR_HOME"] = str(home)
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env["PATH"] = os.pathsep.join([*script_dirs(), env.get("PATH", "")])
     env.update(extra or {})
     return env
 

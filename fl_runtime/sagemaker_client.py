@@ -1,0 +1,222 @@
+"""SageMaker script-mode entry point of a federation client (``sagemaker_client.py`` in the bundle).
+
+Contract (SageMaker script mode): hyperparameters arrive as ``--key value`` arguments; the staged
+data is in ``SM_CHANNEL_TRAIN`` (``train.csv`` and ``validation.csv``, written by ``stage-data``); the
+final model goes to ``SM_MODEL_DIR`` (SageMaker uploads it as ``model.tar.gz``); metrics to
+``SM_OUTPUT_DATA_DIR``.
+
+What it does:
+1. validates the staged CSVs (the same checks and messages as the local runner) before connecting;
+2. generates this node's key pair: the private key never leaves the job; the public key is written to
+   ``--public-key-uri`` (the client's artifact bucket), where the server reads and registers it. No
+   secret travels in hyperparameters, which anyone with DescribeTrainingJob can read;
+3. runs a SuperNode against ``--superlink`` over TLS (``--root-certificate``: the run's CA), retrying
+   with backoff until it has joined (its first message arrived) or ``--connect-timeout`` has passed:
+   then it exits non-zero saying why (server unreachable, or key not registered);
+4. when the final global model arrives, saves it to ``SM_MODEL_DIR/model.joblib``, lets the SuperNode
+   send its last reply, stops it (SuperNodes never exit by themselves) and exits 0; after
+   ``--run-timeout`` without a final model it stops and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
+CONNECTED = "moments"  # the first message a member of the federation handles
+SENT = "Sent successfully"  # what the SuperNode logs after pushing a reply
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    superlink: str
+    root_certificate: bytes
+    client_name: str
+    public_key_uri: str
+    connect_timeout: float
+    run_timeout: float
+    data_dir: Path
+    model_dir: Path
+    output_dir: Path
+
+
+def parse(argv: list[str], environ: dict[str, str]) -> JobSettings:
+    parser = argparse.ArgumentParser(prog="sagemaker_client.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--superlink", required=True, help="HOST:PORT of the SuperLink (the server notebook)")
+    parser.add_argument("--root-certificate", required=True, help="base64 PEM of the run's CA certificate (public)")
+    parser.add_argument("--client-name", required=True)
+    parser.add_argument("--public-key-uri", required=True, help="s3://bucket/key or file:///path for this node's public key")
+    parser.add_argument("--connect-timeout", type=float, default=900.0, help="seconds to join the federation")
+    parser.add_argument("--run-timeout", type=float, default=6 * 3600.0, help="seconds until the final model")
+    args = parser.parse_args(argv)
+    missing = [name for name in ("SM_CHANNEL_TRAIN", "SM_MODEL_DIR", "SM_OUTPUT_DATA_DIR") if not environ.get(name)]
+    if missing:
+        raise ValueError(f"environment variable {missing[0]} is not set: this entry point runs in a SageMaker training job")
+    try:
+        certificate = base64.b64decode(args.root_certificate, validate=True)
+    except ValueError:
+        raise ValueError("--root-certificate is not base64") from None
+    if b"BEGIN CERTIFICATE" not in certificate:
+        raise ValueError("--root-certificate does not hold a PEM certificate")
+    for flag, value in (("--connect-timeout", args.connect_timeout), ("--run-timeout", args.run_timeout)):
+        if value <= 0:
+            raise ValueError(f"{flag} must be positive, got {value}")
+    return JobSettings(
+        args.superlink, certificate, args.client_name, args.public_key_uri, args.connect_timeout, args.run_timeout,
+        Path(environ["SM_CHANNEL_TRAIN"]), Path(environ["SM_MODEL_DIR"]), Path(environ["SM_OUTPUT_DATA_DIR"]),
+    )
+
+
+def validate_data(data_dir: Path) -> tuple[Path, Path]:
+    """The staged split, checked like the local runner checks client CSVs."""
+    from fl_runtime.data import check_has_both_classes, check_same_columns, check_trainable, read_csv
+
+    train_path, validation_path = data_dir / "train.csv", data_dir / "validation.csv"
+    train, validation = read_csv(train_path), read_csv(validation_path)
+    check_trainable(train)
+    check_same_columns(train, validation)
+    check_has_both_classes(validation)
+    return train_path, validation_path
+
+
+def publish_public_key(uri: str, key: bytes) -> None:
+    if uri.startswith("file://"):
+        target = Path(uri[len("file://"):])
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(key)
+    elif uri.startswith("s3://"):
+        import boto3
+
+        bucket, _, name = uri[len("s3://"):].partition("/")
+        boto3.client("s3").put_object(Bucket=bucket, Key=name, Body=key)
+    else:
+        raise ValueError(f"--public-key-uri {uri!r} must start with s3:// or file://")
+
+
+def why_not_joined(log: str, superlink: str) -> str:
+    if "Failed to activate SuperNode" in log:
+        return "the server has not registered this node's key (the federate command registers it once it reads the public key)"
+    if any(text in log for text in ("Connection refused", "ConnectError", "Failed to connect", "timed out", "Name or service not known")):
+        return f"cannot reach the SuperLink at {superlink} (is the federation running, and is the peering route in place?)"
+    return "the SuperNode stopped before its first message; its log ends with:\n" + log
+
+
+def read_progress(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def run(settings: JobSettings) -> int:
+    from fl_runtime.deployment import DeploymentError, Supervisor
+    from fl_runtime.pki import create_node_key
+
+    try:
+        train_path, validation_path = validate_data(settings.data_dir)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    workspace = Path(tempfile.mkdtemp(prefix="fl-client-"))
+    ca = workspace / "ca.crt"
+    ca.write_bytes(settings.root_certificate)
+    key = create_node_key(workspace / "keys", "supernode")
+    publish_public_key(settings.public_key_uri, key.public_key.read_bytes())
+    print(f"{settings.client_name}: public key published to {settings.public_key_uri}; joining {settings.superlink}", flush=True)
+    progress = workspace / "progress.jsonl"
+    node_config = {
+        "train-path": str(train_path), "validation-path": str(validation_path), "name": settings.client_name,
+        "model-dir": str(settings.model_dir), "progress-file": str(progress),
+    }
+    supervisor = Supervisor(workspace / "logs")
+    started = time.monotonic()
+    try:
+        node, reason = _join(settings, supervisor, workspace, ca, key, node_config, progress, started)
+        if node is None:
+            print(f"error: could not join the federation within {settings.connect_timeout:g} s: {reason}", file=sys.stderr)
+            return EXIT_FAILED
+        return _follow(settings, supervisor, node, progress, started)
+    except DeploymentError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        supervisor.stop_all()
+
+
+def _join(settings, supervisor, workspace, ca, key, node_config, progress, started) -> tuple[str | None, str]:
+    """Start SuperNodes until one has joined: (its process name, "") or (None, why none could)."""
+    from fl_runtime.deployment import ONE_THREAD, flower_env, free_port, supernode_command
+
+    deadline = started + settings.connect_timeout
+    backoff, attempt, reason = 2.0, 0, "no attempt"
+    while time.monotonic() < deadline:
+        attempt += 1
+        name = f"supernode-{attempt}"
+        remaining = max(5.0, deadline - time.monotonic())
+        supervisor.start(
+            name,
+            supernode_command(settings.superlink, ca, key, node_config, free_port(), max_wait_time=min(60.0, remaining)),
+            flower_env(workspace / "flwr-home", ONE_THREAD),
+            workspace / "supernode",
+        )
+        while name not in supervisor.exited() and time.monotonic() < deadline:
+            if any(event.get("message") == CONNECTED for event in read_progress(progress)):
+                print(f"{settings.client_name}: joined the federation (attempt {attempt})", flush=True)
+                return name, ""
+            time.sleep(0.5)
+        reason = why_not_joined(supervisor.log_tail(name, 12), settings.superlink)
+        supervisor.stop(name)
+        print(f"{settings.client_name}: attempt {attempt} did not join: {reason.splitlines()[0]}", flush=True)
+        time.sleep(min(backoff, max(0.0, deadline - time.monotonic())))
+        backoff = min(2 * backoff, 30.0)
+    return None, reason
+
+
+def _follow(settings: JobSettings, supervisor, node: str, progress: Path, started: float) -> int:
+    """Report rounds until the final model is saved and its reply sent; bounded by --run-timeout."""
+    deadline = started + settings.run_timeout
+    reported = 0
+    while time.monotonic() < deadline:
+        # counted before reading the progress: the final reply is pushed only after the event is written
+        replies_sent = supervisor.log_tail(node, 100_000).count(SENT)
+        events = read_progress(progress)
+        for event in events[reported:]:
+            print(f"{settings.client_name}: {event['message']}" + (f" round {event['round']}" if event.get("round") else ""), flush=True)
+        reported = len(events)
+        final = next((e for e in events if e.get("message") == "evaluate" and e.get("model")), None)
+        if final is not None:
+            _wait_for_reply(supervisor, node, replies_sent)
+            metrics = {k: v for k, v in final.items() if k in ("roc-auc", "pr-auc", "log-loss", "round")}
+            settings.output_dir.mkdir(parents=True, exist_ok=True)
+            (settings.output_dir / "client_metrics.json").write_text(json.dumps({"client": settings.client_name, **metrics}, indent=2))
+            print(f"{settings.client_name}: final global model saved to {final['model']}", flush=True)
+            return 0
+        if node in supervisor.exited():
+            print(f"error: the SuperNode stopped during the run:\n{supervisor.log_tail(node, 20)}", file=sys.stderr)
+            return EXIT_FAILED
+        time.sleep(1.0)
+    print(f"error: no final model within --run-timeout {settings.run_timeout:g} s", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def _wait_for_reply(supervisor, node: str, replies_sent: int, timeout: float = 60.0) -> None:
+    """The ClientApp saved the model before replying; let the SuperNode push that last reply."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and supervisor.log_tail(node, 100_000).count(SENT) <= replies_sent:
+        time.sleep(0.5)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        settings = parse(sys.argv[1:] if argv is None else argv, dict(os.environ))
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return run(settings)

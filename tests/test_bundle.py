@@ -1,0 +1,99 @@
+"""The code bundle installs with no index at all, for the notebooks' Python here and the image's Python 3.12."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tarfile
+import venv
+from pathlib import Path
+
+import pytest
+
+from stacks.bundle.builder import BUNDLE_NAME, ENTRY_POINT, PLATFORMS, build, write_tarball
+from tests.cdk_helpers import synthesize
+
+pytestmark = pytest.mark.slow
+
+
+def isolated_pip_env() -> dict[str, str]:
+    """pip with no configuration: this machine's pip.conf and PIP_* variables point at extra wheel sources."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env["PIP_CONFIG_FILE"] = os.devnull
+    return env
+
+
+@pytest.fixture(scope="module")
+def unpacked(tmp_path_factory) -> Path:
+    """The source.tar.gz that synth put into the cloud assembly, unpacked like /opt/ml/code."""
+    synthesized = synthesize(tmp_path_factory.mktemp("cdk"))
+    [tarball] = synthesized.outdir.glob(f"asset.*/{BUNDLE_NAME}")
+    target = tmp_path_factory.mktemp("code")
+    with tarfile.open(tarball) as archive:
+        archive.extractall(target, filter="data")
+    return target
+
+
+def test_the_bundle_holds_the_entry_point_runtime_offline_requirements_and_wheels(unpacked):
+    assert (unpacked / ENTRY_POINT).is_file() and (unpacked / "fl_runtime" / "sagemaker_client.py").is_file()
+    requirements = (unpacked / "requirements.txt").read_text().splitlines()
+    assert requirements[:2] == ["--no-index", "--find-links wheels"]
+    assert {"flwr==1.42.0", "scikit-learn==1.4.2", "imbalanced-learn==0.14.2", "numpy==2.1.0"} <= set(requirements)
+    wheels = {p.name for p in (unpacked / "wheels").glob("*.whl")}
+    assert any(name.startswith("scikit_learn-1.4.2-cp311") for name in wheels)
+    assert any(name.startswith("scikit_learn-1.4.2-cp312") for name in wheels)
+
+
+def test_requirements_install_into_a_clean_virtualenv_from_the_bundled_wheels_alone(unpacked, tmp_path):
+    environment = tmp_path / "venv"
+    venv.create(environment, with_pip=True)
+    python = environment / "bin" / "python"
+    # what the SageMaker training toolkit runs, in the unpacked code directory
+    done = subprocess.run(
+        [python, "-m", "pip", "install", "--no-index", "--disable-pip-version-check", "-r", "requirements.txt"],
+        cwd=unpacked, capture_output=True, text=True, env=isolated_pip_env(), timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    check = subprocess.run(
+        [python, "-c", "import flwr, sklearn, imblearn, numpy; print(sklearn.__version__, numpy.__version__)"],
+        cwd=unpacked, capture_output=True, text=True, timeout=120,
+    )
+    assert check.stdout.split() == ["1.4.2", "2.1.0"], check.stderr
+    entry = subprocess.run([python, ENTRY_POINT, "--help"], cwd=unpacked, capture_output=True, text=True, timeout=120)
+    assert entry.returncode == 0 and "--superlink" in entry.stdout
+
+
+@pytest.mark.parametrize("requirements", ["requirements.txt", "requirements-notebook.txt"])
+def test_the_training_images_python_resolves_from_the_bundled_wheels_alone(unpacked, tmp_path, requirements):
+    platforms = [arg for platform in PLATFORMS for arg in ("--platform", platform)]
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--no-index", "--only-binary=:all:", "--python-version", "3.12",
+         "--implementation", "cp", *platforms, "--target", str(tmp_path / "target"), "-r", requirements],
+        cwd=unpacked, capture_output=True, text=True, env=isolated_pip_env(), timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Would install" in done.stdout and "flwr-1.42.0" in done.stdout
+
+
+def test_the_notebook_install_script_builds_a_working_virtualenv_offline(unpacked, tmp_path):
+    done = subprocess.run(
+        ["bash", str(unpacked / "notebook" / "install.sh"), str(unpacked), str(tmp_path / "fl-venv")],
+        capture_output=True, text=True, env=isolated_pip_env(), timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = subprocess.run([tmp_path / "fl-venv" / "bin" / "python", "-m", "fl_runtime", "--help"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert run.returncode == 0 and "prepare-data" in run.stdout
+
+
+def test_tarballs_are_byte_for_byte_reproducible(tmp_path):
+    files = {"b.txt": b"second", "a/run.sh": b"#!/bin/sh\n", "a/x.py": b"print(1)\n"}
+    write_tarball(tmp_path / "one.tar.gz", files)
+    write_tarball(tmp_path / "two.tar.gz", dict(reversed(list(files.items()))))
+    assert (tmp_path / "one.tar.gz").read_bytes() == (tmp_path / "two.tar.gz").read_bytes()
+    with tarfile.open(tmp_path / "one.tar.gz") as archive:
+        members = archive.getmembers()
+    assert [m.name for m in members] == ["a/run.sh", "a/x.py", "b.txt"]
+    assert all(m.mtime == 0 and m.uid == m.gid == 0 and m.uname == "" for m in members)
+    assert [oct(m.mode) for m in members] == ["0o755", "0o644", "0o644"]
+    assert build().digest == build().digest
