@@ -1,11 +1,21 @@
-"""What every stack of the federation shares: its account and region, and pinned availability zones."""
+"""What every stack of the federation shares: account, region, pinned zones, and its foundation.
+
+The foundation of an account: a KMS data key, the access-log bucket, the private network, the code
+bucket with the code bundle. Each stack builds it first, then adds what is specific to its side.
+"""
 
 from __future__ import annotations
 
 from aws_cdk import Environment, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from stacks.bundle.builder import Bundle
+from stacks.code_bundle import CodeBundle
 from stacks.config import FederationConfig
+from stacks.network import NetworkSettings, PrivateNetwork
+from stacks.storage import access_log_bucket, data_key, secure_bucket
 
 
 class FederationStack(Stack):
@@ -19,3 +29,14 @@ class FederationStack(Stack):
     @property
     def availability_zones(self) -> list[str]:
         return self._zones
+
+    def build_foundation(self, vpc_cidr: str, custom_resources: tuple[iam.IRole, iam.ManagedPolicy], bundle: Bundle) -> None:
+        retain = self.config.retain_data
+        self.key = data_key(self, "DataKey", retain)
+        self.access_logs = access_log_bucket(self, "AccessLogs", retain)
+        self.network = PrivateNetwork(self, "Network", NetworkSettings(vpc_cidr, self.config.availability_zones, retain, self.key), custom_resources)
+        self.code = self.bucket("Code")
+        self.code_bundle = CodeBundle(self, "CodeBundle", bundle, self.code)
+
+    def bucket(self, construct_id: str) -> s3.Bucket:
+        return secure_bucket(self, construct_id, key=self.key, logs=self.access_logs, retain=self.config.retain_data)

@@ -19,28 +19,20 @@ from stacks.bundle.builder import ENTRY_POINT, Bundle
 from stacks.client_roles import ARTIFACT_PREFIX, DATA_PREFIX, kickoff_role, training_execution_role
 from stacks.compliance import acknowledge, acknowledge_cdk_functions, objects_finding
 from stacks.roles import custom_resource_role
-from stacks.code_bundle import CODE_PREFIX, CodeBundle
+from stacks.code_bundle import CODE_PREFIX
 from stacks.config import ClientAccount, FederationConfig
-from stacks.network import NetworkSettings, PrivateNetwork
 from stacks.notebook import FederationNotebook, NotebookSettings
 from stacks.outputs import SETTINGS, publish
 from stacks.peering import PeeringAccepter
-from stacks.storage import access_log_bucket, data_key, secure_bucket
 
 
 class ClientStack(FederationStack):
     def __init__(self, scope: Construct, construct_id: str, *, config: FederationConfig, client: ClientAccount, bundle: Bundle) -> None:
         super().__init__(scope, construct_id, config=config, account=client.account, description=f"Federated fraud detection: client {client.name}")
-        retain = config.retain_data
-        key = data_key(self, "DataKey", retain)
-        access_logs = access_log_bucket(self, "AccessLogs", retain)
-        network = PrivateNetwork(
-            self, "Network", NetworkSettings(client.vpc_cidr, config.availability_zones, retain, key), custom_resource_role(self)
-        )
-        code = secure_bucket(self, "Code", key=key, logs=access_logs, retain=retain)
-        data = secure_bucket(self, "Data", key=key, logs=access_logs, retain=retain)
-        artifacts = secure_bucket(self, "Artifacts", key=key, logs=access_logs, retain=retain)
-        code_bundle = CodeBundle(self, "CodeBundle", bundle, code)
+        self.build_foundation(client.vpc_cidr, custom_resource_role(self), bundle)
+        key, network, code, code_bundle = self.key, self.network, self.code, self.code_bundle
+        data = self.bucket("Data")
+        artifacts = self.bucket("Artifacts")
 
         self.training_security_group = ec2.SecurityGroup(
             self, "TrainingSecurityGroup", vpc=network.vpc, allow_all_outbound=False,

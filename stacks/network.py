@@ -1,8 +1,9 @@
 """A private-only VPC: isolated subnets, flow logs, and the VPC endpoints notebooks and training jobs use.
 
 There is no internet or NAT gateway. S3 is reached through a gateway endpoint whose policy admits only
-this account's buckets (data cannot be copied out through it); SageMaker API, STS, CloudWatch Logs, SSM
-and the SageMaker notebook UI through interface endpoints with private DNS, behind a security group that
+this account's buckets (data cannot be copied out through it) and, read-only, the Amazon Linux 2023
+package repository of the region (notebooks install Python 3.11 from it); SageMaker API, STS, CloudWatch Logs, SSM
+through interface endpoints with private DNS, behind a security group that
 admits HTTPS only from the security groups registered with ``allow_endpoint_access``.
 """
 
@@ -22,7 +23,6 @@ from stacks.compliance import AWS_SOLUTIONS, HIPAA, acknowledge
 
 INTERFACE_ENDPOINTS = {
     "SageMakerApi": ec2.InterfaceVpcEndpointAwsService.SAGEMAKER_API,
-    "SageMakerNotebook": ec2.InterfaceVpcEndpointAwsService.SAGEMAKER_NOTEBOOK,
     "Sts": ec2.InterfaceVpcEndpointAwsService.STS,
     "Logs": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
     "Ssm": ec2.InterfaceVpcEndpointAwsService.SSM,
@@ -83,6 +83,15 @@ class PrivateNetwork(Construct):
                 actions=["s3:*"],
                 resources=["*"],
                 conditions={"StringEquals": {"s3:ResourceAccount": account}},
+            )
+        )
+        # the notebooks install python3.11 from the Amazon Linux 2023 repository, an AWS-owned bucket
+        self.s3_endpoint.add_to_policy(
+            iam.PolicyStatement(
+                sid="AmazonLinux2023PackagesReadOnly",
+                principals=[iam.AnyPrincipal()],
+                actions=["s3:GetObject"],
+                resources=[f"arn:{Stack.of(self).partition}:s3:::al2023-repos-{Stack.of(self).region}-de612dc2/*"],
             )
         )
         self.endpoint_security_group = ec2.SecurityGroup(

@@ -15,15 +15,13 @@ from constructs import Construct
 
 from stacks.base import FederationStack
 from stacks.bundle.builder import Bundle
-from stacks.code_bundle import CODE_PREFIX, CodeBundle
+from stacks.code_bundle import CODE_PREFIX
 from stacks.config import SERVER_NOTEBOOK_ROLE_NAME, FederationConfig
-from stacks.network import NetworkSettings, PrivateNetwork
 from stacks.notebook import FederationNotebook, NotebookSettings
 from stacks.outputs import SETTINGS, publish
 from stacks.compliance import acknowledge, acknowledge_cdk_functions, objects_finding
 from stacks.peering import Peering, peering_operator_role
 from stacks.roles import attach
-from stacks.storage import access_log_bucket, data_key, secure_bucket
 
 TEST_PREFIX = "data/"
 MODEL_PREFIX = "model/"
@@ -33,14 +31,10 @@ SERVER_NOTEBOOK = "fl-server"
 class ServerStack(FederationStack):
     def __init__(self, scope: Construct, construct_id: str, *, config: FederationConfig, bundle: Bundle) -> None:
         super().__init__(scope, construct_id, config=config, account=config.server_account, description="Federated fraud detection: server")
-        retain = config.retain_data
-        key = data_key(self, "DataKey", retain)
-        access_logs = access_log_bucket(self, "AccessLogs", retain)
         operator = peering_operator_role(self, config)
-        network = PrivateNetwork(self, "Network", NetworkSettings(config.server_vpc_cidr, config.availability_zones, retain, key), operator)
-        code = secure_bucket(self, "Code", key=key, logs=access_logs, retain=retain)
-        results = secure_bucket(self, "Results", key=key, logs=access_logs, retain=retain)
-        code_bundle = CodeBundle(self, "CodeBundle", bundle, code)
+        self.build_foundation(config.server_vpc_cidr, operator, bundle)
+        key, network, code, code_bundle = self.key, self.network, self.code, self.code_bundle
+        results = self.bucket("Results")
 
         self.notebook_security_group = ec2.SecurityGroup(
             self, "NotebookSecurityGroup", vpc=network.vpc, allow_all_outbound=False,

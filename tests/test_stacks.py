@@ -83,9 +83,10 @@ def test_endpoints_for_s3_sagemaker_sts_logs_and_ssm_with_private_dns(three):
 def test_the_s3_endpoint_only_reaches_buckets_of_its_own_account(default):
     for template, account in ((default.server, SERVER_ACCOUNT), (default.clients["ClientStack"], CLIENT_ACCOUNT)):
         gateway = next(e for e in resources(template, "AWS::EC2::VPCEndpoint").values() if e["Properties"].get("VpcEndpointType") == "Gateway")
-        statement = gateway["Properties"]["PolicyDocument"]["Statement"]
-        assert len(statement) == 1 and statement[0]["Action"] == "s3:*" and statement[0]["Principal"] == {"AWS": "*"}
-        assert statement[0]["Condition"] == {"StringEquals": {"s3:ResourceAccount": account}}
+        own, packages = gateway["Properties"]["PolicyDocument"]["Statement"]
+        assert own["Action"] == "s3:*" and own["Resource"] == "*"
+        assert own["Condition"] == {"StringEquals": {"s3:ResourceAccount": account}}
+        assert packages["Action"] == "s3:GetObject" and packages["Resource"] == "arn:aws:s3:::al2023-repos-us-east-1-de612dc2/*"
 
 
 def _ingress(template):
