@@ -71,6 +71,25 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--seeds", type=int, nargs="+", help="repeat over these seeds (default: --seed)")
     compare.add_argument("--out", type=Path, help="folder for compare.json and compare.md (default: runs/compare-<timestamp>)")
     _add_training(compare)
+    federate = commands.add_parser("federate", help="on the server notebook: run the federation across the client accounts")
+    federate.add_argument("--parameter-prefix", default="/fl-fraud", help="where the stacks published their settings in SSM")
+    federate.add_argument("--rehearsal", type=Path, help="rehearse with folders and local processes instead of AWS (a JSON description)")
+    federate.add_argument("--min-clients", type=int, help="stop when fewer clients remain (default: all)")
+    federate.add_argument("--address", help="this notebook's private address (default: discovered)")
+    federate.add_argument("--connect-timeout", type=float, default=900.0, help="seconds for a client job to start and join")
+    federate.add_argument("--round-timeout", type=float, default=300.0, help="seconds to wait for one exchange")
+    federate.add_argument("--run-name", help="name of this run (default: a UTC timestamp); part of every job name")
+    federate.add_argument("--out", type=Path, help="local copy of the outputs (default: runs/federate-<run>)")
+    _add_training(federate)
+
+    stage = commands.add_parser("stage-data", help="validate and upload this party's data to its own bucket")
+    stage.add_argument("--data", type=Path, required=True, help="the CSV: a client's data, or the server's test set")
+    party = stage.add_mutually_exclusive_group(required=True)
+    party.add_argument("--client", help="this client's name (as in the stack config)")
+    party.add_argument("--server", action="store_true", help="stage the server-only test set")
+    stage.add_argument("--parameter-prefix", default="/fl-fraud")
+    stage.add_argument("--overwrite", action="store_true", help="replace a dataset staged before")
+    stage.add_argument("--seed", type=int, default=0, help="train/validation split seed")
     return parser
 
 
@@ -170,7 +189,31 @@ def compare(args, console: Console) -> int:
     return 0
 
 
-COMMANDS = {"prepare-data": prepare_data, "local": local, "compare": compare}
+def federate(args, console: Console) -> int:
+    from fl_runtime.federate import FederateOptions
+    from fl_runtime.federate import federate as run_federation
+    from fl_runtime.server_account import AwsServer, RehearsalServer
+
+    options = FederateOptions(
+        rounds=args.rounds, train=_train_config(args), share_curvature=args.share_curvature, min_clients=args.min_clients,
+        seed=args.seed, address=args.address, connect_timeout=args.connect_timeout, round_timeout=args.round_timeout,
+        run_name=args.run_name, out=args.out,
+    )
+    server = RehearsalServer(args.rehearsal) if args.rehearsal else AwsServer(f"{args.parameter_prefix}/server/settings")
+    run_federation(server, options, console)
+    return 0
+
+
+def stage_data(args, console: Console) -> int:
+    from fl_runtime.stage_data import StageOptions, stage
+
+    options = StageOptions(args.data, server=args.server, client=args.client, parameter_prefix=args.parameter_prefix, overwrite=args.overwrite, seed=args.seed)
+    for uri in stage(options):
+        console.print(f"staged {uri}", highlight=False)
+    return 0
+
+
+COMMANDS = {"prepare-data": prepare_data, "local": local, "compare": compare, "federate": federate, "stage-data": stage_data}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -66,6 +66,8 @@ def flower_env(home: Path, extra: dict[str, str] | None = None) -> dict[str, str
     env.update(QUIET)
     env["FLWR_HOME"] = str(home)
     env["PATH"] = os.pathsep.join([*script_dirs(), env.get("PATH", "")])
+    # helper processes (`python -m fl_runtime...`) import this copy of fl_runtime, wherever it lives
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH")]))
     env.update(extra or {})
     return env
 
@@ -73,8 +75,10 @@ def flower_env(home: Path, extra: dict[str, str] | None = None) -> dict[str, str
 class Supervisor:
     """Starts processes in their own process groups and stops every group it started."""
 
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, grace: float = 5.0) -> None:
+        """``grace``: seconds a process gets between SIGTERM and SIGKILL to clean up after itself."""
         self.log_dir = log_dir
+        self.grace = grace
         self.processes: dict[str, subprocess.Popen] = {}
 
     def start(self, name: str, command: Sequence[str], env: dict[str, str], cwd: Path) -> subprocess.Popen:
@@ -98,7 +102,7 @@ class Supervisor:
             return ""
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
-    def stop(self, name: str, grace: float = 5.0) -> None:
+    def stop(self, name: str) -> None:
         process = self.processes.get(name)
         if process is None:
             return
@@ -108,7 +112,7 @@ class Supervisor:
             except ProcessLookupError:
                 break
             try:
-                process.wait(timeout=grace)
+                process.wait(timeout=self.grace)
                 break
             except subprocess.TimeoutExpired:
                 continue
@@ -211,8 +215,9 @@ class SuperLink:
             raise DeploymentError(f"`flwr {' '.join(args)}` failed: {answer.get('error-message') or done.stderr.strip()}")
         return answer
 
-    def register(self, key: NodeKey) -> int:
-        return int(self.cli("supernode", "register", str(key.public_key), CONNECTION)["node-id"])
+    def register(self, public_key: Path) -> int:
+        """Admit the SuperNode holding the private half of ``public_key`` (OpenSSH format)."""
+        return int(self.cli("supernode", "register", str(public_key), CONNECTION)["node-id"])
 
     def submit(self, app_dir: Path, run_config: dict) -> str:
         overrides = " ".join(f"{key}={json.dumps(value)}" for key, value in run_config.items())

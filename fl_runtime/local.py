@@ -148,7 +148,7 @@ def _federate(options, console, supervisor, workspace, staging, test_path, clien
     for index, path in enumerate(client_paths, start=1):
         name = f"client_{index}" if not options.client_data else path.stem
         key = create_node_key(workspace / "keys", name)
-        superlink.register(key)
+        superlink.register(key.public_key)
         supervisor.start(
             f"supernode-{name}",
             supernode_command(superlink.address, tls.ca_certificate, key, {"data-path": str(path), "name": name}, free_port(), max_wait_time=60),

@@ -14,7 +14,8 @@ What it does:
    with backoff until it has joined (its first message arrived) or ``--connect-timeout`` has passed:
    then it exits non-zero saying why (server unreachable, or key not registered);
 4. when the final global model arrives, saves it to ``SM_MODEL_DIR/model.joblib``, lets the SuperNode
-   send its last reply, stops it (SuperNodes never exit by themselves) and exits 0; after
+   send its last reply and the server collect it, stops it (SuperNodes never exit by themselves) and
+   exits 0; after
    ``--run-timeout`` without a final model it stops and exits non-zero.
 """
 
@@ -33,6 +34,7 @@ from pathlib import Path
 EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
 CONNECTED = "moments"  # the first message a member of the federation handles
 SENT = "Sent successfully"  # what the SuperNode logs after pushing a reply
+LINGER_SECONDS = 10.0  # after the last reply: time for the server to collect it (see _wait_for_replies)
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,7 @@ def read_progress(path: Path) -> list[dict]:
 
 
 def run(settings: JobSettings) -> int:
-    from fl_runtime.deployment import DeploymentError, Supervisor
+    from fl_runtime.deployment import DeploymentError, Supervisor, interrupts_as_keyboard_interrupt
     from fl_runtime.pki import create_node_key
 
     try:
@@ -124,7 +126,7 @@ def run(settings: JobSettings) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    workspace = Path(tempfile.mkdtemp(prefix="fl-client-"))
+    workspace = Path(tempfile.mkdtemp(prefix="fl-client-"))  # removed at the end; logs go to SM_OUTPUT_DATA_DIR
     ca = workspace / "ca.crt"
     ca.write_bytes(settings.root_certificate)
     key = create_node_key(workspace / "keys", "supernode")
@@ -138,16 +140,34 @@ def run(settings: JobSettings) -> int:
     supervisor = Supervisor(workspace / "logs")
     started = time.monotonic()
     try:
-        node, reason = _join(settings, supervisor, workspace, ca, key, node_config, progress, started)
-        if node is None:
-            print(f"error: could not join the federation within {settings.connect_timeout:g} s: {reason}", file=sys.stderr)
-            return EXIT_FAILED
-        return _follow(settings, supervisor, node, progress, started)
+        with interrupts_as_keyboard_interrupt():  # StopTrainingJob sends SIGTERM: stop the SuperNode too
+            return _run(settings, supervisor, workspace, ca, key, node_config, progress, started)
+    except KeyboardInterrupt:
+        print("error: stopped (SIGTERM or Ctrl-C)", file=sys.stderr)
+        return EXIT_FAILED
     except DeploymentError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILED
     finally:
         supervisor.stop_all()
+        _keep_logs(workspace, settings.output_dir)
+
+
+def _keep_logs(workspace: Path, output_dir: Path) -> None:
+    """SuperNode logs into the job's output (SageMaker uploads it with the artifacts); workspace removed."""
+    import shutil
+
+    if (workspace / "logs").exists():
+        shutil.copytree(workspace / "logs", output_dir / "supernode-logs", dirs_exist_ok=True)
+    shutil.rmtree(workspace, ignore_errors=True)
+
+
+def _run(settings, supervisor, workspace, ca, key, node_config, progress, started) -> int:
+    node, reason = _join(settings, supervisor, workspace, ca, key, node_config, progress, started)
+    if node is None:
+        print(f"error: could not join the federation within {settings.connect_timeout:g} s: {reason}", file=sys.stderr)
+        return EXIT_FAILED
+    return _follow(settings, supervisor, node, progress, started)
 
 
 def _join(settings, supervisor, workspace, ca, key, node_config, progress, started) -> tuple[str | None, str]:
@@ -184,15 +204,15 @@ def _follow(settings: JobSettings, supervisor, node: str, progress: Path, starte
     deadline = started + settings.run_timeout
     reported = 0
     while time.monotonic() < deadline:
-        # counted before reading the progress: the final reply is pushed only after the event is written
-        replies_sent = supervisor.log_tail(node, 100_000).count(SENT)
         events = read_progress(progress)
         for event in events[reported:]:
             print(f"{settings.client_name}: {event['message']}" + (f" round {event['round']}" if event.get("round") else ""), flush=True)
         reported = len(events)
-        final = next((e for e in events if e.get("message") == "evaluate" and e.get("model")), None)
+        final = next((i for i, e in enumerate(events) if e.get("message") == "evaluate" and e.get("model")), None)
         if final is not None:
-            _wait_for_reply(supervisor, node, replies_sent)
+            # every message handled gets one reply: wait until the final one has been sent too
+            _wait_for_replies(supervisor, node, final + 1)
+            final = events[final]
             metrics = {k: v for k, v in final.items() if k in ("roc-auc", "pr-auc", "log-loss", "round")}
             settings.output_dir.mkdir(parents=True, exist_ok=True)
             (settings.output_dir / "client_metrics.json").write_text(json.dumps({"client": settings.client_name, **metrics}, indent=2))
@@ -206,11 +226,17 @@ def _follow(settings: JobSettings, supervisor, node: str, progress: Path, starte
     return EXIT_FAILED
 
 
-def _wait_for_reply(supervisor, node: str, replies_sent: int, timeout: float = 60.0) -> None:
-    """The ClientApp saved the model before replying; let the SuperNode push that last reply."""
+def _wait_for_replies(supervisor, node: str, expected: int, timeout: float = 60.0) -> None:
+    """Let the SuperNode push the last reply, and the server collect it, before stopping the SuperNode.
+
+    The ClientApp saves the model before it replies. A SuperNode that stops deactivates itself, and
+    the SuperLink then answers the server with "node unavailable" instead of a reply it has not yet
+    handed over, so the node lingers a little after sending (the server collects replies every 50 ms).
+    """
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and supervisor.log_tail(node, 100_000).count(SENT) <= replies_sent:
+    while time.monotonic() < deadline and supervisor.log_tail(node, 100_000).count(SENT) < expected:
         time.sleep(0.5)
+    time.sleep(LINGER_SECONDS)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,6 +22,7 @@ from stacks.compliance import AWS_SOLUTIONS, acknowledge, objects_finding
 from stacks.config import KICKOFF_ROLE_NAME, ClientAccount, FederationConfig
 from stacks.roles import attach, log_group_arn
 
+PUBLIC_KEY = "supernode.pub"  # as fl_runtime.kickoff names it
 DATA_PREFIX = "data_prep/"
 ARTIFACT_PREFIX = "client_artifact/"
 VPC_NETWORK_INTERFACE_ACTIONS = [
@@ -64,8 +65,8 @@ def training_execution_role(
         f"{AWS_SOLUTIONS}IAM5[Resource::*]": "VPC-mode training needs the ec2 network-interface and describe actions, which do not support "
         "resource-level permissions; cloudwatch:PutMetricData is limited to the SageMaker training namespace by condition",
         objects_finding(code): "The job reads its source.tar.gz from the code bucket, which holds nothing else",
-        objects_finding(data, DATA_PREFIX): "The job reads the staged train/validation objects under data_prep/ only",
-        objects_finding(artifacts, ARTIFACT_PREFIX): "SageMaker writes model.tar.gz under client_artifact/<job name>/, which is not known in advance",
+        objects_finding(data, f"{DATA_PREFIX}*"): "The job reads the staged train/validation objects under data_prep/ only",
+        objects_finding(artifacts, f"{ARTIFACT_PREFIX}*"): "SageMaker writes model.tar.gz under client_artifact/<job name>/, which is not known in advance",
         f"{AWS_SOLUTIONS}IAM5[Resource::{logs}]": "SageMaker names the log streams per training job; the grant covers the training-job log group",
     }
     for finding, reason in reasons.items():
@@ -75,7 +76,7 @@ def training_execution_role(
 
 def kickoff_role(
     scope: Construct, config: FederationConfig, client: ClientAccount, *, execution_role: iam.IRole,
-    subnets: ec2.SelectedSubnets, training_security_group: ec2.ISecurityGroup,
+    subnets: ec2.SelectedSubnets, training_security_group: ec2.ISecurityGroup, artifacts: s3.IBucket, key: kms.IKey,
 ) -> iam.Role:
     stack = Stack.of(scope)
     role = iam.Role(
@@ -109,12 +110,17 @@ def kickoff_role(
             conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
         ),
         iam.PolicyStatement(sid="ReadThisClientsSettings", actions=["ssm:GetParameter", "ssm:GetParameters"], resources=[settings]),
+        # a job publishes its SuperNode's public key there; the server registers it (no secret travels)
+        iam.PolicyStatement(sid="ReadSuperNodePublicKeys", actions=["s3:GetObject"], resources=[artifacts.arn_for_objects(f"{ARTIFACT_PREFIX}*/{PUBLIC_KEY}")]),
+        iam.PolicyStatement(sid="DecryptPublicKeys", actions=["kms:Decrypt"], resources=[key.key_arn]),
     ])
     reasons = {
         f"{AWS_SOLUTIONS}IAM5[Resource::{jobs}]": "Training-job names carry a per-run suffix; the grant is limited to the federation's name prefix",
         f"{AWS_SOLUTIONS}IAM5[Resource::*]": "ec2 Describe actions (the reference design's DescribeSubnets, DescribeVpcs, DescribeNetworkInterfaces) "
         "do not support resource-level permissions",
         f"{AWS_SOLUTIONS}IAM5[Resource::{settings}]": "The kickoff step reads the settings this client stack publishes under its own parameter path",
+        objects_finding(artifacts, f"{ARTIFACT_PREFIX}*/{PUBLIC_KEY}"):
+            "Each training job publishes its SuperNode public key under client_artifact/<job name>/; only those keys are readable",
     }
     for finding, reason in reasons.items():
         acknowledge(policy, finding, reason)

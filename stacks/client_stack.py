@@ -45,7 +45,8 @@ class ClientStack(FederationStack):
 
         execution_role = training_execution_role(self, code=code, data=data, artifacts=artifacts, key=key)
         self.kickoff_role = kickoff_role(
-            self, config, client, execution_role=execution_role, subnets=network.subnets, training_security_group=self.training_security_group
+            self, config, client, execution_role=execution_role, subnets=network.subnets,
+            training_security_group=self.training_security_group, artifacts=artifacts, key=key,
         )
         self.peering = PeeringAccepter(self, "Peering", config, client, network.vpc, network.subnets)
 
@@ -65,7 +66,7 @@ class ClientStack(FederationStack):
             iam.PolicyStatement(sid="StageData", actions=["s3:PutObject", "s3:GetObject"], resources=[data.arn_for_objects(f"{DATA_PREFIX}*")]),
             iam.PolicyStatement(sid="ListStagedData", actions=["s3:ListBucket"], resources=[data.bucket_arn], conditions={"StringLike": {"s3:prefix": [f"{DATA_PREFIX}*"]}}),
         )
-        acknowledge(notebook.policy, objects_finding(data, DATA_PREFIX), "stage-data writes the train and validation CSVs under data_prep/ and checks what is there")
+        acknowledge(notebook.policy, objects_finding(data, f"{DATA_PREFIX}*"), "stage-data writes the train and validation CSVs under data_prep/ and checks what is there")
 
         settings = {
             "client": client.name,

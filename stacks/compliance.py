@@ -17,9 +17,9 @@ AWS_SOLUTIONS = "AwsSolutions::AwsSolutions-"
 HIPAA = "HIPAA.Security::HIPAA.Security-"
 
 
-def objects_finding(bucket, prefix: str = "") -> str:
-    """How cdk-nag names a wildcard grant on ``bucket``'s objects under ``prefix``."""
-    return f"{AWS_SOLUTIONS}IAM5[Resource::<{Stack.of(bucket).get_logical_id(bucket.node.default_child)}.Arn>/{prefix}*]"
+def objects_finding(bucket, keys: str = "*") -> str:
+    """How cdk-nag names a wildcard grant on the objects of ``bucket`` matching ``keys``."""
+    return f"{AWS_SOLUTIONS}IAM5[Resource::<{Stack.of(bucket).get_logical_id(bucket.node.default_child)}.Arn>/{keys}]"
 
 
 def add_checks(app: cdk.App) -> None:

@@ -67,8 +67,8 @@ class ServerStack(FederationStack):
                 conditions={"StringLike": {"s3:prefix": [f"{TEST_PREFIX}*", f"{MODEL_PREFIX}*"]}},
             ),
         )
-        acknowledge(notebook.policy, objects_finding(results, TEST_PREFIX), "stage-data puts the server-only test set under data/; federate reads it")
-        acknowledge(notebook.policy, objects_finding(results, MODEL_PREFIX), "federate writes each run's global model, metrics and report under model/<run>/")
+        acknowledge(notebook.policy, objects_finding(results, f"{TEST_PREFIX}*"), "stage-data puts the server-only test set under data/; federate reads it")
+        acknowledge(notebook.policy, objects_finding(results, f"{MODEL_PREFIX}*"), "federate writes each run's global model, metrics and report under model/<run>/")
 
         self.peerings = {client.name: Peering(self, f"Peering-{client.name}", config, client, network.vpc, network.subnets, operator) for client in config.clients}
 

@@ -77,7 +77,7 @@ def test_an_unregistered_supernode_is_refused_and_exits(superlink):
 
 def test_a_registered_supernode_comes_online(superlink):
     member = create_node_key(superlink.workspace / "keys", "member")
-    node_id = superlink.register(member)
+    node_id = superlink.register(member.public_key)
     _start_supernode(superlink, "member", member)
     deadline = time.monotonic() + 60
     status = None

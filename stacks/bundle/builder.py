@@ -109,8 +109,8 @@ def download_wheels(cache: Path) -> Path:
     return target
 
 
-def bundle_files(wheels: Path) -> dict[str, bytes | Path]:
-    """Archive path -> content (bytes) or file to copy."""
+def bundle_files(wheels: Path | None) -> dict[str, bytes | Path]:
+    """Archive path -> content (bytes) or file to copy; without ``wheels``, a bundle that installs nothing."""
     files: dict[str, bytes | Path] = {
         ENTRY_POINT: ENTRY_POINT_SOURCE.encode(),
         "pyproject.toml": PROJECT / "pyproject.toml",
@@ -121,7 +121,7 @@ def bundle_files(wheels: Path) -> dict[str, bytes | Path]:
         files[f"fl_runtime/{source.name}"] = source
     for source in sorted((HERE / "notebook").iterdir()):
         files[f"notebook/{source.name}"] = source
-    for wheel in sorted(wheels.glob("*.whl")):
+    for wheel in sorted(wheels.glob("*.whl")) if wheels else []:
         files[f"wheels/{wheel.name}"] = wheel
     return files
 

@@ -1,0 +1,198 @@
+"""Client training jobs, started from the server account: the request, and SageMaker through the kickoff role.
+
+``training_job_request`` is the CreateTrainingJob request for one client (pure: settings in, request
+out), in the reference design's shape: script mode (``sagemaker_program`` and
+``sagemaker_submit_directory`` pointing at the client's own code bucket), the ``train`` channel from its
+data bucket, output to ``client_artifact/``, its private subnets and training security group, a maximum
+runtime; plus the server address and the run's CA certificate (public). No secret goes into
+hyperparameters, which anyone allowed DescribeTrainingJob can read: each job makes its own SuperNode
+key and publishes only the public half.
+
+``ClientAccount`` is one client account seen through ``FL-kickoff-client-job`` (assumed with the
+client's external id): its settings from SSM, and a ``SageMakerJobs`` launcher for its jobs.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from dataclasses import dataclass
+
+from fl_runtime.strategy import FederationError
+
+ENTRY_POINT = "sagemaker_client.py"
+PUBLIC_KEY = "supernode.pub"
+DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnrecognizedClientException", "InvalidClientTokenId"}
+THROTTLED = {"Throttling", "ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded", "SlowDown"}
+# bounded retries: a throttled or unreachable API gives a clear error within seconds, not minutes
+RETRIES = {"max_attempts": 4, "mode": "standard"}
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """What every client job of one run shares."""
+
+    run_tag: str  # unique per run: part of every job name
+    superlink: str  # HOST:PORT the jobs dial (the Fleet gateway on the server notebook)
+    root_certificate: bytes  # PEM of the run's CA: public
+    connect_timeout: float
+    run_timeout: float
+
+
+def job_name(prefix: str, run_tag: str, client: str) -> str:
+    """A SageMaker training-job name: <= 63 characters of letters, digits and hyphens, prefix first."""
+    name = re.sub(r"[^a-zA-Z0-9-]", "-", f"{prefix}-{run_tag}-{client}")[:63].strip("-")
+    return name
+
+
+def training_job_request(settings: dict, plan: JobPlan, region: str, public_key_uri: str) -> dict:
+    name = job_name(settings["training_job_prefix"], plan.run_tag, settings["client"])
+    artifacts = f"s3://{settings['artifact_bucket']}/{settings['artifact_prefix']}"
+    runtime = int(settings["max_training_seconds"])
+    return {
+        "TrainingJobName": name,
+        "AlgorithmSpecification": {"TrainingImage": settings["training_image"], "TrainingInputMode": "File"},
+        "RoleArn": settings["execution_role_arn"],
+        "HyperParameters": {
+            "sagemaker_program": settings["entry_point"],
+            "sagemaker_submit_directory": settings["source_uri"],
+            "sagemaker_region": region,
+            "superlink": plan.superlink,
+            "root-certificate": base64.b64encode(plan.root_certificate).decode("ascii"),
+            "client-name": settings["client"],
+            "public-key-uri": public_key_uri,
+            "connect-timeout": str(int(plan.connect_timeout)),
+            "run-timeout": str(int(min(plan.run_timeout, runtime - 60))),
+        },
+        "InputDataConfig": [
+            {
+                "ChannelName": "train",
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": f"s3://{settings['data_bucket']}/{settings['data_prefix']}",
+                        "S3DataDistributionType": "FullyReplicated",
+                    }
+                },
+            }
+        ],
+        "OutputDataConfig": {"S3OutputPath": artifacts, "KmsKeyId": settings["data_key_arn"]},
+        "ResourceConfig": {
+            "InstanceType": settings["training_instance_type"], "InstanceCount": 1, "VolumeSizeInGB": 30,
+            "VolumeKmsKeyId": settings["data_key_arn"],
+        },
+        "VpcConfig": {"SecurityGroupIds": [settings["training_security_group_id"]], "Subnets": list(settings["subnet_ids"])},
+        "StoppingCondition": {"MaxRuntimeInSeconds": runtime},
+        "EnableNetworkIsolation": False,
+    }
+
+
+def public_key_s3_uri(settings: dict, name: str) -> str:
+    return f"s3://{settings['artifact_bucket']}/{settings['artifact_prefix']}{name}/{PUBLIC_KEY}"
+
+
+def explain(error, client: str, operation: str) -> FederationError:
+    """A boto3 ClientError as one clear sentence naming the client, the call and what to check."""
+    code = error.response.get("Error", {}).get("Code", "")
+    message = error.response.get("Error", {}).get("Message", str(error))
+    if code in DENIED:
+        hint = "check the kickoff role's policy, the external id and the trust of FL-server-notebook"
+        return FederationError(f"client {client}: {operation} was denied ({code}: {message}); {hint}")
+    if code in THROTTLED:
+        return FederationError(f"client {client}: {operation} was throttled by AWS ({code}) after {RETRIES['max_attempts']} attempts; try again later")
+    return FederationError(f"client {client}: {operation} failed ({code or 'error'}: {message})")
+
+
+class SageMakerJobs:
+    """Training jobs in one client account, through its kickoff session."""
+
+    def __init__(self, client: str, session) -> None:
+        from botocore.config import Config
+
+        self.client = client
+        config = Config(retries=RETRIES, connect_timeout=10, read_timeout=60)
+        self.sagemaker = session.client("sagemaker", config=config)
+        self.s3 = session.client("s3", config=config)
+
+    def public_key_uri(self, settings: dict, name: str) -> str:
+        return public_key_s3_uri(settings, name)
+
+    def start(self, request: dict) -> str:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.sagemaker.create_training_job(**request)
+        except ClientError as error:
+            raise explain(error, self.client, "CreateTrainingJob") from None
+        except BotoCoreError as error:
+            raise FederationError(f"client {self.client}: CreateTrainingJob could not reach SageMaker: {error}") from None
+        return request["TrainingJobName"]
+
+    def status(self, name: str) -> tuple[str, str]:
+        """(TrainingJobStatus, FailureReason or secondary status)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            job = self.sagemaker.describe_training_job(TrainingJobName=name)
+        except (ClientError, BotoCoreError) as error:
+            return "Unknown", str(error)
+        return job["TrainingJobStatus"], job.get("FailureReason") or job.get("SecondaryStatus", "")
+
+    def stop(self, name: str) -> str | None:
+        """Stop a job; the reason if that failed (the caller reports it, and goes on stopping the others)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.sagemaker.stop_training_job(TrainingJobName=name)
+        except ClientError as error:
+            return str(explain(error, self.client, "StopTrainingJob"))
+        except BotoCoreError as error:
+            return f"client {self.client}: StopTrainingJob could not reach SageMaker: {error}"
+        return None
+
+    def read_public_key(self, uri: str) -> bytes | None:
+        from botocore.exceptions import ClientError
+
+        bucket, _, key = uri[len("s3://"):].partition("/")
+        try:
+            return self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise explain(error, self.client, "reading the SuperNode public key") from None
+
+
+@dataclass
+class ClientAccount:
+    """One client account seen through its kickoff role."""
+
+    name: str
+    settings: dict
+    jobs: SageMakerJobs
+
+    @classmethod
+    def assume(cls, sts, entry: dict, region: str, session_name: str) -> ClientAccount:
+        """AssumeRole into FL-kickoff-client-job with the external id, then read the client's settings."""
+        import boto3
+        from botocore.config import Config
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        name = entry["name"]
+        try:
+            credentials = sts.assume_role(
+                RoleArn=entry["kickoff_role_arn"], RoleSessionName=session_name[:64], ExternalId=entry["external_id"], DurationSeconds=3600
+            )["Credentials"]
+        except ClientError as error:
+            raise explain(error, name, f"sts:AssumeRole on {entry['kickoff_role_arn']}") from None
+        except BotoCoreError as error:
+            raise FederationError(f"client {name}: sts:AssumeRole could not reach STS: {error}") from None
+        session = boto3.Session(
+            aws_access_key_id=credentials["AccessKeyId"], aws_secret_access_key=credentials["SecretAccessKey"],
+            aws_session_token=credentials["SessionToken"], region_name=region,
+        )
+        try:
+            raw = session.client("ssm", config=Config(retries=RETRIES)).get_parameter(Name=entry["settings_parameter"])["Parameter"]["Value"]
+        except ClientError as error:
+            raise explain(error, name, f"reading {entry['settings_parameter']}") from None
+        return cls(name, json.loads(raw), SageMakerJobs(name, session))

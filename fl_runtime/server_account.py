@@ -1,0 +1,103 @@
+"""Where ``federate`` gets its settings, data and client jobs: AWS on the notebook, folders in a rehearsal.
+
+``AwsServer``: the server notebook's own role reads ``<prefix>/server/settings`` from SSM, downloads
+the test set from the results bucket, uploads the outputs to ``model/<run>/``, and reaches each client
+account through its kickoff role (``kickoff.ClientAccount``).
+
+``RehearsalServer``: the same roles played by folders (one per bucket) and local processes
+(``local_jobs.LocalJobs``) that receive the very CreateTrainingJob requests SageMaker would. Described
+by a JSON file (see ``RehearsalServer.describe``), it is how the tests and a laptop rehearse a
+deployment end to end.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from fl_runtime.federate import ClientHandle
+from fl_runtime.kickoff import RETRIES, ClientAccount, explain
+from fl_runtime.strategy import FederationError
+
+TEST_FILE = "test.csv"
+
+
+class AwsServer:
+    def __init__(self, parameter: str, session=None) -> None:
+        import boto3
+        from botocore.config import Config
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        self.session = session or boto3.Session()
+        self.config = Config(retries=RETRIES)
+        try:
+            raw = self.session.client("ssm", config=self.config).get_parameter(Name=parameter)["Parameter"]["Value"]
+        except ClientError as error:
+            raise explain(error, "server", f"reading {parameter}") from None
+        except BotoCoreError as error:
+            raise FederationError(f"reading {parameter} failed: {error}") from None
+        self.settings = json.loads(raw)
+        self.region = self.settings["region"]
+
+    def fetch_test_set(self, destination: Path) -> Path:
+        from botocore.exceptions import ClientError
+
+        key = f"{self.settings['test_prefix']}{TEST_FILE}"
+        try:
+            self.session.client("s3", config=self.config).download_file(self.settings["results_bucket"], key, str(destination))
+        except ClientError as error:
+            raise FederationError(
+                f"no test set at s3://{self.settings['results_bucket']}/{key} ({error}); stage it first: "
+                "python -m fl_runtime stage-data --server --data test.csv"
+            ) from None
+        return destination
+
+    def publish(self, folder: Path, run: str) -> str:
+        s3 = self.session.client("s3", config=self.config)
+        prefix = f"{self.settings['model_prefix']}{run}/"
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            s3.upload_file(str(path), self.settings["results_bucket"], prefix + path.relative_to(folder).as_posix())
+        return f"s3://{self.settings['results_bucket']}/{prefix}"
+
+    def clients(self, session_name: str) -> list[ClientHandle]:
+        sts = self.session.client("sts", config=self.config)
+        accounts = [ClientAccount.assume(sts, entry, self.region, session_name) for entry in self.settings["clients"]]
+        return [ClientHandle(a.name, a.settings, a.jobs) for a in accounts]
+
+
+class RehearsalServer:
+    """Buckets as folders, training jobs as local processes; the requests are the real ones."""
+
+    def __init__(self, description: Path) -> None:
+        from fl_runtime.local_jobs import LocalJobs
+
+        spec = json.loads(Path(description).read_text())
+        self.settings = spec["server"]
+        self.region = self.settings["region"]
+        self.buckets = {name: Path(folder) for name, folder in spec["buckets"].items()}
+        self.client_settings = spec["clients"]
+        self.jobs = LocalJobs(Path(spec["jobs_folder"]), self.buckets, spec["python"], spec.get("install_requirements", False))
+
+    @staticmethod
+    def describe(path: Path, *, server: dict, clients: list[dict], buckets: dict[str, Path], jobs_folder: Path, python: str, install_requirements: bool = False) -> Path:
+        path.write_text(json.dumps({
+            "server": server, "clients": clients, "buckets": {k: str(v) for k, v in buckets.items()},
+            "jobs_folder": str(jobs_folder), "python": python, "install_requirements": install_requirements,
+        }, indent=2))
+        return path
+
+    def fetch_test_set(self, destination: Path) -> Path:
+        source = self.buckets[self.settings["results_bucket"]] / f"{self.settings['test_prefix']}{TEST_FILE}"
+        if not source.is_file():
+            raise FederationError(f"no test set at {source}")
+        shutil.copyfile(source, destination)
+        return destination
+
+    def publish(self, folder: Path, run: str) -> str:
+        target = self.buckets[self.settings["results_bucket"]] / f"{self.settings['model_prefix']}{run}"
+        shutil.copytree(folder, target, dirs_exist_ok=True)
+        return str(target)
+
+    def clients(self, session_name: str) -> list[ClientHandle]:
+        return [ClientHandle(s["client"], s, self.jobs) for s in self.client_settings]

@@ -1,0 +1,90 @@
+"""``python -m fl_runtime stage-data``: put one party's data where the federation reads it, in its own account.
+
+On a client notebook: validates the client's CSV (the checks and messages of the local runner), splits
+it into stratified train and validation parts and uploads both to the client's data bucket under
+``data_prep/`` (the training job's ``train`` channel). On the server notebook (``--server``): validates
+the test set and uploads it to the results bucket under ``data/``. Bucket names come from the stack's
+settings in SSM. A file that fails validation is never uploaded, and a staged dataset is not
+overwritten unless ``--overwrite`` says so.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from fl_runtime.data import LabelledData, check_has_both_classes, check_trainable, read_csv, write_csv
+from fl_runtime.kickoff import RETRIES, explain
+from fl_runtime.strategy import FederationError
+from fl_runtime.task import ClientData
+
+TRAIN, VALIDATION, TEST = "train.csv", "validation.csv", "test.csv"
+
+
+@dataclass(frozen=True)
+class StageOptions:
+    data: Path
+    server: bool = False
+    client: str | None = None
+    parameter_prefix: str = "/fl-fraud"
+    overwrite: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.server == bool(self.client):
+            raise ValueError("say whose data this is: --client NAME on a client notebook, or --server on the server notebook")
+
+    @property
+    def parameter(self) -> str:
+        return f"{self.parameter_prefix}/server/settings" if self.server else f"{self.parameter_prefix}/client/{self.client}/settings"
+
+
+def prepare(options: StageOptions, folder: Path) -> dict[str, Path]:
+    """Validated files to upload, by object name; raises DataError before anything is uploaded."""
+    data = read_csv(options.data)
+    if options.server:
+        check_has_both_classes(data)
+        return {TEST: _write(folder / TEST, data)}
+    check_trainable(data)
+    split = ClientData.split(data, seed=options.seed)
+    return {TRAIN: _write(folder / TRAIN, split.train), VALIDATION: _write(folder / VALIDATION, split.validation)}
+
+
+def _write(path: Path, data: LabelledData) -> Path:
+    write_csv(path, data)
+    return path
+
+
+def stage(options: StageOptions, session=None) -> list[str]:
+    """Validate, then upload; returns the s3:// URIs written."""
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    party = "server" if options.server else options.client
+    with tempfile.TemporaryDirectory(prefix="fl-stage-") as folder:
+        files = prepare(options, Path(folder))  # validation first: nothing leaves a file that fails it
+        session = session or boto3.Session()
+        config = Config(retries=RETRIES)
+        try:
+            settings = json.loads(session.client("ssm", config=config).get_parameter(Name=options.parameter)["Parameter"]["Value"])
+        except ClientError as error:
+            raise explain(error, party, f"reading {options.parameter}") from None
+        bucket, prefix = (settings["results_bucket"], settings["test_prefix"]) if options.server else (settings["data_bucket"], settings["data_prefix"])
+        s3 = session.client("s3", config=config)
+        try:
+            existing = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
+            clash = [key for key in existing if key.rsplit("/", 1)[-1] in files]
+            if clash and not options.overwrite:
+                raise FileExistsError(f"s3://{bucket}/{clash[0]}: a dataset is already staged; pass --overwrite to replace it")
+            uris = []
+            for name, path in files.items():
+                s3.upload_file(str(path), bucket, f"{prefix}{name}")
+                uris.append(f"s3://{bucket}/{prefix}{name}")
+        except ClientError as error:
+            raise explain(error, party, f"uploading to s3://{bucket}/{prefix}") from None
+        except BotoCoreError as error:
+            raise FederationError(f"{party}: uploading to s3://{bucket}/{prefix} failed: {error}") from None
+    return uris

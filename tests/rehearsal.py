@@ -1,0 +1,63 @@
+"""Building a rehearsal: folders standing in for each account's buckets, settings as the stacks publish them."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from fl_runtime.data import LabelledData, write_csv
+from fl_runtime.server_account import RehearsalServer
+from fl_runtime.task import ClientData
+from stacks.bundle.builder import BUNDLE_NAME, ENTRY_POINT, bundle_files, build, write_tarball
+
+
+def slim_bundle(path: Path) -> Path:
+    """The code bundle without its wheels, for jobs that run in this project's virtualenv."""
+    write_tarball(path, bundle_files(None))
+    return path
+
+
+def client_settings(name: str, account: str) -> dict:
+    """What a ClientStack publishes in SSM (buckets named per client)."""
+    return {
+        "client": name, "account": account, "kickoff_role_arn": f"arn:aws:iam::{account}:role/FL-kickoff-client-job",
+        "external_id": f"fl-{name}-x1", "execution_role_arn": f"arn:aws:iam::{account}:role/TrainingExecutionRole",
+        "subnet_ids": ["subnet-0a", "subnet-0b"], "training_security_group_id": "sg-0training",
+        "code_bucket": f"code-{name}", "source_uri": f"s3://code-{name}/code/{BUNDLE_NAME}", "entry_point": ENTRY_POINT,
+        "data_bucket": f"data-{name}", "data_prefix": "data_prep/", "artifact_bucket": f"artifacts-{name}", "artifact_prefix": "client_artifact/",
+        "data_key_arn": f"arn:aws:kms:us-east-1:{account}:key/1234", "training_image": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.4-2-py312-cpu-py3",
+        "training_instance_type": "ml.m5.large", "training_job_prefix": "fl-client", "max_training_seconds": 3600, "notebook": f"fl-client-{name}",
+    }
+
+
+def rehearsal(folder: Path, test: LabelledData, clients: dict[str, LabelledData], *, seed: int = 0, port: int,
+              python: str = sys.executable, full_bundle: bool = False, install_requirements: bool = False) -> Path:
+    """A rehearsal description: staged data (split like stage-data does), code bundles, settings."""
+    buckets = {"results": folder / "results"}
+    write_csv(buckets["results"] / "data" / "test.csv", test)
+    settings = []
+    for index, (name, data) in enumerate(clients.items(), start=1):
+        entry = client_settings(name, f"{index + 1}" * 12)
+        for bucket in ("code", "data", "artifact"):
+            buckets[entry[f"{bucket}_bucket"]] = folder / entry[f"{bucket}_bucket"]
+        split = ClientData.split(data, seed=seed)
+        write_csv(buckets[entry["data_bucket"]] / "data_prep" / "train.csv", split.train)
+        write_csv(buckets[entry["data_bucket"]] / "data_prep" / "validation.csv", split.validation)
+        bundle = buckets[entry["code_bucket"]] / "code" / BUNDLE_NAME
+        bundle.parent.mkdir(parents=True, exist_ok=True)
+        if full_bundle:
+            bundle.write_bytes(build().tarball.read_bytes())
+        else:
+            slim_bundle(bundle)
+        settings.append(entry)
+    server = {
+        "region": "local", "notebook": "fl-server", "flower_port": port, "server_vpc_cidr": "10.0.0.0/16",
+        "results_bucket": "results", "test_prefix": "data/", "model_prefix": "model/", "source_uri": "",
+        "clients": [{"name": s["client"], "account": s["account"]} for s in settings],
+    }
+    return RehearsalServer.describe(
+        folder / "rehearsal.json", server=server, clients=settings, buckets=buckets, jobs_folder=folder / "jobs",
+        python=python, install_requirements=install_requirements,
+    )
+
+
