@@ -232,7 +232,8 @@ def federate(server, options: FederateOptions, console: Console) -> Path:
             min_clients = options.min_clients or len(federation.clients)
             if min_clients > len(federation.clients):
                 raise ValueError(f"--min-clients {min_clients} exceeds the {len(federation.clients)} clients configured")
-            run_id = federation.link.submit(stage_app(workspace / "app"), _run_config(options, min_clients, test_path, staging))
+            run_config = _run_config(options, min_clients, len(federation.clients), test_path, staging)
+            run_id = federation.link.submit(stage_app(workspace / "app"), run_config)
             console.print(f"Run {run_id} submitted; waiting for the clients' jobs to join", highlight=False)
             _follow_run(federation, run_id, staging, min_clients)
             federation.wait_for_jobs()
@@ -261,7 +262,7 @@ def federate(server, options: FederateOptions, console: Console) -> Path:
         shutil.rmtree(workspace, ignore_errors=True)
 
 
-def _run_config(options: FederateOptions, min_clients: int, test_path: Path, staging: Path) -> dict:
+def _run_config(options: FederateOptions, min_clients: int, expected_clients: int, test_path: Path, staging: Path) -> dict:
     return {
         "num-server-rounds": options.rounds,
         "local-iterations": options.train.local_iterations,
@@ -269,6 +270,7 @@ def _run_config(options: FederateOptions, min_clients: int, test_path: Path, sta
         "penalty": options.train.penalty,
         "share-curvature": options.share_curvature,
         "min-clients": min_clients,
+        "expected-clients": expected_clients,
         "node-wait-timeout": float(options.connect_timeout),
         "round-timeout": float(options.round_timeout),
         "seed": options.seed,

@@ -26,7 +26,14 @@ PUBLIC_KEY = "supernode.pub"
 DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnrecognizedClientException", "InvalidClientTokenId"}
 THROTTLED = {"Throttling", "ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded", "SlowDown"}
 # bounded retries: a throttled or unreachable API gives a clear error within seconds, not minutes
-RETRIES = {"max_attempts": 4, "mode": "standard"}
+MAX_ATTEMPTS = 4
+
+
+def boto_config():
+    """Client settings for every AWS call of the federation (botocore mutates the dict it gets: a new one each time)."""
+    from botocore.config import Config
+
+    return Config(retries={"total_max_attempts": MAX_ATTEMPTS, "mode": "standard"}, connect_timeout=10, read_timeout=60)
 
 
 @dataclass(frozen=True)
@@ -100,7 +107,7 @@ def explain(error, client: str, operation: str) -> FederationError:
         hint = "check the kickoff role's policy, the external id and the trust of FL-server-notebook"
         return FederationError(f"client {client}: {operation} was denied ({code}: {message}); {hint}")
     if code in THROTTLED:
-        return FederationError(f"client {client}: {operation} was throttled by AWS ({code}) after {RETRIES['max_attempts']} attempts; try again later")
+        return FederationError(f"client {client}: {operation} was throttled by AWS ({code}) after {MAX_ATTEMPTS} attempts; try again later")
     return FederationError(f"client {client}: {operation} failed ({code or 'error'}: {message})")
 
 
@@ -108,12 +115,9 @@ class SageMakerJobs:
     """Training jobs in one client account, through its kickoff session."""
 
     def __init__(self, client: str, session) -> None:
-        from botocore.config import Config
-
         self.client = client
-        config = Config(retries=RETRIES, connect_timeout=10, read_timeout=60)
-        self.sagemaker = session.client("sagemaker", config=config)
-        self.s3 = session.client("s3", config=config)
+        self.sagemaker = session.client("sagemaker", config=boto_config())
+        self.s3 = session.client("s3", config=boto_config())
 
     def public_key_uri(self, settings: dict, name: str) -> str:
         return public_key_s3_uri(settings, name)
@@ -175,7 +179,6 @@ class ClientAccount:
     def assume(cls, sts, entry: dict, region: str, session_name: str) -> ClientAccount:
         """AssumeRole into FL-kickoff-client-job with the external id, then read the client's settings."""
         import boto3
-        from botocore.config import Config
         from botocore.exceptions import BotoCoreError, ClientError
 
         name = entry["name"]
@@ -192,7 +195,7 @@ class ClientAccount:
             aws_session_token=credentials["SessionToken"], region_name=region,
         )
         try:
-            raw = session.client("ssm", config=Config(retries=RETRIES)).get_parameter(Name=entry["settings_parameter"])["Parameter"]["Value"]
+            raw = session.client("ssm", config=boto_config()).get_parameter(Name=entry["settings_parameter"])["Parameter"]["Value"]
         except ClientError as error:
             raise explain(error, name, f"reading {entry['settings_parameter']}") from None
         return cls(name, json.loads(raw), SageMakerJobs(name, session))

@@ -162,6 +162,7 @@ def _federate(options, console, supervisor, workspace, staging, test_path, clien
         "penalty": options.train.penalty,
         "share-curvature": options.share_curvature,
         "min-clients": min_clients,
+        "expected-clients": len(client_paths),
         "node-wait-timeout": float(options.node_wait_timeout),
         "round-timeout": float(options.round_timeout),
         "seed": options.seed,

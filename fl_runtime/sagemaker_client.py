@@ -106,7 +106,7 @@ def publish_public_key(uri: str, key: bytes) -> None:
 def why_not_joined(log: str, superlink: str) -> str:
     if "Failed to activate SuperNode" in log:
         return "the server has not registered this node's key (the federate command registers it once it reads the public key)"
-    if any(text in log for text in ("Connection refused", "ConnectError", "Failed to connect", "timed out", "Name or service not known")):
+    if any(text in log for text in ("Connection attempt failed", "Connection refused", "ConnectError", "Failed to connect", "timed out", "Name or service not known")):
         return f"cannot reach the SuperLink at {superlink} (is the federation running, and is the peering route in place?)"
     return "the SuperNode stopped before its first message; its log ends with:\n" + log
 
@@ -246,3 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     return run(settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

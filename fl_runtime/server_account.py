@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 
 from fl_runtime.federate import ClientHandle
-from fl_runtime.kickoff import RETRIES, ClientAccount, explain
+from fl_runtime.kickoff import ClientAccount, boto_config, explain
 from fl_runtime.strategy import FederationError
 
 TEST_FILE = "test.csv"
@@ -26,13 +26,11 @@ TEST_FILE = "test.csv"
 class AwsServer:
     def __init__(self, parameter: str, session=None) -> None:
         import boto3
-        from botocore.config import Config
         from botocore.exceptions import BotoCoreError, ClientError
 
         self.session = session or boto3.Session()
-        self.config = Config(retries=RETRIES)
         try:
-            raw = self.session.client("ssm", config=self.config).get_parameter(Name=parameter)["Parameter"]["Value"]
+            raw = self.session.client("ssm", config=boto_config()).get_parameter(Name=parameter)["Parameter"]["Value"]
         except ClientError as error:
             raise explain(error, "server", f"reading {parameter}") from None
         except BotoCoreError as error:
@@ -45,7 +43,7 @@ class AwsServer:
 
         key = f"{self.settings['test_prefix']}{TEST_FILE}"
         try:
-            self.session.client("s3", config=self.config).download_file(self.settings["results_bucket"], key, str(destination))
+            self.session.client("s3", config=boto_config()).download_file(self.settings["results_bucket"], key, str(destination))
         except ClientError as error:
             raise FederationError(
                 f"no test set at s3://{self.settings['results_bucket']}/{key} ({error}); stage it first: "
@@ -54,14 +52,14 @@ class AwsServer:
         return destination
 
     def publish(self, folder: Path, run: str) -> str:
-        s3 = self.session.client("s3", config=self.config)
+        s3 = self.session.client("s3", config=boto_config())
         prefix = f"{self.settings['model_prefix']}{run}/"
         for path in sorted(p for p in folder.rglob("*") if p.is_file()):
             s3.upload_file(str(path), self.settings["results_bucket"], prefix + path.relative_to(folder).as_posix())
         return f"s3://{self.settings['results_bucket']}/{prefix}"
 
     def clients(self, session_name: str) -> list[ClientHandle]:
-        sts = self.session.client("sts", config=self.config)
+        sts = self.session.client("sts", config=boto_config())
         accounts = [ClientAccount.assume(sts, entry, self.region, session_name) for entry in self.settings["clients"]]
         return [ClientHandle(a.name, a.settings, a.jobs) for a in accounts]
 

@@ -58,6 +58,7 @@ class ServerSettings:
     train: TrainConfig
     share_curvature: bool
     min_clients: int
+    expected_clients: int  # how many were started: the run waits for all of them while it can
     node_wait_timeout: float
     round_timeout: float
     seed: int
@@ -73,6 +74,7 @@ class ServerSettings:
             train=TrainConfig(int(config["local-iterations"]), float(config["C"]), str(config["penalty"])),
             share_curvature=bool(config["share-curvature"]),
             min_clients=_positive_number(config, "min-clients", int),
+            expected_clients=int(config.get("expected-clients", 0)),
             node_wait_timeout=_positive_number(config, "node-wait-timeout"),
             round_timeout=_positive_number(config, "round-timeout"),
             seed=int(config["seed"]),
@@ -88,6 +90,7 @@ class ServerSettings:
             **records.train_config(self.train),
             "share-curvature": self.share_curvature,
             "min-clients": self.min_clients,
+            "expected-clients": self.expected_clients,
             "node-wait-timeout": self.node_wait_timeout,
             "round-timeout": self.round_timeout,
             "seed": self.seed,
@@ -144,7 +147,7 @@ def run(grid: Grid, settings: ServerSettings, events: EventLog) -> None:
 
     test = read_csv(settings.test_data)
     grid = PollingGrid(grid, settings.reply_poll_seconds)
-    nodes = wait_for_clients(grid, settings.min_clients, settings.node_wait_timeout)
+    nodes = wait_for_clients(grid, settings.min_clients, settings.node_wait_timeout, expected=settings.expected_clients)
     federation = collect_moments(grid, nodes, test, settings.round_timeout)
     events.emit({"event": "federation", "clients": list(federation.names.values()), "rows": federation.rows, "positives": federation.positives})
     history = History(test, federation.stats, federation.names, events.emit)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fl_runtime.data import LabelledData, check_has_both_classes, check_trainable, read_csv, write_csv
-from fl_runtime.kickoff import RETRIES, explain
+from fl_runtime.kickoff import boto_config, explain
 from fl_runtime.strategy import FederationError
 from fl_runtime.task import ClientData
 
@@ -60,20 +60,18 @@ def _write(path: Path, data: LabelledData) -> Path:
 def stage(options: StageOptions, session=None) -> list[str]:
     """Validate, then upload; returns the s3:// URIs written."""
     import boto3
-    from botocore.config import Config
     from botocore.exceptions import BotoCoreError, ClientError
 
     party = "server" if options.server else options.client
     with tempfile.TemporaryDirectory(prefix="fl-stage-") as folder:
         files = prepare(options, Path(folder))  # validation first: nothing leaves a file that fails it
         session = session or boto3.Session()
-        config = Config(retries=RETRIES)
         try:
-            settings = json.loads(session.client("ssm", config=config).get_parameter(Name=options.parameter)["Parameter"]["Value"])
+            settings = json.loads(session.client("ssm", config=boto_config()).get_parameter(Name=options.parameter)["Parameter"]["Value"])
         except ClientError as error:
             raise explain(error, party, f"reading {options.parameter}") from None
         bucket, prefix = (settings["results_bucket"], settings["test_prefix"]) if options.server else (settings["data_bucket"], settings["data_prefix"])
-        s3 = session.client("s3", config=config)
+        s3 = session.client("s3", config=boto_config())
         try:
             existing = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
             clash = [key for key in existing if key.rsplit("/", 1)[-1] in files]

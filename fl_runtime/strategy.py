@@ -5,7 +5,8 @@
   ``reply-poll-seconds``), so a round does not wait for the server's next poll. Flower itself is not
   patched.
 - ``wait_for_clients``: Flower's node sampling waits forever for the minimum number of nodes; every
-  wait here has a deadline and fails with a message that says how many clients came.
+  wait here has a deadline, waits for all the clients expected (not just the minimum) while it can,
+  and fails with a message that says how many came.
 - ``FraudFedAvg``: FedAvg (example-weighted) restricted to the clients that took part in the moments
   round, with the per-round config; a client whose reply fails or times out is dropped for the rest of
   the run, which stops when fewer than ``min_clients`` remain; and a
@@ -105,14 +106,21 @@ class PollingGrid(Grid):
         return self.destinations.get(reply.metadata.reply_to_message_id, reply.metadata.src_node_id)
 
 
-def wait_for_clients(grid: Grid, minimum: int, timeout: float, among: set[int] | None = None) -> list[int]:
-    """Node ids once at least ``minimum`` (of ``among``, if given) are connected; raise after ``timeout``."""
+def wait_for_clients(grid: Grid, minimum: int, timeout: float, among: set[int] | None = None, expected: int | None = None) -> list[int]:
+    """Connected node ids (of ``among``, if given).
+
+    Returns as soon as ``expected`` (default: ``minimum``) are connected; when ``timeout`` runs out,
+    returns those connected if they are at least ``minimum``, and raises otherwise.
+    """
+    expected = max(expected or minimum, minimum)
     deadline = time.monotonic() + timeout
     while True:
         connected = [node for node in grid.get_node_ids() if among is None or node in among]
-        if len(connected) >= minimum:
+        if len(connected) >= expected:
             return connected
         if time.monotonic() >= deadline:
+            if len(connected) >= minimum:
+                return connected
             raise FederationError(
                 f"only {len(connected)} of the minimum {minimum} clients connected within {timeout:g} s "
                 "(raise node-wait-timeout, lower min-clients, or check the clients' logs)"

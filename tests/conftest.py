@@ -36,6 +36,17 @@ def write_rows(path: Path, header: list[str], rows: list[list[object]]) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def synthesized_bundle(tmp_path_factory) -> Path:
+    """The source.tar.gz that `cdk synth` puts into the cloud assembly (default config)."""
+    from stacks.bundle.builder import BUNDLE_NAME
+    from tests.cdk_helpers import synthesize
+
+    synthesized = synthesize(tmp_path_factory.mktemp("cdk-bundle"))
+    [tarball] = synthesized.outdir.glob(f"asset.*/{BUNDLE_NAME}")
+    return tarball
+
+
 @pytest.fixture
 def small_csv(tmp_path, synthetic) -> Path:
     path = tmp_path / "small.csv"

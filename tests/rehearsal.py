@@ -8,7 +8,7 @@ from pathlib import Path
 from fl_runtime.data import LabelledData, write_csv
 from fl_runtime.server_account import RehearsalServer
 from fl_runtime.task import ClientData
-from stacks.bundle.builder import BUNDLE_NAME, ENTRY_POINT, bundle_files, build, write_tarball
+from stacks.bundle.builder import BUNDLE_NAME, ENTRY_POINT, bundle_files, write_tarball
 
 
 def slim_bundle(path: Path) -> Path:
@@ -31,7 +31,7 @@ def client_settings(name: str, account: str) -> dict:
 
 
 def rehearsal(folder: Path, test: LabelledData, clients: dict[str, LabelledData], *, seed: int = 0, port: int,
-              python: str = sys.executable, full_bundle: bool = False, install_requirements: bool = False) -> Path:
+              python: str = sys.executable, bundle: Path | None = None, install_requirements: bool = False) -> Path:
     """A rehearsal description: staged data (split like stage-data does), code bundles, settings."""
     buckets = {"results": folder / "results"}
     write_csv(buckets["results"] / "data" / "test.csv", test)
@@ -43,12 +43,12 @@ def rehearsal(folder: Path, test: LabelledData, clients: dict[str, LabelledData]
         split = ClientData.split(data, seed=seed)
         write_csv(buckets[entry["data_bucket"]] / "data_prep" / "train.csv", split.train)
         write_csv(buckets[entry["data_bucket"]] / "data_prep" / "validation.csv", split.validation)
-        bundle = buckets[entry["code_bucket"]] / "code" / BUNDLE_NAME
-        bundle.parent.mkdir(parents=True, exist_ok=True)
-        if full_bundle:
-            bundle.write_bytes(build().tarball.read_bytes())
+        code = buckets[entry["code_bucket"]] / "code" / BUNDLE_NAME
+        code.parent.mkdir(parents=True, exist_ok=True)
+        if bundle is not None:  # the real bundle (its wheels install in the job), e.g. the synthesized one
+            code.write_bytes(bundle.read_bytes())
         else:
-            slim_bundle(bundle)
+            slim_bundle(code)
         settings.append(entry)
     server = {
         "region": "local", "notebook": "fl-server", "flower_port": port, "server_vpc_cidr": "10.0.0.0/16",

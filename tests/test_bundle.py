@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from stacks.bundle.builder import BUNDLE_NAME, ENTRY_POINT, PLATFORMS, build, write_tarball
-from tests.cdk_helpers import synthesize
+from stacks.bundle.builder import ENTRY_POINT, PLATFORMS, build, write_tarball
 
 pytestmark = pytest.mark.slow
 
@@ -25,12 +24,10 @@ def isolated_pip_env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def unpacked(tmp_path_factory) -> Path:
+def unpacked(tmp_path_factory, synthesized_bundle) -> Path:
     """The source.tar.gz that synth put into the cloud assembly, unpacked like /opt/ml/code."""
-    synthesized = synthesize(tmp_path_factory.mktemp("cdk"))
-    [tarball] = synthesized.outdir.glob(f"asset.*/{BUNDLE_NAME}")
     target = tmp_path_factory.mktemp("code")
-    with tarfile.open(tarball) as archive:
+    with tarfile.open(synthesized_bundle) as archive:
         archive.extractall(target, filter="data")
     return target
 

@@ -51,3 +51,11 @@ def test_client_metrics_sum_histograms_and_counts_and_weight_the_rest_by_example
     assert aggregated[records.VALIDATION_ROWS] == 20
     assert aggregated[records.TRAIN_LOSS] == pytest.approx(0.2)
     assert aggregated[records.HISTOGRAM_POSITIVE] == [4, 2]
+
+
+def test_waiting_prefers_every_expected_client_and_settles_for_the_minimum_at_the_deadline():
+    nodes = Nodes([(0.0, [1, 2]), (0.4, [1, 2, 3])])
+    assert wait_for_clients(nodes, 2, timeout=5, expected=3) == [1, 2, 3]  # not [1, 2]: the third was coming
+    started = time.monotonic()
+    assert wait_for_clients(Nodes([(0.0, [1, 2])]), 2, timeout=0.5, expected=3) == [1, 2]
+    assert 0.5 <= time.monotonic() - started < 2

@@ -1,0 +1,94 @@
+"""`federate` end to end, with local jobs standing in for SageMaker (the very requests SageMaker would get)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import time
+
+import joblib
+import pytest
+
+from fl_runtime.deployment import free_port
+from fl_runtime.partition import PartitionSpec, partition
+from tests.conftest import PROJECT
+from tests.rehearsal import rehearsal
+
+pytestmark = pytest.mark.slow
+NAMES = ("insurer-a", "insurer-b", "hospital-c")
+
+
+@pytest.fixture(scope="module")
+def split(cms):
+    test, clients = partition(cms, PartitionSpec(3, "non-iid", "label", 1.0, test_fraction=0.2, seed=5))
+    return test, dict(zip(NAMES, clients))
+
+
+def federate(description, out, *args) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "fl_runtime", "federate", "--rehearsal", str(description), "--address", "127.0.0.1",
+         "--connect-timeout", "120", "--out", str(out), *map(str, args)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=PROJECT,
+    )
+
+
+def test_three_clients_complete_and_every_output_lands(split, tmp_path):
+    test, clients = split
+    description = rehearsal(tmp_path, test, clients, port=free_port())
+    process = federate(description, tmp_path / "out", "--rounds", 3, "--run-name", "run1")
+    out, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err[-3000:] + out[-3000:]
+    for name in NAMES:
+        assert f"client {name}: training job fl-client-run1-{name} created" in out
+        assert f"client {name}: SuperNode key registered" in out
+        assert f"client {name}: job fl-client-run1-{name} Completed" in out
+    results = tmp_path / "results" / "model" / "run1"
+    assert {"model.joblib", "metrics.json", "report.md", "roc_pr_curves.png"} <= {p.name for p in results.iterdir()}
+    metrics = json.loads((results / "metrics.json").read_text())
+    assert [r["round"] for r in metrics["rounds"]] == [1, 2, 3] and metrics["dropouts"] == []
+    assert metrics["final"]["roc-auc"] > 0.8
+    server_model = joblib.load(results / "model.joblib")
+    for name in NAMES:  # each job saved the final global model to SM_MODEL_DIR; "SageMaker" packed it
+        artifact = tmp_path / f"artifacts-{name}" / "client_artifact" / f"fl-client-run1-{name}" / "output" / "model.tar.gz"
+        with tarfile.open(artifact) as archive:
+            archive.extractall(tmp_path / name, filter="data")
+        client_model = joblib.load(tmp_path / name / "model.joblib")
+        assert (client_model.named_steps["logistic_regression"].coef_ == server_model.named_steps["logistic_regression"].coef_).all()
+    assert "Done: final model ROC-AUC" in out
+
+
+def test_a_client_killed_mid_run_is_dropped_and_the_run_completes_with_two(split, tmp_path):
+    test, clients = split
+    description = rehearsal(tmp_path, test, clients, port=free_port())
+    process = federate(description, tmp_path / "out", "--rounds", 6, "--min-clients", 2, "--round-timeout", 20, "--run-name", "run2")
+    events = tmp_path / ".out.partial" / "events.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not (events.exists() and '"round": 2' in events.read_text()):
+        time.sleep(0.5)
+    assert events.exists(), "the run never reached round 2"
+    killed = subprocess.run(["pkill", "-9", "-f", "fl-client-run2-hospital-c"], capture_output=True)
+    assert killed.returncode == 0
+    out, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err[-3000:] + out[-3000:]
+    metrics = json.loads((tmp_path / "results" / "model" / "run2" / "metrics.json").read_text())
+    [dropout] = metrics["dropouts"]
+    assert dropout["client"] == "hospital-c" and dropout["round"] >= 3
+    assert sorted(metrics["rounds"][-1]["clients"]) == ["insurer-a", "insurer-b"]
+    report = (tmp_path / "results" / "model" / "run2" / "report.md").read_text()
+    assert f"- hospital-c: round {dropout['round']}" in report
+    assert "client hospital-c: job fl-client-run2-hospital-c Failed" in out
+    assert "client hospital-c dropped in round" in out
+
+
+def test_bad_rehearsal_settings_fail_before_any_job_starts(split, tmp_path):
+    test, clients = split
+    description = rehearsal(tmp_path, test, clients, port=free_port())
+    (tmp_path / "results" / "data" / "test.csv").write_text("label\n1\n")
+    process = federate(description, tmp_path / "out")
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 2 and "missing label column 'fraudulent_provider'" in err
+    assert not (tmp_path / "jobs").exists() or not any((tmp_path / "jobs").iterdir())
+    assert os.listdir(tmp_path / "results") == ["data"]

@@ -1,0 +1,177 @@
+"""Starting client jobs from the server account: the request, and real boto3 over HTTP against moto."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import subprocess
+import sys
+
+import boto3
+import pytest
+
+from fl_runtime.kickoff import ClientAccount, JobPlan, public_key_s3_uri, training_job_request
+from fl_runtime.pki import create_tls
+from tests import aws
+from tests.conftest import PROJECT
+from tests.rehearsal import client_settings
+
+pytestmark = pytest.mark.slow
+CLIENTS = {"insurer-a": "111111111111", "insurer-b": "222222222222"}
+
+
+@pytest.fixture
+def plan(tmp_path) -> JobPlan:
+    tls = create_tls(tmp_path / "tls", ["10.0.1.25"])
+    return JobPlan("20261125-010203", "10.0.1.25:9092", tls.ca_certificate.read_bytes(), 900, 3600)
+
+
+def test_the_request_follows_the_reference_script_mode_contract(plan):
+    settings = client_settings("insurer-a", "111111111111")
+    request = training_job_request(settings, plan, "us-east-1", public_key_s3_uri(settings, "job"))
+    assert request["TrainingJobName"] == "fl-client-20261125-010203-insurer-a"
+    assert request["AlgorithmSpecification"] == {"TrainingImage": settings["training_image"], "TrainingInputMode": "File"}
+    assert request["RoleArn"] == settings["execution_role_arn"]
+    hyper = request["HyperParameters"]
+    assert hyper["sagemaker_program"] == "sagemaker_client.py"
+    assert hyper["sagemaker_submit_directory"] == "s3://code-insurer-a/code/source.tar.gz"  # the client's own code bucket
+    assert hyper["superlink"] == "10.0.1.25:9092" and hyper["client-name"] == "insurer-a"
+    assert base64.b64decode(hyper["root-certificate"]) == plan.root_certificate
+    assert all(isinstance(v, str) and len(v) <= 2500 for v in hyper.values())  # SageMaker's limit per value
+    [channel] = request["InputDataConfig"]
+    assert channel["ChannelName"] == "train"
+    assert channel["DataSource"]["S3DataSource"]["S3Uri"] == "s3://data-insurer-a/data_prep/"
+    assert request["OutputDataConfig"] == {"S3OutputPath": "s3://artifacts-insurer-a/client_artifact/", "KmsKeyId": settings["data_key_arn"]}
+    assert request["VpcConfig"] == {"SecurityGroupIds": ["sg-0training"], "Subnets": ["subnet-0a", "subnet-0b"]}
+    assert request["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600}
+    assert int(hyper["run-timeout"]) < 3600  # the job gives up before SageMaker kills it
+
+
+def test_no_secret_travels_in_hyperparameters(plan):
+    settings = client_settings("insurer-a", "111111111111")
+    text = json.dumps(training_job_request(settings, plan, "us-east-1", "s3://b/k"))
+    assert "PRIVATE KEY" not in text and "BEGIN OPENSSH" not in text and "SecretAccessKey" not in text
+
+
+def test_job_names_are_valid_for_sagemaker():
+    from fl_runtime.kickoff import job_name
+
+    name = job_name("fl-client", "20261125-010203", "a_very_long_client_name_with_underscores_and_more_and_more")
+    assert len(name) <= 63 and name.startswith("fl-client-20261125-010203-") and "_" not in name
+
+
+@pytest.fixture
+def local_aws(monkeypatch):
+    with contextlib.ExitStack() as stack:
+        recorder, endpoint = aws.start(stack)
+        for key, value in aws.boto_env(endpoint).items():
+            monkeypatch.setenv(key, value)
+        yield recorder, endpoint
+
+
+def _client_entry(name: str, account: str) -> dict:
+    return {
+        "name": name, "account": account, "kickoff_role_arn": f"arn:aws:iam::{account}:role/FL-kickoff-client-job",
+        "external_id": f"fl-{name}-x1", "settings_parameter": f"/fl-fraud/client/{name}/settings", "vpc_cidr": "10.1.0.0/16",
+    }
+
+
+def _publish_client_settings():
+    """As each ClientStack would: settings in SSM of the client's own account."""
+    sts = boto3.client("sts")
+    for name, account in CLIENTS.items():
+        credentials = sts.assume_role(RoleArn=f"arn:aws:iam::{account}:role/setup", RoleSessionName="setup")["Credentials"]
+        session = boto3.Session(
+            aws_access_key_id=credentials["AccessKeyId"], aws_secret_access_key=credentials["SecretAccessKey"],
+            aws_session_token=credentials["SessionToken"], region_name="us-east-1",
+        )
+        session.client("ssm").put_parameter(Name=f"/fl-fraud/client/{name}/settings", Value=json.dumps(client_settings(name, account)), Type="String")
+
+
+def test_kickoff_assumes_each_role_with_its_external_id_and_starts_jobs_in_each_account(local_aws, plan):
+    recorder, _ = local_aws
+    _publish_client_settings()
+    sts = boto3.client("sts")
+    started = {}
+    for name, account in CLIENTS.items():
+        client = ClientAccount.assume(sts, _client_entry(name, account), "us-east-1", "fl-federate-test")
+        assert client.settings["client"] == name
+        request = training_job_request(client.settings, plan, "us-east-1", public_key_s3_uri(client.settings, "job"))
+        started[name] = (client, client.jobs.start(request), request)
+    assume = recorder.of("AssumeRole")[-2:]
+    assert [(c.body["RoleArn"], c.body["ExternalId"]) for c in assume] == [
+        (f"arn:aws:iam::{a}:role/FL-kickoff-client-job", f"fl-{n}-x1") for n, a in CLIENTS.items()
+    ]
+    assert [c.body["RoleSessionName"] for c in assume] == ["fl-federate-test"] * 2
+    created = recorder.of("SageMaker.CreateTrainingJob")
+    assert [c.body for c in created] == [request for _, _, request in started.values()]
+    for name, (client, job, request) in started.items():
+        description = client.jobs.sagemaker.describe_training_job(TrainingJobName=job)
+        assert description["TrainingJobArn"] == f"arn:aws:sagemaker:us-east-1:{CLIENTS[name]}:training-job/{job}"
+        assert description["VpcConfig"] == request["VpcConfig"]
+        assert description["HyperParameters"]["sagemaker_submit_directory"] == request["HyperParameters"]["sagemaker_submit_directory"]
+        assert client.jobs.status(job)[0] in ("InProgress", "Completed")
+
+
+def _server(recorder, tmp_path, port: int):
+    """The server account's side in moto: its settings in SSM and the staged test set in S3."""
+    from fl_runtime.data import write_csv
+    from fl_runtime.synthetic import generate
+
+    settings = {
+        "region": "us-east-1", "notebook": "fl-server", "flower_port": port, "server_vpc_cidr": "10.0.0.0/16",
+        "results_bucket": "fl-results", "test_prefix": "data/", "model_prefix": "model/", "source_uri": "s3://fl-code/code/source.tar.gz",
+        "clients": [_client_entry(n, a) for n, a in CLIENTS.items()],
+    }
+    boto3.client("ssm").put_parameter(Name="/fl-fraud/server/settings", Value=json.dumps(settings), Type="String")
+    boto3.client("s3").create_bucket(Bucket="fl-results")
+    write_csv(tmp_path / "test.csv", generate(300, seed=1))
+    boto3.client("s3").upload_file(str(tmp_path / "test.csv"), "fl-results", "data/test.csv")
+    _publish_client_settings()
+
+
+def _federate(endpoint, tmp_path):
+    return subprocess.run(
+        [sys.executable, "-m", "fl_runtime", "federate", "--address", "127.0.0.1", "--connect-timeout", "30", "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, cwd=PROJECT, env={**dict(__import__("os").environ), **aws.boto_env(endpoint)}, timeout=300,
+    )
+
+
+def _stop_rule(call):
+    return (200, {}) if call.operation == "SageMaker.StopTrainingJob" else None  # moto 5.2.5 answers 500
+
+
+def test_access_denied_names_the_client_and_stops_the_jobs_already_started(local_aws, tmp_path):
+    from fl_runtime.deployment import free_port
+
+    recorder, endpoint = local_aws
+    _server(recorder, tmp_path, free_port())
+    recorder.rules += [
+        _stop_rule,
+        lambda c: aws.error("AccessDeniedException", "not authorized to perform sagemaker:CreateTrainingJob")
+        if c.operation == "SageMaker.CreateTrainingJob" and "insurer-b" in c.body.get("TrainingJobName", "") else None,
+    ]
+    done = _federate(endpoint, tmp_path)
+    assert done.returncode == 1
+    assert "client insurer-b: CreateTrainingJob was denied (AccessDeniedException" in done.stderr
+    [first] = [c.body["TrainingJobName"] for c in recorder.of("SageMaker.CreateTrainingJob") if "insurer-a" in c.body["TrainingJobName"]]
+    assert [c.body for c in recorder.of("SageMaker.StopTrainingJob")] == [{"TrainingJobName": first}]
+    assert not (tmp_path / "out").exists()
+
+
+def test_throttling_gives_up_after_bounded_retries_and_stops_the_jobs_already_started(local_aws, tmp_path):
+    from fl_runtime.deployment import free_port
+
+    recorder, endpoint = local_aws
+    _server(recorder, tmp_path, free_port())
+    recorder.rules += [
+        _stop_rule,
+        lambda c: aws.error("ThrottlingException", "Rate exceeded")
+        if c.operation == "SageMaker.CreateTrainingJob" and "insurer-b" in c.body.get("TrainingJobName", "") else None,
+    ]
+    done = _federate(endpoint, tmp_path)
+    assert done.returncode == 1
+    assert "client insurer-b: CreateTrainingJob was throttled by AWS (ThrottlingException) after 4 attempts" in done.stderr
+    assert len([c for c in recorder.of("SageMaker.CreateTrainingJob") if "insurer-b" in c.body["TrainingJobName"]]) == 4
+    assert len(recorder.of("SageMaker.StopTrainingJob")) == 1
