@@ -55,7 +55,8 @@ from fl_runtime.server_app import EVENTS_FILE
 from fl_runtime.strategy import REPLY_POLL_SECONDS, FederationError
 from fl_runtime.task import TrainConfig
 
-JOB_POLL_SECONDS = 5.0
+JOB_POLL_SECONDS = 5.0  # DescribeTrainingJob, per client
+KEY_POLL_SECONDS = 1.0  # a published public key is registered within a second: the job's SuperNode is retrying
 JOB_FINISH_TIMEOUT = 900.0  # after the run: time for the jobs to save the model and exit
 ENDED = ("Completed", "Failed", "Stopped")
 
@@ -285,7 +286,7 @@ def _follow_run(federation: Federation, run_id: str, staging: Path, min_clients:
     options = federation.options
     deadline = time.monotonic() + options.connect_timeout + (options.rounds + 2) * options.round_timeout
     events = EventReader(staging / EVENTS_FILE)
-    next_jobs, next_status = 0.0, 0.0
+    next_jobs, next_keys, next_status = 0.0, 0.0, 0.0
     with ProgressView(federation.console, f"Federated training, {len(federation.clients)} client accounts") as view:
         while True:
             for event in events.new():
@@ -293,9 +294,11 @@ def _follow_run(federation: Federation, run_id: str, staging: Path, min_clients:
             if "superlink" in federation.supervisor.exited() or "fleet-gateway" in federation.supervisor.exited():
                 raise DeploymentError("the SuperLink or the Fleet gateway stopped unexpectedly")
             now = time.monotonic()
+            if now >= next_keys:
+                federation.register_new_keys()
+                next_keys = now + KEY_POLL_SECONDS
             if now >= next_jobs:
                 federation.poll_jobs(view)
-                federation.register_new_keys()
                 alive = [h for h in federation.clients if h.status not in ("Failed", "Stopped")]
                 if len(alive) < min_clients:
                     failed = [f"{h.name} ({h.detail or h.status})" for h in federation.clients if h.status in ("Failed", "Stopped")]

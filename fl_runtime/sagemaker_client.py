@@ -34,7 +34,7 @@ from pathlib import Path
 EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
 CONNECTED = "moments"  # the first message a member of the federation handles
 SENT = "Sent successfully"  # what the SuperNode logs after pushing a reply
-LINGER_SECONDS = 10.0  # after the last reply: time for the server to collect it (see _wait_for_replies)
+LINGER_SECONDS = 5.0  # after the last reply: time for the server to collect it (see _wait_for_replies)
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,7 @@ def test_three_clients_complete_and_every_output_lands(split, tmp_path):
 def test_a_client_killed_mid_run_is_dropped_and_the_run_completes_with_two(split, tmp_path):
     test, clients = split
     description = rehearsal(tmp_path, test, clients, port=free_port())
-    process = federate(description, tmp_path / "out", "--rounds", 6, "--min-clients", 2, "--round-timeout", 20, "--run-name", "run2")
+    process = federate(description, tmp_path / "out", "--rounds", 4, "--min-clients", 2, "--round-timeout", 10, "--run-name", "run2")
     events = tmp_path / ".out.partial" / "events.jsonl"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not (events.exists() and '"round": 2' in events.read_text()):
