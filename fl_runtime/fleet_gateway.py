@@ -4,8 +4,10 @@ In flwr 1.42 the SuperLink serves its Fleet API (what SuperNodes call), its Cont
 submission, node registration; no authentication in the open-source build) and its Runtime API on one
 port. Whoever reaches that port could submit runs or register nodes. So on the server the SuperLink
 listens on 127.0.0.1 only, and this gateway listens on the notebook's private address (the port the
-client CIDRs may reach): it forwards ``/v1/fleet/...`` requests to the SuperLink over TLS and answers
-everything else with 403. SuperNode authentication survives the hop: SuperNodes sign a timestamp in
+client CIDRs may reach): it forwards the Fleet API's own routes, read from Flower's Fleet router so
+the list cannot drift from the SuperLink it fronts, to the SuperLink over TLS and answers everything else
+with 403. The match is on the raw request path, byte for byte: no prefix test, no decoding, so
+``/v1/fleet/../control/start-run`` or ``%2e%2e`` spellings never reach the SuperLink. SuperNode authentication survives the hop: SuperNodes sign a timestamp in
 headers, which are forwarded unchanged.
 
     python -m fl_runtime.fleet_gateway --listen 10.0.1.23:9092 --upstream 127.0.0.1:40111 \\
@@ -21,11 +23,17 @@ import contextlib
 import ssl
 import sys
 
-FORWARDED_PREFIX = "/v1/fleet/"
 HEALTH = "/health"  # readiness, for the launcher; says nothing about runs or nodes
 # connection-level headers are the gateway's own business on each side of the hop
 HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailers",
               b"transfer-encoding", b"upgrade", b"host", b"content-length"}
+
+
+def fleet_routes() -> frozenset[tuple[str, str]]:
+    """(method, path) of every Fleet API route the installed SuperLink serves."""
+    from flwr.superlink.routers.fleet.router import router
+
+    return frozenset((method, route.path) for route in router.routes for method in route.methods)
 
 
 def create_app(upstream: str, ca_file: str):
@@ -37,12 +45,16 @@ def create_app(upstream: str, ca_file: str):
 
     client = httpx.AsyncClient(base_url=f"https://{upstream}", verify=ssl.create_default_context(cafile=ca_file), timeout=120.0)
 
+    allowed = fleet_routes() | {("GET", HEALTH)}
+
     async def forward(request: Request) -> Response:
-        path = request.url.path
-        if not (path.startswith(FORWARDED_PREFIX) or path == HEALTH):
-            return JSONResponse({"detail": f"{path} is not served on this port; only the Fleet API is"}, status_code=403)
+        # the path as sent, before any decoding or normalisation, and no query string: Fleet calls carry none
+        path = (request.scope.get("raw_path") or b"").decode("latin-1")
+        if (request.method, path) not in allowed or request.url.query:
+            shown = path if len(path) <= 200 else path[:200] + "..."
+            return JSONResponse({"detail": f"{request.method} {shown} is not served on this port; only the Fleet API is"}, status_code=403)
         headers = [(k, v) for k, v in request.headers.raw if k.lower() not in HOP_BY_HOP]
-        answer = await client.request(request.method, path, params=request.query_params, content=await request.body(), headers=headers)
+        answer = await client.request(request.method, path, content=await request.body(), headers=headers)
         kept = {k: v for k, v in answer.headers.items() if k.lower().encode() not in HOP_BY_HOP and k.lower() != "content-encoding"}
         return Response(answer.content, status_code=answer.status_code, headers=kept)
 

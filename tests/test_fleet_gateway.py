@@ -7,10 +7,10 @@ security groups and routes can reach.
 
 from __future__ import annotations
 
+import http.client
 import socket
 import ssl
 import time
-import urllib.error
 import urllib.request
 
 import pytest
@@ -20,6 +20,7 @@ from fl_runtime.pki import create_node_key, create_tls
 
 pytestmark = pytest.mark.slow
 CLIENT_SIDE = "127.0.0.2"
+UNSUPPORTED_MEDIA_TYPE = 415  # what the SuperLink answers a JSON body on a protobuf route
 
 
 @pytest.fixture(scope="module")
@@ -50,13 +51,15 @@ def server(tmp_path_factory):
     supervisor.stop_all()
 
 
-def _request(context, port, path, body=b"{}"):
-    request = urllib.request.Request(f"https://{CLIENT_SIDE}:{port}{path}", data=body, method="POST", headers={"Content-Type": "application/json"})
+def _request(context, port, path, body=b"{}", method="POST"):
+    """Send ``path`` exactly as written: no client-side normalisation of dot segments or escapes."""
+    connection = http.client.HTTPSConnection(CLIENT_SIDE, port, context=context, timeout=10)
     try:
-        with urllib.request.urlopen(request, context=context, timeout=10) as answer:
-            return answer.status, answer.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
+        connection.request(method, path, body=body if method == "POST" else None, headers={"Content-Type": "application/json"})
+        answer = connection.getresponse()
+        return answer.status, answer.read().decode()
+    finally:
+        connection.close()
 
 
 def test_the_superlink_listens_on_loopback_only(server):
@@ -93,11 +96,44 @@ def test_the_flwr_cli_cannot_submit_or_register_through_the_client_side(server, 
     assert link.cli("ls", CONNECTION)["runs"] == []  # from the notebook itself, the Control API works
 
 
+@pytest.mark.parametrize("path", [
+    "/v1/fleet/../control/start-run",
+    "/v1/fleet/%2e%2e/control/start-run",
+    "/v1/fleet/%2E%2E%2Fcontrol%2Fstart-run",
+    "/v1/fleet//../../v1/control/register-node",
+    "/v1/fleet/./pull-messages",
+    "/v1/fleet/pull-messages/",
+    "/v1/fleet/pull%2Dmessages",
+    "/v1/fleet/pull-messages?next=/v1/control/start-run",
+    "/v1/fleet/",
+    "/v1/fleet",
+])
+def test_dot_segments_escapes_and_near_misses_of_fleet_routes_are_refused(server, path):
+    _, port, context = server
+    status, body = _request(context, port, path)
+    assert status == 403 and "only the Fleet API" in body
+
+
+def test_fleet_routes_are_forwarded_only_with_their_own_method(server):
+    _, port, context = server
+    status, body = _request(context, port, "/v1/fleet/pull-messages", method="GET")
+    assert status == 403 and "only the Fleet API" in body
+
+
 def test_fleet_requests_are_forwarded_to_the_superlink(server):
     _, port, context = server
     status, body = _request(context, port, "/v1/fleet/pull-messages")
-    assert status != 403  # the SuperLink answered (it refuses an unsigned request), not the gateway
-    assert "only the Fleet API" not in body
+    # the SuperLink itself answers (the gateway never sends 415): JSON is not the protobuf it expects
+    assert status == UNSUPPORTED_MEDIA_TYPE and "only the Fleet API" not in body
+
+
+def test_the_gateway_serves_exactly_the_fleet_routes_of_the_installed_flower():
+    from fl_runtime.fleet_gateway import fleet_routes
+
+    paths = {path for _, path in fleet_routes()}
+    assert {"/v1/fleet/pull-messages", "/v1/fleet/push-messages", "/v1/fleet/get-fab"} <= paths
+    assert all(path.startswith("/v1/fleet/") for path in paths)
+    assert {method for method, _ in fleet_routes()} == {"POST"}
 
 
 def test_a_registered_supernode_joins_through_the_gateway(server, tmp_path):
