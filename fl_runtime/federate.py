@@ -47,7 +47,7 @@ from fl_runtime.deployment import (
 )
 from fl_runtime.data import read_csv
 from fl_runtime.files import publish_folder
-from fl_runtime.kickoff import JobPlan, training_job_request
+from fl_runtime.kickoff import JobPlan, job_name, training_job_request
 from fl_runtime.pki import create_tls
 from fl_runtime.progress import EventReader, ProgressView
 from fl_runtime.report import OUTPUT_FILES
@@ -166,9 +166,9 @@ class Federation:
             self.options.connect_timeout + (self.options.rounds + 2) * self.options.round_timeout,
         )
         for handle in self.server.clients(session_name=f"fl-federate-{self.tag}"):
-            request = training_job_request(handle.settings, plan, self.server.region, "")
-            handle.key_uri = handle.jobs.public_key_uri(handle.settings, request["TrainingJobName"])
-            request["HyperParameters"]["public-key-uri"] = handle.key_uri
+            name = job_name(handle.settings["training_job_prefix"], plan.run_tag, handle.settings["client"])
+            handle.key_uri = handle.jobs.public_key_uri(handle.settings, name)
+            request = training_job_request(handle.settings, plan, self.server.region, handle.key_uri)
             self.clients.append(handle)
             handle.job = handle.jobs.start(request)  # raises FederationError naming the client and the call
             handle.status, handle.started_at = "InProgress", time.monotonic()

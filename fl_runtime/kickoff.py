@@ -6,7 +6,9 @@ out), in the reference design's shape: script mode (``sagemaker_program`` and
 data bucket, output to ``client_artifact/``, its private subnets and training security group, a maximum
 runtime; plus the server address and the run's CA certificate (public). No secret goes into
 hyperparameters, which anyone allowed DescribeTrainingJob can read: each job makes its own SuperNode
-key and publishes only the public half.
+key and publishes only the public half, as an SSM parameter of its own account under the client's
+``supernode-keys`` path. SSM, not S3: the notebook reads it through the kickoff role over the server
+VPC's SSM endpoint, while the server VPC's S3 endpoint admits the server account's buckets only.
 
 ``ClientAccount`` is one client account seen through ``FL-kickoff-client-job`` (assumed with the
 client's external id): its settings from SSM, and a ``SageMakerJobs`` launcher for its jobs.
@@ -22,7 +24,6 @@ from dataclasses import dataclass
 from fl_runtime.strategy import FederationError
 
 ENTRY_POINT = "sagemaker_client.py"
-PUBLIC_KEY = "supernode.pub"
 DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnrecognizedClientException", "InvalidClientTokenId"}
 THROTTLED = {"Throttling", "ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded", "SlowDown"}
 # bounded retries: a throttled or unreachable API gives a clear error within seconds, not minutes
@@ -95,8 +96,9 @@ def training_job_request(settings: dict, plan: JobPlan, region: str, public_key_
     }
 
 
-def public_key_s3_uri(settings: dict, name: str) -> str:
-    return f"s3://{settings['artifact_bucket']}/{settings['artifact_prefix']}{name}/{PUBLIC_KEY}"
+def public_key_parameter_uri(settings: dict, job: str) -> str:
+    """``ssm:<parameter>`` where the job publishes its SuperNode's public key, in its own account."""
+    return f"ssm:{settings['public_key_parameter_prefix']}/{job}"
 
 
 def explain(error, client: str, operation: str) -> FederationError:
@@ -117,10 +119,10 @@ class SageMakerJobs:
     def __init__(self, client: str, session) -> None:
         self.client = client
         self.sagemaker = session.client("sagemaker", config=boto_config())
-        self.s3 = session.client("s3", config=boto_config())
+        self.ssm = session.client("ssm", config=boto_config())
 
-    def public_key_uri(self, settings: dict, name: str) -> str:
-        return public_key_s3_uri(settings, name)
+    def public_key_uri(self, settings: dict, job: str) -> str:
+        return public_key_parameter_uri(settings, job)
 
     def start(self, request: dict) -> str:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -156,15 +158,18 @@ class SageMakerJobs:
         return None
 
     def read_public_key(self, uri: str) -> bytes | None:
-        from botocore.exceptions import ClientError
+        """The published key, or None while the job has not published it yet."""
+        from botocore.exceptions import BotoCoreError, ClientError
 
-        bucket, _, key = uri[len("s3://"):].partition("/")
+        name = uri.removeprefix("ssm:")
         try:
-            return self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            return self.ssm.get_parameter(Name=name)["Parameter"]["Value"].encode("ascii")
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            if error.response.get("Error", {}).get("Code") == "ParameterNotFound":
                 return None
-            raise explain(error, self.client, "reading the SuperNode public key") from None
+            raise explain(error, self.client, f"reading the SuperNode public key {name}") from None
+        except BotoCoreError as error:
+            raise FederationError(f"client {self.client}: reading {name} could not reach SSM: {error}") from None
 
 
 @dataclass

@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 
 from fl_runtime.deployment import Supervisor
-from fl_runtime.kickoff import PUBLIC_KEY
+
+PUBLIC_KEY = "supernode.pub"  # a job publishes it as a file here, where SageMaker jobs use SSM
 
 
 class LocalJobs:

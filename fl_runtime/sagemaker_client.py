@@ -8,8 +8,9 @@ final model goes to ``SM_MODEL_DIR`` (SageMaker uploads it as ``model.tar.gz``);
 What it does:
 1. validates the staged CSVs (the same checks and messages as the local runner) before connecting;
 2. generates this node's key pair: the private key never leaves the job; the public key is written to
-   ``--public-key-uri`` (the client's artifact bucket), where the server reads and registers it. No
-   secret travels in hyperparameters, which anyone with DescribeTrainingJob can read;
+   ``--public-key-uri`` (``ssm:<parameter>`` in the client's account, or ``file://`` in rehearsals),
+   where the server reads and registers it, and removed when the job ends. No secret travels in
+   hyperparameters, which anyone with DescribeTrainingJob can read;
 3. runs a SuperNode against ``--superlink`` over TLS (``--root-certificate``: the run's CA), retrying
    with backoff until it has joined (its first message arrived) or ``--connect-timeout`` has passed:
    then it exits non-zero saying why (server unreachable, or key not registered);
@@ -55,7 +56,7 @@ def parse(argv: list[str], environ: dict[str, str]) -> JobSettings:
     parser.add_argument("--superlink", required=True, help="HOST:PORT of the SuperLink (the server notebook)")
     parser.add_argument("--root-certificate", required=True, help="base64 PEM of the run's CA certificate (public)")
     parser.add_argument("--client-name", required=True)
-    parser.add_argument("--public-key-uri", required=True, help="s3://bucket/key or file:///path for this node's public key")
+    parser.add_argument("--public-key-uri", required=True, help="ssm:/parameter/name or file:///path for this node's public key")
     parser.add_argument("--connect-timeout", type=float, default=900.0, help="seconds to join the federation")
     parser.add_argument("--run-timeout", type=float, default=6 * 3600.0, help="seconds until the final model")
     args = parser.parse_args(argv)
@@ -68,6 +69,8 @@ def parse(argv: list[str], environ: dict[str, str]) -> JobSettings:
         raise ValueError("--root-certificate is not base64") from None
     if b"BEGIN CERTIFICATE" not in certificate:
         raise ValueError("--root-certificate does not hold a PEM certificate")
+    if not args.public_key_uri.startswith(("ssm:/", "file:///")):
+        raise ValueError(f"--public-key-uri {args.public_key_uri!r} must start with ssm:/ or file:///")
     for flag, value in (("--connect-timeout", args.connect_timeout), ("--run-timeout", args.run_timeout)):
         if value <= 0:
             raise ValueError(f"{flag} must be positive, got {value}")
@@ -90,17 +93,31 @@ def validate_data(data_dir: Path) -> tuple[Path, Path]:
 
 
 def publish_public_key(uri: str, key: bytes) -> None:
+    """Write the public key where the server looks for it (an SSM parameter of this account, or a file)."""
     if uri.startswith("file://"):
         target = Path(uri[len("file://"):])
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(key)
-    elif uri.startswith("s3://"):
+    else:
         import boto3
 
-        bucket, _, name = uri[len("s3://"):].partition("/")
-        boto3.client("s3").put_object(Bucket=bucket, Key=name, Body=key)
-    else:
-        raise ValueError(f"--public-key-uri {uri!r} must start with s3:// or file://")
+        boto3.client("ssm").put_parameter(
+            Name=uri.removeprefix("ssm:"), Value=key.decode("ascii"), Type="String", Overwrite=True,
+            Description="Public key of a federation training job's SuperNode (removed when the job ends)",
+        )
+
+
+def retract_public_key(uri: str) -> None:
+    """Remove the published key when the job ends: it is of no use after, and SSM parameters are counted."""
+    try:
+        if uri.startswith("file://"):
+            Path(uri[len("file://"):]).unlink(missing_ok=True)
+        else:
+            import boto3
+
+            boto3.client("ssm").delete_parameter(Name=uri.removeprefix("ssm:"))
+    except Exception as error:  # noqa: BLE001 - best effort at exit; the run's outcome does not depend on it
+        print(f"warning: could not remove the published public key {uri}: {error}", file=sys.stderr)
 
 
 def why_not_joined(log: str, superlink: str) -> str:
@@ -130,7 +147,12 @@ def run(settings: JobSettings) -> int:
     ca = workspace / "ca.crt"
     ca.write_bytes(settings.root_certificate)
     key = create_node_key(workspace / "keys", "supernode")
-    publish_public_key(settings.public_key_uri, key.public_key.read_bytes())
+    try:
+        publish_public_key(settings.public_key_uri, key.public_key.read_bytes())
+    except Exception as error:  # noqa: BLE001 - boto3 or file-system errors alike end the job with one clear line
+        print(f"error: cannot publish this node's public key to {settings.public_key_uri}: {error}", file=sys.stderr)
+        _keep_logs(workspace, settings.output_dir)
+        return EXIT_FAILED
     print(f"{settings.client_name}: public key published to {settings.public_key_uri}; joining {settings.superlink}", flush=True)
     progress = workspace / "progress.jsonl"
     node_config = {
@@ -150,6 +172,7 @@ def run(settings: JobSettings) -> int:
         return EXIT_FAILED
     finally:
         supervisor.stop_all()
+        retract_public_key(settings.public_key_uri)
         _keep_logs(workspace, settings.output_dir)
 
 

@@ -3,10 +3,12 @@
 - ``FL-kickoff-client-job``: what the server's notebook may do here, and nothing more (the reference
   design's FL-sagemaker-actions permissions, scoped): start, describe, stop and update training jobs
   whose name starts with the configured prefix, that run in this account's private subnets with the
-  training security group; pass the execution role, to SageMaker only; read this client's settings in
-  SSM. It trusts the server account's notebook role only, and only with the client's external id.
-- The SageMaker execution role: read the code and data buckets, write model artifacts, the VPC network
-  interfaces of a VPC-mode job, and its own logs and metrics. No AWS managed policy.
+  training security group; pass the execution role, to SageMaker only; read this client's settings and
+  the SuperNode public keys its jobs publish, in SSM. It trusts the server account's notebook role
+  only, and only with the client's external id.
+- The SageMaker execution role: read the code and data buckets, write model artifacts, use the data key
+  for the job's volume and artifacts, the VPC network interfaces of a VPC-mode job, publish and remove
+  its SuperNode's public key, and its own logs and metrics. No AWS managed policy.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from stacks.compliance import AWS_SOLUTIONS, acknowledge, objects_finding
 from stacks.config import KICKOFF_ROLE_NAME, ClientAccount, FederationConfig
 from stacks.roles import attach, log_group_arn
 
-PUBLIC_KEY = "supernode.pub"  # as fl_runtime.kickoff names it
+PUBLIC_KEYS = "supernode-keys"  # <prefix>/client/<name>/supernode-keys/<job>: one public key per job
 DATA_PREFIX = "data_prep/"
 ARTIFACT_PREFIX = "client_artifact/"
 VPC_NETWORK_INTERFACE_ACTIONS = [
@@ -38,8 +40,15 @@ VPC_NETWORK_INTERFACE_ACTIONS = [
 ]
 
 
+def public_key_parameters(scope: Construct, config: FederationConfig, client: ClientAccount) -> str:
+    """ARN pattern of the parameters the client's training jobs publish their public keys in."""
+    name = config.client_parameter(client, f"{PUBLIC_KEYS}/{config.training_job_prefix}*").lstrip("/")
+    return Stack.of(scope).format_arn(service="ssm", resource="parameter", resource_name=name)
+
+
 def training_execution_role(
-    scope: Construct, *, code: s3.IBucket, data: s3.IBucket, artifacts: s3.IBucket, key: kms.IKey
+    scope: Construct, config: FederationConfig, client: ClientAccount, *,
+    code: s3.IBucket, data: s3.IBucket, artifacts: s3.IBucket, key: kms.IKey,
 ) -> iam.Role:
     stack = Stack.of(scope)
     role = iam.Role(
@@ -48,12 +57,19 @@ def training_execution_role(
         description="SageMaker training jobs of the federation: read code and data, write artifacts",
     )
     logs = log_group_arn(scope, "/aws/sagemaker/TrainingJobs")
+    public_keys = public_key_parameters(scope, config, client)
     policy = attach(scope, "TrainingExecutionPolicy", role, [
         iam.PolicyStatement(sid="ReadCode", actions=["s3:GetObject"], resources=[code.arn_for_objects("*")]),
         iam.PolicyStatement(sid="ReadData", actions=["s3:GetObject"], resources=[data.arn_for_objects(f"{DATA_PREFIX}*")]),
         iam.PolicyStatement(sid="ListData", actions=["s3:ListBucket"], resources=[data.bucket_arn], conditions={"StringLike": {"s3:prefix": [f"{DATA_PREFIX}*"]}}),
         iam.PolicyStatement(sid="WriteArtifacts", actions=["s3:PutObject", "s3:AbortMultipartUpload"], resources=[artifacts.arn_for_objects(f"{ARTIFACT_PREFIX}*")]),
-        iam.PolicyStatement(sid="UseDataKey", actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[key.key_arn]),
+        # the data key encrypts the job's volume (VolumeKmsKeyId) and its model artifacts (OutputDataConfig)
+        iam.PolicyStatement(sid="UseDataKey", actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"], resources=[key.key_arn]),
+        iam.PolicyStatement(
+            sid="GrantDataKeyToTheVolume", actions=["kms:CreateGrant"], resources=[key.key_arn],
+            conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
+        ),
+        iam.PolicyStatement(sid="PublishSuperNodePublicKey", actions=["ssm:PutParameter", "ssm:DeleteParameter"], resources=[public_keys]),
         iam.PolicyStatement(sid="VpcNetworkInterfaces", actions=VPC_NETWORK_INTERFACE_ACTIONS, resources=["*"]),
         iam.PolicyStatement(sid="Logs", actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"], resources=[logs]),
         iam.PolicyStatement(
@@ -68,6 +84,8 @@ def training_execution_role(
         objects_finding(data, f"{DATA_PREFIX}*"): "The job reads the staged train/validation objects under data_prep/ only",
         objects_finding(artifacts, f"{ARTIFACT_PREFIX}*"): "SageMaker writes model.tar.gz under client_artifact/<job name>/, which is not known in advance",
         f"{AWS_SOLUTIONS}IAM5[Resource::{logs}]": "SageMaker names the log streams per training job; the grant covers the training-job log group",
+        f"{AWS_SOLUTIONS}IAM5[Resource::{public_keys}]": "Each job publishes its SuperNode public key under a parameter named after the job, "
+        "which is not known in advance; the grant is limited to this client's key path and the job-name prefix",
     }
     for finding, reason in reasons.items():
         acknowledge(policy, finding, reason)
@@ -76,7 +94,7 @@ def training_execution_role(
 
 def kickoff_role(
     scope: Construct, config: FederationConfig, client: ClientAccount, *, execution_role: iam.IRole,
-    subnets: ec2.SelectedSubnets, training_security_group: ec2.ISecurityGroup, artifacts: s3.IBucket, key: kms.IKey,
+    subnets: ec2.SelectedSubnets, training_security_group: ec2.ISecurityGroup,
 ) -> iam.Role:
     stack = Stack.of(scope)
     role = iam.Role(
@@ -109,18 +127,15 @@ def kickoff_role(
             sid="PassExecutionRoleToSageMakerOnly", actions=["iam:PassRole"], resources=[execution_role.role_arn],
             conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
         ),
-        iam.PolicyStatement(sid="ReadThisClientsSettings", actions=["ssm:GetParameter", "ssm:GetParameters"], resources=[settings]),
-        # a job publishes its SuperNode's public key there; the server registers it (no secret travels)
-        iam.PolicyStatement(sid="ReadSuperNodePublicKeys", actions=["s3:GetObject"], resources=[artifacts.arn_for_objects(f"{ARTIFACT_PREFIX}*/{PUBLIC_KEY}")]),
-        iam.PolicyStatement(sid="DecryptPublicKeys", actions=["kms:Decrypt"], resources=[key.key_arn]),
+        # the settings, and the SuperNode public keys the jobs publish under the same path (no secret travels)
+        iam.PolicyStatement(sid="ReadThisClientsSettingsAndPublicKeys", actions=["ssm:GetParameter", "ssm:GetParameters"], resources=[settings]),
     ])
     reasons = {
         f"{AWS_SOLUTIONS}IAM5[Resource::{jobs}]": "Training-job names carry a per-run suffix; the grant is limited to the federation's name prefix",
         f"{AWS_SOLUTIONS}IAM5[Resource::*]": "ec2 Describe actions (the reference design's DescribeSubnets, DescribeVpcs, DescribeNetworkInterfaces) "
         "do not support resource-level permissions",
-        f"{AWS_SOLUTIONS}IAM5[Resource::{settings}]": "The kickoff step reads the settings this client stack publishes under its own parameter path",
-        objects_finding(artifacts, f"{ARTIFACT_PREFIX}*/{PUBLIC_KEY}"):
-            "Each training job publishes its SuperNode public key under client_artifact/<job name>/; only those keys are readable",
+        f"{AWS_SOLUTIONS}IAM5[Resource::{settings}]": "The kickoff step reads the settings this client stack publishes, and the "
+        "SuperNode public keys its jobs publish, under this client's own parameter path",
     }
     for finding, reason in reasons.items():
         acknowledge(policy, finding, reason)

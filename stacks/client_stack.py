@@ -16,7 +16,7 @@ from constructs import Construct
 
 from stacks.base import FederationStack
 from stacks.bundle.builder import ENTRY_POINT, Bundle
-from stacks.client_roles import ARTIFACT_PREFIX, DATA_PREFIX, kickoff_role, training_execution_role
+from stacks.client_roles import ARTIFACT_PREFIX, DATA_PREFIX, PUBLIC_KEYS, kickoff_role, training_execution_role
 from stacks.compliance import acknowledge, acknowledge_cdk_functions, objects_finding
 from stacks.roles import custom_resource_role
 from stacks.code_bundle import CODE_PREFIX
@@ -43,10 +43,10 @@ class ClientStack(FederationStack):
         )
         network.allow_endpoint_access(self.training_security_group)
 
-        execution_role = training_execution_role(self, code=code, data=data, artifacts=artifacts, key=key)
+        execution_role = training_execution_role(self, config, client, code=code, data=data, artifacts=artifacts, key=key)
         self.kickoff_role = kickoff_role(
             self, config, client, execution_role=execution_role, subnets=network.subnets,
-            training_security_group=self.training_security_group, artifacts=artifacts, key=key,
+            training_security_group=self.training_security_group,
         )
         self.peering = PeeringAccepter(self, "Peering", config, client, network.vpc, network.subnets)
 
@@ -83,6 +83,7 @@ class ClientStack(FederationStack):
             "data_prefix": DATA_PREFIX,
             "artifact_bucket": artifacts.bucket_name,
             "artifact_prefix": ARTIFACT_PREFIX,
+            "public_key_parameter_prefix": config.client_parameter(client, PUBLIC_KEYS),
             "data_key_arn": key.key_arn,
             "training_image": config.training_image.uri,
             "training_instance_type": config.training_instance_type,

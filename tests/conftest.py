@@ -55,3 +55,17 @@ def small_csv(tmp_path, synthetic) -> Path:
 
 
 __all__ = ["LABEL", "write_rows", "PROJECT", "CMS_CSV"]
+
+
+@pytest.fixture
+def local_aws(monkeypatch):
+    """A moto server on 127.0.0.1 behind a recording proxy; boto3 in this process and its children talk to it."""
+    import contextlib
+
+    from tests import aws
+
+    with contextlib.ExitStack() as stack:
+        recorder, endpoint = aws.start(stack)
+        for key, value in aws.boto_env(endpoint).items():
+            monkeypatch.setenv(key, value)
+        yield recorder, endpoint

@@ -25,6 +25,7 @@ def client_settings(name: str, account: str) -> dict:
         "subnet_ids": ["subnet-0a", "subnet-0b"], "training_security_group_id": "sg-0training",
         "code_bucket": f"code-{name}", "source_uri": f"s3://code-{name}/code/{BUNDLE_NAME}", "entry_point": ENTRY_POINT,
         "data_bucket": f"data-{name}", "data_prefix": "data_prep/", "artifact_bucket": f"artifacts-{name}", "artifact_prefix": "client_artifact/",
+        "public_key_parameter_prefix": f"/fl-fraud/client/{name}/supernode-keys",
         "data_key_arn": f"arn:aws:kms:us-east-1:{account}:key/1234", "training_image": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.4-2-py312-cpu-py3",
         "training_instance_type": "ml.m5.large", "training_job_prefix": "fl-client", "max_training_seconds": 3600, "notebook": f"fl-client-{name}",
     }

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import sys
 import boto3
 import pytest
 
-from fl_runtime.kickoff import ClientAccount, JobPlan, public_key_s3_uri, training_job_request
+from fl_runtime.kickoff import ClientAccount, JobPlan, public_key_parameter_uri, training_job_request
 from fl_runtime.pki import create_tls
 from tests import aws
 from tests.conftest import PROJECT
@@ -29,7 +28,7 @@ def plan(tmp_path) -> JobPlan:
 
 def test_the_request_follows_the_reference_script_mode_contract(plan):
     settings = client_settings("insurer-a", "111111111111")
-    request = training_job_request(settings, plan, "us-east-1", public_key_s3_uri(settings, "job"))
+    request = training_job_request(settings, plan, "us-east-1", public_key_parameter_uri(settings, "job"))
     assert request["TrainingJobName"] == "fl-client-20261125-010203-insurer-a"
     assert request["AlgorithmSpecification"] == {"TrainingImage": settings["training_image"], "TrainingInputMode": "File"}
     assert request["RoleArn"] == settings["execution_role_arn"]
@@ -50,7 +49,7 @@ def test_the_request_follows_the_reference_script_mode_contract(plan):
 
 def test_no_secret_travels_in_hyperparameters(plan):
     settings = client_settings("insurer-a", "111111111111")
-    text = json.dumps(training_job_request(settings, plan, "us-east-1", "s3://b/k"))
+    text = json.dumps(training_job_request(settings, plan, "us-east-1", "ssm:/p/k"))
     assert "PRIVATE KEY" not in text and "BEGIN OPENSSH" not in text and "SecretAccessKey" not in text
 
 
@@ -59,15 +58,6 @@ def test_job_names_are_valid_for_sagemaker():
 
     name = job_name("fl-client", "20261125-010203", "a_very_long_client_name_with_underscores_and_more_and_more")
     assert len(name) <= 63 and name.startswith("fl-client-20261125-010203-") and "_" not in name
-
-
-@pytest.fixture
-def local_aws(monkeypatch):
-    with contextlib.ExitStack() as stack:
-        recorder, endpoint = aws.start(stack)
-        for key, value in aws.boto_env(endpoint).items():
-            monkeypatch.setenv(key, value)
-        yield recorder, endpoint
 
 
 def _client_entry(name: str, account: str) -> dict:
@@ -97,7 +87,7 @@ def test_kickoff_assumes_each_role_with_its_external_id_and_starts_jobs_in_each_
     for name, account in CLIENTS.items():
         client = ClientAccount.assume(sts, _client_entry(name, account), "us-east-1", "fl-federate-test")
         assert client.settings["client"] == name
-        request = training_job_request(client.settings, plan, "us-east-1", public_key_s3_uri(client.settings, "job"))
+        request = training_job_request(client.settings, plan, "us-east-1", public_key_parameter_uri(client.settings, "job"))
         started[name] = (client, client.jobs.start(request), request)
     assume = recorder.of("AssumeRole")[-2:]
     assert [(c.body["RoleArn"], c.body["ExternalId"]) for c in assume] == [

@@ -43,19 +43,63 @@ def arguments(tmp_path, certificate, port, timeout=15):
             "--public-key-uri", (tmp_path / "published" / "supernode.pub").as_uri(), "--connect-timeout", timeout]
 
 
+def _published_while_running(process, read, timeout=60.0) -> bytes | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        key = read()
+        if key:
+            return key
+        time.sleep(0.2)
+    return None
+
+
 def test_a_client_pointed_where_nothing_listens_exits_non_zero_within_the_bound(job, tmp_path):
     _, env, certificate = job
     port = free_port()
     started = time.monotonic()
     process = entry(env, *arguments(tmp_path, certificate, port, timeout=8))
+    published = tmp_path / "published" / "supernode.pub"
+    key = _published_while_running(process, lambda: published.exists() and published.read_bytes())
     out, err = process.communicate(timeout=120)
     elapsed = time.monotonic() - started
     assert process.returncode == 1
     assert f"could not join the federation within 8 s: cannot reach the SuperLink at 127.0.0.1:{port}" in err
     assert elapsed < 8 + 20  # the bound plus one SuperNode start-up, never the job's MaxRuntime
-    assert (tmp_path / "published" / "supernode.pub").read_text().startswith("ecdsa-sha2-nistp384 ")  # only the public half
-    assert "PRIVATE" not in (tmp_path / "published" / "supernode.pub").read_text()
+    assert key.startswith(b"ecdsa-sha2-nistp384 ") and b"PRIVATE" not in key  # only the public half
+    assert not published.exists()  # removed when the job ended
     assert (job[0] / "output" / "data" / "supernode-logs").is_dir()
+
+
+def test_in_sagemaker_the_public_key_is_an_ssm_parameter_the_server_reads_and_the_job_removes(job, tmp_path, local_aws):
+    import boto3
+
+    from fl_runtime.kickoff import SageMakerJobs
+    from tests import aws
+
+    recorder, endpoint = local_aws
+    _, env, certificate = job
+    uri = "ssm:/fl-fraud/client/insurer-a/supernode-keys/fl-client-20261125-010203-insurer-a"
+    args = arguments(tmp_path, certificate, free_port(), timeout=8)
+    args[args.index("--public-key-uri") + 1] = uri
+    process = entry({**env, **aws.boto_env(endpoint)}, *args)
+    server_side = SageMakerJobs("insurer-a", boto3.Session(region_name="us-east-1"))
+    key = _published_while_running(process, lambda: server_side.read_public_key(uri))
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 1 and "could not join" in err
+    assert key.startswith(b"ecdsa-sha2-nistp384 ") and b"PRIVATE" not in key
+    assert server_side.read_public_key(uri) is None  # the job removed it on its way out
+    [put] = recorder.of("AmazonSSM.PutParameter")
+    assert put.body["Name"] == uri.removeprefix("ssm:") and put.body["Type"] == "String"
+    assert [c.body["Name"] for c in recorder.of("AmazonSSM.DeleteParameter")] == [uri.removeprefix("ssm:")]
+
+
+def test_a_public_key_location_other_than_ssm_or_file_exits_2(job, tmp_path):
+    _, env, certificate = job
+    args = arguments(tmp_path, certificate, free_port())
+    args[args.index("--public-key-uri") + 1] = "s3://artifacts/supernode.pub"
+    process = entry(env, *args)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 2 and "--public-key-uri 's3://artifacts/supernode.pub' must start with ssm:/ or file:///" in err
 
 
 def test_bad_staged_data_exits_2_before_connecting(job, tmp_path, synthetic):
@@ -86,6 +130,7 @@ def test_sigterm_from_stop_training_job_stops_the_supernode_too(job, tmp_path):
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 1 and "stopped (SIGTERM" in err
+    assert not (tmp_path / "published" / "supernode.pub").exists()
     time.sleep(1)
     leftovers = subprocess.run(["pgrep", "-f", str(tmp_path / "published")], capture_output=True, text=True).stdout.split()
     assert not [pid for pid in leftovers if pid != str(os.getpid())]

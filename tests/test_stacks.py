@@ -192,6 +192,12 @@ def test_kickoff_policy_has_the_reference_permissions_scoped(client):
     assert passing["Action"] == "iam:PassRole"
     assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
     assert passing["Resource"] == {"Fn::GetAtt": [next(l for l in resources(client, "AWS::IAM::Role") if l.startswith("TrainingExecutionRole")), "Arn"]}
+    reading = policy["ReadThisClientsSettingsAndPublicKeys"]
+    assert reading["Action"] == ["ssm:GetParameter", "ssm:GetParameters"]
+    assert reading["Resource"] == f"arn:aws:ssm:us-east-1:{CLIENT_ACCOUNT}:parameter/fl-fraud/client/client-a/*"  # settings and job keys
+    assert set(policy) == {"StartJobsInThePrivateSubnetsOnly", "WatchAndStopJobs", "InspectNetwork", "ReadExecutionRole",
+                           "PassExecutionRoleToSageMakerOnly", "ReadThisClientsSettingsAndPublicKeys"}
+    assert not any(action.startswith(("s3:", "kms:")) for s in policy.values() for action in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"]))
 
 
 def test_the_execution_role_is_least_privilege_and_never_sagemaker_full_access(three):
@@ -204,7 +210,12 @@ def test_the_execution_role_is_least_privilege_and_never_sagemaker_full_access(t
     assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "sagemaker.amazonaws.com"}
     policy = next(p["Properties"] for p in resources(template, "AWS::IAM::ManagedPolicy").values() if p["Properties"]["Roles"] == [{"Ref": role_id}])
     by_sid = {s["Sid"]: s for s in policy["PolicyDocument"]["Statement"]}
-    assert set(by_sid) == {"ReadCode", "ReadData", "ListData", "WriteArtifacts", "UseDataKey", "VpcNetworkInterfaces", "Logs", "Metrics"}
+    assert set(by_sid) == {"ReadCode", "ReadData", "ListData", "WriteArtifacts", "UseDataKey", "GrantDataKeyToTheVolume",
+                           "PublishSuperNodePublicKey", "VpcNetworkInterfaces", "Logs", "Metrics"}
+    assert sorted(by_sid["UseDataKey"]["Action"]) == ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"]
+    assert by_sid["GrantDataKeyToTheVolume"]["Condition"] == {"Bool": {"kms:GrantIsForAWSResource": "true"}}
+    assert sorted(by_sid["PublishSuperNodePublicKey"]["Action"]) == ["ssm:DeleteParameter", "ssm:PutParameter"]
+    assert by_sid["PublishSuperNodePublicKey"]["Resource"].endswith(":parameter/fl-fraud/client/insurer-a/supernode-keys/fl-client*")
     assert by_sid["ReadData"]["Resource"]["Fn::Join"][1][-1] == "/data_prep/*"
     assert by_sid["WriteArtifacts"]["Resource"]["Fn::Join"][1][-1] == "/client_artifact/*"
     assert by_sid["Metrics"]["Condition"] == {"StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/TrainingJobs"}}

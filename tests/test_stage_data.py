@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
@@ -20,20 +19,17 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def local_aws(monkeypatch):
-    with contextlib.ExitStack() as stack:
-        recorder, endpoint = aws.start(stack)
-        for key, value in aws.boto_env(endpoint).items():
-            monkeypatch.setenv(key, value)
-        settings = client_settings("insurer-a", "123456789012")
-        boto3.client("ssm").put_parameter(Name="/fl-fraud/client/insurer-a/settings", Value=json.dumps(settings), Type="String")
-        boto3.client("ssm").put_parameter(
-            Name="/fl-fraud/server/settings", Type="String",
-            Value=json.dumps({"results_bucket": "fl-results", "test_prefix": "data/", "model_prefix": "model/"}),
-        )
-        for bucket in ("data-insurer-a", "fl-results"):
-            boto3.client("s3").create_bucket(Bucket=bucket)
-        yield recorder, endpoint
+def local_aws(local_aws):
+    """moto with what the stacks publish: the settings in SSM and the empty buckets."""
+    settings = client_settings("insurer-a", "123456789012")
+    boto3.client("ssm").put_parameter(Name="/fl-fraud/client/insurer-a/settings", Value=json.dumps(settings), Type="String")
+    boto3.client("ssm").put_parameter(
+        Name="/fl-fraud/server/settings", Type="String",
+        Value=json.dumps({"results_bucket": "fl-results", "test_prefix": "data/", "model_prefix": "model/"}),
+    )
+    for bucket in ("data-insurer-a", "fl-results"):
+        boto3.client("s3").create_bucket(Bucket=bucket)
+    return local_aws
 
 
 def stage(endpoint, *args):
