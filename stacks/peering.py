@@ -45,24 +45,34 @@ class PeeringAccepter(Construct):
             description="VPC id and route-table ids, for the server's peering operator",
         )
         vpc_arn = stack.format_arn(service="ec2", resource="vpc", resource_name=vpc.vpc_id)
-        peerings = stack.format_arn(service="ec2", resource="vpc-peering-connection", resource_name="*")
+        # the connection the server requests: AWS authorises it under the requester's account; listing
+        # this account's id too keeps the grant valid whichever owner the ARN carries
+        peerings = [
+            stack.format_arn(service="ec2", resource="vpc-peering-connection", resource_name="*", account=account)
+            for account in (config.server_account, client.account)
+        ]
         self.accepter_role = iam.Role(
             self, "AccepterRole", role_name=PEERING_ACCEPTER_ROLE_NAME, assumed_by=iam.AccountPrincipal(config.server_account),
             description="Lets the federation server account peer its VPC with this one (accept only)",
         )
+        # AcceptVpcPeeringConnection is authorised on two resources: the accepter VPC (this one, named) and
+        # the connection. The AccepterVpc/RequesterVpc keys exist on the connection only, so they go there:
+        # on the VPC statement they would be absent and the accept denied
         accept = attach(self, "AccepterPolicy", self.accepter_role, [
+            iam.PolicyStatement(sid="AcceptIntoThisVpcOnly", actions=["ec2:AcceptVpcPeeringConnection"], resources=[vpc_arn]),
             iam.PolicyStatement(
-                actions=["ec2:AcceptVpcPeeringConnection"], resources=[vpc_arn, peerings],
+                sid="AcceptOnlyFromTheServerAccount", actions=["ec2:AcceptVpcPeeringConnection"], resources=peerings,
                 conditions={
                     "ArnEquals": {"ec2:AccepterVpc": vpc_arn},
                     "ArnLike": {"ec2:RequesterVpc": f"arn:{stack.partition}:ec2:{config.region}:{config.server_account}:vpc/*"},
                 },
-            )
+            ),
         ])
-        acknowledge(
-            accept, f"{AWS_SOLUTIONS}IAM5[Resource::{peerings}]",
-            "The peering connection id does not exist before the server requests it; conditions pin the accepter VPC to this one and the requester to the server account",
-        )
+        for peering in peerings:
+            acknowledge(
+                accept, f"{AWS_SOLUTIONS}IAM5[Resource::{peering}]",
+                "The peering connection id does not exist before the server requests it; conditions pin the accepter VPC to this one and the requester to the server account",
+            )
         self.routes_role = iam.Role(
             self, "RoutesRole", role_name=PEERING_ROUTES_ROLE_NAME,
             assumed_by=iam.AccountPrincipal(config.server_account).with_conditions(

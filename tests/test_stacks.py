@@ -145,9 +145,15 @@ def test_routes_exist_on_both_sides_of_every_peering(three):
 def test_the_client_accepter_role_only_accepts_peerings_into_its_vpc_from_the_server_account(client):
     role = next(r for r in resources(client, "AWS::IAM::Role").values() if r["Properties"].get("RoleName") == "FL-peering-accepter")
     assert role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"AWS": f"arn:aws:iam::{SERVER_ACCOUNT}:root"}
-    accept = next(s for s in statements(client) if s["Action"] == "ec2:AcceptVpcPeeringConnection")
-    assert accept["Condition"]["ArnLike"] == {"ec2:RequesterVpc": f"arn:aws:ec2:us-east-1:{SERVER_ACCOUNT}:vpc/*"}
-    assert "ec2:AccepterVpc" in accept["Condition"]["ArnEquals"]
+    accept = {s["Sid"]: s for s in statements(client) if s["Action"] == "ec2:AcceptVpcPeeringConnection"}
+    assert set(accept) == {"AcceptIntoThisVpcOnly", "AcceptOnlyFromTheServerAccount"}
+    vpc = accept["AcceptIntoThisVpcOnly"]
+    assert "Condition" not in vpc  # the peering condition keys do not exist on the VPC resource
+    assert vpc["Resource"]["Fn::Join"][1][-1]["Ref"].startswith("NetworkVpc")
+    connection = accept["AcceptOnlyFromTheServerAccount"]
+    assert sorted(connection["Resource"]) == [f"arn:aws:ec2:us-east-1:{a}:vpc-peering-connection/*" for a in sorted((SERVER_ACCOUNT, CLIENT_ACCOUNT))]
+    assert connection["Condition"]["ArnLike"] == {"ec2:RequesterVpc": f"arn:aws:ec2:us-east-1:{SERVER_ACCOUNT}:vpc/*"}
+    assert connection["Condition"]["ArnEquals"]["ec2:AccepterVpc"] == vpc["Resource"]
 
 
 def test_client_routes_are_managed_only_by_the_servers_peering_operator(client):
