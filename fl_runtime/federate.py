@@ -21,6 +21,7 @@ buckets and jobs, same requests) for rehearsals and tests.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import json
 import shutil
 import socket
@@ -57,7 +58,7 @@ from fl_runtime.task import TrainConfig
 
 JOB_POLL_SECONDS = 5.0  # DescribeTrainingJob, per client
 KEY_POLL_SECONDS = 1.0  # a published public key is registered within a second: the job's SuperNode is retrying
-JOB_FINISH_TIMEOUT = 900.0  # after the run: time for the jobs to save the model and exit
+JOB_FINISH_TIMEOUT = 300.0  # after the run: time for the jobs to save the model, upload it and exit
 ENDED = ("Completed", "Failed", "Stopped")
 
 
@@ -99,11 +100,24 @@ class ClientHandle:
     started_at: float = field(default_factory=time.monotonic)
 
 
-def private_address() -> str:
-    """This machine's address on its VPC (the interface the default route uses; no packet is sent)."""
+def private_address(settings: dict) -> str:
+    """This notebook's address toward the clients: the source address of its route to the first client VPC.
+
+    Connecting a UDP socket picks a route and sends nothing. The address must lie in the server VPC: it
+    is what the client jobs dial and what their security groups and peering routes admit.
+    """
+    client_cidrs = [entry["vpc_cidr"] for entry in settings.get("clients", []) if entry.get("vpc_cidr")]
+    toward = str(ipaddress.ip_network(client_cidrs[0])[1]) if client_cidrs else "10.255.255.255"
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.connect(("10.255.255.255", 1))
-        return probe.getsockname()[0]
+        probe.connect((toward, 1))
+        address = probe.getsockname()[0]
+    server_vpc = settings.get("server_vpc_cidr")
+    if server_vpc and ipaddress.ip_address(address) not in ipaddress.ip_network(server_vpc):
+        raise FederationError(
+            f"this machine reaches {toward} from {address}, outside the server VPC {server_vpc}: "
+            "run federate on the server notebook, or pass --address with its private address"
+        )
+    return address
 
 
 def run_tag(now: dt.datetime | None = None) -> str:
@@ -113,20 +127,21 @@ def run_tag(now: dt.datetime | None = None) -> str:
 class Federation:
     """The server side of one run: SuperLink, gateway, client jobs, registrations."""
 
-    def __init__(self, server, options: FederateOptions, console: Console, workspace: Path) -> None:
+    def __init__(self, server, options: FederateOptions, console: Console, workspace: Path, tag: str) -> None:
         self.server = server
         self.options = options
         self.console = console
         self.workspace = workspace
-        self.tag = options.run_name or run_tag()
+        self.tag = tag
         self.supervisor = Supervisor(workspace / "logs")
-        self.address = options.address or private_address()
+        self.address = options.address  # or discovered when the server starts
         self.port = int(server.settings["flower_port"])
         self.clients: list[ClientHandle] = []
         self.link: SuperLink | None = None
 
     # -- server side -------------------------------------------------------------------------------
     def start_server(self) -> None:
+        self.address = self.address or private_address(self.server.settings)
         tls = create_tls(self.workspace / "tls", [self.address])
         self.link = SuperLink(self.supervisor, self.workspace, tls, host="127.0.0.1", port=free_port(), dial_address="127.0.0.1")
         self.link.start()
@@ -208,25 +223,32 @@ class Federation:
         return problems
 
     def wait_for_jobs(self, timeout: float = JOB_FINISH_TIMEOUT) -> None:
+        """Let the jobs finish on their own; stop the ones still running after ``timeout`` (no idle billing)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and any(h.job and h.status not in ENDED for h in self.clients):
             self.poll_jobs(None)
             time.sleep(1.0)
+        for handle in self.clients:
+            if handle.job and handle.status not in ENDED:
+                self.console.print(f"client {handle.name}: job {handle.job} still {handle.status} {timeout:g} s after the run; stopping it", highlight=False)
+        for problem in self.stop_jobs():
+            self.console.print(f"could not stop a job: {problem}", highlight=False)
 
 
 def federate(server, options: FederateOptions, console: Console) -> Path:
     """Run one federation; return the local folder of its outputs. Raises on failure."""
-    workspace = Path(tempfile.mkdtemp(prefix="fl-federate-"))
-    federation = Federation(server, options, console, workspace)
-    out = (options.out or Path("runs") / f"federate-{federation.tag}").resolve()
+    tag = options.run_name or run_tag()
+    out = (options.out or Path("runs") / f"federate-{tag}").resolve()
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out}: already exists and is not empty; choose another --out")
     staging = out.parent / f".{out.name}.partial"
-    test_path = server.fetch_test_set(workspace / "test.csv")
-    test = read_csv(test_path)
-    console.print(f"Server test set: {test.n_rows} providers, {test.n_positive} fraudulent ({test_path})", highlight=False)
+    workspace = Path(tempfile.mkdtemp(prefix="fl-federate-"))
+    federation = Federation(server, options, console, workspace, tag)
     published = False
     try:
+        test_path = server.fetch_test_set(workspace / "test.csv")
+        test = read_csv(test_path)
+        console.print(f"Server test set: {test.n_rows} providers, {test.n_positive} fraudulent ({test_path})", highlight=False)
         with interrupts_as_keyboard_interrupt():
             federation.start_server()
             federation.start_jobs()
@@ -238,10 +260,14 @@ def federate(server, options: FederateOptions, console: Console) -> Path:
             console.print(f"Run {run_id} submitted; waiting for the clients' jobs to join", highlight=False)
             _follow_run(federation, run_id, staging, min_clients)
             federation.wait_for_jobs()
-        location = server.publish(staging, federation.tag)
+        # the local copy first: if the upload fails, the results are still there
         publish_folder(staging, out)
         shutil.copytree(workspace / "logs", out / "logs")
         published = True
+        try:
+            location = server.publish(out, federation.tag)
+        except FederationError as error:
+            raise FederationError(f"{error}; the outputs are kept locally in {out}") from None
         final = json.loads((out / "metrics.json").read_text())["final"]
         console.print(
             f"Done: final model ROC-AUC {final['roc-auc']:.4f}, PR-AUC {final['pr-auc']:.4f}, F1 {final['f1']:.3f}. "

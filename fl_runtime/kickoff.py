@@ -28,6 +28,7 @@ DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "Unr
 THROTTLED = {"Throttling", "ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded", "SlowDown"}
 # bounded retries: a throttled or unreachable API gives a clear error within seconds, not minutes
 MAX_ATTEMPTS = 4
+SESSION_SECONDS = 3600  # the most AWS allows a chained role session; renewed before it ends
 
 
 def boto_config():
@@ -182,23 +183,37 @@ class ClientAccount:
 
     @classmethod
     def assume(cls, sts, entry: dict, region: str, session_name: str) -> ClientAccount:
-        """AssumeRole into FL-kickoff-client-job with the external id, then read the client's settings."""
+        """AssumeRole into FL-kickoff-client-job with the external id, then read the client's settings.
+
+        The notebook's own credentials are already an assumed role, so this is role chaining: AWS caps
+        the session at one hour. The session renews itself before expiry (botocore refreshable
+        credentials), so a run longer than an hour keeps watching and stopping its jobs.
+        """
         import boto3
+        import botocore.session
+        from botocore.credentials import RefreshableCredentials
         from botocore.exceptions import BotoCoreError, ClientError
 
         name = entry["name"]
-        try:
-            credentials = sts.assume_role(
-                RoleArn=entry["kickoff_role_arn"], RoleSessionName=session_name[:64], ExternalId=entry["external_id"], DurationSeconds=3600
-            )["Credentials"]
-        except ClientError as error:
-            raise explain(error, name, f"sts:AssumeRole on {entry['kickoff_role_arn']}") from None
-        except BotoCoreError as error:
-            raise FederationError(f"client {name}: sts:AssumeRole could not reach STS: {error}") from None
-        session = boto3.Session(
-            aws_access_key_id=credentials["AccessKeyId"], aws_secret_access_key=credentials["SecretAccessKey"],
-            aws_session_token=credentials["SessionToken"], region_name=region,
-        )
+
+        def fetch() -> dict:
+            try:
+                credentials = sts.assume_role(
+                    RoleArn=entry["kickoff_role_arn"], RoleSessionName=session_name[:64], ExternalId=entry["external_id"],
+                    DurationSeconds=SESSION_SECONDS,
+                )["Credentials"]
+            except ClientError as error:
+                raise explain(error, name, f"sts:AssumeRole on {entry['kickoff_role_arn']}") from None
+            except BotoCoreError as error:
+                raise FederationError(f"client {name}: sts:AssumeRole could not reach STS: {error}") from None
+            return {
+                "access_key": credentials["AccessKeyId"], "secret_key": credentials["SecretAccessKey"],
+                "token": credentials["SessionToken"], "expiry_time": credentials["Expiration"].isoformat(),
+            }
+
+        core = botocore.session.get_session()
+        core._credentials = RefreshableCredentials.create_from_metadata(fetch(), fetch, "sts-assume-role")
+        session = boto3.Session(botocore_session=core, region_name=region)
         try:
             raw = session.client("ssm", config=boto_config()).get_parameter(Name=entry["settings_parameter"])["Parameter"]["Value"]
         except ClientError as error:

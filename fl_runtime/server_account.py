@@ -52,11 +52,18 @@ class AwsServer:
         return destination
 
     def publish(self, folder: Path, run: str) -> str:
+        from boto3.exceptions import S3UploadFailedError
+        from botocore.exceptions import BotoCoreError, ClientError
+
         s3 = self.session.client("s3", config=boto_config())
         prefix = f"{self.settings['model_prefix']}{run}/"
+        location = f"s3://{self.settings['results_bucket']}/{prefix}"
         for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-            s3.upload_file(str(path), self.settings["results_bucket"], prefix + path.relative_to(folder).as_posix())
-        return f"s3://{self.settings['results_bucket']}/{prefix}"
+            try:
+                s3.upload_file(str(path), self.settings["results_bucket"], prefix + path.relative_to(folder).as_posix())
+            except (ClientError, BotoCoreError, S3UploadFailedError) as error:
+                raise FederationError(f"uploading {path.name} to {location} failed: {error}") from None
+        return location
 
     def clients(self, session_name: str) -> list[ClientHandle]:
         sts = self.session.client("sts", config=boto_config())
@@ -94,7 +101,10 @@ class RehearsalServer:
 
     def publish(self, folder: Path, run: str) -> str:
         target = self.buckets[self.settings["results_bucket"]] / f"{self.settings['model_prefix']}{run}"
-        shutil.copytree(folder, target, dirs_exist_ok=True)
+        try:
+            shutil.copytree(folder, target, dirs_exist_ok=True)
+        except OSError as error:
+            raise FederationError(f"copying the outputs to {target} failed: {error}") from None
         return str(target)
 
     def clients(self, session_name: str) -> list[ClientHandle]:

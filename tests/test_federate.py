@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tarfile
@@ -83,6 +84,25 @@ def test_a_client_killed_mid_run_is_dropped_and_the_run_completes_with_two(split
     assert "client hospital-c dropped in round" in out
 
 
+def test_ctrl_c_mid_run_stops_every_job_and_publishes_nothing(split, tmp_path):
+    test, clients = split
+    description = rehearsal(tmp_path, test, clients, port=free_port())
+    process = federate(description, tmp_path / "out", "--rounds", 50, "--run-name", "run3")
+    events = tmp_path / ".out.partial" / "events.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not (events.exists() and '"round": 1' in events.read_text()):
+        time.sleep(0.5)
+    assert events.exists(), "the run never reached round 1"
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err[-3000:]
+    assert "interrupted: every process started by this command was stopped" in err
+    leftovers = subprocess.run(["pgrep", "-f", "fl-client-run3-"], capture_output=True, text=True).stdout.split()
+    assert leftovers == []  # each job, and the SuperNode it started, is gone
+    assert not (tmp_path / "out").exists() and not (tmp_path / ".out.partial").exists()
+    assert not (tmp_path / "results" / "model").exists()
+
+
 def test_bad_rehearsal_settings_fail_before_any_job_starts(split, tmp_path):
     test, clients = split
     description = rehearsal(tmp_path, test, clients, port=free_port())
@@ -92,3 +112,19 @@ def test_bad_rehearsal_settings_fail_before_any_job_starts(split, tmp_path):
     assert process.returncode == 2 and "missing label column 'fraudulent_provider'" in err
     assert not (tmp_path / "jobs").exists() or not any((tmp_path / "jobs").iterdir())
     assert os.listdir(tmp_path / "results") == ["data"]
+
+
+def test_the_address_jobs_dial_is_the_source_of_the_route_toward_the_client_vpcs():
+    from fl_runtime.federate import private_address
+
+    settings = {"server_vpc_cidr": "127.0.0.0/8", "clients": [{"name": "a", "vpc_cidr": "127.0.2.0/24"}]}
+    assert private_address(settings) == "127.0.0.1"  # the loopback route's source, standing in for the VPC's
+
+
+def test_an_address_outside_the_server_vpc_is_refused_with_the_way_out():
+    from fl_runtime.federate import private_address
+    from fl_runtime.strategy import FederationError
+
+    settings = {"server_vpc_cidr": "10.0.0.0/16", "clients": [{"name": "a", "vpc_cidr": "127.0.2.0/24"}]}
+    with pytest.raises(FederationError, match=r"reaches 127\.0\.2\.1 from 127\.0\.0\.1, outside the server VPC 10\.0\.0\.0/16: .*--address"):
+        private_address(settings)

@@ -104,6 +104,21 @@ def test_kickoff_assumes_each_role_with_its_external_id_and_starts_jobs_in_each_
         assert client.jobs.status(job)[0] in ("InProgress", "Completed")
 
 
+def test_the_kickoff_session_renews_its_credentials_before_they_expire(local_aws, monkeypatch):
+    """A chained role session lasts an hour at most; runs can be longer. Near expiry, calls re-assume the role."""
+    from fl_runtime import kickoff
+
+    recorder, _ = local_aws
+    _publish_client_settings()
+    monkeypatch.setattr(kickoff, "SESSION_SECONDS", 900)  # inside botocore's 15-minute refresh window from the start
+    client = ClientAccount.assume(boto3.client("sts"), _client_entry("insurer-a", CLIENTS["insurer-a"]), "us-east-1", "fl-renew")
+    before = len(recorder.of("AssumeRole"))
+    assert client.jobs.status("fl-client-nothing")[0] == "Unknown"  # any call will do
+    assert client.jobs.read_public_key("ssm:/fl-fraud/client/insurer-a/supernode-keys/fl-client-nothing") is None
+    renewed = recorder.of("AssumeRole")[before:]
+    assert renewed and all(c.body["RoleArn"].endswith(":role/FL-kickoff-client-job") and c.body["ExternalId"] == "fl-insurer-a-x1" for c in renewed)
+
+
 def _server(recorder, tmp_path, port: int):
     """The server account's side in moto: its settings in SSM and the staged test set in S3."""
     from fl_runtime.data import write_csv

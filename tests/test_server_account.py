@@ -1,0 +1,48 @@
+"""The server account's side of `federate` against moto: settings, the test set and the outputs, with clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+
+from fl_runtime.server_account import AwsServer
+from fl_runtime.strategy import FederationError
+
+pytestmark = pytest.mark.slow
+SETTINGS = {"region": "us-east-1", "results_bucket": "fl-results", "test_prefix": "data/", "model_prefix": "model/", "clients": []}
+
+
+@pytest.fixture
+def server(local_aws):
+    boto3.client("ssm").put_parameter(Name="/fl-fraud/server/settings", Value=json.dumps(SETTINGS), Type="String")
+    return AwsServer("/fl-fraud/server/settings")
+
+
+def test_missing_settings_name_the_parameter(local_aws):
+    with pytest.raises(FederationError, match="reading /fl-fraud/server/settings failed .*ParameterNotFound"):
+        AwsServer("/fl-fraud/server/settings")
+
+
+def test_a_missing_test_set_names_its_location_and_how_to_stage_it(server, tmp_path):
+    boto3.client("s3").create_bucket(Bucket="fl-results")
+    with pytest.raises(FederationError, match=r"no test set at s3://fl-results/data/test\.csv .*stage-data --server"):
+        server.fetch_test_set(tmp_path / "test.csv")
+
+
+def test_outputs_are_uploaded_under_the_run_prefix(server, tmp_path):
+    boto3.client("s3").create_bucket(Bucket="fl-results")
+    (tmp_path / "out" / "logs").mkdir(parents=True)
+    (tmp_path / "out" / "metrics.json").write_text("{}")
+    (tmp_path / "out" / "logs" / "superlink.log").write_text("log")
+    assert server.publish(tmp_path / "out", "run1") == "s3://fl-results/model/run1/"
+    listed = boto3.client("s3").list_objects_v2(Bucket="fl-results")["Contents"]
+    assert sorted(o["Key"] for o in listed) == ["model/run1/logs/superlink.log", "model/run1/metrics.json"]
+
+
+def test_a_failed_upload_names_the_file_and_the_destination(server, tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "metrics.json").write_text("{}")
+    with pytest.raises(FederationError, match=r"uploading metrics\.json to s3://fl-results/model/run1/ failed: .*NoSuchBucket"):
+        server.publish(tmp_path / "out", "run1")
