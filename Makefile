@@ -12,7 +12,7 @@ export CDK_DISABLE_CLI_TELEMETRY := true
 export CDK_DISABLE_VERSION_CHECK := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: demo test bench compare synth constraints clean
+.PHONY: demo test bench compare synth bundle-locks constraints clean
 
 demo: $(RUNTIME)
 	$(PY) -m fl_runtime local
@@ -28,6 +28,10 @@ compare: $(RUNTIME)
 
 synth: $(DEV) $(CLI)
 	npx cdk synth --no-notices -q
+
+# after editing stacks/bundle/requirements-*.in or the training image in cdk.json
+bundle-locks: $(DEV)
+	$(PY) -m stacks.bundle.lock
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)

@@ -10,7 +10,7 @@ import sys
 
 import aws_cdk as cdk
 
-from stacks.bundle.builder import BundleError, build
+from stacks.bundle.builder import BundleError, build, bundle_targets
 from stacks.client_stack import ClientStack
 from stacks.compliance import add_checks
 from stacks.config import ConfigError, FederationConfig, from_context
@@ -23,7 +23,7 @@ def client_stack_name(config: FederationConfig, name: str) -> str:
 
 def build_app(app: cdk.App) -> tuple[ServerStack, list[ClientStack]]:
     config = from_context(app.node)
-    bundle = build()
+    bundle = build(bundle_targets(config.training_image))
     clients = [ClientStack(app, client_stack_name(config, c.name), config=config, client=c, bundle=bundle) for c in config.clients]
     server = ServerStack(app, "ServerStack", config=config, bundle=bundle)
     for client in clients:

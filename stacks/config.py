@@ -1,7 +1,8 @@
 """The federation's deployment settings: one typed, validated object, read once from the CDK context.
 
-Defaults live in cdk.json (``"federation"`` context key); override any of them with
-``npx cdk synth -c federation='{...}'`` or a file via ``-c federation_file=path.json``. Every construct
+Defaults live in cdk.json (one ``"federation:<field>"`` context key per field); override any of them
+with ``npx cdk synth -c federation:<field>=<value>`` or a whole file via
+``-c federation-file=path.json``. Every construct
 receives this object (or a part of it); nothing below the app reads the context or the environment.
 Invalid settings stop synthesis with one message that names the field.
 """
@@ -14,6 +15,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 ACCOUNT = re.compile(r"^\d{12}$")
 REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
@@ -32,12 +34,8 @@ class TrainingImage:
     """The SageMaker training image the client jobs run, and the platform its wheels are built for."""
 
     uri: str
-    python_version: str  # "3.11": flwr 1.42 needs >= 3.11
-    platform: str  # pip --platform tag of the image, e.g. manylinux2014_x86_64
-
-    @property
-    def python_tag(self) -> str:
-        return "cp" + self.python_version.replace(".", "")
+    python_version: str  # "3.12": flwr 1.42 needs >= 3.11; the bundle carries wheels for it
+    platform: str  # the newest manylinux tag the image's glibc supports, e.g. manylinux2014_x86_64
 
 
 @dataclass(frozen=True)
@@ -148,7 +146,7 @@ def _training_image(raw: Mapping) -> TrainingImage:
     if not re.match(r"^3\.(1[1-9])$", python):
         raise ConfigError(f"training_image.python_version: {python!r}: flwr 1.42 needs Python 3.11 or newer (e.g. \"3.11\")")
     platform = _require(image, "platform", "training_image.")
-    if not re.match(r"^manylinux[\w.]*_(x86_64|aarch64)$", str(platform)):
+    if not re.match(r"^(manylinux(1|2010|2014)|manylinux_2_\d+)_(x86_64|aarch64)$", str(platform)):
         raise ConfigError(f"training_image.platform: {platform!r} is not a manylinux platform tag such as manylinux2014_x86_64")
     return TrainingImage(str(uri), python, str(platform))
 
@@ -221,6 +219,12 @@ def _context_value(node, field: str):
         except json.JSONDecodeError:
             raise ConfigError(f"{field}: -c {CONTEXT_PREFIX}{field}=... is not valid JSON: {value!r}") from None
     return value
+
+
+def from_cdk_json(path: Path) -> FederationConfig:
+    """The defaults in cdk.json, for tools that run outside a CDK app (bundle locks, tests)."""
+    context = json.loads(Path(path).read_text())["context"]
+    return from_context(SimpleNamespace(try_get_context=context.get))
 
 
 def from_context(node) -> FederationConfig:

@@ -22,6 +22,14 @@ def default_context() -> dict:
     return json.loads((PROJECT / "cdk.json").read_text())["context"]
 
 
+def configured_bundle():
+    """The bundle `cdk synth` builds with cdk.json's defaults (cached after the first build)."""
+    from stacks.bundle.builder import build, bundle_targets
+    from stacks.config import from_cdk_json
+
+    return build(bundle_targets(from_cdk_json(PROJECT / "cdk.json").training_image))
+
+
 @dataclass
 class Synthesized:
     outdir: Path

@@ -1,4 +1,4 @@
-"""The code bundle installs with no index at all, for the notebooks' Python here and the image's Python 3.12."""
+"""The code bundle installs with no index at all: on the notebooks' Python here, and resolves for the training image's."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from stacks.bundle.builder import ENTRY_POINT, PLATFORMS, build, write_tarball
+from stacks.bundle.builder import ENTRY_POINT, NOTEBOOK, Target, bundle_targets, manylinux_tags, write_tarball
+from stacks.config import TrainingImage, from_cdk_json
+from tests.cdk_helpers import configured_bundle
+from tests.conftest import PROJECT
 
 pytestmark = pytest.mark.slow
 
@@ -61,12 +64,10 @@ def test_requirements_install_into_a_clean_virtualenv_from_the_bundled_wheels_al
     assert entry.returncode == 0 and "--superlink" in entry.stdout
 
 
-@pytest.mark.parametrize("requirements", ["requirements.txt", "requirements-notebook.txt"])
-def test_the_training_images_python_resolves_from_the_bundled_wheels_alone(unpacked, tmp_path, requirements):
-    platforms = [arg for platform in PLATFORMS for arg in ("--platform", platform)]
+def test_the_training_images_python_and_platform_resolve_the_job_requirements_from_the_bundled_wheels_alone(unpacked, tmp_path):
+    [_, image] = bundle_targets(from_cdk_json(PROJECT / "cdk.json").training_image)
     done = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--dry-run", "--no-index", "--only-binary=:all:", "--python-version", "3.12",
-         "--implementation", "cp", *platforms, "--target", str(tmp_path / "target"), "-r", requirements],
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--no-index", *image.pip_arguments(), "--target", str(tmp_path / "target"), "-r", "requirements.txt"],
         cwd=unpacked, capture_output=True, text=True, env=isolated_pip_env(), timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -93,4 +94,19 @@ def test_tarballs_are_byte_for_byte_reproducible(tmp_path):
     assert [m.name for m in members] == ["a/run.sh", "a/x.py", "b.txt"]
     assert all(m.mtime == 0 and m.uid == m.gid == 0 and m.uname == "" for m in members)
     assert [oct(m.mode) for m in members] == ["0o755", "0o644", "0o644"]
-    assert build().digest == build().digest
+    assert configured_bundle().digest == configured_bundle().digest
+
+
+def test_manylinux_tags_cover_every_older_glibc_as_pip_would():
+    assert manylinux_tags("manylinux2014_x86_64") == (
+        "manylinux_2_17_x86_64", "manylinux_2_16_x86_64", "manylinux_2_15_x86_64", "manylinux_2_14_x86_64", "manylinux_2_13_x86_64",
+        "manylinux_2_12_x86_64", "manylinux_2_11_x86_64", "manylinux_2_10_x86_64", "manylinux_2_9_x86_64", "manylinux_2_8_x86_64",
+        "manylinux_2_7_x86_64", "manylinux_2_6_x86_64", "manylinux_2_5_x86_64", "manylinux1_x86_64", "manylinux2010_x86_64", "manylinux2014_x86_64",
+    )
+    assert manylinux_tags("manylinux_2_28_aarch64")[0] == "manylinux_2_28_aarch64" and "manylinux2014_aarch64" in manylinux_tags("manylinux_2_28_aarch64")
+
+
+def test_the_bundle_serves_the_configured_training_image_besides_the_notebooks():
+    training = Target("3.12", manylinux_tags("manylinux_2_28_x86_64"), "training")
+    assert bundle_targets(TrainingImage("image", "3.12", "manylinux_2_28_x86_64")) == (NOTEBOOK, training)
+    assert bundle_targets(TrainingImage("image", NOTEBOOK.python_version, "manylinux_2_34_x86_64")) == (NOTEBOOK,)  # its set covers training

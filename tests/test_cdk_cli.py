@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from stacks.bundle.builder import build
+from tests.cdk_helpers import configured_bundle
 from tests.cdk_helpers import THREE_CLIENTS
 from tests.conftest import PROJECT
 
@@ -27,7 +27,7 @@ def offline_env(tmp_path) -> dict[str, str]:
 
 
 def cdk_synth(tmp_path, *args: str) -> subprocess.CompletedProcess:
-    build()  # the wheel cache is filled before going offline; synth itself must not need the network
+    configured_bundle()  # the wheel cache is filled before going offline; synth itself must not need the network
     return subprocess.run(
         ["npx", "--no-install", "cdk", "synth", "--no-notices", "-q", "-o", str(tmp_path / "cdk.out"), *args],
         capture_output=True, text=True, cwd=PROJECT, env=offline_env(tmp_path), timeout=600,

@@ -8,8 +8,8 @@ import tarfile
 import pytest
 from aws_cdk.assertions import Match
 
-from stacks.bundle.builder import BUNDLE_NAME, ENTRY_POINT, build
-from tests.cdk_helpers import THREE_CLIENTS, resources, statements, synthesize
+from stacks.bundle.builder import BUNDLE_NAME, ENTRY_POINT
+from tests.cdk_helpers import THREE_CLIENTS, configured_bundle, resources, statements, synthesize
 
 pytestmark = pytest.mark.slow
 SERVER_ACCOUNT, CLIENT_ACCOUNT = "111111111111", "222222222222"
@@ -300,7 +300,7 @@ def test_the_code_bucket_receives_the_bundle_under_code(default):
 
 
 def test_the_synthesized_asset_is_the_deterministic_bundle(default):
-    bundle = build()
+    bundle = configured_bundle()
     assets = [p for p in default.outdir.glob(f"asset.*/{BUNDLE_NAME}")]
     assert assets, "no asset holds source.tar.gz"
     assert all(asset.read_bytes() == bundle.tarball.read_bytes() for asset in assets)

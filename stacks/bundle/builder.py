@@ -10,7 +10,8 @@ own wheels. Layout (the SageMaker training toolkit unpacks it into /opt/ml/code 
     requirements.txt             training job: --no-index --find-links wheels + every pin
     requirements-notebook.txt    notebooks: the same plus plots and boto3
     notebook/*.sh, notebook/*.py notebook start-up: offline install, idle auto-stop
-    wheels/*.whl                 every locked package, for each Python served (3.11 and 3.12)
+    wheels/*.whl                 every locked package, for each target: the notebooks' Python 3.11, and
+                                 the training image's Python and platform (from the federation config)
 
 Built at synth time, no Docker: wheels are downloaded once per lock and cached in .cache/, and the
 tarball is byte-for-byte reproducible (sorted entries, zero mtimes and owners), so an unchanged bundle
@@ -33,8 +34,7 @@ from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-PYTHON_VERSIONS = ("3.11", "3.12")  # the notebooks' Python and the training image's; the locks serve both
-PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux_2_28_x86_64")
+LEGACY_MANYLINUX = {"manylinux1": 5, "manylinux2010": 12, "manylinux2014": 17}  # their glibc 2.x
 BUNDLE_NAME = "source.tar.gz"
 ENTRY_POINT = "sagemaker_client.py"
 OFFLINE = "--no-index\n--find-links wheels\n"
@@ -47,6 +47,49 @@ from fl_runtime.sagemaker_client import main
 if __name__ == "__main__":
     sys.exit(main())
 '''
+
+
+def manylinux_tags(newest: str) -> tuple[str, ...]:
+    """Every manylinux tag a machine with ``newest``'s glibc installs, as pip would list them on it.
+
+    ``manylinux_2_28_x86_64`` -> ``manylinux_2_28_x86_64`` ... ``manylinux_2_17_x86_64`` and ``manylinux2014_x86_64``.
+    """
+    for legacy, minor in LEGACY_MANYLINUX.items():
+        if newest.startswith(legacy + "_"):
+            arch, glibc_minor = newest[len(legacy) + 1:], minor
+            break
+    else:
+        parts = newest.split("_", 3)  # manylinux, 2, <minor>, <arch>
+        if len(parts) != 4 or parts[0] != "manylinux" or parts[1] != "2" or not parts[2].isdigit():
+            raise BundleError(f"{newest!r} is not a manylinux platform tag such as manylinux_2_28_x86_64 or manylinux2014_x86_64")
+        glibc_minor, arch = int(parts[2]), parts[3]
+    tags = [f"manylinux_2_{minor}_{arch}" for minor in range(glibc_minor, LEGACY_MANYLINUX["manylinux1"] - 1, -1)]
+    tags += [f"{legacy}_{arch}" for legacy, minor in LEGACY_MANYLINUX.items() if minor <= glibc_minor]
+    return tuple(tags)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A Python and platform the bundle's wheels must install on, and which locked set installs there."""
+
+    python_version: str  # "3.12"
+    platforms: tuple[str, ...]  # pip --platform tags
+    requirements: str  # "training" or "notebook": requirements-<set>.lock
+
+    def pip_arguments(self) -> list[str]:
+        platforms = [arg for platform in self.platforms for arg in ("--platform", platform)]
+        return ["--only-binary=:all:", "--python-version", self.python_version, "--implementation", "cp", *platforms]
+
+
+# the notebooks run Amazon Linux 2023 (glibc 2.34) with Python 3.11 from its repository (notebook/install.sh)
+NOTEBOOK = Target("3.11", manylinux_tags("manylinux_2_34_x86_64"), "notebook")
+
+
+def bundle_targets(training_image) -> tuple[Target, ...]:
+    """The notebooks' target and the training image's (a ``config.TrainingImage``: Python, newest manylinux tag)."""
+    training = Target(training_image.python_version, manylinux_tags(training_image.platform), "training")
+    same_machine = (training.python_version, training.platforms) == (NOTEBOOK.python_version, NOTEBOOK.platforms)
+    return (NOTEBOOK,) if same_machine else (NOTEBOOK, training)  # the notebook set contains the training set
 
 
 @dataclass(frozen=True)
@@ -83,30 +126,32 @@ def run_pip(*args: str) -> str:
     return done.stdout
 
 
-def download_wheels(cache: Path) -> Path:
-    """Every locked wheel for every Python served; reused from the cache when the lock is unchanged."""
-    pins = _lock_lines("notebook")  # the notebook set contains the training set
-    key = _digest("\n".join(pins).encode(), " ".join(PYTHON_VERSIONS).encode(), " ".join(PLATFORMS).encode())[:16]
-    target = cache / f"wheels-{key}"
-    if (target / ".complete").exists():
-        return target
+def download_wheels(cache: Path, targets: tuple[Target, ...]) -> Path:
+    """Each target's locked wheels; reused from the cache when the locks and targets are unchanged."""
+    pins = {target.requirements: _lock_lines(target.requirements) for target in targets}
+    key = _digest(repr(sorted(pins.items())).encode(), repr(targets).encode())[:16]
+    folder = cache / f"wheels-{key}"
+    if (folder / ".complete").exists():
+        return folder
     cache.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".wheels-", dir=cache))
     try:
-        requirements = staging / "pins.txt"
-        requirements.write_text("\n".join(pins) + "\n")
-        platforms = [arg for platform in PLATFORMS for arg in ("--platform", platform)]
-        for version in PYTHON_VERSIONS:
-            run_pip(
-                "download", "--no-deps", "--only-binary=:all:", "--python-version", version, "--implementation", "cp",
-                *platforms, "--dest", str(staging / "wheels"), "-r", str(requirements),
-            )
-        (staging / "wheels" / ".complete").write_text("\n".join(pins))
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(staging / "wheels", target)
+        for target in targets:
+            requirements = staging / f"{target.requirements}.txt"
+            requirements.write_text("\n".join(pins[target.requirements]) + "\n")
+            try:
+                run_pip("download", "--no-deps", *target.pip_arguments(), "--dest", str(staging / "wheels"), "-r", str(requirements))
+            except BundleError as error:
+                raise BundleError(
+                    f"the {target.requirements} lock has no wheels for Python {target.python_version} on {target.platforms[0]} "
+                    f"(see training_image in cdk.json; re-lock with `make bundle-locks`): {error}"
+                ) from None
+        (staging / "wheels" / ".complete").write_text(repr(targets))
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(staging / "wheels", folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return target
+    return folder
 
 
 def bundle_files(wheels: Path | None) -> dict[str, bytes | Path]:
@@ -147,9 +192,9 @@ def write_tarball(path: Path, files: dict[str, bytes | Path]) -> None:
                 archive.addfile(_tar_info(name, len(data)), io.BytesIO(data))
 
 
-def build(cache: Path = PROJECT / ".cache" / "bundle") -> Bundle:
-    """Build (or reuse) the bundle for the current sources and locks."""
-    wheels = download_wheels(cache)
+def build(targets: tuple[Target, ...], cache: Path = PROJECT / ".cache" / "bundle") -> Bundle:
+    """Build (or reuse) the bundle for the current sources, locks and targets."""
+    wheels = download_wheels(cache, targets)
     files = bundle_files(wheels)
     small = {name: c for name, c in files.items() if not name.startswith("wheels/")}  # wheels: keyed by lock
     digest = _digest(wheels.name.encode(), *(name.encode() + (c if isinstance(c, bytes) else c.read_bytes()) for name, c in sorted(small.items())))
