@@ -60,6 +60,7 @@ CMS_FEATURES: tuple[str, ...] = (
 # neighbours (k=5) among its training positives, and positives left over for validation.
 MIN_ROWS_PER_CLASS = 10
 MIN_CLIENT_ROWS = 50
+SMOTE_NEIGHBOURS = 5  # a client's training part needs more real positives than this
 
 
 class DataError(ValueError):
@@ -209,6 +210,29 @@ def check_has_both_classes(data: LabelledData) -> None:
     for label in (0, 1):
         if not (data.y == label).any():
             raise DataError(f"{data.source}: column '{LABEL}' has no rows with value {label}; a validation part needs both classes")
+
+
+def check_split(train: LabelledData, validation: LabelledData) -> None:
+    """A client's staged train/validation parts: what splitting a trainable CSV guarantees.
+
+    ``stage-data`` checks what it uploads with this, and a training job checks what it downloaded, so a
+    split made by other means fails the same way, naming the file, before anything connects.
+    """
+    check_same_columns(train, validation)
+    where = f"{train.source} + {validation.source}"
+    rows = train.n_rows + validation.n_rows
+    if rows < MIN_CLIENT_ROWS:
+        raise DataError(f"{where}: {rows} data rows together, a client needs at least {MIN_CLIENT_ROWS}")
+    for label in (0, 1):
+        count = int((train.y == label).sum() + (validation.y == label).sum())
+        if count < MIN_ROWS_PER_CLASS:
+            raise DataError(f"{where}: column '{LABEL}' has only {count} rows with value {label}; a client needs at least {MIN_ROWS_PER_CLASS}")
+    positives = int((train.y == 1).sum())
+    if positives <= SMOTE_NEIGHBOURS:
+        raise DataError(
+            f"{train.source}: column '{LABEL}' has only {positives} rows with value 1; SMOTE needs at least {SMOTE_NEIGHBOURS + 1} in the training part"
+        )
+    check_has_both_classes(validation)
 
 
 def read_client_csvs(paths: Sequence[str | os.PathLike], reference: LabelledData) -> list[LabelledData]:

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fl_runtime.data import SMOTE_NEIGHBOURS
+
 PENALTIES = ("l2", "l1")
 
 
@@ -177,7 +179,7 @@ def oversample(Z: np.ndarray, y: np.ndarray, negatives_per_positive: float, seed
     target = resampled_size(len(y), n_positive, negatives_per_positive) - (len(y) - n_positive)
     if target == n_positive:
         return Z, y
-    return SMOTE(sampling_strategy={1: target}, random_state=seed, k_neighbors=5).fit_resample(Z, y)
+    return SMOTE(sampling_strategy={1: target}, random_state=seed, k_neighbors=SMOTE_NEIGHBOURS).fit_resample(Z, y)
 
 
 def build_pipeline(features: Sequence[str], mean: np.ndarray, scale: np.ndarray, weights: Weights, prior_logit: float):

@@ -82,13 +82,10 @@ def parse(argv: list[str], environ: dict[str, str]) -> JobSettings:
 
 def validate_data(data_dir: Path) -> tuple[Path, Path]:
     """The staged split, checked like the local runner checks client CSVs."""
-    from fl_runtime.data import check_has_both_classes, check_same_columns, check_trainable, read_csv
+    from fl_runtime.data import check_split, read_csv
 
     train_path, validation_path = data_dir / "train.csv", data_dir / "validation.csv"
-    train, validation = read_csv(train_path), read_csv(validation_path)
-    check_trainable(train)
-    check_same_columns(train, validation)
-    check_has_both_classes(validation)
+    check_split(read_csv(train_path), read_csv(validation_path))
     return train_path, validation_path
 
 

@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from fl_runtime.data import LabelledData, check_has_both_classes, check_trainable, read_csv, write_csv
+from fl_runtime.data import LabelledData, check_has_both_classes, check_split, check_trainable, read_csv, write_csv
 from fl_runtime.kickoff import boto_config, explain
 from fl_runtime.strategy import FederationError
 from fl_runtime.task import ClientData
@@ -49,7 +49,9 @@ def prepare(options: StageOptions, folder: Path) -> dict[str, Path]:
         return {TEST: _write(folder / TEST, data)}
     check_trainable(data)
     split = ClientData.split(data, seed=options.seed)
-    return {TRAIN: _write(folder / TRAIN, split.train), VALIDATION: _write(folder / VALIDATION, split.validation)}
+    staged = {TRAIN: _write(folder / TRAIN, split.train), VALIDATION: _write(folder / VALIDATION, split.validation)}
+    check_split(read_csv(staged[TRAIN]), read_csv(staged[VALIDATION]))  # what the training job will check
+    return staged
 
 
 def _write(path: Path, data: LabelledData) -> Path:

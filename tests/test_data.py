@@ -10,8 +10,10 @@ from fl_runtime.data import (
     LABEL,
     MIN_CLIENT_ROWS,
     MIN_ROWS_PER_CLASS,
+    SMOTE_NEIGHBOURS,
     DataError,
     check_same_columns,
+    check_split,
     check_trainable,
     read_client_csvs,
     read_csv,
@@ -104,6 +106,26 @@ def test_a_client_needs_both_classes_and_enough_rows(synthetic):
     with pytest.raises(DataError, match=f"tiny.csv: 40 data rows, a client needs at least {MIN_CLIENT_ROWS}"):
         check_trainable(tiny)
     check_trainable(synthetic)
+
+
+def test_a_split_that_splitting_a_trainable_csv_gives_is_accepted_and_others_are_named(synthetic):
+    from fl_runtime.task import ClientData
+
+    positives = np.flatnonzero(synthetic.y == 1)
+    negatives = np.flatnonzero(synthetic.y == 0)
+    smallest = synthetic.subset(np.r_[negatives[: MIN_CLIENT_ROWS - MIN_ROWS_PER_CLASS], positives[:MIN_ROWS_PER_CLASS]], "client.csv")
+    check_trainable(smallest)
+    split = ClientData.split(smallest, seed=0)
+    check_split(split.train, split.validation)  # whatever stage-data uploads, the job accepts
+    train = synthetic.subset(np.r_[negatives[:200], positives[:SMOTE_NEIGHBOURS]], "train.csv")
+    validation = synthetic.subset(np.r_[negatives[200:260], positives[20:30]], "validation.csv")
+    with pytest.raises(DataError, match=f"train.csv: column '{LABEL}' has only {SMOTE_NEIGHBOURS} rows with value 1; SMOTE needs at least"):
+        check_split(train, validation)
+    no_positives = synthetic.subset(negatives[200:260], "validation.csv")
+    with pytest.raises(DataError, match=f"validation.csv: column '{LABEL}' has no rows with value 1"):
+        check_split(synthetic.subset(np.r_[negatives[:200], positives[:20]], "train.csv"), no_positives)
+    with pytest.raises(DataError, match="train.csv \\+ validation.csv: 40 data rows together"):
+        check_split(synthetic.subset(np.r_[negatives[:20], positives[:10]], "train.csv"), synthetic.subset(np.r_[negatives[20:28], positives[10:12]], "validation.csv"))
 
 
 def test_reading_client_csvs_checks_each_against_the_test_set(tmp_path, synthetic):
