@@ -3,8 +3,8 @@
 No direct internet access, no root access for users, a KMS-encrypted volume, IMDSv2 only. At every
 start the lifecycle configuration copies the code bundle from S3 (gateway endpoint), installs it into a
 Python 3.11 virtualenv from the bundled wheels (``notebook/install.sh``, in the background: lifecycle
-scripts must finish within 5 minutes) and installs a cron job that stops the instance after the
-configured idle time (``notebook/idle_stop.py``).
+scripts must finish within 5 minutes) and installs a systemd timer that stops the instance after
+the configured idle time (``notebook/idle_stop.py``).
 """
 
 from __future__ import annotations
@@ -45,10 +45,27 @@ def on_start_script(bundle_uri: str, idle_minutes: int) -> str:
     """The lifecycle on-start script (runs as root at every start)."""
     return f"""#!/bin/bash
 set -euo pipefail
-# stop the instance when idle (cost): every 5 minutes, with the system Python
-cat > /etc/cron.d/fl-idle-stop <<'CRON'
-*/5 * * * * root [ -f {HOME}/bundle/notebook/idle_stop.py ] && /usr/bin/python3 {HOME}/bundle/notebook/idle_stop.py {idle_minutes} >> /var/log/fl-idle-stop.log 2>&1
-CRON
+# stop the instance when idle (cost): a systemd timer every 5 minutes, with the system Python
+# (Amazon Linux 2023 has systemd but no cron); its output goes to the journal
+cat > /etc/systemd/system/fl-idle-stop.service <<'UNIT'
+[Unit]
+Description=Stop this notebook instance when it has been idle for {idle_minutes} minutes
+ConditionPathExists={HOME}/bundle/notebook/idle_stop.py
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/python3 {HOME}/bundle/notebook/idle_stop.py {idle_minutes}
+UNIT
+cat > /etc/systemd/system/fl-idle-stop.timer <<'UNIT'
+[Unit]
+Description=Check every 5 minutes whether this notebook instance is idle
+[Timer]
+OnBootSec=5min
+OnUnitActiveSec=5min
+[Install]
+WantedBy=timers.target
+UNIT
+systemctl daemon-reload
+systemctl enable --now fl-idle-stop.timer
 # install fl_runtime offline from the code bundle, in the background (lifecycle scripts have 5 minutes)
 nohup bash -c '
   set -euo pipefail
