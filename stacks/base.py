@@ -1,13 +1,12 @@
 """What every stack of the federation shares: account, region, pinned zones, and its foundation.
 
-The foundation of an account: a KMS data key, the access-log bucket, the private network, the code
-bucket with the code bundle. Each stack builds it first, then adds what is specific to its side.
+The foundation of an account: a KMS data key, the access-log bucket, the runtime of the deployment-time
+custom resources (role, policy, log group), the private network, the code bucket with the code bundle. Each stack builds it first, then adds what is specific to its side.
 """
 
 from __future__ import annotations
 
 from aws_cdk import Environment, Stack
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
@@ -15,6 +14,7 @@ from stacks.bundle.builder import Bundle
 from stacks.code_bundle import CodeBundle
 from stacks.config import FederationConfig
 from stacks.network import NetworkSettings, PrivateNetwork
+from stacks.roles import custom_resource_runtime
 from stacks.storage import access_log_bucket, data_key, secure_bucket
 
 
@@ -30,13 +30,15 @@ class FederationStack(Stack):
     def availability_zones(self) -> list[str]:
         return self._zones
 
-    def build_foundation(self, vpc_cidr: str, custom_resources: tuple[iam.IRole, iam.ManagedPolicy], bundle: Bundle) -> None:
+    def build_foundation(self, vpc_cidr: str, bundle: Bundle, custom_resource_role_name: str | None = None) -> None:
+        """``custom_resource_role_name``: a fixed name when other accounts must trust that role."""
         retain = self.config.retain_data
         self.key = data_key(self, "DataKey", retain)
-        self.access_logs = access_log_bucket(self, "AccessLogs", retain)
-        self.network = PrivateNetwork(self, "Network", NetworkSettings(vpc_cidr, self.config.availability_zones, retain, self.key), custom_resources)
+        self.access_logs = access_log_bucket(self, "AccessLogs")
+        self.custom_resources = custom_resource_runtime(self, self.key, retain, custom_resource_role_name)
+        self.network = PrivateNetwork(self, "Network", NetworkSettings(vpc_cidr, self.config.availability_zones, retain, self.key), self.custom_resources)
         self.code = self.bucket("Code")
-        self.code_bundle = CodeBundle(self, "CodeBundle", bundle, self.code)
+        self.code_bundle = CodeBundle(self, "CodeBundle", bundle, self.code, self.custom_resources.log_group)
 
     def bucket(self, construct_id: str) -> s3.Bucket:
         return secure_bucket(self, construct_id, key=self.key, logs=self.access_logs, retain=self.config.retain_data)

@@ -18,7 +18,6 @@ from stacks.base import FederationStack
 from stacks.bundle.builder import ENTRY_POINT, Bundle
 from stacks.client_roles import ARTIFACT_PREFIX, DATA_PREFIX, PUBLIC_KEYS, kickoff_role, training_execution_role
 from stacks.compliance import acknowledge, acknowledge_cdk_functions, objects_finding
-from stacks.roles import custom_resource_role
 from stacks.code_bundle import CODE_PREFIX
 from stacks.config import ClientAccount, FederationConfig
 from stacks.notebook import FederationNotebook, NotebookSettings
@@ -29,7 +28,7 @@ from stacks.peering import PeeringAccepter
 class ClientStack(FederationStack):
     def __init__(self, scope: Construct, construct_id: str, *, config: FederationConfig, client: ClientAccount, bundle: Bundle) -> None:
         super().__init__(scope, construct_id, config=config, account=client.account, description=f"Federated fraud detection: client {client.name}")
-        self.build_foundation(client.vpc_cidr, custom_resource_role(self), bundle)
+        self.build_foundation(client.vpc_cidr, bundle)
         key, network, code, code_bundle = self.key, self.network, self.code, self.code_bundle
         data = self.bucket("Data")
         artifacts = self.bucket("Artifacts")

@@ -20,6 +20,7 @@ from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from stacks.compliance import AWS_SOLUTIONS, HIPAA, acknowledge
+from stacks.roles import CustomResourceRuntime
 
 INTERFACE_ENDPOINTS = {
     "SageMakerApi": ec2.InterfaceVpcEndpointAwsService.SAGEMAKER_API,
@@ -41,9 +42,9 @@ class PrivateNetwork(Construct):
     """VPC + flow logs + endpoints; see the module docstring."""
 
     def __init__(
-        self, scope: Construct, construct_id: str, settings: NetworkSettings, custom_resources: tuple[iam.IRole, iam.ManagedPolicy]
+        self, scope: Construct, construct_id: str, settings: NetworkSettings, custom_resources: CustomResourceRuntime
     ) -> None:
-        """``custom_resources``: the role (and its policy) of the stack's AwsCustomResource Lambda."""
+        """``custom_resources``: the role, policy and log group of the stack's AwsCustomResource Lambda."""
         super().__init__(scope, construct_id)
         self.vpc = ec2.Vpc(
             self,
@@ -103,9 +104,9 @@ class PrivateNetwork(Construct):
                 name, service=service, private_dns_enabled=True, open=False,
                 security_groups=[self.endpoint_security_group], subnets=ec2.SubnetSelection(subnets=self.subnets.subnets),
             )
-        self.s3_prefix_list_id = self._s3_prefix_list_id(*custom_resources)
+        self.s3_prefix_list_id = self._s3_prefix_list_id(custom_resources)
 
-    def _s3_prefix_list_id(self, role: iam.IRole, policy: iam.ManagedPolicy) -> str:
+    def _s3_prefix_list_id(self, runtime: CustomResourceRuntime) -> str:
         """The region's S3 prefix list, so security groups can allow S3 (gateway) and nothing else."""
         region = Stack.of(self).region
         lookup = cr.AwsCustomResource(
@@ -118,14 +119,15 @@ class PrivateNetwork(Construct):
                 physical_resource_id=cr.PhysicalResourceId.of(f"s3-prefix-list-{region}"),
                 output_paths=["PrefixLists.0.PrefixListId"],
             ),
-            role=role,
+            role=runtime.role,
+            log_group=runtime.log_group,
             install_latest_aws_sdk=False,
             timeout=Duration.minutes(2),
         )
-        lookup.node.add_dependency(policy)
-        policy.add_statements(iam.PolicyStatement(actions=["ec2:DescribeManagedPrefixLists"], resources=["*"]))
+        lookup.node.add_dependency(runtime.policy)
+        runtime.policy.add_statements(iam.PolicyStatement(actions=["ec2:DescribeManagedPrefixLists"], resources=["*"]))
         acknowledge(
-            policy, f"{AWS_SOLUTIONS}IAM5[Resource::*]",
+            runtime.policy, f"{AWS_SOLUTIONS}IAM5[Resource::*]",
             "ec2:DescribeManagedPrefixLists does not support resource-level permissions; it only reads AWS-managed prefix lists",
         )
         return lookup.get_response_field("PrefixLists.0.PrefixListId")

@@ -26,7 +26,7 @@ from constructs import Construct
 
 from stacks.compliance import AWS_SOLUTIONS, acknowledge
 from stacks.config import PEERING_ACCEPTER_ROLE_NAME, PEERING_OPERATOR_ROLE_NAME, PEERING_ROUTES_ROLE_NAME, ClientAccount, FederationConfig
-from stacks.roles import attach, custom_resource_role
+from stacks.roles import CustomResourceRuntime, attach
 
 # One parameter: "vpc-id,route-table-id,route-table-id,...", read by the server in one call.
 PEERING_IDS = "peering/vpc-and-route-table-ids"
@@ -87,20 +87,16 @@ class PeeringAccepter(Construct):
         ])
 
 
-def peering_operator_role(scope: Construct, config: FederationConfig) -> tuple[iam.Role, iam.ManagedPolicy]:
-    """ServerStack's custom-resource role (fixed name, so client accounts can trust exactly it).
-
-    It assumes each client's FL-peering-routes role to read VPC ids and manage the client-side routes.
-    """
-    stack = Stack.of(scope)
-    role, policy = custom_resource_role(scope, PEERING_OPERATOR_ROLE_NAME)
-    policy.add_statements(
+def allow_peering_operations(operator: CustomResourceRuntime, config: FederationConfig) -> None:
+    """ServerStack's custom-resource role (named FL-peering-operator, so client accounts can trust exactly
+    it) assumes each client's FL-peering-routes role to read VPC ids and manage the client-side routes."""
+    partition = Stack.of(operator.role).partition
+    operator.policy.add_statements(
         iam.PolicyStatement(
             actions=["sts:AssumeRole"],
-            resources=[f"arn:{stack.partition}:iam::{c.account}:role/{PEERING_ROUTES_ROLE_NAME}" for c in config.clients],
+            resources=[f"arn:{partition}:iam::{c.account}:role/{PEERING_ROUTES_ROLE_NAME}" for c in config.clients],
         )
     )
-    return role, policy
 
 
 class Peering(Construct):
@@ -108,11 +104,11 @@ class Peering(Construct):
 
     def __init__(
         self, scope: Construct, construct_id: str, config: FederationConfig, client: ClientAccount,
-        vpc: ec2.Vpc, subnets: ec2.SelectedSubnets, operator: tuple[iam.Role, iam.ManagedPolicy],
+        vpc: ec2.Vpc, subnets: ec2.SelectedSubnets, operator: CustomResourceRuntime,
     ) -> None:
         super().__init__(scope, construct_id)
         partition = Stack.of(self).partition
-        operator_role, operator_policy = operator
+        operator_role, operator_policy = operator.role, operator.policy
         routes_role = f"arn:{partition}:iam::{client.account}:role/{PEERING_ROUTES_ROLE_NAME}"
         zones = len(config.availability_zones)
         lookup = cr.AwsCustomResource(
@@ -124,7 +120,7 @@ class Peering(Construct):
                 physical_resource_id=cr.PhysicalResourceId.of(f"fl-peering-ids-{client.name}"),
                 output_paths=["Parameter.Value"],
             ),
-            role=operator_role, install_latest_aws_sdk=False, timeout=Duration.minutes(2),
+            role=operator_role, log_group=operator.log_group, install_latest_aws_sdk=False, timeout=Duration.minutes(2),
         )
         lookup.node.add_dependency(operator_policy)
         ids = Fn.split(",", lookup.get_response_field("Parameter.Value"), assumed_length=zones + 1)
@@ -153,6 +149,6 @@ class Peering(Construct):
             client_route = cr.AwsCustomResource(
                 self, f"ClientRoute{index}",
                 on_create=call("createRoute", with_peering), on_update=call("replaceRoute", with_peering), on_delete=call("deleteRoute", route),
-                role=operator_role, install_latest_aws_sdk=False, timeout=Duration.minutes(2),
+                role=operator_role, log_group=operator.log_group, install_latest_aws_sdk=False, timeout=Duration.minutes(2),
             )
             client_route.node.add_dependency(operator_policy)

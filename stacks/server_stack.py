@@ -16,11 +16,11 @@ from constructs import Construct
 from stacks.base import FederationStack
 from stacks.bundle.builder import Bundle
 from stacks.code_bundle import CODE_PREFIX
-from stacks.config import SERVER_NOTEBOOK_ROLE_NAME, FederationConfig
+from stacks.config import PEERING_OPERATOR_ROLE_NAME, SERVER_NOTEBOOK_ROLE_NAME, FederationConfig
 from stacks.notebook import FederationNotebook, NotebookSettings
 from stacks.outputs import SETTINGS, publish
 from stacks.compliance import acknowledge, acknowledge_cdk_functions, objects_finding
-from stacks.peering import Peering, peering_operator_role
+from stacks.peering import Peering, allow_peering_operations
 from stacks.roles import attach
 
 TEST_PREFIX = "data/"
@@ -31,8 +31,9 @@ SERVER_NOTEBOOK = "fl-server"
 class ServerStack(FederationStack):
     def __init__(self, scope: Construct, construct_id: str, *, config: FederationConfig, bundle: Bundle) -> None:
         super().__init__(scope, construct_id, config=config, account=config.server_account, description="Federated fraud detection: server")
-        operator = peering_operator_role(self, config)
-        self.build_foundation(config.server_vpc_cidr, operator, bundle)
+        self.build_foundation(config.server_vpc_cidr, bundle, custom_resource_role_name=PEERING_OPERATOR_ROLE_NAME)
+        operator = self.custom_resources
+        allow_peering_operations(operator, config)
         key, network, code, code_bundle = self.key, self.network, self.code, self.code_bundle
         results = self.bucket("Results")
 

@@ -43,8 +43,14 @@ def _removal(retain: bool) -> dict:
     return {"removal_policy": RemovalPolicy.RETAIN if retain else RemovalPolicy.DESTROY, "auto_delete_objects": not retain}
 
 
-def access_log_bucket(scope: Construct, construct_id: str, retain: bool) -> s3.Bucket:
-    """Target of the data buckets' server access logs (S3 delivers access logs to SSE-S3 buckets only)."""
+def access_log_bucket(scope: Construct, construct_id: str) -> s3.Bucket:
+    """Target of the data buckets' server access logs (S3 delivers access logs to SSE-S3 buckets only).
+
+    Always retained by ``cdk destroy``: it is the audit trail of who read the claims data, which must
+    outlive the federation; and S3 delivers access logs late (hours), so emptying it during the
+    destroy races with the logs of that very destroy and fails the stack deletion. Delete it by
+    hand once your retention period has passed.
+    """
     bucket = s3.Bucket(
         scope,
         construct_id,
@@ -54,7 +60,7 @@ def access_log_bucket(scope: Construct, construct_id: str, retain: bool) -> s3.B
         versioned=True,
         object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
         lifecycle_rules=[s3.LifecycleRule(noncurrent_version_expiration=Duration.days(90))],
-        **_removal(retain),
+        removal_policy=RemovalPolicy.RETAIN,
     )
     acknowledge(bucket, f"{AWS_SOLUTIONS}S1", "This is the access-log bucket itself; logging its own access would recurse")
     acknowledge(bucket, "HIPAA.Security::HIPAA.Security-S3BucketLoggingEnabled", "This is the access-log bucket itself; logging its own access would recurse")

@@ -277,15 +277,28 @@ def test_client_account_has_code_data_and_artifact_buckets_server_has_code_and_r
 
 def test_destroy_removes_buckets_with_their_objects_unless_data_is_retained(default, tmp_path):
     for template in _all_templates(default):
-        for bucket in _buckets(template).values():
-            assert bucket["DeletionPolicy"] == "Delete"
-        assert len(resources(template, "Custom::S3AutoDeleteObjects")) == len(_buckets(template))
+        for lid, bucket in _buckets(template).items():
+            # the access-log bucket is the audit trail, and S3 delivers its logs late: always kept
+            assert bucket["DeletionPolicy"] == ("Retain" if lid.startswith("AccessLogs") else "Delete"), lid
+        assert len(resources(template, "Custom::S3AutoDeleteObjects")) == len(_buckets(template)) - 1
         for key in resources(template, "AWS::KMS::Key").values():
             assert key["DeletionPolicy"] == "Delete" and key["Properties"]["EnableKeyRotation"] is True
     retained = synthesize(tmp_path / "retain", retain_data=True)
     for template in _all_templates(retained):
         assert all(b["DeletionPolicy"] == "Retain" for b in _buckets(template).values())
         assert resources(template, "Custom::S3AutoDeleteObjects") == {}
+
+
+def test_deployment_time_functions_log_to_a_log_group_the_stack_owns(default):
+    for template in _all_templates(default):
+        [(group_id, group)] = [(lid, g) for lid, g in resources(template, "AWS::Logs::LogGroup").items() if lid.startswith("DeploymentFunctionLogs")]
+        assert group["DeletionPolicy"] == "Delete" and "KmsKeyId" in group["Properties"]
+        functions = resources(template, "AWS::Lambda::Function")
+        logged = {lid for lid, f in functions.items() if f["Properties"].get("LoggingConfig", {}).get("LogGroup") == {"Ref": group_id}}
+        # BucketDeployment's and AwsCustomResource's Lambdas; CDK's own providers (bucket auto-delete,
+        # default security group) take no log group
+        providers = {lid for lid in functions if "CustomResourceProvider" in lid}
+        assert len(logged) == 2 and set(functions) == logged | providers
 
 
 # --- code bundle ------------------------------------------------------------------------------------
