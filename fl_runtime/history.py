@@ -67,13 +67,17 @@ class History:
     def start_round(self, server_round: int) -> None:
         self._round_started.setdefault(server_round, time.monotonic())
 
+    def drop(self, client: str, server_round: int, stage: str, reason: str) -> None:
+        """A client left the federation (round 0: the moments round, before training)."""
+        dropout = Dropout(client, server_round, stage, time.monotonic() - self._started, reason)
+        self.dropouts.append(dropout)
+        self.emit({"event": "dropout", **dropout.__dict__})
+
     def on_replies(self, exchange: Exchange) -> None:
         """Replies of one exchange: drop-outs, time breakdown, and the histograms that fix a threshold."""
         server_round = exchange.round
         for node, reason in exchange.failures:
-            dropout = Dropout(self.names.get(node, f"node {node}"), server_round, exchange.stage, time.monotonic() - self._started, reason)
-            self.dropouts.append(dropout)
-            self.emit({"event": "dropout", **dropout.__dict__})
+            self.drop(self.names.get(node, f"node {node}"), server_round, exchange.stage, reason)
         if not exchange.replies:
             return
         self._timing.setdefault(server_round, []).append(exchange_timing(exchange))

@@ -117,20 +117,26 @@ class Federation:
     stats: GlobalStats
     rows: dict[str, int]
     positives: dict[str, int]
+    dropouts: dict[int, str]  # node -> why it left in the moments round
 
 
-def collect_moments(grid: PollingGrid, nodes: list[int], test: LabelledData, timeout: float) -> Federation:
-    """The moments round: who takes part, and the global statistics of their training parts."""
+def collect_moments(grid: PollingGrid, nodes: list[int], test: LabelledData, timeout: float, min_clients: int) -> Federation:
+    """The moments round: who takes part, and the global statistics of their training parts.
+
+    A node that fails or does not answer within ``timeout`` is left out, as in the training rounds,
+    while ``min_clients`` remain. A client whose columns differ from the test set is a data error,
+    not a dropout: the run stops and names it.
+    """
     messages = [Message(RecordDict({"config": ConfigRecord({})}), dst_node_id=node, message_type=records.QUERY_MOMENTS) for node in nodes]
     replies = list(grid.send_and_receive(messages, timeout=timeout))
-    if grid.unanswered:
-        raise FederationError(f"client node {grid.unanswered[0]} did not answer the moments query within {timeout:g} s")
+    dropouts = {node: f"no answer to the moments query within {timeout:g} s" for node in grid.unanswered}
     names: dict[int, str] = {}
     moments, rows, positives = [], {}, {}
     for reply in sorted(replies, key=grid.node_of):
         node = grid.node_of(reply)
         if reply.has_error():
-            raise FederationError(f"client node {node} failed to compute its statistics: {reply.error.reason}")
+            dropouts[node] = f"failed to compute its statistics: {reply.error.reason}"
+            continue
         name, features, client_moments = records.read_moments(reply.content)
         name = name if name not in names.values() else f"{name}-{node}"
         difference = column_difference(test.features, features)
@@ -139,7 +145,10 @@ def collect_moments(grid: PollingGrid, nodes: list[int], test: LabelledData, tim
         names[node] = name
         moments.append(client_moments)
         rows[name], positives[name] = client_moments.n_rows, client_moments.n_positive
-    return Federation(names, GlobalStats.from_moments(moments), rows, positives)
+    if len(names) < min_clients:
+        reasons = "; ".join(f"node {node}: {reason}" for node, reason in sorted(dropouts.items()))
+        raise FederationError(f"only {len(names)} clients answered the moments query, fewer than min-clients {min_clients} ({reasons})")
+    return Federation(names, GlobalStats.from_moments(moments), rows, positives, dropouts)
 
 
 def run(grid: Grid, settings: ServerSettings, events: EventLog) -> None:
@@ -148,9 +157,11 @@ def run(grid: Grid, settings: ServerSettings, events: EventLog) -> None:
     test = read_csv(settings.test_data)
     grid = PollingGrid(grid, settings.reply_poll_seconds)
     nodes = wait_for_clients(grid, settings.min_clients, settings.node_wait_timeout, expected=settings.expected_clients)
-    federation = collect_moments(grid, nodes, test, settings.round_timeout)
+    federation = collect_moments(grid, nodes, test, settings.round_timeout, settings.min_clients)
     events.emit({"event": "federation", "clients": list(federation.names.values()), "rows": federation.rows, "positives": federation.positives})
     history = History(test, federation.stats, federation.names, events.emit)
+    for node, reason in federation.dropouts.items():
+        history.drop(f"node {node}", 0, "moments", reason)
     stats_config = records.stats_config(federation.stats)
 
     def round_config(server_round: int) -> dict:
