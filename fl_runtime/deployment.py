@@ -182,22 +182,7 @@ class SuperLink:
             f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\naddress = "{self.address}"\n'
             f'root-certificates = "{self.tls.ca_certificate}"\n'
         )
-        self._wait_healthy(timeout)
-
-    def _wait_healthy(self, timeout: float) -> None:
-        context = ssl.create_default_context(cafile=str(self.tls.ca_certificate))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if "superlink" in self.supervisor.exited():
-                raise DeploymentError(f"the SuperLink exited at start-up:\n{self.supervisor.log_tail('superlink')}")
-            try:
-                with urllib.request.urlopen(f"https://{self.address}/health", context=context, timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise DeploymentError(f"the SuperLink did not answer on {self.address} within {timeout:g} s")
+        wait_until_healthy(self.supervisor, "superlink", "the SuperLink", self.address, self.tls.ca_certificate, timeout)
 
     def cli(self, *args: str, timeout: float = 120.0) -> dict:
         """Run ``flwr ARGS... --format json`` against this SuperLink; raise unless it succeeded."""
@@ -252,6 +237,23 @@ def supernode_command(superlink_address: str, ca_certificate: Path, key: NodeKey
         "--port", str(runtime_port),  # each SuperNode on a machine needs its own Runtime API port
         "--max-wait-time", f"{max_wait_time:g}",
     ]
+
+
+def wait_until_healthy(supervisor: Supervisor, process: str, what: str, address: str, ca: Path, timeout: float) -> None:
+    """Until ``https://ADDRESS/health`` answers 200 over TLS; raise if ``process`` exits or time runs out."""
+    context = ssl.create_default_context(cafile=str(ca))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process in supervisor.exited():
+            raise DeploymentError(f"{what} exited at start-up:\n{supervisor.log_tail(process)}")
+        try:
+            with urllib.request.urlopen(f"https://{address}/health", context=context, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise DeploymentError(f"{what} did not answer on {address} within {timeout:g} s")
 
 
 def stage_app(destination: Path) -> Path:

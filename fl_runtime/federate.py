@@ -25,11 +25,9 @@ import ipaddress
 import json
 import shutil
 import socket
-import ssl
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +43,7 @@ from fl_runtime.deployment import (
     free_port,
     interrupts_as_keyboard_interrupt,
     stage_app,
+    wait_until_healthy,
 )
 from fl_runtime.data import read_csv
 from fl_runtime.files import publish_folder
@@ -153,26 +152,11 @@ class Federation:
             flower_env(self.workspace / "gateway-home"),
             self.workspace / "gateway",
         )
-        self._wait_for_gateway(tls.ca_certificate)
+        wait_until_healthy(self.supervisor, "fleet-gateway", "the Fleet gateway", f"{self.address}:{self.port}", tls.ca_certificate, 60.0)
         self.console.print(
             f"SuperLink on 127.0.0.1:{self.link.port} (TLS, SuperNode authentication); Fleet API only on {self.address}:{self.port}",
             highlight=False,
         )
-
-    def _wait_for_gateway(self, ca: Path, timeout: float = 60.0) -> None:
-        context = ssl.create_default_context(cafile=str(ca))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if "fleet-gateway" in self.supervisor.exited():
-                raise DeploymentError(f"the Fleet gateway exited at start-up:\n{self.supervisor.log_tail('fleet-gateway')}")
-            try:
-                with urllib.request.urlopen(f"https://{self.address}:{self.port}/health", context=context, timeout=2) as answer:
-                    if answer.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise DeploymentError(f"the Fleet gateway did not answer on {self.address}:{self.port} within {timeout:g} s")
 
     # -- clients -----------------------------------------------------------------------------------
     def start_jobs(self) -> None:

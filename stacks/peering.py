@@ -25,7 +25,7 @@ from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from stacks.compliance import AWS_SOLUTIONS, acknowledge
-from stacks.config import PEERING_ACCEPTER_ROLE_NAME, PEERING_OPERATOR_ROLE_NAME, PEERING_ROUTES_ROLE_NAME, ClientAccount, FederationConfig
+from stacks.config import PEERING_ACCEPTER_ROLE_NAME, PEERING_ROUTES_ROLE_NAME, ClientAccount, FederationConfig
 from stacks.roles import CustomResourceRuntime, attach
 
 # One parameter: "vpc-id,route-table-id,route-table-id,...", read by the server in one call.

@@ -14,8 +14,6 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from stacks.compliance import AWS_SOLUTIONS, acknowledge
-
 
 def attach(scope: Construct, construct_id: str, role: iam.IRole, statements: list[iam.PolicyStatement], name: str | None = None) -> iam.ManagedPolicy:
     return iam.ManagedPolicy(scope, construct_id, managed_policy_name=name, roles=[role], statements=statements)

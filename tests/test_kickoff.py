@@ -147,36 +147,25 @@ def _stop_rule(call):
     return (200, {}) if call.operation == "SageMaker.StopTrainingJob" else None  # moto 5.2.5 answers 500
 
 
-def test_access_denied_names_the_client_and_stops_the_jobs_already_started(local_aws, tmp_path):
+@pytest.mark.parametrize("code, message, expected, attempts", [
+    ("AccessDeniedException", "not authorized to perform sagemaker:CreateTrainingJob",
+     "client insurer-b: CreateTrainingJob was denied (AccessDeniedException", 1),
+    ("ThrottlingException", "Rate exceeded",
+     "client insurer-b: CreateTrainingJob was throttled by AWS (ThrottlingException) after 4 attempts", 4),
+])
+def test_a_refused_job_names_the_client_and_stops_the_jobs_already_started(local_aws, tmp_path, code, message, expected, attempts):
     from fl_runtime.deployment import free_port
 
     recorder, endpoint = local_aws
     _server(recorder, tmp_path, free_port())
     recorder.rules += [
         _stop_rule,
-        lambda c: aws.error("AccessDeniedException", "not authorized to perform sagemaker:CreateTrainingJob")
-        if c.operation == "SageMaker.CreateTrainingJob" and "insurer-b" in c.body.get("TrainingJobName", "") else None,
+        lambda c: aws.error(code, message) if c.operation == "SageMaker.CreateTrainingJob" and "insurer-b" in c.body.get("TrainingJobName", "") else None,
     ]
     done = _federate(endpoint, tmp_path)
     assert done.returncode == 1
-    assert "client insurer-b: CreateTrainingJob was denied (AccessDeniedException" in done.stderr
+    assert expected in done.stderr
+    assert len([c for c in recorder.of("SageMaker.CreateTrainingJob") if "insurer-b" in c.body["TrainingJobName"]]) == attempts
     [first] = [c.body["TrainingJobName"] for c in recorder.of("SageMaker.CreateTrainingJob") if "insurer-a" in c.body["TrainingJobName"]]
     assert [c.body for c in recorder.of("SageMaker.StopTrainingJob")] == [{"TrainingJobName": first}]
     assert not (tmp_path / "out").exists()
-
-
-def test_throttling_gives_up_after_bounded_retries_and_stops_the_jobs_already_started(local_aws, tmp_path):
-    from fl_runtime.deployment import free_port
-
-    recorder, endpoint = local_aws
-    _server(recorder, tmp_path, free_port())
-    recorder.rules += [
-        _stop_rule,
-        lambda c: aws.error("ThrottlingException", "Rate exceeded")
-        if c.operation == "SageMaker.CreateTrainingJob" and "insurer-b" in c.body.get("TrainingJobName", "") else None,
-    ]
-    done = _federate(endpoint, tmp_path)
-    assert done.returncode == 1
-    assert "client insurer-b: CreateTrainingJob was throttled by AWS (ThrottlingException) after 4 attempts" in done.stderr
-    assert len([c for c in recorder.of("SageMaker.CreateTrainingJob") if "insurer-b" in c.body["TrainingJobName"]]) == 4
-    assert len(recorder.of("SageMaker.StopTrainingJob")) == 1

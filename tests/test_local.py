@@ -16,7 +16,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from fl_runtime.baselines import Settings, federated, split_clients
-from fl_runtime.data import LABEL, read_csv, write_csv
+from fl_runtime.data import LABEL, write_csv
 from fl_runtime.partition import PartitionSpec, partition
 from fl_runtime.report import OUTPUT_FILES
 from tests.conftest import PROJECT
