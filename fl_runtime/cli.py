@@ -46,6 +46,14 @@ def _add_partition(parser: argparse.ArgumentParser, required_clients: bool) -> N
     group.add_argument("--rows", type=int, default=5500, help="rows of synthetic data when --data is not given")
 
 
+def _run_name(value: str) -> str:
+    from fl_runtime.kickoff import RUN_NAME
+
+    if not RUN_NAME.match(value):
+        raise argparse.ArgumentTypeError(f"{value!r}: up to 20 letters, digits and hyphens, starting with a letter or digit")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fl_runtime", description="Federated fraud detection with Flower")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -78,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     federate.add_argument("--address", help="this notebook's private address (default: discovered)")
     federate.add_argument("--connect-timeout", type=float, default=900.0, help="seconds for a client job to start and join")
     federate.add_argument("--round-timeout", type=float, default=300.0, help="seconds to wait for one exchange")
-    federate.add_argument("--run-name", help="name of this run (default: a UTC timestamp); part of every job name")
+    federate.add_argument("--run-name", type=_run_name, help="name of this run, unique per run: up to 20 letters, digits, hyphens (default: a UTC timestamp); part of every job name")
     federate.add_argument("--out", type=Path, help="local copy of the outputs (default: runs/federate-<run>)")
     _add_training(federate)
 

@@ -52,7 +52,8 @@ from fl_runtime.pki import create_tls
 from fl_runtime.progress import EventReader, ProgressView
 from fl_runtime.report import OUTPUT_FILES
 from fl_runtime.server_app import EVENTS_FILE
-from fl_runtime.strategy import REPLY_POLL_SECONDS, FederationError
+from fl_runtime.errors import FederationError
+from fl_runtime.strategy import REPLY_POLL_SECONDS
 from fl_runtime.task import TrainConfig
 
 JOB_POLL_SECONDS = 5.0  # DescribeTrainingJob, per client

@@ -21,7 +21,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from fl_runtime.strategy import FederationError
+from fl_runtime.errors import FederationError
 
 ENTRY_POINT = "sagemaker_client.py"
 DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnrecognizedClientException", "InvalidClientTokenId"}
@@ -49,9 +49,18 @@ class JobPlan:
     run_timeout: float
 
 
+JOB_NAME_MAX = 63  # SageMaker's limit on a training-job name
+RUN_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9-]{0,19}$")  # a run's tag: the default UTC timestamp has 15 characters
+RUN_NAME_MAX = 20
+
+
 def job_name(prefix: str, run_tag: str, client: str) -> str:
-    """A SageMaker training-job name: <= 63 characters of letters, digits and hyphens, prefix first."""
-    name = re.sub(r"[^a-zA-Z0-9-]", "-", f"{prefix}-{run_tag}-{client}")[:63].strip("-")
+    """``<prefix>-<run>-<client>``: the prefix first (the IAM policies grant ``<prefix>*``), the client
+    last and whole (so the console and CloudTrail say whose job it is). The stack config and ``--run-name``
+    are validated so this always fits; a name that does not is a bug, not something to truncate."""
+    name = f"{prefix}-{run_tag}-{client}"
+    if len(name) > JOB_NAME_MAX or not re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*", name):
+        raise ValueError(f"training-job name {name!r} is not 1-{JOB_NAME_MAX} letters, digits and hyphens")
     return name
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from fl_runtime.federate import ClientHandle
 from fl_runtime.kickoff import ClientAccount, boto_config, explain
-from fl_runtime.strategy import FederationError
+from fl_runtime.errors import FederationError
 
 TEST_FILE = "test.csv"
 

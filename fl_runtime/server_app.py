@@ -28,7 +28,8 @@ from fl_runtime.data import LabelledData, column_difference, read_csv
 from fl_runtime.history import History
 from fl_runtime.model import Weights, build_pipeline
 from fl_runtime.stats import GlobalStats
-from fl_runtime.strategy import FederationError, FraudFedAvg, PollingGrid, wait_for_clients
+from fl_runtime.errors import FederationError
+from fl_runtime.strategy import FraudFedAvg, PollingGrid, wait_for_clients
 from fl_runtime.task import TrainConfig
 
 app = ServerApp()

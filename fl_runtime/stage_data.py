@@ -17,7 +17,7 @@ from pathlib import Path
 
 from fl_runtime.data import LabelledData, check_has_both_classes, check_split, check_trainable, read_csv, write_csv
 from fl_runtime.kickoff import boto_config, explain
-from fl_runtime.strategy import FederationError
+from fl_runtime.errors import FederationError
 from fl_runtime.task import ClientData
 
 TRAIN, VALIDATION, TEST = "train.csv", "validation.csv", "test.csv"

@@ -25,12 +25,9 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg
 
 from fl_runtime import records
+from fl_runtime.errors import FederationError
 
 REPLY_POLL_SECONDS = 0.05  # Flower's own Grid waits 3 s between polls
-
-
-class FederationError(RuntimeError):
-    """The federation cannot go on; the message says why and which client."""
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
+from fl_runtime.kickoff import JOB_NAME_MAX, RUN_NAME_MAX
+
 ACCOUNT = re.compile(r"^\d{12}$")
 REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 CLIENT_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
@@ -180,6 +182,12 @@ def parse(raw: Mapping) -> FederationConfig:
     training = _string(raw, "training_instance_type", INSTANCE_TYPE, "a SageMaker instance type such as ml.m5.large")
     prefix = _string(raw, "training_job_prefix", re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9-]{0,39}$"), "a training-job name prefix (letters, digits, hyphens; max 40)")
     parameter_prefix = _string(raw, "parameter_prefix", re.compile(r"^(/[a-zA-Z0-9_.-]+)+$"), "an SSM parameter path such as /fl-fraud")
+    for index, client in enumerate(clients):
+        if len(prefix) + RUN_NAME_MAX + len(client.name) + 2 > JOB_NAME_MAX:
+            raise ConfigError(
+                f"training_job_prefix: {prefix!r} with clients[{index}].name {client.name!r} leaves no room in a "
+                f"{JOB_NAME_MAX}-character training-job name <prefix>-<run name, up to {RUN_NAME_MAX}>-<client>; shorten either"
+            )
     retain = _require(raw, "retain_data")
     if not isinstance(retain, bool):
         raise ConfigError(f"retain_data: {retain!r} is not true or false")

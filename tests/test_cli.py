@@ -104,3 +104,10 @@ def test_unknown_flags_and_values_are_usage_errors():
     assert run_cli("compare", "--penalty", "elasticnet").returncode == 2
     done = run_cli("local", "--client-data", "a.csv")
     assert done.returncode == 2 and "--client-data needs --test-data" in done.stderr
+
+
+@pytest.mark.parametrize("name", ["run_1", "run.1", "a-very-long-run-name-of-25"])
+def test_a_run_name_that_cannot_be_part_of_a_job_name_is_refused_before_anything_starts(tmp_path, name):
+    done = run_cli("federate", "--run-name", name, "--out", tmp_path / "out")
+    assert done.returncode == 2 and "--run-name" in done.stderr and "up to 20 letters" in done.stderr
+    assert not (tmp_path / "out").exists()

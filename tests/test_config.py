@@ -66,6 +66,7 @@ _DELETE = object()
         (["training_image", "uri"], "sklearn:latest", "training_image.uri: 'sklearn:latest' is not an ECR image URI"),
         (["retain_data"], "no", "retain_data: 'no' is not true or false"),
         (["parameter_prefix"], "fl", "parameter_prefix: 'fl' is not an SSM parameter path"),
+        (["training_job_prefix"], "federated-fraud-detection-client-jobs", "training_job_prefix: 'federated-fraud-detection-client-jobs' with clients[0].name 'client-a' leaves no room"),
     ],
 )
 def test_invalid_settings_are_refused_naming_the_field(raw, path, value, message):

@@ -123,7 +123,7 @@ def test_the_address_jobs_dial_is_the_source_of_the_route_toward_the_client_vpcs
 
 def test_an_address_outside_the_server_vpc_is_refused_with_the_way_out():
     from fl_runtime.federate import private_address
-    from fl_runtime.strategy import FederationError
+    from fl_runtime.errors import FederationError
 
     settings = {"server_vpc_cidr": "10.0.0.0/16", "clients": [{"name": "a", "vpc_cidr": "127.0.2.0/24"}]}
     with pytest.raises(FederationError, match=r"reaches 127\.0\.2\.1 from 127\.0\.0\.1, outside the server VPC 10\.0\.0\.0/16: .*--address"):

@@ -53,11 +53,14 @@ def test_no_secret_travels_in_hyperparameters(plan):
     assert "PRIVATE KEY" not in text and "BEGIN OPENSSH" not in text and "SecretAccessKey" not in text
 
 
-def test_job_names_are_valid_for_sagemaker():
+def test_a_job_name_keeps_prefix_run_and_client_whole_and_is_never_truncated():
     from fl_runtime.kickoff import job_name
 
-    name = job_name("fl-client", "20261125-010203", "a_very_long_client_name_with_underscores_and_more_and_more")
-    assert len(name) <= 63 and name.startswith("fl-client-20261125-010203-") and "_" not in name
+    longest = job_name("p" * 21, "r" * 20, "insurer-with-20-char")  # the most the config and --run-name allow
+    assert len(longest) == 63 and longest.endswith("-insurer-with-20-char")
+    assert job_name("fl-client", "20261125-010203", "insurer-a") == "fl-client-20261125-010203-insurer-a"
+    with pytest.raises(ValueError, match="is not 1-63 letters"):
+        job_name("p" * 22, "r" * 20, "insurer-with-20-char")
 
 
 def _client_entry(name: str, account: str) -> dict:

@@ -8,7 +8,7 @@ import boto3
 import pytest
 
 from fl_runtime.server_account import AwsServer
-from fl_runtime.strategy import FederationError
+from fl_runtime.errors import FederationError
 
 pytestmark = pytest.mark.slow
 SETTINGS = {"region": "us-east-1", "results_bucket": "fl-results", "test_prefix": "data/", "model_prefix": "model/", "clients": []}

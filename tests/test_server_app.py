@@ -10,7 +10,7 @@ from flwr.app import RecordDict
 from fl_runtime import records
 from fl_runtime.server_app import collect_moments
 from fl_runtime.stats import FeatureMoments
-from fl_runtime.strategy import FederationError
+from fl_runtime.errors import FederationError
 
 
 @pytest.fixture(autouse=True)

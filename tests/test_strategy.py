@@ -8,7 +8,8 @@ import pytest
 from flwr.app import MetricRecord, RecordDict
 
 from fl_runtime import records
-from fl_runtime.strategy import FederationError, sum_histograms_and_average, wait_for_clients
+from fl_runtime.errors import FederationError
+from fl_runtime.strategy import sum_histograms_and_average, wait_for_clients
 
 
 class Nodes:
