@@ -24,6 +24,8 @@ REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 CLIENT_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 EXTERNAL_ID = re.compile(r"^[\w+=,.@:/-]{2,1224}$")
 INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+SAMPLE_EXTERNAL_ID = "change-me"  # the marker in cdk.json's sample external ids
+# cdk.json's and the tests' sample accounts: for synth only, never deployed
 PLACEHOLDER_ACCOUNTS = {"111111111111", "222222222222", "333333333333", "444444444444"}
 
 
@@ -84,10 +86,6 @@ class FederationConfig:
     def peering_operator_role_arn(self) -> str:
         return f"arn:aws:iam::{self.server_account}:role/{PEERING_OPERATOR_ROLE_NAME}"
 
-    @property
-    def uses_placeholder_accounts(self) -> bool:
-        return bool({self.server_account, *(c.account for c in self.clients)} & PLACEHOLDER_ACCOUNTS)
-
     def client_parameter(self, client: ClientAccount, key: str) -> str:
         return f"{self.parameter_prefix}/client/{client.name}/{key}"
 
@@ -134,6 +132,11 @@ def _client(raw: Mapping, index: int) -> tuple[ClientAccount, ipaddress.IPv4Netw
     account = _string(raw, "account", ACCOUNT, "a 12-digit AWS account id", prefix)
     cidr = _cidr(raw, "vpc_cidr", prefix)
     external_id = _string(raw, "external_id", EXTERNAL_ID, "a valid sts:ExternalId (2-1224 of letters, digits, +=,.@:/-)", prefix)
+    if SAMPLE_EXTERNAL_ID in external_id and account not in PLACEHOLDER_ACCOUNTS:
+        raise ConfigError(
+            f"{prefix}external_id: {external_id!r} is the sample value; agree a unique one with client {name!r} "
+            f"(account {account}) before deploying to real accounts"
+        )
     return ClientAccount(name, account, str(cidr), external_id), cidr
 
 

@@ -19,7 +19,7 @@ def raw() -> dict:
 
 def test_the_defaults_in_cdk_json_are_a_valid_one_client_federation(raw):
     config = parse(raw)
-    assert config.uses_placeholder_accounts
+    assert config.server_account == "111111111111" and config.clients[0].external_id.endswith("change-me")  # sample values
     assert [c.name for c in config.clients] == ["client-a"]
     assert config.training_image.python_version == "3.12" and "1.4-2-py312" in config.training_image.uri
     assert config.clients[0].kickoff_role_arn == "arn:aws:iam::222222222222:role/FL-kickoff-client-job"
@@ -66,6 +66,7 @@ _DELETE = object()
         (["training_image", "uri"], "sklearn:latest", "training_image.uri: 'sklearn:latest' is not an ECR image URI"),
         (["retain_data"], "no", "retain_data: 'no' is not true or false"),
         (["parameter_prefix"], "fl", "parameter_prefix: 'fl' is not an SSM parameter path"),
+        (["clients", 0, "account"], "210987654321", "clients[0].external_id: 'fl-fraud-client-a-change-me' is the sample value; agree a unique one with client 'client-a' (account 210987654321)"),
         (["training_job_prefix"], "federated-fraud-detection-client-jobs", "training_job_prefix: 'federated-fraud-detection-client-jobs' with clients[0].name 'client-a' leaves no room"),
     ],
 )
