@@ -60,7 +60,7 @@ def acknowledge_cdk_functions(stack: Stack) -> None:
     for action in ("s3:GetObject*", "s3:GetBucket*", "s3:List*", "s3:DeleteObject*", "s3:Abort*", "kms:ReEncrypt*", "kms:GenerateDataKey*"):
         findings[f"{AWS_SOLUTIONS}IAM5[Action::{action}]"] = bucket_copy
     assets = f"cdk-{DefaultStackSynthesizer.DEFAULT_QUALIFIER}-assets-{account}-{region}"
-    findings[f"{AWS_SOLUTIONS}IAM5[Resource::arn:aws:s3:::{assets}/*]"] = bucket_copy
+    findings[f"{AWS_SOLUTIONS}IAM5[Resource::arn:{stack.partition}:s3:::{assets}/*]"] = bucket_copy
     for child in stack.node.children:
         name = child.node.id
         if name.startswith("Custom::CDKBucketDeployment") or name == "AWS" + cr.AwsCustomResource.PROVIDER_FUNCTION_UUID.replace("-", ""):

@@ -29,6 +29,11 @@ SAMPLE_EXTERNAL_ID = "change-me"  # the marker in cdk.json's sample external ids
 PLACEHOLDER_ACCOUNTS = {"111111111111", "222222222222", "333333333333", "444444444444"}
 
 
+def partition(region: str) -> str:
+    """The ARN partition of a region: ARNs built here must match what AWS and cdk-nag report there."""
+    return "aws-cn" if region.startswith("cn-") else "aws-us-gov" if region.startswith("us-gov-") else "aws"
+
+
 class ConfigError(ValueError):
     """A federation setting is missing or invalid; the message names the field."""
 
@@ -48,10 +53,11 @@ class ClientAccount:
     account: str
     vpc_cidr: str
     external_id: str
+    partition: str  # of the federation's region: "aws", "aws-cn" or "aws-us-gov"
 
     @property
     def kickoff_role_arn(self) -> str:
-        return f"arn:aws:iam::{self.account}:role/{KICKOFF_ROLE_NAME}"
+        return f"arn:{self.partition}:iam::{self.account}:role/{KICKOFF_ROLE_NAME}"
 
 
 KICKOFF_ROLE_NAME = "FL-kickoff-client-job"
@@ -80,11 +86,11 @@ class FederationConfig:
 
     @property
     def server_notebook_role_arn(self) -> str:
-        return f"arn:aws:iam::{self.server_account}:role/{SERVER_NOTEBOOK_ROLE_NAME}"
+        return f"arn:{partition(self.region)}:iam::{self.server_account}:role/{SERVER_NOTEBOOK_ROLE_NAME}"
 
     @property
     def peering_operator_role_arn(self) -> str:
-        return f"arn:aws:iam::{self.server_account}:role/{PEERING_OPERATOR_ROLE_NAME}"
+        return f"arn:{partition(self.region)}:iam::{self.server_account}:role/{PEERING_OPERATOR_ROLE_NAME}"
 
     def client_parameter(self, client: ClientAccount, key: str) -> str:
         return f"{self.parameter_prefix}/client/{client.name}/{key}"
@@ -124,7 +130,7 @@ def _cidr(raw: Mapping, field: str, prefix: str = "") -> ipaddress.IPv4Network:
     return network
 
 
-def _client(raw: Mapping, index: int) -> tuple[ClientAccount, ipaddress.IPv4Network]:
+def _client(raw: Mapping, index: int, region: str) -> tuple[ClientAccount, ipaddress.IPv4Network]:
     prefix = f"clients[{index}]."
     if not isinstance(raw, Mapping):
         raise ConfigError(f"clients[{index}]: expected an object with name, account, vpc_cidr, external_id")
@@ -137,7 +143,7 @@ def _client(raw: Mapping, index: int) -> tuple[ClientAccount, ipaddress.IPv4Netw
             f"{prefix}external_id: {external_id!r} is the sample value; agree a unique one with client {name!r} "
             f"(account {account}) before deploying to real accounts"
         )
-    return ClientAccount(name, account, str(cidr), external_id), cidr
+    return ClientAccount(name, account, str(cidr), external_id, partition(region)), cidr
 
 
 def _training_image(raw: Mapping) -> TrainingImage:
@@ -171,7 +177,7 @@ def parse(raw: Mapping) -> FederationConfig:
         raise ConfigError("clients: expected a non-empty list of {name, account, vpc_cidr, external_id}")
     clients, networks = [], {"server_vpc_cidr": server_cidr}
     for index, item in enumerate(raw_clients):
-        client, network = _client(item, index)
+        client, network = _client(item, index, region)
         for other_field, other in networks.items():
             if network.overlaps(other):
                 raise ConfigError(f"clients[{index}].vpc_cidr: {network} overlaps {other_field} {other}")

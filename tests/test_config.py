@@ -106,3 +106,11 @@ def test_context_overrides_are_json_decoded_per_field(tmp_path):
     overrides.write_text(json.dumps({"sever_account": "999999999999"}))
     with pytest.raises(ConfigError, match="unknown field 'sever_account'"):
         from_context(cdk.App(context=context).node)
+
+
+@pytest.mark.parametrize("region, expected", [("us-east-1", "aws"), ("cn-north-1", "aws-cn"), ("us-gov-west-1", "aws-us-gov")])
+def test_role_arns_carry_the_partition_of_the_region(raw, region, expected):
+    raw["region"], raw["availability_zones"] = region, [f"{region}a", f"{region}b"]
+    config = parse(raw)
+    assert config.clients[0].kickoff_role_arn == f"arn:{expected}:iam::222222222222:role/FL-kickoff-client-job"
+    assert config.server_notebook_role_arn == f"arn:{expected}:iam::111111111111:role/FL-server-notebook"
