@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 from fl_runtime.errors import FederationError
 
-ENTRY_POINT = "sagemaker_client.py"
 DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnrecognizedClientException", "InvalidClientTokenId"}
 THROTTLED = {"Throttling", "ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded", "SlowDown"}
 # bounded retries: a throttled or unreachable API gives a clear error within seconds, not minutes
