@@ -103,6 +103,24 @@ def _fmt(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+def _disclosure(config: dict) -> list[str]:
+    """What each client sent the server, for the privacy review a data owner will ask for: no raw row
+    left a client, but these aggregates did, without differential privacy or secure aggregation."""
+    curvature = " and the per-example Hessian of its local loss (the shared curvature)" if config["share-curvature"] else ""
+    return [
+        "No raw row left a client. Each client sent the server, over TLS from an authenticated SuperNode:",
+        "",
+        "- once: its feature names, training row and fraud counts, and per feature the sum and sum of squares "
+        "of log1p(value) (for the global scaling);",
+        f"- each round: its locally updated model weights{curvature}, the number of rows it trained on, its "
+        "training loss, its validation row count, a histogram of validation scores by label (for the threshold) and timings;",
+        "- at the end: the final model's metrics on its validation part (above) and the same histogram.",
+        "",
+        "These are aggregates, not anonymised data: they are sent in the clear to the server (no secure "
+        "aggregation) and without differential privacy, and this report names each client's row and fraud counts.",
+    ]
+
+
 def report_markdown(document: dict) -> str:
     final = document["final"]
     config = document["config"]
@@ -150,6 +168,7 @@ def report_markdown(document: dict) -> str:
         lines += [f"- {d['client']}: round {d['round']} ({d['stage']}), {d['seconds_into_run']:.0f} s into the run: {d['reason']}" for d in document["dropouts"]]
     else:
         lines.append("None: every client took part in every round.")
+    lines += ["", "## What left each client", "", *_disclosure(config)]
     lines += ["", f"![metrics per round]({ROUNDS_PLOT})", "", f"![ROC and PR curves]({CURVES_PLOT})", ""]
     return "\n".join(lines)
 
