@@ -1,7 +1,8 @@
 """What every stack of the federation shares: account, region, pinned zones, and its foundation.
 
 The foundation of an account: a KMS data key, the access-log bucket, the runtime of the deployment-time
-custom resources (role, policy, log group), the private network, the code bucket with the code bundle. Each stack builds it first, then adds what is specific to its side.
+custom resources (role, policy, log group), the private network, the code bucket with the code bundle.
+Each stack builds it first, then adds what is specific to its side.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from stacks.config import FederationConfig
 from stacks.network import NetworkSettings, PrivateNetwork
 from stacks.roles import custom_resource_runtime
 from stacks.storage import access_log_bucket, data_key, secure_bucket
+
+# every deploy replaces the ~250 MB code bundle: keep the replaced ones for a month of roll-back, not forever
+CODE_VERSIONS_DAYS = 30
 
 
 class FederationStack(Stack):
@@ -37,8 +41,10 @@ class FederationStack(Stack):
         self.access_logs = access_log_bucket(self, "AccessLogs")
         self.custom_resources = custom_resource_runtime(self, self.key, retain, custom_resource_role_name)
         self.network = PrivateNetwork(self, "Network", NetworkSettings(vpc_cidr, self.config.availability_zones, retain, self.key), self.custom_resources)
-        self.code = self.bucket("Code")
+        self.code = self.bucket("Code", noncurrent_days=CODE_VERSIONS_DAYS)
         self.code_bundle = CodeBundle(self, "CodeBundle", bundle, self.code, self.custom_resources.log_group)
 
-    def bucket(self, construct_id: str) -> s3.Bucket:
-        return secure_bucket(self, construct_id, key=self.key, logs=self.access_logs, retain=self.config.retain_data)
+    def bucket(self, construct_id: str, noncurrent_days: int | None = None) -> s3.Bucket:
+        return secure_bucket(
+            self, construct_id, key=self.key, logs=self.access_logs, retain=self.config.retain_data, noncurrent_days=noncurrent_days
+        )

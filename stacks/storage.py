@@ -75,7 +75,12 @@ def access_log_bucket(scope: Construct, construct_id: str) -> s3.Bucket:
     return bucket
 
 
-def secure_bucket(scope: Construct, construct_id: str, *, key: kms.IKey, logs: s3.IBucket, retain: bool) -> s3.Bucket:
+def secure_bucket(
+    scope: Construct, construct_id: str, *, key: kms.IKey, logs: s3.IBucket, retain: bool, noncurrent_days: int | None = None
+) -> s3.Bucket:
+    """``noncurrent_days``: expire replaced versions after this many days (None: keep them, as for data
+    whose history the party may need to show)."""
+    expiry = [s3.LifecycleRule(noncurrent_version_expiration=Duration.days(noncurrent_days))] if noncurrent_days else None
     bucket = s3.Bucket(
         scope,
         construct_id,
@@ -88,6 +93,7 @@ def secure_bucket(scope: Construct, construct_id: str, *, key: kms.IKey, logs: s
         object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
         server_access_logs_bucket=logs,
         server_access_logs_prefix=f"{construct_id}/",
+        lifecycle_rules=expiry,
         **_removal(retain),
     )
     acknowledge(

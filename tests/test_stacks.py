@@ -275,6 +275,14 @@ def test_client_account_has_code_data_and_artifact_buckets_server_has_code_and_r
     assert sorted(lid[:-8] for lid in _buckets(default.server)) == ["AccessLogs", "Code", "Results"]
 
 
+def test_replaced_code_bundles_and_access_logs_expire_while_data_versions_are_kept(default):
+    for template in _all_templates(default):
+        for lid, bucket in _buckets(template).items():
+            rules = bucket["Properties"].get("LifecycleConfiguration", {}).get("Rules", [])
+            days = [r["NoncurrentVersionExpiration"]["NoncurrentDays"] for r in rules if r["Status"] == "Enabled"]
+            assert days == ({"AccessLogs": [90], "Code": [30]}.get(lid[:-8], [])), lid
+
+
 def test_destroy_removes_buckets_with_their_objects_unless_data_is_retained(default, tmp_path):
     for template in _all_templates(default):
         for lid, bucket in _buckets(template).items():

@@ -13,9 +13,10 @@ own wheels. Layout (the SageMaker training toolkit unpacks it into /opt/ml/code 
     wheels/*.whl                 every locked package, for each target: the notebooks' Python 3.11, and
                                  the training image's Python and platform (from the federation config)
 
-Built at synth time, no Docker: wheels are downloaded once per lock and cached in .cache/, and the
-tarball is byte-for-byte reproducible (sorted entries, zero mtimes and owners), so an unchanged bundle
-keeps its asset hash and is not redeployed.
+Built at synth time, no Docker: wheels are downloaded once per lock and cached in .cache/bundle (the
+three most recently used wheel sets and bundles are kept), and the tarball is byte-for-byte
+reproducible (sorted entries, zero mtimes and owners), so an unchanged bundle keeps its asset hash
+and is not redeployed.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ PROJECT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 LEGACY_MANYLINUX = {"manylinux1": 5, "manylinux2010": 12, "manylinux2014": 17}  # their glibc 2.x
 BUNDLE_NAME = "source.tar.gz"
+CACHE_KEEP = 3  # bundles and wheel sets kept in .cache/bundle: the current one and two to switch back to
 ENTRY_POINT = "sagemaker_client.py"
 OFFLINE = "--no-index\n--find-links wheels\n"
 ENTRY_POINT_SOURCE = '''"""SageMaker script-mode entry point of a federation client: see fl_runtime/sagemaker_client.py."""
@@ -132,6 +134,7 @@ def download_wheels(cache: Path, targets: tuple[Target, ...]) -> Path:
     key = _digest(repr(sorted(pins.items())).encode(), repr(targets).encode())[:16]
     folder = cache / f"wheels-{key}"
     if (folder / ".complete").exists():
+        os.utime(folder)  # recently used: kept by prune_cache
         return folder
     cache.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".wheels-", dir=cache))
@@ -199,7 +202,9 @@ def build(targets: tuple[Target, ...], cache: Path = PROJECT / ".cache" / "bundl
     small = {name: c for name, c in files.items() if not name.startswith("wheels/")}  # wheels: keyed by lock
     digest = _digest(wheels.name.encode(), *(name.encode() + (c if isinstance(c, bytes) else c.read_bytes()) for name, c in sorted(small.items())))
     folder = cache / f"source-{digest[:16]}"
-    if not (folder / BUNDLE_NAME).exists():
+    if (folder / BUNDLE_NAME).exists():
+        os.utime(folder)
+    else:
         staging = Path(tempfile.mkdtemp(prefix=".source-", dir=cache))
         try:
             write_tarball(staging / BUNDLE_NAME, files)
@@ -207,4 +212,17 @@ def build(targets: tuple[Target, ...], cache: Path = PROJECT / ".cache" / "bundl
             os.replace(staging, folder)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+    prune_cache(cache, keep=CACHE_KEEP)
     return Bundle(folder, digest)
+
+
+def prune_cache(cache: Path, keep: int) -> list[Path]:
+    """Remove all but the ``keep`` most recently used wheel sets and bundles (each ~250 MB): every source
+    edit makes a new bundle, and a cache that only grows fills the disk. Returns what was removed."""
+    removed = []
+    for kind in ("wheels-", "source-"):
+        folders = sorted((p for p in cache.glob(f"{kind}*") if p.is_dir()), key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in folders[keep:]:
+            shutil.rmtree(old, ignore_errors=True)
+            removed.append(old)
+    return removed
