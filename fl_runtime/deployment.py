@@ -2,8 +2,9 @@
 
 Shared by the local launcher (everything on 127.0.0.1) and the server-account orchestrator (SuperLink
 on the notebook, SuperNodes in SageMaker training jobs). Every process is started in its own session
-and tracked by a ``Supervisor``, which stops whole process groups (a SuperLink's ServerApp, a
-SuperNode's ClientApps) on exit, on Ctrl-C and on failure: SuperNodes never exit by themselves.
+and tracked by a ``Supervisor``, which stops whole process groups (a SuperNode's ClientApps) and
+every other descendant (the SuperLink's SuperExec and ServerApp, which Flower starts in sessions of
+their own) on exit, on Ctrl-C and on failure: SuperNodes never exit by themselves.
 """
 
 from __future__ import annotations
@@ -72,6 +73,62 @@ def flower_env(home: Path, extra: dict[str, str] | None = None) -> dict[str, str
     return env
 
 
+def descendants(pid: int) -> list[int]:
+    """Every live process below ``pid``, found through parent links: Flower's SuperLink starts its
+    SuperExec in a session of its own, so killing the SuperLink's process group misses the SuperExec
+    and its ServerApp. Linux reads /proc; elsewhere (macOS) ``ps`` gives the same table."""
+    parents: dict[int, list[int]] = {}
+    if Path("/proc/self/stat").exists():
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                # pid (comm) state ppid ...: comm may hold spaces, so split after its closing parenthesis
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            parents.setdefault(ppid, []).append(int(entry.name))
+    else:
+        table = subprocess.run(["ps", "-A", "-o", "pid=,ppid="], capture_output=True, text=True, check=False).stdout
+        for line in table.splitlines():
+            child, ppid = (int(v) for v in line.split())
+            parents.setdefault(ppid, []).append(child)
+    found, frontier = [], [pid]
+    while frontier:
+        children = parents.get(frontier.pop(), [])
+        found += children
+        frontier += children
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Running (not a zombie waiting to be reaped by init)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _stop_strays(pids: list[int], grace: float) -> None:
+    """SIGTERM, up to ``grace`` seconds to exit, then SIGKILL: for processes outside our groups."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 2.0)):
+        pids = [pid for pid in pids if _alive(pid)]
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + wait
+        while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
 class Supervisor:
     """Starts processes in their own process groups and stops every group it started."""
 
@@ -106,6 +163,7 @@ class Supervisor:
         process = self.processes.get(name)
         if process is None:
             return
+        family = descendants(process.pid)  # before the leader dies and its detached children go to init
         for sig in (signal.SIGTERM, signal.SIGKILL):
             try:
                 os.killpg(process.pid, sig)
@@ -122,6 +180,7 @@ class Supervisor:
         except ProcessLookupError:
             pass
         process.wait()
+        _stop_strays(family, self.grace)  # the SuperLink's SuperExec and ServerApp run in sessions of their own
 
     def stop_all(self) -> None:
         for name in reversed(list(self.processes)):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import ssl
 import time
+from pathlib import Path
 import urllib.error
 import urllib.request
 
@@ -94,3 +95,29 @@ def test_a_registered_supernode_comes_online(superlink):
 def test_cli_errors_surface_as_deployment_errors(superlink):
     with pytest.raises(DeploymentError, match="flwr stop 123 federation"):
         superlink.cli("stop", "123", CONNECTION)
+
+
+def test_stopping_a_process_also_stops_the_descendants_it_detached_into_their_own_sessions(tmp_path):
+    import os
+    import sys
+
+    from fl_runtime.deployment import descendants
+
+    detached = tmp_path / "detached.pid"
+    spawner = (
+        "import subprocess, sys, time\n"
+        f"child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'], start_new_session=True)\n"
+        f"open({str(detached)!r}, 'w').write(str(child.pid))\n"
+        "time.sleep(600)\n"
+    )
+    supervisor = Supervisor(tmp_path / "logs", grace=2.0)
+    leader = supervisor.start("spawner", [sys.executable, "-c", spawner], dict(os.environ), tmp_path)
+    deadline = time.monotonic() + 30
+    while not (detached.exists() and detached.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    child = int(detached.read_text())
+    assert descendants(leader.pid) == [child] and os.getpgid(child) != os.getpgid(leader.pid)
+    supervisor.stop_all()
+    assert leader.poll() is not None
+    stat = Path(f"/proc/{child}/stat")
+    assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"  # gone, or dead and awaiting init

@@ -161,7 +161,7 @@ def test_a_failing_run_exits_non_zero_with_the_reason_and_leaves_no_output(split
     assert done.returncode == 1
     assert "fewer than min-clients 3" in done.stderr and "no answer to the moments query within 0.3 s" in done.stderr
     assert not out.exists() and not (tmp_path / ".out.partial").exists()
-    assert flower_processes_under(str(tmp_path)) == []
+    assert flower_processes_under("fl-local-") == []
 
 
 def test_ctrl_c_stops_every_process_and_leaves_no_output(tmp_path):
@@ -172,6 +172,8 @@ def test_ctrl_c_stops_every_process_and_leaves_no_output(tmp_path):
     while time.monotonic() < deadline and not (events.exists() and '"event": "round"' in events.read_text()):
         time.sleep(0.5)
     assert events.exists(), "the run never reached its first round"
+    running = flower_processes_under("fl-local-")  # the leak check below sees the run's processes
+    assert sum("/flower-superlink " in c for c in running) == 1 and sum("/flower-supernode " in c for c in running) == 3, running
     os.kill(process.pid, signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130
