@@ -17,8 +17,10 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 demo: $(RUNTIME)
 	$(PY) -m fl_runtime local
 
+# two workers, each taking whole test files (module fixtures such as one finished run are built once)
+TEST_WORKERS ?= 2
 test: $(DEV) $(CLI)
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(RUNTIME)
 	$(PY) bench/bench_local.py

@@ -21,6 +21,7 @@ and is not redeployed.
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import hashlib
 import io
@@ -196,7 +197,15 @@ def write_tarball(path: Path, files: dict[str, bytes | Path]) -> None:
 
 
 def build(targets: tuple[Target, ...], cache: Path = PROJECT / ".cache" / "bundle") -> Bundle:
-    """Build (or reuse) the bundle for the current sources, locks and targets."""
+    """Build (or reuse) the bundle for the current sources, locks and targets. One build at a time per
+    cache (a `cdk synth` beside `make test`): another build would replace or prune folders in use."""
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build(targets, cache)
+
+
+def _build(targets: tuple[Target, ...], cache: Path) -> Bundle:
     wheels = download_wheels(cache, targets)
     files = bundle_files(wheels)
     small = {name: c for name, c in files.items() if not name.startswith("wheels/")}  # wheels: keyed by lock
