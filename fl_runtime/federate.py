@@ -49,7 +49,7 @@ from fl_runtime.data import read_csv
 from fl_runtime.files import publish_folder
 from fl_runtime.kickoff import JobPlan, job_name, training_job_request
 from fl_runtime.pki import create_tls
-from fl_runtime.progress import EventReader, ProgressView
+from fl_runtime.progress import EventReader, JobRow, ProgressView
 from fl_runtime.report import OUTPUT_FILES
 from fl_runtime.server_app import EVENTS_FILE
 from fl_runtime.errors import FederationError
@@ -98,6 +98,7 @@ class ClientHandle:
     status: str = "not started"
     detail: str = ""
     started_at: float = field(default_factory=time.monotonic)
+    ended_at: float | None = None
 
 
 def private_address(settings: dict) -> str:
@@ -190,11 +191,14 @@ class Federation:
             if handle.job is None or handle.status in ENDED:
                 continue
             status, detail = handle.jobs.status(handle.job)
+            shown = status + (f" ({detail})" if detail else "")
             if (status, detail) != (handle.status, handle.detail):
                 handle.status, handle.detail = status, detail
-                elapsed = time.monotonic() - handle.started_at
-                text = f"client {handle.name}: job {handle.job} {status}" + (f" ({detail})" if detail else "") + f" after {elapsed:.0f} s"
-                (view.notice if view else self.console.print)(text)
+                now = time.monotonic()
+                handle.ended_at = now if status in ENDED else None
+                (view.notice if view else self.console.print)(f"client {handle.name}: job {handle.job} {shown} after {now - handle.started_at:.0f} s")
+            if view:
+                view.job(handle.name, JobRow(handle.job, shown, handle.started_at, handle.ended_at))
 
     def stop_jobs(self) -> list[str]:
         problems = []

@@ -1,4 +1,4 @@
-"""Live progress of a run, from the ServerApp's event log: a per-round table and notices.
+"""Live progress of a run, from the ServerApp's event log: a per-round table, the jobs, and notices.
 
 The ServerApp appends JSON events to ``events.jsonl`` in its output folder; launchers tail that file.
 On a terminal the table updates in place (rich); otherwise each event is printed as one line, which
@@ -8,6 +8,8 @@ keeps CI logs and pipes readable.
 from __future__ import annotations
 
 import json
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console, Group
@@ -40,25 +42,41 @@ class EventReader:
         return next((event for event in reversed(self.seen) if event.get("event") == kind), None)
 
 
+@dataclass
+class JobRow:
+    """One client's training job as the jobs table shows it; elapsed runs until the job ends."""
+
+    job: str
+    status: str
+    started: float  # time.monotonic() when the job was created
+    ended: float | None = None
+
+    def elapsed(self, now: float) -> float:
+        return (self.ended or now) - self.started
+
+
 class ProgressView:
-    """Per-round table (round, seconds, ROC-AUC, PR-AUC, log loss, clients) plus notices."""
+    """Per-round table (round, seconds, ROC-AUC, PR-AUC, log loss, clients), a table of the clients'
+    training jobs (status, elapsed time, ticking while they run) when there are jobs, plus notices."""
 
     def __init__(self, console: Console, title: str) -> None:
         self.console = console
         self.title = title
         self.rows: list[dict] = []
+        self.jobs: dict[str, JobRow] = {}
         self.notices: list[str] = []
         self._live: Live | None = None
 
     def __enter__(self) -> ProgressView:
         if self.console.is_terminal:
-            self._live = Live(self._render(), console=self.console, refresh_per_second=4, transient=False)
+            # rendered afresh at every refresh, so the jobs' elapsed times tick
+            self._live = Live(console=self.console, refresh_per_second=4, transient=False, get_renderable=self._render)
             self._live.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
         if self._live is not None:
-            self._live.update(self._render())
+            self._live.refresh()
             self._live.__exit__(*exc)
 
     def _table(self) -> Table:
@@ -72,15 +90,29 @@ class ProgressView:
             )
         return table
 
+    def _jobs_table(self) -> Table:
+        table = Table(title="Client training jobs", title_justify="left")
+        for column, justify in (("client", "left"), ("job", "left"), ("status", "left"), ("elapsed", "right")):
+            table.add_column(column, justify=justify)
+        now = time.monotonic()
+        for client, row in self.jobs.items():
+            table.add_row(client, row.job, row.status, f"{row.elapsed(now):.0f} s")
+        return table
+
     def _render(self) -> Group:
-        return Group(self._table(), *(Text(notice) for notice in self.notices[-8:]))
+        tables = [self._table(), *([self._jobs_table()] if self.jobs else [])]
+        return Group(*tables, *(Text(notice) for notice in self.notices[-8:]))
+
+    def job(self, client: str, row: JobRow) -> None:
+        """A job's current status: shown in the live jobs table (status changes are also notices)."""
+        self.jobs[client] = row
 
     def notice(self, text: str) -> None:
         self.notices.append(text)
         if self._live is None:
             self.console.print(text, highlight=False)
         else:
-            self._live.update(self._render())
+            self._live.refresh()
 
     def add(self, event: dict) -> None:
         kind = event.get("event")
@@ -93,7 +125,7 @@ class ProgressView:
                     highlight=False,
                 )
             else:
-                self._live.update(self._render())
+                self._live.refresh()
         elif kind == "federation":
             clients = ", ".join(f"{name} ({event['rows'][name]} rows)" for name in event["clients"])
             self.notice(f"federation: {clients}")
