@@ -24,6 +24,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from fl_runtime.pki import NodeKey, TlsFiles
 
@@ -33,6 +34,7 @@ FAST_TASK_POLL = {"FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.05"}
 QUIET = {"FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1", "PYTHONUNBUFFERED": "1"}
 # One BLAS thread per process: three clients on two cores must not oversubscribe them.
 ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+PROC = Path("/proc")  # Linux's process table; macOS has none
 CONNECTION = "federation"
 FINISHED = "finished"
 COMPLETED = "finished:completed"
@@ -73,59 +75,70 @@ def flower_env(home: Path, extra: dict[str, str] | None = None) -> dict[str, str
     return env
 
 
-def descendants(pid: int) -> list[int]:
-    """Every live process below ``pid``, found through parent links: Flower's SuperLink starts its
-    SuperExec in a session of its own, so killing the SuperLink's process group misses the SuperExec
-    and its ServerApp. Linux reads /proc; elsewhere (macOS) ``ps`` gives the same table."""
-    parents: dict[int, list[int]] = {}
-    if Path("/proc/self/stat").exists():
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                # pid (comm) state ppid ...: comm may hold spaces, so split after its closing parenthesis
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            parents.setdefault(ppid, []).append(int(entry.name))
-    else:
-        table = subprocess.run(["ps", "-A", "-o", "pid=,ppid="], capture_output=True, text=True, check=False).stdout
-        for line in table.splitlines():
-            child, ppid = (int(v) for v in line.split())
-            parents.setdefault(ppid, []).append(child)
-    found, frontier = [], [pid]
+class ProcessStatus(NamedTuple):
+    state: str  # "R", "S", ... or "Z": dead, waiting to be reaped
+    parent: int
+    started: str  # when it started (opaque): a pid reused by a new process has another value
+
+
+def process_status(pid: int) -> ProcessStatus | None:
+    """A process's state, parent and start time; None when there is no such process. Linux reads
+    /proc; elsewhere (macOS) ``ps`` gives the same."""
+    if (PROC / "self").exists():
+        try:
+            # pid (comm) state ppid ... starttime (22nd): comm may hold spaces, so split after its ")"
+            fields = (PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+            return ProcessStatus(fields[0], int(fields[1]), fields[19])
+        except (OSError, IndexError, ValueError):
+            return None
+    out = subprocess.run(["ps", "-o", "stat=,ppid=,lstart=", "-p", str(pid)], capture_output=True, text=True, check=False).stdout
+    if not out.strip():
+        return None
+    state, parent, started = out.split(maxsplit=2)
+    return ProcessStatus(state[0], int(parent), started.strip())
+
+
+def _all_pids() -> list[int]:
+    if (PROC / "self").exists():
+        return [int(entry.name) for entry in PROC.iterdir() if entry.name.isdigit()]
+    out = subprocess.run(["ps", "-A", "-o", "pid="], capture_output=True, text=True, check=False).stdout
+    return [int(pid) for pid in out.split()]
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """Every process below ``pid`` (pid -> start time), through parent links: Flower's SuperLink
+    starts its SuperExec in a session of its own, so killing the SuperLink's process group misses
+    the SuperExec and its ServerApp."""
+    children: dict[int, list[tuple[int, str]]] = {}
+    for other in _all_pids():
+        status = process_status(other)
+        if status is not None:
+            children.setdefault(status.parent, []).append((other, status.started))
+    found, frontier = {}, [pid]
     while frontier:
-        children = parents.get(frontier.pop(), [])
-        found += children
-        frontier += children
+        for child, started in children.get(frontier.pop(), []):
+            found[child] = started
+            frontier.append(child)
     return found
 
 
-def _alive(pid: int) -> bool:
-    """Running (not a zombie waiting to be reaped by init)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
+def _running(pid: int, started: str) -> bool:
+    """Still the same process (not a new one with a reused pid), and not a zombie."""
+    status = process_status(pid)
+    return status is not None and status.started == started and status.state != "Z"
 
 
-def _stop_strays(pids: list[int], grace: float) -> None:
+def _stop_strays(family: dict[int, str], grace: float) -> None:
     """SIGTERM, up to ``grace`` seconds to exit, then SIGKILL: for processes outside our groups."""
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 2.0)):
-        pids = [pid for pid in pids if _alive(pid)]
-        for pid in pids:
+        family = {pid: started for pid, started in family.items() if _running(pid, started)}
+        for pid in family:
             try:
                 os.kill(pid, sig)
-            except ProcessLookupError:
+            except OSError:  # gone meanwhile, or not ours to signal
                 pass
         deadline = time.monotonic() + wait
-        while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        while any(_running(pid, started) for pid, started in family.items()) and time.monotonic() < deadline:
             time.sleep(0.05)
 
 
@@ -163,7 +176,9 @@ class Supervisor:
         process = self.processes.get(name)
         if process is None:
             return
-        family = descendants(process.pid)  # before the leader dies and its detached children go to init
+        # found while the leader runs (a reaped leader's pid may be someone else's), before its
+        # detached children go to init
+        family = descendants(process.pid) if process.poll() is None else {}
         for sig in (signal.SIGTERM, signal.SIGKILL):
             try:
                 os.killpg(process.pid, sig)

@@ -52,7 +52,7 @@ class JobRow:
     ended: float | None = None
 
     def elapsed(self, now: float) -> float:
-        return (self.ended or now) - self.started
+        return (now if self.ended is None else self.ended) - self.started
 
 
 class ProgressView:
@@ -95,7 +95,7 @@ class ProgressView:
         for column, justify in (("client", "left"), ("job", "left"), ("status", "left"), ("elapsed", "right")):
             table.add_column(column, justify=justify)
         now = time.monotonic()
-        for client, row in self.jobs.items():
+        for client, row in list(self.jobs.items()):  # rich renders on its own thread; job() may add a row meanwhile
             table.add_row(client, row.job, row.status, f"{row.elapsed(now):.0f} s")
         return table
 

@@ -106,7 +106,8 @@ def _fmt(value) -> str:
 def _disclosure(config: dict) -> list[str]:
     """What each client sent the server, for the privacy review a data owner will ask for: no raw row
     left a client, but these aggregates did, without differential privacy or secure aggregation."""
-    curvature = " and the per-example Hessian of its local loss (the shared curvature)" if config["share-curvature"] else ""
+    shared = config["share-curvature"] and config["penalty"] == "l2"  # L1 (SAGA) never uses curvature
+    curvature = " and the mean per-example Hessian of its local loss (one square matrix: the shared curvature)" if shared else ""
     return [
         "No raw row left a client. Each client sent the server, over TLS from an authenticated SuperNode:",
         "",

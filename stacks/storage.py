@@ -80,7 +80,7 @@ def secure_bucket(
 ) -> s3.Bucket:
     """``noncurrent_days``: expire replaced versions after this many days (None: keep them, as for data
     whose history the party may need to show)."""
-    expiry = [s3.LifecycleRule(noncurrent_version_expiration=Duration.days(noncurrent_days))] if noncurrent_days else None
+    expiry = [s3.LifecycleRule(noncurrent_version_expiration=Duration.days(noncurrent_days))] if noncurrent_days is not None else None
     bucket = s3.Bucket(
         scope,
         construct_id,

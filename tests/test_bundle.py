@@ -112,13 +112,14 @@ def test_the_bundle_serves_the_configured_training_image_besides_the_notebooks()
     assert bundle_targets(TrainingImage("image", NOTEBOOK.python_version, "manylinux_2_34_x86_64")) == (NOTEBOOK,)  # its set covers training
 
 
-def test_the_cache_keeps_only_the_most_recently_used_bundles_and_wheel_sets(tmp_path):
+def test_the_cache_keeps_only_the_most_recently_used_bundles_and_wheel_sets_and_drops_killed_builds(tmp_path):
     from stacks.bundle.builder import prune_cache
 
     for age, name in enumerate(["source-a", "source-b", "source-c", "source-d", "wheels-a", "wheels-b"]):
         folder = tmp_path / name
         folder.mkdir()
         os.utime(folder, (1_000_000 - age * 100, 1_000_000 - age * 100))  # "a" used most recently
+    (tmp_path / ".source-killed-build").mkdir()
     removed = prune_cache(tmp_path, keep=2)
-    assert sorted(p.name for p in removed) == ["source-c", "source-d"]
+    assert sorted(p.name for p in removed) == [".source-killed-build", "source-c", "source-d"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["source-a", "source-b", "wheels-a", "wheels-b"]

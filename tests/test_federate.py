@@ -64,11 +64,14 @@ def test_three_clients_complete_and_every_output_lands(split, tmp_path):
 def test_a_client_killed_mid_run_is_dropped_and_the_run_completes_with_two(split, tmp_path):
     test, clients = split
     description = rehearsal(tmp_path, test, clients, port=free_port())
-    process = federate(description, tmp_path / "out", "--rounds", 4, "--min-clients", 2, "--round-timeout", 10, "--run-name", "run2")
+    process = federate(description, tmp_path / "out", "--rounds", 4, "--min-clients", 2, "--round-timeout", 30, "--run-name", "run2")
     events = tmp_path / ".out.partial" / "events.jsonl"
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and not (events.exists() and '"round": 2' in events.read_text()):
+    while time.monotonic() < deadline and process.poll() is None and not (events.exists() and '"round": 2' in events.read_text()):
         time.sleep(0.5)
+    if process.poll() is not None:
+        out, err = process.communicate()
+        pytest.fail(f"federate ended before round 2 (exit {process.returncode}):\n{err[-3000:]}\n{out[-3000:]}")
     assert events.exists(), "the run never reached round 2"
     killed = subprocess.run(["pkill", "-9", "-f", "fl-client-run2-hospital-c"], capture_output=True)
     assert killed.returncode == 0

@@ -30,6 +30,16 @@ def launcher(*args) -> list[str]:
     return [sys.executable, "-m", "fl_runtime", "local", *map(str, args)]
 
 
+def in_temp(folder: Path) -> dict[str, str]:
+    """The launcher's environment with its temporary workspace inside ``folder``: the leak checks look
+    for this run's processes only, not those of another run on the machine."""
+    return {**os.environ, "TMPDIR": str(folder)}
+
+
+def workspaces(folder: Path) -> str:
+    return str(folder / "fl-local-")
+
+
 def flower_processes_under(marker: str) -> list[str]:
     """Command lines of live processes that mention ``marker`` (a run's workspace or output path)."""
     found = []
@@ -40,7 +50,7 @@ def flower_processes_under(marker: str) -> list[str]:
             command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if marker in command and "pytest" not in command:
+        if marker in command and int(entry.name) != os.getpid():
             found.append(command)
     return found
 
@@ -64,7 +74,7 @@ def completed_run(split, tmp_path_factory):
     started = time.monotonic()
     done = subprocess.run(
         launcher("--client-data", *client_paths, "--test-data", test_path, "--rounds", ROUNDS, "--seed", SEED, "--out", out),
-        capture_output=True, text=True, cwd=PROJECT, timeout=600,
+        capture_output=True, text=True, cwd=PROJECT, timeout=600, env=in_temp(out.parent),
     )
     return done, out, time.monotonic() - started
 
@@ -127,7 +137,7 @@ def test_the_real_federation_trains_exactly_the_in_process_algorithm(completed_r
 def test_every_process_is_gone_after_the_run(completed_run):
     done, out, _ = completed_run
     assert done.returncode == 0
-    assert flower_processes_under("fl-local-") == []
+    assert flower_processes_under(workspaces(out.parent)) == []
 
 
 def test_the_report_names_the_clients_and_embeds_the_plots(completed_run):
@@ -156,28 +166,30 @@ def test_a_failing_run_exits_non_zero_with_the_reason_and_leaves_no_output(split
     out = tmp_path / "out"
     done = subprocess.run(
         launcher("--client-data", *client_paths, "--test-data", test_path, "--round-timeout", 0.3, "--out", out),
-        capture_output=True, text=True, cwd=PROJECT, timeout=300,
+        capture_output=True, text=True, cwd=PROJECT, timeout=300, env=in_temp(tmp_path),
     )
     assert done.returncode == 1
     assert "fewer than min-clients 3" in done.stderr and "no answer to the moments query within 0.3 s" in done.stderr
     assert not out.exists() and not (tmp_path / ".out.partial").exists()
-    assert flower_processes_under("fl-local-") == []
+    assert flower_processes_under(workspaces(tmp_path)) == []
 
 
 def test_ctrl_c_stops_every_process_and_leaves_no_output(tmp_path):
     out = tmp_path / "out"
-    process = subprocess.Popen(launcher("--rounds", 50, "--out", out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=PROJECT)
+    process = subprocess.Popen(
+        launcher("--rounds", 50, "--out", out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=PROJECT, env=in_temp(tmp_path)
+    )
     events = tmp_path / ".out.partial" / "events.jsonl"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and not (events.exists() and '"event": "round"' in events.read_text()):
         time.sleep(0.5)
     assert events.exists(), "the run never reached its first round"
-    running = flower_processes_under("fl-local-")  # the leak check below sees the run's processes
+    running = flower_processes_under(workspaces(tmp_path))  # the leak check below sees the run's processes
     assert sum("/flower-superlink " in c for c in running) == 1 and sum("/flower-supernode " in c for c in running) == 3, running
+    assert any("/flower-superexec " in c for c in running), running  # in a session of its own
     os.kill(process.pid, signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130
     assert "interrupted" in stderr
     assert not out.exists() and not (tmp_path / ".out.partial").exists()
-    time.sleep(1)
-    assert flower_processes_under("fl-local-") == []
+    assert flower_processes_under(workspaces(tmp_path)) == []

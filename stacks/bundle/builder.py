@@ -198,7 +198,9 @@ def write_tarball(path: Path, files: dict[str, bytes | Path]) -> None:
 
 def build(targets: tuple[Target, ...], cache: Path = PROJECT / ".cache" / "bundle") -> Bundle:
     """Build (or reuse) the bundle for the current sources, locks and targets. One build at a time per
-    cache (a `cdk synth` beside `make test`): another build would replace or prune folders in use."""
+    cache (a `cdk synth` beside `make test`): two builds would replace each other's folders. CDK copies
+    the bundle after this returns; pruning keeps the three newest, so only three more builds in that
+    moment could remove it."""
     cache.mkdir(parents=True, exist_ok=True)
     with open(cache / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -227,8 +229,13 @@ def _build(targets: tuple[Target, ...], cache: Path) -> Bundle:
 
 def prune_cache(cache: Path, keep: int) -> list[Path]:
     """Remove all but the ``keep`` most recently used wheel sets and bundles (each ~250 MB): every source
-    edit makes a new bundle, and a cache that only grows fills the disk. Returns what was removed."""
+    edit makes a new bundle, and a cache that only grows fills the disk. Also the staging folders of
+    builds that were killed (called under the build lock, so no build is using one). Returns what was
+    removed."""
     removed = []
+    for staging in [*cache.glob(".wheels-*"), *cache.glob(".source-*")]:
+        shutil.rmtree(staging, ignore_errors=True)
+        removed.append(staging)
     for kind in ("wheels-", "source-"):
         folders = sorted((p for p in cache.glob(f"{kind}*") if p.is_dir()), key=lambda p: p.stat().st_mtime, reverse=True)
         for old in folders[keep:]:
