@@ -26,7 +26,7 @@ from flwr.app import Array, ArrayRecord, Context, Message, MetricRecord, RecordD
 from flwr.clientapp import ClientApp
 
 from fl_runtime import records
-from fl_runtime.data import check_has_both_classes, check_same_columns, check_trainable, read_csv
+from fl_runtime.data import check_split, check_trainable, read_csv
 from fl_runtime.stats import GlobalStats
 from fl_runtime.task import ClientData, PreparedClient
 
@@ -77,9 +77,7 @@ class NodeSettings:
             check_trainable(data)
             return ClientData.split(data, seed=seed)
         train, validation = read_csv(self.train_path), read_csv(self.validation_path)
-        check_trainable(train)
-        check_same_columns(train, validation)
-        check_has_both_classes(validation)
+        check_split(train, validation)  # the very check stage-data and the job's entry point make
         return ClientData(train, validation)
 
     def report(self, event: dict) -> None:

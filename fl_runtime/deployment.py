@@ -152,6 +152,8 @@ class Supervisor:
         self.processes: dict[str, subprocess.Popen] = {}
 
     def start(self, name: str, command: Sequence[str], env: dict[str, str], cwd: Path) -> subprocess.Popen:
+        if name in self.processes and self.processes[name].poll() is None:
+            raise DeploymentError(f"a process named {name} is already running: it would no longer be tracked")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         cwd.mkdir(parents=True, exist_ok=True)
         log = (self.log_dir / f"{name}.log").open("ab")

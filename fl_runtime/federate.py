@@ -227,6 +227,9 @@ class Federation:
 def federate(server, options: FederateOptions, console: Console) -> Path:
     """Run one federation; return the local folder of its outputs. Raises on failure."""
     tag = options.run_name or run_tag()
+    configured = len(server.settings["clients"])
+    if (options.min_clients or 0) > configured:  # before any job is created (and billed)
+        raise ValueError(f"--min-clients {options.min_clients} exceeds the {configured} clients configured")
     out = (options.out or Path("runs") / f"federate-{tag}").resolve()
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out}: already exists and is not empty; choose another --out")
@@ -242,8 +245,6 @@ def federate(server, options: FederateOptions, console: Console) -> Path:
             federation.start_server()
             federation.start_jobs()
             min_clients = options.min_clients or len(federation.clients)
-            if min_clients > len(federation.clients):
-                raise ValueError(f"--min-clients {min_clients} exceeds the {len(federation.clients)} clients configured")
             run_config = _run_config(options, min_clients, len(federation.clients), test_path, staging)
             run_id = federation.link.submit(stage_app(workspace / "app"), run_config)
             console.print(f"Run {run_id} submitted; waiting for the clients' jobs to join", highlight=False)

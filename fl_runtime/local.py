@@ -75,6 +75,14 @@ class LocalOptions:
             raise ValueError("--test-data needs --client-data (one CSV per client)")
         if self.min_clients is not None and self.min_clients < 1:
             raise ValueError(f"--min-clients must be at least 1, got {self.min_clients}")
+        for flag, value in (("--node-wait-timeout", self.node_wait_timeout), ("--round-timeout", self.round_timeout)):
+            if value <= 0:
+                raise ValueError(f"{flag} must be positive, got {value}")
+        names = [Path(path).stem for path in self.client_data]
+        for name in names:
+            if names.count(name) > 1:
+                same = [str(p) for p in self.client_data if Path(p).stem == name]
+                raise ValueError(f"--client-data: {' and '.join(same)} have the same file name '{name}', which names the client; rename one")
 
 
 def default_out(now: dt.datetime | None = None) -> Path:

@@ -11,6 +11,7 @@ overwritten unless ``--overwrite`` says so.
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,7 @@ def _write(path: Path, data: LabelledData) -> Path:
 def stage(options: StageOptions, session=None) -> list[str]:
     """Validate, then upload; returns the s3:// URIs written."""
     import boto3
+    from boto3.exceptions import S3UploadFailedError
     from botocore.exceptions import BotoCoreError, ClientError
 
     party = "server" if options.server else options.client
@@ -79,12 +81,27 @@ def stage(options: StageOptions, session=None) -> list[str]:
             clash = [key for key in existing if key.rsplit("/", 1)[-1] in files]
             if clash and not options.overwrite:
                 raise FileExistsError(f"s3://{bucket}/{clash[0]}: a dataset is already staged; pass --overwrite to replace it")
-            uris = []
+        except ClientError as error:
+            raise explain(error, party, f"reading s3://{bucket}/{prefix}") from None
+        except BotoCoreError as error:
+            raise FederationError(f"{party}: reading s3://{bucket}/{prefix} failed: {error}") from None
+        uploaded = []
+        try:
             for name, path in files.items():
                 s3.upload_file(str(path), bucket, f"{prefix}{name}")
-                uris.append(f"s3://{bucket}/{prefix}{name}")
-        except ClientError as error:
-            raise explain(error, party, f"uploading to s3://{bucket}/{prefix}") from None
-        except BotoCoreError as error:
-            raise FederationError(f"{party}: uploading to s3://{bucket}/{prefix} failed: {error}") from None
-    return uris
+                uploaded.append(f"{prefix}{name}")
+        except (ClientError, BotoCoreError, S3UploadFailedError) as error:
+            _retract(s3, bucket, uploaded)  # no half-staged dataset: the files belong together
+            operation = f"uploading to s3://{bucket}/{prefix}"
+            cause = explain(error, party, operation) if isinstance(error, ClientError) else f"{party}: {operation} failed: {error}"
+            replaced = " (the previous dataset was partly replaced: stage again with --overwrite)" if clash else ""
+            raise FederationError(f"{cause}; nothing of this attempt is left staged{replaced}") from None
+    return [f"s3://{bucket}/{key}" for key in uploaded]
+
+
+def _retract(s3, bucket: str, keys: list[str]) -> None:
+    for key in keys:
+        try:
+            s3.delete_object(Bucket=bucket, Key=key)
+        except Exception as error:  # noqa: BLE001 - reported, and the upload error is the one that matters
+            print(f"warning: could not remove s3://{bucket}/{key} after the failed upload: {error}", file=sys.stderr)

@@ -28,6 +28,8 @@ CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing
 class Call:
     operation: str  # "SageMaker.CreateTrainingJob", "AssumeRole", ... ("" for S3's REST calls)
     body: dict
+    method: str = "POST"
+    path: str = "/"  # for S3's REST calls: /<bucket>/<key>
 
 
 @dataclass
@@ -68,7 +70,7 @@ def start(stack) -> tuple[Recorder, str]:
         def _handle(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             operation, payload = _operation(self.headers, body)
-            call = Call(operation, payload)
+            call = Call(operation, payload, self.command, urllib.parse.urlsplit(self.path).path)
             recorder.calls.append(call)
             for rule in recorder.rules:
                 answer = rule(call)

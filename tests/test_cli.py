@@ -111,3 +111,12 @@ def test_a_run_name_that_cannot_be_part_of_a_job_name_is_refused_before_anything
     done = run_cli("federate", "--run-name", name, "--out", tmp_path / "out")
     assert done.returncode == 2 and "--run-name" in done.stderr and "up to 20 letters" in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_two_client_csvs_with_the_same_file_name_or_a_non_positive_timeout_are_refused_before_anything_starts(tmp_path):
+    done = run_cli("local", "--client-data", tmp_path / "a" / "claims.csv", tmp_path / "b" / "claims.csv", "--test-data", tmp_path / "test.csv",
+                   "--out", tmp_path / "out")
+    assert done.returncode == 2 and "have the same file name 'claims', which names the client; rename one" in done.stderr
+    done = run_cli("local", "--round-timeout", -1, "--out", tmp_path / "out")
+    assert done.returncode == 2 and "--round-timeout must be positive, got -1.0" in done.stderr
+    assert not (tmp_path / "out").exists()

@@ -131,3 +131,12 @@ def test_an_address_outside_the_server_vpc_is_refused_with_the_way_out():
     settings = {"server_vpc_cidr": "10.0.0.0/16", "clients": [{"name": "a", "vpc_cidr": "127.0.2.0/24"}]}
     with pytest.raises(FederationError, match=r"reaches 127\.0\.2\.1 from 127\.0\.0\.1, outside the server VPC 10\.0\.0\.0/16: .*--address"):
         private_address(settings)
+
+
+def test_more_min_clients_than_configured_is_refused_before_any_job_is_created(split, tmp_path):
+    test, clients = split
+    description = rehearsal(tmp_path, test, clients, port=free_port())
+    process = federate(description, tmp_path / "out", "--min-clients", 4)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 2 and "--min-clients 4 exceeds the 3 clients configured" in err
+    assert "training job" not in out and not (tmp_path / "jobs").exists() and not (tmp_path / "out").exists()

@@ -98,6 +98,17 @@ def test_a_staged_dataset_is_replaced_only_when_asked(local_aws, tmp_path, synth
     assert not (download("data-insurer-a", "data_prep/train.csv", tmp_path).X == before).all()
 
 
+def test_a_failed_upload_leaves_no_half_staged_dataset(local_aws, tmp_path, synthetic):
+    recorder, endpoint = local_aws
+    recorder.rules.append(lambda c: (403, {}) if c.method == "PUT" and c.path.endswith("/data_prep/validation.csv") else None)
+    write_csv(tmp_path / "claims.csv", synthetic)
+    done = stage(endpoint, "--client", "insurer-a", "--data", tmp_path / "claims.csv")
+    assert done.returncode == 1
+    assert "uploading to s3://data-insurer-a/data_prep/ failed" in done.stderr and "nothing of this attempt is left staged" in done.stderr
+    assert [c.method for c in recorder.calls if c.path.endswith("/data_prep/train.csv")] == ["PUT", "DELETE"]
+    assert keys("data-insurer-a") == []
+
+
 def test_whose_data_it_is_must_be_said():
     done = subprocess.run([sys.executable, "-m", "fl_runtime", "stage-data", "--data", "x.csv"], capture_output=True, text=True, cwd=PROJECT)
     assert done.returncode == 2 and "--client" in done.stderr
