@@ -94,8 +94,11 @@ def training_execution_role(
 
 def kickoff_role(
     scope: Construct, config: FederationConfig, client: ClientAccount, *, execution_role: iam.IRole,
-    subnets: ec2.SelectedSubnets, training_security_group: ec2.ISecurityGroup,
+    subnets: ec2.SelectedSubnets, training_security_group: ec2.ISecurityGroup, key: kms.IKey,
 ) -> iam.Role:
+    """The role the server notebook assumes: it may start only the federation's jobs as configured
+    (private subnets, training security group, instance type, runtime bound, this account's data key
+    for volumes and output), watch and stop them, and read this client's settings and public keys."""
     stack = Stack.of(scope)
     role = iam.Role(
         scope, "KickoffRole", role_name=KICKOFF_ROLE_NAME,
@@ -116,8 +119,14 @@ def kickoff_role(
                 "ForAllValues:StringEquals": {
                     "sagemaker:VpcSubnets": [s.subnet_id for s in subnets.subnets],
                     "sagemaker:VpcSecurityGroupIds": [training_security_group.security_group_id],
+                    "sagemaker:InstanceTypes": [config.training_instance_type],
                 },
-                "Null": {"sagemaker:VpcSubnets": "false", "sagemaker:VpcSecurityGroupIds": "false"},
+                "NumericLessThanEquals": {"sagemaker:MaxRuntimeInSeconds": config.max_training_seconds},
+                "ArnEquals": {"sagemaker:VolumeKmsKey": key.key_arn, "sagemaker:OutputKmsKey": key.key_arn},
+                "Null": {
+                    name: "false" for name in ("sagemaker:VpcSubnets", "sagemaker:VpcSecurityGroupIds", "sagemaker:InstanceTypes",
+                                               "sagemaker:VolumeKmsKey", "sagemaker:OutputKmsKey")
+                },
             },
         ),
         iam.PolicyStatement(sid="WatchAndStopJobs", actions=["sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob", "sagemaker:UpdateTrainingJob"], resources=[jobs]),

@@ -45,7 +45,7 @@ class ClientStack(FederationStack):
         execution_role = training_execution_role(self, config, client, code=code, data=data, artifacts=artifacts, key=key)
         self.kickoff_role = kickoff_role(
             self, config, client, execution_role=execution_role, subnets=network.subnets,
-            training_security_group=self.training_security_group,
+            training_security_group=self.training_security_group, key=key,
         )
         self.peering = PeeringAccepter(self, "Peering", config, client, network.vpc, network.subnets)
 

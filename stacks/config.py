@@ -34,6 +34,9 @@ def partition(region: str) -> str:
     return "aws-cn" if region.startswith("cn-") else "aws-us-gov" if region.startswith("us-gov-") else "aws"
 
 
+SUBNET_PREFIX = 24  # one private subnet of this size per availability zone
+
+
 class ConfigError(ValueError):
     """A federation setting is missing or invalid; the message names the field."""
 
@@ -130,6 +133,12 @@ def _cidr(raw: Mapping, field: str, prefix: str = "") -> ipaddress.IPv4Network:
     return network
 
 
+def _fits_subnets(network: ipaddress.IPv4Network, field: str, zones: int) -> None:
+    """Each zone gets a /24 private subnet (stacks/network.py): the VPC must hold one per zone."""
+    if 2 ** (SUBNET_PREFIX - network.prefixlen) < zones:
+        raise ConfigError(f"{field}: {network} cannot hold a /{SUBNET_PREFIX} subnet in each of the {zones} availability zones; use a larger block")
+
+
 def _client(raw: Mapping, index: int, region: str) -> tuple[ClientAccount, ipaddress.IPv4Network]:
     prefix = f"clients[{index}]."
     if not isinstance(raw, Mapping):
@@ -169,15 +178,18 @@ def parse(raw: Mapping) -> FederationConfig:
     server_account = _string(raw, "server_account", ACCOUNT, "a 12-digit AWS account id")
     region = _string(raw, "region", REGION, "an AWS region such as us-east-1")
     zones = _require(raw, "availability_zones")
-    if not isinstance(zones, list) or len(zones) < 2 or any(not str(z).startswith(region) for z in zones):
-        raise ConfigError(f"availability_zones: {zones!r} must list at least two zones of {region}, e.g. {region}a")
+    if (not isinstance(zones, list) or len(zones) < 2 or len(set(map(str, zones))) != len(zones)
+            or any(not re.fullmatch(rf"{region}[a-z]", str(z)) for z in zones)):
+        raise ConfigError(f"availability_zones: {zones!r} must list at least two different zones of {region}, e.g. {region}a")
     server_cidr = _cidr(raw, "server_vpc_cidr")
+    _fits_subnets(server_cidr, "server_vpc_cidr", len(zones))
     raw_clients = _require(raw, "clients")
     if not isinstance(raw_clients, list) or not raw_clients:
         raise ConfigError("clients: expected a non-empty list of {name, account, vpc_cidr, external_id}")
     clients, networks = [], {"server_vpc_cidr": server_cidr}
     for index, item in enumerate(raw_clients):
         client, network = _client(item, index, region)
+        _fits_subnets(network, f"clients[{index}].vpc_cidr", len(zones))
         for other_field, other in networks.items():
             if network.overlaps(other):
                 raise ConfigError(f"clients[{index}].vpc_cidr: {network} overlaps {other_field} {other}")

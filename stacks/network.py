@@ -20,6 +20,7 @@ from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from stacks.compliance import AWS_SOLUTIONS, HIPAA, acknowledge
+from stacks.config import SUBNET_PREFIX
 from stacks.roles import CustomResourceRuntime
 
 INTERFACE_ENDPOINTS = {
@@ -52,7 +53,7 @@ class PrivateNetwork(Construct):
             ip_addresses=ec2.IpAddresses.cidr(settings.cidr),
             availability_zones=list(settings.availability_zones),
             nat_gateways=0,
-            subnet_configuration=[ec2.SubnetConfiguration(name="private", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, cidr_mask=24)],
+            subnet_configuration=[ec2.SubnetConfiguration(name="private", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, cidr_mask=SUBNET_PREFIX)],
             restrict_default_security_group=True,
         )
         acknowledge(

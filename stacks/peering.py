@@ -17,6 +17,8 @@ Server side (``Peering``, in the server account, one per client):
 
 from __future__ import annotations
 
+import hashlib
+
 from aws_cdk import Duration, Fn, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
@@ -99,6 +101,14 @@ def allow_peering_operations(operator: CustomResourceRuntime, config: Federation
     )
 
 
+# a rollback after a failed createRoute, or a route removed by hand, must not block the delete
+ROUTE_GONE = r"InvalidRoute\.NotFound"
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:8]
+
+
 class Peering(Construct):
     """Server side of one client's peering: connection, routes on both sides (see the module docstring)."""
 
@@ -117,7 +127,8 @@ class Peering(Construct):
                 service="SSM", action="getParameter",
                 parameters={"Name": config.client_parameter(client, PEERING_IDS)},
                 assumed_role_arn=routes_role,
-                physical_resource_id=cr.PhysicalResourceId.of(f"fl-peering-ids-{client.name}"),
+                # changes with what the client VPC is made from: a replaced client VPC is read again
+                physical_resource_id=cr.PhysicalResourceId.of(f"fl-peering-ids-{client.name}-{_digest(client.vpc_cidr, *config.availability_zones)}"),
                 output_paths=["Parameter.Value"],
             ),
             role=operator_role, log_group=operator.log_group, install_latest_aws_sdk=False, timeout=Duration.minutes(2),
@@ -138,17 +149,18 @@ class Peering(Construct):
         for index in range(zones):
             route = {"RouteTableId": Fn.select(index + 1, ids), "DestinationCidrBlock": config.server_vpc_cidr}
 
-            def call(action: str, parameters: dict) -> cr.AwsSdkCall:
+            def call(action: str, parameters: dict, ignore: str | None = None) -> cr.AwsSdkCall:
                 return cr.AwsSdkCall(
                     service="EC2", action=action, parameters=parameters, assumed_role_arn=routes_role,
                     # fixed: an update must not look like a new resource, or CloudFormation deletes the route it just made
                     physical_resource_id=cr.PhysicalResourceId.of(f"fl-route-{client.name}-{index}"),
+                    ignore_error_codes_matching=ignore,
                 )
 
             with_peering = {**route, "VpcPeeringConnectionId": self.connection.ref}
             client_route = cr.AwsCustomResource(
                 self, f"ClientRoute{index}",
-                on_create=call("createRoute", with_peering), on_update=call("replaceRoute", with_peering), on_delete=call("deleteRoute", route),
+                on_create=call("createRoute", with_peering), on_update=call("replaceRoute", with_peering), on_delete=call("deleteRoute", route, ignore=ROUTE_GONE),
                 role=operator_role, log_group=operator.log_group, install_latest_aws_sdk=False, timeout=Duration.minutes(2),
             )
             client_route.node.add_dependency(operator_policy)

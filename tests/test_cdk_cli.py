@@ -72,7 +72,7 @@ def test_cfn_lint_reports_no_errors_on_the_synthesized_templates(synthesized):
     "override, message",
     [
         ("federation:server_account=12345", "server_account: '12345' is not a 12-digit AWS account id"),
-        (f"federation:clients={json.dumps([dict(THREE_CLIENTS[0], vpc_cidr='10.0.1.0/24')])}", "clients[0].vpc_cidr: 10.0.1.0/24 overlaps server_vpc_cidr 10.0.0.0/16"),
+        (f"federation:clients={json.dumps([dict(THREE_CLIENTS[0], vpc_cidr='10.0.4.0/22')])}", "clients[0].vpc_cidr: 10.0.4.0/22 overlaps server_vpc_cidr 10.0.0.0/16"),
         (f"federation:clients={json.dumps([THREE_CLIENTS[0], dict(THREE_CLIENTS[1], name='insurer-a')])}", "clients[1].name: 'insurer-a' is used by another client"),
     ],
 )

@@ -52,6 +52,10 @@ _DELETE = object()
         (["server_account"], _DELETE, "server_account: missing"),
         (["region"], "mars-1", "region: 'mars-1' is not an AWS region"),
         (["availability_zones"], ["eu-west-1a", "eu-west-1b"], "availability_zones: "),
+        (["availability_zones"], ["us-east-1a", "us-east-1a"], "availability_zones: ['us-east-1a', 'us-east-1a'] must list at least two different zones"),
+        (["availability_zones"], ["us-east-1a", "us-east-12b"], "availability_zones: "),
+        (["server_vpc_cidr"], "10.0.0.0/24", "server_vpc_cidr: 10.0.0.0/24 cannot hold a /24 subnet in each of the 2 availability zones"),
+        (["clients", 0, "vpc_cidr"], "10.1.0.0/24", "clients[0].vpc_cidr: 10.1.0.0/24 cannot hold a /24 subnet in each of the 2 availability zones"),
         (["server_vpc_cidr"], "10.0.0.0/33", "server_vpc_cidr: '10.0.0.0/33' is not an IPv4 CIDR block"),
         (["server_vpc_cidr"], "8.8.0.0/16", "server_vpc_cidr: 8.8.0.0/16 must be a private range"),
         (["clients", 0, "vpc_cidr"], "10.0.128.0/20", "clients[0].vpc_cidr: 10.0.128.0/20 overlaps server_vpc_cidr 10.0.0.0/16"),
@@ -78,8 +82,8 @@ def test_invalid_settings_are_refused_naming_the_field(raw, path, value, message
 
 def test_two_clients_with_overlapping_cidrs_or_the_same_name_are_refused(raw):
     raw["clients"] = copy.deepcopy(THREE_CLIENTS)
-    raw["clients"][2]["vpc_cidr"] = "10.2.4.0/24"
-    with pytest.raises(ConfigError, match=r"clients\[2\].vpc_cidr: 10.2.4.0/24 overlaps clients\[1\].vpc_cidr 10.2.0.0/16"):
+    raw["clients"][2]["vpc_cidr"] = "10.2.4.0/22"
+    with pytest.raises(ConfigError, match=r"clients\[2\].vpc_cidr: 10.2.4.0/22 overlaps clients\[1\].vpc_cidr 10.2.0.0/16"):
         parse(raw)
     raw["clients"] = copy.deepcopy(THREE_CLIENTS)
     raw["clients"][1]["name"] = "insurer-a"

@@ -140,6 +140,7 @@ def test_routes_exist_on_both_sides_of_every_peering(three):
         assert '\\"action\\":\\"createRoute\\"' in create and '\\"action\\":\\"replaceRoute\\"' in update and '\\"action\\":\\"deleteRoute\\"' in delete
         assert '10.0.0.0/16' in create and "FL-peering-routes" in create
         assert '\\"physicalResourceId\\":{\\"id\\":\\"fl-route-' in create  # fixed: an update never deletes the route
+        assert 'ignoreErrorCodesMatching' in delete and 'InvalidRoute' in delete and 'InvalidRoute' not in create  # a route already gone does not block a delete
 
 
 def test_the_client_accepter_role_only_accepts_peerings_into_its_vpc_from_the_server_account(client):
@@ -188,8 +189,15 @@ def test_kickoff_policy_has_the_reference_permissions_scoped(client):
     jobs = f"arn:aws:sagemaker:us-east-1:{CLIENT_ACCOUNT}:training-job/fl-client*"
     assert policy["StartJobsInThePrivateSubnetsOnly"]["Action"] == "sagemaker:CreateTrainingJob"
     assert policy["StartJobsInThePrivateSubnetsOnly"]["Resource"] == jobs
-    conditions = policy["StartJobsInThePrivateSubnetsOnly"]["Condition"]["ForAllValues:StringEquals"]
+    condition = policy["StartJobsInThePrivateSubnetsOnly"]["Condition"]
+    conditions = condition["ForAllValues:StringEquals"]
     assert len(conditions["sagemaker:VpcSubnets"]) == 2 and len(conditions["sagemaker:VpcSecurityGroupIds"]) == 1
+    assert conditions["sagemaker:InstanceTypes"] == ["ml.m5.large"]
+    assert condition["NumericLessThanEquals"] == {"sagemaker:MaxRuntimeInSeconds": 7200}
+    data_key = {"Fn::GetAtt": [next(iter(resources(client, "AWS::KMS::Key"))), "Arn"]}
+    assert condition["ArnEquals"] == {"sagemaker:VolumeKmsKey": data_key, "sagemaker:OutputKmsKey": data_key}
+    assert set(condition["Null"]) == {"sagemaker:VpcSubnets", "sagemaker:VpcSecurityGroupIds", "sagemaker:InstanceTypes",
+                                      "sagemaker:VolumeKmsKey", "sagemaker:OutputKmsKey"}
     assert sorted(policy["WatchAndStopJobs"]["Action"]) == ["sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob", "sagemaker:UpdateTrainingJob"]
     assert policy["WatchAndStopJobs"]["Resource"] == jobs
     assert sorted(policy["InspectNetwork"]["Action"]) == ["ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets", "ec2:DescribeVpcs"]
