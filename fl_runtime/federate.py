@@ -51,7 +51,7 @@ from fl_runtime.kickoff import JobPlan, job_name, training_job_request
 from fl_runtime.pki import create_tls
 from fl_runtime.progress import EventReader, JobRow, ProgressView
 from fl_runtime.report import OUTPUT_FILES
-from fl_runtime.server_app import EVENTS_FILE
+from fl_runtime.server_app import EVENTS_FILE, NODE_NAMES_FILE, write_node_names
 from fl_runtime.errors import FederationError
 from fl_runtime.strategy import REPLY_POLL_SECONDS
 from fl_runtime.task import TrainConfig
@@ -184,6 +184,7 @@ class Federation:
                     path.parent.mkdir(parents=True, exist_ok=True)
                     path.write_bytes(key)
                     handle.node_id = self.link.register(path)
+                    write_node_names(self.workspace / NODE_NAMES_FILE, {h.node_id: h.name for h in self.clients if h.node_id is not None})
                     self.console.print(f"client {handle.name}: SuperNode key registered (node {handle.node_id})", highlight=False)
 
     def poll_jobs(self, view: ProgressView | None) -> None:
@@ -245,7 +246,7 @@ def federate(server, options: FederateOptions, console: Console) -> Path:
             federation.start_server()
             federation.start_jobs()
             min_clients = options.min_clients or len(federation.clients)
-            run_config = _run_config(options, min_clients, len(federation.clients), test_path, staging)
+            run_config = _run_config(options, min_clients, len(federation.clients), test_path, staging, workspace / NODE_NAMES_FILE)
             run_id = federation.link.submit(stage_app(workspace / "app"), run_config)
             console.print(f"Run {run_id} submitted; waiting for the clients' jobs to join", highlight=False)
             _follow_run(federation, run_id, staging, min_clients)
@@ -279,7 +280,7 @@ def federate(server, options: FederateOptions, console: Console) -> Path:
         shutil.rmtree(workspace, ignore_errors=True)
 
 
-def _run_config(options: FederateOptions, min_clients: int, expected_clients: int, test_path: Path, staging: Path) -> dict:
+def _run_config(options: FederateOptions, min_clients: int, expected_clients: int, test_path: Path, staging: Path, node_names: Path) -> dict:
     return {
         "num-server-rounds": options.rounds,
         "local-iterations": options.train.local_iterations,
@@ -295,6 +296,7 @@ def _run_config(options: FederateOptions, min_clients: int, expected_clients: in
         "out-dir": str(staging),
         "data-description": "client data staged in each client account (never left it)",
         "reply-poll-seconds": REPLY_POLL_SECONDS,
+        "node-names": str(node_names),
     }
 
 

@@ -41,7 +41,7 @@ from fl_runtime.partition import PartitionSpec, partition
 from fl_runtime.pki import create_node_key, create_tls
 from fl_runtime.progress import EventReader, ProgressView
 from fl_runtime.report import OUTPUT_FILES
-from fl_runtime.server_app import EVENTS_FILE
+from fl_runtime.server_app import EVENTS_FILE, NODE_NAMES_FILE, write_node_names
 from fl_runtime.strategy import REPLY_POLL_SECONDS
 from fl_runtime.synthetic import SYNTHETIC_SOURCE, generate
 from fl_runtime.task import TrainConfig
@@ -153,10 +153,11 @@ def _federate(options, console, supervisor, workspace, staging, test_path, clien
     tls = create_tls(workspace / "tls", ["127.0.0.1"])
     superlink = SuperLink(supervisor, workspace, tls, host="127.0.0.1", port=free_port(), dial_address="127.0.0.1")
     superlink.start(fast_task_poll=options.fast_polling)
+    node_names = {}
     for index, path in enumerate(client_paths, start=1):
         name = f"client_{index}" if not options.client_data else path.stem
         key = create_node_key(workspace / "keys", name)
-        superlink.register(key.public_key)
+        node_names[superlink.register(key.public_key)] = name
         supervisor.start(
             f"supernode-{name}",
             supernode_command(superlink.address, tls.ca_certificate, key, {"data-path": str(path), "name": name}, free_port(), max_wait_time=60),
@@ -178,7 +179,9 @@ def _federate(options, console, supervisor, workspace, staging, test_path, clien
         "out-dir": str(staging),
         "data-description": description,
         "reply-poll-seconds": REPLY_POLL_SECONDS if options.fast_polling else STOCK_REPLY_POLL_SECONDS,
+        "node-names": str(workspace / NODE_NAMES_FILE),
     }
+    write_node_names(workspace / NODE_NAMES_FILE, node_names)
     run_id = superlink.submit(stage_app(workspace / "app"), run_config)
     console.print(f"Run {run_id} submitted to the SuperLink at {superlink.address} (TLS, SuperNode authentication)", highlight=False)
     deadline = time.monotonic() + options.node_wait_timeout + (options.rounds + 2) * options.round_timeout

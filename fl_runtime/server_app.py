@@ -51,6 +51,27 @@ def _absolute_path(config, key: str) -> Path:
     return Path(value)
 
 
+NODE_NAMES_FILE = "node-names.json"
+
+
+def write_node_names(path: Path, names: dict[int, str]) -> None:
+    """Which client each registered SuperNode is, as the launcher knows it: so a node that never
+    answers (and so never says its name) is still reported by its client's name."""
+    from fl_runtime.files import write_text_atomic
+
+    write_text_atomic(path, json.dumps({str(node): name for node, name in names.items()}, indent=2))
+
+
+def read_node_names(path: Path | None) -> dict[int, str]:
+    if path is None or not path.exists():
+        return {}
+    return {int(node): str(name) for node, name in json.loads(path.read_text()).items()}
+
+
+def node_label(node: int, known: dict[int, str]) -> str:
+    return known.get(node, f"node {node}")
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     """The run config, validated once."""
@@ -67,6 +88,7 @@ class ServerSettings:
     out_dir: Path
     data_description: str
     reply_poll_seconds: float
+    node_names: Path | None = None  # see write_node_names
 
     @classmethod
     def from_run_config(cls, config) -> ServerSettings:
@@ -83,6 +105,7 @@ class ServerSettings:
             out_dir=_absolute_path(config, "out-dir"),
             data_description=str(config.get("data-description", "")),
             reply_poll_seconds=_positive_number(config, "reply-poll-seconds"),
+            node_names=_absolute_path(config, "node-names") if config.get("node-names") else None,
         )
 
     def summary(self) -> dict:
@@ -121,7 +144,9 @@ class Federation:
     dropouts: dict[int, str]  # node -> why it left in the moments round
 
 
-def collect_moments(grid: PollingGrid, nodes: list[int], test: LabelledData, timeout: float, min_clients: int) -> Federation:
+def collect_moments(
+    grid: PollingGrid, nodes: list[int], test: LabelledData, timeout: float, min_clients: int, known: dict[int, str] | None = None
+) -> Federation:
     """The moments round: who takes part, and the global statistics of their training parts.
 
     A node that fails or does not answer within ``timeout`` is left out, as in the training rounds,
@@ -147,7 +172,7 @@ def collect_moments(grid: PollingGrid, nodes: list[int], test: LabelledData, tim
         moments.append(client_moments)
         rows[name], positives[name] = client_moments.n_rows, client_moments.n_positive
     if len(names) < min_clients:
-        reasons = "; ".join(f"node {node}: {reason}" for node, reason in sorted(dropouts.items()))
+        reasons = "; ".join(f"{node_label(node, known or {})}: {reason}" for node, reason in sorted(dropouts.items()))
         raise FederationError(f"only {len(names)} clients answered the moments query, fewer than min-clients {min_clients} ({reasons})")
     return Federation(names, GlobalStats.from_moments(moments), rows, positives, dropouts)
 
@@ -158,11 +183,12 @@ def run(grid: Grid, settings: ServerSettings, events: EventLog) -> None:
     test = read_csv(settings.test_data)
     grid = PollingGrid(grid, settings.reply_poll_seconds)
     nodes = wait_for_clients(grid, settings.min_clients, settings.node_wait_timeout, expected=settings.expected_clients)
-    federation = collect_moments(grid, nodes, test, settings.round_timeout, settings.min_clients)
+    federation = collect_moments(grid, nodes, test, settings.round_timeout, settings.min_clients, read_node_names(settings.node_names))
     events.emit({"event": "federation", "clients": list(federation.names.values()), "rows": federation.rows, "positives": federation.positives})
     history = History(test, federation.stats, federation.names, events.emit)
+    known = read_node_names(settings.node_names)
     for node, reason in federation.dropouts.items():
-        history.drop(f"node {node}", 0, "moments", reason)
+        history.drop(node_label(node, known), 0, "moments", reason)
     stats_config = records.stats_config(federation.stats)
 
     def round_config(server_round: int) -> dict:

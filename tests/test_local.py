@@ -169,7 +169,7 @@ def test_a_failing_run_exits_non_zero_with_the_reason_and_leaves_no_output(split
         capture_output=True, text=True, cwd=PROJECT, timeout=300, env=in_temp(tmp_path),
     )
     assert done.returncode == 1
-    assert "fewer than min-clients 3" in done.stderr and "no answer to the moments query within 0.3 s" in done.stderr
+    assert "fewer than min-clients 3" in done.stderr and "insurer_a: no answer to the moments query within 0.3 s" in done.stderr
     assert not out.exists() and not (tmp_path / ".out.partial").exists()
     assert flower_processes_under(workspaces(tmp_path)) == []
 

@@ -59,3 +59,14 @@ def test_fewer_answers_than_the_minimum_stop_the_run_with_every_reason(synthetic
     grid = MomentsGrid({1: synthetic.subset(range(400)), 2: "MemoryError", 3: None})
     with pytest.raises(FederationError, match=r"only 1 clients answered the moments query, fewer than min-clients 2 \(node 2: failed .*MemoryError; node 3: no answer"):
         collect_moments(grid, [1, 2, 3], synthetic, timeout=1.0, min_clients=2)
+
+
+def test_a_node_that_never_answered_is_named_by_the_client_the_launcher_registered_it_for(synthetic, tmp_path):
+    from fl_runtime.server_app import read_node_names, write_node_names
+
+    write_node_names(tmp_path / "node-names.json", {2: "insurer-b", 3: "hospital-c"})
+    known = read_node_names(tmp_path / "node-names.json")
+    assert known == {2: "insurer-b", 3: "hospital-c"} and read_node_names(tmp_path / "absent.json") == {}
+    grid = MomentsGrid({1: synthetic.subset(range(400)), 2: "MemoryError", 3: None})
+    with pytest.raises(FederationError, match=r"\(insurer-b: failed .*MemoryError; hospital-c: no answer"):
+        collect_moments(grid, [1, 2, 3], synthetic, timeout=1.0, min_clients=2, known=known)
