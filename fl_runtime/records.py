@@ -47,13 +47,16 @@ def read_weights(record: ArrayRecord) -> tuple[Weights, np.ndarray | None]:
     return Weights(record["coef"].numpy(), record["intercept"].numpy()), curvature
 
 
+POOLED_EXAMPLES = "pooled-examples"  # of the clients still taking part: their share of the pooled objective
+
+
 def stats_config(stats: GlobalStats) -> dict:
     return {
         "feature-mean": [float(v) for v in stats.mean],
         "feature-scale": [float(v) for v in stats.scale],
         "negatives-per-positive": float(stats.negatives_per_positive),
         "prior-logit": float(stats.prior_logit),
-        "pooled-examples": int(stats.pooled_examples),
+        POOLED_EXAMPLES: int(stats.pooled_examples),
     }
 
 
@@ -63,7 +66,7 @@ def read_stats(config: ConfigRecord) -> GlobalStats:
         np.asarray(config["feature-scale"], dtype=np.float64),
         float(config["negatives-per-positive"]),
         float(config["prior-logit"]),
-        int(config["pooled-examples"]),
+        int(config[POOLED_EXAMPLES]),
     )
 
 

@@ -27,7 +27,7 @@ from fl_runtime import records
 from fl_runtime.data import LabelledData, column_difference, read_csv
 from fl_runtime.history import History
 from fl_runtime.model import Weights, build_pipeline
-from fl_runtime.stats import GlobalStats
+from fl_runtime.stats import GlobalStats, resampled_size
 from fl_runtime.errors import FederationError
 from fl_runtime.strategy import FraudFedAvg, PollingGrid, wait_for_clients
 from fl_runtime.task import TrainConfig
@@ -143,6 +143,11 @@ class Federation:
     positives: dict[str, int]
     dropouts: dict[int, str]  # node -> why it left in the moments round
 
+    def pooled_examples(self, names) -> int:
+        """Training examples after oversampling of these clients: the N of their pooled objective."""
+        ratio = self.stats.negatives_per_positive
+        return sum(resampled_size(self.rows[name], self.positives[name], ratio) for name in names)
+
 
 def collect_moments(
     grid: PollingGrid, nodes: list[int], test: LabelledData, timeout: float, min_clients: int, known: dict[int, str] | None = None
@@ -183,10 +188,10 @@ def run(grid: Grid, settings: ServerSettings, events: EventLog) -> None:
     test = read_csv(settings.test_data)
     grid = PollingGrid(grid, settings.reply_poll_seconds)
     nodes = wait_for_clients(grid, settings.min_clients, settings.node_wait_timeout, expected=settings.expected_clients)
-    federation = collect_moments(grid, nodes, test, settings.round_timeout, settings.min_clients, read_node_names(settings.node_names))
+    known = read_node_names(settings.node_names)
+    federation = collect_moments(grid, nodes, test, settings.round_timeout, settings.min_clients, known)
     events.emit({"event": "federation", "clients": list(federation.names.values()), "rows": federation.rows, "positives": federation.positives})
     history = History(test, federation.stats, federation.names, events.emit)
-    known = read_node_names(settings.node_names)
     for node, reason in federation.dropouts.items():
         history.drop(node_label(node, known), 0, "moments", reason)
     stats_config = records.stats_config(federation.stats)
@@ -194,7 +199,9 @@ def run(grid: Grid, settings: ServerSettings, events: EventLog) -> None:
     def round_config(server_round: int) -> dict:
         history.start_round(server_round)
         use_shared = settings.share_curvature and settings.train.penalty == "l2" and server_round > 1
-        return {**stats_config, **records.train_config(settings.train), records.USE_SHARED_CURVATURE: use_shared}
+        # the members left: after a dropout, FedAvg weighs the others only, so the ridge must too
+        pooled = federation.pooled_examples(strategy.members.values())
+        return {**stats_config, **records.train_config(settings.train), records.USE_SHARED_CURVATURE: use_shared, records.POOLED_EXAMPLES: pooled}
 
     strategy = FraudFedAvg(
         members=dict(federation.names),

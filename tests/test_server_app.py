@@ -70,3 +70,16 @@ def test_a_node_that_never_answered_is_named_by_the_client_the_launcher_register
     grid = MomentsGrid({1: synthetic.subset(range(400)), 2: "MemoryError", 3: None})
     with pytest.raises(FederationError, match=r"\(insurer-b: failed .*MemoryError; hospital-c: no answer"):
         collect_moments(grid, [1, 2, 3], synthetic, timeout=1.0, min_clients=2, known=known)
+
+
+def test_the_pooled_example_count_follows_the_members_left_so_the_ridge_matches_their_pooled_objective(synthetic):
+    from fl_runtime.stats import FeatureMoments, GlobalStats, resampled_size
+
+    parts = {1: synthetic.subset(range(400)), 2: synthetic.subset(range(400, 1000)), 3: synthetic.subset(range(1000, 1300))}
+    federation = collect_moments(MomentsGrid(parts), [1, 2, 3], synthetic, timeout=1.0, min_clients=2)
+    everyone = federation.pooled_examples(federation.names.values())
+    assert everyone == federation.stats.pooled_examples
+    left = federation.pooled_examples(["client-1", "client-3"])
+    ratio = federation.stats.negatives_per_positive
+    assert left == sum(resampled_size(p.n_rows, p.n_positive, ratio) for p in (parts[1], parts[3])) < everyone
+    assert GlobalStats.from_moments([FeatureMoments.of(parts[n]) for n in (1, 2, 3)]).pooled_examples == everyone
