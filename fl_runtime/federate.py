@@ -51,7 +51,7 @@ from fl_runtime.kickoff import JobPlan, job_name, training_job_request
 from fl_runtime.pki import create_tls
 from fl_runtime.progress import EventReader, JobRow, ProgressView
 from fl_runtime.report import OUTPUT_FILES
-from fl_runtime.server_app import EVENTS_FILE, NODE_NAMES_FILE, write_node_names
+from fl_runtime.server_app import EVENTS_FILE, NODE_NAMES_FILE, ServerSettings, write_node_names
 from fl_runtime.errors import FederationError
 from fl_runtime.strategy import REPLY_POLL_SECONDS
 from fl_runtime.task import TrainConfig
@@ -281,23 +281,13 @@ def federate(server, options: FederateOptions, console: Console) -> Path:
 
 
 def _run_config(options: FederateOptions, min_clients: int, expected_clients: int, test_path: Path, staging: Path, node_names: Path) -> dict:
-    return {
-        "num-server-rounds": options.rounds,
-        "local-iterations": options.train.local_iterations,
-        "C": float(options.train.C),
-        "penalty": options.train.penalty,
-        "share-curvature": options.share_curvature,
-        "min-clients": min_clients,
-        "expected-clients": expected_clients,
-        "node-wait-timeout": float(options.connect_timeout),
-        "round-timeout": float(options.round_timeout),
-        "seed": options.seed,
-        "test-data": str(test_path),
-        "out-dir": str(staging),
-        "data-description": "client data staged in each client account (never left it)",
-        "reply-poll-seconds": REPLY_POLL_SECONDS,
-        "node-names": str(node_names),
-    }
+    return ServerSettings(
+        rounds=options.rounds, train=options.train, share_curvature=options.share_curvature, min_clients=min_clients,
+        expected_clients=expected_clients, node_wait_timeout=options.connect_timeout, round_timeout=options.round_timeout,
+        seed=options.seed, test_data=test_path, out_dir=staging,
+        data_description="client data staged in each client account (never left it)", reply_poll_seconds=REPLY_POLL_SECONDS,
+        node_names=node_names,
+    ).to_run_config()
 
 
 def _follow_run(federation: Federation, run_id: str, staging: Path, min_clients: int) -> None:

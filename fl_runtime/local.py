@@ -41,7 +41,7 @@ from fl_runtime.partition import PartitionSpec, partition
 from fl_runtime.pki import create_node_key, create_tls
 from fl_runtime.progress import EventReader, ProgressView
 from fl_runtime.report import OUTPUT_FILES
-from fl_runtime.server_app import EVENTS_FILE, NODE_NAMES_FILE, write_node_names
+from fl_runtime.server_app import EVENTS_FILE, NODE_NAMES_FILE, ServerSettings, write_node_names
 from fl_runtime.strategy import REPLY_POLL_SECONDS
 from fl_runtime.synthetic import SYNTHETIC_SOURCE, generate
 from fl_runtime.task import TrainConfig
@@ -164,23 +164,13 @@ def _federate(options, console, supervisor, workspace, staging, test_path, clien
             flower_env(workspace / f"home-{name}", {**(FAST_TASK_POLL if options.fast_polling else {}), **ONE_THREAD}),
             workspace / f"supernode-{name}",
         )
-    run_config = {
-        "num-server-rounds": options.rounds,
-        "local-iterations": options.train.local_iterations,
-        "C": float(options.train.C),
-        "penalty": options.train.penalty,
-        "share-curvature": options.share_curvature,
-        "min-clients": min_clients,
-        "expected-clients": len(client_paths),
-        "node-wait-timeout": float(options.node_wait_timeout),
-        "round-timeout": float(options.round_timeout),
-        "seed": options.seed,
-        "test-data": str(test_path),
-        "out-dir": str(staging),
-        "data-description": description,
-        "reply-poll-seconds": REPLY_POLL_SECONDS if options.fast_polling else STOCK_REPLY_POLL_SECONDS,
-        "node-names": str(workspace / NODE_NAMES_FILE),
-    }
+    run_config = ServerSettings(
+        rounds=options.rounds, train=options.train, share_curvature=options.share_curvature, min_clients=min_clients,
+        expected_clients=len(client_paths), node_wait_timeout=options.node_wait_timeout, round_timeout=options.round_timeout,
+        seed=options.seed, test_data=test_path, out_dir=staging, data_description=description,
+        reply_poll_seconds=REPLY_POLL_SECONDS if options.fast_polling else STOCK_REPLY_POLL_SECONDS,
+        node_names=workspace / NODE_NAMES_FILE,
+    ).to_run_config()
     write_node_names(workspace / NODE_NAMES_FILE, node_names)
     run_id = superlink.submit(stage_app(workspace / "app"), run_config)
     console.print(f"Run {run_id} submitted to the SuperLink at {superlink.address} (TLS, SuperNode authentication)", highlight=False)

@@ -108,6 +108,26 @@ class ServerSettings:
             node_names=_absolute_path(config, "node-names") if config.get("node-names") else None,
         )
 
+    def to_run_config(self) -> dict:
+        """What a launcher passes to ``flwr run --run-config``: the inverse of ``from_run_config``."""
+        return {
+            "num-server-rounds": self.rounds,
+            "local-iterations": self.train.local_iterations,
+            "C": float(self.train.C),
+            "penalty": self.train.penalty,
+            "share-curvature": self.share_curvature,
+            "min-clients": self.min_clients,
+            "expected-clients": self.expected_clients,
+            "node-wait-timeout": float(self.node_wait_timeout),
+            "round-timeout": float(self.round_timeout),
+            "seed": self.seed,
+            "test-data": str(self.test_data),
+            "out-dir": str(self.out_dir),
+            "data-description": self.data_description,
+            "reply-poll-seconds": float(self.reply_poll_seconds),
+            "node-names": str(self.node_names or ""),
+        }
+
     def summary(self) -> dict:
         return {
             "num-server-rounds": self.rounds,

@@ -83,3 +83,20 @@ def test_the_pooled_example_count_follows_the_members_left_so_the_ridge_matches_
     ratio = federation.stats.negatives_per_positive
     assert left == sum(resampled_size(p.n_rows, p.n_positive, ratio) for p in (parts[1], parts[3])) < everyone
     assert GlobalStats.from_moments([FeatureMoments.of(parts[n]) for n in (1, 2, 3)]).pooled_examples == everyone
+
+
+def test_the_run_config_a_launcher_sends_reads_back_as_the_same_settings(tmp_path):
+    from pathlib import Path
+
+    from fl_runtime.server_app import ServerSettings
+    from fl_runtime.task import TrainConfig
+
+    settings = ServerSettings(
+        rounds=4, train=TrainConfig(2, 0.5, "l1"), share_curvature=False, min_clients=2, expected_clients=3, node_wait_timeout=60.0,
+        round_timeout=30.0, seed=7, test_data=tmp_path / "test.csv", out_dir=tmp_path / "out", data_description="synthetic",
+        reply_poll_seconds=0.05, node_names=tmp_path / "node-names.json",
+    )
+    assert ServerSettings.from_run_config(settings.to_run_config()) == settings
+    without_names = ServerSettings(**{**settings.__dict__, "node_names": None})
+    assert ServerSettings.from_run_config(without_names.to_run_config()) == without_names
+    assert Path(settings.to_run_config()["test-data"]).is_absolute()
