@@ -47,10 +47,10 @@ def _add_partition(parser: argparse.ArgumentParser, required_clients: bool) -> N
 
 
 def _run_name(value: str) -> str:
-    from fl_runtime.kickoff import RUN_NAME
+    from fl_runtime.kickoff import RUN_NAME, RUN_NAME_MAX
 
     if not RUN_NAME.match(value):
-        raise argparse.ArgumentTypeError(f"{value!r}: up to 20 letters, digits and hyphens, starting with a letter or digit")
+        raise argparse.ArgumentTypeError(f"{value!r}: up to {RUN_NAME_MAX} letters, digits and hyphens, starting with a letter or digit")
     return value
 
 

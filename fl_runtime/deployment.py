@@ -81,28 +81,39 @@ class ProcessStatus(NamedTuple):
     started: str  # when it started (opaque): a pid reused by a new process has another value
 
 
+def _linux_status(pid: int) -> ProcessStatus | None:
+    try:
+        # pid (comm) state ppid ... starttime (22nd): comm may hold spaces, so split after its ")"
+        fields = (PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+        return ProcessStatus(fields[0], int(fields[1]), fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _ps_table(*selection: str) -> dict[int, ProcessStatus]:
+    """``ps`` (macOS and other systems without /proc): one call for all the processes selected."""
+    out = subprocess.run(["ps", *selection, "-o", "pid=,stat=,ppid=,lstart="], capture_output=True, text=True, check=False).stdout
+    table = {}
+    for line in out.splitlines():
+        pid, state, parent, started = line.split(maxsplit=3)
+        table[int(pid)] = ProcessStatus(state[0], int(parent), started.strip())
+    return table
+
+
 def process_status(pid: int) -> ProcessStatus | None:
     """A process's state, parent and start time; None when there is no such process. Linux reads
     /proc; elsewhere (macOS) ``ps`` gives the same."""
     if (PROC / "self").exists():
-        try:
-            # pid (comm) state ppid ... starttime (22nd): comm may hold spaces, so split after its ")"
-            fields = (PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
-            return ProcessStatus(fields[0], int(fields[1]), fields[19])
-        except (OSError, IndexError, ValueError):
-            return None
-    out = subprocess.run(["ps", "-o", "stat=,ppid=,lstart=", "-p", str(pid)], capture_output=True, text=True, check=False).stdout
-    if not out.strip():
-        return None
-    state, parent, started = out.split(maxsplit=2)
-    return ProcessStatus(state[0], int(parent), started.strip())
+        return _linux_status(pid)
+    return _ps_table("-p", str(pid)).get(pid)
 
 
-def _all_pids() -> list[int]:
+def process_table() -> dict[int, ProcessStatus]:
+    """Every process's status, read once."""
     if (PROC / "self").exists():
-        return [int(entry.name) for entry in PROC.iterdir() if entry.name.isdigit()]
-    out = subprocess.run(["ps", "-A", "-o", "pid="], capture_output=True, text=True, check=False).stdout
-    return [int(pid) for pid in out.split()]
+        statuses = {int(entry.name): _linux_status(int(entry.name)) for entry in PROC.iterdir() if entry.name.isdigit()}
+        return {pid: status for pid, status in statuses.items() if status is not None}
+    return _ps_table("-A")
 
 
 def descendants(pid: int) -> dict[int, str]:
@@ -110,10 +121,8 @@ def descendants(pid: int) -> dict[int, str]:
     starts its SuperExec in a session of its own, so killing the SuperLink's process group misses
     the SuperExec and its ServerApp."""
     children: dict[int, list[tuple[int, str]]] = {}
-    for other in _all_pids():
-        status = process_status(other)
-        if status is not None:
-            children.setdefault(status.parent, []).append((other, status.started))
+    for other, status in process_table().items():
+        children.setdefault(status.parent, []).append((other, status.started))
     found, frontier = {}, [pid]
     while frontier:
         for child, started in children.get(frontier.pop(), []):

@@ -51,7 +51,7 @@ from fl_runtime.kickoff import JobPlan, job_name, training_job_request
 from fl_runtime.pki import create_tls
 from fl_runtime.progress import EventReader, JobRow, ProgressView
 from fl_runtime.report import OUTPUT_FILES
-from fl_runtime.server_app import EVENTS_FILE, NODE_NAMES_FILE, ServerSettings, write_node_names
+from fl_runtime.server_app import EVENTS_FILE, NODE_NAMES_FILE, ServerSettings, check_launch_options, write_node_names
 from fl_runtime.errors import FederationError
 from fl_runtime.strategy import REPLY_POLL_SECONDS
 from fl_runtime.task import TrainConfig
@@ -76,13 +76,7 @@ class FederateOptions:
     out: Path | None = None  # a local copy of the outputs (default: runs/federate-<run>)
 
     def __post_init__(self) -> None:
-        if self.rounds < 1:
-            raise ValueError(f"--rounds must be at least 1, got {self.rounds}")
-        if self.min_clients is not None and self.min_clients < 1:
-            raise ValueError(f"--min-clients must be at least 1, got {self.min_clients}")
-        for flag, value in (("--connect-timeout", self.connect_timeout), ("--round-timeout", self.round_timeout)):
-            if value <= 0:
-                raise ValueError(f"{flag} must be positive, got {value}")
+        check_launch_options(self.rounds, self.min_clients, {"--connect-timeout": self.connect_timeout, "--round-timeout": self.round_timeout})
 
 
 @dataclass
@@ -141,7 +135,7 @@ class Federation:
         self.link: SuperLink | None = None
 
     # -- server side -------------------------------------------------------------------------------
-    def start_server(self) -> None:
+    def start_superlink_and_gateway(self) -> None:
         self.address = self.address or private_address(self.server.settings)
         tls = create_tls(self.workspace / "tls", [self.address])
         self.link = SuperLink(self.supervisor, self.workspace, tls, host="127.0.0.1", port=free_port(), dial_address="127.0.0.1")
@@ -243,7 +237,7 @@ def federate(server, options: FederateOptions, console: Console) -> Path:
         test = read_csv(test_path)
         console.print(f"Server test set: {test.n_rows} providers, {test.n_positive} fraudulent ({test_path})", highlight=False)
         with interrupts_as_keyboard_interrupt():
-            federation.start_server()
+            federation.start_superlink_and_gateway()
             federation.start_jobs()
             min_clients = options.min_clients or len(federation.clients)
             run_config = _run_config(options, min_clients, len(federation.clients), test_path, staging, workspace / NODE_NAMES_FILE)

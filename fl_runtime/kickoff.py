@@ -49,8 +49,8 @@ class JobPlan:
 
 
 JOB_NAME_MAX = 63  # SageMaker's limit on a training-job name
-RUN_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9-]{0,19}$")  # a run's tag: the default UTC timestamp has 15 characters
-RUN_NAME_MAX = 20
+RUN_NAME_MAX = 20  # a run's tag: the default UTC timestamp has 15 characters
+RUN_NAME = re.compile(rf"^[a-zA-Z0-9][a-zA-Z0-9-]{{0,{RUN_NAME_MAX - 1}}}$")
 
 
 def job_name(prefix: str, run_tag: str, client: str) -> str:

@@ -41,7 +41,7 @@ from fl_runtime.partition import PartitionSpec, partition
 from fl_runtime.pki import create_node_key, create_tls
 from fl_runtime.progress import EventReader, ProgressView
 from fl_runtime.report import OUTPUT_FILES
-from fl_runtime.server_app import EVENTS_FILE, NODE_NAMES_FILE, ServerSettings, write_node_names
+from fl_runtime.server_app import EVENTS_FILE, NODE_NAMES_FILE, ServerSettings, check_launch_options, write_node_names
 from fl_runtime.strategy import REPLY_POLL_SECONDS
 from fl_runtime.synthetic import SYNTHETIC_SOURCE, generate
 from fl_runtime.task import TrainConfig
@@ -67,22 +67,18 @@ class LocalOptions:
     fast_polling: bool = True  # False: Flower's stock poll intervals, for benchmarking the difference
 
     def __post_init__(self) -> None:
-        if self.rounds < 1:
-            raise ValueError(f"--rounds must be at least 1, got {self.rounds}")
+        check_launch_options(self.rounds, self.min_clients, {"--node-wait-timeout": self.node_wait_timeout, "--round-timeout": self.round_timeout})
         if self.client_data and self.test_data is None:
             raise ValueError("--client-data needs --test-data (the server-only test set)")
         if self.test_data is not None and not self.client_data:
             raise ValueError("--test-data needs --client-data (one CSV per client)")
-        if self.min_clients is not None and self.min_clients < 1:
-            raise ValueError(f"--min-clients must be at least 1, got {self.min_clients}")
-        for flag, value in (("--node-wait-timeout", self.node_wait_timeout), ("--round-timeout", self.round_timeout)):
-            if value <= 0:
-                raise ValueError(f"{flag} must be positive, got {value}")
-        names = [Path(path).stem for path in self.client_data]
-        for name in names:
-            if names.count(name) > 1:
-                same = [str(p) for p in self.client_data if Path(p).stem == name]
-                raise ValueError(f"--client-data: {' and '.join(same)} have the same file name '{name}', which names the client; rename one")
+        first_with: dict[str, Path] = {}
+        for path in map(Path, self.client_data):
+            if path.stem in first_with:
+                raise ValueError(
+                    f"--client-data: {first_with[path.stem]} and {path} have the same file name '{path.stem}', which names the client; rename one"
+                )
+            first_with[path.stem] = path
 
 
 def default_out(now: dt.datetime | None = None) -> Path:

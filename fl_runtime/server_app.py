@@ -51,6 +51,18 @@ def _absolute_path(config, key: str) -> Path:
     return Path(value)
 
 
+def check_launch_options(rounds: int, min_clients: int | None, timeouts: dict[str, float]) -> None:
+    """The launchers' flags that become run config (``local`` and ``federate`` alike), checked before
+    anything starts; ``timeouts`` maps each flag to its value."""
+    if rounds < 1:
+        raise ValueError(f"--rounds must be at least 1, got {rounds}")
+    if min_clients is not None and min_clients < 1:
+        raise ValueError(f"--min-clients must be at least 1, got {min_clients}")
+    for flag, value in timeouts.items():
+        if value <= 0:
+            raise ValueError(f"{flag} must be positive, got {value}")
+
+
 NODE_NAMES_FILE = "node-names.json"
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
-from fl_runtime.kickoff import JOB_NAME_MAX, RUN_NAME_MAX
+from fl_runtime.kickoff import JOB_NAME_MAX, RUN_NAME_MAX, job_name
 
 ACCOUNT = re.compile(r"^\d{12}$")
 REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
@@ -88,12 +88,16 @@ class FederationConfig:
     parameter_prefix: str
 
     @property
+    def partition(self) -> str:
+        return partition(self.region)
+
+    @property
     def server_notebook_role_arn(self) -> str:
-        return f"arn:{partition(self.region)}:iam::{self.server_account}:role/{SERVER_NOTEBOOK_ROLE_NAME}"
+        return f"arn:{self.partition}:iam::{self.server_account}:role/{SERVER_NOTEBOOK_ROLE_NAME}"
 
     @property
     def peering_operator_role_arn(self) -> str:
-        return f"arn:{partition(self.region)}:iam::{self.server_account}:role/{PEERING_OPERATOR_ROLE_NAME}"
+        return f"arn:{self.partition}:iam::{self.server_account}:role/{PEERING_OPERATOR_ROLE_NAME}"
 
     def client_parameter(self, client: ClientAccount, key: str) -> str:
         return f"{self.parameter_prefix}/client/{client.name}/{key}"
@@ -204,11 +208,13 @@ def parse(raw: Mapping) -> FederationConfig:
     prefix = _string(raw, "training_job_prefix", re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9-]{0,39}$"), "a training-job name prefix (letters, digits, hyphens; max 40)")
     parameter_prefix = _string(raw, "parameter_prefix", re.compile(r"^(/[a-zA-Z0-9_.-]+)+$"), "an SSM parameter path such as /fl-fraud")
     for index, client in enumerate(clients):
-        if len(prefix) + RUN_NAME_MAX + len(client.name) + 2 > JOB_NAME_MAX:
+        try:
+            job_name(prefix, "r" * RUN_NAME_MAX, client.name)  # the longest name a run can give
+        except ValueError:
             raise ConfigError(
                 f"training_job_prefix: {prefix!r} with clients[{index}].name {client.name!r} leaves no room in a "
                 f"{JOB_NAME_MAX}-character training-job name <prefix>-<run name, up to {RUN_NAME_MAX}>-<client>; shorten either"
-            )
+            ) from None
     retain = _require(raw, "retain_data")
     if not isinstance(retain, bool):
         raise ConfigError(f"retain_data: {retain!r} is not true or false")

@@ -17,8 +17,6 @@ Server side (``Peering``, in the server account, one per client):
 
 from __future__ import annotations
 
-import hashlib
-
 from aws_cdk import Duration, Fn, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
@@ -26,6 +24,7 @@ from aws_cdk import aws_ssm as ssm
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
+from stacks.bundle.builder import content_digest
 from stacks.compliance import AWS_SOLUTIONS, acknowledge
 from stacks.config import PEERING_ACCEPTER_ROLE_NAME, PEERING_ROUTES_ROLE_NAME, ClientAccount, FederationConfig
 from stacks.roles import CustomResourceRuntime, attach
@@ -105,10 +104,6 @@ def allow_peering_operations(operator: CustomResourceRuntime, config: Federation
 ROUTE_GONE = r"InvalidRoute\.NotFound"
 
 
-def _digest(*parts: str) -> str:
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:8]
-
-
 class Peering(Construct):
     """Server side of one client's peering: connection, routes on both sides (see the module docstring)."""
 
@@ -121,14 +116,15 @@ class Peering(Construct):
         operator_role, operator_policy = operator.role, operator.policy
         routes_role = f"arn:{partition}:iam::{client.account}:role/{PEERING_ROUTES_ROLE_NAME}"
         zones = len(config.availability_zones)
+        # changes with what the client VPC is made from: a replaced client VPC is read again
+        vpc_shape = content_digest(*(part.encode() for part in (client.vpc_cidr, *config.availability_zones)))[:8]
         lookup = cr.AwsCustomResource(
             self, "ClientIds",
             on_update=cr.AwsSdkCall(
                 service="SSM", action="getParameter",
                 parameters={"Name": config.client_parameter(client, PEERING_IDS)},
                 assumed_role_arn=routes_role,
-                # changes with what the client VPC is made from: a replaced client VPC is read again
-                physical_resource_id=cr.PhysicalResourceId.of(f"fl-peering-ids-{client.name}-{_digest(client.vpc_cidr, *config.availability_zones)}"),
+                physical_resource_id=cr.PhysicalResourceId.of(f"fl-peering-ids-{client.name}-{vpc_shape}"),
                 output_paths=["Parameter.Value"],
             ),
             role=operator_role, log_group=operator.log_group, install_latest_aws_sdk=False, timeout=Duration.minutes(2),

@@ -110,7 +110,8 @@ def _lock_lines(name: str) -> list[str]:
     return [line for line in lines if line and not line.startswith("#")]
 
 
-def _digest(*parts: bytes) -> str:
+def content_digest(*parts: bytes) -> str:
+    """SHA-256 over the parts, each hashed on its own so part boundaries count."""
     hasher = hashlib.sha256()
     for part in parts:
         hasher.update(hashlib.sha256(part).digest())
@@ -132,7 +133,7 @@ def run_pip(*args: str) -> str:
 def download_wheels(cache: Path, targets: tuple[Target, ...]) -> Path:
     """Each target's locked wheels; reused from the cache when the locks and targets are unchanged."""
     pins = {target.requirements: _lock_lines(target.requirements) for target in targets}
-    key = _digest(repr(sorted(pins.items())).encode(), repr(targets).encode())[:16]
+    key = content_digest(repr(sorted(pins.items())).encode(), repr(targets).encode())[:16]
     folder = cache / f"wheels-{key}"
     if (folder / ".complete").exists():
         os.utime(folder)  # recently used: kept by prune_cache
@@ -211,7 +212,7 @@ def _build(targets: tuple[Target, ...], cache: Path) -> Bundle:
     wheels = download_wheels(cache, targets)
     files = bundle_files(wheels)
     small = {name: c for name, c in files.items() if not name.startswith("wheels/")}  # wheels: keyed by lock
-    digest = _digest(wheels.name.encode(), *(name.encode() + (c if isinstance(c, bytes) else c.read_bytes()) for name, c in sorted(small.items())))
+    digest = content_digest(wheels.name.encode(), *(name.encode() + (c if isinstance(c, bytes) else c.read_bytes()) for name, c in sorted(small.items())))
     folder = cache / f"source-{digest[:16]}"
     if (folder / BUNDLE_NAME).exists():
         os.utime(folder)
