@@ -27,7 +27,7 @@ from fl_runtime import records
 from fl_runtime.data import LabelledData, column_difference, read_csv
 from fl_runtime.history import History
 from fl_runtime.model import Weights, build_pipeline
-from fl_runtime.stats import GlobalStats, resampled_size
+from fl_runtime.stats import GlobalStats, pooled_size
 from fl_runtime.errors import FederationError
 from fl_runtime.strategy import FraudFedAvg, PollingGrid, wait_for_clients
 from fl_runtime.task import TrainConfig
@@ -177,8 +177,7 @@ class Federation:
 
     def pooled_examples(self, names) -> int:
         """Training examples after oversampling of these clients: the N of their pooled objective."""
-        ratio = self.stats.negatives_per_positive
-        return sum(resampled_size(self.rows[name], self.positives[name], ratio) for name in names)
+        return pooled_size(((self.rows[name], self.positives[name]) for name in names), self.stats.negatives_per_positive)
 
 
 def collect_moments(

@@ -9,7 +9,7 @@ compute, plus the class balance that SMOTE restores on every client.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +35,12 @@ class FeatureMoments:
 def resampled_size(n_rows: int, n_positive: int, negatives_per_positive: float) -> int:
     """How many training examples a client has after oversampling to the federation's balance."""
     return n_rows - n_positive + max(n_positive, round(n_positive * negatives_per_positive))
+
+
+def pooled_size(counts: Iterable[tuple[int, int]], negatives_per_positive: float) -> int:
+    """Training examples of these clients ((rows, positives) each) after oversampling: the N of their
+    pooled objective."""
+    return sum(resampled_size(rows, positives, negatives_per_positive) for rows, positives in counts)
 
 
 @dataclass(frozen=True)
@@ -70,7 +76,7 @@ class GlobalStats:
         scale = np.where(scale < 10 * np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1.0), 1.0, scale)
         ratio = (n_rows - n_positive) / n_positive
         rate = n_positive / n_rows
-        pooled = sum(resampled_size(p.n_rows, p.n_positive, ratio) for p in parts)
+        pooled = pooled_size(((p.n_rows, p.n_positive) for p in parts), ratio)
         return cls(mean, scale, ratio, math.log(rate / (1 - rate)), pooled)
 
     def standardise(self, X: np.ndarray) -> np.ndarray:
