@@ -10,10 +10,11 @@ import sys
 
 import aws_cdk as cdk
 
-from stacks.bundle.builder import BundleError, build, bundle_targets
+from fl_runtime.errors import BundleError, ConfigError
+from stacks.bundle.builder import build, bundle_targets
 from stacks.client_stack import ClientStack
 from stacks.compliance import add_checks
-from stacks.config import ConfigError, FederationConfig, from_context
+from stacks.config import FederationConfig, from_context
 from stacks.server_stack import ServerStack
 
 

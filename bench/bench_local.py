@@ -3,7 +3,7 @@
     python bench/bench_local.py                  # 3 clients, 10 rounds, TLS + SuperNode auth, CMS data
     python bench/bench_local.py --stock-polling  # the same with Flower's default poll intervals
 
-Runs the real launcher (``fl_runtime.local.run_local``: SuperLink, SuperNodes and ClientApp processes
+Runs the real launcher (``fl_runtime.launch.local.run_local``: SuperLink, SuperNodes and ClientApp processes
 on 127.0.0.1) while a sampler sums the resident memory of every process in the tree, then reads the
 per-exchange time breakdown that the ServerApp records in metrics.json. Linux only (/proc).
 """
@@ -24,9 +24,11 @@ sys.path.insert(0, str(PROJECT))
 
 from rich.console import Console  # noqa: E402
 
-from fl_runtime.data import write_csv, read_csv  # noqa: E402
-from fl_runtime.local import LocalOptions, run_local  # noqa: E402
-from fl_runtime.partition import PartitionSpec, partition  # noqa: E402
+from fl_runtime import defaults  # noqa: E402
+from fl_runtime.launch.local import LocalOptions, run_local  # noqa: E402
+from fl_runtime.learning.data import read_csv, write_csv  # noqa: E402
+from fl_runtime.learning.partition import PartitionSpec, partition  # noqa: E402
+from fl_runtime.learning.task import TrainingPlan  # noqa: E402
 
 CMS = PROJECT.parent / "shared" / "data" / "cms_provider_fraud.csv"
 PHASES = ("until-client-starts", "client-startup", "client-compute", "reply-transport")
@@ -105,12 +107,12 @@ class MemorySampler(threading.Thread):
 def _inputs(args, folder: Path) -> tuple[Path, list[Path], str]:
     source = args.data if args.data else (CMS if CMS.exists() else None)
     if source is None:
-        from fl_runtime.synthetic import generate
+        from fl_runtime.learning.synthetic import generate
 
-        data, description = generate(5500, seed=0), "synthetic"
+        data, description = generate(defaults.SYNTHETIC_ROWS, seed=0), "synthetic"
     else:
         data, description = read_csv(source), str(source)
-    test, clients = partition(data, PartitionSpec(args.clients, "non-iid", "label", 1.0, 0.2, seed=0))
+    test, clients = partition(data, PartitionSpec(args.clients, seed=0))
     write_csv(folder / "test.csv", test)
     paths = []
     for i, client in enumerate(clients, start=1):
@@ -122,8 +124,8 @@ def _inputs(args, folder: Path) -> tuple[Path, list[Path], str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, help="CSV to split (default: ../shared CMS data, else synthetic)")
-    parser.add_argument("--clients", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--clients", type=int, default=defaults.CLIENTS)
+    parser.add_argument("--rounds", type=int, default=defaults.ROUNDS)
     parser.add_argument("--stock-polling", action="store_true", help="Flower's default poll intervals (server 3 s, SuperExec 1 s)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
@@ -131,7 +133,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="fl-bench-") as folder:
         test_path, client_paths, description = _inputs(args, Path(folder))
         options = LocalOptions(
-            client_data=client_paths, test_data=test_path, rounds=args.rounds, out=Path(folder) / "out", fast_polling=not args.stock_polling,
+            plan=TrainingPlan(rounds=args.rounds), out=Path(folder) / "out", client_data=client_paths, test_data=test_path,
+            fast_polling=not args.stock_polling,
         )
         sampler = MemorySampler()
         sampler.start()

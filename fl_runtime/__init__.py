@@ -1,8 +1,16 @@
-"""Federated fraud detection runtime: the Flower ServerApp/ClientApp and the ways to run them.
+"""Federated fraud detection runtime: the Flower ServerApp and ClientApp, and the ways to run them.
 
-Modules: ``data`` (CSV contract), ``synthetic`` (embedded default data), ``partition`` (split one CSV
-into a federation), ``stats``/``model``/``metrics``/``task`` (the learning task), ``records`` (what
-travels in Flower messages), ``client_app``/``server_app``/``strategy``/``history`` (the Flower apps),
-``report`` (outputs), ``pki``/``deployment``/``local`` (running it on one machine), ``baselines`` and
-``compare`` (centralised and local-only references), ``cli`` (the command line).
+Layers, each importing only from those above it in this list (``tests/test_architecture.py`` checks):
+
+- base modules ``errors`` (one error hierarchy), ``files`` (atomic writes), ``defaults`` (every default);
+- ``learning``: the learning task, no Flower: the CSV contract, synthetic data, partitions, global
+  statistics, the model, metrics, one client's task, and the in-process baselines and comparison;
+- ``app``: the Flower apps, exactly what the FAB carries to every client: message records, the
+  ClientApp, the ServerApp with its strategy, history and report, and the run settings they agree on;
+- ``launch``: running the apps on one machine: TLS and node keys, Flower's processes and their
+  supervisor, the FAB, the one loop that follows a run, the progress view, and ``local``;
+- ``aws``: running them across accounts: the settings contract with the stacks, ``federate`` and its
+  kickoff of client jobs, the server account, local jobs for rehearsals, ``stage-data``, a client
+  job's SageMaker entry point and the Fleet gateway;
+- ``cli``: the command line (``python -m fl_runtime``).
 """

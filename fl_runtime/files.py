@@ -1,4 +1,9 @@
-"""Atomic file and folder writes: outputs either appear whole or not at all."""
+"""Atomic file and folder writes: outputs either appear whole or not at all.
+
+A command that writes a folder of outputs refuses a non-empty ``--out`` before it starts
+(``empty_output_folder``), writes into a staging folder beside it (``staging_folder``) and moves the
+files into place only when everything succeeded (``publish_folder``).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from fl_runtime.errors import OutputExists
 
 
 @contextmanager
@@ -49,7 +56,20 @@ def publish_folder(staging: Path, destination: Path) -> None:
 
 
 def refuse_existing(paths: list[Path], hint: str) -> None:
-    """Raise FileExistsError naming the first output that would be overwritten."""
+    """Raise OutputExists naming the first output that would be overwritten."""
     existing = [p for p in paths if p.exists()]
     if existing:
-        raise FileExistsError(f"{existing[0]}: already exists ({hint})")
+        raise OutputExists(f"{existing[0]}: already exists ({hint})")
+
+
+def empty_output_folder(out: Path) -> Path:
+    """``out`` as an absolute path, if it does not exist or is an empty folder; OutputExists otherwise."""
+    out = out.resolve()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise OutputExists(f"{out}: already exists and is not empty; choose another --out")
+    return out
+
+
+def staging_folder(out: Path) -> Path:
+    """Where the outputs of ``out`` are written until they are complete: beside it, on the same file system."""
+    return out.parent / f".{out.name}.partial"

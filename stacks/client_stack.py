@@ -14,6 +14,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from fl_runtime.aws.contract import ClientAccountSettings
 from stacks.base import FederationStack
 from stacks.bundle.builder import ENTRY_POINT, Bundle
 from stacks.client_roles import ARTIFACT_PREFIX, DATA_PREFIX, PUBLIC_KEYS, kickoff_role, training_execution_role
@@ -21,7 +22,7 @@ from stacks.compliance import acknowledge, acknowledge_cdk_functions, objects_fi
 from stacks.code_bundle import CODE_PREFIX
 from stacks.config import ClientAccount, FederationConfig
 from stacks.notebook import FederationNotebook, NotebookSettings
-from stacks.outputs import SETTINGS, publish
+from stacks.outputs import publish
 from stacks.peering import PeeringAccepter
 
 
@@ -67,30 +68,30 @@ class ClientStack(FederationStack):
         )
         acknowledge(notebook.policy, objects_finding(data, f"{DATA_PREFIX}*"), "stage-data writes the train and validation CSVs under data_prep/ and checks what is there")
 
-        settings = {
-            "client": client.name,
-            "account": client.account,
-            "kickoff_role_arn": self.kickoff_role.role_arn,
-            "external_id": client.external_id,
-            "execution_role_arn": execution_role.role_arn,
-            "subnet_ids": [s.subnet_id for s in network.subnets.subnets],
-            "training_security_group_id": self.training_security_group.security_group_id,
-            "code_bucket": code.bucket_name,
-            "source_uri": code_bundle.uri,
-            "entry_point": ENTRY_POINT,
-            "data_bucket": data.bucket_name,
-            "data_prefix": DATA_PREFIX,
-            "artifact_bucket": artifacts.bucket_name,
-            "artifact_prefix": ARTIFACT_PREFIX,
-            "public_key_parameter_prefix": config.client_parameter(client, PUBLIC_KEYS),
-            "data_key_arn": key.key_arn,
-            "training_image": config.training_image.uri,
-            "training_instance_type": config.training_instance_type,
-            "training_job_prefix": config.training_job_prefix,
-            "max_training_seconds": config.max_training_seconds,
-            "notebook": notebook.name,
-        }
-        parameter = publish(self, config.client_parameter(client, SETTINGS), settings, f"Federation settings of client {client.name}")
+        settings = ClientAccountSettings(
+            client=client.name,
+            account=client.account,
+            kickoff_role_arn=self.kickoff_role.role_arn,
+            external_id=client.external_id,
+            execution_role_arn=execution_role.role_arn,
+            subnet_ids=tuple(s.subnet_id for s in network.subnets.subnets),
+            training_security_group_id=self.training_security_group.security_group_id,
+            code_bucket=code.bucket_name,
+            source_uri=code_bundle.uri,
+            entry_point=ENTRY_POINT,
+            data_bucket=data.bucket_name,
+            data_prefix=DATA_PREFIX,
+            artifact_bucket=artifacts.bucket_name,
+            artifact_prefix=ARTIFACT_PREFIX,
+            public_key_parameter_prefix=config.client_parameter(client, PUBLIC_KEYS),
+            data_key_arn=key.key_arn,
+            training_image=config.training_image.uri,
+            training_instance_type=config.training_instance_type,
+            training_job_prefix=config.training_job_prefix,
+            max_training_seconds=config.max_training_seconds,
+            notebook=notebook.name,
+        )
+        parameter = publish(self, config.client_parameter(client), settings.to_dict(), f"Federation settings of client {client.name}")
         notebook.policy.add_statements(iam.PolicyStatement(sid="ReadSettings", actions=["ssm:GetParameter"], resources=[parameter.parameter_arn]))
         self.settings = settings
         acknowledge_cdk_functions(self)

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
-from fl_runtime.kickoff import JOB_NAME_MAX, RUN_NAME_MAX, job_name
+from fl_runtime.aws.contract import JOB_NAME_MAX, RUN_NAME_MAX, SETTINGS, client_parameter, job_name, server_parameter
+from fl_runtime.errors import ConfigError
 
 ACCOUNT = re.compile(r"^\d{12}$")
 REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
@@ -29,16 +30,12 @@ SAMPLE_EXTERNAL_ID = "change-me"  # the marker in cdk.json's sample external ids
 PLACEHOLDER_ACCOUNTS = {"111111111111", "222222222222", "333333333333", "444444444444"}
 
 
-def partition(region: str) -> str:
+def arn_partition(region: str) -> str:
     """The ARN partition of a region: ARNs built here must match what AWS and cdk-nag report there."""
     return "aws-cn" if region.startswith("cn-") else "aws-us-gov" if region.startswith("us-gov-") else "aws"
 
 
 SUBNET_PREFIX = 24  # one private subnet of this size per availability zone
-
-
-class ConfigError(ValueError):
-    """A federation setting is missing or invalid; the message names the field."""
 
 
 @dataclass(frozen=True)
@@ -56,11 +53,11 @@ class ClientAccount:
     account: str
     vpc_cidr: str
     external_id: str
-    partition: str  # of the federation's region: "aws", "aws-cn" or "aws-us-gov"
+    arn_partition: str  # of the federation's region: "aws", "aws-cn" or "aws-us-gov"
 
     @property
     def kickoff_role_arn(self) -> str:
-        return f"arn:{self.partition}:iam::{self.account}:role/{KICKOFF_ROLE_NAME}"
+        return f"arn:{self.arn_partition}:iam::{self.account}:role/{KICKOFF_ROLE_NAME}"
 
 
 KICKOFF_ROLE_NAME = "FL-kickoff-client-job"
@@ -88,22 +85,22 @@ class FederationConfig:
     parameter_prefix: str
 
     @property
-    def partition(self) -> str:
-        return partition(self.region)
+    def arn_partition(self) -> str:
+        return arn_partition(self.region)
 
     @property
     def server_notebook_role_arn(self) -> str:
-        return f"arn:{self.partition}:iam::{self.server_account}:role/{SERVER_NOTEBOOK_ROLE_NAME}"
+        return f"arn:{self.arn_partition}:iam::{self.server_account}:role/{SERVER_NOTEBOOK_ROLE_NAME}"
 
     @property
     def peering_operator_role_arn(self) -> str:
-        return f"arn:{self.partition}:iam::{self.server_account}:role/{PEERING_OPERATOR_ROLE_NAME}"
+        return f"arn:{self.arn_partition}:iam::{self.server_account}:role/{PEERING_OPERATOR_ROLE_NAME}"
 
-    def client_parameter(self, client: ClientAccount, key: str) -> str:
-        return f"{self.parameter_prefix}/client/{client.name}/{key}"
+    def client_parameter(self, client: ClientAccount, key: str = SETTINGS) -> str:
+        return client_parameter(self.parameter_prefix, client.name, key)
 
-    def server_parameter(self, key: str) -> str:
-        return f"{self.parameter_prefix}/server/{key}"
+    def server_parameter(self, key: str = SETTINGS) -> str:
+        return server_parameter(self.parameter_prefix, key)
 
 
 def _require(raw: Mapping, field: str, prefix: str = ""):
@@ -156,7 +153,7 @@ def _client(raw: Mapping, index: int, region: str) -> tuple[ClientAccount, ipadd
             f"{prefix}external_id: {external_id!r} is the sample value; agree a unique one with client {name!r} "
             f"(account {account}) before deploying to real accounts"
         )
-    return ClientAccount(name, account, str(cidr), external_id, partition(region)), cidr
+    return ClientAccount(name, account, str(cidr), external_id, arn_partition(region)), cidr
 
 
 def _training_image(raw: Mapping) -> TrainingImage:

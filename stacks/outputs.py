@@ -10,9 +10,6 @@ from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-SETTINGS = "settings"
-
-
 def publish(scope: Construct, parameter_name: str, values: dict[str, object], description: str) -> ssm.StringParameter:
     published = Construct(scope, "Published")
     stack = Stack.of(scope)

@@ -91,11 +91,11 @@ class PeeringAccepter(Construct):
 def allow_peering_operations(operator: CustomResourceRuntime, config: FederationConfig) -> None:
     """ServerStack's custom-resource role (named FL-peering-operator, so client accounts can trust exactly
     it) assumes each client's FL-peering-routes role to read VPC ids and manage the client-side routes."""
-    partition = Stack.of(operator.role).partition
+    arn_partition = Stack.of(operator.role).partition
     operator.policy.add_statements(
         iam.PolicyStatement(
             actions=["sts:AssumeRole"],
-            resources=[f"arn:{partition}:iam::{c.account}:role/{PEERING_ROUTES_ROLE_NAME}" for c in config.clients],
+            resources=[f"arn:{arn_partition}:iam::{c.account}:role/{PEERING_ROUTES_ROLE_NAME}" for c in config.clients],
         )
     )
 
@@ -112,9 +112,9 @@ class Peering(Construct):
         vpc: ec2.Vpc, subnets: ec2.SelectedSubnets, operator: CustomResourceRuntime,
     ) -> None:
         super().__init__(scope, construct_id)
-        partition = Stack.of(self).partition
+        arn_partition = Stack.of(self).partition
         operator_role, operator_policy = operator.role, operator.policy
-        routes_role = f"arn:{partition}:iam::{client.account}:role/{PEERING_ROUTES_ROLE_NAME}"
+        routes_role = f"arn:{arn_partition}:iam::{client.account}:role/{PEERING_ROUTES_ROLE_NAME}"
         zones = len(config.availability_zones)
         # changes with what the client VPC is made from: a replaced client VPC is read again
         vpc_shape = content_digest(*(part.encode() for part in (client.vpc_cidr, *config.availability_zones)))[:8]
@@ -134,7 +134,7 @@ class Peering(Construct):
         self.connection = ec2.CfnVPCPeeringConnection(
             self, "Connection",
             vpc_id=vpc.vpc_id, peer_vpc_id=Fn.select(0, ids), peer_owner_id=client.account, peer_region=config.region,
-            peer_role_arn=f"arn:{partition}:iam::{client.account}:role/{PEERING_ACCEPTER_ROLE_NAME}",
+            peer_role_arn=f"arn:{arn_partition}:iam::{client.account}:role/{PEERING_ACCEPTER_ROLE_NAME}",
             tags=[{"key": "Name", "value": f"fl-server-to-{client.name}"}],
         )
         for index, subnet in enumerate(subnets.subnets):

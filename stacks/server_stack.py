@@ -13,12 +13,13 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
+from fl_runtime.aws.contract import ClientEntry, ServerAccountSettings
 from stacks.base import FederationStack
 from stacks.bundle.builder import Bundle
 from stacks.code_bundle import CODE_PREFIX
 from stacks.config import PEERING_OPERATOR_ROLE_NAME, SERVER_NOTEBOOK_ROLE_NAME, FederationConfig
 from stacks.notebook import FederationNotebook, NotebookSettings
-from stacks.outputs import SETTINGS, publish
+from stacks.outputs import publish
 from stacks.compliance import acknowledge, acknowledge_cdk_functions, objects_finding
 from stacks.peering import Peering, allow_peering_operations
 from stacks.roles import attach
@@ -73,24 +74,24 @@ class ServerStack(FederationStack):
 
         self.peerings = {client.name: Peering(self, f"Peering-{client.name}", config, client, network.vpc, network.subnets, operator) for client in config.clients}
 
-        settings = {
-            "region": config.region,
-            "notebook": notebook.name,
-            "flower_port": config.flower_port,
-            "server_vpc_cidr": config.server_vpc_cidr,
-            "results_bucket": results.bucket_name,
-            "test_prefix": TEST_PREFIX,
-            "model_prefix": MODEL_PREFIX,
-            "source_uri": code_bundle.uri,
-            "clients": [
-                {
-                    "name": c.name, "account": c.account, "kickoff_role_arn": c.kickoff_role_arn, "external_id": c.external_id,
-                    "settings_parameter": config.client_parameter(c, SETTINGS), "vpc_cidr": c.vpc_cidr,
-                }
+        settings = ServerAccountSettings(
+            region=config.region,
+            notebook=notebook.name,
+            flower_port=config.flower_port,
+            server_vpc_cidr=config.server_vpc_cidr,
+            results_bucket=results.bucket_name,
+            test_prefix=TEST_PREFIX,
+            model_prefix=MODEL_PREFIX,
+            source_uri=code_bundle.uri,
+            clients=tuple(
+                ClientEntry(
+                    name=c.name, account=c.account, kickoff_role_arn=c.kickoff_role_arn, external_id=c.external_id,
+                    settings_parameter=config.client_parameter(c), vpc_cidr=c.vpc_cidr,
+                )
                 for c in config.clients
-            ],
-        }
-        parameter = publish(self, config.server_parameter(SETTINGS), settings, "Federation settings of the server")
+            ),
+        )
+        parameter = publish(self, config.server_parameter(), settings.to_dict(), "Federation settings of the server")
         notebook.policy.add_statements(iam.PolicyStatement(sid="ReadSettings", actions=["ssm:GetParameter"], resources=[parameter.parameter_arn]))
         self.settings = settings
         acknowledge_cdk_functions(self)

@@ -1,16 +1,16 @@
-"""Shared fixtures: the real CMS dataset from ../shared, small synthetic datasets, CSV helpers."""
+"""Shared fixtures: the real CMS dataset from ../shared, small synthetic datasets, the synthesized code
+bundle, and a local AWS (moto server). Helpers that are not fixtures live in ``tests/helpers.py``."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
 
-from fl_runtime.data import LABEL, LabelledData, read_csv, write_csv
-from fl_runtime.synthetic import generate
-
-PROJECT = Path(__file__).resolve().parent.parent
-CMS_CSV = PROJECT.parent / "shared" / "data" / "cms_provider_fraud.csv"
+from fl_runtime.learning.data import LabelledData, read_csv, write_csv
+from fl_runtime.learning.synthetic import generate
+from tests.helpers import CMS_CSV
 
 
 @pytest.fixture(scope="session")
@@ -30,17 +30,11 @@ def synthetic() -> LabelledData:
     return generate(3000, seed=7)
 
 
-def write_rows(path: Path, header: list[str], rows: list[list[object]]) -> Path:
-    """A hand-made CSV, for inputs the data module must reject."""
-    path.write_text("\n".join([",".join(header), *(",".join(str(c) for c in row) for row in rows)]) + "\n")
-    return path
-
-
 @pytest.fixture(scope="session")
 def synthesized_bundle(tmp_path_factory) -> Path:
     """The source.tar.gz that `cdk synth` puts into the cloud assembly (default config)."""
     from stacks.bundle.builder import BUNDLE_NAME
-    from tests.cdk_helpers import synthesize
+    from tests.stacks.cdk_helpers import synthesize
 
     synthesized = synthesize(tmp_path_factory.mktemp("cdk-bundle"))
     [tarball] = synthesized.outdir.glob(f"asset.*/{BUNDLE_NAME}")
@@ -54,18 +48,13 @@ def small_csv(tmp_path, synthetic) -> Path:
     return path
 
 
-__all__ = ["LABEL", "write_rows", "PROJECT", "CMS_CSV"]
-
-
 @pytest.fixture
 def local_aws(monkeypatch):
     """A moto server on 127.0.0.1 behind a recording proxy; boto3 in this process and its children talk to it."""
-    import contextlib
-
-    from tests import aws
+    from tests import aws_emulator
 
     with contextlib.ExitStack() as stack:
-        recorder, endpoint = aws.start(stack)
-        for key, value in aws.boto_env(endpoint).items():
+        recorder, endpoint = aws_emulator.start(stack)
+        for key, value in aws_emulator.boto_env(endpoint).items():
             monkeypatch.setenv(key, value)
         yield recorder, endpoint

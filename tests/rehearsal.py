@@ -5,10 +5,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from fl_runtime.data import LabelledData, write_csv
-from fl_runtime.server_account import RehearsalServer
-from fl_runtime.task import ClientData
+from fl_runtime.aws.contract import ClientAccountSettings, ClientEntry, ServerAccountSettings, client_parameter
+from fl_runtime.aws.server_account import RehearsalServer
+from fl_runtime.learning.data import LabelledData, write_csv
+from fl_runtime.learning.task import ClientData
 from stacks.bundle.builder import BUNDLE_NAME, ENTRY_POINT, bundle_files, write_tarball
+
+PREFIX = "/fl-fraud"
 
 
 def slim_bundle(path: Path) -> Path:
@@ -17,18 +20,33 @@ def slim_bundle(path: Path) -> Path:
     return path
 
 
-def client_settings(name: str, account: str) -> dict:
-    """What a ClientStack publishes in SSM (buckets named per client)."""
-    return {
-        "client": name, "account": account, "kickoff_role_arn": f"arn:aws:iam::{account}:role/FL-kickoff-client-job",
-        "external_id": f"fl-{name}-x1", "execution_role_arn": f"arn:aws:iam::{account}:role/TrainingExecutionRole",
-        "subnet_ids": ["subnet-0a", "subnet-0b"], "training_security_group_id": "sg-0training",
-        "code_bucket": f"code-{name}", "source_uri": f"s3://code-{name}/code/{BUNDLE_NAME}", "entry_point": ENTRY_POINT,
-        "data_bucket": f"data-{name}", "data_prefix": "data_prep/", "artifact_bucket": f"artifacts-{name}", "artifact_prefix": "client_artifact/",
-        "public_key_parameter_prefix": f"/fl-fraud/client/{name}/supernode-keys",
-        "data_key_arn": f"arn:aws:kms:us-east-1:{account}:key/1234", "training_image": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.4-2-py312-cpu-py3",
-        "training_instance_type": "ml.m5.large", "training_job_prefix": "fl-client", "max_training_seconds": 3600, "notebook": f"fl-client-{name}",
-    }
+def client_settings(name: str, account: str) -> ClientAccountSettings:
+    """What a client stack publishes in SSM (buckets named per client)."""
+    return ClientAccountSettings(
+        client=name, account=account, kickoff_role_arn=f"arn:aws:iam::{account}:role/FL-kickoff-client-job",
+        external_id=f"fl-{name}-x1", execution_role_arn=f"arn:aws:iam::{account}:role/TrainingExecutionRole",
+        subnet_ids=("subnet-0a", "subnet-0b"), training_security_group_id="sg-0training",
+        code_bucket=f"code-{name}", source_uri=f"s3://code-{name}/code/{BUNDLE_NAME}", entry_point=ENTRY_POINT,
+        data_bucket=f"data-{name}", data_prefix="data_prep/", artifact_bucket=f"artifacts-{name}", artifact_prefix="client_artifact/",
+        public_key_parameter_prefix=client_parameter(PREFIX, name, "supernode-keys"), data_key_arn=f"arn:aws:kms:us-east-1:{account}:key/1234",
+        training_image="683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.4-2-py312-cpu-py3",
+        training_instance_type="ml.m5.large", training_job_prefix="fl-client", max_training_seconds=3600, notebook=f"fl-client-{name}",
+    )
+
+
+def server_settings(clients: list[ClientAccountSettings], *, port: int = 9092, region: str = "local") -> ServerAccountSettings:
+    """What ServerStack publishes in SSM for these clients."""
+    entries = tuple(
+        ClientEntry(
+            name=c.client, account=c.account, kickoff_role_arn=c.kickoff_role_arn, external_id=c.external_id,
+            settings_parameter=client_parameter(PREFIX, c.client), vpc_cidr=f"10.{index}.0.0/16",
+        )
+        for index, c in enumerate(clients, start=1)
+    )
+    return ServerAccountSettings(
+        region=region, notebook="fl-server", flower_port=port, server_vpc_cidr="10.0.0.0/16", results_bucket="results",
+        test_prefix="data/", model_prefix="model/", source_uri="", clients=entries,
+    )
 
 
 def rehearsal(folder: Path, test: LabelledData, clients: dict[str, LabelledData], *, seed: int = 0, port: int,
@@ -39,26 +57,19 @@ def rehearsal(folder: Path, test: LabelledData, clients: dict[str, LabelledData]
     settings = []
     for index, (name, data) in enumerate(clients.items(), start=1):
         entry = client_settings(name, f"{index + 1}" * 12)
-        for bucket in ("code", "data", "artifact"):
-            buckets[entry[f"{bucket}_bucket"]] = folder / entry[f"{bucket}_bucket"]
+        for bucket in (entry.code_bucket, entry.data_bucket, entry.artifact_bucket):
+            buckets[bucket] = folder / bucket
         split = ClientData.split(data, seed=seed)
-        write_csv(buckets[entry["data_bucket"]] / "data_prep" / "train.csv", split.train)
-        write_csv(buckets[entry["data_bucket"]] / "data_prep" / "validation.csv", split.validation)
-        code = buckets[entry["code_bucket"]] / "code" / BUNDLE_NAME
+        write_csv(buckets[entry.data_bucket] / "data_prep" / "train.csv", split.train)
+        write_csv(buckets[entry.data_bucket] / "data_prep" / "validation.csv", split.validation)
+        code = buckets[entry.code_bucket] / "code" / BUNDLE_NAME
         code.parent.mkdir(parents=True, exist_ok=True)
         if bundle is not None:  # the real bundle (its wheels install in the job), e.g. the synthesized one
             code.write_bytes(bundle.read_bytes())
         else:
             slim_bundle(code)
         settings.append(entry)
-    server = {
-        "region": "local", "notebook": "fl-server", "flower_port": port, "server_vpc_cidr": "10.0.0.0/16",
-        "results_bucket": "results", "test_prefix": "data/", "model_prefix": "model/", "source_uri": "",
-        "clients": [{"name": s["client"], "account": s["account"]} for s in settings],
-    }
     return RehearsalServer.describe(
-        folder / "rehearsal.json", server=server, clients=settings, buckets=buckets, jobs_folder=folder / "jobs",
-        python=python, install_requirements=install_requirements,
+        folder / "rehearsal.json", server=server_settings(settings, port=port), clients=settings, buckets=buckets,
+        jobs_folder=folder / "jobs", python=python, install_requirements=install_requirements,
     )
-
-

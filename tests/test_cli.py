@@ -6,11 +6,10 @@ import json
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
-from fl_runtime.data import LABEL, read_csv
-from tests.conftest import PROJECT, write_rows
+from fl_runtime.learning.data import LABEL, read_csv
+from tests.helpers import PROJECT, write_rows
 
 
 def run_cli(*args, cwd=None):

@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-from fl_runtime.files import atomic_path, publish_folder, refuse_existing, write_text_atomic
+from fl_runtime.errors import BadInput, OutputExists
+from fl_runtime.files import atomic_path, empty_output_folder, publish_folder, refuse_existing, staging_folder, write_text_atomic
 
 
 def test_a_block_that_fails_leaves_neither_target_nor_temporary(tmp_path):
@@ -49,5 +50,21 @@ def test_publishing_moves_every_staged_file_and_removes_the_staging_folder(tmp_p
 def test_refusing_to_overwrite_names_the_existing_file(tmp_path):
     (tmp_path / "test.csv").write_text("x")
     refuse_existing([tmp_path / "other.csv"], "hint")
-    with pytest.raises(FileExistsError, match=r"test.csv: already exists \(choose another --out\)"):
+    with pytest.raises(OutputExists, match=r"test.csv: already exists \(choose another --out\)"):
         refuse_existing([tmp_path / "other.csv", tmp_path / "test.csv"], "choose another --out")
+
+
+def test_an_output_folder_must_be_new_or_empty_and_is_staged_beside_itself(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert empty_output_folder(tmp_path / "new") == tmp_path / "new"
+    (tmp_path / "empty").mkdir()
+    assert empty_output_folder(tmp_path / "empty") == tmp_path / "empty"
+    assert empty_output_folder(tmp_path / "relative" / ".." / "new") == tmp_path / "new"  # absolute, normalised
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "model.joblib").write_text("x")
+    (tmp_path / "a-file").write_text("x")
+    for taken in ("full", "a-file"):
+        with pytest.raises(OutputExists, match=f"{taken}: already exists and is not empty; choose another --out"):
+            empty_output_folder(tmp_path / taken)
+    assert issubclass(OutputExists, BadInput)  # the command line exits 2 for it
+    assert staging_folder(tmp_path / "runs" / "cms") == tmp_path / "runs" / ".cms.partial"

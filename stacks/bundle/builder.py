@@ -5,8 +5,8 @@ own wheels. Layout (the SageMaker training toolkit unpacks it into /opt/ml/code 
 ``pip install -r requirements.txt`` there, then the ``sagemaker_program``):
 
     sagemaker_client.py          script-mode entry point of a client job
-    fl_runtime/*.py              the federated runtime
-    pyproject.toml               the Flower app definition
+    fl_runtime/                  the whole runtime, package by package (the Flower app, its FAB, is
+                                 built from it by ``federate`` on the server notebook)
     requirements.txt             training job: --no-index --find-links wheels + every pin
     requirements-notebook.txt    notebooks: the same plus plots and boto3
     notebook/*.sh, notebook/*.py notebook start-up: offline install, idle auto-stop
@@ -34,6 +34,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from fl_runtime.errors import BundleError
+from fl_runtime.launch.fab import runtime_files
+
 PROJECT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 LEGACY_MANYLINUX = {"manylinux1": 5, "manylinux2010": 12, "manylinux2014": 17}  # their glibc 2.x
@@ -45,7 +48,7 @@ ENTRY_POINT_SOURCE = '''"""SageMaker script-mode entry point of a federation cli
 
 import sys
 
-from fl_runtime.sagemaker_client import main
+from fl_runtime.aws.sagemaker_client import main
 
 if __name__ == "__main__":
     sys.exit(main())
@@ -118,10 +121,6 @@ def content_digest(*parts: bytes) -> str:
     return hasher.hexdigest()
 
 
-class BundleError(RuntimeError):
-    """The bundle could not be built (typically: PyPI unreachable while the wheel cache is empty)."""
-
-
 def run_pip(*args: str) -> str:
     """``pip ARGS`` with this interpreter; its output only if it fails."""
     done = subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", *args], capture_output=True, text=True)
@@ -163,12 +162,10 @@ def bundle_files(wheels: Path | None) -> dict[str, bytes | Path]:
     """Archive path -> content (bytes) or file to copy; without ``wheels``, a bundle that installs nothing."""
     files: dict[str, bytes | Path] = {
         ENTRY_POINT: ENTRY_POINT_SOURCE.encode(),
-        "pyproject.toml": PROJECT / "pyproject.toml",
         "requirements.txt": (OFFLINE + "\n".join(_lock_lines("training")) + "\n").encode(),
         "requirements-notebook.txt": (OFFLINE + "\n".join(_lock_lines("notebook")) + "\n").encode(),
+        **runtime_files(),
     }
-    for source in sorted((PROJECT / "fl_runtime").glob("*.py")):
-        files[f"fl_runtime/{source.name}"] = source
     for source in sorted((HERE / "notebook").iterdir()):
         files[f"notebook/{source.name}"] = source
     for wheel in sorted(wheels.glob("*.whl")) if wheels else []:

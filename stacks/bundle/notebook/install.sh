@@ -15,7 +15,7 @@ rm -rf "$venv_dir"
 "$python" -m venv "$venv_dir"
 "$venv_dir/bin/python" -m pip install --quiet --disable-pip-version-check \
   --no-index --find-links "$bundle_dir/wheels" -r "$bundle_dir/requirements-notebook.txt"
-# fl_runtime and the Flower app definition are used in place: `python -m fl_runtime ...` works from anywhere
+# fl_runtime is used in place: `python -m fl_runtime ...` works from anywhere
 site_packages=$("$venv_dir/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 echo "$bundle_dir" > "$site_packages/fl_runtime_bundle.pth"
 "$venv_dir/bin/python" -m fl_runtime --help >/dev/null

@@ -1,0 +1,183 @@
+"""Flower ClientApp: one client's side of the federation, on its own data.
+
+The SuperNode starts a fresh process for every message, so this module imports only what it needs to
+route messages (heavy libraries load inside the handlers that use them), and the client keeps its
+prepared rows (standardised, oversampled) in ``context.state``, which the SuperNode persists across
+the messages of a run: SMOTE and the CSV read happen once per run, not once per round.
+
+Node config (``flower-supernode --node-config``), see ``NodeSettings``:
+- ``data-path``: the client's CSV, split here into training and validation parts; or
+  ``train-path`` and ``validation-path``: a split made beforehand (``stage-data`` does that);
+- ``name``: how reports name this client (default: the CSV's file name without extension);
+- ``model-dir`` (optional): where the final global model is saved as ``model.joblib`` when it arrives;
+- ``progress-file`` (optional): one JSON line per message handled, for whoever supervises the node.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from fl_runtime.app import records
+from fl_runtime.app.run_settings import MODEL_FILE
+from fl_runtime.errors import OptionsError
+from fl_runtime.learning.data import check_split, check_trainable, read_csv
+from fl_runtime.learning.stats import GlobalStats
+from fl_runtime.learning.task import ClientData, PreparedClient, TrainConfig
+
+app = ClientApp()
+
+
+def _process_start() -> float:
+    """When this process started (wall clock): the SuperNode starts one per message (Linux /proc)."""
+    try:
+        with open("/proc/self/stat") as stat, open("/proc/uptime") as uptime:
+            ticks = int(stat.read().rsplit(")", 1)[1].split()[19])
+            return time.time() - float(uptime.read().split()[0]) + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return time.time()
+
+
+PREPARED = "prepared"
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """This SuperNode's ``--node-config``, validated."""
+
+    name: str
+    data_path: Path | None
+    train_path: Path | None
+    validation_path: Path | None
+    model_dir: Path | None
+    progress_file: Path | None
+
+    @classmethod
+    def of(cls, config) -> NodeSettings:
+        def path(key: str) -> Path | None:
+            return Path(str(config[key])) if config.get(key) else None
+
+        data, train, validation = path("data-path"), path("train-path"), path("validation-path")
+        if data is None and (train is None or validation is None):
+            raise OptionsError(
+                "this SuperNode's --node-config needs data-path=\"/path/client.csv\", or train-path and validation-path"
+            )
+        name = str(config.get("name") or (data or train).stem)
+        return cls(name, data, train, validation, path("model-dir"), path("progress-file"))
+
+    def client_data(self, seed: int) -> ClientData:
+        if self.data_path is not None:
+            data = read_csv(self.data_path)
+            check_trainable(data)
+            return ClientData.split(data, seed=seed)
+        train, validation = read_csv(self.train_path), read_csv(self.validation_path)
+        check_split(train, validation)  # the very check stage-data and the job's entry point make
+        return ClientData(train, validation)
+
+    def report(self, event: dict) -> None:
+        if self.progress_file is not None:
+            with self.progress_file.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps({**event, "time": time.time()}) + "\n")
+
+
+def _settings(context: Context) -> NodeSettings:
+    return NodeSettings.of(context.node_config)
+
+
+def _client_data(context: Context) -> ClientData:
+    return _settings(context).client_data(seed=int(context.run_config["seed"]))
+
+
+def _prepared(context: Context, stats: GlobalStats) -> PreparedClient:
+    """The client's rows ready for training; computed on the first round, then read from state."""
+    if PREPARED in context.state:
+        arrays = context.state[PREPARED]
+        return PreparedClient(
+            arrays["train-Z"].numpy(),
+            arrays["train-y"].numpy(),
+            arrays["validation-Z"].numpy(),
+            arrays["validation-y"].numpy(),
+            stats.pooled_examples,
+        )
+    prepared = _client_data(context).prepare(stats, seed=int(context.run_config["seed"]))
+    context.state[PREPARED] = ArrayRecord(
+        {
+            "train-Z": Array(prepared.train_Z),
+            "train-y": Array(prepared.train_y),
+            "validation-Z": Array(prepared.validation_Z),
+            "validation-y": Array(np.asarray(prepared.validation_y, dtype=np.float64)),
+        }
+    )
+    return prepared
+
+
+def _save_final_model(settings: NodeSettings, context: Context, stats: GlobalStats, weights) -> str | None:
+    """The final global model, as the same Pipeline the server saves, into this node's model-dir."""
+    if settings.model_dir is None:
+        return None
+    import joblib
+
+    from fl_runtime.files import atomic_path
+    from fl_runtime.learning.model import build_pipeline
+
+    features = read_csv(settings.validation_path or settings.data_path).features
+    path = settings.model_dir / MODEL_FILE
+    with atomic_path(path) as temporary:
+        joblib.dump(build_pipeline(features, stats.mean, stats.scale, weights, stats.prior_logit), temporary)
+    return str(path)
+
+
+@app.query("moments")
+def moments(msg: Message, context: Context) -> Message:
+    """Counts, sums and sums of squares of log1p(features) over the training part: nothing else."""
+    settings = _settings(context)
+    client = settings.client_data(seed=int(context.run_config["seed"]))
+    settings.report({"message": "moments", "rows": client.train.n_rows})
+    content = RecordDict(records.moments_records(settings.name, client.train.features, client.moments()))
+    return Message(content=content, reply_to=msg)
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    """Score the incoming global model on validation (for the threshold), then train from it."""
+    started = time.time()
+    config = msg.content["config"]
+    stats = records.read_stats(config)
+    weights, shared_curvature = records.read_weights(msg.content["arrays"])
+    prepared = _prepared(context, stats)
+    histogram = prepared.histogram(weights, stats.prior_logit)
+    update = prepared.update(
+        weights, TrainConfig.from_config(config), shared_curvature if config[records.USE_SHARED_CURVATURE] else None
+    )
+    arrays = records.weights_record(update.weights, update.curvature if shared_curvature is not None else None)
+    metrics = records.update_metrics(update, histogram, len(prepared.validation_y), records.timing_metrics(_process_start(), started))
+    _settings(context).report({"message": "train", "round": int(config["server-round"])})
+    return Message(content=RecordDict({"arrays": arrays, "metrics": metrics}), reply_to=msg)
+
+
+@app.evaluate()
+def evaluate(msg: Message, context: Context) -> Message:
+    """The final global model on this client's validation part: ranking metrics and histograms."""
+    started = time.time()
+    stats = records.read_stats(msg.content["config"])
+    weights, _ = records.read_weights(msg.content["arrays"])
+    prepared = _prepared(context, stats)
+    settings = _settings(context)
+    validation = prepared.validation_metrics(weights, stats.prior_logit)
+    model = _save_final_model(settings, context, stats, weights)
+    settings.report({"message": "evaluate", "round": int(msg.content["config"]["server-round"]), "model": model, **validation})
+    metrics = {
+        records.EXAMPLES: len(prepared.validation_y),
+        **validation,
+        **records.histogram_metrics(prepared.histogram(weights, stats.prior_logit)),
+        **records.timing_metrics(_process_start(), started),
+    }
+    return Message(content=RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)
+

@@ -1,0 +1,161 @@
+"""The settings contract between the stacks and the runtime: what each stack publishes, where, and how
+the runtime reads it back.
+
+Each stack writes one JSON document to SSM (and the same values as stack outputs): ServerStack its
+``ServerAccountSettings`` at ``<prefix>/server/settings``, each client stack its
+``ClientAccountSettings`` at ``<prefix>/client/<name>/settings``. ``federate`` and ``stage-data`` read
+them with ``from_json``, which names the parameter and the field when one is missing or of the wrong
+type (a stack of another version, say). The stacks build the same dataclasses with CDK tokens as
+values and publish ``to_dict()``. Also here: the names both sides compute (parameters, training jobs).
+
+Standard library only: the CDK app imports it to synthesize, with no Flower or AWS SDK.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import typing
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from fl_runtime.errors import ConfigError
+
+SETTINGS = "settings"
+JOB_NAME_MAX = 63  # SageMaker's limit on a training-job name
+RUN_NAME_MAX = 20  # a run's tag: the default UTC timestamp has 15 characters
+RUN_NAME = re.compile(rf"^[a-zA-Z0-9][a-zA-Z0-9-]{{0,{RUN_NAME_MAX - 1}}}$")
+
+
+def server_parameter(prefix: str, key: str = SETTINGS) -> str:
+    """An SSM parameter of the server account, e.g. ``/fl-fraud/server/settings``."""
+    return f"{prefix}/server/{key}"
+
+
+def client_parameter(prefix: str, client: str, key: str = SETTINGS) -> str:
+    """An SSM parameter of a client account, e.g. ``/fl-fraud/client/insurer-a/settings``."""
+    return f"{prefix}/client/{client}/{key}"
+
+
+def job_name(prefix: str, run_tag: str, client: str) -> str:
+    """``<prefix>-<run>-<client>``: the prefix first (the IAM policies grant ``<prefix>*``), the client
+    last and whole (so the console and CloudTrail say whose job it is). The stack config and ``--run-name``
+    are validated so this always fits; a name that does not is a bug, not something to truncate."""
+    name = f"{prefix}-{run_tag}-{client}"
+    if len(name) > JOB_NAME_MAX or not re.fullmatch(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*", name):
+        raise ValueError(f"training-job name {name!r} is not 1-{JOB_NAME_MAX} letters, digits and hyphens")
+    return name
+
+
+Settings = TypeVar("Settings", bound="PublishedSettings")
+
+
+class PublishedSettings:
+    """JSON in and out for the settings dataclasses below, checked field by field."""
+
+    @classmethod
+    def from_json(cls: type[Settings], text: str, where: str) -> Settings:
+        """``where`` names the document (its SSM parameter or file) in every error."""
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"{where}: not JSON ({error})") from None
+        return cls.from_dict(document, where)
+
+    @classmethod
+    def from_dict(cls: type[Settings], document: Any, where: str) -> Settings:
+        if not isinstance(document, dict):
+            raise ConfigError(f"{where}: expected a JSON object with the fields {', '.join(f.name for f in dataclasses.fields(cls))}")  # type: ignore[arg-type]
+        hints = typing.get_type_hints(cls)
+        values = {}
+        for item in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if item.name not in document:
+                raise ConfigError(f"{where}: field '{item.name}' is missing (published by a stack of another version?)")
+            values[item.name] = _read(hints[item.name], document[item.name], f"{where}: field '{item.name}'")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types (tuples as lists), field by field."""
+        return {item.name: _plain(getattr(self, item.name)) for item in dataclasses.fields(self)}  # type: ignore[arg-type]
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, PublishedSettings):
+        return value.to_dict()
+    if isinstance(value, tuple):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _read(kind: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(kind)
+    if origin is tuple:
+        item_kind = typing.get_args(kind)[0]
+        if not isinstance(value, list):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        return tuple(_read(item_kind, item, f"{where}[{index}]") for index, item in enumerate(value))
+    if isinstance(kind, type) and issubclass(kind, PublishedSettings):
+        return kind.from_dict(value, where)
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(f"{where} must be a whole number, got {value!r}")
+    if kind is str and not isinstance(value, str):
+        raise ConfigError(f"{where} must be a string, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class ClientEntry(PublishedSettings):
+    """What the server account knows of one client account (from the federation config)."""
+
+    name: str
+    account: str
+    kickoff_role_arn: str
+    external_id: str  # agreed with the client; it guards the kickoff role's trust
+    settings_parameter: str  # the client's ClientAccountSettings, read through the kickoff role
+    vpc_cidr: str
+
+
+@dataclass(frozen=True)
+class ServerAccountSettings(PublishedSettings):
+    """What ServerStack publishes for ``federate`` and ``stage-data --server``."""
+
+    region: str
+    notebook: str
+    flower_port: int
+    server_vpc_cidr: str
+    results_bucket: str
+    test_prefix: str  # the server-only test set: <test_prefix>test.csv
+    model_prefix: str  # each run's outputs: <model_prefix><run>/
+    source_uri: str  # the code bundle
+    clients: tuple[ClientEntry, ...]
+
+
+@dataclass(frozen=True)
+class ClientAccountSettings(PublishedSettings):
+    """What a client stack publishes: how its training jobs are started, and where its data lives."""
+
+    client: str
+    account: str
+    kickoff_role_arn: str
+    external_id: str
+    execution_role_arn: str
+    subnet_ids: tuple[str, ...]
+    training_security_group_id: str
+    code_bucket: str
+    source_uri: str  # s3:// URI of the code bundle the jobs run
+    entry_point: str
+    data_bucket: str
+    data_prefix: str  # the staged train/validation split
+    artifact_bucket: str
+    artifact_prefix: str
+    public_key_parameter_prefix: str  # where a job publishes its SuperNode's public key
+    data_key_arn: str
+    training_image: str
+    training_instance_type: str
+    training_job_prefix: str
+    max_training_seconds: int
+    notebook: str

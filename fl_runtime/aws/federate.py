@@ -1,0 +1,309 @@
+"""``python -m fl_runtime federate``: a whole federation from the server notebook, in one command.
+
+1. The SuperLink starts on 127.0.0.1 with TLS (a throwaway CA; the certificate names the notebook's
+   private address) and SuperNode authentication; the Fleet gateway (``fleet_gateway``) listens on the
+   private address and port the client CIDRs may reach and forwards the Fleet API only: run submission
+   and node registration are never reachable from a client VPC.
+2. For each client account: assume ``FL-kickoff-client-job`` with its external id, read its settings,
+   ``CreateTrainingJob`` (``kickoff.training_job_request``). The server listens before any job starts.
+3. As each job publishes its SuperNode's public key, register it; the job's SuperNode retries until
+   then. Live progress: per-round metrics, and each job's status and elapsed time.
+4. Success: the global model, metrics and report go to the server bucket (``model/<run>/``), each job
+   saves the final model to SM_MODEL_DIR and exits 0. A client that fails mid-run is dropped while
+   ``min-clients`` remain; the report names it. Failure or Ctrl-C: every job started is stopped, the
+   SuperLink and gateway stop, the command exits non-zero with the reason.
+
+Where settings, data and jobs come from is a ``Server``: ``AwsServer`` (SSM, S3, SageMaker through the
+kickoff roles) on the notebook, or ``RehearsalServer`` (folders and local processes standing in for
+buckets and jobs, same requests) for rehearsals and tests.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import json
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar, Protocol
+
+from rich.console import Console
+
+from fl_runtime import defaults
+from fl_runtime.app.run_settings import DATA_DESCRIPTION_OF_ACCOUNTS, NODE_NAMES_FILE, write_node_names
+from fl_runtime.aws.contract import ClientAccountSettings, ServerAccountSettings, job_name
+from fl_runtime.aws.kickoff import JobPlan, training_job_request
+from fl_runtime.errors import FederationError
+from fl_runtime.files import empty_output_folder, publish_folder, staging_folder
+from fl_runtime.launch.fab import stage_app
+from fl_runtime.launch.flower import SuperLink, flower_env, free_port, wait_until_healthy
+from fl_runtime.launch.follow import RunWatch, follow_run
+from fl_runtime.launch.options import RunOptions, timestamp
+from fl_runtime.launch.pki import create_tls
+from fl_runtime.launch.processes import Supervisor, interrupts_as_keyboard_interrupt
+from fl_runtime.launch.progress import JobRow, ProgressView
+from fl_runtime.learning.data import read_csv
+
+JOB_POLL_SECONDS = 5.0  # DescribeTrainingJob, per client
+KEY_POLL_SECONDS = 1.0  # a published public key is registered within a second: the job's SuperNode is retrying
+JOB_FINISH_TIMEOUT = 300.0  # after the run: time for the jobs to save the model, upload it and exit
+ENDED = ("Completed", "Failed", "Stopped")
+
+
+@dataclass(frozen=True)
+class FederateOptions(RunOptions):
+    address: str | None = None  # the notebook's private address; default: discovered
+    connect_timeout: float = defaults.CONNECT_TIMEOUT  # a job, from created to joined (SageMaker takes minutes to start one)
+    run_name: str | None = None  # default: a UTC timestamp
+
+    WAIT_FLAG: ClassVar[str] = "--connect-timeout"
+
+    @property
+    def wait_timeout(self) -> float:
+        return self.connect_timeout
+
+
+class ClientJobs(Protocol):
+    """Where a client's training jobs run: SageMaker through its kickoff role, or local processes."""
+
+    def public_key_uri(self, settings: ClientAccountSettings, job: str) -> str: ...
+    def start(self, request: dict) -> str: ...
+    def status(self, name: str) -> tuple[str, str]: ...
+    def stop(self, name: str) -> str | None: ...
+    def read_public_key(self, uri: str) -> bytes | None: ...
+
+
+@dataclass
+class ClientHandle:
+    """A client of this run: its settings, where its jobs run, and the job once started."""
+
+    name: str
+    settings: ClientAccountSettings
+    jobs: ClientJobs
+    job: str | None = None
+    key_uri: str | None = None
+    node_id: int | None = None
+    status: str = "not started"
+    detail: str = ""
+    started_at: float = field(default_factory=time.monotonic)
+    ended_at: float | None = None
+
+
+class ServerAccount(Protocol):
+    """Where ``federate`` gets its settings, test set and client jobs, and puts its outputs (``server_account``)."""
+
+    settings: ServerAccountSettings
+    region: str
+
+    def fetch_test_set(self, destination: Path) -> Path: ...
+    def publish(self, folder: Path, run: str) -> str: ...
+    def clients(self, session_name: str) -> list[ClientHandle]: ...
+
+
+def private_address(settings: ServerAccountSettings) -> str:
+    """This notebook's address toward the clients: the source address of its route to the first client VPC.
+
+    Connecting a UDP socket picks a route and sends nothing. The address must lie in the server VPC: it
+    is what the client jobs dial and what their security groups and peering routes admit.
+    """
+    toward = str(ipaddress.ip_network(settings.clients[0].vpc_cidr)[1]) if settings.clients else "10.255.255.255"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect((toward, 1))
+        address = probe.getsockname()[0]
+    if ipaddress.ip_address(address) not in ipaddress.ip_network(settings.server_vpc_cidr):
+        raise FederationError(
+            f"this machine reaches {toward} from {address}, outside the server VPC {settings.server_vpc_cidr}: "
+            "run federate on the server notebook, or pass --address with its private address"
+        )
+    return address
+
+
+def run_tag(now: dt.datetime | None = None) -> str:
+    return timestamp(now or dt.datetime.now(dt.timezone.utc))
+
+
+class Federation:
+    """The server side of one run: SuperLink, gateway, client jobs, registrations."""
+
+    def __init__(self, server: ServerAccount, options: FederateOptions, console: Console, workspace: Path, tag: str) -> None:
+        self.server = server
+        self.options = options
+        self.console = console
+        self.workspace = workspace
+        self.tag = tag
+        self.supervisor = Supervisor(workspace / "logs")
+        self.address = options.address  # or discovered when the server starts
+        self.port = server.settings.flower_port
+        self._next_keys = self._next_jobs = 0.0
+        self.clients: list[ClientHandle] = []
+        self.link: SuperLink | None = None
+
+    # -- server side -------------------------------------------------------------------------------
+    def start_superlink_and_gateway(self) -> None:
+        self.address = self.address or private_address(self.server.settings)
+        tls = create_tls(self.workspace / "tls", [self.address])
+        self.link = SuperLink(self.supervisor, self.workspace, tls, host="127.0.0.1", port=free_port(), dial_address="127.0.0.1")
+        self.link.start()
+        self.supervisor.start(
+            "fleet-gateway",
+            [sys.executable, "-m", "fl_runtime.aws.fleet_gateway", "--listen", f"{self.address}:{self.port}",
+             "--upstream", f"127.0.0.1:{self.link.port}", "--certificate", str(tls.server_certificate), "--key", str(tls.server_key),
+             "--ca", str(tls.ca_certificate)],
+            flower_env(self.workspace / "gateway-home"),
+            self.workspace / "gateway",
+        )
+        wait_until_healthy(self.supervisor, "fleet-gateway", "the Fleet gateway", f"{self.address}:{self.port}", tls.ca_certificate, 60.0)
+        self.console.print(
+            f"SuperLink on 127.0.0.1:{self.link.port} (TLS, SuperNode authentication); Fleet API only on {self.address}:{self.port}",
+            highlight=False,
+        )
+
+    # -- clients -----------------------------------------------------------------------------------
+    def start_jobs(self) -> None:
+        plan = JobPlan(self.tag, f"{self.address}:{self.port}", self.link.tls.ca_certificate.read_bytes(), self.options.connect_timeout, self.options.run_seconds)
+        for handle in self.server.clients(session_name=f"fl-federate-{self.tag}"):
+            name = job_name(handle.settings.training_job_prefix, plan.run_tag, handle.settings.client)
+            handle.key_uri = handle.jobs.public_key_uri(handle.settings, name)
+            request = training_job_request(handle.settings, plan, self.server.region, handle.key_uri)
+            self.clients.append(handle)
+            handle.job = handle.jobs.start(request)  # raises FederationError naming the client and the call
+            handle.status, handle.started_at = "InProgress", time.monotonic()
+            self.console.print(f"client {handle.name}: training job {handle.job} created", highlight=False)
+
+    def register_new_keys(self) -> None:
+        for handle in self.clients:
+            if handle.node_id is None and handle.status == "InProgress":
+                key = handle.jobs.read_public_key(handle.key_uri)
+                if key:
+                    path = self.workspace / "keys" / f"{handle.name}.pub"
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_bytes(key)
+                    handle.node_id = self.link.register(path)
+                    write_node_names(self.workspace / NODE_NAMES_FILE, {h.node_id: h.name for h in self.clients if h.node_id is not None})
+                    self.console.print(f"client {handle.name}: SuperNode key registered (node {handle.node_id})", highlight=False)
+
+    def poll_jobs(self, view: ProgressView | None) -> None:
+        for handle in self.clients:
+            if handle.job is None or handle.status in ENDED:
+                continue
+            status, detail = handle.jobs.status(handle.job)
+            shown = status + (f" ({detail})" if detail else "")
+            if (status, detail) != (handle.status, handle.detail):
+                handle.status, handle.detail = status, detail
+                now = time.monotonic()
+                handle.ended_at = now if status in ENDED else None
+                (view.notice if view else self.console.print)(f"client {handle.name}: job {handle.job} {shown} after {now - handle.started_at:.0f} s")
+            if view:
+                view.job(handle.name, JobRow(handle.job, shown, handle.started_at, handle.ended_at))
+
+    def tick(self, view: ProgressView, min_clients: int) -> None:
+        """The launcher's turn in the run-following loop: register new keys, watch the jobs."""
+        now = time.monotonic()
+        if now >= self._next_keys:
+            self.register_new_keys()
+            self._next_keys = now + KEY_POLL_SECONDS
+        if now >= self._next_jobs:
+            self.poll_jobs(view)
+            alive = [h for h in self.clients if h.status not in ("Failed", "Stopped")]
+            if len(alive) < min_clients:
+                failed = [f"{h.name} ({h.detail or h.status})" for h in self.clients if h.status in ("Failed", "Stopped")]
+                raise FederationError(f"only {len(alive)} client jobs left, fewer than --min-clients {min_clients}; failed: {', '.join(failed)}")
+            self._next_jobs = now + JOB_POLL_SECONDS
+
+    def stop_jobs(self) -> list[str]:
+        problems = []
+        for handle in self.clients:
+            if handle.job is not None and handle.status not in ENDED:
+                problem = handle.jobs.stop(handle.job)
+                if problem:
+                    problems.append(problem)
+                else:
+                    handle.status = "Stopped"
+        return problems
+
+    def wait_for_jobs(self, timeout: float = JOB_FINISH_TIMEOUT) -> None:
+        """Let the jobs finish on their own; stop the ones still running after ``timeout`` (no idle billing)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(h.job and h.status not in ENDED for h in self.clients):
+            self.poll_jobs(None)
+            time.sleep(1.0)
+        for handle in self.clients:
+            if handle.job and handle.status not in ENDED:
+                self.console.print(f"client {handle.name}: job {handle.job} still {handle.status} {timeout:g} s after the run; stopping it", highlight=False)
+        for problem in self.stop_jobs():
+            self.console.print(f"could not stop a job: {problem}", highlight=False)
+
+
+def federate(server: ServerAccount, options: FederateOptions, console: Console) -> Path:
+    """Run one federation; return the local folder of its outputs. Raises on failure."""
+    tag = options.run_name or run_tag()
+    options.min_clients_among(len(server.settings.clients), "configured")  # before any job is created (and billed)
+    out = empty_output_folder(options.out or Path("runs") / f"federate-{tag}")
+    staging = staging_folder(out)
+    workspace = Path(tempfile.mkdtemp(prefix="fl-federate-"))
+    federation = Federation(server, options, console, workspace, tag)
+    published = False
+    try:
+        test_path = server.fetch_test_set(workspace / "test.csv")
+        test = read_csv(test_path)
+        console.print(f"Server test set: {test.n_rows} providers, {test.n_positive} fraudulent ({test_path})", highlight=False)
+        with interrupts_as_keyboard_interrupt():
+            _run(federation, test_path, staging)
+        # the local copy first: if the upload fails, the results are still there
+        publish_folder(staging, out)
+        shutil.copytree(workspace / "logs", out / "logs")
+        published = True
+        _publish(server, federation, out, console)
+        return out
+    except BaseException:
+        for problem in federation.stop_jobs():
+            console.print(f"could not stop a job: {problem}", highlight=False)
+        raise
+    finally:
+        federation.supervisor.stop_all()
+        if not published:
+            shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(workspace, ignore_errors=True)
+
+
+def _run(federation: Federation, test_path: Path, staging: Path) -> None:
+    """Server up, jobs started, run submitted and followed to its end, jobs finished."""
+    options, workspace = federation.options, federation.workspace
+    federation.start_superlink_and_gateway()
+    federation.start_jobs()
+    min_clients = options.min_clients_among(len(federation.clients), "configured")
+    settings = options.run_settings(
+        clients=len(federation.clients), min_clients=min_clients, test_data=test_path, out_dir=staging,
+        description=DATA_DESCRIPTION_OF_ACCOUNTS, node_names=workspace / NODE_NAMES_FILE,
+    )
+    link = federation.link
+    assert link is not None  # started above
+    run_id = link.submit(stage_app(workspace / "app"), settings.to_run_config())
+    federation.console.print(f"Run {run_id} submitted; waiting for the clients' jobs to join", highlight=False)
+    watch = RunWatch(
+        link, federation.supervisor, run_id, staging, time.monotonic() + options.run_seconds, options.deadline_rule,
+        vital=("superlink", "fleet-gateway"), on_tick=lambda view: federation.tick(view, min_clients),
+    )
+    with ProgressView(federation.console, f"Federated training, {len(federation.clients)} client accounts") as view:
+        follow_run(watch, view)
+    federation.wait_for_jobs()
+
+
+def _publish(server: ServerAccount, federation: Federation, out: Path, console: Console) -> None:
+    try:
+        location = server.publish(out, federation.tag)
+    except FederationError as error:
+        raise FederationError(f"{error}; the outputs are kept locally in {out}") from None
+    final = json.loads((out / "metrics.json").read_text())["final"]
+    console.print(
+        f"Done: final model ROC-AUC {final['roc-auc']:.4f}, PR-AUC {final['pr-auc']:.4f}, F1 {final['f1']:.3f}. "
+        f"Outputs in {location} and {out}",
+        highlight=False,
+    )
+    for handle in federation.clients:
+        console.print(f"client {handle.name}: job {handle.job} {handle.status}", highlight=False)

@@ -1,0 +1,278 @@
+"""SageMaker script-mode entry point of a federation client (``sagemaker_client.py`` in the bundle).
+
+Contract (SageMaker script mode): hyperparameters arrive as ``--key value`` arguments; the staged
+data is in ``SM_CHANNEL_TRAIN`` (``train.csv`` and ``validation.csv``, written by ``stage-data``); the
+final model goes to ``SM_MODEL_DIR`` (SageMaker uploads it as ``model.tar.gz``); metrics to
+``SM_OUTPUT_DATA_DIR``.
+
+What it does:
+1. validates the staged CSVs (the same checks and messages as the local runner) before connecting;
+2. generates this node's key pair: the private key never leaves the job; the public key is written to
+   ``--public-key-uri`` (``ssm:<parameter>`` in the client's account, or ``file://`` in rehearsals),
+   where the server reads and registers it, and removed when the job ends. No secret travels in
+   hyperparameters, which anyone with DescribeTrainingJob can read;
+3. runs a SuperNode against ``--superlink`` over TLS (``--root-certificate``: the run's CA), retrying
+   with backoff until it has joined (its first message arrived) or ``--connect-timeout`` has passed:
+   then it exits non-zero saying why (server unreachable, or key not registered);
+4. when the final global model arrives, saves it to ``SM_MODEL_DIR/model.joblib``, lets the SuperNode
+   send its last reply and the server collect it, stops it (SuperNodes never exit by themselves) and
+   exits 0; after
+   ``--run-timeout`` without a final model it stops and exits non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from fl_runtime.errors import BadInput, OptionsError, RunFailed
+from fl_runtime.launch.flower import ONE_THREAD, SuperNodeSpec, flower_env, free_port
+from fl_runtime.launch.pki import NodeKey, create_node_key
+from fl_runtime.launch.processes import Supervisor, interrupts_as_keyboard_interrupt
+from fl_runtime.learning.data import check_split, read_csv
+
+EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
+CONNECTED = "moments"  # the first message a member of the federation handles
+SENT = "Sent successfully"  # what the SuperNode logs after pushing a reply
+LINGER_SECONDS = 5.0  # after the last reply: time for the server to collect it (see _wait_for_replies)
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    superlink: str
+    root_certificate: bytes
+    client_name: str
+    public_key_uri: str
+    connect_timeout: float
+    run_timeout: float
+    data_dir: Path
+    model_dir: Path
+    output_dir: Path
+
+
+def parse(argv: list[str], environ: dict[str, str]) -> JobSettings:
+    parser = argparse.ArgumentParser(prog="sagemaker_client.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--superlink", required=True, help="HOST:PORT of the SuperLink (the server notebook)")
+    parser.add_argument("--root-certificate", required=True, help="base64 PEM of the run's CA certificate (public)")
+    parser.add_argument("--client-name", required=True)
+    parser.add_argument("--public-key-uri", required=True, help="ssm:/parameter/name or file:///path for this node's public key")
+    parser.add_argument("--connect-timeout", type=float, default=900.0, help="seconds to join the federation")
+    parser.add_argument("--run-timeout", type=float, default=6 * 3600.0, help="seconds until the final model")
+    args = parser.parse_args(argv)
+    missing = [name for name in ("SM_CHANNEL_TRAIN", "SM_MODEL_DIR", "SM_OUTPUT_DATA_DIR") if not environ.get(name)]
+    if missing:
+        raise OptionsError(f"environment variable {missing[0]} is not set: this entry point runs in a SageMaker training job")
+    try:
+        certificate = base64.b64decode(args.root_certificate, validate=True)
+    except ValueError:
+        raise OptionsError("--root-certificate is not base64") from None
+    if b"BEGIN CERTIFICATE" not in certificate:
+        raise OptionsError("--root-certificate does not hold a PEM certificate")
+    if not args.public_key_uri.startswith(("ssm:/", "file:///")):
+        raise OptionsError(f"--public-key-uri {args.public_key_uri!r} must start with ssm:/ or file:///")
+    for flag, value in (("--connect-timeout", args.connect_timeout), ("--run-timeout", args.run_timeout)):
+        if value <= 0:
+            raise OptionsError(f"{flag} must be positive, got {value}")
+    return JobSettings(
+        args.superlink, certificate, args.client_name, args.public_key_uri, args.connect_timeout, args.run_timeout,
+        Path(environ["SM_CHANNEL_TRAIN"]), Path(environ["SM_MODEL_DIR"]), Path(environ["SM_OUTPUT_DATA_DIR"]),
+    )
+
+
+def validate_data(data_dir: Path) -> tuple[Path, Path]:
+    """The staged split, checked like the local runner checks client CSVs."""
+    train_path, validation_path = data_dir / "train.csv", data_dir / "validation.csv"
+    check_split(read_csv(train_path), read_csv(validation_path))
+    return train_path, validation_path
+
+
+def publish_public_key(uri: str, key: bytes) -> None:
+    """Write the public key where the server looks for it (an SSM parameter of this account, or a file)."""
+    if uri.startswith("file://"):
+        target = Path(uri[len("file://"):])
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(key)
+    else:
+        import boto3
+
+        boto3.client("ssm").put_parameter(
+            Name=uri.removeprefix("ssm:"), Value=key.decode("ascii"), Type="String", Overwrite=True,
+            Description="Public key of a federation training job's SuperNode (removed when the job ends)",
+        )
+
+
+def retract_public_key(uri: str) -> None:
+    """Remove the published key when the job ends: it is of no use after, and SSM parameters are counted."""
+    try:
+        if uri.startswith("file://"):
+            Path(uri[len("file://"):]).unlink(missing_ok=True)
+        else:
+            import boto3
+
+            boto3.client("ssm").delete_parameter(Name=uri.removeprefix("ssm:"))
+    except Exception as error:  # noqa: BLE001 - best effort at exit; the run's outcome does not depend on it
+        print(f"warning: could not remove the published public key {uri}: {error}", file=sys.stderr)
+
+
+def why_not_joined(log: str, superlink: str) -> str:
+    if "Failed to activate SuperNode" in log:
+        return "the server has not registered this node's key (the federate command registers it once it reads the public key)"
+    if any(text in log for text in ("Connection attempt failed", "Connection refused", "ConnectError", "Failed to connect", "timed out", "Name or service not known")):
+        return f"cannot reach the SuperLink at {superlink} (is the federation running, and is the peering route in place?)"
+    return "the SuperNode stopped before its first message; its log ends with:\n" + log
+
+
+def read_progress(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def run(settings: JobSettings) -> int:
+    try:
+        train_path, validation_path = validate_data(settings.data_dir)
+    except BadInput as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    workspace = Path(tempfile.mkdtemp(prefix="fl-client-"))  # removed at the end; logs go to SM_OUTPUT_DATA_DIR
+    key = create_node_key(workspace / "keys", "supernode")
+    try:
+        publish_public_key(settings.public_key_uri, key.public_key.read_bytes())
+    except Exception as error:  # noqa: BLE001 - boto3 or file-system errors alike end the job with one clear line
+        print(f"error: cannot publish this node's public key to {settings.public_key_uri}: {error}", file=sys.stderr)
+        _keep_logs(workspace, settings.output_dir)
+        return EXIT_FAILED
+    print(f"{settings.client_name}: public key published to {settings.public_key_uri}; joining {settings.superlink}", flush=True)
+    node_config = {
+        "train-path": str(train_path), "validation-path": str(validation_path), "name": settings.client_name,
+        "model-dir": str(settings.model_dir), "progress-file": str(workspace / "progress.jsonl"),
+    }
+    job = ClientJob(settings, workspace, key, node_config)
+    try:
+        return job.run()
+    except KeyboardInterrupt:
+        print("error: stopped (SIGTERM or Ctrl-C)", file=sys.stderr)
+        return EXIT_FAILED
+    except RunFailed as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        job.supervisor.stop_all()
+        retract_public_key(settings.public_key_uri)
+        _keep_logs(workspace, settings.output_dir)
+
+
+def _keep_logs(workspace: Path, output_dir: Path) -> None:
+    """SuperNode logs into the job's output (SageMaker uploads it with the artifacts); workspace removed."""
+    import shutil
+
+    if (workspace / "logs").exists():
+        shutil.copytree(workspace / "logs", output_dir / "supernode-logs", dirs_exist_ok=True)
+    shutil.rmtree(workspace, ignore_errors=True)
+
+
+class ClientJob:
+    """This job's SuperNode: joined with retries, then followed until the final model is saved."""
+
+    def __init__(self, settings: JobSettings, workspace: Path, key: NodeKey, node_config: dict[str, str]) -> None:
+        self.settings = settings
+        self.workspace = workspace
+        self.ca = workspace / "ca.crt"
+        self.ca.write_bytes(settings.root_certificate)
+        self.key = key
+        self.node_config = node_config
+        self.progress = Path(node_config["progress-file"])
+        self.supervisor = Supervisor(workspace / "logs")
+        self.started = time.monotonic()
+
+    def run(self) -> int:
+        with interrupts_as_keyboard_interrupt():  # StopTrainingJob sends SIGTERM: stop the SuperNode too
+            node, reason = self.join()
+            if node is None:
+                print(f"error: could not join the federation within {self.settings.connect_timeout:g} s: {reason}", file=sys.stderr)
+                return EXIT_FAILED
+            return self.follow(node)
+
+    def join(self) -> tuple[str | None, str]:
+        """Start SuperNodes until one has joined: (its process name, "") or (None, why none could)."""
+        settings = self.settings
+        deadline = self.started + settings.connect_timeout
+        backoff, attempt, reason = 2.0, 0, "no attempt"
+        while time.monotonic() < deadline:
+            attempt += 1
+            name = f"supernode-{attempt}"
+            remaining = max(5.0, deadline - time.monotonic())
+            spec = SuperNodeSpec(settings.superlink, self.ca, self.key, self.node_config, max_wait_time=min(60.0, remaining))
+            self.supervisor.start(name, spec.command(free_port()), flower_env(self.workspace / "flwr-home", ONE_THREAD), self.workspace / "supernode")
+            while name not in self.supervisor.exited() and time.monotonic() < deadline:
+                if any(event.get("message") == CONNECTED for event in read_progress(self.progress)):
+                    print(f"{settings.client_name}: joined the federation (attempt {attempt})", flush=True)
+                    return name, ""
+                time.sleep(0.5)
+            reason = why_not_joined(self.supervisor.log_tail(name, 12), settings.superlink)
+            self.supervisor.stop(name)
+            print(f"{settings.client_name}: attempt {attempt} did not join: {reason.splitlines()[0]}", flush=True)
+            time.sleep(min(backoff, max(0.0, deadline - time.monotonic())))
+            backoff = min(2 * backoff, 30.0)
+        return None, reason
+
+    def follow(self, node: str) -> int:
+        """Report rounds until the final model is saved and its reply sent; bounded by --run-timeout."""
+        settings = self.settings
+        deadline = self.started + settings.run_timeout
+        reported = 0
+        while time.monotonic() < deadline:
+            events = read_progress(self.progress)
+            for event in events[reported:]:
+                print(f"{settings.client_name}: {event['message']}" + (f" round {event['round']}" if event.get("round") else ""), flush=True)
+            reported = len(events)
+            final = next((i for i, e in enumerate(events) if e.get("message") == "evaluate" and e.get("model")), None)
+            if final is not None:
+                # every message handled gets one reply: wait until the final one has been sent too
+                self.wait_for_replies(node, final + 1)
+                self.save_client_metrics(events[final])
+                print(f"{settings.client_name}: final global model saved to {events[final]['model']}", flush=True)
+                return 0
+            if node in self.supervisor.exited():
+                print(f"error: the SuperNode stopped during the run:\n{self.supervisor.log_tail(node, 20)}", file=sys.stderr)
+                return EXIT_FAILED
+            time.sleep(1.0)
+        print(f"error: no final model within --run-timeout {settings.run_timeout:g} s", file=sys.stderr)
+        return EXIT_FAILED
+
+    def save_client_metrics(self, final: dict) -> None:
+        metrics = {k: v for k, v in final.items() if k in ("roc-auc", "pr-auc", "log-loss", "round")}
+        self.settings.output_dir.mkdir(parents=True, exist_ok=True)
+        (self.settings.output_dir / "client_metrics.json").write_text(json.dumps({"client": self.settings.client_name, **metrics}, indent=2))
+
+    def wait_for_replies(self, node: str, expected: int, timeout: float = 60.0) -> None:
+        """Let the SuperNode push the last reply, and the server collect it, before stopping the SuperNode.
+
+        The ClientApp saves the model before it replies. A SuperNode that stops deactivates itself, and
+        the SuperLink then answers the server with "node unavailable" instead of a reply it has not yet
+        handed over, so the node lingers a little after sending (the server collects replies every 50 ms).
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.supervisor.log_tail(node, 100_000).count(SENT) < expected:
+            time.sleep(0.5)
+        time.sleep(LINGER_SECONDS)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        settings = parse(sys.argv[1:] if argv is None else argv, dict(os.environ))
+    except BadInput as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return run(settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Where ``federate`` gets its settings, data and client jobs: AWS on the notebook, folders in a rehearsal.
+
+``AwsServer``: the server notebook's own role reads ``<prefix>/server/settings`` from SSM, downloads
+the test set from the results bucket, uploads the outputs to ``model/<run>/``, and reaches each client
+account through its kickoff role (``kickoff.KickoffSession``).
+
+``RehearsalServer``: the same roles played by folders (one per bucket) and local processes
+(``local_jobs.LocalJobs``) that receive the very CreateTrainingJob requests SageMaker would. Described
+by a JSON file (see ``RehearsalServer.describe``), it is how the tests and a laptop rehearse a
+deployment end to end.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from fl_runtime.aws.contract import ClientAccountSettings, ServerAccountSettings
+from fl_runtime.aws.federate import ClientHandle
+from fl_runtime.aws.kickoff import KickoffSession, boto_config, explain
+from fl_runtime.aws.local_jobs import LocalJobs
+from fl_runtime.errors import BadInput, FederationError
+
+TEST_FILE = "test.csv"
+
+
+class AwsServer:
+    def __init__(self, parameter: str, session=None) -> None:
+        import boto3
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        self.session = session or boto3.Session()
+        try:
+            raw = self.session.client("ssm", config=boto_config()).get_parameter(Name=parameter)["Parameter"]["Value"]
+        except ClientError as error:
+            raise explain(error, "server", f"reading {parameter}") from None
+        except BotoCoreError as error:
+            raise FederationError(f"reading {parameter} failed: {error}") from None
+        self.settings = ServerAccountSettings.from_json(raw, f"the server's settings {parameter}")
+        self.region = self.settings.region
+
+    def fetch_test_set(self, destination: Path) -> Path:
+        from botocore.exceptions import ClientError
+
+        key = f"{self.settings.test_prefix}{TEST_FILE}"
+        try:
+            self.session.client("s3", config=boto_config()).download_file(self.settings.results_bucket, key, str(destination))
+        except ClientError as error:
+            raise FederationError(
+                f"no test set at s3://{self.settings.results_bucket}/{key} ({error}); stage it first: "
+                "python -m fl_runtime stage-data --server --data test.csv"
+            ) from None
+        return destination
+
+    def publish(self, folder: Path, run: str) -> str:
+        from boto3.exceptions import S3UploadFailedError
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        s3 = self.session.client("s3", config=boto_config())
+        prefix = f"{self.settings.model_prefix}{run}/"
+        location = f"s3://{self.settings.results_bucket}/{prefix}"
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            try:
+                s3.upload_file(str(path), self.settings.results_bucket, prefix + path.relative_to(folder).as_posix())
+            except (ClientError, BotoCoreError, S3UploadFailedError) as error:
+                raise FederationError(f"uploading {path.name} to {location} failed: {error}") from None
+        return location
+
+    def clients(self, session_name: str) -> list[ClientHandle]:
+        sts = self.session.client("sts", config=boto_config())
+        sessions = [KickoffSession.assume(sts, entry, self.region, session_name) for entry in self.settings.clients]
+        return [ClientHandle(session.name, session.settings, session.jobs) for session in sessions]
+
+
+class RehearsalServer:
+    """Buckets as folders, training jobs as local processes; the requests are the real ones.
+
+    Described by a JSON file: the server's and each client's settings as the stacks publish them, the
+    folder standing in for each bucket, where the jobs run and with which Python.
+    """
+
+    def __init__(self, description: Path) -> None:
+        try:
+            spec = json.loads(Path(description).read_text())
+            self.settings = ServerAccountSettings.from_dict(spec["server"], f"{description}: server")
+            self.client_settings = [ClientAccountSettings.from_dict(c, f"{description}: clients[{i}]") for i, c in enumerate(spec["clients"])]
+            self.buckets = {name: Path(folder) for name, folder in spec["buckets"].items()}
+            jobs_folder, python = Path(spec["jobs_folder"]), str(spec["python"])
+        except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
+            raise BadInput(f"{description}: not a rehearsal description ({type(error).__name__}: {error})") from None
+        self.region = self.settings.region
+        self.jobs = LocalJobs(jobs_folder, self.buckets, python, spec.get("install_requirements", False))
+
+    @staticmethod
+    def describe(path: Path, *, server: ServerAccountSettings, clients: list[ClientAccountSettings], buckets: dict[str, Path],
+                 jobs_folder: Path, python: str, install_requirements: bool = False) -> Path:
+        path.write_text(json.dumps({
+            "server": server.to_dict(), "clients": [c.to_dict() for c in clients], "buckets": {k: str(v) for k, v in buckets.items()},
+            "jobs_folder": str(jobs_folder), "python": python, "install_requirements": install_requirements,
+        }, indent=2))
+        return path
+
+    def fetch_test_set(self, destination: Path) -> Path:
+        source = self.buckets[self.settings.results_bucket] / f"{self.settings.test_prefix}{TEST_FILE}"
+        if not source.is_file():
+            raise FederationError(f"no test set at {source}")
+        shutil.copyfile(source, destination)
+        return destination
+
+    def publish(self, folder: Path, run: str) -> str:
+        target = self.buckets[self.settings.results_bucket] / f"{self.settings.model_prefix}{run}"
+        try:
+            shutil.copytree(folder, target, dirs_exist_ok=True)
+        except OSError as error:
+            raise FederationError(f"copying the outputs to {target} failed: {error}") from None
+        return str(target)
+
+    def clients(self, session_name: str) -> list[ClientHandle]:
+        return [ClientHandle(s.client, s, self.jobs) for s in self.client_settings]

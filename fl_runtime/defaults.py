@@ -1,0 +1,28 @@
+"""Every default of a run, in one place: the command line, the Options objects, the partition spec and
+the FAB's run config (``[tool.flwr.app.config]``, generated from these) all read them here."""
+
+# training
+ROUNDS = 10
+LOCAL_ITERATIONS = 1  # Newton steps (L2) or SAGA epochs (L1) per round
+C = 1.0  # inverse regularisation strength of the pooled problem
+PENALTY = "l2"
+SHARE_CURVATURE = True
+SEED = 0  # clients' train/validation split, SMOTE, and the partition of one CSV
+
+# waits
+NODE_WAIT_TIMEOUT = 120.0  # local: seconds for the SuperNodes to connect
+CONNECT_TIMEOUT = 900.0  # across accounts: seconds for a training job to start and join (SageMaker takes minutes)
+ROUND_TIMEOUT = 300.0  # seconds to wait for the replies of one exchange
+REPLY_POLL_SECONDS = 0.05  # how often the ServerApp asks for replies (Flower's own Grid: every 3 s)
+STOCK_REPLY_POLL_SECONDS = 3.0  # Flower's own, for benchmarking the difference
+
+# splitting one CSV into a federation (prepare-data, compare, the synthetic default of `local`)
+CLIENTS = 3
+PARTITION = "non-iid"
+SKEW = "label"
+ALPHA = 1.0  # Dirichlet concentration; smaller is more skewed
+TEST_FRACTION = 0.2
+SYNTHETIC_ROWS = 5500  # the size of the curated CMS dataset
+
+# the settings the stacks publish in SSM
+PARAMETER_PREFIX = "/fl-fraud"

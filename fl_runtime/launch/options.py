@@ -1,0 +1,69 @@
+"""What every launcher is asked for (``local`` on one machine, ``federate`` across accounts), checked
+before anything starts, and how it becomes the ServerApp's run config."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from fl_runtime import defaults
+from fl_runtime.app.run_settings import RunSettings
+from fl_runtime.errors import OptionsError
+from fl_runtime.learning.task import TrainingPlan
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """A run's training plan, its tolerance of lost clients, its waits and its output folder.
+
+    Each launcher adds how long clients may take to join (``wait_timeout``, a flag of its own).
+    """
+
+    plan: TrainingPlan = TrainingPlan()
+    min_clients: int | None = None  # the run stops when fewer remain; default: every client
+    round_timeout: float = defaults.ROUND_TIMEOUT
+    out: Path | None = None  # default: a folder under runs/
+
+    WAIT_FLAG: ClassVar[str] = "--node-wait-timeout"
+
+    @property
+    def wait_timeout(self) -> float:
+        raise NotImplementedError
+
+    def __post_init__(self) -> None:
+        if self.min_clients is not None and self.min_clients < 1:
+            raise OptionsError(f"--min-clients must be at least 1, got {self.min_clients}")
+        for flag, value in ((self.WAIT_FLAG, self.wait_timeout), ("--round-timeout", self.round_timeout)):
+            if value <= 0:
+                raise OptionsError(f"{flag} must be positive, got {value}")
+
+    def min_clients_among(self, clients: int, which: str) -> int:
+        """--min-clients, or every client; refused when more than the ``clients`` there are (``which``: given, configured)."""
+        if (self.min_clients or 0) > clients:
+            raise OptionsError(f"--min-clients {self.min_clients} exceeds the {clients} clients {which}")
+        return self.min_clients or clients
+
+    @property
+    def run_seconds(self) -> float:
+        """The longest a run may take: clients joining, the moments round, every round, the final evaluation."""
+        return self.wait_timeout + (self.plan.rounds + 2) * self.round_timeout
+
+    @property
+    def deadline_rule(self) -> str:
+        return f"{self.WAIT_FLAG.removeprefix('--')} + rounds x round-timeout"
+
+    def run_settings(self, *, clients: int, min_clients: int, test_data: Path, out_dir: Path, description: str,
+                     node_names: Path, reply_poll_seconds: float = defaults.REPLY_POLL_SECONDS) -> RunSettings:
+        """The ServerApp's run config for ``clients`` started clients."""
+        return RunSettings(
+            plan=self.plan, min_clients=min_clients, expected_clients=clients, node_wait_timeout=self.wait_timeout,
+            round_timeout=self.round_timeout, test_data=test_data, out_dir=out_dir, data_description=description,
+            reply_poll_seconds=reply_poll_seconds, node_names=node_names,
+        )
+
+
+def timestamp(now: dt.datetime | None = None) -> str:
+    """A run's default name: the local time for a local run's folder, UTC for a federation's run tag."""
+    return (now or dt.datetime.now()).strftime("%Y%m%d-%H%M%S")

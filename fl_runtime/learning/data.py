@@ -1,0 +1,263 @@
+"""CSV contract for provider data: reading, validating and writing one party's rows.
+
+Every party (the server with its test set, each client with its own data) holds a CSV with a header,
+the label column ``fraudulent_provider`` (0/1) and numeric feature columns: the schema of the curated
+CMS Medicare provider dataset. Validation happens before anything trains or uploads, and each error
+names the file, the column and, where it applies, the 1-based CSV line, because the person reading it
+has to open that file and fix that cell.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fl_runtime.errors import DataError
+from fl_runtime.files import atomic_path
+
+LABEL = "fraudulent_provider"
+
+# The 49 features of the curated CMS dataset, in its column order. The synthetic generator produces
+# exactly these; real CSVs may carry any numeric columns as long as every party has the same ones.
+CMS_FEATURES: tuple[str, ...] = (
+    "female",
+    *(
+        f"{measure}_{stat}"
+        for measure in (
+            "tot_suplrs",
+            "tot_suplr_benes",
+            "tot_suplr_clms",
+            "tot_suplr_srvcs",
+            "avg_suplr_sbmtd_chrg",
+            "avg_suplr_mdcr_pymt_amt",
+        )
+        for stat in ("standard_deviation", "mean", "sum")
+    ),
+    *(
+        f"{measure}_{stat}"
+        for measure in (
+            "bene_unique_cnt",
+            "line_svc_cnt",
+            "bene_day_srvc_cnt",
+            "average_submitted_chrg_amt",
+            "average_medicare_payment_amt",
+            "total_claim_count",
+            "total_30_day_fill_count",
+            "total_day_supply",
+            "total_drug_cost",
+            "bene_count",
+        )
+        for stat in ("mean", "sum", "standard_deviation")
+    ),
+)
+
+# A client needs enough rows of each class for a stratified train/validation split, SMOTE's
+# neighbours (k=5) among its training positives, and positives left over for validation.
+MIN_ROWS_PER_CLASS = 10
+MIN_CLIENT_ROWS = 50
+SMOTE_NEIGHBOURS = 5  # a client's training part needs more real positives than this
+
+
+@dataclass(frozen=True)
+class LabelledData:
+    """Rows of one CSV: raw feature matrix, 0/1 labels, column names and where they came from."""
+
+    features: tuple[str, ...]
+    X: np.ndarray
+    y: np.ndarray
+    source: str
+
+    def __post_init__(self) -> None:
+        if self.X.shape != (len(self.y), len(self.features)):
+            raise ValueError(
+                f"{self.source}: X has shape {self.X.shape}, expected ({len(self.y)}, {len(self.features)})"
+            )
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.y)
+
+    @property
+    def n_positive(self) -> int:
+        return int(self.y.sum())
+
+    def subset(self, rows: np.ndarray, source: str | None = None) -> LabelledData:
+        return LabelledData(self.features, self.X[rows], self.y[rows], source or self.source)
+
+
+def read_csv(path: str | os.PathLike) -> LabelledData:
+    """Read and validate one party's CSV; raise DataError naming the file, column and line."""
+    path = Path(path)
+    name = str(path)
+    if not path.is_file():
+        raise DataError(f"{name}: file not found")
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if not header:
+            raise DataError(f"{name}: empty file, expected a header row with '{LABEL}' and feature columns")
+        header = [column.strip() for column in header]
+        features = _check_header(name, header)
+        label_index = header.index(LABEL)
+        feature_index = [header.index(column) for column in features]
+        labels: list[int] = []
+        rows: list[list[float]] = []
+        for line_number, row in enumerate(reader, start=2):
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            if len(row) != len(header):
+                raise DataError(f"{name}: line {line_number} has {len(row)} cells, the header has {len(header)}")
+            labels.append(_parse_label(name, line_number, row[label_index]))
+            rows.append([_parse_feature(name, line_number, header[i], row[i]) for i in feature_index])
+    if not rows:
+        raise DataError(f"{name}: no data rows after the header")
+    return LabelledData(tuple(features), np.asarray(rows, dtype=np.float64), np.asarray(labels, dtype=np.int64), name)
+
+
+def _check_header(name: str, header: list[str]) -> list[str]:
+    if LABEL not in header:
+        raise DataError(f"{name}: missing label column '{LABEL}' (columns: {', '.join(header[:5])}, ...)")
+    seen: set[str] = set()
+    for column in header:
+        if not column:
+            raise DataError(f"{name}: the header has an empty column name")
+        if column in seen:
+            raise DataError(f"{name}: column '{column}' appears twice in the header")
+        seen.add(column)
+    features = [column for column in header if column != LABEL]
+    if not features:
+        raise DataError(f"{name}: no feature columns besides '{LABEL}'")
+    return features
+
+
+def _parse_label(name: str, line_number: int, cell: str) -> int:
+    text = cell.strip()
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if value not in (0.0, 1.0):
+        raise DataError(f"{name}: column '{LABEL}', line {line_number}: label {text!r} is not 0 or 1")
+    return int(value)
+
+
+def _parse_feature(name: str, line_number: int, column: str, cell: str) -> float:
+    text = cell.strip()
+    try:
+        value = float(text)
+    except ValueError:
+        raise DataError(f"{name}: column '{column}', line {line_number}: {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise DataError(f"{name}: column '{column}', line {line_number}: {text!r} is not a finite number")
+    if value < 0:
+        raise DataError(
+            f"{name}: column '{column}', line {line_number}: {text} is negative; features are counts or "
+            "amounts (the model takes log1p of them)"
+        )
+    return value
+
+
+def column_difference(expected: Sequence[str], actual: Sequence[str]) -> str | None:
+    """How ``actual`` feature columns differ from ``expected`` (None if identical, order included)."""
+    expected, actual = list(expected), list(actual)
+    if actual == expected:
+        return None
+    missing = [c for c in expected if c not in actual]
+    extra = [c for c in actual if c not in expected]
+    parts = []
+    if missing:
+        parts.append(f"missing column '{missing[0]}'" + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
+    if extra:
+        parts.append(f"unexpected column '{extra[0]}'" + (f" and {len(extra) - 1} more" if len(extra) > 1 else ""))
+    if not parts:
+        first = next(i for i, (a, b) in enumerate(zip(expected, actual)) if a != b)
+        parts.append(f"feature {first + 1} is '{actual[first]}', expected '{expected[first]}' (same columns, other order)")
+    return "; ".join(parts)
+
+
+def check_same_columns(reference: LabelledData, other: LabelledData) -> None:
+    """Every party must hold the same feature columns in the same order as the server's test set."""
+    difference = column_difference(reference.features, other.features)
+    if difference:
+        raise DataError(f"{other.source}: columns differ from {reference.source}: {difference}")
+
+
+def check_trainable(data: LabelledData) -> None:
+    """A client must be able to split, oversample and validate on its own rows."""
+    if data.n_rows < MIN_CLIENT_ROWS:
+        raise DataError(f"{data.source}: {data.n_rows} data rows, a client needs at least {MIN_CLIENT_ROWS}")
+    for label in (0, 1):
+        count = int((data.y == label).sum())
+        if count < MIN_ROWS_PER_CLASS:
+            what = "only one class" if count == 0 else f"only {count} rows"
+            raise DataError(
+                f"{data.source}: column '{LABEL}' has {what} with value {label}; a client needs at least "
+                f"{MIN_ROWS_PER_CLASS} rows of each class (for its train/validation split and SMOTE)"
+            )
+
+
+def check_has_both_classes(data: LabelledData) -> None:
+    """A validation part needs both classes, or ranking metrics and thresholds mean nothing."""
+    for label in (0, 1):
+        if not (data.y == label).any():
+            raise DataError(f"{data.source}: column '{LABEL}' has no rows with value {label}; a validation part needs both classes")
+
+
+def check_split(train: LabelledData, validation: LabelledData) -> None:
+    """A client's staged train/validation parts: what splitting a trainable CSV guarantees.
+
+    ``stage-data`` checks what it uploads with this, and a training job checks what it downloaded, so a
+    split made by other means fails the same way, naming the file, before anything connects.
+    """
+    check_same_columns(train, validation)
+    where = f"{train.source} + {validation.source}"
+    rows = train.n_rows + validation.n_rows
+    if rows < MIN_CLIENT_ROWS:
+        raise DataError(f"{where}: {rows} data rows together, a client needs at least {MIN_CLIENT_ROWS}")
+    for label in (0, 1):
+        count = int((train.y == label).sum() + (validation.y == label).sum())
+        if count < MIN_ROWS_PER_CLASS:
+            raise DataError(f"{where}: column '{LABEL}' has only {count} rows with value {label}; a client needs at least {MIN_ROWS_PER_CLASS}")
+    positives = int((train.y == 1).sum())
+    if positives <= SMOTE_NEIGHBOURS:
+        raise DataError(
+            f"{train.source}: column '{LABEL}' has only {positives} rows with value 1; SMOTE needs at least {SMOTE_NEIGHBOURS + 1} in the training part"
+        )
+    check_has_both_classes(validation)
+
+
+def read_client_csvs(paths: Sequence[str | os.PathLike], reference: LabelledData) -> list[LabelledData]:
+    """Read every client CSV and check it against the server's test set before anything starts."""
+    clients = []
+    for path in paths:
+        data = read_csv(path)
+        check_same_columns(reference, data)
+        check_trainable(data)
+        clients.append(data)
+    return clients
+
+
+def format_csv_rows(data: LabelledData) -> list[list[str]]:
+    """Rows as written to CSV: label first, integers without a decimal point, floats round-trippable."""
+    rows = []
+    for label, values in zip(data.y, data.X):
+        rows.append([str(int(label)), *(_format_number(v) for v in values)])
+    return rows
+
+
+def _format_number(value: float) -> str:
+    return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(float(value))
+
+
+def write_csv(path: str | os.PathLike, data: LabelledData) -> None:
+    """Write atomically: a reader never sees half a file, a failure leaves no file behind."""
+    with atomic_path(path) as temporary, temporary.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([LABEL, *data.features])
+        writer.writerows(format_csv_rows(data))

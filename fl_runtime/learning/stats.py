@@ -1,0 +1,84 @@
+"""Global preprocessing statistics, computed federatedly from per-client sums.
+
+Each client sends the moments of log1p(features) over its training part (row count, positive
+count, per-feature sums and sums of squares) and nothing else; raw rows never leave a client. The
+server adds them up into ``GlobalStats``: what a StandardScaler fitted on the pooled rows would
+compute, plus the class balance that SMOTE restores on every client.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from fl_runtime.errors import DataError
+from fl_runtime.learning.data import LabelledData
+
+
+@dataclass(frozen=True)
+class FeatureMoments:
+    """Sufficient statistics of log1p(features) on one party's rows, summable across parties."""
+
+    n_rows: int
+    n_positive: int
+    total: np.ndarray
+    total_squares: np.ndarray
+
+    @classmethod
+    def of(cls, data: LabelledData) -> FeatureMoments:
+        logged = np.log1p(data.X)
+        return cls(data.n_rows, data.n_positive, logged.sum(axis=0), np.square(logged).sum(axis=0))
+
+
+def resampled_size(n_rows: int, n_positive: int, negatives_per_positive: float) -> int:
+    """How many training examples a client has after oversampling to the federation's balance."""
+    return n_rows - n_positive + max(n_positive, round(n_positive * negatives_per_positive))
+
+
+def pooled_size(counts: Iterable[tuple[int, int]], negatives_per_positive: float) -> int:
+    """Training examples of these clients ((rows, positives) each) after oversampling: the N of their
+    pooled objective."""
+    return sum(resampled_size(rows, positives, negatives_per_positive) for rows, positives in counts)
+
+
+@dataclass(frozen=True)
+class GlobalStats:
+    """What every client must know about the whole federation.
+
+    - ``mean``/``scale``: standardisation of log1p(features), as a StandardScaler fitted on the
+      pooled training rows would compute it (population standard deviation; 1 for constants);
+    - ``negatives_per_positive``: the class balance SMOTE restores on every client;
+    - ``prior_logit``: log-odds of the real positive rate, added to the intercept so scores of a model
+      trained on balanced data are calibrated probabilities again;
+    - ``pooled_examples``: training examples of all clients after oversampling, which sets each
+      client's share of the pooled objective (see ``model.LocalObjective``).
+    """
+
+    mean: np.ndarray
+    scale: np.ndarray
+    negatives_per_positive: float
+    prior_logit: float
+    pooled_examples: int
+
+    @classmethod
+    def from_moments(cls, parts: Sequence[FeatureMoments]) -> GlobalStats:
+        if not parts:
+            raise ValueError("no feature moments to merge")
+        n_rows = sum(p.n_rows for p in parts)
+        n_positive = sum(p.n_positive for p in parts)
+        if n_positive in (0, n_rows):
+            raise DataError(f"the federation's training rows hold a single class ({n_positive} positive of {n_rows})")
+        mean = np.sum([p.total for p in parts], axis=0) / n_rows
+        variance = np.maximum(np.sum([p.total_squares for p in parts], axis=0) / n_rows - np.square(mean), 0.0)
+        scale = np.sqrt(variance)
+        scale = np.where(scale < 10 * np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1.0), 1.0, scale)
+        ratio = (n_rows - n_positive) / n_positive
+        rate = n_positive / n_rows
+        pooled = pooled_size(((p.n_rows, p.n_positive) for p in parts), ratio)
+        return cls(mean, scale, ratio, math.log(rate / (1 - rate)), pooled)
+
+    def standardise(self, X: np.ndarray) -> np.ndarray:
+        return (np.log1p(X) - self.mean) / self.scale

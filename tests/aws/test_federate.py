@@ -1,0 +1,151 @@
+"""`federate` end to end, with local jobs standing in for SageMaker (the very requests SageMaker would get)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+
+import joblib
+import pytest
+
+from fl_runtime.launch.flower import free_port
+from fl_runtime.learning.partition import PartitionSpec, partition
+from tests.helpers import PROJECT
+from tests.rehearsal import client_settings, rehearsal, server_settings
+
+pytestmark = pytest.mark.slow
+NAMES = ("insurer-a", "insurer-b", "hospital-c")
+
+
+@pytest.fixture(scope="module")
+def split(cms):
+    test, clients = partition(cms, PartitionSpec(3, "non-iid", "label", 1.0, test_fraction=0.2, seed=5))
+    return test, dict(zip(NAMES, clients))
+
+
+def federate(description, out, *args) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "fl_runtime", "federate", "--rehearsal", str(description), "--address", "127.0.0.1",
+         "--connect-timeout", "120", "--out", str(out), *map(str, args)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=PROJECT,
+    )
+
+
+def test_three_clients_complete_and_every_output_lands(split, tmp_path):
+    test, clients = split
+    description = rehearsal(tmp_path, test, clients, port=free_port())
+    process = federate(description, tmp_path / "out", "--rounds", 3, "--run-name", "run1")
+    out, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err[-3000:] + out[-3000:]
+    for name in NAMES:
+        assert f"client {name}: training job fl-client-run1-{name} created" in out
+        assert f"client {name}: SuperNode key registered" in out
+        assert f"client {name}: job fl-client-run1-{name} Completed" in out
+    results = tmp_path / "results" / "model" / "run1"
+    assert {"model.joblib", "metrics.json", "report.md", "roc_pr_curves.png"} <= {p.name for p in results.iterdir()}
+    metrics = json.loads((results / "metrics.json").read_text())
+    assert [r["round"] for r in metrics["rounds"]] == [1, 2, 3] and metrics["dropouts"] == []
+    assert metrics["final"]["roc-auc"] > 0.8
+    server_model = joblib.load(results / "model.joblib")
+    for name in NAMES:  # each job saved the final global model to SM_MODEL_DIR; "SageMaker" packed it
+        artifact = tmp_path / f"artifacts-{name}" / "client_artifact" / f"fl-client-run1-{name}" / "output" / "model.tar.gz"
+        with tarfile.open(artifact) as archive:
+            archive.extractall(tmp_path / name, filter="data")
+        client_model = joblib.load(tmp_path / name / "model.joblib")
+        assert (client_model.named_steps["logistic_regression"].coef_ == server_model.named_steps["logistic_regression"].coef_).all()
+    assert "Done: final model ROC-AUC" in out
+
+
+def test_a_client_killed_mid_run_is_dropped_and_the_run_completes_with_two(split, tmp_path):
+    test, clients = split
+    description = rehearsal(tmp_path, test, clients, port=free_port())
+    process = federate(description, tmp_path / "out", "--rounds", 4, "--min-clients", 2, "--round-timeout", 30, "--run-name", "run2")
+    events = tmp_path / ".out.partial" / "events.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None and not (events.exists() and '"round": 2' in events.read_text()):
+        time.sleep(0.5)
+    if process.poll() is not None:
+        out, err = process.communicate()
+        pytest.fail(f"federate ended before round 2 (exit {process.returncode}):\n{err[-3000:]}\n{out[-3000:]}")
+    assert events.exists(), "the run never reached round 2"
+    killed = subprocess.run(["pkill", "-9", "-f", "fl-client-run2-hospital-c"], capture_output=True)
+    assert killed.returncode == 0
+    out, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err[-3000:] + out[-3000:]
+    metrics = json.loads((tmp_path / "results" / "model" / "run2" / "metrics.json").read_text())
+    [dropout] = metrics["dropouts"]
+    assert dropout["client"] == "hospital-c" and dropout["round"] >= 3
+    assert sorted(metrics["rounds"][-1]["clients"]) == ["insurer-a", "insurer-b"]
+    report = (tmp_path / "results" / "model" / "run2" / "report.md").read_text()
+    assert f"- hospital-c: round {dropout['round']}" in report
+    assert "client hospital-c: job fl-client-run2-hospital-c Failed" in out
+    assert "client hospital-c dropped in round" in out
+
+
+def test_ctrl_c_mid_run_stops_every_job_and_publishes_nothing(split, tmp_path):
+    test, clients = split
+    description = rehearsal(tmp_path, test, clients, port=free_port())
+    process = federate(description, tmp_path / "out", "--rounds", 50, "--run-name", "run3")
+    events = tmp_path / ".out.partial" / "events.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not (events.exists() and '"round": 1' in events.read_text()):
+        time.sleep(0.5)
+    assert events.exists(), "the run never reached round 1"
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err[-3000:]
+    assert "interrupted: every process started by this command was stopped" in err
+    leftovers = subprocess.run(["pgrep", "-f", "fl-client-run3-"], capture_output=True, text=True).stdout.split()
+    assert leftovers == []  # each job, and the SuperNode it started, is gone
+    assert not (tmp_path / "out").exists() and not (tmp_path / ".out.partial").exists()
+    assert not (tmp_path / "results" / "model").exists()
+
+
+def test_bad_rehearsal_settings_fail_before_any_job_starts(split, tmp_path):
+    test, clients = split
+    description = rehearsal(tmp_path, test, clients, port=free_port())
+    (tmp_path / "results" / "data" / "test.csv").write_text("label\n1\n")
+    process = federate(description, tmp_path / "out")
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 2 and "missing label column 'fraudulent_provider'" in err
+    assert not (tmp_path / "jobs").exists() or not any((tmp_path / "jobs").iterdir())
+    assert os.listdir(tmp_path / "results") == ["data"]
+
+
+def _server_toward(server_vpc: str, client_vpc: str):
+    """Server settings with one client VPC, as the stacks would publish them."""
+    import dataclasses
+
+    settings = server_settings([client_settings("a", "222222222222")])
+    entry = dataclasses.replace(settings.clients[0], vpc_cidr=client_vpc)
+    return dataclasses.replace(settings, server_vpc_cidr=server_vpc, clients=(entry,))
+
+
+def test_the_address_jobs_dial_is_the_source_of_the_route_toward_the_client_vpcs():
+    from fl_runtime.aws.federate import private_address
+
+    settings = _server_toward("127.0.0.0/8", "127.0.2.0/24")
+    assert private_address(settings) == "127.0.0.1"  # the loopback route's source, standing in for the VPC's
+
+
+def test_an_address_outside_the_server_vpc_is_refused_with_the_way_out():
+    from fl_runtime.aws.federate import private_address
+    from fl_runtime.errors import FederationError
+
+    settings = _server_toward("10.0.0.0/16", "127.0.2.0/24")
+    with pytest.raises(FederationError, match=r"reaches 127\.0\.2\.1 from 127\.0\.0\.1, outside the server VPC 10\.0\.0\.0/16: .*--address"):
+        private_address(settings)
+
+
+def test_more_min_clients_than_configured_is_refused_before_any_job_is_created(split, tmp_path):
+    test, clients = split
+    description = rehearsal(tmp_path, test, clients, port=free_port())
+    process = federate(description, tmp_path / "out", "--min-clients", 4)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 2 and "--min-clients 4 exceeds the 3 clients configured" in err
+    assert "training job" not in out and not (tmp_path / "jobs").exists() and not (tmp_path / "out").exists()

@@ -1,0 +1,114 @@
+"""A local AWS for tests: a moto server process on 127.0.0.1, and a recorder in front of it.
+
+The recorder is a small HTTP proxy: every request boto3 sends is recorded (service, operation, body)
+and forwarded to moto, unless a rule answers it instead. Rules stand in for what moto cannot do:
+StopTrainingJob (moto 5.2.5 answers 500), and AccessDenied or throttling on a chosen call.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from fl_runtime.launch.flower import free_port
+
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@dataclass
+class Call:
+    operation: str  # "SageMaker.CreateTrainingJob", "AssumeRole", ... ("" for S3's REST calls)
+    body: dict
+    method: str = "POST"
+    path: str = "/"  # for S3's REST calls: /<bucket>/<key>
+
+
+@dataclass
+class Recorder:
+    moto_port: int
+    calls: list[Call] = field(default_factory=list)
+    rules: list[Callable[[Call], tuple[int, dict] | None]] = field(default_factory=list)
+
+    def of(self, operation: str) -> list[Call]:
+        return [c for c in self.calls if c.operation == operation]
+
+
+def _operation(headers, body: bytes) -> tuple[str, dict]:
+    target = headers.get("X-Amz-Target")
+    if target:
+        return target, json.loads(body or b"{}")
+    form = dict(urllib.parse.parse_qsl(body.decode(errors="replace")))
+    return form.get("Action", ""), form
+
+
+def start(stack) -> tuple[Recorder, str]:
+    """moto server + recorder; returns the recorder and the endpoint URL boto3 should use."""
+    moto_port = free_port()
+    moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stack.callback(lambda: (moto.terminate(), moto.wait()))
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", moto_port), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError("moto server did not start")
+            time.sleep(0.2)
+    recorder = Recorder(moto_port)
+
+    class Handler(BaseHTTPRequestHandler):
+        def _handle(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            operation, payload = _operation(self.headers, body)
+            call = Call(operation, payload, self.command, urllib.parse.urlsplit(self.path).path)
+            recorder.calls.append(call)
+            for rule in recorder.rules:
+                answer = rule(call)
+                if answer is not None:
+                    status, document = answer
+                    data = json.dumps(document).encode()
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/x-amz-json-1.1")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
+            upstream = http.client.HTTPConnection("127.0.0.1", moto_port, timeout=60)
+            upstream.request(self.command, self.path, body=body, headers={k: v for k, v in self.headers.items()})
+            response = upstream.getresponse()
+            data = response.read()
+            self.send_response(response.status)
+            for key, value in response.getheaders():
+                if key.lower() not in ("transfer-encoding", "connection", "content-length"):
+                    self.send_header(key, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _handle
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    stack.callback(server.shutdown)
+    return recorder, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def error(code: str, message: str, status: int = 400) -> tuple[int, dict]:
+    return status, {"__type": code, "message": message}
+
+
+def boto_env(endpoint: str) -> dict[str, str]:
+    return {**CREDENTIALS, "AWS_ENDPOINT_URL": endpoint, "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"}

@@ -1,0 +1,196 @@
+"""End to end: the real local federation (SuperLink + 3 SuperNodes, TLS, node auth) on CMS data."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from fl_runtime.app.run_settings import OUTPUT_FILES
+from fl_runtime.learning.baselines import federated, split_clients
+from fl_runtime.learning.data import LABEL, write_csv
+from fl_runtime.learning.partition import PartitionSpec, partition
+from fl_runtime.learning.task import TrainingPlan
+from tests.helpers import PROJECT
+
+pytestmark = pytest.mark.slow
+ROUNDS = 3
+SEED = 3
+
+
+def launcher(*args) -> list[str]:
+    return [sys.executable, "-m", "fl_runtime", "local", *map(str, args)]
+
+
+def in_temp(folder: Path) -> dict[str, str]:
+    """The launcher's environment with its temporary workspace inside ``folder``: the leak checks look
+    for this run's processes only, not those of another run on the machine."""
+    return {**os.environ, "TMPDIR": str(folder)}
+
+
+def workspaces(folder: Path) -> str:
+    return str(folder / "fl-local-")
+
+
+def flower_processes_under(marker: str) -> list[str]:
+    """Command lines of live processes that mention ``marker`` (a run's workspace or output path)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in command and int(entry.name) != os.getpid():
+            found.append(command)
+    return found
+
+
+@pytest.fixture(scope="module")
+def split(cms, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("split")
+    test, clients = partition(cms, PartitionSpec(3, "non-iid", "label", 1.0, test_fraction=0.2, seed=SEED))
+    write_csv(folder / "test.csv", test)
+    paths = []
+    for name, client in zip(("insurer_a", "insurer_b", "insurer_c"), clients):
+        write_csv(folder / f"{name}.csv", client)
+        paths.append(folder / f"{name}.csv")
+    return folder / "test.csv", paths, test, clients
+
+
+@pytest.fixture(scope="module")
+def completed_run(split, tmp_path_factory):
+    test_path, client_paths, _, _ = split
+    out = tmp_path_factory.mktemp("run") / "out"
+    started = time.monotonic()
+    done = subprocess.run(
+        launcher("--client-data", *client_paths, "--test-data", test_path, "--rounds", ROUNDS, "--seed", SEED, "--out", out),
+        capture_output=True, text=True, cwd=PROJECT, timeout=600, env=in_temp(out.parent),
+    )
+    return done, out, time.monotonic() - started
+
+
+def test_the_run_completes_and_writes_every_output(completed_run):
+    done, out, _ = completed_run
+    assert done.returncode == 0, done.stdout + done.stderr
+    for name in OUTPUT_FILES:
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    assert (out / "logs" / "superlink.log").is_file()
+    assert not any(p.name.endswith(".partial") for p in out.parent.iterdir())
+
+
+def test_the_console_shows_a_live_row_per_round(completed_run):
+    done, _, _ = completed_run
+    rows = [line for line in done.stdout.splitlines() if line.startswith("round ")]
+    assert len(rows) == ROUNDS
+    assert all("ROC-AUC" in row and "PR-AUC" in row and "log loss" in row for row in rows)
+    assert "TLS, SuperNode authentication" in done.stdout
+    assert "Done: final model ROC-AUC" in done.stdout and "F1" in done.stdout
+
+
+def test_the_saved_model_predicts_raw_csv_rows_with_high_roc_auc(completed_run, split):
+    _, out, _ = completed_run
+    _, _, test, _ = split
+    model = joblib.load(out / "model.joblib")
+    scores = model.predict_proba(test.X)[:, 1]
+    assert roc_auc_score(test.y, scores) >= 0.80
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["final"]["roc-auc"] == pytest.approx(roc_auc_score(test.y, scores), abs=1e-9)
+
+
+def test_metrics_record_every_round_with_threshold_metrics_chosen_on_validation(completed_run):
+    _, out, _ = completed_run
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [r["round"] for r in metrics["rounds"]] == list(range(1, ROUNDS + 1))
+    for entry in metrics["rounds"]:
+        assert set(entry["test"]) == {"roc-auc", "pr-auc", "log-loss", "threshold", "accuracy", "precision", "recall", "f1"}
+        assert sorted(entry["clients"]) == ["insurer_a", "insurer_b", "insurer_c"]
+        assert entry["validation"]["threshold"] == entry["test"]["threshold"]
+        assert entry["timing"][0]["stage"] == "train" and entry["timing"][0]["exchange"] > 0
+    assert sorted(metrics["clients-validation"]) == ["insurer_a", "insurer_b", "insurer_c"]
+    assert metrics["dropouts"] == []
+    assert metrics["config"]["num-server-rounds"] == ROUNDS
+
+
+def test_the_real_federation_trains_exactly_the_in_process_algorithm(completed_run, split):
+    """Same model as the in-process replay: the Flower run is FedAvg with shared curvature, nothing else."""
+    _, out, _ = completed_run
+    _, _, test, clients = split
+    replay = federated(split_clients(clients, SEED), test, TrainingPlan(rounds=ROUNDS, seed=SEED))
+    model = joblib.load(out / "model.joblib")
+    classifier = model.named_steps["logistic_regression"]
+    np.testing.assert_allclose(classifier.coef_, replay.weights.coef, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(classifier.intercept_, replay.weights.intercept + replay.stats.prior_logit, rtol=1e-7, atol=1e-9)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["final"]["threshold"] == pytest.approx(replay.threshold)
+
+
+def test_every_process_is_gone_after_the_run(completed_run):
+    done, out, _ = completed_run
+    assert done.returncode == 0
+    assert flower_processes_under(workspaces(out.parent)) == []
+
+
+def test_the_report_names_the_clients_and_embeds_the_plots(completed_run):
+    _, out, _ = completed_run
+    report = (out / "report.md").read_text()
+    assert "insurer_b" in report and "![metrics per round](metrics_per_round.png)" in report
+    assert (out / "metrics_per_round.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_client_columns_that_differ_from_the_servers_fail_before_anything_starts(split, tmp_path):
+    test_path, client_paths, _, clients = split
+    other = tmp_path / "renamed.csv"
+    header = [LABEL, "renamed_column", *clients[0].features[1:]]
+    other.write_text(",".join(header) + "\n" + "\n".join(",".join(["0", *["1"] * len(clients[0].features)]) for _ in range(80)) + "\n")
+    done = subprocess.run(
+        launcher("--client-data", client_paths[0], other, "--test-data", test_path, "--out", tmp_path / "out"),
+        capture_output=True, text=True, cwd=PROJECT, timeout=120,
+    )
+    assert done.returncode == 2
+    assert f"{other}: columns differ from {test_path}: missing column 'female'" in done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_failing_run_exits_non_zero_with_the_reason_and_leaves_no_output(split, tmp_path):
+    test_path, client_paths, _, _ = split
+    out = tmp_path / "out"
+    done = subprocess.run(
+        launcher("--client-data", *client_paths, "--test-data", test_path, "--round-timeout", 0.3, "--out", out),
+        capture_output=True, text=True, cwd=PROJECT, timeout=300, env=in_temp(tmp_path),
+    )
+    assert done.returncode == 1
+    assert "fewer than min-clients 3" in done.stderr and "insurer_a: no answer to the moments query within 0.3 s" in done.stderr
+    assert not out.exists() and not (tmp_path / ".out.partial").exists()
+    assert flower_processes_under(workspaces(tmp_path)) == []
+
+
+def test_ctrl_c_stops_every_process_and_leaves_no_output(tmp_path):
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        launcher("--rounds", 50, "--out", out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=PROJECT, env=in_temp(tmp_path)
+    )
+    events = tmp_path / ".out.partial" / "events.jsonl"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and not (events.exists() and '"event": "round"' in events.read_text()):
+        time.sleep(0.5)
+    assert events.exists(), "the run never reached its first round"
+    running = flower_processes_under(workspaces(tmp_path))  # the leak check below sees the run's processes
+    assert sum("/flower-superlink " in c for c in running) == 1 and sum("/flower-supernode " in c for c in running) == 3, running
+    assert any("/flower-superexec " in c for c in running), running  # in a session of its own
+    os.kill(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "interrupted" in stderr
+    assert not out.exists() and not (tmp_path / ".out.partial").exists()
+    assert flower_processes_under(workspaces(tmp_path)) == []

@@ -1,0 +1,65 @@
+"""The Supervisor: what a launcher starts, it stops, descendants in sessions of their own included."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import pytest
+
+from fl_runtime.errors import ProcessError
+from fl_runtime.launch.processes import Supervisor, descendants, interrupts_as_keyboard_interrupt, process_status
+
+
+def test_stopping_a_process_also_stops_the_descendants_it_detached_into_their_own_sessions(tmp_path):
+    detached = tmp_path / "detached.pid"
+    spawner = (
+        "import subprocess, sys, time\n"
+        f"child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'], start_new_session=True)\n"
+        f"open({str(detached)!r}, 'w').write(str(child.pid))\n"
+        "time.sleep(600)\n"
+    )
+    supervisor = Supervisor(tmp_path / "logs", grace=2.0)
+    leader = supervisor.start("spawner", [sys.executable, "-c", spawner], dict(os.environ), tmp_path)
+    deadline = time.monotonic() + 30
+    while not (detached.exists() and detached.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    child = int(detached.read_text())
+    assert list(descendants(leader.pid)) == [child] and os.getpgid(child) != os.getpgid(leader.pid)
+    assert process_status(child).state in "RS"
+    supervisor.stop_all()
+    assert leader.poll() is not None
+    status = process_status(child)
+    assert status is None or status.state == "Z"  # gone, or dead and awaiting init
+
+
+def test_a_second_process_of_the_same_name_is_refused_while_the_first_runs(tmp_path):
+    supervisor = Supervisor(tmp_path / "logs", grace=1.0)
+    try:
+        supervisor.start("sleeper", [sys.executable, "-c", "import time; time.sleep(60)"], dict(os.environ), tmp_path)
+        with pytest.raises(ProcessError, match="a process named sleeper is already running"):
+            supervisor.start("sleeper", [sys.executable, "-c", "pass"], dict(os.environ), tmp_path)
+    finally:
+        supervisor.stop_all()
+    assert supervisor.exited()["sleeper"] != 0
+
+
+def test_exit_codes_and_the_tail_of_each_log_are_reported(tmp_path):
+    supervisor = Supervisor(tmp_path / "logs")
+    process = supervisor.start("talker", [sys.executable, "-c", "print('\\n'.join(map(str, range(30)))); raise SystemExit(3)"], dict(os.environ), tmp_path)
+    process.wait(timeout=30)
+    assert supervisor.exited() == {"talker": 3}
+    assert supervisor.log_tail("talker", 2) == "28\n29"
+    assert supervisor.log_tail("never-started") == ""
+
+
+def test_sigterm_takes_the_clean_up_path_of_ctrl_c():
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt, match="signal 15"):
+        with interrupts_as_keyboard_interrupt():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+    assert signal.getsignal(signal.SIGTERM) is before  # the previous handler is back

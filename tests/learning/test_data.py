@@ -1,0 +1,138 @@
+"""The CSV contract: what is accepted, and bad input rejected with the file, column and line named."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fl_runtime.errors import DataError
+from fl_runtime.learning.data import (
+    CMS_FEATURES,
+    LABEL,
+    MIN_CLIENT_ROWS,
+    MIN_ROWS_PER_CLASS,
+    SMOTE_NEIGHBOURS,
+    check_same_columns,
+    check_split,
+    check_trainable,
+    read_client_csvs,
+    read_csv,
+    write_csv,
+)
+from tests.helpers import write_rows
+
+
+def test_cms_dataset_reads_with_its_49_features_and_9_percent_positives(cms):
+    assert cms.features == CMS_FEATURES
+    assert cms.X.shape == (5500, 49)
+    assert cms.n_positive == 500
+    assert np.all(cms.X >= 0)
+
+
+def test_written_csv_reads_back_identically(tmp_path, synthetic):
+    path = tmp_path / "out" / "copy.csv"
+    write_csv(path, synthetic)
+    again = read_csv(path)
+    assert again.features == synthetic.features
+    np.testing.assert_array_equal(again.y, synthetic.y)
+    np.testing.assert_array_equal(again.X, synthetic.X)
+
+
+def test_label_column_may_be_anywhere_and_blank_lines_are_ignored(tmp_path):
+    path = write_rows(tmp_path / "a.csv", ["x1", LABEL, "x2"], [[1, 0, 2.5], [3, 1, 4]])
+    path.write_text(path.read_text() + "\n\n")
+    data = read_csv(path)
+    assert data.features == ("x1", "x2")
+    np.testing.assert_array_equal(data.y, [0, 1])
+    np.testing.assert_array_equal(data.X, [[1, 2.5], [3, 4]])
+
+
+@pytest.mark.parametrize(
+    "header, rows, expected",
+    [
+        (["x1", "x2"], [[1, 2]], f"missing label column '{LABEL}'"),
+        ([LABEL, "x1"], [[0, "abc"]], "column 'x1', line 2: 'abc' is not a number"),
+        ([LABEL, "x1"], [[0, 1], [1, "nan"]], "column 'x1', line 3: 'nan' is not a finite number"),
+        ([LABEL, "x1"], [[0, "inf"]], "column 'x1', line 2: 'inf' is not a finite number"),
+        ([LABEL, "x1"], [[0, ""]], "column 'x1', line 2: '' is not a number"),
+        ([LABEL, "x1"], [[2, 1]], f"column '{LABEL}', line 2: label '2' is not 0 or 1"),
+        ([LABEL, "x1"], [["yes", 1]], f"column '{LABEL}', line 2: label 'yes' is not 0 or 1"),
+        ([LABEL, "x1"], [[0, -5]], "column 'x1', line 2: -5 is negative"),
+        ([LABEL, "x1", "x1"], [[0, 1, 2]], "column 'x1' appears twice"),
+        ([LABEL, "x1"], [[0, 1, 9]], "line 2 has 3 cells, the header has 2"),
+        ([LABEL], [[0]], "no feature columns"),
+        ([LABEL, "x1"], [], "no data rows"),
+    ],
+)
+def test_bad_cells_are_rejected_naming_file_column_and_line(tmp_path, header, rows, expected):
+    path = write_rows(tmp_path / "bad.csv", header, rows)
+    with pytest.raises(DataError) as error:
+        read_csv(path)
+    assert str(path) in str(error.value)
+    assert expected in str(error.value)
+
+
+def test_missing_and_empty_files_are_rejected(tmp_path):
+    with pytest.raises(DataError, match="nowhere.csv: file not found"):
+        read_csv(tmp_path / "nowhere.csv")
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(DataError, match="empty.csv: empty file"):
+        read_csv(tmp_path / "empty.csv")
+
+
+def test_client_columns_must_match_the_servers_in_name_and_order(tmp_path, synthetic):
+    server = synthetic.subset(range(100), "test.csv")
+    write_csv(tmp_path / "client.csv", synthetic)
+    missing = write_rows(tmp_path / "missing.csv", [LABEL, *synthetic.features[:-1]], [[0, *synthetic.X[0, :-1]]])
+    swapped = [LABEL, synthetic.features[1], synthetic.features[0], *synthetic.features[2:]]
+    reordered = write_rows(tmp_path / "reordered.csv", swapped, [[0, *synthetic.X[0]]])
+    check_same_columns(server, read_csv(tmp_path / "client.csv"))
+    with pytest.raises(DataError, match=f"missing.csv: columns differ from test.csv: missing column '{synthetic.features[-1]}'"):
+        check_same_columns(server, read_csv(missing))
+    with pytest.raises(DataError, match=f"feature 1 is '{synthetic.features[1]}', expected '{synthetic.features[0]}'"):
+        check_same_columns(server, read_csv(reordered))
+
+
+def test_a_client_needs_both_classes_and_enough_rows(synthetic):
+    positives = np.flatnonzero(synthetic.y == 1)
+    negatives = np.flatnonzero(synthetic.y == 0)
+    one_class = synthetic.subset(negatives[:300], "one_class.csv")
+    few_positives = synthetic.subset(np.r_[negatives[:300], positives[: MIN_ROWS_PER_CLASS - 1]], "few.csv")
+    tiny = synthetic.subset(np.r_[negatives[:20], positives[:20]], "tiny.csv")
+    with pytest.raises(DataError, match=f"one_class.csv: column '{LABEL}' has only one class with value 1"):
+        check_trainable(one_class)
+    with pytest.raises(DataError, match=f"few.csv: column '{LABEL}' has only {MIN_ROWS_PER_CLASS - 1} rows with value 1"):
+        check_trainable(few_positives)
+    with pytest.raises(DataError, match=f"tiny.csv: 40 data rows, a client needs at least {MIN_CLIENT_ROWS}"):
+        check_trainable(tiny)
+    check_trainable(synthetic)
+
+
+def test_a_split_that_splitting_a_trainable_csv_gives_is_accepted_and_others_are_named(synthetic):
+    from fl_runtime.learning.task import ClientData
+
+    positives = np.flatnonzero(synthetic.y == 1)
+    negatives = np.flatnonzero(synthetic.y == 0)
+    smallest = synthetic.subset(np.r_[negatives[: MIN_CLIENT_ROWS - MIN_ROWS_PER_CLASS], positives[:MIN_ROWS_PER_CLASS]], "client.csv")
+    check_trainable(smallest)
+    split = ClientData.split(smallest, seed=0)
+    check_split(split.train, split.validation)  # whatever stage-data uploads, the job accepts
+    train = synthetic.subset(np.r_[negatives[:200], positives[:SMOTE_NEIGHBOURS]], "train.csv")
+    validation = synthetic.subset(np.r_[negatives[200:260], positives[20:30]], "validation.csv")
+    with pytest.raises(DataError, match=f"train.csv: column '{LABEL}' has only {SMOTE_NEIGHBOURS} rows with value 1; SMOTE needs at least"):
+        check_split(train, validation)
+    no_positives = synthetic.subset(negatives[200:260], "validation.csv")
+    with pytest.raises(DataError, match=f"validation.csv: column '{LABEL}' has no rows with value 1"):
+        check_split(synthetic.subset(np.r_[negatives[:200], positives[:20]], "train.csv"), no_positives)
+    with pytest.raises(DataError, match="train.csv \\+ validation.csv: 40 data rows together"):
+        check_split(synthetic.subset(np.r_[negatives[:20], positives[:10]], "train.csv"), synthetic.subset(np.r_[negatives[20:28], positives[10:12]], "validation.csv"))
+
+
+def test_reading_client_csvs_checks_each_against_the_test_set(tmp_path, synthetic):
+    test = synthetic.subset(range(100), "test.csv")
+    good = tmp_path / "good.csv"
+    write_csv(good, synthetic)
+    bad = write_rows(tmp_path / "bad.csv", [LABEL, "other"], [[0, 1]] * 60)
+    assert len(read_client_csvs([good], test)) == 1
+    with pytest.raises(DataError, match="bad.csv: columns differ"):
+        read_client_csvs([good, bad], test)

@@ -1,0 +1,82 @@
+"""The task code on scikit-learn 1.4.2, the version in the SageMaker scikit-learn 1.4-2 image.
+
+A separate virtualenv with scikit-learn 1.4.2 (cached in .cache/) runs the client's whole local path
+(split, SMOTE, Newton step, L1 SAGA, the reference fit, the saved Pipeline) and must produce the same
+numbers as the project's environment with the latest scikit-learn.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import venv
+
+import numpy as np
+import pytest
+
+from tests.helpers import PROJECT
+
+pytestmark = pytest.mark.slow
+OLD_STACK = ["scikit-learn==1.4.2", "imbalanced-learn==0.14.2", "numpy==2.4.6", "scipy==1.17.1", "joblib==1.6.0"]
+
+SCRIPT = r"""
+import json, sys, joblib, io, warnings
+import numpy as np, sklearn
+from fl_runtime.learning.synthetic import generate
+from fl_runtime.learning.stats import GlobalStats
+from fl_runtime.learning.task import ClientData, TrainConfig
+from fl_runtime.learning.model import Weights, build_pipeline, fit_to_convergence, l1_update
+warnings.simplefilter("error", FutureWarning)  # no deprecated scikit-learn API on either version
+data = generate(2000, seed=11)
+client = ClientData.split(data, seed=2)
+stats = GlobalStats.from_moments([client.moments()])
+prepared = client.prepare(stats, seed=2)
+start = Weights.zeros(len(data.features))
+update = prepared.update(start, TrainConfig())
+l1 = l1_update(prepared.objective(0.05), start, epochs=2000)  # converged: SAGA iterates differ across versions, its optimum does not
+reference = fit_to_convergence(prepared.train_Z, prepared.train_y, 1.0, "l2")
+model = build_pipeline(data.features, stats.mean, stats.scale, update.weights, stats.prior_logit)
+buffer = io.BytesIO(); joblib.dump(model, buffer); buffer.seek(0)
+print(json.dumps({
+    "version": sklearn.__version__,
+    "n_examples": prepared.n_examples,
+    "train_sum": float(prepared.train_Z.sum()),
+    "update": update.weights.vector.tolist(),
+    "l1": l1.vector.tolist(),
+    "reference": reference.vector.tolist(),
+    "proba": joblib.load(buffer).predict_proba(data.X[:50])[:, 1].tolist(),
+    "auc": prepared.validation_metrics(update.weights, stats.prior_logit)["roc-auc"],
+}))
+"""
+
+
+@pytest.fixture(scope="session")
+def old_python():
+    folder = PROJECT / ".cache" / "venv-sklearn-1.4.2"
+    python = folder / "bin" / "python"
+    stamp = folder / ".installed"
+    if not stamp.exists() or stamp.read_text() != " ".join(OLD_STACK):
+        venv.create(folder, with_pip=True, clear=True)
+        subprocess.run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *OLD_STACK], check=True, timeout=600)
+        stamp.write_text(" ".join(OLD_STACK))
+    return python
+
+
+def _run(python) -> dict:
+    done = subprocess.run([python, "-c", SCRIPT], capture_output=True, text=True, cwd=PROJECT, env={"PYTHONPATH": str(PROJECT)}, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_the_client_path_gives_the_same_model_on_scikit_learn_1_4_2_and_the_latest(old_python):
+    old, new = _run(old_python), _run(sys.executable)
+    assert old["version"] == "1.4.2" and new["version"] != "1.4.2"
+    assert old["n_examples"] == new["n_examples"]
+    assert old["train_sum"] == pytest.approx(new["train_sum"], rel=1e-10)  # SMOTE: same synthetic rows
+    np.testing.assert_allclose(old["update"], new["update"], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(old["reference"], new["reference"], atol=1e-5)
+    np.testing.assert_allclose(old["l1"], new["l1"], atol=1e-4)
+    assert 0 < sum(v == 0 for v in new["l1"]) < len(new["l1"]) - 1  # L1 really zeroes coefficients
+    np.testing.assert_allclose(old["proba"], new["proba"], rtol=1e-9)
+    assert old["auc"] == pytest.approx(new["auc"])

@@ -1,0 +1,51 @@
+"""Global statistics from per-client sums equal what pooled training data would give."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from sklearn.preprocessing import StandardScaler
+
+from fl_runtime.errors import DataError
+from fl_runtime.learning.stats import FeatureMoments, GlobalStats, resampled_size
+
+
+def test_summed_client_moments_give_the_scaler_of_the_pooled_rows(synthetic):
+    parts = [synthetic.subset(range(0, 700)), synthetic.subset(range(700, 2000)), synthetic.subset(range(2000, 3000))]
+    stats = GlobalStats.from_moments([FeatureMoments.of(p) for p in parts])
+    pooled = StandardScaler().fit(np.log1p(synthetic.X))
+    np.testing.assert_allclose(stats.mean, pooled.mean_, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(stats.scale, pooled.scale_, rtol=1e-8)
+    np.testing.assert_allclose(stats.standardise(synthetic.X), pooled.transform(np.log1p(synthetic.X)), atol=1e-8)
+
+
+def test_a_client_shares_only_counts_sums_and_sums_of_squares(synthetic):
+    moments = FeatureMoments.of(synthetic)
+    assert set(vars(moments)) == {"n_rows", "n_positive", "total", "total_squares"}
+    assert moments.total.shape == moments.total_squares.shape == (len(synthetic.features),)
+
+
+def test_class_balance_prior_and_pooled_examples_follow_the_counts():
+    d = 3
+    parts = [
+        FeatureMoments(1000, 100, np.zeros(d), np.ones(d) * 1000),
+        FeatureMoments(500, 10, np.zeros(d), np.ones(d) * 500),
+    ]
+    stats = GlobalStats.from_moments(parts)
+    assert stats.negatives_per_positive == pytest.approx(1390 / 110)
+    assert stats.prior_logit == pytest.approx(math.log(110 / 1390))
+    # each client oversamples its positives to the federation's ratio
+    assert stats.pooled_examples == resampled_size(1000, 100, 1390 / 110) + resampled_size(500, 10, 1390 / 110)
+    assert resampled_size(1000, 100, 1390 / 110) == 900 + round(100 * 1390 / 110)
+
+
+def test_a_constant_feature_gets_scale_one_like_standard_scaler():
+    parts = [FeatureMoments(10, 5, np.array([10 * 2.0, 0.0]), np.array([10 * 4.0, 10.0]))]
+    assert GlobalStats.from_moments(parts).scale[0] == 1.0
+
+
+def test_a_federation_without_positives_is_refused():
+    with pytest.raises(DataError, match="single class"):
+        GlobalStats.from_moments([FeatureMoments(100, 0, np.zeros(2), np.zeros(2))])
