@@ -12,15 +12,21 @@ export CDK_DISABLE_CLI_TELEMETRY := true
 export CDK_DISABLE_VERSION_CHECK := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: demo test bench compare synth bundle-locks constraints clean
+.PHONY: demo test lint bench compare synth bundle-locks constraints clean
 
 demo: $(RUNTIME)
 	$(PY) -m fl_runtime local
 
 # two workers, each taking whole test files (module fixtures such as one finished run are built once)
 TEST_WORKERS ?= 2
-test: $(DEV) $(CLI)
+test: lint $(CLI)
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+
+# style and types first: ruff (lint + format check) and mypy on the runtime and the CDK app
+lint: $(DEV)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 bench: $(RUNTIME)
 	$(PY) bench/bench_local.py

@@ -25,7 +25,10 @@ def client_stack_name(config: FederationConfig, name: str) -> str:
 def build_app(app: cdk.App) -> tuple[ServerStack, list[ClientStack]]:
     config = from_context(app.node)
     bundle = build(bundle_targets(config.training_image))
-    clients = [ClientStack(app, client_stack_name(config, c.name), config=config, client=c, bundle=bundle) for c in config.clients]
+    clients = [
+        ClientStack(app, client_stack_name(config, c.name), config=config, client=c, bundle=bundle)
+        for c in config.clients
+    ]
     server = ServerStack(app, "ServerStack", config=config, bundle=bundle)
     for client in clients:
         server.add_stack_dependency(client)

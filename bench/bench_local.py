@@ -126,14 +126,19 @@ def main() -> int:
     parser.add_argument("--data", type=Path, help="CSV to split (default: ../shared CMS data, else synthetic)")
     parser.add_argument("--clients", type=int, default=defaults.CLIENTS)
     parser.add_argument("--rounds", type=int, default=defaults.ROUNDS)
-    parser.add_argument("--stock-polling", action="store_true", help="Flower's default poll intervals (server 3 s, SuperExec 1 s)")
+    parser.add_argument(
+        "--stock-polling", action="store_true", help="Flower's default poll intervals (server 3 s, SuperExec 1 s)"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="fl-bench-") as folder:
         test_path, client_paths, description = _inputs(args, Path(folder))
         options = LocalOptions(
-            plan=TrainingPlan(rounds=args.rounds), out=Path(folder) / "out", client_data=client_paths, test_data=test_path,
+            plan=TrainingPlan(rounds=args.rounds),
+            out=Path(folder) / "out",
+            client_data=client_paths,
+            test_data=test_path,
             fast_polling=not args.stock_polling,
         )
         sampler = MemorySampler()
@@ -149,7 +154,9 @@ def main() -> int:
     middle = rounds[1:-1] or rounds
     train_exchanges = [t for r in middle for t in r["timing"] if t["stage"] == "train"]
     breakdown = {phase: statistics.median(t[phase] for t in train_exchanges) for phase in (*PHASES, "exchange")}
-    breakdown["server (aggregate + test evaluation)"] = statistics.median(r["seconds"] - t["exchange"] for r in middle for t in r["timing"][:1])
+    breakdown["server (aggregate + test evaluation)"] = statistics.median(
+        r["seconds"] - t["exchange"] for r in middle for t in r["timing"][:1]
+    )
     figures = {
         "data": description,
         "clients": args.clients,
@@ -165,14 +172,21 @@ def main() -> int:
         "peak-rss-mib-by-process-kind": {k: v / 1024 for k, v in sorted(sampler.peak_by_kind.items())},
         "final-roc-auc": metrics["final"]["roc-auc"],
     }
-    print(f"Local federation: {args.clients} clients, {args.rounds} rounds, TLS + SuperNode auth, {figures['polling']} polling; data {description}")
+    print(
+        f"Local federation: {args.clients} clients, {args.rounds} rounds, TLS + SuperNode auth, {figures['polling']} "
+        f"polling; data {description}"
+    )
     print(f"  wall time, start to outputs: {wall:.1f} s (final ROC-AUC {figures['final-roc-auc']:.4f})")
-    print(f"  seconds per round: mean {figures['seconds-per-round-mean']:.2f}; steady rounds (2..{args.rounds - 1}) median "
-          f"{figures['seconds-per-round-steady-median']:.2f}; round 1 {seconds[0]:.2f} (imports, CSV, SMOTE); "
-          f"round {args.rounds} {seconds[-1]:.2f} (plus the final evaluation exchange)")
+    print(
+        f"  seconds per round: mean {figures['seconds-per-round-mean']:.2f}; steady rounds (2..{args.rounds - 1}) "
+        "median "
+        f"{figures['seconds-per-round-steady-median']:.2f}; round 1 {seconds[0]:.2f} (imports, CSV, SMOTE); "
+        f"round {args.rounds} {seconds[-1]:.2f} (plus the final evaluation exchange)"
+    )
     print("  where a steady round goes (median, slowest client per phase):")
     notes = {
-        "until-client-starts": "message pushed -> ClientApp process starts: the SuperNode's next poll (fixed 3 s sleep after each empty poll, not configurable) + SuperExec task poll",
+        "until-client-starts": "message pushed -> ClientApp process starts: the SuperNode's next poll (fixed 3 s "
+        "sleep after each empty poll, not configurable) + SuperExec task poll",
         "client-startup": "new process per message: Python, Flower and app imports",
         "client-compute": "Newton step + validation histogram",
         "reply-transport": "SuperNode reply poll (fixed 0.5 s) + push + server pull",

@@ -30,35 +30,68 @@ def _add_training(parser: argparse.ArgumentParser) -> None:
 
     group = parser.add_argument_group("training")
     group.add_argument("--rounds", type=int, default=defaults.ROUNDS, help=f"FedAvg rounds (default {defaults.ROUNDS})")
-    group.add_argument("--local-iterations", type=int, default=defaults.LOCAL_ITERATIONS, help="Newton steps (L2) or SAGA epochs (L1) per round")
-    group.add_argument("--C", dest="C", type=float, default=defaults.C, help="inverse regularisation strength of the pooled problem")
+    group.add_argument(
+        "--local-iterations",
+        type=int,
+        default=defaults.LOCAL_ITERATIONS,
+        help="Newton steps (L2) or SAGA epochs (L1) per round",
+    )
+    group.add_argument(
+        "--C", dest="C", type=float, default=defaults.C, help="inverse regularisation strength of the pooled problem"
+    )
     group.add_argument("--penalty", choices=PENALTIES, default=defaults.PENALTY)
-    group.add_argument("--no-shared-curvature", dest="share_curvature", action="store_false",
-                       help="keep each client's curvature local (plain FedAvg of local Newton steps; drifts under label skew)")
+    group.add_argument(
+        "--no-shared-curvature",
+        dest="share_curvature",
+        action="store_false",
+        help="keep each client's curvature local (plain FedAvg of local Newton steps; drifts under label skew)",
+    )
     group.add_argument("--seed", type=int, default=defaults.SEED, help="split, partition and SMOTE seed")
 
 
 def _add_partition(parser: argparse.ArgumentParser, required_clients: bool) -> None:
     group = parser.add_argument_group("splitting one CSV into a federation")
     group.add_argument("--data", type=Path, help="one labelled CSV to split (default: the embedded synthetic dataset)")
-    group.add_argument("--clients", type=int, required=required_clients, default=None if required_clients else defaults.CLIENTS, help="number of clients")
+    group.add_argument(
+        "--clients",
+        type=int,
+        required=required_clients,
+        default=None if required_clients else defaults.CLIENTS,
+        help="number of clients",
+    )
     group.add_argument("--partition", choices=PARTITIONS, default=defaults.PARTITION)
     group.add_argument("--skew", choices=SKEWS, default=defaults.SKEW, help="non-iid: what differs across clients")
-    group.add_argument("--alpha", type=float, default=defaults.ALPHA, help="Dirichlet concentration for non-iid; smaller is more skewed")
-    group.add_argument("--test-fraction", type=float, default=defaults.TEST_FRACTION, help="stratified share held by the server as test set")
-    group.add_argument("--rows", type=int, default=defaults.SYNTHETIC_ROWS, help="rows of synthetic data when --data is not given")
+    group.add_argument(
+        "--alpha",
+        type=float,
+        default=defaults.ALPHA,
+        help="Dirichlet concentration for non-iid; smaller is more skewed",
+    )
+    group.add_argument(
+        "--test-fraction",
+        type=float,
+        default=defaults.TEST_FRACTION,
+        help="stratified share held by the server as test set",
+    )
+    group.add_argument(
+        "--rows", type=int, default=defaults.SYNTHETIC_ROWS, help="rows of synthetic data when --data is not given"
+    )
 
 
 def _add_waits(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-clients", type=int, help="stop when fewer clients remain (default: all)")
-    parser.add_argument("--round-timeout", type=float, default=defaults.ROUND_TIMEOUT, help="seconds to wait for one exchange")
+    parser.add_argument(
+        "--round-timeout", type=float, default=defaults.ROUND_TIMEOUT, help="seconds to wait for one exchange"
+    )
 
 
 def _run_name(value: str) -> str:
     from fl_runtime.aws.contract import RUN_NAME, RUN_NAME_MAX
 
     if not RUN_NAME.match(value):
-        raise argparse.ArgumentTypeError(f"{value!r}: up to {RUN_NAME_MAX} letters, digits and hyphens, starting with a letter or digit")
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: up to {RUN_NAME_MAX} letters, digits and hyphens, starting with a letter or digit"
+        )
     return value
 
 
@@ -69,32 +102,61 @@ def build_parser() -> argparse.ArgumentParser:
     prepare = commands.add_parser("prepare-data", help="split one CSV into a server test set and client CSVs")
     _add_partition(prepare, required_clients=True)
     prepare.add_argument("--seed", type=int, default=defaults.SEED)
-    prepare.add_argument("--out", type=Path, required=True, help="folder for test.csv and client_1.csv ... client_N.csv")
+    prepare.add_argument(
+        "--out", type=Path, required=True, help="folder for test.csv and client_1.csv ... client_N.csv"
+    )
 
     local = commands.add_parser("local", help="run the federation on this machine (SuperLink + SuperNodes, TLS)")
     local.add_argument("--client-data", type=Path, nargs="+", default=[], help="one CSV per client")
     local.add_argument("--test-data", type=Path, help="the server-only test CSV")
     _add_waits(local)
-    local.add_argument("--node-wait-timeout", type=float, default=defaults.NODE_WAIT_TIMEOUT, help="seconds to wait for clients to connect")
+    local.add_argument(
+        "--node-wait-timeout",
+        type=float,
+        default=defaults.NODE_WAIT_TIMEOUT,
+        help="seconds to wait for clients to connect",
+    )
     local.add_argument("--out", type=Path, help="output folder (default: runs/<timestamp>)")
     _add_training(local)
 
     compare = commands.add_parser("compare", help="centralised vs local-only vs federated on one split")
-    compare.add_argument("--client-data", type=Path, nargs="+", default=[], help="one CSV per client (instead of --data)")
+    compare.add_argument(
+        "--client-data", type=Path, nargs="+", default=[], help="one CSV per client (instead of --data)"
+    )
     compare.add_argument("--test-data", type=Path, help="the server-only test CSV (with --client-data)")
     _add_partition(compare, required_clients=False)
     compare.add_argument("--seeds", type=int, nargs="+", help="repeat over these seeds (default: --seed)")
-    compare.add_argument("--out", type=Path, help="folder for compare.json and compare.md (default: runs/compare-<timestamp>)")
+    compare.add_argument(
+        "--out", type=Path, help="folder for compare.json and compare.md (default: runs/compare-<timestamp>)"
+    )
     _add_training(compare)
 
-    federate = commands.add_parser("federate", help="on the server notebook: run the federation across the client accounts")
-    federate.add_argument("--parameter-prefix", default=defaults.PARAMETER_PREFIX, help="where the stacks published their settings in SSM")
-    federate.add_argument("--rehearsal", type=Path, help="rehearse with folders and local processes instead of AWS (a JSON description)")
+    federate = commands.add_parser(
+        "federate", help="on the server notebook: run the federation across the client accounts"
+    )
+    federate.add_argument(
+        "--parameter-prefix", default=defaults.PARAMETER_PREFIX, help="where the stacks published their settings in SSM"
+    )
+    federate.add_argument(
+        "--rehearsal", type=Path, help="rehearse with folders and local processes instead of AWS (a JSON description)"
+    )
     federate.add_argument("--min-clients", type=int, help="stop when fewer clients remain (default: all)")
     federate.add_argument("--address", help="this notebook's private address (default: discovered)")
-    federate.add_argument("--connect-timeout", type=float, default=defaults.CONNECT_TIMEOUT, help="seconds for a client job to start and join")
-    federate.add_argument("--round-timeout", type=float, default=defaults.ROUND_TIMEOUT, help="seconds to wait for one exchange")
-    federate.add_argument("--run-name", type=_run_name, help="name of this run, unique per run: up to 20 letters, digits, hyphens (default: a UTC timestamp); part of every job name")
+    federate.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=defaults.CONNECT_TIMEOUT,
+        help="seconds for a client job to start and join",
+    )
+    federate.add_argument(
+        "--round-timeout", type=float, default=defaults.ROUND_TIMEOUT, help="seconds to wait for one exchange"
+    )
+    federate.add_argument(
+        "--run-name",
+        type=_run_name,
+        help="name of this run, unique per run: up to 20 letters, digits, hyphens (default: a UTC timestamp); part "
+        "of every job name",
+    )
     federate.add_argument("--out", type=Path, help="local copy of the outputs (default: runs/federate-<run>)")
     _add_training(federate)
 
@@ -114,7 +176,9 @@ def _source(args: argparse.Namespace) -> tuple[LabelledData, str]:
         return read_csv(args.data), str(args.data)
     from fl_runtime.learning.synthetic import SYNTHETIC_SOURCE, generate
 
-    return generate(args.rows, seed=args.seed), f"SYNTHETIC ({SYNTHETIC_SOURCE}, {args.rows} generated providers, not real claims)"
+    return generate(
+        args.rows, seed=args.seed
+    ), f"SYNTHETIC ({SYNTHETIC_SOURCE}, {args.rows} generated providers, not real claims)"
 
 
 def _spec(args: argparse.Namespace, seed: int) -> PartitionSpec:
@@ -147,7 +211,10 @@ def prepare_data(args: argparse.Namespace, console: Console) -> int:
         shutil.rmtree(staging, ignore_errors=True)
     console.print(f"Data: {description}", highlight=False)
     for name, part in zip(names, [test, *clients]):
-        console.print(f"  {out / name}: {part.n_rows} rows, {part.n_positive} fraudulent ({part.n_positive / part.n_rows:.1%})", highlight=False)
+        console.print(
+            f"  {out / name}: {part.n_rows} rows, {part.n_positive} fraudulent ({part.n_positive / part.n_rows:.1%})",
+            highlight=False,
+        )
     return 0
 
 
@@ -155,14 +222,21 @@ def local(args: argparse.Namespace, console: Console) -> int:
     from fl_runtime.launch.local import LocalOptions, run_local
 
     options = LocalOptions(
-        plan=_plan(args), min_clients=args.min_clients, round_timeout=args.round_timeout, out=args.out,
-        client_data=list(args.client_data), test_data=args.test_data, node_wait_timeout=args.node_wait_timeout,
+        plan=_plan(args),
+        min_clients=args.min_clients,
+        round_timeout=args.round_timeout,
+        out=args.out,
+        client_data=list(args.client_data),
+        test_data=args.test_data,
+        node_wait_timeout=args.node_wait_timeout,
     )
     out = run_local(options, console)
     final = json.loads((out / "metrics.json").read_text())["final"]
     console.print(
-        f"Done: final model ROC-AUC {final['roc-auc']:.4f}, PR-AUC {final['pr-auc']:.4f}; at threshold {final['threshold']:.3f} "
-        f"(chosen on the clients' validation data) precision {final['precision']:.3f}, recall {final['recall']:.3f}, F1 {final['f1']:.3f}. "
+        f"Done: final model ROC-AUC {final['roc-auc']:.4f}, PR-AUC {final['pr-auc']:.4f}; at threshold "
+        f"{final['threshold']:.3f} "
+        f"(chosen on the clients' validation data) precision {final['precision']:.3f}, recall {final['recall']:.3f}, "
+        f"F1 {final['f1']:.3f}. "
         f"Model, metrics, report and plots in {out}",
         highlight=False,
     )
@@ -177,10 +251,12 @@ def _compare_splits(args: argparse.Namespace, seeds: list[int]) -> tuple[dict, l
         test = read_csv(args.test_data)
         clients = read_client_csvs(args.client_data, test)
         description = f"client CSVs {', '.join(map(str, args.client_data))}; test set {args.test_data}"
-        return {seed: (test, clients) for seed in seeds}, [p.stem for p in args.client_data], description
+        return dict.fromkeys(seeds, (test, clients)), [p.stem for p in args.client_data], description
     data, description = _source(args)
     splits = {seed: partition(data, _spec(args, seed)) for seed in seeds}
-    description += f"; {args.clients} clients, {args.partition}" + (f" ({args.skew} skew, alpha {args.alpha})" if args.partition == "non-iid" else "")
+    description += f"; {args.clients} clients, {args.partition}" + (
+        f" ({args.skew} skew, alpha {args.alpha})" if args.partition == "non-iid" else ""
+    )
     return splits, [f"client_{i}" for i in range(1, args.clients + 1)], description
 
 
@@ -207,8 +283,13 @@ def federate(args: argparse.Namespace, console: Console) -> int:
     from fl_runtime.aws.server_account import AwsServer, RehearsalServer
 
     options = FederateOptions(
-        plan=_plan(args), min_clients=args.min_clients, round_timeout=args.round_timeout, out=args.out,
-        address=args.address, connect_timeout=args.connect_timeout, run_name=args.run_name,
+        plan=_plan(args),
+        min_clients=args.min_clients,
+        round_timeout=args.round_timeout,
+        out=args.out,
+        address=args.address,
+        connect_timeout=args.connect_timeout,
+        run_name=args.run_name,
     )
     server = RehearsalServer(args.rehearsal) if args.rehearsal else AwsServer(server_parameter(args.parameter_prefix))
     run_federation(server, options, console)
@@ -218,13 +299,26 @@ def federate(args: argparse.Namespace, console: Console) -> int:
 def stage_data(args: argparse.Namespace, console: Console) -> int:
     from fl_runtime.aws.stage_data import StageOptions, stage
 
-    options = StageOptions(args.data, server=args.server, client=args.client, parameter_prefix=args.parameter_prefix, overwrite=args.overwrite, seed=args.seed)
+    options = StageOptions(
+        args.data,
+        server=args.server,
+        client=args.client,
+        parameter_prefix=args.parameter_prefix,
+        overwrite=args.overwrite,
+        seed=args.seed,
+    )
     for uri in stage(options):
         console.print(f"staged {uri}", highlight=False)
     return 0
 
 
-COMMANDS = {"prepare-data": prepare_data, "local": local, "compare": compare, "federate": federate, "stage-data": stage_data}
+COMMANDS = {
+    "prepare-data": prepare_data,
+    "local": local,
+    "compare": compare,
+    "federate": federate,
+    "stage-data": stage_data,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -243,7 +337,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         errors.print(f"failed: {error}", highlight=False, markup=False)
         return EXIT_FAILED
     except Exception as error:  # a bug: say so, never "bad input", and keep the traceback
-        errors.print(f"internal error (a bug, please report it): {type(error).__name__}: {error}", highlight=False, markup=False)
+        errors.print(
+            f"internal error (a bug, please report it): {type(error).__name__}: {error}", highlight=False, markup=False
+        )
         print(traceback.format_exc(), file=sys.stderr)
         return EXIT_FAILED
 

@@ -25,9 +25,13 @@ CODE_VERSIONS_DAYS = 30
 class FederationStack(Stack):
     """A stack whose availability zones come from the config, so synth needs no AWS lookup."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, config: FederationConfig, account: str, description: str) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: FederationConfig, account: str, description: str
+    ) -> None:
         self._zones = list(config.availability_zones)
-        super().__init__(scope, construct_id, env=Environment(account=account, region=config.region), description=description)
+        super().__init__(
+            scope, construct_id, env=Environment(account=account, region=config.region), description=description
+        )
         self.config = config
 
     @property
@@ -40,11 +44,21 @@ class FederationStack(Stack):
         self.key = data_key(self, "DataKey", retain)
         self.access_logs = access_log_bucket(self, "AccessLogs")
         self.custom_resources = custom_resource_runtime(self, self.key, retain, custom_resource_role_name)
-        self.network = PrivateNetwork(self, "Network", NetworkSettings(vpc_cidr, self.config.availability_zones, retain, self.key), self.custom_resources)
+        self.network = PrivateNetwork(
+            self,
+            "Network",
+            NetworkSettings(vpc_cidr, self.config.availability_zones, retain, self.key),
+            self.custom_resources,
+        )
         self.code = self.bucket("Code", noncurrent_days=CODE_VERSIONS_DAYS)
         self.code_bundle = CodeBundle(self, "CodeBundle", bundle, self.code, self.custom_resources.log_group)
 
     def bucket(self, construct_id: str, noncurrent_days: int | None = None) -> s3.Bucket:
         return secure_bucket(
-            self, construct_id, key=self.key, logs=self.access_logs, retain=self.config.retain_data, noncurrent_days=noncurrent_days
+            self,
+            construct_id,
+            key=self.key,
+            logs=self.access_logs,
+            retain=self.config.retain_data,
+            noncurrent_days=noncurrent_days,
         )

@@ -47,44 +47,93 @@ def public_key_parameters(scope: Construct, config: FederationConfig, client: Cl
 
 
 def training_execution_role(
-    scope: Construct, config: FederationConfig, client: ClientAccount, *,
-    code: s3.IBucket, data: s3.IBucket, artifacts: s3.IBucket, key: kms.IKey,
+    scope: Construct,
+    config: FederationConfig,
+    client: ClientAccount,
+    *,
+    code: s3.IBucket,
+    data: s3.IBucket,
+    artifacts: s3.IBucket,
+    key: kms.IKey,
 ) -> iam.Role:
     stack = Stack.of(scope)
     role = iam.Role(
-        scope, "TrainingExecutionRole",
-        assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com").with_conditions({"StringEquals": {"aws:SourceAccount": stack.account}}),
+        scope,
+        "TrainingExecutionRole",
+        assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com").with_conditions(
+            {"StringEquals": {"aws:SourceAccount": stack.account}}
+        ),
         description="SageMaker training jobs of the federation: read code and data, write artifacts",
     )
     logs = log_group_arn(scope, "/aws/sagemaker/TrainingJobs")
     public_keys = public_key_parameters(scope, config, client)
-    policy = attach(scope, "TrainingExecutionPolicy", role, [
-        iam.PolicyStatement(sid="ReadCode", actions=["s3:GetObject"], resources=[code.arn_for_objects("*")]),
-        iam.PolicyStatement(sid="ReadData", actions=["s3:GetObject"], resources=[data.arn_for_objects(f"{DATA_PREFIX}*")]),
-        iam.PolicyStatement(sid="ListData", actions=["s3:ListBucket"], resources=[data.bucket_arn], conditions={"StringLike": {"s3:prefix": [f"{DATA_PREFIX}*"]}}),
-        iam.PolicyStatement(sid="WriteArtifacts", actions=["s3:PutObject", "s3:AbortMultipartUpload"], resources=[artifacts.arn_for_objects(f"{ARTIFACT_PREFIX}*")]),
-        # the data key encrypts the job's volume (VolumeKmsKeyId) and its model artifacts (OutputDataConfig)
-        iam.PolicyStatement(sid="UseDataKey", actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"], resources=[key.key_arn]),
-        iam.PolicyStatement(
-            sid="GrantDataKeyToTheVolume", actions=["kms:CreateGrant"], resources=[key.key_arn],
-            conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
-        ),
-        iam.PolicyStatement(sid="PublishSuperNodePublicKey", actions=["ssm:PutParameter", "ssm:DeleteParameter"], resources=[public_keys]),
-        iam.PolicyStatement(sid="VpcNetworkInterfaces", actions=VPC_NETWORK_INTERFACE_ACTIONS, resources=["*"]),
-        iam.PolicyStatement(sid="Logs", actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"], resources=[logs]),
-        iam.PolicyStatement(
-            sid="Metrics", actions=["cloudwatch:PutMetricData"], resources=["*"],
-            conditions={"StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/TrainingJobs"}},
-        ),
-    ])
+    policy = attach(
+        scope,
+        "TrainingExecutionPolicy",
+        role,
+        [
+            iam.PolicyStatement(sid="ReadCode", actions=["s3:GetObject"], resources=[code.arn_for_objects("*")]),
+            iam.PolicyStatement(
+                sid="ReadData", actions=["s3:GetObject"], resources=[data.arn_for_objects(f"{DATA_PREFIX}*")]
+            ),
+            iam.PolicyStatement(
+                sid="ListData",
+                actions=["s3:ListBucket"],
+                resources=[data.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{DATA_PREFIX}*"]}},
+            ),
+            iam.PolicyStatement(
+                sid="WriteArtifacts",
+                actions=["s3:PutObject", "s3:AbortMultipartUpload"],
+                resources=[artifacts.arn_for_objects(f"{ARTIFACT_PREFIX}*")],
+            ),
+            # the data key encrypts the job's volume (VolumeKmsKeyId) and its model artifacts (OutputDataConfig)
+            iam.PolicyStatement(
+                sid="UseDataKey",
+                actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
+                resources=[key.key_arn],
+            ),
+            iam.PolicyStatement(
+                sid="GrantDataKeyToTheVolume",
+                actions=["kms:CreateGrant"],
+                resources=[key.key_arn],
+                conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
+            ),
+            iam.PolicyStatement(
+                sid="PublishSuperNodePublicKey",
+                actions=["ssm:PutParameter", "ssm:DeleteParameter"],
+                resources=[public_keys],
+            ),
+            iam.PolicyStatement(sid="VpcNetworkInterfaces", actions=VPC_NETWORK_INTERFACE_ACTIONS, resources=["*"]),
+            iam.PolicyStatement(
+                sid="Logs",
+                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                resources=[logs],
+            ),
+            iam.PolicyStatement(
+                sid="Metrics",
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={"StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/TrainingJobs"}},
+            ),
+        ],
+    )
     reasons = {
-        f"{AWS_SOLUTIONS}IAM5[Resource::*]": "VPC-mode training needs the ec2 network-interface and describe actions, which do not support "
-        "resource-level permissions; cloudwatch:PutMetricData is limited to the SageMaker training namespace by condition",
+        f"{AWS_SOLUTIONS}IAM5[Resource::*]": "VPC-mode training needs the ec2 network-interface and describe "
+        "actions, which do not support "
+        "resource-level permissions; cloudwatch:PutMetricData is limited to the SageMaker training namespace by "
+        "condition",
         objects_finding(code): "The job reads its source.tar.gz from the code bucket, which holds nothing else",
-        objects_finding(data, f"{DATA_PREFIX}*"): "The job reads the staged train/validation objects under data_prep/ only",
-        objects_finding(artifacts, f"{ARTIFACT_PREFIX}*"): "SageMaker writes model.tar.gz under client_artifact/<job name>/, which is not known in advance",
-        f"{AWS_SOLUTIONS}IAM5[Resource::{logs}]": "SageMaker names the log streams per training job; the grant covers the training-job log group",
-        f"{AWS_SOLUTIONS}IAM5[Resource::{public_keys}]": "Each job publishes its SuperNode public key under a parameter named after the job, "
+        objects_finding(
+            data, f"{DATA_PREFIX}*"
+        ): "The job reads the staged train/validation objects under data_prep/ only",
+        objects_finding(
+            artifacts, f"{ARTIFACT_PREFIX}*"
+        ): "SageMaker writes model.tar.gz under client_artifact/<job name>/, which is not known in advance",
+        f"{AWS_SOLUTIONS}IAM5[Resource::{logs}]": "SageMaker names the log streams per training job; the grant "
+        "covers the training-job log group",
+        f"{AWS_SOLUTIONS}IAM5[Resource::{public_keys}]": "Each job publishes its SuperNode public key under a "
+        "parameter named after the job, "
         "which is not known in advance; the grant is limited to this client's key path and the job-name prefix",
     }
     for finding, reason in reasons.items():
@@ -93,15 +142,23 @@ def training_execution_role(
 
 
 def kickoff_role(
-    scope: Construct, config: FederationConfig, client: ClientAccount, *, execution_role: iam.IRole,
-    subnets: ec2.SelectedSubnets, training_security_group: ec2.ISecurityGroup, key: kms.IKey,
+    scope: Construct,
+    config: FederationConfig,
+    client: ClientAccount,
+    *,
+    execution_role: iam.IRole,
+    subnets: ec2.SelectedSubnets,
+    training_security_group: ec2.ISecurityGroup,
+    key: kms.IKey,
 ) -> iam.Role:
     """The role the server notebook assumes: it may start only the federation's jobs as configured
     (private subnets, training security group, instance type, runtime bound, this account's data key
     for volumes and output), watch and stop them, and read this client's settings and public keys."""
     stack = Stack.of(scope)
     role = iam.Role(
-        scope, "KickoffRole", role_name=KICKOFF_ROLE_NAME,
+        scope,
+        "KickoffRole",
+        role_name=KICKOFF_ROLE_NAME,
         assumed_by=iam.AccountPrincipal(config.server_account).with_conditions(
             {
                 "StringEquals": {"sts:ExternalId": client.external_id},
@@ -110,40 +167,75 @@ def kickoff_role(
         ),
         description="Lets the federation server notebook start this account training jobs",
     )
-    jobs = stack.format_arn(service="sagemaker", resource="training-job", resource_name=f"{config.training_job_prefix}*")
-    settings = stack.format_arn(service="ssm", resource="parameter", resource_name=config.client_parameter(client, "*").lstrip("/"))
-    policy = attach(scope, "SageMakerActions", role, name="FL-sagemaker-actions", statements=[
-        iam.PolicyStatement(
-            sid="StartJobsInThePrivateSubnetsOnly", actions=["sagemaker:CreateTrainingJob"], resources=[jobs],
-            conditions={
-                "ForAllValues:StringEquals": {
-                    "sagemaker:VpcSubnets": [s.subnet_id for s in subnets.subnets],
-                    "sagemaker:VpcSecurityGroupIds": [training_security_group.security_group_id],
-                    "sagemaker:InstanceTypes": [config.training_instance_type],
+    jobs = stack.format_arn(
+        service="sagemaker", resource="training-job", resource_name=f"{config.training_job_prefix}*"
+    )
+    settings = stack.format_arn(
+        service="ssm", resource="parameter", resource_name=config.client_parameter(client, "*").lstrip("/")
+    )
+    policy = attach(
+        scope,
+        "SageMakerActions",
+        role,
+        name="FL-sagemaker-actions",
+        statements=[
+            iam.PolicyStatement(
+                sid="StartJobsInThePrivateSubnetsOnly",
+                actions=["sagemaker:CreateTrainingJob"],
+                resources=[jobs],
+                conditions={
+                    "ForAllValues:StringEquals": {
+                        "sagemaker:VpcSubnets": [s.subnet_id for s in subnets.subnets],
+                        "sagemaker:VpcSecurityGroupIds": [training_security_group.security_group_id],
+                        "sagemaker:InstanceTypes": [config.training_instance_type],
+                    },
+                    "NumericLessThanEquals": {"sagemaker:MaxRuntimeInSeconds": config.max_training_seconds},
+                    "ArnEquals": {"sagemaker:VolumeKmsKey": key.key_arn, "sagemaker:OutputKmsKey": key.key_arn},
+                    "Null": dict.fromkeys(
+                        (
+                            "sagemaker:VpcSubnets",
+                            "sagemaker:VpcSecurityGroupIds",
+                            "sagemaker:InstanceTypes",
+                            "sagemaker:VolumeKmsKey",
+                            "sagemaker:OutputKmsKey",
+                        ),
+                        "false",
+                    ),
                 },
-                "NumericLessThanEquals": {"sagemaker:MaxRuntimeInSeconds": config.max_training_seconds},
-                "ArnEquals": {"sagemaker:VolumeKmsKey": key.key_arn, "sagemaker:OutputKmsKey": key.key_arn},
-                "Null": {
-                    name: "false" for name in ("sagemaker:VpcSubnets", "sagemaker:VpcSecurityGroupIds", "sagemaker:InstanceTypes",
-                                               "sagemaker:VolumeKmsKey", "sagemaker:OutputKmsKey")
-                },
-            },
-        ),
-        iam.PolicyStatement(sid="WatchAndStopJobs", actions=["sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob", "sagemaker:UpdateTrainingJob"], resources=[jobs]),
-        iam.PolicyStatement(sid="InspectNetwork", actions=["ec2:DescribeSubnets", "ec2:DescribeVpcs", "ec2:DescribeNetworkInterfaces"], resources=["*"]),
-        iam.PolicyStatement(sid="ReadExecutionRole", actions=["iam:GetRole"], resources=[execution_role.role_arn]),
-        iam.PolicyStatement(
-            sid="PassExecutionRoleToSageMakerOnly", actions=["iam:PassRole"], resources=[execution_role.role_arn],
-            conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
-        ),
-        # the settings, and the SuperNode public keys the jobs publish under the same path (no secret travels)
-        iam.PolicyStatement(sid="ReadThisClientsSettingsAndPublicKeys", actions=["ssm:GetParameter", "ssm:GetParameters"], resources=[settings]),
-    ])
+            ),
+            iam.PolicyStatement(
+                sid="WatchAndStopJobs",
+                actions=["sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob", "sagemaker:UpdateTrainingJob"],
+                resources=[jobs],
+            ),
+            iam.PolicyStatement(
+                sid="InspectNetwork",
+                actions=["ec2:DescribeSubnets", "ec2:DescribeVpcs", "ec2:DescribeNetworkInterfaces"],
+                resources=["*"],
+            ),
+            iam.PolicyStatement(sid="ReadExecutionRole", actions=["iam:GetRole"], resources=[execution_role.role_arn]),
+            iam.PolicyStatement(
+                sid="PassExecutionRoleToSageMakerOnly",
+                actions=["iam:PassRole"],
+                resources=[execution_role.role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+            ),
+            # the settings, and the SuperNode public keys the jobs publish under the same path (no secret travels)
+            iam.PolicyStatement(
+                sid="ReadThisClientsSettingsAndPublicKeys",
+                actions=["ssm:GetParameter", "ssm:GetParameters"],
+                resources=[settings],
+            ),
+        ],
+    )
     reasons = {
-        f"{AWS_SOLUTIONS}IAM5[Resource::{jobs}]": "Training-job names carry a per-run suffix; the grant is limited to the federation's name prefix",
-        f"{AWS_SOLUTIONS}IAM5[Resource::*]": "ec2 Describe actions (the reference design's DescribeSubnets, DescribeVpcs, DescribeNetworkInterfaces) "
+        f"{AWS_SOLUTIONS}IAM5[Resource::{jobs}]": "Training-job names carry a per-run suffix; the grant is limited "
+        "to the federation's name prefix",
+        f"{AWS_SOLUTIONS}IAM5[Resource::*]": "ec2 Describe actions (the reference design's DescribeSubnets, "
+        "DescribeVpcs, DescribeNetworkInterfaces) "
         "do not support resource-level permissions",
-        f"{AWS_SOLUTIONS}IAM5[Resource::{settings}]": "The kickoff step reads the settings this client stack publishes, and the "
+        f"{AWS_SOLUTIONS}IAM5[Resource::{settings}]": "The kickoff step reads the settings this client stack "
+        "publishes, and the "
         "SuperNode public keys its jobs publish, under this client's own parameter path",
     }
     for finding, reason in reasons.items():

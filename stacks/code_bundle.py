@@ -17,11 +17,18 @@ CODE_PREFIX = "code/"
 class CodeBundle(Construct):
     """``s3://<bucket>/code/source.tar.gz``; the asset is hashed by the bundle's digest, not re-read."""
 
-    def __init__(self, scope: Construct, construct_id: str, bundle: Bundle, bucket: s3.IBucket, log_group: logs.ILogGroup) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, bundle: Bundle, bucket: s3.IBucket, log_group: logs.ILogGroup
+    ) -> None:
         super().__init__(scope, construct_id)
         self.deployment = s3deploy.BucketDeployment(
-            self, "Deployment",
-            sources=[s3deploy.Source.asset(str(bundle.folder), asset_hash=bundle.digest, asset_hash_type=AssetHashType.CUSTOM)],
+            self,
+            "Deployment",
+            sources=[
+                s3deploy.Source.asset(
+                    str(bundle.folder), asset_hash=bundle.digest, asset_hash_type=AssetHashType.CUSTOM
+                )
+            ],
             destination_bucket=bucket,
             destination_key_prefix=CODE_PREFIX,
             prune=False,
@@ -31,7 +38,8 @@ class CodeBundle(Construct):
             log_group=log_group,  # the stack's: removed with it
         )
         acknowledge(
-            self.deployment.handler_role, objects_finding(bucket),
+            self.deployment.handler_role,
+            objects_finding(bucket),
             "CDK's BucketDeployment handler writes the bundle into the code bucket, which holds nothing else",
         )
         self.bucket = bucket

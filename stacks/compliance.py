@@ -33,6 +33,7 @@ def acknowledge(construct: IConstruct, finding: str, reason: str) -> None:
     cdk.Validations.of(construct).acknowledge(cdk.Acknowledgment(id=finding, reason=reason))
 
 
+BASIC_EXECUTION_ROLE = "arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
 DEPLOYMENT_FUNCTION = (
     "a CDK-provided function that runs only while CloudFormation deploys or deletes this stack "
     "(it copies the code bundle, or makes one AWS API call); it handles no claims data"
@@ -50,19 +51,35 @@ def acknowledge_cdk_functions(stack: Stack) -> None:
     findings = {
         f"{AWS_SOLUTIONS}L1": f"Runtime chosen by CDK for {DEPLOYMENT_FUNCTION}",
         f"{HIPAA}LambdaConcurrency": f"No reserved concurrency for {DEPLOYMENT_FUNCTION}",
-        f"{HIPAA}LambdaDLQ": f"CloudFormation retries and reports failures of {DEPLOYMENT_FUNCTION}; a DLQ adds nothing",
-        f"{HIPAA}LambdaInsideVPC": f"Outside the VPC: {DEPLOYMENT_FUNCTION}, and must reach CloudFormation's response URL",
+        f"{HIPAA}LambdaDLQ": (
+            f"CloudFormation retries and reports failures of {DEPLOYMENT_FUNCTION}; a DLQ adds nothing"
+        ),
+        f"{HIPAA}LambdaInsideVPC": f"Outside the VPC: {DEPLOYMENT_FUNCTION}, and must reach CloudFormation's "
+        "response URL",
         f"{HIPAA}IAMNoInlinePolicy": f"CDK attaches the grants of {DEPLOYMENT_FUNCTION} as an inline policy",
-        f"{AWS_SOLUTIONS}IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]":
-            f"CDK gives {DEPLOYMENT_FUNCTION} the basic execution role for its logs",
+        f"{AWS_SOLUTIONS}IAM4[Policy::{BASIC_EXECUTION_ROLE}]": (
+            f"CDK gives {DEPLOYMENT_FUNCTION} the basic execution role for its logs"
+        ),
     }
-    bucket_copy = f"CDK's grant for {DEPLOYMENT_FUNCTION}: read the bundle asset, write it into the code bucket under its KMS key"
-    for action in ("s3:GetObject*", "s3:GetBucket*", "s3:List*", "s3:DeleteObject*", "s3:Abort*", "kms:ReEncrypt*", "kms:GenerateDataKey*"):
+    bucket_copy = (
+        f"CDK's grant for {DEPLOYMENT_FUNCTION}: read the bundle asset, write it into the code bucket under its KMS key"
+    )
+    for action in (
+        "s3:GetObject*",
+        "s3:GetBucket*",
+        "s3:List*",
+        "s3:DeleteObject*",
+        "s3:Abort*",
+        "kms:ReEncrypt*",
+        "kms:GenerateDataKey*",
+    ):
         findings[f"{AWS_SOLUTIONS}IAM5[Action::{action}]"] = bucket_copy
     assets = f"cdk-{DefaultStackSynthesizer.DEFAULT_QUALIFIER}-assets-{account}-{region}"
     findings[f"{AWS_SOLUTIONS}IAM5[Resource::arn:{stack.partition}:s3:::{assets}/*]"] = bucket_copy
     for child in stack.node.children:
         name = child.node.id
-        if name.startswith("Custom::CDKBucketDeployment") or name == "AWS" + cr.AwsCustomResource.PROVIDER_FUNCTION_UUID.replace("-", ""):
+        if name.startswith(
+            "Custom::CDKBucketDeployment"
+        ) or name == "AWS" + cr.AwsCustomResource.PROVIDER_FUNCTION_UUID.replace("-", ""):
             for finding, reason in findings.items():
                 acknowledge(child, finding, reason)

@@ -137,7 +137,10 @@ def _cidr(raw: Mapping, field: str, prefix: str = "") -> ipaddress.IPv4Network:
 def _fits_subnets(network: ipaddress.IPv4Network, field: str, zones: int) -> None:
     """Each zone gets a /24 private subnet (stacks/network.py): the VPC must hold one per zone."""
     if 2 ** (SUBNET_PREFIX - network.prefixlen) < zones:
-        raise ConfigError(f"{field}: {network} cannot hold a /{SUBNET_PREFIX} subnet in each of the {zones} availability zones; use a larger block")
+        raise ConfigError(
+            f"{field}: {network} cannot hold a /{SUBNET_PREFIX} subnet in each of the {zones} availability zones; "
+            "use a larger block"
+        )
 
 
 def _client(raw: Mapping, index: int, region: str) -> tuple[ClientAccount, ipaddress.IPv4Network]:
@@ -147,7 +150,9 @@ def _client(raw: Mapping, index: int, region: str) -> tuple[ClientAccount, ipadd
     name = _string(raw, "name", CLIENT_NAME, "a short name (lower-case letters, digits, hyphens; max 20)", prefix)
     account = _string(raw, "account", ACCOUNT, "a 12-digit AWS account id", prefix)
     cidr = _cidr(raw, "vpc_cidr", prefix)
-    external_id = _string(raw, "external_id", EXTERNAL_ID, "a valid sts:ExternalId (2-1224 of letters, digits, +=,.@:/-)", prefix)
+    external_id = _string(
+        raw, "external_id", EXTERNAL_ID, "a valid sts:ExternalId (2-1224 of letters, digits, +=,.@:/-)", prefix
+    )
     if SAMPLE_EXTERNAL_ID in external_id and account not in PLACEHOLDER_ACCOUNTS:
         raise ConfigError(
             f"{prefix}external_id: {external_id!r} is the sample value; agree a unique one with client {name!r} "
@@ -165,10 +170,14 @@ def _training_image(raw: Mapping) -> TrainingImage:
         raise ConfigError(f"training_image.uri: {uri!r} is not an ECR image URI")
     python = str(_require(image, "python_version", "training_image."))
     if not re.match(r"^3\.(1[1-9])$", python):
-        raise ConfigError(f"training_image.python_version: {python!r}: flwr 1.42 needs Python 3.11 or newer (e.g. \"3.11\")")
+        raise ConfigError(
+            f'training_image.python_version: {python!r}: flwr 1.42 needs Python 3.11 or newer (e.g. "3.11")'
+        )
     platform = _require(image, "platform", "training_image.")
     if not re.match(r"^(manylinux(1|2010|2014)|manylinux_2_\d+)_(x86_64|aarch64)$", str(platform)):
-        raise ConfigError(f"training_image.platform: {platform!r} is not a manylinux platform tag such as manylinux2014_x86_64")
+        raise ConfigError(
+            f"training_image.platform: {platform!r} is not a manylinux platform tag such as manylinux2014_x86_64"
+        )
     return TrainingImage(str(uri), python, str(platform))
 
 
@@ -179,15 +188,22 @@ def parse(raw: Mapping) -> FederationConfig:
     server_account = _string(raw, "server_account", ACCOUNT, "a 12-digit AWS account id")
     region = _string(raw, "region", REGION, "an AWS region such as us-east-1")
     zones = _require(raw, "availability_zones")
-    if (not isinstance(zones, list) or len(zones) < 2 or len(set(map(str, zones))) != len(zones)
-            or any(not re.fullmatch(rf"{region}[a-z]", str(z)) for z in zones)):
-        raise ConfigError(f"availability_zones: {zones!r} must list at least two different zones of {region}, e.g. {region}a")
+    if (
+        not isinstance(zones, list)
+        or len(zones) < 2
+        or len(set(map(str, zones))) != len(zones)
+        or any(not re.fullmatch(rf"{region}[a-z]", str(z)) for z in zones)
+    ):
+        raise ConfigError(
+            f"availability_zones: {zones!r} must list at least two different zones of {region}, e.g. {region}a"
+        )
     server_cidr = _cidr(raw, "server_vpc_cidr")
     _fits_subnets(server_cidr, "server_vpc_cidr", len(zones))
     raw_clients = _require(raw, "clients")
     if not isinstance(raw_clients, list) or not raw_clients:
         raise ConfigError("clients: expected a non-empty list of {name, account, vpc_cidr, external_id}")
-    clients, networks = [], {"server_vpc_cidr": server_cidr}
+    clients: list[ClientAccount] = []
+    networks = {"server_vpc_cidr": server_cidr}
     for index, item in enumerate(raw_clients):
         client, network = _client(item, index, region)
         _fits_subnets(network, f"clients[{index}].vpc_cidr", len(zones))
@@ -197,20 +213,31 @@ def parse(raw: Mapping) -> FederationConfig:
         if client.name in {c.name for c in clients}:
             raise ConfigError(f"clients[{index}].name: {client.name!r} is used by another client")
         if client.account in {c.account for c in clients} | {server_account}:
-            raise ConfigError(f"clients[{index}].account: {client.account} is already the server's or another client's account; each party has its own")
+            raise ConfigError(
+                f"clients[{index}].account: {client.account} is already the server's or another client's account; "
+                "each party has its own"
+            )
         networks[f"clients[{index}].vpc_cidr"] = network
         clients.append(client)
     notebook = _string(raw, "notebook_instance_type", INSTANCE_TYPE, "a SageMaker instance type such as ml.t3.medium")
     training = _string(raw, "training_instance_type", INSTANCE_TYPE, "a SageMaker instance type such as ml.m5.large")
-    prefix = _string(raw, "training_job_prefix", re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9-]{0,39}$"), "a training-job name prefix (letters, digits, hyphens; max 40)")
-    parameter_prefix = _string(raw, "parameter_prefix", re.compile(r"^(/[a-zA-Z0-9_.-]+)+$"), "an SSM parameter path such as /fl-fraud")
+    prefix = _string(
+        raw,
+        "training_job_prefix",
+        re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9-]{0,39}$"),
+        "a training-job name prefix (letters, digits, hyphens; max 40)",
+    )
+    parameter_prefix = _string(
+        raw, "parameter_prefix", re.compile(r"^(/[a-zA-Z0-9_.-]+)+$"), "an SSM parameter path such as /fl-fraud"
+    )
     for index, client in enumerate(clients):
         try:
             job_name(prefix, "r" * RUN_NAME_MAX, client.name)  # the longest name a run can give
         except ValueError:
             raise ConfigError(
                 f"training_job_prefix: {prefix!r} with clients[{index}].name {client.name!r} leaves no room in a "
-                f"{JOB_NAME_MAX}-character training-job name <prefix>-<run name, up to {RUN_NAME_MAX}>-<client>; shorten either"
+                f"{JOB_NAME_MAX}-character training-job name <prefix>-<run name, up to {RUN_NAME_MAX}>-<client>; "
+                "shorten either"
             ) from None
     retain = _require(raw, "retain_data")
     if not isinstance(retain, bool):
@@ -235,17 +262,35 @@ def parse(raw: Mapping) -> FederationConfig:
 
 CONTEXT_PREFIX = "federation:"
 FIELDS = (
-    "server_account", "region", "availability_zones", "server_vpc_cidr", "clients", "notebook_instance_type",
-    "training_instance_type", "flower_port", "training_image", "notebook_idle_minutes", "training_job_prefix",
-    "max_training_seconds", "retain_data", "parameter_prefix",
+    "server_account",
+    "region",
+    "availability_zones",
+    "server_vpc_cidr",
+    "clients",
+    "notebook_instance_type",
+    "training_instance_type",
+    "flower_port",
+    "training_image",
+    "notebook_idle_minutes",
+    "training_job_prefix",
+    "max_training_seconds",
+    "retain_data",
+    "parameter_prefix",
 )
 
 
 def _context_value(node, field: str):
     """``federation:<field>`` from the CDK context; ``-c`` gives strings, so JSON-decode non-string fields."""
     value = node.try_get_context(CONTEXT_PREFIX + field)
-    if isinstance(value, str) and field not in ("server_account", "region", "server_vpc_cidr", "notebook_instance_type",
-                                                "training_instance_type", "training_job_prefix", "parameter_prefix"):
+    if isinstance(value, str) and field not in (
+        "server_account",
+        "region",
+        "server_vpc_cidr",
+        "notebook_instance_type",
+        "training_instance_type",
+        "training_job_prefix",
+        "parameter_prefix",
+    ):
         try:
             return json.loads(value)
         except json.JSONDecodeError:

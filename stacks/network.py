@@ -53,12 +53,18 @@ class PrivateNetwork(Construct):
             ip_addresses=ec2.IpAddresses.cidr(settings.cidr),
             availability_zones=list(settings.availability_zones),
             nat_gateways=0,
-            subnet_configuration=[ec2.SubnetConfiguration(name="private", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, cidr_mask=SUBNET_PREFIX)],
+            subnet_configuration=[
+                ec2.SubnetConfiguration(
+                    name="private", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, cidr_mask=SUBNET_PREFIX
+                )
+            ],
             restrict_default_security_group=True,
         )
         acknowledge(
-            self.vpc, "CloudFormation-Validate::W3010",
-            "Availability zones come from the federation config (pinned so synth needs no AWS lookup); set them per region in cdk.json",
+            self.vpc,
+            "CloudFormation-Validate::W3010",
+            "Availability zones come from the federation config (pinned so synth needs no AWS lookup); set them per "
+            "region in cdk.json",
         )
         flow_logs = logs.LogGroup(
             self,
@@ -67,13 +73,22 @@ class PrivateNetwork(Construct):
             retention=logs.RetentionDays.ONE_YEAR,
             removal_policy=RemovalPolicy.RETAIN if settings.retain_logs else RemovalPolicy.DESTROY,
         )
-        delivery = iam.Role(self, "FlowLogRole", assumed_by=iam.ServicePrincipal("vpc-flow-logs.amazonaws.com"), description="VPC flow log delivery")
+        delivery = iam.Role(
+            self,
+            "FlowLogRole",
+            assumed_by=iam.ServicePrincipal("vpc-flow-logs.amazonaws.com"),
+            description="VPC flow log delivery",
+        )
         acknowledge(
-            delivery, f"{HIPAA}IAMNoInlinePolicy",
-            "CDK's flow-log construct grants its delivery role write access to exactly this log group, as an inline policy",
+            delivery,
+            f"{HIPAA}IAMNoInlinePolicy",
+            "CDK's flow-log construct grants its delivery role write access to exactly this log group, as an inline "
+            "policy",
         )
         self.vpc.add_flow_log(
-            "FlowLog", destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs, delivery), traffic_type=ec2.FlowLogTrafficType.ALL
+            "FlowLog",
+            destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs, delivery),
+            traffic_type=ec2.FlowLogTrafficType.ALL,
         )
         self.subnets = self.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
         account = Stack.of(self).account
@@ -97,13 +112,20 @@ class PrivateNetwork(Construct):
             )
         )
         self.endpoint_security_group = ec2.SecurityGroup(
-            self, "EndpointSecurityGroup", vpc=self.vpc, allow_all_outbound=False,
+            self,
+            "EndpointSecurityGroup",
+            vpc=self.vpc,
+            allow_all_outbound=False,
             description="Interface endpoints: HTTPS from this VPC notebooks and training jobs only",
         )
         for name, service in INTERFACE_ENDPOINTS.items():
             self.vpc.add_interface_endpoint(
-                name, service=service, private_dns_enabled=True, open=False,
-                security_groups=[self.endpoint_security_group], subnets=ec2.SubnetSelection(subnets=self.subnets.subnets),
+                name,
+                service=service,
+                private_dns_enabled=True,
+                open=False,
+                security_groups=[self.endpoint_security_group],
+                subnets=ec2.SubnetSelection(subnets=self.subnets.subnets),
             )
         self.s3_prefix_list_id = self._s3_prefix_list_id(custom_resources)
 
@@ -128,8 +150,10 @@ class PrivateNetwork(Construct):
         lookup.node.add_dependency(runtime.policy)
         runtime.policy.add_statements(iam.PolicyStatement(actions=["ec2:DescribeManagedPrefixLists"], resources=["*"]))
         acknowledge(
-            runtime.policy, f"{AWS_SOLUTIONS}IAM5[Resource::*]",
-            "ec2:DescribeManagedPrefixLists does not support resource-level permissions; it only reads AWS-managed prefix lists",
+            runtime.policy,
+            f"{AWS_SOLUTIONS}IAM5[Resource::*]",
+            "ec2:DescribeManagedPrefixLists does not support resource-level permissions; it only reads AWS-managed "
+            "prefix lists",
         )
         return lookup.get_response_field("PrefixLists.0.PrefixListId")
 
@@ -137,4 +161,6 @@ class PrivateNetwork(Construct):
         """Let ``peer`` reach this VPC's interface endpoints and S3, and nothing else on 443."""
         self.endpoint_security_group.add_ingress_rule(peer, ec2.Port.tcp(443), "HTTPS to interface endpoints")
         peer.add_egress_rule(self.endpoint_security_group, ec2.Port.tcp(443), "HTTPS to this VPC's interface endpoints")
-        peer.add_egress_rule(ec2.Peer.prefix_list(self.s3_prefix_list_id), ec2.Port.tcp(443), "HTTPS to S3 via the gateway endpoint")
+        peer.add_egress_rule(
+            ec2.Peer.prefix_list(self.s3_prefix_list_id), ec2.Port.tcp(443), "HTTPS to S3 via the gateway endpoint"
+        )

@@ -86,32 +86,64 @@ class FederationNotebook(Construct):
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
         self.role = iam.Role(
-            self, "Role", role_name=settings.role_name, assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+            self,
+            "Role",
+            role_name=settings.role_name,
+            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
             description=f"Notebook instance {settings.name}",
         )
         bundle_key = f"{settings.code_prefix}{BUNDLE_NAME}"
         notebook_arn = stack.format_arn(service="sagemaker", resource="notebook-instance", resource_name=settings.name)
         logs = log_group_arn(self, "/aws/sagemaker/NotebookInstances")
-        self.policy = attach(self, "Policy", self.role, [
-            iam.PolicyStatement(sid="ReadCodeBundle", actions=["s3:GetObject"], resources=[settings.code_bucket.arn_for_objects(bundle_key)]),
-            iam.PolicyStatement(sid="UseDataKey", actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[settings.key.key_arn]),
-            iam.PolicyStatement(sid="StopWhenIdle", actions=["sagemaker:StopNotebookInstance", "sagemaker:DescribeNotebookInstance"], resources=[notebook_arn]),
-            iam.PolicyStatement(sid="Logs", actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"], resources=[logs]),
-        ])
+        self.policy = attach(
+            self,
+            "Policy",
+            self.role,
+            [
+                iam.PolicyStatement(
+                    sid="ReadCodeBundle",
+                    actions=["s3:GetObject"],
+                    resources=[settings.code_bucket.arn_for_objects(bundle_key)],
+                ),
+                iam.PolicyStatement(
+                    sid="UseDataKey", actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[settings.key.key_arn]
+                ),
+                iam.PolicyStatement(
+                    sid="StopWhenIdle",
+                    actions=["sagemaker:StopNotebookInstance", "sagemaker:DescribeNotebookInstance"],
+                    resources=[notebook_arn],
+                ),
+                iam.PolicyStatement(
+                    sid="Logs",
+                    actions=[
+                        "logs:CreateLogGroup",
+                        "logs:CreateLogStream",
+                        "logs:PutLogEvents",
+                        "logs:DescribeLogStreams",
+                    ],
+                    resources=[logs],
+                ),
+            ],
+        )
         acknowledge(
-            self.policy, f"{AWS_SOLUTIONS}IAM5[Resource::{logs}]",
-            "SageMaker names the notebook's log streams itself; the grant is limited to the notebook-instance log group",
+            self.policy,
+            f"{AWS_SOLUTIONS}IAM5[Resource::{logs}]",
+            "SageMaker names the notebook's log streams itself; the grant covers the notebook-instance log group only",
         )
         bundle_uri = f"s3://{settings.code_bucket.bucket_name}/{bundle_key}"
         lifecycle = sagemaker.CfnNotebookInstanceLifecycleConfig(
-            self, "Lifecycle",
+            self,
+            "Lifecycle",
             notebook_instance_lifecycle_config_name=f"{settings.name}-start",
-            on_start=[sagemaker.CfnNotebookInstanceLifecycleConfig.NotebookInstanceLifecycleHookProperty(
-                content=Fn.base64(on_start_script(bundle_uri, settings.idle_minutes))
-            )],
+            on_start=[
+                sagemaker.CfnNotebookInstanceLifecycleConfig.NotebookInstanceLifecycleHookProperty(
+                    content=Fn.base64(on_start_script(bundle_uri, settings.idle_minutes))
+                )
+            ],
         )
         self.instance = sagemaker.CfnNotebookInstance(
-            self, "Instance",
+            self,
+            "Instance",
             notebook_instance_name=settings.name,
             instance_type=settings.instance_type,
             role_arn=self.role.role_arn,

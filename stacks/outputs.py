@@ -10,10 +10,22 @@ from aws_cdk import CfnOutput, Stack
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
+
 def publish(scope: Construct, parameter_name: str, values: dict[str, object], description: str) -> ssm.StringParameter:
     published = Construct(scope, "Published")
     stack = Stack.of(scope)
     for key, value in values.items():
         output_id = "".join(part.capitalize() for part in key.split("_"))
-        CfnOutput(published, output_id, value=value if isinstance(value, str) else stack.to_json_string(value), description=key)
-    return ssm.StringParameter(published, "Settings", parameter_name=parameter_name, string_value=stack.to_json_string(values), description=description)
+        CfnOutput(
+            published,
+            output_id,
+            value=value if isinstance(value, str) else stack.to_json_string(value),
+            description=key,
+        )
+    return ssm.StringParameter(
+        published,
+        "Settings",
+        parameter_name=parameter_name,
+        string_value=stack.to_json_string(values),
+        description=description,
+    )

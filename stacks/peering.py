@@ -36,11 +36,20 @@ PEERING_IDS = "peering/vpc-and-route-table-ids"
 class PeeringAccepter(Construct):
     """Client side: what the server needs to peer with this VPC and route back to the server."""
 
-    def __init__(self, scope: Construct, construct_id: str, config: FederationConfig, client: ClientAccount, vpc: ec2.Vpc, subnets: ec2.SelectedSubnets) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        config: FederationConfig,
+        client: ClientAccount,
+        vpc: ec2.Vpc,
+        subnets: ec2.SelectedSubnets,
+    ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
         ids = ssm.StringParameter(
-            self, "Ids",
+            self,
+            "Ids",
             parameter_name=config.client_parameter(client, PEERING_IDS),
             string_value=Fn.join(",", [vpc.vpc_id, *(s.route_table.route_table_id for s in subnets.subnets)]),
             description="VPC id and route-table ids, for the server's peering operator",
@@ -53,39 +62,66 @@ class PeeringAccepter(Construct):
             for account in (config.server_account, client.account)
         ]
         self.accepter_role = iam.Role(
-            self, "AccepterRole", role_name=PEERING_ACCEPTER_ROLE_NAME, assumed_by=iam.AccountPrincipal(config.server_account),
+            self,
+            "AccepterRole",
+            role_name=PEERING_ACCEPTER_ROLE_NAME,
+            assumed_by=iam.AccountPrincipal(config.server_account),
             description="Lets the federation server account peer its VPC with this one (accept only)",
         )
         # AcceptVpcPeeringConnection is authorised on two resources: the accepter VPC (this one, named) and
         # the connection. The AccepterVpc/RequesterVpc keys exist on the connection only, so they go there:
         # on the VPC statement they would be absent and the accept denied
-        accept = attach(self, "AccepterPolicy", self.accepter_role, [
-            iam.PolicyStatement(sid="AcceptIntoThisVpcOnly", actions=["ec2:AcceptVpcPeeringConnection"], resources=[vpc_arn]),
-            iam.PolicyStatement(
-                sid="AcceptOnlyFromTheServerAccount", actions=["ec2:AcceptVpcPeeringConnection"], resources=peerings,
-                conditions={
-                    "ArnEquals": {"ec2:AccepterVpc": vpc_arn},
-                    "ArnLike": {"ec2:RequesterVpc": f"arn:{stack.partition}:ec2:{config.region}:{config.server_account}:vpc/*"},
-                },
-            ),
-        ])
+        server_vpcs = f"arn:{stack.partition}:ec2:{config.region}:{config.server_account}:vpc/*"
+        accept = attach(
+            self,
+            "AccepterPolicy",
+            self.accepter_role,
+            [
+                iam.PolicyStatement(
+                    sid="AcceptIntoThisVpcOnly", actions=["ec2:AcceptVpcPeeringConnection"], resources=[vpc_arn]
+                ),
+                iam.PolicyStatement(
+                    sid="AcceptOnlyFromTheServerAccount",
+                    actions=["ec2:AcceptVpcPeeringConnection"],
+                    resources=peerings,
+                    conditions={
+                        "ArnEquals": {"ec2:AccepterVpc": vpc_arn},
+                        "ArnLike": {"ec2:RequesterVpc": server_vpcs},
+                    },
+                ),
+            ],
+        )
         for peering in peerings:
             acknowledge(
-                accept, f"{AWS_SOLUTIONS}IAM5[Resource::{peering}]",
-                "The peering connection id does not exist before the server requests it; conditions pin the accepter VPC to this one and the requester to the server account",
+                accept,
+                f"{AWS_SOLUTIONS}IAM5[Resource::{peering}]",
+                "The peering connection id does not exist before the server requests it; conditions pin the accepter "
+                "VPC to this one and the requester to the server account",
             )
         self.routes_role = iam.Role(
-            self, "RoutesRole", role_name=PEERING_ROUTES_ROLE_NAME,
+            self,
+            "RoutesRole",
+            role_name=PEERING_ROUTES_ROLE_NAME,
             assumed_by=iam.AccountPrincipal(config.server_account).with_conditions(
                 {"ArnEquals": {"aws:PrincipalArn": config.peering_operator_role_arn}}
             ),
             description="Lets the server peering operator read this VPC ids and route back to the server VPC",
         )
-        route_tables = [stack.format_arn(service="ec2", resource="route-table", resource_name=s.route_table.route_table_id) for s in subnets.subnets]
-        attach(self, "RoutesPolicy", self.routes_role, [
-            iam.PolicyStatement(actions=["ec2:CreateRoute", "ec2:ReplaceRoute", "ec2:DeleteRoute"], resources=route_tables),
-            iam.PolicyStatement(actions=["ssm:GetParameter"], resources=[ids.parameter_arn]),
-        ])
+        route_tables = [
+            stack.format_arn(service="ec2", resource="route-table", resource_name=s.route_table.route_table_id)
+            for s in subnets.subnets
+        ]
+        attach(
+            self,
+            "RoutesPolicy",
+            self.routes_role,
+            [
+                iam.PolicyStatement(
+                    actions=["ec2:CreateRoute", "ec2:ReplaceRoute", "ec2:DeleteRoute"], resources=route_tables
+                ),
+                iam.PolicyStatement(actions=["ssm:GetParameter"], resources=[ids.parameter_arn]),
+            ],
+        )
 
 
 def allow_peering_operations(operator: CustomResourceRuntime, config: FederationConfig) -> None:
@@ -108,8 +144,14 @@ class Peering(Construct):
     """Server side of one client's peering: connection, routes on both sides (see the module docstring)."""
 
     def __init__(
-        self, scope: Construct, construct_id: str, config: FederationConfig, client: ClientAccount,
-        vpc: ec2.Vpc, subnets: ec2.SelectedSubnets, operator: CustomResourceRuntime,
+        self,
+        scope: Construct,
+        construct_id: str,
+        config: FederationConfig,
+        client: ClientAccount,
+        vpc: ec2.Vpc,
+        subnets: ec2.SelectedSubnets,
+        operator: CustomResourceRuntime,
     ) -> None:
         super().__init__(scope, construct_id)
         arn_partition = Stack.of(self).partition
@@ -119,44 +161,66 @@ class Peering(Construct):
         # changes with what the client VPC is made from: a replaced client VPC is read again
         vpc_shape = content_digest(*(part.encode() for part in (client.vpc_cidr, *config.availability_zones)))[:8]
         lookup = cr.AwsCustomResource(
-            self, "ClientIds",
+            self,
+            "ClientIds",
             on_update=cr.AwsSdkCall(
-                service="SSM", action="getParameter",
+                service="SSM",
+                action="getParameter",
                 parameters={"Name": config.client_parameter(client, PEERING_IDS)},
                 assumed_role_arn=routes_role,
                 physical_resource_id=cr.PhysicalResourceId.of(f"fl-peering-ids-{client.name}-{vpc_shape}"),
                 output_paths=["Parameter.Value"],
             ),
-            role=operator_role, log_group=operator.log_group, install_latest_aws_sdk=False, timeout=Duration.minutes(2),
+            role=operator_role,
+            log_group=operator.log_group,
+            install_latest_aws_sdk=False,
+            timeout=Duration.minutes(2),
         )
         lookup.node.add_dependency(operator_policy)
         ids = Fn.split(",", lookup.get_response_field("Parameter.Value"), assumed_length=zones + 1)
         self.connection = ec2.CfnVPCPeeringConnection(
-            self, "Connection",
-            vpc_id=vpc.vpc_id, peer_vpc_id=Fn.select(0, ids), peer_owner_id=client.account, peer_region=config.region,
+            self,
+            "Connection",
+            vpc_id=vpc.vpc_id,
+            peer_vpc_id=Fn.select(0, ids),
+            peer_owner_id=client.account,
+            peer_region=config.region,
             peer_role_arn=f"arn:{arn_partition}:iam::{client.account}:role/{PEERING_ACCEPTER_ROLE_NAME}",
             tags=[{"key": "Name", "value": f"fl-server-to-{client.name}"}],
         )
         for index, subnet in enumerate(subnets.subnets):
             ec2.CfnRoute(
-                self, f"ServerRoute{index}", route_table_id=subnet.route_table.route_table_id,
-                destination_cidr_block=client.vpc_cidr, vpc_peering_connection_id=self.connection.ref,
+                self,
+                f"ServerRoute{index}",
+                route_table_id=subnet.route_table.route_table_id,
+                destination_cidr_block=client.vpc_cidr,
+                vpc_peering_connection_id=self.connection.ref,
             )
         for index in range(zones):
             route = {"RouteTableId": Fn.select(index + 1, ids), "DestinationCidrBlock": config.server_vpc_cidr}
 
-            def call(action: str, parameters: dict, ignore: str | None = None) -> cr.AwsSdkCall:
+            def call(action: str, parameters: dict, ignore: str | None = None, index: int = index) -> cr.AwsSdkCall:
                 return cr.AwsSdkCall(
-                    service="EC2", action=action, parameters=parameters, assumed_role_arn=routes_role,
-                    # fixed: an update must not look like a new resource, or CloudFormation deletes the route it just made
+                    service="EC2",
+                    action=action,
+                    parameters=parameters,
+                    assumed_role_arn=routes_role,
+                    # fixed: an update must not look like a new resource, or CloudFormation deletes the
+                    # route it just made
                     physical_resource_id=cr.PhysicalResourceId.of(f"fl-route-{client.name}-{index}"),
                     ignore_error_codes_matching=ignore,
                 )
 
             with_peering = {**route, "VpcPeeringConnectionId": self.connection.ref}
             client_route = cr.AwsCustomResource(
-                self, f"ClientRoute{index}",
-                on_create=call("createRoute", with_peering), on_update=call("replaceRoute", with_peering), on_delete=call("deleteRoute", route, ignore=ROUTE_GONE),
-                role=operator_role, log_group=operator.log_group, install_latest_aws_sdk=False, timeout=Duration.minutes(2),
+                self,
+                f"ClientRoute{index}",
+                on_create=call("createRoute", with_peering),
+                on_update=call("replaceRoute", with_peering),
+                on_delete=call("deleteRoute", route, ignore=ROUTE_GONE),
+                role=operator_role,
+                log_group=operator.log_group,
+                install_latest_aws_sdk=False,
+                timeout=Duration.minutes(2),
             )
             client_route.node.add_dependency(operator_policy)

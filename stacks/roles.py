@@ -15,13 +15,17 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 
-def attach(scope: Construct, construct_id: str, role: iam.IRole, statements: list[iam.PolicyStatement], name: str | None = None) -> iam.ManagedPolicy:
+def attach(
+    scope: Construct, construct_id: str, role: iam.IRole, statements: list[iam.PolicyStatement], name: str | None = None
+) -> iam.ManagedPolicy:
     return iam.ManagedPolicy(scope, construct_id, managed_policy_name=name, roles=[role], statements=statements)
 
 
 def log_group_arn(scope: Construct, name: str) -> str:
     """ARN of a log group and its streams (``name`` may end in a wildcard)."""
-    return Stack.of(scope).format_arn(service="logs", resource="log-group", resource_name=f"{name}:*", arn_format=ArnFormat.COLON_RESOURCE_NAME)
+    return Stack.of(scope).format_arn(
+        service="logs", resource="log-group", resource_name=f"{name}:*", arn_format=ArnFormat.COLON_RESOURCE_NAME
+    )
 
 
 @dataclass(frozen=True)
@@ -38,16 +42,31 @@ class CustomResourceRuntime:
     log_group: logs.LogGroup
 
 
-def custom_resource_runtime(scope: Construct, key: kms.IKey, retain_logs: bool, role_name: str | None = None) -> CustomResourceRuntime:
+def custom_resource_runtime(
+    scope: Construct, key: kms.IKey, retain_logs: bool, role_name: str | None = None
+) -> CustomResourceRuntime:
     log_group = logs.LogGroup(
-        scope, "DeploymentFunctionLogs", encryption_key=key, retention=logs.RetentionDays.ONE_YEAR,
+        scope,
+        "DeploymentFunctionLogs",
+        encryption_key=key,
+        retention=logs.RetentionDays.ONE_YEAR,
         removal_policy=RemovalPolicy.RETAIN if retain_logs else RemovalPolicy.DESTROY,
     )
     role = iam.Role(
-        scope, "CustomResourceRole", role_name=role_name, assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+        scope,
+        "CustomResourceRole",
+        role_name=role_name,
+        assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
         description="Deployment-time custom resources of this stack (AWS API calls made by CloudFormation)",
     )
-    policy = attach(scope, "CustomResourcePolicy", role, [
-        iam.PolicyStatement(actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[log_group.log_group_arn]),
-    ])
+    policy = attach(
+        scope,
+        "CustomResourcePolicy",
+        role,
+        [
+            iam.PolicyStatement(
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[log_group.log_group_arn]
+            ),
+        ],
+    )
     return CustomResourceRuntime(role, policy, log_group)

@@ -33,14 +33,21 @@ def data_key(scope: Construct, construct_id: str, retain: bool) -> kms.Key:
             principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
             actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
             resources=["*"],
-            conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn": f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:*"}},
+            conditions={
+                "ArnLike": {
+                    "kms:EncryptionContext:aws:logs:arn": f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:*"
+                }
+            },
         )
     )
     return key
 
 
 def _removal(retain: bool) -> dict:
-    return {"removal_policy": RemovalPolicy.RETAIN if retain else RemovalPolicy.DESTROY, "auto_delete_objects": not retain}
+    return {
+        "removal_policy": RemovalPolicy.RETAIN if retain else RemovalPolicy.DESTROY,
+        "auto_delete_objects": not retain,
+    }
 
 
 def access_log_bucket(scope: Construct, construct_id: str) -> s3.Bucket:
@@ -62,25 +69,45 @@ def access_log_bucket(scope: Construct, construct_id: str) -> s3.Bucket:
         lifecycle_rules=[s3.LifecycleRule(noncurrent_version_expiration=Duration.days(90))],
         removal_policy=RemovalPolicy.RETAIN,
     )
-    acknowledge(bucket, f"{AWS_SOLUTIONS}S1", "This is the access-log bucket itself; logging its own access would recurse")
-    acknowledge(bucket, "HIPAA.Security::HIPAA.Security-S3BucketLoggingEnabled", "This is the access-log bucket itself; logging its own access would recurse")
     acknowledge(
-        bucket, "HIPAA.Security::HIPAA.Security-S3DefaultEncryptionKMS",
-        "S3 server access log delivery only supports SSE-S3 (AES256) on the target bucket; it holds access logs, not claims data",
+        bucket, f"{AWS_SOLUTIONS}S1", "This is the access-log bucket itself; logging its own access would recurse"
     )
     acknowledge(
-        bucket, "HIPAA.Security::HIPAA.Security-S3BucketReplicationEnabled",
-        "Access logs stay in the account's region by design; cross-region copies are each party's own compliance decision",
+        bucket,
+        "HIPAA.Security::HIPAA.Security-S3BucketLoggingEnabled",
+        "This is the access-log bucket itself; logging its own access would recurse",
+    )
+    acknowledge(
+        bucket,
+        "HIPAA.Security::HIPAA.Security-S3DefaultEncryptionKMS",
+        "S3 server access log delivery only supports SSE-S3 (AES256) on the target bucket; it holds access logs, not "
+        "claims data",
+    )
+    acknowledge(
+        bucket,
+        "HIPAA.Security::HIPAA.Security-S3BucketReplicationEnabled",
+        "Access logs stay in the account's region by design; cross-region copies are each party's own compliance "
+        "decision",
     )
     return bucket
 
 
 def secure_bucket(
-    scope: Construct, construct_id: str, *, key: kms.IKey, logs: s3.IBucket, retain: bool, noncurrent_days: int | None = None
+    scope: Construct,
+    construct_id: str,
+    *,
+    key: kms.IKey,
+    logs: s3.IBucket,
+    retain: bool,
+    noncurrent_days: int | None = None,
 ) -> s3.Bucket:
     """``noncurrent_days``: expire replaced versions after this many days (None: keep them, as for data
     whose history the party may need to show)."""
-    expiry = [s3.LifecycleRule(noncurrent_version_expiration=Duration.days(noncurrent_days))] if noncurrent_days is not None else None
+    expiry = (
+        [s3.LifecycleRule(noncurrent_version_expiration=Duration.days(noncurrent_days))]
+        if noncurrent_days is not None
+        else None
+    )
     bucket = s3.Bucket(
         scope,
         construct_id,
@@ -97,7 +124,8 @@ def secure_bucket(
         **_removal(retain),
     )
     acknowledge(
-        bucket, "HIPAA.Security::HIPAA.Security-S3BucketReplicationEnabled",
+        bucket,
+        "HIPAA.Security::HIPAA.Security-S3BucketReplicationEnabled",
         "Claims data must not leave the party's chosen region; versioning and KMS protect it in place",
     )
     return bucket

@@ -21,7 +21,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from fl_runtime.launch.flower import free_port
 
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 
 
 @dataclass
@@ -53,7 +58,11 @@ def _operation(headers, body: bytes) -> tuple[str, dict]:
 def start(stack) -> tuple[Recorder, str]:
     """moto server + recorder; returns the recorder and the endpoint URL boto3 should use."""
     moto_port = free_port()
-    moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    moto = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     stack.callback(lambda: (moto.terminate(), moto.wait()))
     deadline = time.monotonic() + 30
     while True:
@@ -62,7 +71,7 @@ def start(stack) -> tuple[Recorder, str]:
             break
         except OSError:
             if time.monotonic() > deadline:
-                raise RuntimeError("moto server did not start")
+                raise RuntimeError("moto server did not start") from None
             time.sleep(0.2)
     recorder = Recorder(moto_port)
 
@@ -84,7 +93,7 @@ def start(stack) -> tuple[Recorder, str]:
                     self.wfile.write(data)
                     return
             upstream = http.client.HTTPConnection("127.0.0.1", moto_port, timeout=60)
-            upstream.request(self.command, self.path, body=body, headers={k: v for k, v in self.headers.items()})
+            upstream.request(self.command, self.path, body=body, headers=dict(self.headers.items()))
             response = upstream.getresponse()
             data = response.read()
             self.send_response(response.status)
@@ -111,4 +120,9 @@ def error(code: str, message: str, status: int = 400) -> tuple[int, dict]:
 
 
 def boto_env(endpoint: str) -> dict[str, str]:
-    return {**CREDENTIALS, "AWS_ENDPOINT_URL": endpoint, "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"}
+    return {
+        **CREDENTIALS,
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_CONFIG_FILE": "/nonexistent",
+        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+    }

@@ -23,34 +23,69 @@ def slim_bundle(path: Path) -> Path:
 def client_settings(name: str, account: str) -> ClientAccountSettings:
     """What a client stack publishes in SSM (buckets named per client)."""
     return ClientAccountSettings(
-        client=name, account=account, kickoff_role_arn=f"arn:aws:iam::{account}:role/FL-kickoff-client-job",
-        external_id=f"fl-{name}-x1", execution_role_arn=f"arn:aws:iam::{account}:role/TrainingExecutionRole",
-        subnet_ids=("subnet-0a", "subnet-0b"), training_security_group_id="sg-0training",
-        code_bucket=f"code-{name}", source_uri=f"s3://code-{name}/code/{BUNDLE_NAME}", entry_point=ENTRY_POINT,
-        data_bucket=f"data-{name}", data_prefix="data_prep/", artifact_bucket=f"artifacts-{name}", artifact_prefix="client_artifact/",
-        public_key_parameter_prefix=client_parameter(PREFIX, name, "supernode-keys"), data_key_arn=f"arn:aws:kms:us-east-1:{account}:key/1234",
+        client=name,
+        account=account,
+        kickoff_role_arn=f"arn:aws:iam::{account}:role/FL-kickoff-client-job",
+        external_id=f"fl-{name}-x1",
+        execution_role_arn=f"arn:aws:iam::{account}:role/TrainingExecutionRole",
+        subnet_ids=("subnet-0a", "subnet-0b"),
+        training_security_group_id="sg-0training",
+        code_bucket=f"code-{name}",
+        source_uri=f"s3://code-{name}/code/{BUNDLE_NAME}",
+        entry_point=ENTRY_POINT,
+        data_bucket=f"data-{name}",
+        data_prefix="data_prep/",
+        artifact_bucket=f"artifacts-{name}",
+        artifact_prefix="client_artifact/",
+        public_key_parameter_prefix=client_parameter(PREFIX, name, "supernode-keys"),
+        data_key_arn=f"arn:aws:kms:us-east-1:{account}:key/1234",
         training_image="683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.4-2-py312-cpu-py3",
-        training_instance_type="ml.m5.large", training_job_prefix="fl-client", max_training_seconds=3600, notebook=f"fl-client-{name}",
+        training_instance_type="ml.m5.large",
+        training_job_prefix="fl-client",
+        max_training_seconds=3600,
+        notebook=f"fl-client-{name}",
     )
 
 
-def server_settings(clients: list[ClientAccountSettings], *, port: int = 9092, region: str = "local") -> ServerAccountSettings:
+def server_settings(
+    clients: list[ClientAccountSettings], *, port: int = 9092, region: str = "local"
+) -> ServerAccountSettings:
     """What ServerStack publishes in SSM for these clients."""
     entries = tuple(
         ClientEntry(
-            name=c.client, account=c.account, kickoff_role_arn=c.kickoff_role_arn, external_id=c.external_id,
-            settings_parameter=client_parameter(PREFIX, c.client), vpc_cidr=f"10.{index}.0.0/16",
+            name=c.client,
+            account=c.account,
+            kickoff_role_arn=c.kickoff_role_arn,
+            external_id=c.external_id,
+            settings_parameter=client_parameter(PREFIX, c.client),
+            vpc_cidr=f"10.{index}.0.0/16",
         )
         for index, c in enumerate(clients, start=1)
     )
     return ServerAccountSettings(
-        region=region, notebook="fl-server", flower_port=port, server_vpc_cidr="10.0.0.0/16", results_bucket="results",
-        test_prefix="data/", model_prefix="model/", source_uri="", clients=entries,
+        region=region,
+        notebook="fl-server",
+        flower_port=port,
+        server_vpc_cidr="10.0.0.0/16",
+        results_bucket="results",
+        test_prefix="data/",
+        model_prefix="model/",
+        source_uri="",
+        clients=entries,
     )
 
 
-def rehearsal(folder: Path, test: LabelledData, clients: dict[str, LabelledData], *, seed: int = 0, port: int,
-              python: str = sys.executable, bundle: Path | None = None, install_requirements: bool = False) -> Path:
+def rehearsal(
+    folder: Path,
+    test: LabelledData,
+    clients: dict[str, LabelledData],
+    *,
+    seed: int = 0,
+    port: int,
+    python: str = sys.executable,
+    bundle: Path | None = None,
+    install_requirements: bool = False,
+) -> Path:
     """A rehearsal description: staged data (split like stage-data does), code bundles, settings."""
     buckets = {"results": folder / "results"}
     write_csv(buckets["results"] / "data" / "test.csv", test)
@@ -70,6 +105,11 @@ def rehearsal(folder: Path, test: LabelledData, clients: dict[str, LabelledData]
             slim_bundle(code)
         settings.append(entry)
     return RehearsalServer.describe(
-        folder / "rehearsal.json", server=server_settings(settings, port=port), clients=settings, buckets=buckets,
-        jobs_folder=folder / "jobs", python=python, install_requirements=install_requirements,
+        folder / "rehearsal.json",
+        server=server_settings(settings, port=port),
+        clients=settings,
+        buckets=buckets,
+        jobs_folder=folder / "jobs",
+        python=python,
+        install_requirements=install_requirements,
     )

@@ -13,11 +13,29 @@ from tests.helpers import PROJECT, write_rows
 
 
 def run_cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "fl_runtime", *map(str, args)], capture_output=True, text=True, cwd=cwd or PROJECT, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "fl_runtime", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd or PROJECT,
+        timeout=300,
+    )
 
 
 def test_prepare_data_writes_a_test_set_and_one_csv_per_client(tmp_path, cms_path):
-    done = run_cli("prepare-data", "--data", cms_path, "--clients", 3, "--partition", "non-iid", "--seed", 4, "--out", tmp_path / "split")
+    done = run_cli(
+        "prepare-data",
+        "--data",
+        cms_path,
+        "--clients",
+        3,
+        "--partition",
+        "non-iid",
+        "--seed",
+        4,
+        "--out",
+        tmp_path / "split",
+    )
     assert done.returncode == 0, done.stderr
     names = sorted(p.name for p in (tmp_path / "split").iterdir())
     assert names == ["client_1.csv", "client_2.csv", "client_3.csv", "test.csv"]
@@ -28,7 +46,22 @@ def test_prepare_data_writes_a_test_set_and_one_csv_per_client(tmp_path, cms_pat
 
 def test_prepare_data_is_reproducible_with_seed(tmp_path, cms_path):
     for folder in ("a", "b"):
-        assert run_cli("prepare-data", "--data", cms_path, "--clients", 2, "--partition", "iid", "--seed", 9, "--out", tmp_path / folder).returncode == 0
+        assert (
+            run_cli(
+                "prepare-data",
+                "--data",
+                cms_path,
+                "--clients",
+                2,
+                "--partition",
+                "iid",
+                "--seed",
+                9,
+                "--out",
+                tmp_path / folder,
+            ).returncode
+            == 0
+        )
     for name in ("test.csv", "client_1.csv", "client_2.csv"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
@@ -86,11 +119,21 @@ def test_compare_prints_and_saves_centralised_local_only_and_federated(tmp_path,
 
 
 def test_compare_on_prepared_client_csvs(tmp_path, cms_path):
-    assert run_cli("prepare-data", "--data", cms_path, "--clients", 3, "--seed", 2, "--out", tmp_path / "split").returncode == 0
+    assert (
+        run_cli("prepare-data", "--data", cms_path, "--clients", 3, "--seed", 2, "--out", tmp_path / "split").returncode
+        == 0
+    )
     split = tmp_path / "split"
     done = run_cli(
-        "compare", "--client-data", split / "client_1.csv", split / "client_2.csv", split / "client_3.csv",
-        "--test-data", split / "test.csv", "--out", tmp_path / "cmp",
+        "compare",
+        "--client-data",
+        split / "client_1.csv",
+        split / "client_2.csv",
+        split / "client_3.csv",
+        "--test-data",
+        split / "test.csv",
+        "--out",
+        tmp_path / "cmp",
     )
     assert done.returncode == 0, done.stderr
     models = json.loads((tmp_path / "cmp" / "compare.json").read_text())["runs"][0]["models"]
@@ -113,9 +156,19 @@ def test_a_run_name_that_cannot_be_part_of_a_job_name_is_refused_before_anything
 
 
 def test_two_client_csvs_with_the_same_file_name_or_a_non_positive_timeout_are_refused_before_anything_starts(tmp_path):
-    done = run_cli("local", "--client-data", tmp_path / "a" / "claims.csv", tmp_path / "b" / "claims.csv", "--test-data", tmp_path / "test.csv",
-                   "--out", tmp_path / "out")
-    assert done.returncode == 2 and "have the same file name 'claims', which names the client; rename one" in done.stderr
+    done = run_cli(
+        "local",
+        "--client-data",
+        tmp_path / "a" / "claims.csv",
+        tmp_path / "b" / "claims.csv",
+        "--test-data",
+        tmp_path / "test.csv",
+        "--out",
+        tmp_path / "out",
+    )
+    assert (
+        done.returncode == 2 and "have the same file name 'claims', which names the client; rename one" in done.stderr
+    )
     done = run_cli("local", "--round-timeout", -1, "--out", tmp_path / "out")
     assert done.returncode == 2 and "--round-timeout must be positive, got -1.0" in done.stderr
     assert not (tmp_path / "out").exists()

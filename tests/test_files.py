@@ -7,23 +7,28 @@ import os
 import pytest
 
 from fl_runtime.errors import BadInput, OutputExists
-from fl_runtime.files import atomic_path, empty_output_folder, publish_folder, refuse_existing, staging_folder, write_text_atomic
+from fl_runtime.files import (
+    atomic_path,
+    empty_output_folder,
+    publish_folder,
+    refuse_existing,
+    staging_folder,
+    write_text_atomic,
+)
 
 
 def test_a_block_that_fails_leaves_neither_target_nor_temporary(tmp_path):
-    with pytest.raises(RuntimeError):
-        with atomic_path(tmp_path / "model.joblib") as temporary:
-            temporary.write_text("half")
-            raise RuntimeError("crash while writing")
+    with pytest.raises(RuntimeError), atomic_path(tmp_path / "model.joblib") as temporary:
+        temporary.write_text("half")
+        raise RuntimeError("crash while writing")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_failed_rewrite_keeps_the_previous_version(tmp_path):
     write_text_atomic(tmp_path / "metrics.json", "old")
-    with pytest.raises(RuntimeError):
-        with atomic_path(tmp_path / "metrics.json") as temporary:
-            temporary.write_text("new but incomplete")
-            raise RuntimeError
+    with pytest.raises(RuntimeError), atomic_path(tmp_path / "metrics.json") as temporary:
+        temporary.write_text("new but incomplete")
+        raise RuntimeError
     assert (tmp_path / "metrics.json").read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
 

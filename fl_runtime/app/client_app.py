@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,31 +54,39 @@ class NodeSettings:
     """This SuperNode's ``--node-config``, validated."""
 
     name: str
-    data_path: Path | None
-    train_path: Path | None
-    validation_path: Path | None
+    data: Path | tuple[Path, Path]  # one CSV to split here, or a (train, validation) split made beforehand
     model_dir: Path | None
     progress_file: Path | None
 
     @classmethod
-    def of(cls, config) -> NodeSettings:
+    def of(cls, config: Mapping) -> NodeSettings:
         def path(key: str) -> Path | None:
             return Path(str(config[key])) if config.get(key) else None
 
         data, train, validation = path("data-path"), path("train-path"), path("validation-path")
-        if data is None and (train is None or validation is None):
+        source: Path | tuple[Path, Path]
+        if data is not None:
+            source = data
+        elif train is not None and validation is not None:
+            source = (train, validation)
+        else:
             raise OptionsError(
-                "this SuperNode's --node-config needs data-path=\"/path/client.csv\", or train-path and validation-path"
+                'this SuperNode\'s --node-config needs data-path="/path/client.csv", or train-path and validation-path'
             )
-        name = str(config.get("name") or (data or train).stem)
-        return cls(name, data, train, validation, path("model-dir"), path("progress-file"))
+        name = str(config.get("name") or (data or train or Path()).stem)
+        return cls(name, source, path("model-dir"), path("progress-file"))
+
+    @property
+    def first_file(self) -> Path:
+        """A CSV of this client's, for its column names."""
+        return self.data if isinstance(self.data, Path) else self.data[1]
 
     def client_data(self, seed: int) -> ClientData:
-        if self.data_path is not None:
-            data = read_csv(self.data_path)
+        if isinstance(self.data, Path):
+            data = read_csv(self.data)
             check_trainable(data)
             return ClientData.split(data, seed=seed)
-        train, validation = read_csv(self.train_path), read_csv(self.validation_path)
+        train, validation = read_csv(self.data[0]), read_csv(self.data[1])
         check_split(train, validation)  # the very check stage-data and the job's entry point make
         return ClientData(train, validation)
 
@@ -92,13 +101,13 @@ def _settings(context: Context) -> NodeSettings:
 
 
 def _client_data(context: Context) -> ClientData:
-    return _settings(context).client_data(seed=int(context.run_config["seed"]))
+    return _settings(context).client_data(seed=records.whole(context.run_config, "seed"))
 
 
 def _prepared(context: Context, stats: GlobalStats) -> PreparedClient:
     """The client's rows ready for training; computed on the first round, then read from state."""
     if PREPARED in context.state:
-        arrays = context.state[PREPARED]
+        arrays = context.state.array_records[PREPARED]
         return PreparedClient(
             arrays["train-Z"].numpy(),
             arrays["train-y"].numpy(),
@@ -106,7 +115,7 @@ def _prepared(context: Context, stats: GlobalStats) -> PreparedClient:
             arrays["validation-y"].numpy(),
             stats.pooled_examples,
         )
-    prepared = _client_data(context).prepare(stats, seed=int(context.run_config["seed"]))
+    prepared = _client_data(context).prepare(stats, seed=records.whole(context.run_config, "seed"))
     context.state[PREPARED] = ArrayRecord(
         {
             "train-Z": Array(prepared.train_Z),
@@ -127,7 +136,7 @@ def _save_final_model(settings: NodeSettings, context: Context, stats: GlobalSta
     from fl_runtime.files import atomic_path
     from fl_runtime.learning.model import build_pipeline
 
-    features = read_csv(settings.validation_path or settings.data_path).features
+    features = read_csv(settings.first_file).features
     path = settings.model_dir / MODEL_FILE
     with atomic_path(path) as temporary:
         joblib.dump(build_pipeline(features, stats.mean, stats.scale, weights, stats.prior_logit), temporary)
@@ -138,7 +147,7 @@ def _save_final_model(settings: NodeSettings, context: Context, stats: GlobalSta
 def moments(msg: Message, context: Context) -> Message:
     """Counts, sums and sums of squares of log1p(features) over the training part: nothing else."""
     settings = _settings(context)
-    client = settings.client_data(seed=int(context.run_config["seed"]))
+    client = settings.client_data(seed=records.whole(context.run_config, "seed"))
     settings.report({"message": "moments", "rows": client.train.n_rows})
     content = RecordDict(records.moments_records(settings.name, client.train.features, client.moments()))
     return Message(content=content, reply_to=msg)
@@ -148,17 +157,21 @@ def moments(msg: Message, context: Context) -> Message:
 def train(msg: Message, context: Context) -> Message:
     """Score the incoming global model on validation (for the threshold), then train from it."""
     started = time.time()
-    config = msg.content["config"]
+    config = records.config_of(msg.content)
     stats = records.read_stats(config)
-    weights, shared_curvature = records.read_weights(msg.content["arrays"])
+    weights, shared_curvature = records.read_weights(records.arrays_of(msg.content))
     prepared = _prepared(context, stats)
     histogram = prepared.histogram(weights, stats.prior_logit)
     update = prepared.update(
-        weights, TrainConfig.from_config(config), shared_curvature if config[records.USE_SHARED_CURVATURE] else None
+        weights,
+        TrainConfig.from_config(config),
+        shared_curvature if config[records.USE_SHARED_CURVATURE] is True else None,
     )
     arrays = records.weights_record(update.weights, update.curvature if shared_curvature is not None else None)
-    metrics = records.update_metrics(update, histogram, len(prepared.validation_y), records.timing_metrics(_process_start(), started))
-    _settings(context).report({"message": "train", "round": int(config["server-round"])})
+    metrics = records.update_metrics(
+        update, histogram, len(prepared.validation_y), records.timing_metrics(_process_start(), started)
+    )
+    _settings(context).report({"message": "train", "round": records.whole(config, "server-round")})
     return Message(content=RecordDict({"arrays": arrays, "metrics": metrics}), reply_to=msg)
 
 
@@ -166,13 +179,16 @@ def train(msg: Message, context: Context) -> Message:
 def evaluate(msg: Message, context: Context) -> Message:
     """The final global model on this client's validation part: ranking metrics and histograms."""
     started = time.time()
-    stats = records.read_stats(msg.content["config"])
-    weights, _ = records.read_weights(msg.content["arrays"])
+    config = records.config_of(msg.content)
+    stats = records.read_stats(config)
+    weights, _ = records.read_weights(records.arrays_of(msg.content))
     prepared = _prepared(context, stats)
     settings = _settings(context)
     validation = prepared.validation_metrics(weights, stats.prior_logit)
     model = _save_final_model(settings, context, stats, weights)
-    settings.report({"message": "evaluate", "round": int(msg.content["config"]["server-round"]), "model": model, **validation})
+    settings.report(
+        {"message": "evaluate", "round": records.whole(config, "server-round"), "model": model, **validation}
+    )
     metrics = {
         records.EXAMPLES: len(prepared.validation_y),
         **validation,
@@ -180,4 +196,3 @@ def evaluate(msg: Message, context: Context) -> Message:
         **records.timing_metrics(_process_start(), started),
     }
     return Message(content=RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)
-

@@ -17,11 +17,11 @@ import numpy as np
 from flwr.app import ArrayRecord, MetricRecord
 
 from fl_runtime.app import records
+from fl_runtime.app.strategy import Exchange
 from fl_runtime.learning.data import LabelledData
 from fl_runtime.learning.metrics import ScoreHistogram, decision_metrics, ranking_metrics
 from fl_runtime.learning.model import Weights
 from fl_runtime.learning.stats import GlobalStats
-from fl_runtime.app.strategy import Exchange
 
 
 @dataclass
@@ -32,7 +32,7 @@ class RoundResult:
     train_loss: float | None
     test: dict[str, float]
     validation: dict[str, float] = field(default_factory=dict)  # pooled client validation, from histograms
-    timing: list[dict[str, float]] = field(default_factory=list)  # one breakdown per message exchange
+    timing: list[dict[str, float | str]] = field(default_factory=list)  # one breakdown per message exchange
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,9 @@ class Dropout:
 class History:
     """Collects per-round results; ``evaluate`` is the strategy's evaluate_fn."""
 
-    def __init__(self, test: LabelledData, stats: GlobalStats, names: dict[int, str], emit: Callable[[dict], None]) -> None:
+    def __init__(
+        self, test: LabelledData, stats: GlobalStats, names: dict[int, str], emit: Callable[[dict], None]
+    ) -> None:
         self.test = test
         self.stats = stats
         self.names = dict(names)
@@ -62,7 +64,7 @@ class History:
         self._started = time.monotonic()
         self._round_started: dict[int, float] = {}
         self._participants: dict[int, list[str]] = {}
-        self._timing: dict[int, list[dict[str, float]]] = {}
+        self._timing: dict[int, list[dict[str, float | str]]] = {}
 
     def start_round(self, server_round: int) -> None:
         self._round_started.setdefault(server_round, time.monotonic())
@@ -82,19 +84,25 @@ class History:
             return
         self._timing.setdefault(server_round, []).append(exchange_timing(exchange))
         good = [(node, reply) for node, reply, _ in exchange.replies]
-        histogram = sum((records.read_histogram(reply.content["metrics"]) for _, reply in good), ScoreHistogram.empty())
+        histogram = sum(
+            (records.read_histogram(records.metrics_of(reply.content)) for _, reply in good), ScoreHistogram.empty()
+        )
         if exchange.stage == "evaluate":  # the final model, scored by every client on its validation part
             self._decide(server_round, histogram)
             for node, reply in good:
-                metrics = reply.content["metrics"]
-                ranking = {key: float(metrics[key]) for key in ("roc-auc", "pr-auc", "log-loss")}
+                metrics = records.metrics_of(reply.content)
+                ranking = {key: records.number(metrics, key) for key in ("roc-auc", "pr-auc", "log-loss")}
                 decisions = records.read_histogram(metrics).decisions(self.thresholds[server_round])
-                self.client_validation[self.names[node]] = {"rows": int(metrics[records.EXAMPLES]), **ranking, **decisions}
+                self.client_validation[self.names[node]] = {
+                    "rows": records.whole(metrics, records.EXAMPLES),
+                    **ranking,
+                    **decisions,
+                }
             return
         self._participants[server_round] = [self.names[node] for node, _ in good]
         if server_round > 1:  # training replies score the model the round started from
-            examples = [float(reply.content["metrics"][records.EXAMPLES]) for _, reply in good]
-            losses = [float(reply.content["metrics"][records.TRAIN_LOSS]) for _, reply in good]
+            examples = [records.number(records.metrics_of(reply.content), records.EXAMPLES) for _, reply in good]
+            losses = [records.number(records.metrics_of(reply.content), records.TRAIN_LOSS) for _, reply in good]
             self.rounds[server_round - 1].train_loss = float(np.average(losses, weights=examples))
             self._decide(server_round - 1, histogram)
 
@@ -119,13 +127,19 @@ class History:
         scores = self.scores(weights)
         seconds = time.monotonic() - self._round_started.get(server_round, self._started)
         result = RoundResult(
-            server_round, seconds, self._participants.get(server_round, []), None, ranking_metrics(self.test.y, scores),
+            server_round,
+            seconds,
+            self._participants.get(server_round, []),
+            None,
+            ranking_metrics(self.test.y, scores),
             timing=self._timing.get(server_round, []),
         )
         self.rounds[server_round] = result
         self._scores[server_round] = scores
         self._apply_threshold_when_scored(server_round)
-        self.emit({"event": "round", "round": server_round, "seconds": seconds, "clients": result.clients, **result.test})
+        self.emit(
+            {"event": "round", "round": server_round, "seconds": seconds, "clients": result.clients, **result.test}
+        )
         return MetricRecord(dict(result.test))
 
     def scores(self, weights: Weights) -> np.ndarray:
@@ -133,7 +147,7 @@ class History:
         return weights.probabilities(self._test_Z, self.stats.prior_logit)
 
 
-def exchange_timing(exchange: Exchange) -> dict[str, float]:
+def exchange_timing(exchange: Exchange) -> dict[str, float | str]:
     """Where one exchange's time went, each phase taken at its slowest client.
 
     - ``until-client-starts``: message pushed -> the client's ClientApp process starts: the SuperNode's
@@ -144,13 +158,24 @@ def exchange_timing(exchange: Exchange) -> dict[str, float]:
       the push, and the server's 50 ms pull);
     - ``exchange``: first push -> last reply.
     """
-    phases: dict[str, list[float]] = {"until-client-starts": [], "client-startup": [], "client-compute": [], "reply-transport": []}
+    phases: dict[str, list[float]] = {
+        "until-client-starts": [],
+        "client-startup": [],
+        "client-compute": [],
+        "reply-transport": [],
+    }
     for _, reply, arrived in exchange.replies:
-        metrics = reply.content["metrics"]
-        started, handler, done = (float(metrics[key]) for key in (records.PROCESS_START, records.HANDLER_START, records.HANDLER_END))
+        metrics = records.metrics_of(reply.content)
+        started, handler, done = (
+            records.number(metrics, key) for key in (records.PROCESS_START, records.HANDLER_START, records.HANDLER_END)
+        )
         phases["until-client-starts"].append(started - exchange.pushed_at)
         phases["client-startup"].append(handler - started)
         phases["client-compute"].append(done - handler)
         phases["reply-transport"].append(arrived - done)
     last = max(arrived for _, _, arrived in exchange.replies)
-    return {"stage": exchange.stage, "exchange": last - exchange.pushed_at, **{key: max(values) for key, values in phases.items()}}
+    return {
+        "stage": exchange.stage,
+        "exchange": last - exchange.pushed_at,
+        **{key: max(values) for key, values in phases.items()},
+    }

@@ -11,9 +11,11 @@ validation part. Nothing else leaves a client: no rows, no scores of individual 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord
+from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
 from fl_runtime.learning.metrics import ScoreHistogram
 from fl_runtime.learning.model import Weights
@@ -22,6 +24,8 @@ from fl_runtime.learning.task import ClientUpdate
 
 # message types the ClientApp answers
 QUERY_MOMENTS = "query.moments"
+# the records of a message's content
+ARRAYS, CONFIG, METRICS = "arrays", "config", "metrics"
 
 EXAMPLES = "num-examples"  # FedAvg's weighting key
 TRAIN_LOSS = "train-loss"
@@ -33,6 +37,33 @@ USE_SHARED_CURVATURE = "use-shared-curvature"
 PROCESS_START = "time-process-start"
 HANDLER_START = "time-handler-start"
 HANDLER_END = "time-handler-end"
+
+
+def arrays_of(content: RecordDict) -> ArrayRecord:
+    return content.array_records[ARRAYS]
+
+
+def config_of(content: RecordDict) -> ConfigRecord:
+    return content.config_records[CONFIG]
+
+
+def metrics_of(content: RecordDict) -> MetricRecord:
+    return content.metric_records[METRICS]
+
+
+def number(record: Mapping[str, Any], key: str) -> float:
+    """A numeric value of a config or metric record (Flower types record values as a union)."""
+    value = record[key]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"record value {key!r} is {type(value).__name__}, not a number")
+    return float(value)
+
+
+def whole(record: Mapping[str, Any], key: str) -> int:
+    value = number(record, key)
+    if not value.is_integer():
+        raise TypeError(f"record value {key!r} is {value}, not a whole number")
+    return int(value)
 
 
 def weights_record(weights: Weights, curvature: np.ndarray | None = None) -> ArrayRecord:
@@ -64,9 +95,9 @@ def read_stats(config: ConfigRecord) -> GlobalStats:
     return GlobalStats(
         np.asarray(config["feature-mean"], dtype=np.float64),
         np.asarray(config["feature-scale"], dtype=np.float64),
-        float(config["negatives-per-positive"]),
-        float(config["prior-logit"]),
-        int(config[POOLED_EXAMPLES]),
+        number(config, "negatives-per-positive"),
+        number(config, "prior-logit"),
+        whole(config, POOLED_EXAMPLES),
     )
 
 
@@ -79,10 +110,14 @@ def moments_records(name: str, features: tuple[str, ...], moments: FeatureMoment
     }
 
 
-def read_moments(content) -> tuple[str, tuple[str, ...], FeatureMoments]:
-    info, arrays = content["info"], content["moments"]
-    moments = FeatureMoments(int(info["n-rows"]), int(info["n-positive"]), arrays["total"].numpy(), arrays["total-squares"].numpy())
-    return str(info["name"]), tuple(info["features"]), moments
+def read_moments(content: RecordDict) -> tuple[str, tuple[str, ...], FeatureMoments]:
+    info, arrays = content.config_records["info"], content.array_records["moments"]
+    moments = FeatureMoments(
+        whole(info, "n-rows"), whole(info, "n-positive"), arrays["total"].numpy(), arrays["total-squares"].numpy()
+    )
+    features = info["features"]
+    assert isinstance(features, list)
+    return str(info["name"]), tuple(str(name) for name in features), moments
 
 
 def histogram_metrics(histogram: ScoreHistogram) -> dict:
@@ -93,12 +128,20 @@ def histogram_metrics(histogram: ScoreHistogram) -> dict:
 
 
 def read_histogram(metrics: MetricRecord) -> ScoreHistogram:
-    return ScoreHistogram(np.asarray(metrics[HISTOGRAM_POSITIVE], dtype=np.int64), np.asarray(metrics[HISTOGRAM_NEGATIVE], dtype=np.int64))
+    return ScoreHistogram(
+        np.asarray(metrics[HISTOGRAM_POSITIVE], dtype=np.int64), np.asarray(metrics[HISTOGRAM_NEGATIVE], dtype=np.int64)
+    )
 
 
 def update_metrics(update: ClientUpdate, histogram: ScoreHistogram, validation_rows: int, timing: dict) -> MetricRecord:
     return MetricRecord(
-        {EXAMPLES: update.n_examples, TRAIN_LOSS: update.train_loss, VALIDATION_ROWS: validation_rows, **histogram_metrics(histogram), **timing}
+        {
+            EXAMPLES: update.n_examples,
+            TRAIN_LOSS: update.train_loss,
+            VALIDATION_ROWS: validation_rows,
+            **histogram_metrics(histogram),
+            **timing,
+        }
     )
 
 

@@ -6,10 +6,9 @@ import json
 import math
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-
-from typing import TYPE_CHECKING
 
 from fl_runtime.app.history import History
 from fl_runtime.app.run_settings import CURVES_PLOT, METRICS_FILE, MODEL_FILE, REPORT_FILE, ROUNDS_PLOT
@@ -36,7 +35,9 @@ def metrics_document(history: History, membership: Membership, settings: dict) -
         {
             "config": settings,
             "federation": {
-                "clients": list(membership.names.values()), "training-rows": membership.rows, "training-positives": membership.positives,
+                "clients": list(membership.names.values()),
+                "training-rows": membership.rows,
+                "training-positives": membership.positives,
             },
             "test-set": {"rows": history.test.n_rows, "positives": history.test.n_positive},
             "rounds": [asdict(history.rounds[r]) for r in sorted(history.rounds)],
@@ -63,7 +64,12 @@ def _plot_rounds(path: Path, history: History) -> None:
     quality.legend()
     loss.plot(rounds, [history.rounds[r].test["log-loss"] for r in rounds], marker="o", label="test log loss")
     train_loss = [history.rounds[r].train_loss for r in rounds]
-    loss.plot(rounds, [np.nan if v is None else v for v in train_loss], marker="s", label="clients' training loss (oversampled, balanced)")
+    loss.plot(
+        rounds,
+        [np.nan if v is None else v for v in train_loss],
+        marker="s",
+        label="clients' training loss (oversampled, balanced)",
+    )
     loss.set(xlabel="round", ylabel="log loss", title="Log loss")
     loss.legend()
     figure.tight_layout()
@@ -108,14 +114,19 @@ def _disclosure(config: dict) -> list[str]:
     """What each client sent the server, for the privacy review a data owner will ask for: no raw row
     left a client, but these aggregates did, without differential privacy or secure aggregation."""
     shared = uses_shared_curvature(config["share-curvature"], config["penalty"])
-    curvature = " and the mean per-example Hessian of its local loss (one square matrix: the shared curvature)" if shared else ""
+    curvature = (
+        " and the mean per-example Hessian of its local loss (one square matrix: the shared curvature)"
+        if shared
+        else ""
+    )
     return [
         "No raw row left a client. Each client sent the server, over TLS from an authenticated SuperNode:",
         "",
         "- once: its feature names, training row and fraud counts, and per feature the sum and sum of squares "
         "of log1p(value) (for the global scaling);",
         f"- each round: its locally updated model weights{curvature}, the number of rows it trained on, its "
-        "training loss, its validation row count, a histogram of validation scores by label (for the threshold) and timings;",
+        "training loss, its validation row count, a histogram of validation scores by label (for the threshold) and "
+        "timings;",
         "- at the end: the final model's metrics on its validation part (above) and the same histogram.",
         "",
         "These are aggregates, not anonymised data: they are sent in the clear to the server (no secure "
@@ -129,7 +140,8 @@ def report_markdown(document: dict) -> str:
     lines = [
         "# Federated fraud detection: run report",
         "",
-        f"Data: {config.get('data') or 'client CSVs'}. Clients: {', '.join(sorted(document['federation']['clients']))}. "
+        f"Data: {config.get('data') or 'client CSVs'}. Clients: "
+        f"{', '.join(sorted(document['federation']['clients']))}. "
         f"Server test set: {document['test-set']['rows']} providers, {document['test-set']['positives']} fraudulent "
         "(held by the server only, never used for training or for choosing the threshold).",
         "",
@@ -142,7 +154,12 @@ def report_markdown(document: dict) -> str:
         "",
         "| ROC-AUC | PR-AUC | log loss | threshold | accuracy | precision | recall | F1 |",
         "|---|---|---|---|---|---|---|---|",
-        "| " + " | ".join(_fmt(final.get(k)) for k in ("roc-auc", "pr-auc", "log-loss", "threshold", "accuracy", "precision", "recall", "f1")) + " |",
+        "| "
+        + " | ".join(
+            _fmt(final.get(k))
+            for k in ("roc-auc", "pr-auc", "log-loss", "threshold", "accuracy", "precision", "recall", "f1")
+        )
+        + " |",
         "",
         "The threshold maximises F1 on the clients' pooled validation parts (from score histograms).",
         "",
@@ -157,17 +174,28 @@ def report_markdown(document: dict) -> str:
             f"| {entry['round']} | {entry['seconds']:.1f} | {len(entry['clients'])} | {_fmt(test.get('roc-auc'))} | "
             f"{_fmt(test.get('pr-auc'))} | {_fmt(test.get('log-loss'))} | {_fmt(test.get('f1'))} |"
         )
-    lines += ["", "## Clients (final model on each client's own validation part)", "",
-              "| client | training rows | fraudulent | validation rows | ROC-AUC | PR-AUC | F1 |", "|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Clients (final model on each client's own validation part)",
+        "",
+        "| client | training rows | fraudulent | validation rows | ROC-AUC | PR-AUC | F1 |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name in sorted(document["federation"]["clients"]):
         validation = document["clients-validation"].get(name, {})
         lines.append(
-            f"| {name} | {document['federation']['training-rows'][name]} | {document['federation']['training-positives'][name]} | "
-            f"{validation.get('rows', '-')} | {_fmt(validation.get('roc-auc'))} | {_fmt(validation.get('pr-auc'))} | {_fmt(validation.get('f1'))} |"
+            f"| {name} | {document['federation']['training-rows'][name]} | "
+            f"{document['federation']['training-positives'][name]} | "
+            f"{validation.get('rows', '-')} | {_fmt(validation.get('roc-auc'))} | {_fmt(validation.get('pr-auc'))} | "
+            f"{_fmt(validation.get('f1'))} |"
         )
     lines += ["", "## Clients that dropped out", ""]
     if document["dropouts"]:
-        lines += [f"- {d['client']}: round {d['round']} ({d['stage']}), {d['seconds_into_run']:.0f} s into the run: {d['reason']}" for d in document["dropouts"]]
+        lines += [
+            f"- {d['client']}: round {d['round']} ({d['stage']}), {d['seconds_into_run']:.0f} s into the run: "
+            f"{d['reason']}"
+            for d in document["dropouts"]
+        ]
     else:
         lines.append("None: every client took part in every round.")
     lines += ["", "## What left each client", "", *_disclosure(config)]
@@ -175,7 +203,9 @@ def report_markdown(document: dict) -> str:
     return "\n".join(lines)
 
 
-def write_outputs(out_dir: Path, *, model, history: History, weights: Weights, membership: Membership, settings: dict) -> dict:
+def write_outputs(
+    out_dir: Path, *, model, history: History, weights: Weights, membership: Membership, settings: dict
+) -> dict:
     import joblib
 
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -33,7 +33,9 @@ DATA_DESCRIPTION_OF_ACCOUNTS = "client data staged in each client account (never
 def _positive_number(config: Mapping, key: str, kind: type = float) -> float:
     value = config[key]
     if isinstance(value, bool) or not isinstance(value, (int, float)) or kind(value) != value or value <= 0:
-        raise OptionsError(f"run config '{key}' must be a positive {'whole number' if kind is int else 'number'}, got {value!r}")
+        raise OptionsError(
+            f"run config '{key}' must be a positive {'whole number' if kind is int else 'number'}, got {value!r}"
+        )
     return kind(value)
 
 
@@ -62,8 +64,10 @@ class RunSettings:
     @classmethod
     def from_run_config(cls, config: Mapping) -> RunSettings:
         plan = TrainingPlan(
-            rounds=int(_positive_number(config, "num-server-rounds", int)), train=TrainConfig.from_config(config),
-            share_curvature=bool(config["share-curvature"]), seed=int(config["seed"]),
+            rounds=int(_positive_number(config, "num-server-rounds", int)),
+            train=TrainConfig.from_config(config),
+            share_curvature=bool(config["share-curvature"]),
+            seed=int(config["seed"]),
         )
         return cls(
             plan=plan,
@@ -117,8 +121,13 @@ def default_run_config() -> dict:
     overrides every one of them; the paths are empty, so a run submitted without a launcher stops at
     once, naming the key."""
     template = RunSettings(
-        plan=TrainingPlan(), min_clients=1, expected_clients=0, node_wait_timeout=defaults.NODE_WAIT_TIMEOUT,
-        round_timeout=defaults.ROUND_TIMEOUT, test_data=Path("/unset"), out_dir=Path("/unset"),
+        plan=TrainingPlan(),
+        min_clients=1,
+        expected_clients=0,
+        node_wait_timeout=defaults.NODE_WAIT_TIMEOUT,
+        round_timeout=defaults.ROUND_TIMEOUT,
+        test_data=Path("/unset"),
+        out_dir=Path("/unset"),
     )
     return {**template.to_run_config(), "test-data": "", "out-dir": ""}
 

@@ -47,20 +47,28 @@ class Membership:
 
     def pooled_examples(self, names: Iterable[str]) -> int:
         """Training examples after oversampling of these clients: the N of their pooled objective."""
-        return pooled_size(((self.rows[name], self.positives[name]) for name in names), self.stats.negatives_per_positive)
+        return pooled_size(
+            ((self.rows[name], self.positives[name]) for name in names), self.stats.negatives_per_positive
+        )
 
 
-def collect_moments(grid: PollingGrid, nodes: list[int], test: LabelledData, settings: RunSettings, known: Mapping[int, str]) -> Membership:
+def collect_moments(
+    grid: PollingGrid, nodes: list[int], test: LabelledData, settings: RunSettings, known: Mapping[int, str]
+) -> Membership:
     """The moments round: who takes part, and the global statistics of their training parts.
 
     A node that fails or does not answer within the round timeout is left out, as in the training
-    rounds, while ``min-clients`` remain; ``known`` names the nodes that never answered. A client whose columns differ from the test set is a data error,
+    rounds, while ``min-clients`` remain; ``known`` names the nodes that never answered. A client
+    whose columns differ from the test set is a data error,
     not a dropout: the run stops and names it.
     """
     timeout, min_clients = settings.round_timeout, settings.min_clients
-    messages = [Message(RecordDict({"config": ConfigRecord({})}), dst_node_id=node, message_type=records.QUERY_MOMENTS) for node in nodes]
+    messages = [
+        Message(RecordDict({"config": ConfigRecord({})}), dst_node_id=node, message_type=records.QUERY_MOMENTS)
+        for node in nodes
+    ]
     replies = list(grid.send_and_receive(messages, timeout=timeout))
-    dropouts = {node: f"no answer to the moments query within {timeout:g} s" for node in grid.unanswered}
+    dropouts = dict.fromkeys(grid.unanswered, f"no answer to the moments query within {timeout:g} s")
     names: dict[int, str] = {}
     moments: list[FeatureMoments] = []
     rows: dict[str, int] = {}
@@ -74,13 +82,17 @@ def collect_moments(grid: PollingGrid, nodes: list[int], test: LabelledData, set
         name = name if name not in names.values() else f"{name}-{node}"
         difference = column_difference(test.features, features)
         if difference:
-            raise FederationError(f"client {name}: columns differ from the server's test set {test.source}: {difference}")
+            raise FederationError(
+                f"client {name}: columns differ from the server's test set {test.source}: {difference}"
+            )
         names[node] = name
         moments.append(client_moments)
         rows[name], positives[name] = client_moments.n_rows, client_moments.n_positive
     if len(names) < min_clients:
         reasons = "; ".join(f"{node_label(node, known)}: {reason}" for node, reason in sorted(dropouts.items()))
-        raise FederationError(f"only {len(names)} clients answered the moments query, fewer than min-clients {min_clients} ({reasons})")
+        raise FederationError(
+            f"only {len(names)} clients answered the moments query, fewer than min-clients {min_clients} ({reasons})"
+        )
     return Membership(names, GlobalStats.from_moments(moments), rows, positives, dropouts)
 
 
@@ -90,17 +102,33 @@ def run(grid: Grid, settings: RunSettings, events: EventLog) -> None:
 
     test = read_csv(settings.test_data)
     polling = PollingGrid(grid, settings.reply_poll_seconds)
-    nodes = wait_for_clients(polling, settings.min_clients, settings.node_wait_timeout, expected=settings.expected_clients)
+    nodes = wait_for_clients(
+        polling, settings.min_clients, settings.node_wait_timeout, expected=settings.expected_clients
+    )
     known = read_node_names(settings.node_names)
     membership = collect_moments(polling, nodes, test, settings, known)
-    events.emit({"event": "federation", "clients": list(membership.names.values()), "rows": membership.rows, "positives": membership.positives})
+    events.emit(
+        {
+            "event": "federation",
+            "clients": list(membership.names.values()),
+            "rows": membership.rows,
+            "positives": membership.positives,
+        }
+    )
     history = History(test, membership.stats, membership.names, events.emit)
     for node, reason in membership.dropouts.items():
         history.drop(node_label(node, known), 0, "moments", reason)
     weights = train(polling, settings, membership, history)
     stats = membership.stats
     model = build_pipeline(test.features, stats.mean, stats.scale, weights, stats.prior_logit)
-    write_outputs(settings.out_dir, model=model, history=history, weights=weights, membership=membership, settings=settings.summary())
+    write_outputs(
+        settings.out_dir,
+        model=model,
+        history=history,
+        weights=weights,
+        membership=membership,
+        settings=settings.summary(),
+    )
     events.emit({"event": "done", "out-dir": str(settings.out_dir)})
 
 
@@ -114,19 +142,28 @@ def train(grid: PollingGrid, settings: RunSettings, membership: Membership, hist
         # the members left: after a dropout, FedAvg weighs the others only, so the ridge must too
         pooled = membership.pooled_examples(strategy.members.values())
         return {
-            **stats_config, **plan.train.to_config(),
-            records.USE_SHARED_CURVATURE: plan.uses_shared_curvature and server_round > 1, records.POOLED_EXAMPLES: pooled,
+            **stats_config,
+            **plan.train.to_config(),
+            records.USE_SHARED_CURVATURE: plan.uses_shared_curvature and server_round > 1,
+            records.POOLED_EXAMPLES: pooled,
         }
 
     strategy = FraudFedAvg(
-        members=dict(membership.names), min_clients=settings.min_clients, num_rounds=plan.rounds,
-        node_wait_timeout=settings.node_wait_timeout, round_config=round_config, on_replies=history.on_replies,
+        members=dict(membership.names),
+        min_clients=settings.min_clients,
+        num_rounds=plan.rounds,
+        node_wait_timeout=settings.node_wait_timeout,
+        round_config=round_config,
+        on_replies=history.on_replies,
     )
     n_features = len(history.test.features)
     curvature = np.zeros((n_features + 1, n_features + 1)) if plan.uses_shared_curvature else None
     result = strategy.start(
-        grid=grid, initial_arrays=records.weights_record(Weights.zeros(n_features), curvature), num_rounds=plan.rounds,
-        timeout=settings.round_timeout, evaluate_fn=history.evaluate,
+        grid=grid,
+        initial_arrays=records.weights_record(Weights.zeros(n_features), curvature),
+        num_rounds=plan.rounds,
+        timeout=settings.round_timeout,
+        evaluate_fn=history.evaluate,
     )
     weights, _ = records.read_weights(result.arrays)
     return weights
@@ -139,5 +176,10 @@ def main(grid: Grid, context: Context) -> None:
     try:
         run(grid, settings, events)
     except Exception as error:
-        events.emit({"event": "failed", "message": str(error) if isinstance(error, FederationError) else f"{type(error).__name__}: {error}"})
+        events.emit(
+            {
+                "event": "failed",
+                "message": str(error) if isinstance(error, FederationError) else f"{type(error).__name__}: {error}",
+            }
+        )
         raise

@@ -102,7 +102,9 @@ class PollingGrid(Grid):
         return self.destinations.get(reply.metadata.reply_to_message_id, reply.metadata.src_node_id)
 
 
-def wait_for_clients(grid: Grid, minimum: int, timeout: float, among: set[int] | None = None, expected: int | None = None) -> list[int]:
+def wait_for_clients(
+    grid: Grid, minimum: int, timeout: float, among: set[int] | None = None, expected: int | None = None
+) -> list[int]:
     """Connected node ids (of ``among``, if given).
 
     Returns as soon as ``expected`` (default: ``minimum``) are connected; when ``timeout`` runs out,
@@ -126,18 +128,17 @@ def wait_for_clients(grid: Grid, minimum: int, timeout: float, among: set[int] |
 
 def sum_histograms_and_average(contents: list[RecordDict], weighting_key: str) -> MetricRecord:
     """Aggregate client metrics: histograms and counts add up, everything else is example-weighted."""
-    metrics = [content["metrics"] for content in contents]
-    weights = [float(m[weighting_key]) for m in metrics]
+    metrics = [records.metrics_of(content) for content in contents]
+    weights = [records.number(m, weighting_key) for m in metrics]
     total = sum(weights)
     aggregated: dict = {}
     for key in metrics[0]:
-        values = [m[key] for m in metrics]
-        if isinstance(values[0], list):
-            aggregated[key] = [sum(column) for column in zip(*values)]
+        if isinstance(metrics[0][key], list):
+            aggregated[key] = [sum(column) for column in zip(*(m[key] for m in metrics))]
         elif key in (weighting_key, records.VALIDATION_ROWS):
-            aggregated[key] = sum(values)
+            aggregated[key] = sum(records.whole(m, key) for m in metrics)
         else:
-            aggregated[key] = sum(w * v for w, v in zip(weights, values)) / total
+            aggregated[key] = sum(w * records.number(m, key) for w, m in zip(weights, metrics)) / total
     return MetricRecord(aggregated)
 
 
@@ -180,12 +181,16 @@ class FraudFedAvg(FedAvg):
         self._grid = grid
         wait_for_clients(grid, self.min_clients, self.node_wait_timeout, among=set(self.members))
 
-    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> Iterable[Message]:
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
         self._wait(grid)
         config = ConfigRecord({**config, **self.round_config(server_round)})
         return self._to_members(super().configure_train(server_round, arrays, config, grid))
 
-    def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid) -> Iterable[Message]:
+    def configure_evaluate(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
         if server_round < self.num_rounds:
             return []
         self._wait(grid)
@@ -196,12 +201,16 @@ class FraudFedAvg(FedAvg):
         """Report who answered and who failed; stop the run below ``min_clients`` answers."""
         replies = list(replies)
         grid = self._grid
+        if grid is None:
+            raise TypeError("replies aggregated before any message was configured")
         good = [reply for reply in replies if not reply.has_error()]
-        failures = [(grid.node_of(reply), reply.error.reason) for reply in replies if reply.has_error()]
+        failures = [(grid.node_of(reply), str(reply.error.reason)) for reply in replies if reply.has_error()]
         failures += [(node, "no reply within the round timeout") for node in grid.unanswered]
         arrivals = [grid.arrivals.get(reply.metadata.reply_to_message_id, time.time()) for reply in good]
         self.on_replies(
-            Exchange(kind, server_round, grid.pushed_at, [(grid.node_of(r), r, t) for r, t in zip(good, arrivals)], failures)
+            Exchange(
+                kind, server_round, grid.pushed_at, [(grid.node_of(r), r, t) for r, t in zip(good, arrivals)], failures
+            )
         )
         for node, _ in failures:  # a client that failed a round is out of the federation for good
             self.members.pop(node, None)
@@ -218,4 +227,3 @@ class FraudFedAvg(FedAvg):
         if server_round < self.num_rounds:
             return None  # only the final model is evaluated by the clients (see configure_evaluate)
         return super().aggregate_evaluate(server_round, self._split("evaluate", server_round, replies))
-

@@ -65,11 +65,12 @@ class PublishedSettings:
 
     @classmethod
     def from_dict(cls: type[Settings], document: Any, where: str) -> Settings:
+        fields = dataclasses.fields(cls)  # type: ignore[arg-type]
         if not isinstance(document, dict):
-            raise ConfigError(f"{where}: expected a JSON object with the fields {', '.join(f.name for f in dataclasses.fields(cls))}")  # type: ignore[arg-type]
+            raise ConfigError(f"{where}: expected a JSON object with the fields {', '.join(f.name for f in fields)}")
         hints = typing.get_type_hints(cls)
         values = {}
-        for item in dataclasses.fields(cls):  # type: ignore[arg-type]
+        for item in fields:
             if item.name not in document:
                 raise ConfigError(f"{where}: field '{item.name}' is missing (published by a stack of another version?)")
             values[item.name] = _read(hints[item.name], document[item.name], f"{where}: field '{item.name}'")

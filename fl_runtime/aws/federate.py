@@ -58,7 +58,9 @@ ENDED = ("Completed", "Failed", "Stopped")
 @dataclass(frozen=True)
 class FederateOptions(RunOptions):
     address: str | None = None  # the notebook's private address; default: discovered
-    connect_timeout: float = defaults.CONNECT_TIMEOUT  # a job, from created to joined (SageMaker takes minutes to start one)
+    connect_timeout: float = (
+        defaults.CONNECT_TIMEOUT
+    )  # a job, from created to joined (SageMaker takes minutes to start one)
     run_name: str | None = None  # default: a UTC timestamp
 
     WAIT_FLAG: ClassVar[str] = "--connect-timeout"
@@ -124,13 +126,15 @@ def private_address(settings: ServerAccountSettings) -> str:
 
 
 def run_tag(now: dt.datetime | None = None) -> str:
-    return timestamp(now or dt.datetime.now(dt.timezone.utc))
+    return timestamp(now or dt.datetime.now(dt.UTC))
 
 
 class Federation:
     """The server side of one run: SuperLink, gateway, client jobs, registrations."""
 
-    def __init__(self, server: ServerAccount, options: FederateOptions, console: Console, workspace: Path, tag: str) -> None:
+    def __init__(
+        self, server: ServerAccount, options: FederateOptions, console: Console, workspace: Path, tag: str
+    ) -> None:
         self.server = server
         self.options = options
         self.console = console
@@ -147,25 +151,59 @@ class Federation:
     def start_superlink_and_gateway(self) -> None:
         self.address = self.address or private_address(self.server.settings)
         tls = create_tls(self.workspace / "tls", [self.address])
-        self.link = SuperLink(self.supervisor, self.workspace, tls, host="127.0.0.1", port=free_port(), dial_address="127.0.0.1")
+        self.link = SuperLink(
+            self.supervisor, self.workspace, tls, host="127.0.0.1", port=free_port(), dial_address="127.0.0.1"
+        )
         self.link.start()
         self.supervisor.start(
             "fleet-gateway",
-            [sys.executable, "-m", "fl_runtime.aws.fleet_gateway", "--listen", f"{self.address}:{self.port}",
-             "--upstream", f"127.0.0.1:{self.link.port}", "--certificate", str(tls.server_certificate), "--key", str(tls.server_key),
-             "--ca", str(tls.ca_certificate)],
+            [
+                sys.executable,
+                "-m",
+                "fl_runtime.aws.fleet_gateway",
+                "--listen",
+                f"{self.address}:{self.port}",
+                "--upstream",
+                f"127.0.0.1:{self.link.port}",
+                "--certificate",
+                str(tls.server_certificate),
+                "--key",
+                str(tls.server_key),
+                "--ca",
+                str(tls.ca_certificate),
+            ],
             flower_env(self.workspace / "gateway-home"),
             self.workspace / "gateway",
         )
-        wait_until_healthy(self.supervisor, "fleet-gateway", "the Fleet gateway", f"{self.address}:{self.port}", tls.ca_certificate, 60.0)
+        wait_until_healthy(
+            self.supervisor,
+            "fleet-gateway",
+            "the Fleet gateway",
+            f"{self.address}:{self.port}",
+            tls.ca_certificate,
+            60.0,
+        )
         self.console.print(
-            f"SuperLink on 127.0.0.1:{self.link.port} (TLS, SuperNode authentication); Fleet API only on {self.address}:{self.port}",
+            f"SuperLink on 127.0.0.1:{self.link.port} (TLS, SuperNode authentication); Fleet API only on "
+            f"{self.address}:{self.port}",
             highlight=False,
         )
 
+    @property
+    def superlink(self) -> SuperLink:
+        if self.link is None:
+            raise RuntimeError("the SuperLink has not been started")
+        return self.link
+
     # -- clients -----------------------------------------------------------------------------------
     def start_jobs(self) -> None:
-        plan = JobPlan(self.tag, f"{self.address}:{self.port}", self.link.tls.ca_certificate.read_bytes(), self.options.connect_timeout, self.options.run_seconds)
+        plan = JobPlan(
+            self.tag,
+            f"{self.address}:{self.port}",
+            self.superlink.tls.ca_certificate.read_bytes(),
+            self.options.connect_timeout,
+            self.options.run_seconds,
+        )
         for handle in self.server.clients(session_name=f"fl-federate-{self.tag}"):
             name = job_name(handle.settings.training_job_prefix, plan.run_tag, handle.settings.client)
             handle.key_uri = handle.jobs.public_key_uri(handle.settings, name)
@@ -177,15 +215,20 @@ class Federation:
 
     def register_new_keys(self) -> None:
         for handle in self.clients:
-            if handle.node_id is None and handle.status == "InProgress":
+            if handle.node_id is None and handle.status == "InProgress" and handle.key_uri is not None:
                 key = handle.jobs.read_public_key(handle.key_uri)
                 if key:
                     path = self.workspace / "keys" / f"{handle.name}.pub"
                     path.parent.mkdir(parents=True, exist_ok=True)
                     path.write_bytes(key)
-                    handle.node_id = self.link.register(path)
-                    write_node_names(self.workspace / NODE_NAMES_FILE, {h.node_id: h.name for h in self.clients if h.node_id is not None})
-                    self.console.print(f"client {handle.name}: SuperNode key registered (node {handle.node_id})", highlight=False)
+                    handle.node_id = self.superlink.register(path)
+                    write_node_names(
+                        self.workspace / NODE_NAMES_FILE,
+                        {h.node_id: h.name for h in self.clients if h.node_id is not None},
+                    )
+                    self.console.print(
+                        f"client {handle.name}: SuperNode key registered (node {handle.node_id})", highlight=False
+                    )
 
     def poll_jobs(self, view: ProgressView | None) -> None:
         for handle in self.clients:
@@ -197,7 +240,9 @@ class Federation:
                 handle.status, handle.detail = status, detail
                 now = time.monotonic()
                 handle.ended_at = now if status in ENDED else None
-                (view.notice if view else self.console.print)(f"client {handle.name}: job {handle.job} {shown} after {now - handle.started_at:.0f} s")
+                (view.notice if view else self.console.print)(
+                    f"client {handle.name}: job {handle.job} {shown} after {now - handle.started_at:.0f} s"
+                )
             if view:
                 view.job(handle.name, JobRow(handle.job, shown, handle.started_at, handle.ended_at))
 
@@ -211,8 +256,13 @@ class Federation:
             self.poll_jobs(view)
             alive = [h for h in self.clients if h.status not in ("Failed", "Stopped")]
             if len(alive) < min_clients:
-                failed = [f"{h.name} ({h.detail or h.status})" for h in self.clients if h.status in ("Failed", "Stopped")]
-                raise FederationError(f"only {len(alive)} client jobs left, fewer than --min-clients {min_clients}; failed: {', '.join(failed)}")
+                failed = [
+                    f"{h.name} ({h.detail or h.status})" for h in self.clients if h.status in ("Failed", "Stopped")
+                ]
+                raise FederationError(
+                    f"only {len(alive)} client jobs left, fewer than --min-clients {min_clients}; failed: "
+                    f"{', '.join(failed)}"
+                )
             self._next_jobs = now + JOB_POLL_SECONDS
 
     def stop_jobs(self) -> list[str]:
@@ -234,7 +284,11 @@ class Federation:
             time.sleep(1.0)
         for handle in self.clients:
             if handle.job and handle.status not in ENDED:
-                self.console.print(f"client {handle.name}: job {handle.job} still {handle.status} {timeout:g} s after the run; stopping it", highlight=False)
+                self.console.print(
+                    f"client {handle.name}: job {handle.job} still {handle.status} {timeout:g} s after the run; "
+                    "stopping it",
+                    highlight=False,
+                )
         for problem in self.stop_jobs():
             self.console.print(f"could not stop a job: {problem}", highlight=False)
 
@@ -251,7 +305,9 @@ def federate(server: ServerAccount, options: FederateOptions, console: Console) 
     try:
         test_path = server.fetch_test_set(workspace / "test.csv")
         test = read_csv(test_path)
-        console.print(f"Server test set: {test.n_rows} providers, {test.n_positive} fraudulent ({test_path})", highlight=False)
+        console.print(
+            f"Server test set: {test.n_rows} providers, {test.n_positive} fraudulent ({test_path})", highlight=False
+        )
         with interrupts_as_keyboard_interrupt():
             _run(federation, test_path, staging)
         # the local copy first: if the upload fails, the results are still there
@@ -278,16 +334,25 @@ def _run(federation: Federation, test_path: Path, staging: Path) -> None:
     federation.start_jobs()
     min_clients = options.min_clients_among(len(federation.clients), "configured")
     settings = options.run_settings(
-        clients=len(federation.clients), min_clients=min_clients, test_data=test_path, out_dir=staging,
-        description=DATA_DESCRIPTION_OF_ACCOUNTS, node_names=workspace / NODE_NAMES_FILE,
+        clients=len(federation.clients),
+        min_clients=min_clients,
+        test_data=test_path,
+        out_dir=staging,
+        description=DATA_DESCRIPTION_OF_ACCOUNTS,
+        node_names=workspace / NODE_NAMES_FILE,
     )
-    link = federation.link
-    assert link is not None  # started above
+    link = federation.superlink
     run_id = link.submit(stage_app(workspace / "app"), settings.to_run_config())
     federation.console.print(f"Run {run_id} submitted; waiting for the clients' jobs to join", highlight=False)
     watch = RunWatch(
-        link, federation.supervisor, run_id, staging, time.monotonic() + options.run_seconds, options.deadline_rule,
-        vital=("superlink", "fleet-gateway"), on_tick=lambda view: federation.tick(view, min_clients),
+        link,
+        federation.supervisor,
+        run_id,
+        staging,
+        time.monotonic() + options.run_seconds,
+        options.deadline_rule,
+        vital=("superlink", "fleet-gateway"),
+        on_tick=lambda view: federation.tick(view, min_clients),
     )
     with ProgressView(federation.console, f"Federated training, {len(federation.clients)} client accounts") as view:
         follow_run(watch, view)

@@ -7,7 +7,8 @@ listens on 127.0.0.1 only, and this gateway listens on the notebook's private ad
 client CIDRs may reach): it forwards the Fleet API's own routes, read from Flower's Fleet router so
 the list cannot drift from the SuperLink it fronts, to the SuperLink over TLS and answers everything else
 with 403. The match is on the raw request path, byte for byte: no prefix test, no decoding, so
-``/v1/fleet/../control/start-run`` or ``%2e%2e`` spellings never reach the SuperLink. SuperNode authentication survives the hop: SuperNodes sign a timestamp in
+``/v1/fleet/../control/start-run`` or ``%2e%2e`` spellings never reach the SuperLink. SuperNode
+authentication survives the hop: SuperNodes sign a timestamp in
 headers, which are forwarded unchanged.
 
     python -m fl_runtime.aws.fleet_gateway --listen 10.0.1.23:9092 --upstream 127.0.0.1:40111 \\
@@ -25,15 +26,27 @@ import sys
 
 HEALTH = "/health"  # readiness, for the launcher; says nothing about runs or nodes
 # connection-level headers are the gateway's own business on each side of the hop
-HOP_BY_HOP = {b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization", b"te", b"trailers",
-              b"transfer-encoding", b"upgrade", b"host", b"content-length"}
+HOP_BY_HOP = {
+    b"connection",
+    b"keep-alive",
+    b"proxy-authenticate",
+    b"proxy-authorization",
+    b"te",
+    b"trailers",
+    b"transfer-encoding",
+    b"upgrade",
+    b"host",
+    b"content-length",
+}
 
 
 def fleet_routes() -> frozenset[tuple[str, str]]:
     """(method, path) of every Fleet API route the installed SuperLink serves."""
+    from fastapi.routing import APIRoute
     from flwr.superlink.routers.fleet.router import router
 
-    return frozenset((method, route.path) for route in router.routes for method in route.methods)
+    routes = [route for route in router.routes if isinstance(route, APIRoute)]
+    return frozenset((method, route.path) for route in routes for method in route.methods or ())
 
 
 def create_app(upstream: str, ca_file: str):
@@ -43,7 +56,9 @@ def create_app(upstream: str, ca_file: str):
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Route
 
-    client = httpx.AsyncClient(base_url=f"https://{upstream}", verify=ssl.create_default_context(cafile=ca_file), timeout=120.0)
+    client = httpx.AsyncClient(
+        base_url=f"https://{upstream}", verify=ssl.create_default_context(cafile=ca_file), timeout=120.0
+    )
 
     allowed = fleet_routes() | {("GET", HEALTH)}
 
@@ -52,10 +67,17 @@ def create_app(upstream: str, ca_file: str):
         path = (request.scope.get("raw_path") or b"").decode("latin-1")
         if (request.method, path) not in allowed or request.url.query:
             shown = path if len(path) <= 200 else path[:200] + "..."
-            return JSONResponse({"detail": f"{request.method} {shown} is not served on this port; only the Fleet API is"}, status_code=403)
+            return JSONResponse(
+                {"detail": f"{request.method} {shown} is not served on this port; only the Fleet API is"},
+                status_code=403,
+            )
         headers = [(k, v) for k, v in request.headers.raw if k.lower() not in HOP_BY_HOP]
         answer = await client.request(request.method, path, content=await request.body(), headers=headers)
-        kept = {k: v for k, v in answer.headers.items() if k.lower().encode() not in HOP_BY_HOP and k.lower() != "content-encoding"}
+        kept = {
+            k: v
+            for k, v in answer.headers.items()
+            if k.lower().encode() not in HOP_BY_HOP and k.lower() != "content-encoding"
+        }
         return Response(answer.content, status_code=answer.status_code, headers=kept)
 
     @contextlib.asynccontextmanager
@@ -79,8 +101,13 @@ def main(argv: list[str] | None = None) -> int:
 
     host, _, port = args.listen.rpartition(":")
     uvicorn.run(
-        create_app(args.upstream, args.ca), host=host, port=int(port), ssl_certfile=args.certificate, ssl_keyfile=args.key,
-        log_level="warning", access_log=False,
+        create_app(args.upstream, args.ca),
+        host=host,
+        port=int(port),
+        ssl_certfile=args.certificate,
+        ssl_keyfile=args.key,
+        log_level="warning",
+        access_log=False,
     )
     return 0
 

@@ -22,7 +22,13 @@ from dataclasses import dataclass
 from fl_runtime.aws.contract import ClientAccountSettings, ClientEntry, job_name
 from fl_runtime.errors import FederationError
 
-DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnrecognizedClientException", "InvalidClientTokenId"}
+DENIED = {
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnauthorizedOperation",
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+}
 THROTTLED = {"Throttling", "ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded", "SlowDown"}
 # bounded retries: a throttled or unreachable API gives a clear error within seconds, not minutes
 MAX_ATTEMPTS = 4
@@ -80,7 +86,9 @@ def training_job_request(settings: ClientAccountSettings, plan: JobPlan, region:
         ],
         "OutputDataConfig": {"S3OutputPath": artifacts, "KmsKeyId": settings.data_key_arn},
         "ResourceConfig": {
-            "InstanceType": settings.training_instance_type, "InstanceCount": 1, "VolumeSizeInGB": 30,
+            "InstanceType": settings.training_instance_type,
+            "InstanceCount": 1,
+            "VolumeSizeInGB": 30,
             "VolumeKmsKeyId": settings.data_key_arn,
         },
         "VpcConfig": {"SecurityGroupIds": [settings.training_security_group_id], "Subnets": list(settings.subnet_ids)},
@@ -102,7 +110,9 @@ def explain(error, client: str, operation: str) -> FederationError:
         hint = "check the kickoff role's policy, the external id and the trust of FL-server-notebook"
         return FederationError(f"client {client}: {operation} was denied ({code}: {message}); {hint}")
     if code in THROTTLED:
-        return FederationError(f"client {client}: {operation} was throttled by AWS ({code}) after {MAX_ATTEMPTS} attempts; try again later")
+        return FederationError(
+            f"client {client}: {operation} was throttled by AWS ({code}) after {MAX_ATTEMPTS} attempts; try again later"
+        )
     return FederationError(f"client {client}: {operation} failed ({code or 'error'}: {message})")
 
 
@@ -125,7 +135,9 @@ class SageMakerJobs:
         except ClientError as error:
             raise explain(error, self.client, "CreateTrainingJob") from None
         except BotoCoreError as error:
-            raise FederationError(f"client {self.client}: CreateTrainingJob could not reach SageMaker: {error}") from None
+            raise FederationError(
+                f"client {self.client}: CreateTrainingJob could not reach SageMaker: {error}"
+            ) from None
         return request["TrainingJobName"]
 
     def status(self, name: str) -> tuple[str, str]:
@@ -191,7 +203,9 @@ class KickoffSession:
         def fetch() -> dict:
             try:
                 credentials = sts.assume_role(
-                    RoleArn=entry.kickoff_role_arn, RoleSessionName=session_name[:64], ExternalId=entry.external_id,
+                    RoleArn=entry.kickoff_role_arn,
+                    RoleSessionName=session_name[:64],
+                    ExternalId=entry.external_id,
                     DurationSeconds=SESSION_SECONDS,
                 )["Credentials"]
             except ClientError as error:
@@ -199,15 +213,19 @@ class KickoffSession:
             except BotoCoreError as error:
                 raise FederationError(f"client {name}: sts:AssumeRole could not reach STS: {error}") from None
             return {
-                "access_key": credentials["AccessKeyId"], "secret_key": credentials["SecretAccessKey"],
-                "token": credentials["SessionToken"], "expiry_time": credentials["Expiration"].isoformat(),
+                "access_key": credentials["AccessKeyId"],
+                "secret_key": credentials["SecretAccessKey"],
+                "token": credentials["SessionToken"],
+                "expiry_time": credentials["Expiration"].isoformat(),
             }
 
         core = botocore.session.get_session()
         core._credentials = RefreshableCredentials.create_from_metadata(fetch(), fetch, "sts-assume-role")
         session = boto3.Session(botocore_session=core, region_name=region)
         try:
-            raw = session.client("ssm", config=boto_config()).get_parameter(Name=entry.settings_parameter)["Parameter"]["Value"]
+            raw = session.client("ssm", config=boto_config()).get_parameter(Name=entry.settings_parameter)["Parameter"][
+                "Value"
+            ]
         except ClientError as error:
             raise explain(error, name, f"reading {entry.settings_parameter}") from None
         settings = ClientAccountSettings.from_json(raw, f"client {name}'s settings {entry.settings_parameter}")

@@ -27,7 +27,9 @@ PUBLIC_KEY = "supernode.pub"  # a job publishes it as a file here, where SageMak
 
 
 class LocalJobs:
-    def __init__(self, workspace: Path, buckets: dict[str, Path], python: str, install_requirements: bool = False) -> None:
+    def __init__(
+        self, workspace: Path, buckets: dict[str, Path], python: str, install_requirements: bool = False
+    ) -> None:
         self.workspace = workspace
         self.buckets = buckets
         self.python = python
@@ -39,7 +41,7 @@ class LocalJobs:
         self._final: dict[str, tuple[str, str]] = {}
 
     def local_path(self, uri: str) -> Path:
-        bucket, _, key = uri[len("s3://"):].partition("/")
+        bucket, _, key = uri[len("s3://") :].partition("/")
         if bucket not in self.buckets:
             raise BadInput(f"{uri}: no local folder stands in for bucket {bucket} in the rehearsal description")
         return self.buckets[bucket] / key
@@ -60,12 +62,25 @@ class LocalJobs:
         shutil.copytree(self.local_path(channel["DataSource"]["S3DataSource"]["S3Uri"]), train, dirs_exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
         env.update(
-            PIP_CONFIG_FILE=os.devnull, SM_CHANNEL_TRAIN=str(train), SM_MODEL_DIR=str(opt_ml / "model"),
-            SM_OUTPUT_DATA_DIR=str(opt_ml / "output" / "data"), TRAINING_JOB_NAME=name,
+            PIP_CONFIG_FILE=os.devnull,
+            SM_CHANNEL_TRAIN=str(train),
+            SM_MODEL_DIR=str(opt_ml / "model"),
+            SM_OUTPUT_DATA_DIR=str(opt_ml / "output" / "data"),
+            TRAINING_JOB_NAME=name,
         )
         if self.install_requirements:  # what the training toolkit runs before the program
-            subprocess.run([self.python, "-m", "pip", "install", "--quiet", "--no-index", "-r", "requirements.txt"], cwd=code, env=env, check=True)
-        arguments = [item for key, value in sorted(parameters.items()) if not key.startswith("sagemaker_") for item in (f"--{key}", value)]
+            subprocess.run(
+                [self.python, "-m", "pip", "install", "--quiet", "--no-index", "-r", "requirements.txt"],
+                cwd=code,
+                env=env,
+                check=True,
+            )
+        arguments = [
+            item
+            for key, value in sorted(parameters.items())
+            if not key.startswith("sagemaker_")
+            for item in (f"--{key}", value)
+        ]
         self.supervisor.start(name, [self.python, parameters["sagemaker_program"], *arguments], env, code)
         self.requests[name] = request
         self.started[name] = time.monotonic()
@@ -98,7 +113,7 @@ class LocalJobs:
         return None
 
     def read_public_key(self, uri: str) -> bytes | None:
-        path = Path(uri[len("file://"):])
+        path = Path(uri[len("file://") :])
         return path.read_bytes() if path.exists() else None
 
     def log(self, name: str, lines: int = 40) -> str:

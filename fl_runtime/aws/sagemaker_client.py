@@ -62,13 +62,17 @@ def parse(argv: list[str], environ: dict[str, str]) -> JobSettings:
     parser.add_argument("--superlink", required=True, help="HOST:PORT of the SuperLink (the server notebook)")
     parser.add_argument("--root-certificate", required=True, help="base64 PEM of the run's CA certificate (public)")
     parser.add_argument("--client-name", required=True)
-    parser.add_argument("--public-key-uri", required=True, help="ssm:/parameter/name or file:///path for this node's public key")
+    parser.add_argument(
+        "--public-key-uri", required=True, help="ssm:/parameter/name or file:///path for this node's public key"
+    )
     parser.add_argument("--connect-timeout", type=float, default=900.0, help="seconds to join the federation")
     parser.add_argument("--run-timeout", type=float, default=6 * 3600.0, help="seconds until the final model")
     args = parser.parse_args(argv)
     missing = [name for name in ("SM_CHANNEL_TRAIN", "SM_MODEL_DIR", "SM_OUTPUT_DATA_DIR") if not environ.get(name)]
     if missing:
-        raise OptionsError(f"environment variable {missing[0]} is not set: this entry point runs in a SageMaker training job")
+        raise OptionsError(
+            f"environment variable {missing[0]} is not set: this entry point runs in a SageMaker training job"
+        )
     try:
         certificate = base64.b64decode(args.root_certificate, validate=True)
     except ValueError:
@@ -81,8 +85,15 @@ def parse(argv: list[str], environ: dict[str, str]) -> JobSettings:
         if value <= 0:
             raise OptionsError(f"{flag} must be positive, got {value}")
     return JobSettings(
-        args.superlink, certificate, args.client_name, args.public_key_uri, args.connect_timeout, args.run_timeout,
-        Path(environ["SM_CHANNEL_TRAIN"]), Path(environ["SM_MODEL_DIR"]), Path(environ["SM_OUTPUT_DATA_DIR"]),
+        args.superlink,
+        certificate,
+        args.client_name,
+        args.public_key_uri,
+        args.connect_timeout,
+        args.run_timeout,
+        Path(environ["SM_CHANNEL_TRAIN"]),
+        Path(environ["SM_MODEL_DIR"]),
+        Path(environ["SM_OUTPUT_DATA_DIR"]),
     )
 
 
@@ -96,14 +107,17 @@ def validate_data(data_dir: Path) -> tuple[Path, Path]:
 def publish_public_key(uri: str, key: bytes) -> None:
     """Write the public key where the server looks for it (an SSM parameter of this account, or a file)."""
     if uri.startswith("file://"):
-        target = Path(uri[len("file://"):])
+        target = Path(uri[len("file://") :])
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(key)
     else:
         import boto3
 
         boto3.client("ssm").put_parameter(
-            Name=uri.removeprefix("ssm:"), Value=key.decode("ascii"), Type="String", Overwrite=True,
+            Name=uri.removeprefix("ssm:"),
+            Value=key.decode("ascii"),
+            Type="String",
+            Overwrite=True,
             Description="Public key of a federation training job's SuperNode (removed when the job ends)",
         )
 
@@ -112,20 +126,35 @@ def retract_public_key(uri: str) -> None:
     """Remove the published key when the job ends: it is of no use after, and SSM parameters are counted."""
     try:
         if uri.startswith("file://"):
-            Path(uri[len("file://"):]).unlink(missing_ok=True)
+            Path(uri[len("file://") :]).unlink(missing_ok=True)
         else:
             import boto3
 
             boto3.client("ssm").delete_parameter(Name=uri.removeprefix("ssm:"))
-    except Exception as error:  # noqa: BLE001 - best effort at exit; the run's outcome does not depend on it
+    except Exception as error:
         print(f"warning: could not remove the published public key {uri}: {error}", file=sys.stderr)
 
 
 def why_not_joined(log: str, superlink: str) -> str:
     if "Failed to activate SuperNode" in log:
-        return "the server has not registered this node's key (the federate command registers it once it reads the public key)"
-    if any(text in log for text in ("Connection attempt failed", "Connection refused", "ConnectError", "Failed to connect", "timed out", "Name or service not known")):
-        return f"cannot reach the SuperLink at {superlink} (is the federation running, and is the peering route in place?)"
+        return (
+            "the server has not registered this node's key (the federate command registers it once it reads the "
+            "public key)"
+        )
+    if any(
+        text in log
+        for text in (
+            "Connection attempt failed",
+            "Connection refused",
+            "ConnectError",
+            "Failed to connect",
+            "timed out",
+            "Name or service not known",
+        )
+    ):
+        return (
+            f"cannot reach the SuperLink at {superlink} (is the federation running, and is the peering route in place?)"
+        )
     return "the SuperNode stopped before its first message; its log ends with:\n" + log
 
 
@@ -145,14 +174,20 @@ def run(settings: JobSettings) -> int:
     key = create_node_key(workspace / "keys", "supernode")
     try:
         publish_public_key(settings.public_key_uri, key.public_key.read_bytes())
-    except Exception as error:  # noqa: BLE001 - boto3 or file-system errors alike end the job with one clear line
+    except Exception as error:
         print(f"error: cannot publish this node's public key to {settings.public_key_uri}: {error}", file=sys.stderr)
         _keep_logs(workspace, settings.output_dir)
         return EXIT_FAILED
-    print(f"{settings.client_name}: public key published to {settings.public_key_uri}; joining {settings.superlink}", flush=True)
+    print(
+        f"{settings.client_name}: public key published to {settings.public_key_uri}; joining {settings.superlink}",
+        flush=True,
+    )
     node_config = {
-        "train-path": str(train_path), "validation-path": str(validation_path), "name": settings.client_name,
-        "model-dir": str(settings.model_dir), "progress-file": str(workspace / "progress.jsonl"),
+        "train-path": str(train_path),
+        "validation-path": str(validation_path),
+        "name": settings.client_name,
+        "model-dir": str(settings.model_dir),
+        "progress-file": str(workspace / "progress.jsonl"),
     }
     job = ClientJob(settings, workspace, key, node_config)
     try:
@@ -196,7 +231,10 @@ class ClientJob:
         with interrupts_as_keyboard_interrupt():  # StopTrainingJob sends SIGTERM: stop the SuperNode too
             node, reason = self.join()
             if node is None:
-                print(f"error: could not join the federation within {self.settings.connect_timeout:g} s: {reason}", file=sys.stderr)
+                print(
+                    f"error: could not join the federation within {self.settings.connect_timeout:g} s: {reason}",
+                    file=sys.stderr,
+                )
                 return EXIT_FAILED
             return self.follow(node)
 
@@ -209,8 +247,15 @@ class ClientJob:
             attempt += 1
             name = f"supernode-{attempt}"
             remaining = max(5.0, deadline - time.monotonic())
-            spec = SuperNodeSpec(settings.superlink, self.ca, self.key, self.node_config, max_wait_time=min(60.0, remaining))
-            self.supervisor.start(name, spec.command(free_port()), flower_env(self.workspace / "flwr-home", ONE_THREAD), self.workspace / "supernode")
+            spec = SuperNodeSpec(
+                settings.superlink, self.ca, self.key, self.node_config, max_wait_time=min(60.0, remaining)
+            )
+            self.supervisor.start(
+                name,
+                spec.command(free_port()),
+                flower_env(self.workspace / "flwr-home", ONE_THREAD),
+                self.workspace / "supernode",
+            )
             while name not in self.supervisor.exited() and time.monotonic() < deadline:
                 if any(event.get("message") == CONNECTED for event in read_progress(self.progress)):
                     print(f"{settings.client_name}: joined the federation (attempt {attempt})", flush=True)
@@ -231,7 +276,11 @@ class ClientJob:
         while time.monotonic() < deadline:
             events = read_progress(self.progress)
             for event in events[reported:]:
-                print(f"{settings.client_name}: {event['message']}" + (f" round {event['round']}" if event.get("round") else ""), flush=True)
+                print(
+                    f"{settings.client_name}: {event['message']}"
+                    + (f" round {event['round']}" if event.get("round") else ""),
+                    flush=True,
+                )
             reported = len(events)
             final = next((i for i, e in enumerate(events) if e.get("message") == "evaluate" and e.get("model")), None)
             if final is not None:
@@ -241,7 +290,10 @@ class ClientJob:
                 print(f"{settings.client_name}: final global model saved to {events[final]['model']}", flush=True)
                 return 0
             if node in self.supervisor.exited():
-                print(f"error: the SuperNode stopped during the run:\n{self.supervisor.log_tail(node, 20)}", file=sys.stderr)
+                print(
+                    f"error: the SuperNode stopped during the run:\n{self.supervisor.log_tail(node, 20)}",
+                    file=sys.stderr,
+                )
                 return EXIT_FAILED
             time.sleep(1.0)
         print(f"error: no final model within --run-timeout {settings.run_timeout:g} s", file=sys.stderr)
@@ -250,7 +302,9 @@ class ClientJob:
     def save_client_metrics(self, final: dict) -> None:
         metrics = {k: v for k, v in final.items() if k in ("roc-auc", "pr-auc", "log-loss", "round")}
         self.settings.output_dir.mkdir(parents=True, exist_ok=True)
-        (self.settings.output_dir / "client_metrics.json").write_text(json.dumps({"client": self.settings.client_name, **metrics}, indent=2))
+        (self.settings.output_dir / "client_metrics.json").write_text(
+            json.dumps({"client": self.settings.client_name, **metrics}, indent=2)
+        )
 
     def wait_for_replies(self, node: str, expected: int, timeout: float = 60.0) -> None:
         """Let the SuperNode push the last reply, and the server collect it, before stopping the SuperNode.

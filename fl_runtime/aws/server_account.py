@@ -45,7 +45,9 @@ class AwsServer:
 
         key = f"{self.settings.test_prefix}{TEST_FILE}"
         try:
-            self.session.client("s3", config=boto_config()).download_file(self.settings.results_bucket, key, str(destination))
+            self.session.client("s3", config=boto_config()).download_file(
+                self.settings.results_bucket, key, str(destination)
+            )
         except ClientError as error:
             raise FederationError(
                 f"no test set at s3://{self.settings.results_bucket}/{key} ({error}); stage it first: "
@@ -84,7 +86,10 @@ class RehearsalServer:
         try:
             spec = json.loads(Path(description).read_text())
             self.settings = ServerAccountSettings.from_dict(spec["server"], f"{description}: server")
-            self.client_settings = [ClientAccountSettings.from_dict(c, f"{description}: clients[{i}]") for i, c in enumerate(spec["clients"])]
+            self.client_settings = [
+                ClientAccountSettings.from_dict(c, f"{description}: clients[{i}]")
+                for i, c in enumerate(spec["clients"])
+            ]
             self.buckets = {name: Path(folder) for name, folder in spec["buckets"].items()}
             jobs_folder, python = Path(spec["jobs_folder"]), str(spec["python"])
         except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
@@ -93,12 +98,29 @@ class RehearsalServer:
         self.jobs = LocalJobs(jobs_folder, self.buckets, python, spec.get("install_requirements", False))
 
     @staticmethod
-    def describe(path: Path, *, server: ServerAccountSettings, clients: list[ClientAccountSettings], buckets: dict[str, Path],
-                 jobs_folder: Path, python: str, install_requirements: bool = False) -> Path:
-        path.write_text(json.dumps({
-            "server": server.to_dict(), "clients": [c.to_dict() for c in clients], "buckets": {k: str(v) for k, v in buckets.items()},
-            "jobs_folder": str(jobs_folder), "python": python, "install_requirements": install_requirements,
-        }, indent=2))
+    def describe(
+        path: Path,
+        *,
+        server: ServerAccountSettings,
+        clients: list[ClientAccountSettings],
+        buckets: dict[str, Path],
+        jobs_folder: Path,
+        python: str,
+        install_requirements: bool = False,
+    ) -> Path:
+        path.write_text(
+            json.dumps(
+                {
+                    "server": server.to_dict(),
+                    "clients": [c.to_dict() for c in clients],
+                    "buckets": {k: str(v) for k, v in buckets.items()},
+                    "jobs_folder": str(jobs_folder),
+                    "python": python,
+                    "install_requirements": install_requirements,
+                },
+                indent=2,
+            )
+        )
         return path
 
     def fetch_test_set(self, destination: Path) -> Path:

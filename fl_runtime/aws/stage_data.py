@@ -19,7 +19,14 @@ from fl_runtime import defaults
 from fl_runtime.aws.contract import ClientAccountSettings, ServerAccountSettings, client_parameter, server_parameter
 from fl_runtime.aws.kickoff import boto_config, explain
 from fl_runtime.errors import FederationError, OptionsError, OutputExists
-from fl_runtime.learning.data import LabelledData, check_has_both_classes, check_split, check_trainable, read_csv, write_csv
+from fl_runtime.learning.data import (
+    LabelledData,
+    check_has_both_classes,
+    check_split,
+    check_trainable,
+    read_csv,
+    write_csv,
+)
 from fl_runtime.learning.task import ClientData
 
 TRAIN, VALIDATION, TEST = "train.csv", "validation.csv", "test.csv"
@@ -36,11 +43,17 @@ class StageOptions:
 
     def __post_init__(self) -> None:
         if self.server == bool(self.client):
-            raise OptionsError("say whose data this is: --client NAME on a client notebook, or --server on the server notebook")
+            raise OptionsError(
+                "say whose data this is: --client NAME on a client notebook, or --server on the server notebook"
+            )
 
     @property
     def parameter(self) -> str:
-        return server_parameter(self.parameter_prefix) if self.server else client_parameter(self.parameter_prefix, str(self.client))
+        return (
+            server_parameter(self.parameter_prefix)
+            if self.server
+            else client_parameter(self.parameter_prefix, str(self.client))
+        )
 
     def destination(self, document: str) -> tuple[str, str]:
         """(bucket, key prefix) of this party's staged data, from its stack's settings document."""
@@ -76,12 +89,14 @@ def stage(options: StageOptions, session=None) -> list[str]:
     from boto3.exceptions import S3UploadFailedError
     from botocore.exceptions import BotoCoreError, ClientError
 
-    party = "server" if options.server else options.client
+    party = "server" if options.server else str(options.client)
     with tempfile.TemporaryDirectory(prefix="fl-stage-") as folder:
         files = prepare(options, Path(folder))  # validation first: nothing leaves a file that fails it
         session = session or boto3.Session()
         try:
-            document = session.client("ssm", config=boto_config()).get_parameter(Name=options.parameter)["Parameter"]["Value"]
+            document = session.client("ssm", config=boto_config()).get_parameter(Name=options.parameter)["Parameter"][
+                "Value"
+            ]
         except ClientError as error:
             raise explain(error, party, f"reading {options.parameter}") from None
         bucket, prefix = options.destination(document)
@@ -90,7 +105,9 @@ def stage(options: StageOptions, session=None) -> list[str]:
             existing = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
             clash = [key for key in existing if key.rsplit("/", 1)[-1] in files]
             if clash and not options.overwrite:
-                raise OutputExists(f"s3://{bucket}/{clash[0]}: a dataset is already staged; pass --overwrite to replace it")
+                raise OutputExists(
+                    f"s3://{bucket}/{clash[0]}: a dataset is already staged; pass --overwrite to replace it"
+                )
         except ClientError as error:
             raise explain(error, party, f"reading s3://{bucket}/{prefix}") from None
         except BotoCoreError as error:
@@ -103,7 +120,11 @@ def stage(options: StageOptions, session=None) -> list[str]:
         except (ClientError, BotoCoreError, S3UploadFailedError) as error:
             _retract(s3, bucket, uploaded)  # no half-staged dataset: the files belong together
             operation = f"uploading to s3://{bucket}/{prefix}"
-            cause = explain(error, party, operation) if isinstance(error, ClientError) else f"{party}: {operation} failed: {error}"
+            cause = (
+                explain(error, party, operation)
+                if isinstance(error, ClientError)
+                else f"{party}: {operation} failed: {error}"
+            )
             replaced = " (the previous dataset was partly replaced: stage again with --overwrite)" if clash else ""
             raise FederationError(f"{cause}; nothing of this attempt is left staged{replaced}") from None
     return [f"s3://{bucket}/{key}" for key in uploaded]
@@ -113,5 +134,5 @@ def _retract(s3, bucket: str, keys: list[str]) -> None:
     for key in keys:
         try:
             s3.delete_object(Bucket=bucket, Key=key)
-        except Exception as error:  # noqa: BLE001 - reported, and the upload error is the one that matters
+        except Exception as error:
             print(f"warning: could not remove s3://{bucket}/{key} after the failed upload: {error}", file=sys.stderr)

@@ -7,6 +7,7 @@ a ``processes.Supervisor``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -29,7 +30,7 @@ from fl_runtime.launch.processes import Supervisor
 FAST_TASK_POLL = {"FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.05"}
 QUIET = {"FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1", "PYTHONUNBUFFERED": "1"}
 # One BLAS thread per process: three clients on two cores must not oversubscribe them.
-ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+ONE_THREAD = dict.fromkeys(("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"), "1")
 # the folder that holds this copy of fl_runtime
 RUNTIME_ROOT = Path(__file__).resolve().parents[2]
 CONNECTION = "federation"
@@ -92,11 +93,16 @@ class SuperLink:
             "superlink",
             [
                 tool("flower-superlink"),
-                "--host", self.host,
-                "--port", str(self.port),
-                "--ssl-ca-certfile", str(self.tls.ca_certificate),
-                "--ssl-certfile", str(self.tls.server_certificate),
-                "--ssl-keyfile", str(self.tls.server_key),
+                "--host",
+                self.host,
+                "--port",
+                str(self.port),
+                "--ssl-ca-certfile",
+                str(self.tls.ca_certificate),
+                "--ssl-certfile",
+                str(self.tls.server_certificate),
+                "--ssl-keyfile",
+                str(self.tls.server_key),
                 "--enable-supernode-auth",
                 "--disable-runtime-dependency-installation",
             ],
@@ -108,13 +114,22 @@ class SuperLink:
             f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\naddress = "{self.address}"\n'
             f'root-certificates = "{self.tls.ca_certificate}"\n'
         )
-        wait_until_healthy(self.supervisor, "superlink", "the SuperLink", self.address, self.tls.ca_certificate, timeout)
+        wait_until_healthy(
+            self.supervisor, "superlink", "the SuperLink", self.address, self.tls.ca_certificate, timeout
+        )
 
     def cli(self, *args: str, timeout: float = 120.0) -> dict:
         """Run ``flwr ARGS... --format json`` against this SuperLink; raise unless it succeeded."""
         command = [tool("flwr"), *args, "--format", "json"]
         try:
-            done = subprocess.run(command, capture_output=True, text=True, env=flower_env(self.cli_home), timeout=timeout, cwd=self.workspace)
+            done = subprocess.run(
+                command,
+                capture_output=True,
+                text=True,
+                env=flower_env(self.cli_home),
+                timeout=timeout,
+                cwd=self.workspace,
+            )
         except subprocess.TimeoutExpired:
             raise ProcessError(f"`flwr {' '.join(args)}` did not finish within {timeout:g} s") from None
         try:
@@ -138,15 +153,17 @@ class SuperLink:
         return str(self.cli("ls", CONNECTION, "--run-id", run_id)["runs"][0]["status"])
 
     def stop_run(self, run_id: str) -> None:
-        try:
+        with contextlib.suppress(ProcessError):  # already finished, or the SuperLink is gone: nothing left to stop
             self.cli("stop", run_id, CONNECTION, timeout=20)
-        except ProcessError:
-            pass  # already finished, or the SuperLink is gone: nothing left to stop
 
     def logs(self, run_id: str) -> str:
         done = subprocess.run(
             [tool("flwr"), "log", run_id, CONNECTION, "--show"],
-            capture_output=True, text=True, env=flower_env(self.cli_home), timeout=60, cwd=self.workspace,
+            capture_output=True,
+            text=True,
+            env=flower_env(self.cli_home),
+            timeout=60,
+            cwd=self.workspace,
         )
         return done.stdout
 
@@ -166,12 +183,18 @@ class SuperNodeSpec:
         config = " ".join(f"{name}={json.dumps(value)}" for name, value in self.node_config.items())
         return [
             tool("flower-supernode"),
-            "--superlink", self.superlink_address,
-            "--root-certificates", str(self.ca_certificate),
-            "--auth-supernode-private-key", str(self.key.private_key),
-            "--node-config", config,
-            "--port", str(runtime_port),
-            "--max-wait-time", f"{self.max_wait_time:g}",
+            "--superlink",
+            self.superlink_address,
+            "--root-certificates",
+            str(self.ca_certificate),
+            "--auth-supernode-private-key",
+            str(self.key.private_key),
+            "--node-config",
+            config,
+            "--port",
+            str(runtime_port),
+            "--max-wait-time",
+            f"{self.max_wait_time:g}",
         ]
 
 

@@ -60,7 +60,8 @@ class LocalOptions(RunOptions):
         for path in map(Path, self.client_data):
             if path.stem in first_with:
                 raise OptionsError(
-                    f"--client-data: {first_with[path.stem]} and {path} have the same file name '{path.stem}', which names the client; rename one"
+                    f"--client-data: {first_with[path.stem]} and {path} have the same file name '{path.stem}', which "
+                    "names the client; rename one"
                 )
             first_with[path.stem] = path
 
@@ -111,7 +112,9 @@ def run_local(options: LocalOptions, console: Console) -> Path:
         inputs = _inputs(options, workspace / "data")
         min_clients = options.min_clients_among(len(inputs.clients), "given")
         test_set = "generated" if not options.client_data else str(inputs.test)
-        console.print(f"Data: {inputs.description}; {len(inputs.clients)} clients; server test set: {test_set}", highlight=False)
+        console.print(
+            f"Data: {inputs.description}; {len(inputs.clients)} clients; server test set: {test_set}", highlight=False
+        )
         shutil.rmtree(staging, ignore_errors=True)
         with interrupts_as_keyboard_interrupt():
             LocalFederation(options, console, supervisor, workspace, staging).run(inputs, min_clients)
@@ -149,19 +152,34 @@ class LocalFederation:
     def run(self, inputs: LocalInputs, min_clients: int) -> None:
         options, workspace = self.options, self.workspace
         tls = create_tls(workspace / "tls", ["127.0.0.1"])
-        superlink = SuperLink(self.supervisor, workspace, tls, host="127.0.0.1", port=free_port(), dial_address="127.0.0.1")
+        superlink = SuperLink(
+            self.supervisor, workspace, tls, host="127.0.0.1", port=free_port(), dial_address="127.0.0.1"
+        )
         superlink.start(fast_task_poll=options.fast_polling)
         node_names = {self._start_supernode(superlink, name, path): name for name, path in inputs.clients.items()}
         write_node_names(workspace / NODE_NAMES_FILE, node_names)
         poll = defaults.REPLY_POLL_SECONDS if options.fast_polling else defaults.STOCK_REPLY_POLL_SECONDS
         settings = options.run_settings(
-            clients=len(inputs.clients), min_clients=min_clients, test_data=inputs.test, out_dir=self.staging,
-            description=inputs.description, node_names=workspace / NODE_NAMES_FILE, reply_poll_seconds=poll,
+            clients=len(inputs.clients),
+            min_clients=min_clients,
+            test_data=inputs.test,
+            out_dir=self.staging,
+            description=inputs.description,
+            node_names=workspace / NODE_NAMES_FILE,
+            reply_poll_seconds=poll,
         )
         run_id = superlink.submit(stage_app(workspace / "app"), settings.to_run_config())
-        self.console.print(f"Run {run_id} submitted to the SuperLink at {superlink.address} (TLS, SuperNode authentication)", highlight=False)
+        self.console.print(
+            f"Run {run_id} submitted to the SuperLink at {superlink.address} (TLS, SuperNode authentication)",
+            highlight=False,
+        )
         watch = RunWatch(
-            superlink, self.supervisor, run_id, self.staging, time.monotonic() + options.run_seconds, options.deadline_rule,
+            superlink,
+            self.supervisor,
+            run_id,
+            self.staging,
+            time.monotonic() + options.run_seconds,
+            options.deadline_rule,
         )
         with ProgressView(self.console, f"Federated training, {len(inputs.clients)} clients") as view:
             follow_run(watch, view)
@@ -170,10 +188,18 @@ class LocalFederation:
         """Register a key for client ``name`` and start its SuperNode on ``data``; returns its node id."""
         key = create_node_key(self.workspace / "keys", name)
         node_id = superlink.register(key.public_key)
-        spec = SuperNodeSpec(superlink.address, superlink.tls.ca_certificate, key, {"data-path": str(data), "name": name}, max_wait_time=60)
+        spec = SuperNodeSpec(
+            superlink.address,
+            superlink.tls.ca_certificate,
+            key,
+            {"data-path": str(data), "name": name},
+            max_wait_time=60,
+        )
         environment = {**(FAST_TASK_POLL if self.options.fast_polling else {}), **ONE_THREAD}
         self.supervisor.start(
-            f"supernode-{name}", spec.command(free_port()), flower_env(self.workspace / f"home-{name}", environment),
+            f"supernode-{name}",
+            spec.command(free_port()),
+            flower_env(self.workspace / f"home-{name}", environment),
             self.workspace / f"supernode-{name}",
         )
         return node_id

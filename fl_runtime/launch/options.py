@@ -4,7 +4,7 @@ before anything starts, and how it becomes the ServerApp's run config."""
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
@@ -21,7 +21,7 @@ class RunOptions:
     Each launcher adds how long clients may take to join (``wait_timeout``, a flag of its own).
     """
 
-    plan: TrainingPlan = TrainingPlan()
+    plan: TrainingPlan = field(default_factory=TrainingPlan)
     min_clients: int | None = None  # the run stops when fewer remain; default: every client
     round_timeout: float = defaults.ROUND_TIMEOUT
     out: Path | None = None  # default: a folder under runs/
@@ -40,7 +40,7 @@ class RunOptions:
                 raise OptionsError(f"{flag} must be positive, got {value}")
 
     def min_clients_among(self, clients: int, which: str) -> int:
-        """--min-clients, or every client; refused when more than the ``clients`` there are (``which``: given, configured)."""
+        """--min-clients, or every client; refused above the ``clients`` there are (``which``: given, configured)."""
         if (self.min_clients or 0) > clients:
             raise OptionsError(f"--min-clients {self.min_clients} exceeds the {clients} clients {which}")
         return self.min_clients or clients
@@ -54,13 +54,29 @@ class RunOptions:
     def deadline_rule(self) -> str:
         return f"{self.WAIT_FLAG.removeprefix('--')} + rounds x round-timeout"
 
-    def run_settings(self, *, clients: int, min_clients: int, test_data: Path, out_dir: Path, description: str,
-                     node_names: Path, reply_poll_seconds: float = defaults.REPLY_POLL_SECONDS) -> RunSettings:
+    def run_settings(
+        self,
+        *,
+        clients: int,
+        min_clients: int,
+        test_data: Path,
+        out_dir: Path,
+        description: str,
+        node_names: Path,
+        reply_poll_seconds: float = defaults.REPLY_POLL_SECONDS,
+    ) -> RunSettings:
         """The ServerApp's run config for ``clients`` started clients."""
         return RunSettings(
-            plan=self.plan, min_clients=min_clients, expected_clients=clients, node_wait_timeout=self.wait_timeout,
-            round_timeout=self.round_timeout, test_data=test_data, out_dir=out_dir, data_description=description,
-            reply_poll_seconds=reply_poll_seconds, node_names=node_names,
+            plan=self.plan,
+            min_clients=min_clients,
+            expected_clients=clients,
+            node_wait_timeout=self.wait_timeout,
+            round_timeout=self.round_timeout,
+            test_data=test_data,
+            out_dir=out_dir,
+            data_description=description,
+            reply_poll_seconds=reply_poll_seconds,
+            node_names=node_names,
         )
 
 

@@ -44,7 +44,9 @@ def _write_private(path: Path, data: bytes) -> None:
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def _alternative_name(address: str) -> x509.GeneralName:
@@ -57,7 +59,7 @@ def _alternative_name(address: str) -> x509.GeneralName:
 def create_tls(folder: Path, addresses: list[str]) -> TlsFiles:
     """A CA and a server certificate valid for ``addresses`` (IPs or DNS names) and 127.0.0.1."""
     folder.mkdir(parents=True, exist_ok=True)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP384R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fl-fraud throwaway CA")])
     ca_certificate = (
@@ -69,9 +71,7 @@ def create_tls(folder: Path, addresses: list[str]) -> TlsFiles:
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + VALIDITY)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-        )
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
         .sign(ca_key, hashes.SHA384())
     )
     names = list(dict.fromkeys([*addresses, "127.0.0.1", "localhost"]))
@@ -103,7 +103,9 @@ def create_node_key(folder: Path, name: str) -> NodeKey:
     files = NodeKey(folder / name, folder / f"{name}.pub")
     _write_private(
         files.private_key,
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()),
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+        ),
     )
     files.public_key.write_bytes(
         key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH) + b"\n"

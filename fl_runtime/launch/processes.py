@@ -9,12 +9,13 @@ SuperNodes never exit by themselves. Linux reads the process table from /proc; e
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import NamedTuple
 
@@ -40,7 +41,9 @@ def _linux_status(pid: int) -> ProcessStatus | None:
 
 def _ps_table(*selection: str) -> dict[int, ProcessStatus]:
     """``ps`` (macOS and other systems without /proc): one call for all the processes selected."""
-    out = subprocess.run(["ps", *selection, "-o", "pid=,stat=,ppid=,lstart="], capture_output=True, text=True, check=False).stdout
+    out = subprocess.run(
+        ["ps", *selection, "-o", "pid=,stat=,ppid=,lstart="], capture_output=True, text=True, check=False
+    ).stdout
     table = {}
     for line in out.splitlines():
         pid, state, parent, started = line.split(maxsplit=3)
@@ -90,10 +93,8 @@ def _stop_strays(family: dict[int, str], grace: float) -> None:
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 2.0)):
         family = {pid: started for pid, started in family.items() if _running(pid, started)}
         for pid in family:
-            try:
+            with contextlib.suppress(OSError):  # gone meanwhile, or not ours to signal
                 os.kill(pid, sig)
-            except OSError:  # gone meanwhile, or not ours to signal
-                pass
         deadline = time.monotonic() + wait
         while any(_running(pid, started) for pid, started in family.items()) and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -115,7 +116,13 @@ class Supervisor:
         cwd.mkdir(parents=True, exist_ok=True)
         log = (self.log_dir / f"{name}.log").open("ab")
         process = subprocess.Popen(
-            list(command), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, cwd=cwd, start_new_session=True
+            list(command),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
         )
         log.close()
         self.processes[name] = process
@@ -149,10 +156,8 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 continue
         # the group may outlive its leader (a ClientApp mid-round): make sure nothing is left
-        try:
+        with suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         process.wait()
         _stop_strays(family, self.grace)  # the SuperLink's SuperExec and ServerApp run in sessions of their own
 

@@ -85,15 +85,21 @@ class ProgressView:
             table.add_column(column, justify="right")
         for row in self.rows:
             table.add_row(
-                str(row["round"]), f"{row['seconds']:.1f}", f"{row['roc-auc']:.4f}", f"{row['pr-auc']:.4f}",
-                f"{row['log-loss']:.4f}", str(len(row.get("clients", []))),
+                str(row["round"]),
+                f"{row['seconds']:.1f}",
+                f"{row['roc-auc']:.4f}",
+                f"{row['pr-auc']:.4f}",
+                f"{row['log-loss']:.4f}",
+                str(len(row.get("clients", []))),
             )
         return table
 
     def _jobs_table(self) -> Table:
         table = Table(title="Client training jobs", title_justify="left")
-        for column, justify in (("client", "left"), ("job", "left"), ("status", "left"), ("elapsed", "right")):
-            table.add_column(column, justify=justify)
+        table.add_column("client")
+        table.add_column("job")
+        table.add_column("status")
+        table.add_column("elapsed", justify="right")
         now = time.monotonic()
         for client, row in list(self.jobs.items()):  # rich renders on its own thread; job() may add a row meanwhile
             table.add_row(client, row.job, row.status, f"{row.elapsed(now):.0f} s")
@@ -121,7 +127,8 @@ class ProgressView:
             if self._live is None:
                 self.console.print(
                     f"round {event['round']:>3}  {event['seconds']:6.1f} s  ROC-AUC {event['roc-auc']:.4f}  "
-                    f"PR-AUC {event['pr-auc']:.4f}  log loss {event['log-loss']:.4f}  clients {len(event.get('clients', []))}",
+                    f"PR-AUC {event['pr-auc']:.4f}  log loss {event['log-loss']:.4f}  clients "
+                    f"{len(event.get('clients', []))}",
                     highlight=False,
                 )
             else:
@@ -130,6 +137,8 @@ class ProgressView:
             clients = ", ".join(f"{name} ({event['rows'][name]} rows)" for name in event["clients"])
             self.notice(f"federation: {clients}")
         elif kind == "dropout":
-            self.notice(f"client {event['client']} dropped in round {event['round']} ({event['stage']}): {event['reason']}")
+            self.notice(
+                f"client {event['client']} dropped in round {event['round']} ({event['stage']}): {event['reason']}"
+            )
         elif kind == "failed":
             self.notice(f"server failed: {event['message']}")

@@ -33,7 +33,9 @@ class Outcome:
     test: dict[str, float]
 
 
-def evaluate(name: str, prepared: Sequence[PreparedClient], weights: Weights, stats: GlobalStats, test: LabelledData) -> Outcome:
+def evaluate(
+    name: str, prepared: Sequence[PreparedClient], weights: Weights, stats: GlobalStats, test: LabelledData
+) -> Outcome:
     histogram = sum((p.histogram(weights, stats.prior_logit) for p in prepared), ScoreHistogram.empty())
     threshold = histogram.f1_threshold()
     p_test = weights.probabilities(stats.standardise(test.X), stats.prior_logit)
@@ -43,7 +45,9 @@ def evaluate(name: str, prepared: Sequence[PreparedClient], weights: Weights, st
 
 def _pooled(clients: Sequence[ClientData]) -> ClientData:
     def stack(parts: list[LabelledData]) -> LabelledData:
-        return LabelledData(parts[0].features, np.vstack([p.X for p in parts]), np.concatenate([p.y for p in parts]), "pooled")
+        return LabelledData(
+            parts[0].features, np.vstack([p.X for p in parts]), np.concatenate([p.y for p in parts]), "pooled"
+        )
 
     return ClientData(stack([c.train for c in clients]), stack([c.validation for c in clients]))
 
@@ -70,7 +74,7 @@ def federated(clients: Sequence[ClientData], test: LabelledData, plan: TrainingP
         updates = [p.update(weights, plan.train, curvature) for p in prepared]
         weights = Weights.from_vector(average([(u.weights.vector, u.n_examples) for u in updates]))
         if plan.uses_shared_curvature:
-            curvature = average([(u.curvature, u.n_examples) for u in updates])
+            curvature = average([(u.curvature, u.n_examples) for u in updates if u.curvature is not None])
     return evaluate("federated", prepared, weights, stats, test)
 
 

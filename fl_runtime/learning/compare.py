@@ -17,11 +17,11 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from fl_runtime.files import write_text_atomic
 from fl_runtime.learning import baselines
 from fl_runtime.learning.baselines import Outcome
-from fl_runtime.learning.task import TrainingPlan
 from fl_runtime.learning.data import LabelledData
-from fl_runtime.files import write_text_atomic
+from fl_runtime.learning.task import TrainingPlan
 
 COLUMNS = ("roc-auc", "pr-auc", "log-loss", "threshold", "precision", "recall", "f1")
 
@@ -44,7 +44,9 @@ class Comparison:
         return self.by_name("federated").test["roc-auc"] - self.by_name("centralised").test["roc-auc"]
 
 
-def compare(test: LabelledData, clients: Sequence[LabelledData], names: Sequence[str], plan: TrainingPlan) -> Comparison:
+def compare(
+    test: LabelledData, clients: Sequence[LabelledData], names: Sequence[str], plan: TrainingPlan
+) -> Comparison:
     split = baselines.split_clients(clients, plan.seed)
     outcomes = [baselines.centralised(split, test, plan), baselines.federated(split, test, plan)]
     outcomes += [baselines.alone(f"{name} alone", client, test, plan) for name, client in zip(names, split)]
@@ -84,8 +86,14 @@ def plan_record(plan: TrainingPlan) -> dict:
 def markdown(comparisons: Sequence[Comparison], description: str) -> str:
     lines = [f"# Centralised vs local-only vs federated\n\nData: {description}\n"]
     for comparison in comparisons:
-        lines += [f"## Seed {comparison.seed}\n", "| model | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
-        lines += [f"| {o.name} | " + " | ".join(f"{o.test[c]:.4f}" for c in COLUMNS) + " |" for o in comparison.outcomes]
+        lines += [
+            f"## Seed {comparison.seed}\n",
+            "| model | " + " | ".join(COLUMNS) + " |",
+            "|---" * (len(COLUMNS) + 1) + "|",
+        ]
+        lines += [
+            f"| {o.name} | " + " | ".join(f"{o.test[c]:.4f}" for c in COLUMNS) + " |" for o in comparison.outcomes
+        ]
         lines.append("")
     lines.append("## Summary\n")
     lines += [f"- {key}: {value}" for key, value in summary(comparisons).items()]

@@ -177,7 +177,9 @@ def column_difference(expected: Sequence[str], actual: Sequence[str]) -> str | N
         parts.append(f"unexpected column '{extra[0]}'" + (f" and {len(extra) - 1} more" if len(extra) > 1 else ""))
     if not parts:
         first = next(i for i, (a, b) in enumerate(zip(expected, actual)) if a != b)
-        parts.append(f"feature {first + 1} is '{actual[first]}', expected '{expected[first]}' (same columns, other order)")
+        parts.append(
+            f"feature {first + 1} is '{actual[first]}', expected '{expected[first]}' (same columns, other order)"
+        )
     return "; ".join(parts)
 
 
@@ -206,7 +208,9 @@ def check_has_both_classes(data: LabelledData) -> None:
     """A validation part needs both classes, or ranking metrics and thresholds mean nothing."""
     for label in (0, 1):
         if not (data.y == label).any():
-            raise DataError(f"{data.source}: column '{LABEL}' has no rows with value {label}; a validation part needs both classes")
+            raise DataError(
+                f"{data.source}: column '{LABEL}' has no rows with value {label}; a validation part needs both classes"
+            )
 
 
 def check_split(train: LabelledData, validation: LabelledData) -> None:
@@ -223,11 +227,15 @@ def check_split(train: LabelledData, validation: LabelledData) -> None:
     for label in (0, 1):
         count = int((train.y == label).sum() + (validation.y == label).sum())
         if count < MIN_ROWS_PER_CLASS:
-            raise DataError(f"{where}: column '{LABEL}' has only {count} rows with value {label}; a client needs at least {MIN_ROWS_PER_CLASS}")
+            raise DataError(
+                f"{where}: column '{LABEL}' has only {count} rows with value {label}; a client needs at least "
+                f"{MIN_ROWS_PER_CLASS}"
+            )
     positives = int((train.y == 1).sum())
     if positives <= SMOTE_NEIGHBOURS:
         raise DataError(
-            f"{train.source}: column '{LABEL}' has only {positives} rows with value 1; SMOTE needs at least {SMOTE_NEIGHBOURS + 1} in the training part"
+            f"{train.source}: column '{LABEL}' has only {positives} rows with value 1; SMOTE needs at least "
+            f"{SMOTE_NEIGHBOURS + 1} in the training part"
         )
     check_has_both_classes(validation)
 

@@ -42,7 +42,7 @@ class ScoreHistogram:
 
         Exact when the threshold is a bin edge, as ``f1_threshold`` returns.
         """
-        first = int(round(threshold * HISTOGRAM_BINS))
+        first = round(threshold * HISTOGRAM_BINS)
         true_pos, false_pos = float(self.positive[first:].sum()), float(self.negative[first:].sum())
         positives, total = float(self.positive.sum()), float(self.positive.sum() + self.negative.sum())
         false_neg = positives - true_pos
@@ -60,7 +60,9 @@ class ScoreHistogram:
         return float(np.argmax(f1) / HISTOGRAM_BINS)
 
 
-def _decisions(threshold: float, true_pos: float, false_pos: float, false_neg: float, true_neg: float) -> dict[str, float]:
+def _decisions(
+    threshold: float, true_pos: float, false_pos: float, false_neg: float, true_neg: float
+) -> dict[str, float]:
     flagged = true_pos + false_pos
     positives = true_pos + false_neg
     return {

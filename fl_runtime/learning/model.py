@@ -143,7 +143,12 @@ def l1_update(objective: LocalObjective, weights: Weights, epochs: int) -> Weigh
     from sklearn.linear_model import LogisticRegression
 
     model = LogisticRegression(
-        C=1.0 / (objective.ridge * objective.n_examples), solver="saga", max_iter=epochs, warm_start=True, tol=1e-8, **_penalty_kwargs("l1")
+        C=1.0 / (objective.ridge * objective.n_examples),
+        solver="saga",
+        max_iter=epochs,
+        warm_start=True,
+        tol=1e-8,
+        **_penalty_kwargs("l1"),
     )
     model.coef_ = weights.coef.copy()
     model.intercept_ = weights.intercept.copy()

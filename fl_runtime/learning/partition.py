@@ -54,7 +54,7 @@ def split_test(data: LabelledData, test_fraction: float, rng: np.random.Generato
     test_rows, rest_rows = [], []
     for label in (0, 1):
         rows = rng.permutation(np.flatnonzero(data.y == label))
-        n_test = int(round(test_fraction * len(rows)))
+        n_test = round(test_fraction * len(rows))
         test_rows.append(rows[:n_test])
         rest_rows.append(rows[n_test:])
     return np.sort(np.concatenate(test_rows)), np.sort(np.concatenate(rest_rows))
@@ -90,7 +90,9 @@ def partition(data: LabelledData, spec: PartitionSpec) -> tuple[LabelledData, li
     rng = np.random.default_rng(spec.seed)
     test_rows, rest = split_test(data, spec.test_fraction, rng)
     if min(int(data.y[test_rows].sum()), len(test_rows) - int(data.y[test_rows].sum())) == 0:
-        raise DataError(f"{data.source}: too few rows for a test set with both classes at --test-fraction {spec.test_fraction}")
+        raise DataError(
+            f"{data.source}: too few rows for a test set with both classes at --test-fraction {spec.test_fraction}"
+        )
     for _ in range(MAX_DRAWS):
         clients = _client_rows(data.y, rest, spec, rng)
         if all(_trainable(data.y, rows) for rows in clients):

@@ -68,9 +68,12 @@ def generate(n_rows: int = defaults.SYNTHETIC_ROWS, seed: int = defaults.SEED) -
     n_positive = round(POSITIVE_RATE * n_rows)
     y = rng.permutation(np.r_[np.ones(n_positive, dtype=np.int64), np.zeros(n_rows - n_positive, dtype=np.int64)])
     size = rng.standard_normal(n_rows)
-    columns: dict[str, np.ndarray] = {"female": (rng.random(n_rows) < np.where(y == 1, FEMALE_RATE[1], FEMALE_RATE[0])).astype(float)}
+    columns: dict[str, np.ndarray] = {
+        "female": (rng.random(n_rows) < np.where(y == 1, FEMALE_RATE[1], FEMALE_RATE[0])).astype(float)
+    }
     records = {
-        source: 1 + np.floor(np.exp(np.log(median) + 0.9 * rng.standard_normal(n_rows) + RECORDS_FRAUD_SHIFT[source] * y))
+        source: 1
+        + np.floor(np.exp(np.log(median) + 0.9 * rng.standard_normal(n_rows) + RECORDS_FRAUD_SHIFT[source] * y))
         for source, median in RECORDS_MEDIAN.items()
     }
     for measure in MEASURES:

@@ -19,7 +19,15 @@ from fl_runtime import defaults
 from fl_runtime.errors import OptionsError
 from fl_runtime.learning.data import LabelledData
 from fl_runtime.learning.metrics import ScoreHistogram, ranking_metrics
-from fl_runtime.learning.model import PENALTIES, LocalObjective, Weights, l1_update, newton_step, oversample, uses_shared_curvature
+from fl_runtime.learning.model import (
+    PENALTIES,
+    LocalObjective,
+    Weights,
+    l1_update,
+    newton_step,
+    oversample,
+    uses_shared_curvature,
+)
 from fl_runtime.learning.stats import FeatureMoments, GlobalStats
 
 VALIDATION_FRACTION = 0.2
@@ -39,9 +47,17 @@ class TrainConfig:
     penalty: str = defaults.PENALTY
 
     def __post_init__(self) -> None:
-        if isinstance(self.local_iterations, bool) or not isinstance(self.local_iterations, int) or self.local_iterations < 1:
+        if (
+            isinstance(self.local_iterations, bool)
+            or not isinstance(self.local_iterations, int)
+            or self.local_iterations < 1
+        ):
             raise OptionsError(f"local-iterations must be a whole number of at least 1, got {self.local_iterations!r}")
-        if isinstance(self.C, bool) or not isinstance(self.C, (int, float)) or not (math.isfinite(self.C) and self.C > 0):
+        if (
+            isinstance(self.C, bool)
+            or not isinstance(self.C, (int, float))
+            or not (math.isfinite(self.C) and self.C > 0)
+        ):
             raise OptionsError(f"C must be a positive number, got {self.C!r}")
         if self.penalty not in PENALTIES:
             raise OptionsError(f"penalty must be one of {', '.join(PENALTIES)}, got {self.penalty!r}")

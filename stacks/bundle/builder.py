@@ -44,7 +44,7 @@ BUNDLE_NAME = "source.tar.gz"
 CACHE_KEEP = 3  # bundles and wheel sets kept in .cache/bundle: the current one and two to switch back to
 ENTRY_POINT = "sagemaker_client.py"
 OFFLINE = "--no-index\n--find-links wheels\n"
-ENTRY_POINT_SOURCE = '''"""SageMaker script-mode entry point of a federation client: see fl_runtime/sagemaker_client.py."""
+ENTRY_POINT_SOURCE = '''"""Script-mode entry point of a federation client job (fl_runtime/aws/sagemaker_client.py)."""
 
 import sys
 
@@ -62,12 +62,14 @@ def manylinux_tags(newest: str) -> tuple[str, ...]:
     """
     for legacy, minor in LEGACY_MANYLINUX.items():
         if newest.startswith(legacy + "_"):
-            arch, glibc_minor = newest[len(legacy) + 1:], minor
+            arch, glibc_minor = newest[len(legacy) + 1 :], minor
             break
     else:
         parts = newest.split("_", 3)  # manylinux, 2, <minor>, <arch>
         if len(parts) != 4 or parts[0] != "manylinux" or parts[1] != "2" or not parts[2].isdigit():
-            raise BundleError(f"{newest!r} is not a manylinux platform tag such as manylinux_2_28_x86_64 or manylinux2014_x86_64")
+            raise BundleError(
+                f"{newest!r} is not a manylinux platform tag such as manylinux_2_28_x86_64 or manylinux2014_x86_64"
+            )
         glibc_minor, arch = int(parts[2]), parts[3]
     tags = [f"manylinux_2_{minor}_{arch}" for minor in range(glibc_minor, LEGACY_MANYLINUX["manylinux1"] - 1, -1)]
     tags += [f"{legacy}_{arch}" for legacy, minor in LEGACY_MANYLINUX.items() if minor <= glibc_minor]
@@ -123,7 +125,9 @@ def content_digest(*parts: bytes) -> str:
 
 def run_pip(*args: str) -> str:
     """``pip ARGS`` with this interpreter; its output only if it fails."""
-    done = subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", *args], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "--disable-pip-version-check", *args], capture_output=True, text=True
+    )
     if done.returncode != 0:
         raise BundleError(f"pip {' '.join(args[:2])} failed:\n{done.stderr.strip()[-3000:]}")
     return done.stdout
@@ -144,10 +148,19 @@ def download_wheels(cache: Path, targets: tuple[Target, ...]) -> Path:
             requirements = staging / f"{target.requirements}.txt"
             requirements.write_text("\n".join(pins[target.requirements]) + "\n")
             try:
-                run_pip("download", "--no-deps", *target.pip_arguments(), "--dest", str(staging / "wheels"), "-r", str(requirements))
+                run_pip(
+                    "download",
+                    "--no-deps",
+                    *target.pip_arguments(),
+                    "--dest",
+                    str(staging / "wheels"),
+                    "-r",
+                    str(requirements),
+                )
             except BundleError as error:
                 raise BundleError(
-                    f"the {target.requirements} lock has no wheels for Python {target.python_version} on {target.platforms[0]} "
+                    f"the {target.requirements} lock has no wheels for Python {target.python_version} on "
+                    f"{target.platforms[0]} "
                     f"(see training_image in cdk.json; re-lock with `make bundle-locks`): {error}"
                 ) from None
         (staging / "wheels" / ".complete").write_text(repr(targets))
@@ -186,12 +199,15 @@ def _tar_info(name: str, size: int) -> tarfile.TarInfo:
 def write_tarball(path: Path, files: dict[str, bytes | Path]) -> None:
     """gzip'd tar with sorted entries, no timestamps and no owners: the same input gives the same bytes."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as zipped:
-        with tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as archive:
-            for name in sorted(files):
-                content = files[name]
-                data = content if isinstance(content, bytes) else content.read_bytes()
-                archive.addfile(_tar_info(name, len(data)), io.BytesIO(data))
+    with (
+        open(path, "wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as zipped,
+        tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as archive,
+    ):
+        for name in sorted(files):
+            content = files[name]
+            data = content if isinstance(content, bytes) else content.read_bytes()
+            archive.addfile(_tar_info(name, len(data)), io.BytesIO(data))
 
 
 def build(targets: tuple[Target, ...], cache: Path = PROJECT / ".cache" / "bundle") -> Bundle:
@@ -209,7 +225,10 @@ def _build(targets: tuple[Target, ...], cache: Path) -> Bundle:
     wheels = download_wheels(cache, targets)
     files = bundle_files(wheels)
     small = {name: c for name, c in files.items() if not name.startswith("wheels/")}  # wheels: keyed by lock
-    digest = content_digest(wheels.name.encode(), *(name.encode() + (c if isinstance(c, bytes) else c.read_bytes()) for name, c in sorted(small.items())))
+    digest = content_digest(
+        wheels.name.encode(),
+        *(name.encode() + (c if isinstance(c, bytes) else c.read_bytes()) for name, c in sorted(small.items())),
+    )
     folder = cache / f"source-{digest[:16]}"
     if (folder / BUNDLE_NAME).exists():
         os.utime(folder)
@@ -235,7 +254,9 @@ def prune_cache(cache: Path, keep: int) -> list[Path]:
         shutil.rmtree(staging, ignore_errors=True)
         removed.append(staging)
     for kind in ("wheels-", "source-"):
-        folders = sorted((p for p in cache.glob(f"{kind}*") if p.is_dir()), key=lambda p: p.stat().st_mtime, reverse=True)
+        folders = sorted(
+            (p for p in cache.glob(f"{kind}*") if p.is_dir()), key=lambda p: p.stat().st_mtime, reverse=True
+        )
         for old in folders[keep:]:
             shutil.rmtree(old, ignore_errors=True)
             removed.append(old)

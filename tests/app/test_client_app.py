@@ -7,17 +7,25 @@ from fl_runtime.learning.data import MIN_CLIENT_ROWS, MIN_ROWS_PER_CLASS, check_
 from fl_runtime.learning.task import ClientData
 
 
-def test_a_node_accepts_every_staged_split_that_stage_data_accepts_and_names_the_files_of_one_it_does_not(tmp_path, synthetic):
+def test_a_node_accepts_every_staged_split_that_stage_data_accepts_and_names_the_files_of_one_it_does_not(
+    tmp_path, synthetic
+):
     positives, negatives = np.flatnonzero(synthetic.y == 1), np.flatnonzero(synthetic.y == 0)
-    smallest = synthetic.subset(np.r_[negatives[: MIN_CLIENT_ROWS - MIN_ROWS_PER_CLASS], positives[:MIN_ROWS_PER_CLASS]], "client.csv")
+    smallest = synthetic.subset(
+        np.r_[negatives[: MIN_CLIENT_ROWS - MIN_ROWS_PER_CLASS], positives[:MIN_ROWS_PER_CLASS]], "client.csv"
+    )
     check_trainable(smallest)
     split = ClientData.split(smallest, seed=0)  # its training part alone has fewer than MIN_CLIENT_ROWS rows
     assert split.train.n_rows < MIN_CLIENT_ROWS
     write_csv(tmp_path / "train.csv", split.train)
     write_csv(tmp_path / "validation.csv", split.validation)
-    node = NodeSettings.of({"train-path": str(tmp_path / "train.csv"), "validation-path": str(tmp_path / "validation.csv")})
+    node = NodeSettings.of(
+        {"train-path": str(tmp_path / "train.csv"), "validation-path": str(tmp_path / "validation.csv")}
+    )
     data = node.client_data(seed=0)
     assert (data.train.n_rows, data.validation.n_rows) == (split.train.n_rows, split.validation.n_rows)
-    write_csv(tmp_path / "validation.csv", split.validation.subset(np.flatnonzero(split.validation.y == 0), "validation.csv"))
+    write_csv(
+        tmp_path / "validation.csv", split.validation.subset(np.flatnonzero(split.validation.y == 0), "validation.csv")
+    )
     with pytest.raises(DataError, match=r"train\.csv \+ .*validation\.csv: \d+ data rows together"):
         node.client_data(seed=0)

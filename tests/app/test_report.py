@@ -3,19 +3,52 @@ from fl_runtime.app.report import report_markdown
 
 def _document(share_curvature: bool, penalty: str = "l2") -> dict:
     return {
-        "final": {"roc-auc": 0.85, "pr-auc": 0.5, "log-loss": 0.3, "threshold": 0.6, "accuracy": 0.9, "precision": 0.5, "recall": 0.6, "f1": 0.55},
-        "config": {"data": "synthetic", "C": 1.0, "penalty": penalty, "num-server-rounds": 2, "local-iterations": 1, "share-curvature": share_curvature},
-        "federation": {"clients": ["insurer-a"], "training-rows": {"insurer-a": 900}, "training-positives": {"insurer-a": 80}},
+        "final": {
+            "roc-auc": 0.85,
+            "pr-auc": 0.5,
+            "log-loss": 0.3,
+            "threshold": 0.6,
+            "accuracy": 0.9,
+            "precision": 0.5,
+            "recall": 0.6,
+            "f1": 0.55,
+        },
+        "config": {
+            "data": "synthetic",
+            "C": 1.0,
+            "penalty": penalty,
+            "num-server-rounds": 2,
+            "local-iterations": 1,
+            "share-curvature": share_curvature,
+        },
+        "federation": {
+            "clients": ["insurer-a"],
+            "training-rows": {"insurer-a": 900},
+            "training-positives": {"insurer-a": 80},
+        },
         "test-set": {"rows": 300, "positives": 27},
-        "rounds": [{"round": 1, "seconds": 1.0, "clients": ["insurer-a"], "test": {"roc-auc": 0.8, "pr-auc": 0.4, "log-loss": 0.4, "f1": 0.5}}],
+        "rounds": [
+            {
+                "round": 1,
+                "seconds": 1.0,
+                "clients": ["insurer-a"],
+                "test": {"roc-auc": 0.8, "pr-auc": 0.4, "log-loss": 0.4, "f1": 0.5},
+            }
+        ],
         "clients-validation": {"insurer-a": {"rows": 100, "roc-auc": 0.8, "pr-auc": 0.4, "f1": 0.5}},
         "dropouts": [],
     }
 
 
 def test_the_report_states_what_left_each_client_including_the_curvature_only_when_l2_shares_it():
-    shared, not_shared, l1 = report_markdown(_document(True)), report_markdown(_document(False)), report_markdown(_document(True, "l1"))
+    shared, not_shared, l1 = (
+        report_markdown(_document(True)),
+        report_markdown(_document(False)),
+        report_markdown(_document(True, "l1")),
+    )
     for report in (shared, not_shared, l1):
         assert "## What left each client" in report and "No raw row left a client" in report
         assert "without differential privacy" in report and "no secure aggregation" in report
-    assert "mean per-example Hessian of its local loss" in shared and "Hessian" not in not_shared and "Hessian" not in l1
+    assert (
+        "mean per-example Hessian of its local loss" in shared and "Hessian" not in not_shared and "Hessian" not in l1
+    )

@@ -15,9 +15,16 @@ from fl_runtime.learning.task import TrainConfig, TrainingPlan
 @pytest.fixture
 def settings(tmp_path) -> RunSettings:
     return RunSettings(
-        TrainingPlan(4, TrainConfig(2, 0.5, "l1"), share_curvature=False, seed=7), min_clients=2, expected_clients=3,
-        node_wait_timeout=60.0, round_timeout=30.0, test_data=tmp_path / "test.csv", out_dir=tmp_path / "out",
-        data_description="synthetic", reply_poll_seconds=0.05, node_names=tmp_path / "node-names.json",
+        TrainingPlan(4, TrainConfig(2, 0.5, "l1"), share_curvature=False, seed=7),
+        min_clients=2,
+        expected_clients=3,
+        node_wait_timeout=60.0,
+        round_timeout=30.0,
+        test_data=tmp_path / "test.csv",
+        out_dir=tmp_path / "out",
+        data_description="synthetic",
+        reply_poll_seconds=0.05,
+        node_names=tmp_path / "node-names.json",
     )
 
 
@@ -32,21 +39,37 @@ def test_the_fabs_defaults_cover_every_key_and_come_from_the_defaults_module(set
     config = default_run_config()
     assert set(config) == set(settings.to_run_config())
     assert (config["num-server-rounds"], config["C"], config["penalty"], config["share-curvature"]) == (
-        defaults.ROUNDS, defaults.C, defaults.PENALTY, defaults.SHARE_CURVATURE
+        defaults.ROUNDS,
+        defaults.C,
+        defaults.PENALTY,
+        defaults.SHARE_CURVATURE,
     )
-    assert (config["round-timeout"], config["reply-poll-seconds"], config["seed"]) == (defaults.ROUND_TIMEOUT, defaults.REPLY_POLL_SECONDS, defaults.SEED)
-    with pytest.raises(OptionsError, match="run config 'test-data' must be an absolute path on the SuperLink's machine, got ''"):
+    assert (config["round-timeout"], config["reply-poll-seconds"], config["seed"]) == (
+        defaults.ROUND_TIMEOUT,
+        defaults.REPLY_POLL_SECONDS,
+        defaults.SEED,
+    )
+    with pytest.raises(
+        OptionsError, match="run config 'test-data' must be an absolute path on the SuperLink's machine, got ''"
+    ):
         RunSettings.from_run_config(config)  # a run submitted without a launcher stops at once, naming the key
 
 
-@pytest.mark.parametrize("key, value, message", [
-    ("num-server-rounds", 0, "run config 'num-server-rounds' must be a positive whole number, got 0"),
-    ("num-server-rounds", 2.5, "run config 'num-server-rounds' must be a positive whole number, got 2.5"),
-    ("round-timeout", -1.0, "run config 'round-timeout' must be a positive number, got -1.0"),
-    ("min-clients", True, "run config 'min-clients' must be a positive whole number, got True"),
-    ("out-dir", "relative/out", "run config 'out-dir' must be an absolute path on the SuperLink's machine, got 'relative/out'"),
-    ("C", -1.0, "C must be a positive number, got -1.0"),
-])
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("num-server-rounds", 0, "run config 'num-server-rounds' must be a positive whole number, got 0"),
+        ("num-server-rounds", 2.5, "run config 'num-server-rounds' must be a positive whole number, got 2.5"),
+        ("round-timeout", -1.0, "run config 'round-timeout' must be a positive number, got -1.0"),
+        ("min-clients", True, "run config 'min-clients' must be a positive whole number, got True"),
+        (
+            "out-dir",
+            "relative/out",
+            "run config 'out-dir' must be an absolute path on the SuperLink's machine, got 'relative/out'",
+        ),
+        ("C", -1.0, "C must be a positive number, got -1.0"),
+    ],
+)
 def test_a_bad_run_config_value_is_refused_naming_the_key(settings, key, value, message):
     with pytest.raises(OptionsError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
         RunSettings.from_run_config({**settings.to_run_config(), key: value})

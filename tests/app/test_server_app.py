@@ -26,8 +26,15 @@ def in_a_run(monkeypatch):
 
 
 def settings(min_clients: int = 2) -> RunSettings:
-    return RunSettings(TrainingPlan(), min_clients=min_clients, expected_clients=4, node_wait_timeout=5.0, round_timeout=1.0,
-                       test_data=Path("/test.csv"), out_dir=Path("/out"))
+    return RunSettings(
+        TrainingPlan(),
+        min_clients=min_clients,
+        expected_clients=4,
+        node_wait_timeout=5.0,
+        round_timeout=1.0,
+        test_data=Path("/test.csv"),
+        out_dir=Path("/out"),
+    )
 
 
 class MomentsGrid:
@@ -46,7 +53,9 @@ class MomentsGrid:
             elif isinstance(answer, str):
                 replies.append(SimpleNamespace(node=node, has_error=lambda: True, error=SimpleNamespace(reason=answer)))
             else:
-                content = RecordDict(records.moments_records(f"client-{node}", answer.features, FeatureMoments.of(answer)))
+                content = RecordDict(
+                    records.moments_records(f"client-{node}", answer.features, FeatureMoments.of(answer))
+                )
                 replies.append(SimpleNamespace(node=node, has_error=lambda: False, content=content))
         return replies
 
@@ -59,13 +68,20 @@ def test_a_client_that_fails_or_stays_silent_is_left_out_while_the_minimum_remai
     grid = MomentsGrid({1: part, 2: "MemoryError", 3: None, 4: part})
     membership = collect_moments(grid, [1, 2, 3, 4], synthetic, settings(), {})
     assert membership.names == {1: "client-1", 4: "client-4"}
-    assert membership.dropouts == {2: "failed to compute its statistics: MemoryError", 3: "no answer to the moments query within 1 s"}
+    assert membership.dropouts == {
+        2: "failed to compute its statistics: MemoryError",
+        3: "no answer to the moments query within 1 s",
+    }
     assert membership.rows == {"client-1": 400, "client-4": 400}
 
 
 def test_fewer_answers_than_the_minimum_stop_the_run_with_every_reason(synthetic):
     grid = MomentsGrid({1: synthetic.subset(range(400)), 2: "MemoryError", 3: None})
-    with pytest.raises(FederationError, match=r"only 1 clients answered the moments query, fewer than min-clients 2 \(node 2: failed .*MemoryError; node 3: no answer"):
+    with pytest.raises(
+        FederationError,
+        match=r"only 1 clients answered the moments query, fewer than min-clients 2 \(node 2: failed .*MemoryError; "
+        r"node 3: no answer",
+    ):
         collect_moments(grid, [1, 2, 3], synthetic, settings(), {})
 
 
@@ -79,7 +95,11 @@ def test_a_node_that_never_answered_is_named_by_the_client_the_launcher_register
 
 
 def test_the_pooled_example_count_follows_the_members_left_so_the_ridge_matches_their_pooled_objective(synthetic):
-    parts = {1: synthetic.subset(range(400)), 2: synthetic.subset(range(400, 1000)), 3: synthetic.subset(range(1000, 1300))}
+    parts = {
+        1: synthetic.subset(range(400)),
+        2: synthetic.subset(range(400, 1000)),
+        3: synthetic.subset(range(1000, 1300)),
+    }
     membership = collect_moments(MomentsGrid(parts), [1, 2, 3], synthetic, settings(), {})
     everyone = membership.pooled_examples(membership.names.values())
     assert everyone == membership.stats.pooled_examples

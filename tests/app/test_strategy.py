@@ -8,8 +8,8 @@ import pytest
 from flwr.app import MetricRecord, RecordDict
 
 from fl_runtime.app import records
-from fl_runtime.errors import FederationError
 from fl_runtime.app.strategy import sum_histograms_and_average, wait_for_clients
+from fl_runtime.errors import FederationError
 
 
 class Nodes:
@@ -45,7 +45,18 @@ def test_waiting_counts_only_members_of_the_federation():
 
 def test_client_metrics_sum_histograms_and_counts_and_weight_the_rest_by_examples():
     def reply(examples, loss, positive):
-        return RecordDict({"metrics": MetricRecord({records.EXAMPLES: examples, records.TRAIN_LOSS: loss, records.VALIDATION_ROWS: 10, records.HISTOGRAM_POSITIVE: positive})})
+        return RecordDict(
+            {
+                "metrics": MetricRecord(
+                    {
+                        records.EXAMPLES: examples,
+                        records.TRAIN_LOSS: loss,
+                        records.VALIDATION_ROWS: 10,
+                        records.HISTOGRAM_POSITIVE: positive,
+                    }
+                )
+            }
+        )
 
     aggregated = sum_histograms_and_average([reply(100, 0.5, [1, 2]), reply(300, 0.1, [3, 0])], records.EXAMPLES)
     assert aggregated[records.EXAMPLES] == 400

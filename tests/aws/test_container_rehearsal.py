@@ -26,18 +26,48 @@ from tests.rehearsal import rehearsal
 pytestmark = pytest.mark.slow
 
 
-def test_the_entry_point_runs_from_the_bundle_in_a_clean_virtualenv_and_saves_the_model(cms, synthesized_bundle, tmp_path):
+def test_the_entry_point_runs_from_the_bundle_in_a_clean_virtualenv_and_saves_the_model(
+    cms, synthesized_bundle, tmp_path
+):
     environment = tmp_path / "clean-venv"
     venv.create(environment, with_pip=True)
     python = environment / "bin" / "python"
     assert subprocess.run([python, "-c", "import flwr"], capture_output=True).returncode != 0  # nothing installed yet
     test, clients = partition(cms, PartitionSpec(1, "iid", test_fraction=0.2, seed=0))
-    description = rehearsal(tmp_path, test, {"insurer-a": clients[0]}, port=free_port(), python=str(python),
-                            bundle=synthesized_bundle, install_requirements=True)
+    description = rehearsal(
+        tmp_path,
+        test,
+        {"insurer-a": clients[0]},
+        port=free_port(),
+        python=str(python),
+        bundle=synthesized_bundle,
+        install_requirements=True,
+    )
     done = subprocess.run(
-        [sys.executable, "-m", "fl_runtime", "federate", "--rehearsal", str(description), "--address", "127.0.0.1",
-         "--rounds", "2", "--min-clients", "1", "--connect-timeout", "300", "--run-name", "rehearsal", "--out", str(tmp_path / "out")],
-        capture_output=True, text=True, cwd=PROJECT, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "fl_runtime",
+            "federate",
+            "--rehearsal",
+            str(description),
+            "--address",
+            "127.0.0.1",
+            "--rounds",
+            "2",
+            "--min-clients",
+            "1",
+            "--connect-timeout",
+            "300",
+            "--run-name",
+            "rehearsal",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT,
+        timeout=900,
     )
     assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
     job = tmp_path / "jobs" / "fl-client-rehearsal-insurer-a"
@@ -46,7 +76,11 @@ def test_the_entry_point_runs_from_the_bundle_in_a_clean_virtualenv_and_saves_th
     assert (opt_ml / "code" / "wheels").is_dir() and (opt_ml / "code" / "sagemaker_client.py").is_file()
     model = joblib.load(opt_ml / "model" / "model.joblib")
     assert model.predict_proba(test.X[:5]).shape == (5, 2)
-    installed = subprocess.run([python, "-c", "import sklearn, flwr; print(sklearn.__version__, flwr.__version__)"], capture_output=True, text=True)
+    installed = subprocess.run(
+        [python, "-c", "import sklearn, flwr; print(sklearn.__version__, flwr.__version__)"],
+        capture_output=True,
+        text=True,
+    )
     assert installed.stdout.split() == ["1.4.2", "1.42.0"]  # the image's scikit-learn, from the bundle's wheels
     assert "client insurer-a: job fl-client-rehearsal-insurer-a Completed" in done.stdout
     assert (opt_ml / "output" / "data" / "client_metrics.json").is_file()

@@ -30,9 +30,25 @@ def split(cms):
 
 def federate(description, out, *args) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "fl_runtime", "federate", "--rehearsal", str(description), "--address", "127.0.0.1",
-         "--connect-timeout", "120", "--out", str(out), *map(str, args)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=PROJECT,
+        [
+            sys.executable,
+            "-m",
+            "fl_runtime",
+            "federate",
+            "--rehearsal",
+            str(description),
+            "--address",
+            "127.0.0.1",
+            "--connect-timeout",
+            "120",
+            "--out",
+            str(out),
+            *map(str, args),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=PROJECT,
     )
 
 
@@ -53,21 +69,32 @@ def test_three_clients_complete_and_every_output_lands(split, tmp_path):
     assert metrics["final"]["roc-auc"] > 0.8
     server_model = joblib.load(results / "model.joblib")
     for name in NAMES:  # each job saved the final global model to SM_MODEL_DIR; "SageMaker" packed it
-        artifact = tmp_path / f"artifacts-{name}" / "client_artifact" / f"fl-client-run1-{name}" / "output" / "model.tar.gz"
+        artifact = (
+            tmp_path / f"artifacts-{name}" / "client_artifact" / f"fl-client-run1-{name}" / "output" / "model.tar.gz"
+        )
         with tarfile.open(artifact) as archive:
             archive.extractall(tmp_path / name, filter="data")
         client_model = joblib.load(tmp_path / name / "model.joblib")
-        assert (client_model.named_steps["logistic_regression"].coef_ == server_model.named_steps["logistic_regression"].coef_).all()
+        assert (
+            client_model.named_steps["logistic_regression"].coef_
+            == server_model.named_steps["logistic_regression"].coef_
+        ).all()
     assert "Done: final model ROC-AUC" in out
 
 
 def test_a_client_killed_mid_run_is_dropped_and_the_run_completes_with_two(split, tmp_path):
     test, clients = split
     description = rehearsal(tmp_path, test, clients, port=free_port())
-    process = federate(description, tmp_path / "out", "--rounds", 4, "--min-clients", 2, "--round-timeout", 30, "--run-name", "run2")
+    process = federate(
+        description, tmp_path / "out", "--rounds", 4, "--min-clients", 2, "--round-timeout", 30, "--run-name", "run2"
+    )
     events = tmp_path / ".out.partial" / "events.jsonl"
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and process.poll() is None and not (events.exists() and '"round": 2' in events.read_text()):
+    while (
+        time.monotonic() < deadline
+        and process.poll() is None
+        and not (events.exists() and '"round": 2' in events.read_text())
+    ):
         time.sleep(0.5)
     if process.poll() is not None:
         out, err = process.communicate()
@@ -97,7 +124,7 @@ def test_ctrl_c_mid_run_stops_every_job_and_publishes_nothing(split, tmp_path):
         time.sleep(0.5)
     assert events.exists(), "the run never reached round 1"
     process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=120)
+    _out, err = process.communicate(timeout=120)
     assert process.returncode == 130, err[-3000:]
     assert "interrupted: every process started by this command was stopped" in err
     leftovers = subprocess.run(["pgrep", "-f", "fl-client-run3-"], capture_output=True, text=True).stdout.split()
@@ -111,7 +138,7 @@ def test_bad_rehearsal_settings_fail_before_any_job_starts(split, tmp_path):
     description = rehearsal(tmp_path, test, clients, port=free_port())
     (tmp_path / "results" / "data" / "test.csv").write_text("label\n1\n")
     process = federate(description, tmp_path / "out")
-    out, err = process.communicate(timeout=120)
+    _out, err = process.communicate(timeout=120)
     assert process.returncode == 2 and "missing label column 'fraudulent_provider'" in err
     assert not (tmp_path / "jobs").exists() or not any((tmp_path / "jobs").iterdir())
     assert os.listdir(tmp_path / "results") == ["data"]
@@ -138,7 +165,10 @@ def test_an_address_outside_the_server_vpc_is_refused_with_the_way_out():
     from fl_runtime.errors import FederationError
 
     settings = _server_toward("10.0.0.0/16", "127.0.2.0/24")
-    with pytest.raises(FederationError, match=r"reaches 127\.0\.2\.1 from 127\.0\.0\.1, outside the server VPC 10\.0\.0\.0/16: .*--address"):
+    with pytest.raises(
+        FederationError,
+        match=r"reaches 127\.0\.2\.1 from 127\.0\.0\.1, outside the server VPC 10\.0\.0\.0/16: .*--address",
+    ):
         private_address(settings)
 
 

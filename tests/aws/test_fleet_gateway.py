@@ -12,6 +12,7 @@ import socket
 import ssl
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -37,9 +38,23 @@ def server(tmp_path_factory):
     gateway_port = free_port()
     supervisor.start(
         "gateway",
-        [sys.executable, "-m", "fl_runtime.aws.fleet_gateway", "--listen", f"{CLIENT_SIDE}:{gateway_port}", "--upstream", f"127.0.0.1:{link.port}",
-         "--certificate", str(tls.server_certificate), "--key", str(tls.server_key), "--ca", str(tls.ca_certificate)],
-        flower_env(workspace / "gateway-home"), workspace / "gateway",
+        [
+            sys.executable,
+            "-m",
+            "fl_runtime.aws.fleet_gateway",
+            "--listen",
+            f"{CLIENT_SIDE}:{gateway_port}",
+            "--upstream",
+            f"127.0.0.1:{link.port}",
+            "--certificate",
+            str(tls.server_certificate),
+            "--key",
+            str(tls.server_key),
+            "--ca",
+            str(tls.ca_certificate),
+        ],
+        flower_env(workspace / "gateway-home"),
+        workspace / "gateway",
     )
     context = ssl.create_default_context(cafile=str(tls.ca_certificate))
     deadline = time.monotonic() + 30
@@ -57,7 +72,9 @@ def _request(context, port, path, body=b"{}", method="POST"):
     """Send ``path`` exactly as written: no client-side normalisation of dot segments or escapes."""
     connection = http.client.HTTPSConnection(CLIENT_SIDE, port, context=context, timeout=10)
     try:
-        connection.request(method, path, body=body if method == "POST" else None, headers={"Content-Type": "application/json"})
+        connection.request(
+            method, path, body=body if method == "POST" else None, headers={"Content-Type": "application/json"}
+        )
         answer = connection.getresponse()
         return answer.status, answer.read().decode()
     finally:
@@ -67,7 +84,7 @@ def _request(context, port, path, body=b"{}", method="POST"):
 def test_the_superlink_listens_on_loopback_only(server):
     link, _, _ = server
     listening = []
-    for line in open("/proc/net/tcp").read().splitlines()[1:]:
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         local, state = line.split()[1], line.split()[3]
         address, port = local.split(":")
         if state == "0A" and int(port, 16) == link.port:
@@ -77,7 +94,17 @@ def test_the_superlink_listens_on_loopback_only(server):
         socket.create_connection((CLIENT_SIDE, link.port), timeout=5)
 
 
-@pytest.mark.parametrize("path", ["/v1/control/start-run", "/v1/control/list-runs", "/v1/control/register-node", "/v1/runtime/acquire-task", "/docs", "/openapi.json"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/control/start-run",
+        "/v1/control/list-runs",
+        "/v1/control/register-node",
+        "/v1/runtime/acquire-task",
+        "/docs",
+        "/openapi.json",
+    ],
+)
 def test_control_and_runtime_paths_are_refused_from_the_client_side(server, path):
     _, port, context = server
     status, body = _request(context, port, path)
@@ -89,7 +116,8 @@ def test_the_flwr_cli_cannot_submit_or_register_through_the_client_side(server, 
     outsider = SuperLink(link.supervisor, tmp_path, link.tls, host=CLIENT_SIDE, port=port, dial_address=CLIENT_SIDE)
     outsider.cli_home.mkdir(parents=True)
     (outsider.cli_home / "config.toml").write_text(
-        f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\naddress = "{CLIENT_SIDE}:{port}"\nroot-certificates = "{link.tls.ca_certificate}"\n'
+        f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\naddress = '
+        f'"{CLIENT_SIDE}:{port}"\nroot-certificates = "{link.tls.ca_certificate}"\n'
     )
     with pytest.raises(ProcessError):
         outsider.cli("ls", CONNECTION)
@@ -98,18 +126,21 @@ def test_the_flwr_cli_cannot_submit_or_register_through_the_client_side(server, 
     assert link.cli("ls", CONNECTION)["runs"] == []  # from the notebook itself, the Control API works
 
 
-@pytest.mark.parametrize("path", [
-    "/v1/fleet/../control/start-run",
-    "/v1/fleet/%2e%2e/control/start-run",
-    "/v1/fleet/%2E%2E%2Fcontrol%2Fstart-run",
-    "/v1/fleet//../../v1/control/register-node",
-    "/v1/fleet/./pull-messages",
-    "/v1/fleet/pull-messages/",
-    "/v1/fleet/pull%2Dmessages",
-    "/v1/fleet/pull-messages?next=/v1/control/start-run",
-    "/v1/fleet/",
-    "/v1/fleet",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/fleet/../control/start-run",
+        "/v1/fleet/%2e%2e/control/start-run",
+        "/v1/fleet/%2E%2E%2Fcontrol%2Fstart-run",
+        "/v1/fleet//../../v1/control/register-node",
+        "/v1/fleet/./pull-messages",
+        "/v1/fleet/pull-messages/",
+        "/v1/fleet/pull%2Dmessages",
+        "/v1/fleet/pull-messages?next=/v1/control/start-run",
+        "/v1/fleet/",
+        "/v1/fleet",
+    ],
+)
 def test_dot_segments_escapes_and_near_misses_of_fleet_routes_are_refused(server, path):
     _, port, context = server
     status, body = _request(context, port, path)
@@ -144,8 +175,11 @@ def test_a_registered_supernode_joins_through_the_gateway(server, tmp_path):
     node_id = link.register(key.public_key)
     link.supervisor.start(
         "member",
-        SuperNodeSpec(f"{CLIENT_SIDE}:{port}", link.tls.ca_certificate, key, {"data-path": "/x.csv"}, 30).command(free_port()),
-        flower_env(tmp_path / "home"), tmp_path / "member",
+        SuperNodeSpec(f"{CLIENT_SIDE}:{port}", link.tls.ca_certificate, key, {"data-path": "/x.csv"}, 30).command(
+            free_port()
+        ),
+        flower_env(tmp_path / "home"),
+        tmp_path / "member",
     )
     deadline = time.monotonic() + 60
     status = None

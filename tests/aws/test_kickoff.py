@@ -34,14 +34,19 @@ def test_the_request_follows_the_reference_script_mode_contract(plan):
     assert request["RoleArn"] == settings.execution_role_arn
     hyper = request["HyperParameters"]
     assert hyper["sagemaker_program"] == "sagemaker_client.py"
-    assert hyper["sagemaker_submit_directory"] == "s3://code-insurer-a/code/source.tar.gz"  # the client's own code bucket
+    assert (
+        hyper["sagemaker_submit_directory"] == "s3://code-insurer-a/code/source.tar.gz"
+    )  # the client's own code bucket
     assert hyper["superlink"] == "10.0.1.25:9092" and hyper["client-name"] == "insurer-a"
     assert base64.b64decode(hyper["root-certificate"]) == plan.root_certificate
     assert all(isinstance(v, str) and len(v) <= 2500 for v in hyper.values())  # SageMaker's limit per value
     [channel] = request["InputDataConfig"]
     assert channel["ChannelName"] == "train"
     assert channel["DataSource"]["S3DataSource"]["S3Uri"] == "s3://data-insurer-a/data_prep/"
-    assert request["OutputDataConfig"] == {"S3OutputPath": "s3://artifacts-insurer-a/client_artifact/", "KmsKeyId": settings.data_key_arn}
+    assert request["OutputDataConfig"] == {
+        "S3OutputPath": "s3://artifacts-insurer-a/client_artifact/",
+        "KmsKeyId": settings.data_key_arn,
+    }
     assert request["VpcConfig"] == {"SecurityGroupIds": ["sg-0training"], "Subnets": ["subnet-0a", "subnet-0b"]}
     assert request["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600}
     assert int(hyper["run-timeout"]) < 3600  # the job gives up before SageMaker kills it
@@ -70,19 +75,27 @@ def _client_entry(name: str):
 
 def _server_settings(port: int = 9092):
     """What ServerStack publishes for CLIENTS."""
-    return server_settings([client_settings(name, account) for name, account in CLIENTS.items()], port=port, region="us-east-1")
+    return server_settings(
+        [client_settings(name, account) for name, account in CLIENTS.items()], port=port, region="us-east-1"
+    )
 
 
 def _publish_client_settings():
     """As each ClientStack would: settings in SSM of the client's own account."""
     sts = boto3.client("sts")
     for name, account in CLIENTS.items():
-        credentials = sts.assume_role(RoleArn=f"arn:aws:iam::{account}:role/setup", RoleSessionName="setup")["Credentials"]
+        credentials = sts.assume_role(RoleArn=f"arn:aws:iam::{account}:role/setup", RoleSessionName="setup")[
+            "Credentials"
+        ]
         session = boto3.Session(
-            aws_access_key_id=credentials["AccessKeyId"], aws_secret_access_key=credentials["SecretAccessKey"],
-            aws_session_token=credentials["SessionToken"], region_name="us-east-1",
+            aws_access_key_id=credentials["AccessKeyId"],
+            aws_secret_access_key=credentials["SecretAccessKey"],
+            aws_session_token=credentials["SessionToken"],
+            region_name="us-east-1",
         )
-        session.client("ssm").put_parameter(Name=f"/fl-fraud/client/{name}/settings", Value=client_settings(name, account).to_json(), Type="String")
+        session.client("ssm").put_parameter(
+            Name=f"/fl-fraud/client/{name}/settings", Value=client_settings(name, account).to_json(), Type="String"
+        )
 
 
 def test_kickoff_assumes_each_role_with_its_external_id_and_starts_jobs_in_each_account(local_aws, plan):
@@ -93,7 +106,9 @@ def test_kickoff_assumes_each_role_with_its_external_id_and_starts_jobs_in_each_
     for name, account in CLIENTS.items():
         client = KickoffSession.assume(sts, _client_entry(name), "us-east-1", "fl-federate-test")
         assert client.settings == client_settings(name, account)
-        request = training_job_request(client.settings, plan, "us-east-1", public_key_parameter_uri(client.settings, "job"))
+        request = training_job_request(
+            client.settings, plan, "us-east-1", public_key_parameter_uri(client.settings, "job")
+        )
         started[name] = (client, client.jobs.start(request), request)
     assume = recorder.of("AssumeRole")[-2:]
     assert [(c.body["RoleArn"], c.body["ExternalId"]) for c in assume] == [
@@ -106,7 +121,10 @@ def test_kickoff_assumes_each_role_with_its_external_id_and_starts_jobs_in_each_
         description = client.jobs.sagemaker.describe_training_job(TrainingJobName=job)
         assert description["TrainingJobArn"] == f"arn:aws:sagemaker:us-east-1:{CLIENTS[name]}:training-job/{job}"
         assert description["VpcConfig"] == request["VpcConfig"]
-        assert description["HyperParameters"]["sagemaker_submit_directory"] == request["HyperParameters"]["sagemaker_submit_directory"]
+        assert (
+            description["HyperParameters"]["sagemaker_submit_directory"]
+            == request["HyperParameters"]["sagemaker_submit_directory"]
+        )
         assert client.jobs.status(job)[0] in ("InProgress", "Completed")
 
 
@@ -122,7 +140,10 @@ def test_the_kickoff_session_renews_its_credentials_before_they_expire(local_aws
     assert client.jobs.status("fl-client-nothing")[0] == "Unknown"  # any call will do
     assert client.jobs.read_public_key("ssm:/fl-fraud/client/insurer-a/supernode-keys/fl-client-nothing") is None
     renewed = recorder.of("AssumeRole")[before:]
-    assert renewed and all(c.body["RoleArn"].endswith(":role/FL-kickoff-client-job") and c.body["ExternalId"] == "fl-insurer-a-x1" for c in renewed)
+    assert renewed and all(
+        c.body["RoleArn"].endswith(":role/FL-kickoff-client-job") and c.body["ExternalId"] == "fl-insurer-a-x1"
+        for c in renewed
+    )
 
 
 def _server(recorder, tmp_path, port: int):
@@ -140,8 +161,23 @@ def _server(recorder, tmp_path, port: int):
 
 def _federate(endpoint, tmp_path):
     return subprocess.run(
-        [sys.executable, "-m", "fl_runtime", "federate", "--address", "127.0.0.1", "--connect-timeout", "30", "--out", str(tmp_path / "out")],
-        capture_output=True, text=True, cwd=PROJECT, env={**dict(__import__("os").environ), **aws.boto_env(endpoint)}, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "fl_runtime",
+            "federate",
+            "--address",
+            "127.0.0.1",
+            "--connect-timeout",
+            "30",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT,
+        env={**dict(__import__("os").environ), **aws.boto_env(endpoint)},
+        timeout=300,
     )
 
 
@@ -149,25 +185,49 @@ def _stop_rule(call):
     return (200, {}) if call.operation == "SageMaker.StopTrainingJob" else None  # moto 5.2.5 answers 500
 
 
-@pytest.mark.parametrize("code, message, expected, attempts", [
-    ("AccessDeniedException", "not authorized to perform sagemaker:CreateTrainingJob",
-     "client insurer-b: CreateTrainingJob was denied (AccessDeniedException", 1),
-    ("ThrottlingException", "Rate exceeded",
-     "client insurer-b: CreateTrainingJob was throttled by AWS (ThrottlingException) after 4 attempts", 4),
-])
-def test_a_refused_job_names_the_client_and_stops_the_jobs_already_started(local_aws, tmp_path, code, message, expected, attempts):
+@pytest.mark.parametrize(
+    "code, message, expected, attempts",
+    [
+        (
+            "AccessDeniedException",
+            "not authorized to perform sagemaker:CreateTrainingJob",
+            "client insurer-b: CreateTrainingJob was denied (AccessDeniedException",
+            1,
+        ),
+        (
+            "ThrottlingException",
+            "Rate exceeded",
+            "client insurer-b: CreateTrainingJob was throttled by AWS (ThrottlingException) after 4 attempts",
+            4,
+        ),
+    ],
+)
+def test_a_refused_job_names_the_client_and_stops_the_jobs_already_started(
+    local_aws, tmp_path, code, message, expected, attempts
+):
     from fl_runtime.launch.flower import free_port
 
     recorder, endpoint = local_aws
     _server(recorder, tmp_path, free_port())
     recorder.rules += [
         _stop_rule,
-        lambda c: aws.error(code, message) if c.operation == "SageMaker.CreateTrainingJob" and "insurer-b" in c.body.get("TrainingJobName", "") else None,
+        lambda c: (
+            aws.error(code, message)
+            if c.operation == "SageMaker.CreateTrainingJob" and "insurer-b" in c.body.get("TrainingJobName", "")
+            else None
+        ),
     ]
     done = _federate(endpoint, tmp_path)
     assert done.returncode == 1
     assert expected in done.stderr
-    assert len([c for c in recorder.of("SageMaker.CreateTrainingJob") if "insurer-b" in c.body["TrainingJobName"]]) == attempts
-    [first] = [c.body["TrainingJobName"] for c in recorder.of("SageMaker.CreateTrainingJob") if "insurer-a" in c.body["TrainingJobName"]]
+    assert (
+        len([c for c in recorder.of("SageMaker.CreateTrainingJob") if "insurer-b" in c.body["TrainingJobName"]])
+        == attempts
+    )
+    [first] = [
+        c.body["TrainingJobName"]
+        for c in recorder.of("SageMaker.CreateTrainingJob")
+        if "insurer-a" in c.body["TrainingJobName"]
+    ]
     assert [c.body for c in recorder.of("SageMaker.StopTrainingJob")] == [{"TrainingJobName": first}]
     assert not (tmp_path / "out").exists()

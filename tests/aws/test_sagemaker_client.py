@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from fl_runtime.learning.data import LABEL, write_csv
 from fl_runtime.launch.flower import free_port
 from fl_runtime.launch.pki import create_tls
+from fl_runtime.learning.data import LABEL, write_csv
 from fl_runtime.learning.task import ClientData
 from tests.helpers import PROJECT, write_rows
 
@@ -27,20 +27,40 @@ def job(tmp_path, synthetic):
     split = ClientData.split(synthetic, seed=0)
     write_csv(opt_ml / "input" / "data" / "train" / "train.csv", split.train)
     write_csv(opt_ml / "input" / "data" / "train" / "validation.csv", split.validation)
-    env = {**os.environ, "SM_CHANNEL_TRAIN": str(opt_ml / "input" / "data" / "train"), "SM_MODEL_DIR": str(opt_ml / "model"),
-           "SM_OUTPUT_DATA_DIR": str(opt_ml / "output" / "data")}
+    env = {
+        **os.environ,
+        "SM_CHANNEL_TRAIN": str(opt_ml / "input" / "data" / "train"),
+        "SM_MODEL_DIR": str(opt_ml / "model"),
+        "SM_OUTPUT_DATA_DIR": str(opt_ml / "output" / "data"),
+    }
     certificate = base64.b64encode(create_tls(tmp_path / "tls", ["127.0.0.1"]).ca_certificate.read_bytes()).decode()
     return opt_ml, env, certificate
 
 
 def entry(env, *args) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "fl_runtime.aws.sagemaker_client", *map(str, args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=PROJECT, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "fl_runtime.aws.sagemaker_client", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=PROJECT,
+        env=env,
+    )
 
 
 def arguments(tmp_path, certificate, port, timeout=15):
-    return ["--superlink", f"127.0.0.1:{port}", "--root-certificate", certificate, "--client-name", "insurer-a",
-            "--public-key-uri", (tmp_path / "published" / "supernode.pub").as_uri(), "--connect-timeout", timeout]
+    return [
+        "--superlink",
+        f"127.0.0.1:{port}",
+        "--root-certificate",
+        certificate,
+        "--client-name",
+        "insurer-a",
+        "--public-key-uri",
+        (tmp_path / "published" / "supernode.pub").as_uri(),
+        "--connect-timeout",
+        timeout,
+    ]
 
 
 def _published_while_running(process, read, timeout=60.0) -> bytes | None:
@@ -60,7 +80,7 @@ def test_a_client_pointed_where_nothing_listens_exits_non_zero_within_the_bound(
     process = entry(env, *arguments(tmp_path, certificate, port, timeout=8))
     published = tmp_path / "published" / "supernode.pub"
     key = _published_while_running(process, lambda: published.exists() and published.read_bytes())
-    out, err = process.communicate(timeout=120)
+    _out, err = process.communicate(timeout=120)
     elapsed = time.monotonic() - started
     assert process.returncode == 1
     assert f"could not join the federation within 8 s: cannot reach the SuperLink at 127.0.0.1:{port}" in err
@@ -99,12 +119,19 @@ def test_a_public_key_location_other_than_ssm_or_file_exits_2(job, tmp_path):
     args[args.index("--public-key-uri") + 1] = "s3://artifacts/supernode.pub"
     process = entry(env, *args)
     _, err = process.communicate(timeout=60)
-    assert process.returncode == 2 and "--public-key-uri 's3://artifacts/supernode.pub' must start with ssm:/ or file:///" in err
+    assert (
+        process.returncode == 2
+        and "--public-key-uri 's3://artifacts/supernode.pub' must start with ssm:/ or file:///" in err
+    )
 
 
 def test_bad_staged_data_exits_2_before_connecting(job, tmp_path, synthetic):
     opt_ml, env, certificate = job
-    write_rows(opt_ml / "input" / "data" / "train" / "validation.csv", [LABEL, *synthetic.features], [[0, *synthetic.X[0]]] * 30)
+    write_rows(
+        opt_ml / "input" / "data" / "train" / "validation.csv",
+        [LABEL, *synthetic.features],
+        [[0, *synthetic.X[0]]] * 30,
+    )
     process = entry(env, *arguments(tmp_path, certificate, free_port()))
     _, err = process.communicate(timeout=60)
     assert process.returncode == 2
@@ -132,5 +159,7 @@ def test_sigterm_from_stop_training_job_stops_the_supernode_too(job, tmp_path):
     assert process.returncode == 1 and "stopped (SIGTERM" in err
     assert not (tmp_path / "published" / "supernode.pub").exists()
     time.sleep(1)
-    leftovers = subprocess.run(["pgrep", "-f", str(tmp_path / "published")], capture_output=True, text=True).stdout.split()
+    leftovers = subprocess.run(
+        ["pgrep", "-f", str(tmp_path / "published")], capture_output=True, text=True
+    ).stdout.split()
     assert not [pid for pid in leftovers if pid != str(os.getpid())]

@@ -30,7 +30,9 @@ def test_settings_of_another_shape_name_the_parameter_and_the_field(local_aws):
     document = SETTINGS.to_dict()
     del document["results_bucket"]
     boto3.client("ssm").put_parameter(Name="/fl-fraud/server/settings", Value=json.dumps(document), Type="String")
-    with pytest.raises(ConfigError, match=r"the server's settings /fl-fraud/server/settings: field 'results_bucket' is missing"):
+    with pytest.raises(
+        ConfigError, match=r"the server's settings /fl-fraud/server/settings: field 'results_bucket' is missing"
+    ):
         AwsServer("/fl-fraud/server/settings")
 
 
@@ -53,5 +55,7 @@ def test_outputs_are_uploaded_under_the_run_prefix(server, tmp_path):
 def test_a_failed_upload_names_the_file_and_the_destination(server, tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "metrics.json").write_text("{}")
-    with pytest.raises(FederationError, match=r"uploading metrics\.json to s3://results/model/run1/ failed: .*NoSuchBucket"):
+    with pytest.raises(
+        FederationError, match=r"uploading metrics\.json to s3://results/model/run1/ failed: .*NoSuchBucket"
+    ):
         server.publish(tmp_path / "out", "run1")

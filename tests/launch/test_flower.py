@@ -22,7 +22,9 @@ pytestmark = pytest.mark.slow
 def superlink(tmp_path_factory):
     workspace = tmp_path_factory.mktemp("superlink")
     supervisor = Supervisor(workspace / "logs")
-    link = SuperLink(supervisor, workspace, create_tls(workspace / "tls", ["127.0.0.1"]), "127.0.0.1", free_port(), "127.0.0.1")
+    link = SuperLink(
+        supervisor, workspace, create_tls(workspace / "tls", ["127.0.0.1"]), "127.0.0.1", free_port(), "127.0.0.1"
+    )
     link.start()
     yield link
     supervisor.stop_all()
@@ -44,7 +46,9 @@ def _start_supernode(superlink: SuperLink, name: str, key) -> None:
     workspace = superlink.workspace
     superlink.supervisor.start(
         name,
-        SuperNodeSpec(superlink.address, superlink.tls.ca_certificate, key, {"data-path": "/nonexistent.csv"}, 20).command(free_port()),
+        SuperNodeSpec(
+            superlink.address, superlink.tls.ca_certificate, key, {"data-path": "/nonexistent.csv"}, 20
+        ).command(free_port()),
         flower_env(workspace / f"home-{name}"),
         workspace / name,
     )

@@ -74,8 +74,14 @@ def completed_run(split, tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "out"
     started = time.monotonic()
     done = subprocess.run(
-        launcher("--client-data", *client_paths, "--test-data", test_path, "--rounds", ROUNDS, "--seed", SEED, "--out", out),
-        capture_output=True, text=True, cwd=PROJECT, timeout=600, env=in_temp(out.parent),
+        launcher(
+            "--client-data", *client_paths, "--test-data", test_path, "--rounds", ROUNDS, "--seed", SEED, "--out", out
+        ),
+        capture_output=True,
+        text=True,
+        cwd=PROJECT,
+        timeout=600,
+        env=in_temp(out.parent),
     )
     return done, out, time.monotonic() - started
 
@@ -113,7 +119,16 @@ def test_metrics_record_every_round_with_threshold_metrics_chosen_on_validation(
     metrics = json.loads((out / "metrics.json").read_text())
     assert [r["round"] for r in metrics["rounds"]] == list(range(1, ROUNDS + 1))
     for entry in metrics["rounds"]:
-        assert set(entry["test"]) == {"roc-auc", "pr-auc", "log-loss", "threshold", "accuracy", "precision", "recall", "f1"}
+        assert set(entry["test"]) == {
+            "roc-auc",
+            "pr-auc",
+            "log-loss",
+            "threshold",
+            "accuracy",
+            "precision",
+            "recall",
+            "f1",
+        }
         assert sorted(entry["clients"]) == ["insurer_a", "insurer_b", "insurer_c"]
         assert entry["validation"]["threshold"] == entry["test"]["threshold"]
         assert entry["timing"][0]["stage"] == "train" and entry["timing"][0]["exchange"] > 0
@@ -130,7 +145,9 @@ def test_the_real_federation_trains_exactly_the_in_process_algorithm(completed_r
     model = joblib.load(out / "model.joblib")
     classifier = model.named_steps["logistic_regression"]
     np.testing.assert_allclose(classifier.coef_, replay.weights.coef, rtol=1e-7, atol=1e-9)
-    np.testing.assert_allclose(classifier.intercept_, replay.weights.intercept + replay.stats.prior_logit, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(
+        classifier.intercept_, replay.weights.intercept + replay.stats.prior_logit, rtol=1e-7, atol=1e-9
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["final"]["threshold"] == pytest.approx(replay.threshold)
 
@@ -152,10 +169,18 @@ def test_client_columns_that_differ_from_the_servers_fail_before_anything_starts
     test_path, client_paths, _, clients = split
     other = tmp_path / "renamed.csv"
     header = [LABEL, "renamed_column", *clients[0].features[1:]]
-    other.write_text(",".join(header) + "\n" + "\n".join(",".join(["0", *["1"] * len(clients[0].features)]) for _ in range(80)) + "\n")
+    other.write_text(
+        ",".join(header)
+        + "\n"
+        + "\n".join(",".join(["0", *["1"] * len(clients[0].features)]) for _ in range(80))
+        + "\n"
+    )
     done = subprocess.run(
         launcher("--client-data", client_paths[0], other, "--test-data", test_path, "--out", tmp_path / "out"),
-        capture_output=True, text=True, cwd=PROJECT, timeout=120,
+        capture_output=True,
+        text=True,
+        cwd=PROJECT,
+        timeout=120,
     )
     assert done.returncode == 2
     assert f"{other}: columns differ from {test_path}: missing column 'female'" in done.stderr
@@ -167,10 +192,17 @@ def test_a_failing_run_exits_non_zero_with_the_reason_and_leaves_no_output(split
     out = tmp_path / "out"
     done = subprocess.run(
         launcher("--client-data", *client_paths, "--test-data", test_path, "--round-timeout", 0.3, "--out", out),
-        capture_output=True, text=True, cwd=PROJECT, timeout=300, env=in_temp(tmp_path),
+        capture_output=True,
+        text=True,
+        cwd=PROJECT,
+        timeout=300,
+        env=in_temp(tmp_path),
     )
     assert done.returncode == 1
-    assert "fewer than min-clients 3" in done.stderr and "insurer_a: no answer to the moments query within 0.3 s" in done.stderr
+    assert (
+        "fewer than min-clients 3" in done.stderr
+        and "insurer_a: no answer to the moments query within 0.3 s" in done.stderr
+    )
     assert not out.exists() and not (tmp_path / ".out.partial").exists()
     assert flower_processes_under(workspaces(tmp_path)) == []
 
@@ -178,7 +210,12 @@ def test_a_failing_run_exits_non_zero_with_the_reason_and_leaves_no_output(split
 def test_ctrl_c_stops_every_process_and_leaves_no_output(tmp_path):
     out = tmp_path / "out"
     process = subprocess.Popen(
-        launcher("--rounds", 50, "--out", out), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=PROJECT, env=in_temp(tmp_path)
+        launcher("--rounds", 50, "--out", out),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=PROJECT,
+        env=in_temp(tmp_path),
     )
     events = tmp_path / ".out.partial" / "events.jsonl"
     deadline = time.monotonic() + 180
@@ -186,7 +223,9 @@ def test_ctrl_c_stops_every_process_and_leaves_no_output(tmp_path):
         time.sleep(0.5)
     assert events.exists(), "the run never reached its first round"
     running = flower_processes_under(workspaces(tmp_path))  # the leak check below sees the run's processes
-    assert sum("/flower-superlink " in c for c in running) == 1 and sum("/flower-supernode " in c for c in running) == 3, running
+    assert (
+        sum("/flower-superlink " in c for c in running) == 1 and sum("/flower-supernode " in c for c in running) == 3
+    ), running
     assert any("/flower-superexec " in c for c in running), running  # in a session of its own
     os.kill(process.pid, signal.SIGINT)
     _, stderr = process.communicate(timeout=60)

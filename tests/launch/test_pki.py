@@ -42,7 +42,7 @@ def test_credentials_expire_within_the_validity_of_one_run(tmp_path):
         certificate = x509.load_pem_x509_certificate(path.read_bytes())
         lifetime = certificate.not_valid_after_utc - certificate.not_valid_before_utc
         assert lifetime <= VALIDITY + dt.timedelta(minutes=5)
-        assert certificate.not_valid_before_utc <= dt.datetime.now(dt.timezone.utc)
+        assert certificate.not_valid_before_utc <= dt.datetime.now(dt.UTC)
 
 
 def test_every_run_and_every_node_gets_keys_of_its_own(tmp_path):

@@ -47,7 +47,12 @@ def test_a_second_process_of_the_same_name_is_refused_while_the_first_runs(tmp_p
 
 def test_exit_codes_and_the_tail_of_each_log_are_reported(tmp_path):
     supervisor = Supervisor(tmp_path / "logs")
-    process = supervisor.start("talker", [sys.executable, "-c", "print('\\n'.join(map(str, range(30)))); raise SystemExit(3)"], dict(os.environ), tmp_path)
+    process = supervisor.start(
+        "talker",
+        [sys.executable, "-c", "print('\\n'.join(map(str, range(30)))); raise SystemExit(3)"],
+        dict(os.environ),
+        tmp_path,
+    )
     process.wait(timeout=30)
     assert supervisor.exited() == {"talker": 3}
     assert supervisor.log_tail("talker", 2) == "28\n29"
@@ -58,8 +63,7 @@ def test_sigterm_takes_the_clean_up_path_of_ctrl_c():
     import signal
 
     before = signal.getsignal(signal.SIGTERM)
-    with pytest.raises(KeyboardInterrupt, match="signal 15"):
-        with interrupts_as_keyboard_interrupt():
-            os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(5)
+    with pytest.raises(KeyboardInterrupt, match="signal 15"), interrupts_as_keyboard_interrupt():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
     assert signal.getsignal(signal.SIGTERM) is before  # the previous handler is back

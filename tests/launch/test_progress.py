@@ -14,13 +14,27 @@ def test_the_live_view_shows_each_jobs_status_and_elapsed_time_ticking_until_it_
     console = _terminal()
     now = time.monotonic()
     with ProgressView(console, "Federated training") as view:
-        view.add({"event": "round", "round": 1, "seconds": 4.2, "roc-auc": 0.88, "pr-auc": 0.5, "log-loss": 0.23, "clients": ["a", "b"]})
+        view.add(
+            {
+                "event": "round",
+                "round": 1,
+                "seconds": 4.2,
+                "roc-auc": 0.88,
+                "pr-auc": 0.5,
+                "log-loss": 0.23,
+                "clients": ["a", "b"],
+            }
+        )
         view.job("insurer-a", JobRow("fl-client-r1-insurer-a", "InProgress (Training)", now - 12))
         view.job("insurer-b", JobRow("fl-client-r1-insurer-b", "Failed (AlgorithmError)", now - 40, now - 10))
     text = console.export_text()
     assert "Client training jobs" in text
     running = next(line for line in text.splitlines() if "insurer-a" in line)
-    assert "fl-client-r1-insurer-a" in running and "InProgress (Training)" in running and ("12 s" in running or "13 s" in running)
+    assert (
+        "fl-client-r1-insurer-a" in running
+        and "InProgress (Training)" in running
+        and ("12 s" in running or "13 s" in running)
+    )
     ended = next(line for line in text.splitlines() if "insurer-b" in line)
     assert "Failed (AlgorithmError)" in ended and "30 s" in ended  # frozen when the job ended
     assert "0.8800" in text
@@ -29,7 +43,17 @@ def test_the_live_view_shows_each_jobs_status_and_elapsed_time_ticking_until_it_
 def test_without_jobs_there_is_no_jobs_table_and_a_pipe_gets_one_line_per_round():
     console = Console(file=io.StringIO(), force_terminal=False, width=140, record=True)
     with ProgressView(console, "Local training") as view:
-        view.add({"event": "round", "round": 1, "seconds": 4.2, "roc-auc": 0.88, "pr-auc": 0.5, "log-loss": 0.23, "clients": ["a", "b"]})
+        view.add(
+            {
+                "event": "round",
+                "round": 1,
+                "seconds": 4.2,
+                "roc-auc": 0.88,
+                "pr-auc": 0.5,
+                "log-loss": 0.23,
+                "clients": ["a", "b"],
+            }
+        )
     text = console.export_text()
     assert "Client training jobs" not in text
     assert "round   1     4.2 s  ROC-AUC 0.8800" in text

@@ -70,6 +70,8 @@ def test_without_shared_curvature_federated_drifts_further_from_centralised(cms)
         split = split_clients(clients, seed)
         central = centralised(split, test, TrainingPlan(seed=seed)).weights.vector
         for share in (True, False):
-            fed = federated(split, test, TrainingPlan(rounds=10, train=TrainConfig(), share_curvature=share, seed=seed)).weights.vector
+            fed = federated(
+                split, test, TrainingPlan(rounds=10, train=TrainConfig(), share_curvature=share, seed=seed)
+            ).weights.vector
             gaps[share].append(np.linalg.norm(fed - central))
     assert np.mean(gaps[False]) > 2 * np.mean(gaps[True])

@@ -87,7 +87,9 @@ def test_client_columns_must_match_the_servers_in_name_and_order(tmp_path, synth
     swapped = [LABEL, synthetic.features[1], synthetic.features[0], *synthetic.features[2:]]
     reordered = write_rows(tmp_path / "reordered.csv", swapped, [[0, *synthetic.X[0]]])
     check_same_columns(server, read_csv(tmp_path / "client.csv"))
-    with pytest.raises(DataError, match=f"missing.csv: columns differ from test.csv: missing column '{synthetic.features[-1]}'"):
+    with pytest.raises(
+        DataError, match=f"missing.csv: columns differ from test.csv: missing column '{synthetic.features[-1]}'"
+    ):
         check_same_columns(server, read_csv(missing))
     with pytest.raises(DataError, match=f"feature 1 is '{synthetic.features[1]}', expected '{synthetic.features[0]}'"):
         check_same_columns(server, read_csv(reordered))
@@ -101,7 +103,9 @@ def test_a_client_needs_both_classes_and_enough_rows(synthetic):
     tiny = synthetic.subset(np.r_[negatives[:20], positives[:20]], "tiny.csv")
     with pytest.raises(DataError, match=f"one_class.csv: column '{LABEL}' has only one class with value 1"):
         check_trainable(one_class)
-    with pytest.raises(DataError, match=f"few.csv: column '{LABEL}' has only {MIN_ROWS_PER_CLASS - 1} rows with value 1"):
+    with pytest.raises(
+        DataError, match=f"few.csv: column '{LABEL}' has only {MIN_ROWS_PER_CLASS - 1} rows with value 1"
+    ):
         check_trainable(few_positives)
     with pytest.raises(DataError, match=f"tiny.csv: 40 data rows, a client needs at least {MIN_CLIENT_ROWS}"):
         check_trainable(tiny)
@@ -113,19 +117,27 @@ def test_a_split_that_splitting_a_trainable_csv_gives_is_accepted_and_others_are
 
     positives = np.flatnonzero(synthetic.y == 1)
     negatives = np.flatnonzero(synthetic.y == 0)
-    smallest = synthetic.subset(np.r_[negatives[: MIN_CLIENT_ROWS - MIN_ROWS_PER_CLASS], positives[:MIN_ROWS_PER_CLASS]], "client.csv")
+    smallest = synthetic.subset(
+        np.r_[negatives[: MIN_CLIENT_ROWS - MIN_ROWS_PER_CLASS], positives[:MIN_ROWS_PER_CLASS]], "client.csv"
+    )
     check_trainable(smallest)
     split = ClientData.split(smallest, seed=0)
     check_split(split.train, split.validation)  # whatever stage-data uploads, the job accepts
     train = synthetic.subset(np.r_[negatives[:200], positives[:SMOTE_NEIGHBOURS]], "train.csv")
     validation = synthetic.subset(np.r_[negatives[200:260], positives[20:30]], "validation.csv")
-    with pytest.raises(DataError, match=f"train.csv: column '{LABEL}' has only {SMOTE_NEIGHBOURS} rows with value 1; SMOTE needs at least"):
+    with pytest.raises(
+        DataError,
+        match=f"train.csv: column '{LABEL}' has only {SMOTE_NEIGHBOURS} rows with value 1; SMOTE needs at least",
+    ):
         check_split(train, validation)
     no_positives = synthetic.subset(negatives[200:260], "validation.csv")
     with pytest.raises(DataError, match=f"validation.csv: column '{LABEL}' has no rows with value 1"):
         check_split(synthetic.subset(np.r_[negatives[:200], positives[:20]], "train.csv"), no_positives)
     with pytest.raises(DataError, match="train.csv \\+ validation.csv: 40 data rows together"):
-        check_split(synthetic.subset(np.r_[negatives[:20], positives[:10]], "train.csv"), synthetic.subset(np.r_[negatives[20:28], positives[10:12]], "validation.csv"))
+        check_split(
+            synthetic.subset(np.r_[negatives[:20], positives[:10]], "train.csv"),
+            synthetic.subset(np.r_[negatives[20:28], positives[10:12]], "validation.csv"),
+        )
 
 
 def test_reading_client_csvs_checks_each_against_the_test_set(tmp_path, synthetic):

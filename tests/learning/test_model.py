@@ -41,7 +41,10 @@ def _objectives(stats, parts, C):
 def _fedavg(objectives, rounds, shared):
     weights, curvature = Weights.zeros(objectives[0].Z.shape[1]), None
     for _ in range(rounds):
-        steps = [(newton_step(o, weights, curvature if curvature is not None else o.curvature(weights)).vector, o.n_examples) for o in objectives]
+        steps = [
+            (newton_step(o, weights, curvature if curvature is not None else o.curvature(weights)).vector, o.n_examples)
+            for o in objectives
+        ]
         if shared:
             curvature = average([(o.curvature(weights), o.n_examples) for o in objectives])
         weights = Weights.from_vector(average(steps))
@@ -74,7 +77,9 @@ def test_a_newton_step_with_own_curvature_equals_scikit_learns_newton_cholesky_i
     C = 1.0 / (objective.ridge * objective.n_examples)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        kwargs = {"l1_ratio": 0.0} if LogisticRegression().get_params()["penalty"] == "deprecated" else {"penalty": "l2"}
+        kwargs = (
+            {"l1_ratio": 0.0} if LogisticRegression().get_params()["penalty"] == "deprecated" else {"penalty": "l2"}
+        )
         sk = LogisticRegression(C=C, solver="newton-cholesky", max_iter=1, warm_start=True, **kwargs)
         sk.coef_, sk.intercept_ = start.coef.copy(), start.intercept.copy()
         sk.fit(objective.Z, objective.y)

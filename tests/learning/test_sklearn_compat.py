@@ -34,7 +34,8 @@ stats = GlobalStats.from_moments([client.moments()])
 prepared = client.prepare(stats, seed=2)
 start = Weights.zeros(len(data.features))
 update = prepared.update(start, TrainConfig())
-l1 = l1_update(prepared.objective(0.05), start, epochs=2000)  # converged: SAGA iterates differ across versions, its optimum does not
+# converged: SAGA iterates differ across versions, its optimum does not
+l1 = l1_update(prepared.objective(0.05), start, epochs=2000)
 reference = fit_to_convergence(prepared.train_Z, prepared.train_y, 1.0, "l2")
 model = build_pipeline(data.features, stats.mean, stats.scale, update.weights, stats.prior_logit)
 buffer = io.BytesIO(); joblib.dump(model, buffer); buffer.seek(0)
@@ -58,13 +59,24 @@ def old_python():
     stamp = folder / ".installed"
     if not stamp.exists() or stamp.read_text() != " ".join(OLD_STACK):
         venv.create(folder, with_pip=True, clear=True)
-        subprocess.run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *OLD_STACK], check=True, timeout=600)
+        subprocess.run(
+            [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *OLD_STACK],
+            check=True,
+            timeout=600,
+        )
         stamp.write_text(" ".join(OLD_STACK))
     return python
 
 
 def _run(python) -> dict:
-    done = subprocess.run([python, "-c", SCRIPT], capture_output=True, text=True, cwd=PROJECT, env={"PYTHONPATH": str(PROJECT)}, timeout=300)
+    done = subprocess.run(
+        [python, "-c", SCRIPT],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT,
+        env={"PYTHONPATH": str(PROJECT)},
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 

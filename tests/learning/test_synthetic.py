@@ -42,7 +42,9 @@ def test_a_logistic_regression_learns_the_signal_but_not_perfectly():
     from sklearn.model_selection import train_test_split
 
     data = generate(5500, seed=1)
-    X_train, X_test, y_train, y_test = train_test_split(np.log1p(data.X), data.y, test_size=0.3, stratify=data.y, random_state=0)
+    X_train, X_test, y_train, y_test = train_test_split(
+        np.log1p(data.X), data.y, test_size=0.3, stratify=data.y, random_state=0
+    )
     mean, scale = X_train.mean(0), X_train.std(0)
     model = LogisticRegression(max_iter=2000).fit((X_train - mean) / scale, y_train)
     auc = roc_auc_score(y_test, model.predict_proba((X_test - mean) / scale)[:, 1])

@@ -22,7 +22,9 @@ def test_split_is_stratified_disjoint_and_reproducible(synthetic):
     np.testing.assert_array_equal(a.train.X, b.train.X)
     assert a.train.n_rows + a.validation.n_rows == synthetic.n_rows
     assert a.validation.n_rows == pytest.approx(0.2 * synthetic.n_rows, abs=1)
-    assert a.validation.n_positive / a.validation.n_rows == pytest.approx(synthetic.n_positive / synthetic.n_rows, abs=0.01)
+    assert a.validation.n_positive / a.validation.n_rows == pytest.approx(
+        synthetic.n_positive / synthetic.n_rows, abs=0.01
+    )
     train_rows = {row.tobytes() for row in a.train.X}
     assert not any(row.tobytes() in train_rows for row in a.validation.X)
 

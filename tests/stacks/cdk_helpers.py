@@ -55,8 +55,12 @@ def synthesize(outdir: Path, **overrides) -> Synthesized:
     assembly = app.synth()
     names = [c.node.id for c in clients]
     return Synthesized(
-        outdir, Template.from_stack(server), {name: Template.from_stack(stack) for name, stack in zip(names, clients)},
-        dict(zip(names, clients)), server, assembly,
+        outdir,
+        Template.from_stack(server),
+        {name: Template.from_stack(stack) for name, stack in zip(names, clients)},
+        dict(zip(names, clients)),
+        server,
+        assembly,
     )
 
 

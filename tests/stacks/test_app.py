@@ -13,27 +13,61 @@ pytestmark = pytest.mark.slow
 
 def test_one_client_gives_server_stack_and_client_stack(default):
     assert sorted(default.clients) == ["ClientStack"]
-    assert default.server_stack.account == SERVER_ACCOUNT and default.clients and default.client_stacks["ClientStack"].account == CLIENT_ACCOUNT
+    assert (
+        default.server_stack.account == SERVER_ACCOUNT
+        and default.clients
+        and default.client_stacks["ClientStack"].account == CLIENT_ACCOUNT
+    )
+
 
 def test_several_clients_give_one_stack_each_and_the_server_deploys_after_all(three):
     assert sorted(three.clients) == ["ClientStack-hospital-c", "ClientStack-insurer-a", "ClientStack-insurer-b"]
     dependencies = {d.node.id for d in three.server_stack.dependencies}
     assert dependencies == set(three.clients)
     accounts = {name: stack.account for name, stack in three.client_stacks.items()}
-    assert accounts == {"ClientStack-insurer-a": "222222222222", "ClientStack-insurer-b": "333333333333", "ClientStack-hospital-c": "444444444444"}
+    assert accounts == {
+        "ClientStack-insurer-a": "222222222222",
+        "ClientStack-insurer-b": "333333333333",
+        "ClientStack-hospital-c": "444444444444",
+    }
+
 
 def test_client_settings_are_published_as_outputs_and_in_ssm(client):
-    parameter = next(p["Properties"] for p in resources(client, "AWS::SSM::Parameter").values() if p["Properties"]["Name"] == "/fl-fraud/client/client-a/settings")
+    parameter = next(
+        p["Properties"]
+        for p in resources(client, "AWS::SSM::Parameter").values()
+        if p["Properties"]["Name"] == "/fl-fraud/client/client-a/settings"
+    )
     document = json.dumps(parameter["Value"])
-    for key in ("kickoff_role_arn", "external_id", "execution_role_arn", "subnet_ids", "training_security_group_id", "code_bucket",
-                "source_uri", "data_bucket", "artifact_bucket", "training_image", "training_instance_type"):
+    for key in (
+        "kickoff_role_arn",
+        "external_id",
+        "execution_role_arn",
+        "subnet_ids",
+        "training_security_group_id",
+        "code_bucket",
+        "source_uri",
+        "data_bucket",
+        "artifact_bucket",
+        "training_image",
+        "training_instance_type",
+    ):
         assert f'\\"{key}\\"' in document, key
     outputs = client.to_json()["Outputs"]
-    assert {"KickoffRoleArn", "ExternalId", "ExecutionRoleArn", "SubnetIds", "TrainingSecurityGroupId"} <= {k[len("Published"):-8] for k in outputs}
+    assert {"KickoffRoleArn", "ExternalId", "ExecutionRoleArn", "SubnetIds", "TrainingSecurityGroupId"} <= {
+        k[len("Published") : -8] for k in outputs
+    }
+
 
 def test_server_settings_list_every_client_with_its_kickoff_role(three):
-    parameter = next(p["Properties"] for p in resources(three.server, "AWS::SSM::Parameter").values() if p["Properties"]["Name"] == "/fl-fraud/server/settings")
+    parameter = next(
+        p["Properties"]
+        for p in resources(three.server, "AWS::SSM::Parameter").values()
+        if p["Properties"]["Name"] == "/fl-fraud/server/settings"
+    )
     document = json.dumps(parameter["Value"])
     for spec in THREE_CLIENTS:
-        assert f"arn:aws:iam::{spec['account']}:role/FL-kickoff-client-job" in document and spec["external_id"] in document
+        assert (
+            f"arn:aws:iam::{spec['account']}:role/FL-kickoff-client-job" in document and spec["external_id"] in document
+        )
     assert '\\"flower_port\\":9092' in document

@@ -1,4 +1,5 @@
-"""The code bundle installs with no index at all: on the notebooks' Python here, and resolves for the training image's."""
+"""The code bundle installs with no index at all: on the notebooks' Python here, and resolves for the training
+image's."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ import pytest
 
 from stacks.bundle.builder import ENTRY_POINT, NOTEBOOK, Target, bundle_targets, manylinux_tags, write_tarball
 from stacks.config import TrainingImage, from_cdk_json
-from tests.stacks.cdk_helpers import configured_bundle
 from tests.helpers import PROJECT
+from tests.stacks.cdk_helpers import configured_bundle
 
 pytestmark = pytest.mark.slow
 
@@ -39,8 +40,14 @@ def test_the_bundle_holds_the_entry_point_runtime_offline_requirements_and_wheel
     assert (unpacked / ENTRY_POINT).is_file()
     # the whole runtime, package by package, exactly as in the repository
     shipped = {p.relative_to(unpacked).as_posix() for p in (unpacked / "fl_runtime").rglob("*.py")}
-    sources = {p.relative_to(PROJECT).as_posix() for p in (PROJECT / "fl_runtime").rglob("*.py") if "__pycache__" not in p.parts}
-    assert shipped == sources and "fl_runtime/aws/sagemaker_client.py" in shipped and "fl_runtime/__main__.py" in shipped
+    sources = {
+        p.relative_to(PROJECT).as_posix()
+        for p in (PROJECT / "fl_runtime").rglob("*.py")
+        if "__pycache__" not in p.parts
+    }
+    assert (
+        shipped == sources and "fl_runtime/aws/sagemaker_client.py" in shipped and "fl_runtime/__main__.py" in shipped
+    )
     assert all((unpacked / name).read_bytes() == (PROJECT / name).read_bytes() for name in shipped)
     requirements = (unpacked / "requirements.txt").read_text().splitlines()
     assert requirements[:2] == ["--no-index", "--find-links wheels"]
@@ -57,23 +64,48 @@ def test_requirements_install_into_a_clean_virtualenv_from_the_bundled_wheels_al
     # what the SageMaker training toolkit runs, in the unpacked code directory
     done = subprocess.run(
         [python, "-m", "pip", "install", "--no-index", "--disable-pip-version-check", "-r", "requirements.txt"],
-        cwd=unpacked, capture_output=True, text=True, env=isolated_pip_env(), timeout=900,
+        cwd=unpacked,
+        capture_output=True,
+        text=True,
+        env=isolated_pip_env(),
+        timeout=900,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     check = subprocess.run(
         [python, "-c", "import flwr, sklearn, imblearn, numpy; print(sklearn.__version__, numpy.__version__)"],
-        cwd=unpacked, capture_output=True, text=True, timeout=120,
+        cwd=unpacked,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert check.stdout.split() == ["1.4.2", "2.1.0"], check.stderr
     entry = subprocess.run([python, ENTRY_POINT, "--help"], cwd=unpacked, capture_output=True, text=True, timeout=120)
     assert entry.returncode == 0 and "--superlink" in entry.stdout
 
 
-def test_the_training_images_python_and_platform_resolve_the_job_requirements_from_the_bundled_wheels_alone(unpacked, tmp_path):
+def test_the_training_images_python_and_platform_resolve_the_job_requirements_from_the_bundled_wheels_alone(
+    unpacked, tmp_path
+):
     [_, image] = bundle_targets(from_cdk_json(PROJECT / "cdk.json").training_image)
     done = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--dry-run", "--no-index", *image.pip_arguments(), "--target", str(tmp_path / "target"), "-r", "requirements.txt"],
-        cwd=unpacked, capture_output=True, text=True, env=isolated_pip_env(), timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--no-index",
+            *image.pip_arguments(),
+            "--target",
+            str(tmp_path / "target"),
+            "-r",
+            "requirements.txt",
+        ],
+        cwd=unpacked,
+        capture_output=True,
+        text=True,
+        env=isolated_pip_env(),
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Would install" in done.stdout and "flwr-1.42.0" in done.stdout
@@ -82,10 +114,19 @@ def test_the_training_images_python_and_platform_resolve_the_job_requirements_fr
 def test_the_notebook_install_script_builds_a_working_virtualenv_offline(unpacked, tmp_path):
     done = subprocess.run(
         ["bash", str(unpacked / "notebook" / "install.sh"), str(unpacked), str(tmp_path / "fl-venv")],
-        capture_output=True, text=True, env=isolated_pip_env(), timeout=900,
+        capture_output=True,
+        text=True,
+        env=isolated_pip_env(),
+        timeout=900,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    run = subprocess.run([tmp_path / "fl-venv" / "bin" / "python", "-m", "fl_runtime", "--help"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    run = subprocess.run(
+        [tmp_path / "fl-venv" / "bin" / "python", "-m", "fl_runtime", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert run.returncode == 0 and "prepare-data" in run.stdout
 
 
@@ -104,17 +145,34 @@ def test_tarballs_are_byte_for_byte_reproducible(tmp_path):
 
 def test_manylinux_tags_cover_every_older_glibc_as_pip_would():
     assert manylinux_tags("manylinux2014_x86_64") == (
-        "manylinux_2_17_x86_64", "manylinux_2_16_x86_64", "manylinux_2_15_x86_64", "manylinux_2_14_x86_64", "manylinux_2_13_x86_64",
-        "manylinux_2_12_x86_64", "manylinux_2_11_x86_64", "manylinux_2_10_x86_64", "manylinux_2_9_x86_64", "manylinux_2_8_x86_64",
-        "manylinux_2_7_x86_64", "manylinux_2_6_x86_64", "manylinux_2_5_x86_64", "manylinux1_x86_64", "manylinux2010_x86_64", "manylinux2014_x86_64",
+        "manylinux_2_17_x86_64",
+        "manylinux_2_16_x86_64",
+        "manylinux_2_15_x86_64",
+        "manylinux_2_14_x86_64",
+        "manylinux_2_13_x86_64",
+        "manylinux_2_12_x86_64",
+        "manylinux_2_11_x86_64",
+        "manylinux_2_10_x86_64",
+        "manylinux_2_9_x86_64",
+        "manylinux_2_8_x86_64",
+        "manylinux_2_7_x86_64",
+        "manylinux_2_6_x86_64",
+        "manylinux_2_5_x86_64",
+        "manylinux1_x86_64",
+        "manylinux2010_x86_64",
+        "manylinux2014_x86_64",
     )
-    assert manylinux_tags("manylinux_2_28_aarch64")[0] == "manylinux_2_28_aarch64" and "manylinux2014_aarch64" in manylinux_tags("manylinux_2_28_aarch64")
+    assert manylinux_tags("manylinux_2_28_aarch64")[
+        0
+    ] == "manylinux_2_28_aarch64" and "manylinux2014_aarch64" in manylinux_tags("manylinux_2_28_aarch64")
 
 
 def test_the_bundle_serves_the_configured_training_image_besides_the_notebooks():
     training = Target("3.12", manylinux_tags("manylinux_2_28_x86_64"), "training")
     assert bundle_targets(TrainingImage("image", "3.12", "manylinux_2_28_x86_64")) == (NOTEBOOK, training)
-    assert bundle_targets(TrainingImage("image", NOTEBOOK.python_version, "manylinux_2_34_x86_64")) == (NOTEBOOK,)  # its set covers training
+    assert bundle_targets(TrainingImage("image", NOTEBOOK.python_version, "manylinux_2_34_x86_64")) == (
+        NOTEBOOK,
+    )  # its set covers training
 
 
 def test_the_cache_keeps_only_the_most_recently_used_bundles_and_wheel_sets_and_drops_killed_builds(tmp_path):

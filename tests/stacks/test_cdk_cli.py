@@ -8,9 +8,8 @@ import subprocess
 
 import pytest
 
-from tests.stacks.cdk_helpers import configured_bundle
-from tests.stacks.cdk_helpers import THREE_CLIENTS
 from tests.helpers import PROJECT
+from tests.stacks.cdk_helpers import THREE_CLIENTS, configured_bundle
 
 pytestmark = pytest.mark.slow
 
@@ -19,9 +18,15 @@ def offline_env(tmp_path) -> dict[str, str]:
     """No credentials anywhere, and any attempt to reach the network goes to a dead proxy."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update(
-        AWS_CONFIG_FILE=str(tmp_path / "no-config"), AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "no-credentials"),
-        AWS_EC2_METADATA_DISABLED="true", HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9", NO_PROXY="",
-        CDK_DISABLE_CLI_TELEMETRY="true", CDK_DISABLE_VERSION_CHECK="true", JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION="20",
+        AWS_CONFIG_FILE=str(tmp_path / "no-config"),
+        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "no-credentials"),
+        AWS_EC2_METADATA_DISABLED="true",
+        HTTPS_PROXY="http://127.0.0.1:9",
+        HTTP_PROXY="http://127.0.0.1:9",
+        NO_PROXY="",
+        CDK_DISABLE_CLI_TELEMETRY="true",
+        CDK_DISABLE_VERSION_CHECK="true",
+        JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION="20",
     )
     return env
 
@@ -30,13 +35,19 @@ def cdk_synth(tmp_path, *args: str) -> subprocess.CompletedProcess:
     configured_bundle()  # the wheel cache is filled before going offline; synth itself must not need the network
     return subprocess.run(
         ["npx", "--no-install", "cdk", "synth", "--no-notices", "-q", "-o", str(tmp_path / "cdk.out"), *args],
-        capture_output=True, text=True, cwd=PROJECT, env=offline_env(tmp_path), timeout=600,
+        capture_output=True,
+        text=True,
+        cwd=PROJECT,
+        env=offline_env(tmp_path),
+        timeout=600,
     )
 
 
 def test_the_pinned_cli_is_the_one_that_runs():
     pinned = json.loads((PROJECT / "package.json").read_text())["devDependencies"]["aws-cdk"]
-    done = subprocess.run(["npx", "--no-install", "cdk", "--version"], capture_output=True, text=True, cwd=PROJECT, timeout=120)
+    done = subprocess.run(
+        ["npx", "--no-install", "cdk", "--version"], capture_output=True, text=True, cwd=PROJECT, timeout=120
+    )
     assert done.stdout.startswith(pinned)
 
 
@@ -52,19 +63,29 @@ def synthesized(tmp_path_factory):
 
 
 def test_synth_succeeds_offline_without_credentials_for_one_and_three_clients(synthesized):
-    assert sorted(p.name for p in synthesized["default"].glob("*.template.json")) == ["ClientStack.template.json", "ServerStack.template.json"]
+    assert sorted(p.name for p in synthesized["default"].glob("*.template.json")) == [
+        "ClientStack.template.json",
+        "ServerStack.template.json",
+    ]
     assert sorted(p.name for p in synthesized["three"].glob("*.template.json")) == [
-        "ClientStack-hospital-c.template.json", "ClientStack-insurer-a.template.json", "ClientStack-insurer-b.template.json", "ServerStack.template.json"
+        "ClientStack-hospital-c.template.json",
+        "ClientStack-insurer-a.template.json",
+        "ClientStack-insurer-b.template.json",
+        "ServerStack.template.json",
     ]
     manifest = json.loads((synthesized["three"] / "manifest.json").read_text())
     assert sorted(manifest["artifacts"]["ServerStack"]["dependencies"])[:3] == [
-        "ClientStack-hospital-c", "ClientStack-insurer-a", "ClientStack-insurer-b"
+        "ClientStack-hospital-c",
+        "ClientStack-insurer-a",
+        "ClientStack-insurer-b",
     ]
 
 
 def test_cfn_lint_reports_no_errors_on_the_synthesized_templates(synthesized):
     templates = [str(p) for folder in synthesized.values() for p in folder.glob("*.template.json")]
-    done = subprocess.run(["cfn-lint", "--non-zero-exit-code", "error", *templates], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        ["cfn-lint", "--non-zero-exit-code", "error", *templates], capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stdout[-3000:]
 
 
@@ -72,8 +93,14 @@ def test_cfn_lint_reports_no_errors_on_the_synthesized_templates(synthesized):
     "override, message",
     [
         ("federation:server_account=12345", "server_account: '12345' is not a 12-digit AWS account id"),
-        (f"federation:clients={json.dumps([dict(THREE_CLIENTS[0], vpc_cidr='10.0.4.0/22')])}", "clients[0].vpc_cidr: 10.0.4.0/22 overlaps server_vpc_cidr 10.0.0.0/16"),
-        (f"federation:clients={json.dumps([THREE_CLIENTS[0], dict(THREE_CLIENTS[1], name='insurer-a')])}", "clients[1].name: 'insurer-a' is used by another client"),
+        (
+            f"federation:clients={json.dumps([dict(THREE_CLIENTS[0], vpc_cidr='10.0.4.0/22')])}",
+            "clients[0].vpc_cidr: 10.0.4.0/22 overlaps server_vpc_cidr 10.0.0.0/16",
+        ),
+        (
+            f"federation:clients={json.dumps([THREE_CLIENTS[0], dict(THREE_CLIENTS[1], name='insurer-a')])}",
+            "clients[1].name: 'insurer-a' is used by another client",
+        ),
     ],
 )
 def test_invalid_config_fails_synth_with_one_message_naming_the_field(tmp_path, override, message):

@@ -20,9 +20,10 @@ def test_the_code_bucket_receives_the_bundle_under_code(default):
         assert properties["Prune"] is False
         assert properties["DestinationBucketName"]["Ref"].startswith("Code")
 
+
 def test_the_synthesized_asset_is_the_deterministic_bundle(default):
     bundle = configured_bundle()
-    assets = [p for p in default.outdir.glob(f"asset.*/{BUNDLE_NAME}")]
+    assets = list(default.outdir.glob(f"asset.*/{BUNDLE_NAME}"))
     assert assets, "no asset holds source.tar.gz"
     assert all(asset.read_bytes() == bundle.tarball.read_bytes() for asset in assets)
     with tarfile.open(bundle.tarball) as archive:

@@ -15,7 +15,9 @@ def test_cdk_nag_packs_pass_and_every_acknowledgment_is_exact_and_explained(name
         assert packs[pack]["conclusion"] == "success"
         assert packs[pack]["violations"] == []
         for suppressed in packs[pack]["suppressedViolations"]:
-            assert suppressed["acknowledgedId"] == f"{pack}::{suppressed['ruleName']}"  # the exact finding, not the whole rule
+            assert (
+                suppressed["acknowledgedId"] == f"{pack}::{suppressed['ruleName']}"
+            )  # the exact finding, not the whole rule
             assert len(suppressed["reason"]) >= 40
             stack = suppressed["violatingConstructs"][0]["constructPath"].split("/")[0]
             assert suppressed["acknowledgedAt"] != stack  # never waved through for a whole stack

@@ -19,7 +19,9 @@ def raw() -> dict:
 
 def test_the_defaults_in_cdk_json_are_a_valid_one_client_federation(raw):
     config = parse(raw)
-    assert config.server_account == "111111111111" and config.clients[0].external_id.endswith("change-me")  # sample values
+    assert config.server_account == "111111111111" and config.clients[0].external_id.endswith(
+        "change-me"
+    )  # sample values
     assert [c.name for c in config.clients] == ["client-a"]
     assert config.training_image.python_version == "3.12" and "1.4-2-py312" in config.training_image.uri
     assert config.clients[0].kickoff_role_arn == "arn:aws:iam::222222222222:role/FL-kickoff-client-job"
@@ -52,26 +54,64 @@ _DELETE = object()
         (["server_account"], _DELETE, "server_account: missing"),
         (["region"], "mars-1", "region: 'mars-1' is not an AWS region"),
         (["availability_zones"], ["eu-west-1a", "eu-west-1b"], "availability_zones: "),
-        (["availability_zones"], ["us-east-1a", "us-east-1a"], "availability_zones: ['us-east-1a', 'us-east-1a'] must list at least two different zones"),
+        (
+            ["availability_zones"],
+            ["us-east-1a", "us-east-1a"],
+            "availability_zones: ['us-east-1a', 'us-east-1a'] must list at least two different zones",
+        ),
         (["availability_zones"], ["us-east-1a", "us-east-12b"], "availability_zones: "),
-        (["server_vpc_cidr"], "10.0.0.0/24", "server_vpc_cidr: 10.0.0.0/24 cannot hold a /24 subnet in each of the 2 availability zones"),
-        (["clients", 0, "vpc_cidr"], "10.1.0.0/24", "clients[0].vpc_cidr: 10.1.0.0/24 cannot hold a /24 subnet in each of the 2 availability zones"),
+        (
+            ["server_vpc_cidr"],
+            "10.0.0.0/24",
+            "server_vpc_cidr: 10.0.0.0/24 cannot hold a /24 subnet in each of the 2 availability zones",
+        ),
+        (
+            ["clients", 0, "vpc_cidr"],
+            "10.1.0.0/24",
+            "clients[0].vpc_cidr: 10.1.0.0/24 cannot hold a /24 subnet in each of the 2 availability zones",
+        ),
         (["server_vpc_cidr"], "10.0.0.0/33", "server_vpc_cidr: '10.0.0.0/33' is not an IPv4 CIDR block"),
         (["server_vpc_cidr"], "8.8.0.0/16", "server_vpc_cidr: 8.8.0.0/16 must be a private range"),
-        (["clients", 0, "vpc_cidr"], "10.0.128.0/20", "clients[0].vpc_cidr: 10.0.128.0/20 overlaps server_vpc_cidr 10.0.0.0/16"),
+        (
+            ["clients", 0, "vpc_cidr"],
+            "10.0.128.0/20",
+            "clients[0].vpc_cidr: 10.0.128.0/20 overlaps server_vpc_cidr 10.0.0.0/16",
+        ),
         (["clients", 0, "account"], "2222", "clients[0].account: '2222' is not a 12-digit AWS account id"),
-        (["clients", 0, "account"], "111111111111", "clients[0].account: 111111111111 is already the server's or another client's account"),
+        (
+            ["clients", 0, "account"],
+            "111111111111",
+            "clients[0].account: 111111111111 is already the server's or another client's account",
+        ),
         (["clients", 0, "name"], "Client A", "clients[0].name: 'Client A' is not a short name"),
         (["clients", 0, "external_id"], _DELETE, "clients[0].external_id: missing"),
         (["clients"], [], "clients: expected a non-empty list"),
         (["flower_port"], 80, "flower_port: 80 is not a whole number from 1024 to 65535"),
-        (["notebook_instance_type"], "t3.medium", "notebook_instance_type: 't3.medium' is not a SageMaker instance type"),
-        (["training_image", "python_version"], "3.10", "training_image.python_version: '3.10': flwr 1.42 needs Python 3.11 or newer"),
+        (
+            ["notebook_instance_type"],
+            "t3.medium",
+            "notebook_instance_type: 't3.medium' is not a SageMaker instance type",
+        ),
+        (
+            ["training_image", "python_version"],
+            "3.10",
+            "training_image.python_version: '3.10': flwr 1.42 needs Python 3.11 or newer",
+        ),
         (["training_image", "uri"], "sklearn:latest", "training_image.uri: 'sklearn:latest' is not an ECR image URI"),
         (["retain_data"], "no", "retain_data: 'no' is not true or false"),
         (["parameter_prefix"], "fl", "parameter_prefix: 'fl' is not an SSM parameter path"),
-        (["clients", 0, "account"], "210987654321", "clients[0].external_id: 'fl-fraud-client-a-change-me' is the sample value; agree a unique one with client 'client-a' (account 210987654321)"),
-        (["training_job_prefix"], "federated-fraud-detection-client-jobs", "training_job_prefix: 'federated-fraud-detection-client-jobs' with clients[0].name 'client-a' leaves no room"),
+        (
+            ["clients", 0, "account"],
+            "210987654321",
+            "clients[0].external_id: 'fl-fraud-client-a-change-me' is the sample value; agree a unique one with "
+            "client 'client-a' (account 210987654321)",
+        ),
+        (
+            ["training_job_prefix"],
+            "federated-fraud-detection-client-jobs",
+            "training_job_prefix: 'federated-fraud-detection-client-jobs' with clients[0].name 'client-a' leaves no "
+            "room",
+        ),
     ],
 )
 def test_invalid_settings_are_refused_naming_the_field(raw, path, value, message):
@@ -83,7 +123,9 @@ def test_invalid_settings_are_refused_naming_the_field(raw, path, value, message
 def test_two_clients_with_overlapping_cidrs_or_the_same_name_are_refused(raw):
     raw["clients"] = copy.deepcopy(THREE_CLIENTS)
     raw["clients"][2]["vpc_cidr"] = "10.2.4.0/22"
-    with pytest.raises(ConfigError, match=r"clients\[2\].vpc_cidr: 10.2.4.0/22 overlaps clients\[1\].vpc_cidr 10.2.0.0/16"):
+    with pytest.raises(
+        ConfigError, match=r"clients\[2\].vpc_cidr: 10.2.4.0/22 overlaps clients\[1\].vpc_cidr 10.2.0.0/16"
+    ):
         parse(raw)
     raw["clients"] = copy.deepcopy(THREE_CLIENTS)
     raw["clients"][1]["name"] = "insurer-a"
@@ -112,7 +154,9 @@ def test_context_overrides_are_json_decoded_per_field(tmp_path):
         from_context(cdk.App(context=context).node)
 
 
-@pytest.mark.parametrize("region, expected", [("us-east-1", "aws"), ("cn-north-1", "aws-cn"), ("us-gov-west-1", "aws-us-gov")])
+@pytest.mark.parametrize(
+    "region, expected", [("us-east-1", "aws"), ("cn-north-1", "aws-cn"), ("us-gov-west-1", "aws-us-gov")]
+)
 def test_role_arns_carry_the_partition_of_the_region(raw, region, expected):
     raw["region"], raw["availability_zones"] = region, [f"{region}a", f"{region}b"]
     config = parse(raw)

@@ -23,10 +23,14 @@ def test_vpcs_are_private_only_with_no_internet_or_nat_gateway(three):
             assert route["Properties"]["DestinationCidrBlock"] != "0.0.0.0/0"
             assert "VpcPeeringConnectionId" in route["Properties"]
 
+
 def test_every_vpc_has_flow_logs_of_all_traffic_into_an_encrypted_log_group(three):
     for template in all_templates(three):
-        template.has_resource_properties("AWS::EC2::FlowLog", {"TrafficType": "ALL", "LogDestinationType": "cloud-watch-logs"})
+        template.has_resource_properties(
+            "AWS::EC2::FlowLog", {"TrafficType": "ALL", "LogDestinationType": "cloud-watch-logs"}
+        )
         template.has_resource_properties("AWS::Logs::LogGroup", {"KmsKeyId": Match.any_value(), "RetentionInDays": 365})
+
 
 def test_endpoints_for_s3_sagemaker_sts_logs_and_ssm_with_private_dns(three):
     for template in all_templates(three):
@@ -38,33 +42,67 @@ def test_endpoints_for_s3_sagemaker_sts_logs_and_ssm_with_private_dns(three):
         assert {"api", "sts", "logs", "ssm"} <= names
         assert all(p["PrivateDnsEnabled"] is True for p in interfaces)
 
+
 def test_the_s3_endpoint_only_reaches_buckets_of_its_own_account(default):
     for template, account in ((default.server, SERVER_ACCOUNT), (default.clients["ClientStack"], CLIENT_ACCOUNT)):
-        gateway = next(e for e in resources(template, "AWS::EC2::VPCEndpoint").values() if e["Properties"].get("VpcEndpointType") == "Gateway")
+        gateway = next(
+            e
+            for e in resources(template, "AWS::EC2::VPCEndpoint").values()
+            if e["Properties"].get("VpcEndpointType") == "Gateway"
+        )
         own, packages = gateway["Properties"]["PolicyDocument"]["Statement"]
         assert own["Action"] == "s3:*" and own["Resource"] == "*"
         assert own["Condition"] == {"StringEquals": {"s3:ResourceAccount": account}}
-        assert packages["Action"] == "s3:GetObject" and packages["Resource"] == "arn:aws:s3:::al2023-repos-us-east-1-de612dc2/*"
+        assert (
+            packages["Action"] == "s3:GetObject"
+            and packages["Resource"] == "arn:aws:s3:::al2023-repos-us-east-1-de612dc2/*"
+        )
+
 
 def _ingress(template):
-    inline = [rule for sg in resources(template, "AWS::EC2::SecurityGroup").values() for rule in sg["Properties"].get("SecurityGroupIngress", [])]
+    inline = [
+        rule
+        for sg in resources(template, "AWS::EC2::SecurityGroup").values()
+        for rule in sg["Properties"].get("SecurityGroupIngress", [])
+    ]
     return inline + [r["Properties"] for r in resources(template, "AWS::EC2::SecurityGroupIngress").values()]
 
+
 def test_the_servers_flower_port_admits_exactly_the_client_cidrs(three):
-    notebook_sg = next(lid for lid in resources(three.server, "AWS::EC2::SecurityGroup") if lid.startswith("NotebookSecurityGroup"))
+    notebook_sg = next(
+        lid for lid in resources(three.server, "AWS::EC2::SecurityGroup") if lid.startswith("NotebookSecurityGroup")
+    )
     rules = resources(three.server, "AWS::EC2::SecurityGroup")[notebook_sg]["Properties"]["SecurityGroupIngress"]
-    assert sorted((r["CidrIp"], r["FromPort"], r["ToPort"]) for r in rules) == sorted((c["vpc_cidr"], 9092, 9092) for c in THREE_CLIENTS)
+    assert sorted((r["CidrIp"], r["FromPort"], r["ToPort"]) for r in rules) == sorted(
+        (c["vpc_cidr"], 9092, 9092) for c in THREE_CLIENTS
+    )
     assert all(r.get("CidrIp") != "0.0.0.0/0" for r in _ingress(three.server))
+
 
 def test_a_training_job_reaches_only_the_servers_flower_port_and_its_own_endpoints(client):
     groups = resources(client, "AWS::EC2::SecurityGroup")
     training = next(lid for lid in groups if lid.startswith("TrainingSecurityGroup"))
     inline = groups[training]["Properties"]["SecurityGroupEgress"]
-    assert inline == [{"CidrIp": "10.0.0.0/16", "Description": "Flower Fleet API on the server (TLS)", "FromPort": 9092, "IpProtocol": "tcp", "ToPort": 9092}]
-    egress = [r["Properties"] for r in resources(client, "AWS::EC2::SecurityGroupEgress").values() if r["Properties"]["GroupId"]["Fn::GetAtt"][0] == training]
-    destinations = sorted(("endpoints" if "DestinationSecurityGroupId" in r else "s3-prefix-list", r["FromPort"]) for r in egress)
+    assert inline == [
+        {
+            "CidrIp": "10.0.0.0/16",
+            "Description": "Flower Fleet API on the server (TLS)",
+            "FromPort": 9092,
+            "IpProtocol": "tcp",
+            "ToPort": 9092,
+        }
+    ]
+    egress = [
+        r["Properties"]
+        for r in resources(client, "AWS::EC2::SecurityGroupEgress").values()
+        if r["Properties"]["GroupId"]["Fn::GetAtt"][0] == training
+    ]
+    destinations = sorted(
+        ("endpoints" if "DestinationSecurityGroupId" in r else "s3-prefix-list", r["FromPort"]) for r in egress
+    )
     assert destinations == [("endpoints", 443), ("s3-prefix-list", 443)]
     assert not [r for r in _ingress(client) if r.get("GroupId", {}).get("Fn::GetAtt", [None])[0] == training]
+
 
 def test_interface_endpoints_admit_https_only_from_the_vpcs_own_security_groups(client):
     for rule in _ingress(client):

@@ -1,4 +1,5 @@
-"""FederationNotebook: private, encrypted, rootless, IMDSv2; its start-up script is valid bash and its idle guard counts what a person does."""
+"""FederationNotebook: private, encrypted, rootless, IMDSv2; its start-up script is valid bash and its idle guard
+counts what a person does."""
 
 from __future__ import annotations
 
@@ -15,12 +16,14 @@ from stacks.notebook import on_start_script
 from tests.helpers import PROJECT
 from tests.stacks.cdk_helpers import all_templates, resources
 
-NOW = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
 BOOTED = NOW - dt.timedelta(hours=3)
 
 
 def _idle_stop():
-    spec = importlib.util.spec_from_file_location("idle_stop", PROJECT / "stacks" / "bundle" / "notebook" / "idle_stop.py")
+    spec = importlib.util.spec_from_file_location(
+        "idle_stop", PROJECT / "stacks" / "bundle" / "notebook" / "idle_stop.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -41,7 +44,9 @@ def test_the_idle_timer_units_pass_systemd_analyze(tmp_path):
     assert sorted(units) == ["fl-idle-stop.service", "fl-idle-stop.timer"]
     for name, body in units.items():
         (tmp_path / name).write_text(body + "\n")
-    done = subprocess.run(["systemd-analyze", "verify", "--man=no", *sorted(units)], cwd=tmp_path, capture_output=True, text=True)
+    done = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", *sorted(units)], cwd=tmp_path, capture_output=True, text=True
+    )
     assert done.returncode == 0 and done.stderr.strip() == "", done.stderr  # warnings go to stderr with exit 0
 
 
@@ -50,8 +55,8 @@ def test_idle_time_counts_from_the_latest_kernel_or_terminal_activity_or_boot():
     kernel = {"kernel": {"execution_state": "idle", "last_activity": "2026-11-24T10:30:00.000000Z"}}
     terminal = {"name": "1", "last_activity": "2026-11-24T11:40:00.000000Z"}
     assert idle_since([], [], BOOTED, NOW) == BOOTED
-    assert idle_since([kernel], [], BOOTED, NOW) == dt.datetime(2026, 11, 24, 10, 30, tzinfo=dt.timezone.utc)
-    assert idle_since([kernel], [terminal], BOOTED, NOW) == dt.datetime(2026, 11, 24, 11, 40, tzinfo=dt.timezone.utc)
+    assert idle_since([kernel], [], BOOTED, NOW) == dt.datetime(2026, 11, 24, 10, 30, tzinfo=dt.UTC)
+    assert idle_since([kernel], [terminal], BOOTED, NOW) == dt.datetime(2026, 11, 24, 11, 40, tzinfo=dt.UTC)
 
 
 def test_a_busy_kernel_is_never_idle():

@@ -14,15 +14,23 @@ pytestmark = pytest.mark.slow
 def _buckets(template):
     return resources(template, "AWS::S3::Bucket")
 
+
 def test_every_bucket_is_encrypted_private_versioned_logged_and_ssl_only(three):
     for template in all_templates(three):
-        policies = {json.dumps(p["Properties"]["Bucket"]): p for p in resources(template, "AWS::S3::BucketPolicy").values()}
+        policies = {
+            json.dumps(p["Properties"]["Bucket"]): p for p in resources(template, "AWS::S3::BucketPolicy").values()
+        }
         for lid, bucket in _buckets(template).items():
             properties = bucket["Properties"]
-            algorithm = properties["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]["SSEAlgorithm"]
+            algorithm = properties["BucketEncryption"]["ServerSideEncryptionConfiguration"][0][
+                "ServerSideEncryptionByDefault"
+            ]["SSEAlgorithm"]
             assert algorithm == ("AES256" if lid.startswith("AccessLogs") else "aws:kms"), lid
             assert properties["PublicAccessBlockConfiguration"] == {
-                "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True
+                "BlockPublicAcls": True,
+                "BlockPublicPolicy": True,
+                "IgnorePublicAcls": True,
+                "RestrictPublicBuckets": True,
             }
             assert properties["VersioningConfiguration"] == {"Status": "Enabled"}
             if not lid.startswith("AccessLogs"):
@@ -30,9 +38,16 @@ def test_every_bucket_is_encrypted_private_versioned_logged_and_ssl_only(three):
             document = json.dumps(policies[json.dumps({"Ref": lid})]["Properties"]["PolicyDocument"])
             assert '"aws:SecureTransport": "false"' in document and '"Effect": "Deny"' in document
 
+
 def test_client_account_has_code_data_and_artifact_buckets_server_has_code_and_results(default):
-    assert sorted(lid[:-8] for lid in _buckets(default.clients["ClientStack"])) == ["AccessLogs", "Artifacts", "Code", "Data"]
+    assert sorted(lid[:-8] for lid in _buckets(default.clients["ClientStack"])) == [
+        "AccessLogs",
+        "Artifacts",
+        "Code",
+        "Data",
+    ]
     assert sorted(lid[:-8] for lid in _buckets(default.server)) == ["AccessLogs", "Code", "Results"]
+
 
 def test_replaced_code_bundles_and_access_logs_expire_while_data_versions_are_kept(default):
     for template in all_templates(default):
@@ -40,6 +55,7 @@ def test_replaced_code_bundles_and_access_logs_expire_while_data_versions_are_ke
             rules = bucket["Properties"].get("LifecycleConfiguration", {}).get("Rules", [])
             days = [r["NoncurrentVersionExpiration"]["NoncurrentDays"] for r in rules if r["Status"] == "Enabled"]
             assert days == ({"AccessLogs": [90], "Code": [30]}.get(lid[:-8], [])), lid
+
 
 def test_destroy_removes_buckets_with_their_objects_unless_data_is_retained(default, tmp_path):
     for template in all_templates(default):
