@@ -121,17 +121,8 @@ def _inputs(args, folder: Path) -> tuple[Path, list[Path], str]:
     return folder / "test.csv", paths, description
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, help="CSV to split (default: ../shared CMS data, else synthetic)")
-    parser.add_argument("--clients", type=int, default=defaults.CLIENTS)
-    parser.add_argument("--rounds", type=int, default=defaults.ROUNDS)
-    parser.add_argument(
-        "--stock-polling", action="store_true", help="Flower's default poll intervals (server 3 s, SuperExec 1 s)"
-    )
-    parser.add_argument("--json", type=Path, help="also write the figures here")
-    args = parser.parse_args()
-
+def measure(args: argparse.Namespace) -> dict:
+    """Run the federation once under the memory sampler; the figures of that run."""
     with tempfile.TemporaryDirectory(prefix="fl-bench-") as folder:
         test_path, client_paths, description = _inputs(args, Path(folder))
         options = LocalOptions(
@@ -167,37 +158,60 @@ def main() -> int:
         "seconds-per-round-steady-median": statistics.median(r["seconds"] for r in middle),
         "first-round-seconds": seconds[0],
         "final-round-seconds": seconds[-1],
+        "round-seconds": seconds,
         "breakdown-median-seconds": breakdown,
         "peak-rss-mib-total": sampler.peak_total_kib / 1024,
         "peak-rss-mib-by-process-kind": {k: v / 1024 for k, v in sorted(sampler.peak_by_kind.items())},
         "final-roc-auc": metrics["final"]["roc-auc"],
     }
+    return figures
+
+
+def report(figures: dict) -> None:
+    """The figures as a reader wants them: per round, where a round goes, memory."""
+    rounds, seconds, wall = figures["rounds"], figures["round-seconds"], figures["wall-seconds"]
     print(
-        f"Local federation: {args.clients} clients, {args.rounds} rounds, TLS + SuperNode auth, {figures['polling']} "
-        f"polling; data {description}"
+        f"Local federation: {figures['clients']} clients, {rounds} rounds, TLS + SuperNode auth, {figures['polling']} "
+        f"polling; data {figures['data']}"
     )
     print(f"  wall time, start to outputs: {wall:.1f} s (final ROC-AUC {figures['final-roc-auc']:.4f})")
     print(
-        f"  seconds per round: mean {figures['seconds-per-round-mean']:.2f}; steady rounds (2..{args.rounds - 1}) "
-        "median "
+        f"  seconds per round: mean {figures['seconds-per-round-mean']:.2f}; steady rounds (2..{rounds - 1}) median "
         f"{figures['seconds-per-round-steady-median']:.2f}; round 1 {seconds[0]:.2f} (imports, CSV, SMOTE); "
-        f"round {args.rounds} {seconds[-1]:.2f} (plus the final evaluation exchange)"
+        f"round {rounds} {seconds[-1]:.2f} (plus the final evaluation exchange)"
     )
     print("  where a steady round goes (median, slowest client per phase):")
     notes = {
-        "until-client-starts": "message pushed -> ClientApp process starts: the SuperNode's next poll (fixed 3 s "
-        "sleep after each empty poll, not configurable) + SuperExec task poll",
+        "until-client-starts": (
+            "message pushed -> ClientApp process starts: the SuperNode's next poll "
+            "(fixed 3 s sleep after each empty poll, not configurable) + SuperExec task poll"
+        ),
         "client-startup": "new process per message: Python, Flower and app imports",
         "client-compute": "Newton step + validation histogram",
         "reply-transport": "SuperNode reply poll (fixed 0.5 s) + push + server pull",
         "exchange": "push -> last reply",
         "server (aggregate + test evaluation)": "FedAvg + scoring the test set",
     }
-    for phase, value in breakdown.items():
+    for phase, value in figures["breakdown-median-seconds"].items():
         print(f"    {phase:38s} {value:6.2f} s   {notes[phase]}")
     print(f"  peak memory (RSS, all processes): {figures['peak-rss-mib-total']:.0f} MiB")
     for kind, mib in figures["peak-rss-mib-by-process-kind"].items():
         print(f"    {kind:38s} {mib:6.0f} MiB (peak, all processes of this kind together)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, help="CSV to split (default: ../shared CMS data, else synthetic)")
+    parser.add_argument("--clients", type=int, default=defaults.CLIENTS)
+    parser.add_argument("--rounds", type=int, default=defaults.ROUNDS)
+    parser.add_argument(
+        "--stock-polling", action="store_true", help="Flower's default poll intervals (server 3 s, SuperExec 1 s)"
+    )
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+
+    figures = measure(args)
+    report(figures)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
     return 0

@@ -98,7 +98,12 @@ def _run_name(value: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fl_runtime", description="Federated fraud detection with Flower")
     commands = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_prepare_data, _add_local, _add_compare, _add_federate, _add_stage_data):
+        add(commands)
+    return parser
 
+
+def _add_prepare_data(commands: argparse._SubParsersAction) -> None:
     prepare = commands.add_parser("prepare-data", help="split one CSV into a server test set and client CSVs")
     _add_partition(prepare, required_clients=True)
     prepare.add_argument("--seed", type=int, default=defaults.SEED)
@@ -106,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, required=True, help="folder for test.csv and client_1.csv ... client_N.csv"
     )
 
+
+def _add_local(commands: argparse._SubParsersAction) -> None:
     local = commands.add_parser("local", help="run the federation on this machine (SuperLink + SuperNodes, TLS)")
     local.add_argument("--client-data", type=Path, nargs="+", default=[], help="one CSV per client")
     local.add_argument("--test-data", type=Path, help="the server-only test CSV")
@@ -119,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--out", type=Path, help="output folder (default: runs/<timestamp>)")
     _add_training(local)
 
+
+def _add_compare(commands: argparse._SubParsersAction) -> None:
     compare = commands.add_parser("compare", help="centralised vs local-only vs federated on one split")
     compare.add_argument(
         "--client-data", type=Path, nargs="+", default=[], help="one CSV per client (instead of --data)"
@@ -131,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_training(compare)
 
+
+def _add_federate(commands: argparse._SubParsersAction) -> None:
     federate = commands.add_parser(
         "federate", help="on the server notebook: run the federation across the client accounts"
     )
@@ -154,12 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
     federate.add_argument(
         "--run-name",
         type=_run_name,
-        help="name of this run, unique per run: up to 20 letters, digits, hyphens (default: a UTC timestamp); part "
-        "of every job name",
+        help="name of this run, unique per run: up to 20 letters, digits, hyphens (default: a UTC timestamp); "
+        "part of every job name",
     )
     federate.add_argument("--out", type=Path, help="local copy of the outputs (default: runs/federate-<run>)")
     _add_training(federate)
 
+
+def _add_stage_data(commands: argparse._SubParsersAction) -> None:
     stage = commands.add_parser("stage-data", help="validate and upload this party's data to its own bucket")
     stage.add_argument("--data", type=Path, required=True, help="the CSV: a client's data, or the server's test set")
     party = stage.add_mutually_exclusive_group(required=True)
@@ -168,7 +181,6 @@ def build_parser() -> argparse.ArgumentParser:
     stage.add_argument("--parameter-prefix", default=defaults.PARAMETER_PREFIX)
     stage.add_argument("--overwrite", action="store_true", help="replace a dataset staged before")
     stage.add_argument("--seed", type=int, default=defaults.SEED, help="train/validation split seed")
-    return parser
 
 
 def _source(args: argparse.Namespace) -> tuple[LabelledData, str]:

@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from aws_cdk import Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
@@ -46,16 +48,22 @@ def public_key_parameters(scope: Construct, config: FederationConfig, client: Cl
     return Stack.of(scope).format_arn(service="ssm", resource="parameter", resource_name=name)
 
 
+@dataclass(frozen=True)
+class JobResources:
+    """What a client's training jobs run with: its buckets, its data key, its subnets and security group."""
+
+    code: s3.IBucket
+    data: s3.IBucket
+    artifacts: s3.IBucket
+    key: kms.IKey
+    subnets: ec2.SelectedSubnets
+    security_group: ec2.ISecurityGroup
+
+
 def training_execution_role(
-    scope: Construct,
-    config: FederationConfig,
-    client: ClientAccount,
-    *,
-    code: s3.IBucket,
-    data: s3.IBucket,
-    artifacts: s3.IBucket,
-    key: kms.IKey,
+    scope: Construct, config: FederationConfig, client: ClientAccount, resources: JobResources
 ) -> iam.Role:
+    """The role SageMaker gives a training job: read code and staged data, write artifacts, nothing more."""
     stack = Stack.of(scope)
     role = iam.Role(
         scope,
@@ -67,89 +75,90 @@ def training_execution_role(
     )
     logs = log_group_arn(scope, "/aws/sagemaker/TrainingJobs")
     public_keys = public_key_parameters(scope, config, client)
-    policy = attach(
-        scope,
-        "TrainingExecutionPolicy",
-        role,
-        [
-            iam.PolicyStatement(sid="ReadCode", actions=["s3:GetObject"], resources=[code.arn_for_objects("*")]),
-            iam.PolicyStatement(
-                sid="ReadData", actions=["s3:GetObject"], resources=[data.arn_for_objects(f"{DATA_PREFIX}*")]
-            ),
-            iam.PolicyStatement(
-                sid="ListData",
-                actions=["s3:ListBucket"],
-                resources=[data.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [f"{DATA_PREFIX}*"]}},
-            ),
-            iam.PolicyStatement(
-                sid="WriteArtifacts",
-                actions=["s3:PutObject", "s3:AbortMultipartUpload"],
-                resources=[artifacts.arn_for_objects(f"{ARTIFACT_PREFIX}*")],
-            ),
-            # the data key encrypts the job's volume (VolumeKmsKeyId) and its model artifacts (OutputDataConfig)
-            iam.PolicyStatement(
-                sid="UseDataKey",
-                actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
-                resources=[key.key_arn],
-            ),
-            iam.PolicyStatement(
-                sid="GrantDataKeyToTheVolume",
-                actions=["kms:CreateGrant"],
-                resources=[key.key_arn],
-                conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
-            ),
-            iam.PolicyStatement(
-                sid="PublishSuperNodePublicKey",
-                actions=["ssm:PutParameter", "ssm:DeleteParameter"],
-                resources=[public_keys],
-            ),
-            iam.PolicyStatement(sid="VpcNetworkInterfaces", actions=VPC_NETWORK_INTERFACE_ACTIONS, resources=["*"]),
-            iam.PolicyStatement(
-                sid="Logs",
-                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-                resources=[logs],
-            ),
-            iam.PolicyStatement(
-                sid="Metrics",
-                actions=["cloudwatch:PutMetricData"],
-                resources=["*"],
-                conditions={"StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/TrainingJobs"}},
-            ),
-        ],
-    )
+    policy = attach(scope, "TrainingExecutionPolicy", role, _execution_statements(resources, logs, public_keys))
     reasons = {
-        f"{AWS_SOLUTIONS}IAM5[Resource::*]": "VPC-mode training needs the ec2 network-interface and describe "
-        "actions, which do not support "
-        "resource-level permissions; cloudwatch:PutMetricData is limited to the SageMaker training namespace by "
-        "condition",
-        objects_finding(code): "The job reads its source.tar.gz from the code bucket, which holds nothing else",
+        f"{AWS_SOLUTIONS}IAM5[Resource::*]": (
+            "VPC-mode training needs the ec2 network-interface and describe actions, which do not support "
+            "resource-level permissions; cloudwatch:PutMetricData is limited to the SageMaker training namespace"
+        ),
         objects_finding(
-            data, f"{DATA_PREFIX}*"
-        ): "The job reads the staged train/validation objects under data_prep/ only",
-        objects_finding(
-            artifacts, f"{ARTIFACT_PREFIX}*"
-        ): "SageMaker writes model.tar.gz under client_artifact/<job name>/, which is not known in advance",
-        f"{AWS_SOLUTIONS}IAM5[Resource::{logs}]": "SageMaker names the log streams per training job; the grant "
-        "covers the training-job log group",
-        f"{AWS_SOLUTIONS}IAM5[Resource::{public_keys}]": "Each job publishes its SuperNode public key under a "
-        "parameter named after the job, "
-        "which is not known in advance; the grant is limited to this client's key path and the job-name prefix",
+            resources.code
+        ): "The job reads its source.tar.gz from the code bucket, which holds nothing else",
+        objects_finding(resources.data, f"{DATA_PREFIX}*"): (
+            "The job reads the staged train/validation objects under data_prep/ only"
+        ),
+        objects_finding(resources.artifacts, f"{ARTIFACT_PREFIX}*"): (
+            "SageMaker writes model.tar.gz under client_artifact/<job name>/, which is not known in advance"
+        ),
+        f"{AWS_SOLUTIONS}IAM5[Resource::{logs}]": (
+            "SageMaker names the log streams per training job; the grant covers the training-job log group"
+        ),
+        f"{AWS_SOLUTIONS}IAM5[Resource::{public_keys}]": (
+            "Each job publishes its SuperNode public key under a parameter named after the job, which is not known "
+            "in advance; the grant is limited to this client's key path and the job-name prefix"
+        ),
     }
     for finding, reason in reasons.items():
         acknowledge(policy, finding, reason)
     return role
 
 
+def _execution_statements(resources: JobResources, logs: str, public_keys: str) -> list[iam.PolicyStatement]:
+    data, key = resources.data, resources.key
+    return [
+        iam.PolicyStatement(sid="ReadCode", actions=["s3:GetObject"], resources=[resources.code.arn_for_objects("*")]),
+        iam.PolicyStatement(
+            sid="ReadData", actions=["s3:GetObject"], resources=[data.arn_for_objects(f"{DATA_PREFIX}*")]
+        ),
+        iam.PolicyStatement(
+            sid="ListData",
+            actions=["s3:ListBucket"],
+            resources=[data.bucket_arn],
+            conditions={"StringLike": {"s3:prefix": [f"{DATA_PREFIX}*"]}},
+        ),
+        iam.PolicyStatement(
+            sid="WriteArtifacts",
+            actions=["s3:PutObject", "s3:AbortMultipartUpload"],
+            resources=[resources.artifacts.arn_for_objects(f"{ARTIFACT_PREFIX}*")],
+        ),
+        # the data key encrypts the job's volume (VolumeKmsKeyId) and its model artifacts (OutputDataConfig)
+        iam.PolicyStatement(
+            sid="UseDataKey",
+            actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
+            resources=[key.key_arn],
+        ),
+        iam.PolicyStatement(
+            sid="GrantDataKeyToTheVolume",
+            actions=["kms:CreateGrant"],
+            resources=[key.key_arn],
+            conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}},
+        ),
+        iam.PolicyStatement(
+            sid="PublishSuperNodePublicKey",
+            actions=["ssm:PutParameter", "ssm:DeleteParameter"],
+            resources=[public_keys],
+        ),
+        iam.PolicyStatement(sid="VpcNetworkInterfaces", actions=VPC_NETWORK_INTERFACE_ACTIONS, resources=["*"]),
+        iam.PolicyStatement(
+            sid="Logs",
+            actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+            resources=[logs],
+        ),
+        iam.PolicyStatement(
+            sid="Metrics",
+            actions=["cloudwatch:PutMetricData"],
+            resources=["*"],
+            conditions={"StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/TrainingJobs"}},
+        ),
+    ]
+
+
 def kickoff_role(
     scope: Construct,
     config: FederationConfig,
     client: ClientAccount,
-    *,
+    resources: JobResources,
     execution_role: iam.IRole,
-    subnets: ec2.SelectedSubnets,
-    training_security_group: ec2.ISecurityGroup,
-    key: kms.IKey,
 ) -> iam.Role:
     """The role the server notebook assumes: it may start only the federation's jobs as configured
     (private subnets, training security group, instance type, runtime bound, this account's data key
@@ -173,71 +182,73 @@ def kickoff_role(
     settings = stack.format_arn(
         service="ssm", resource="parameter", resource_name=config.client_parameter(client, "*").lstrip("/")
     )
-    policy = attach(
-        scope,
-        "SageMakerActions",
-        role,
-        name="FL-sagemaker-actions",
-        statements=[
-            iam.PolicyStatement(
-                sid="StartJobsInThePrivateSubnetsOnly",
-                actions=["sagemaker:CreateTrainingJob"],
-                resources=[jobs],
-                conditions={
-                    "ForAllValues:StringEquals": {
-                        "sagemaker:VpcSubnets": [s.subnet_id for s in subnets.subnets],
-                        "sagemaker:VpcSecurityGroupIds": [training_security_group.security_group_id],
-                        "sagemaker:InstanceTypes": [config.training_instance_type],
-                    },
-                    "NumericLessThanEquals": {"sagemaker:MaxRuntimeInSeconds": config.max_training_seconds},
-                    "ArnEquals": {"sagemaker:VolumeKmsKey": key.key_arn, "sagemaker:OutputKmsKey": key.key_arn},
-                    "Null": dict.fromkeys(
-                        (
-                            "sagemaker:VpcSubnets",
-                            "sagemaker:VpcSecurityGroupIds",
-                            "sagemaker:InstanceTypes",
-                            "sagemaker:VolumeKmsKey",
-                            "sagemaker:OutputKmsKey",
-                        ),
-                        "false",
-                    ),
-                },
-            ),
-            iam.PolicyStatement(
-                sid="WatchAndStopJobs",
-                actions=["sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob", "sagemaker:UpdateTrainingJob"],
-                resources=[jobs],
-            ),
-            iam.PolicyStatement(
-                sid="InspectNetwork",
-                actions=["ec2:DescribeSubnets", "ec2:DescribeVpcs", "ec2:DescribeNetworkInterfaces"],
-                resources=["*"],
-            ),
-            iam.PolicyStatement(sid="ReadExecutionRole", actions=["iam:GetRole"], resources=[execution_role.role_arn]),
-            iam.PolicyStatement(
-                sid="PassExecutionRoleToSageMakerOnly",
-                actions=["iam:PassRole"],
-                resources=[execution_role.role_arn],
-                conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
-            ),
-            # the settings, and the SuperNode public keys the jobs publish under the same path (no secret travels)
-            iam.PolicyStatement(
-                sid="ReadThisClientsSettingsAndPublicKeys",
-                actions=["ssm:GetParameter", "ssm:GetParameters"],
-                resources=[settings],
-            ),
-        ],
-    )
+    statements = _kickoff_statements(config, resources, execution_role, jobs, settings)
+    policy = attach(scope, "SageMakerActions", role, name="FL-sagemaker-actions", statements=statements)
     reasons = {
-        f"{AWS_SOLUTIONS}IAM5[Resource::{jobs}]": "Training-job names carry a per-run suffix; the grant is limited "
-        "to the federation's name prefix",
-        f"{AWS_SOLUTIONS}IAM5[Resource::*]": "ec2 Describe actions (the reference design's DescribeSubnets, "
-        "DescribeVpcs, DescribeNetworkInterfaces) "
-        "do not support resource-level permissions",
-        f"{AWS_SOLUTIONS}IAM5[Resource::{settings}]": "The kickoff step reads the settings this client stack "
-        "publishes, and the "
-        "SuperNode public keys its jobs publish, under this client's own parameter path",
+        f"{AWS_SOLUTIONS}IAM5[Resource::{jobs}]": (
+            "Training-job names carry a per-run suffix; the grant is limited to the federation's name prefix"
+        ),
+        f"{AWS_SOLUTIONS}IAM5[Resource::*]": (
+            "ec2 Describe actions (the reference design's DescribeSubnets, DescribeVpcs, DescribeNetworkInterfaces) "
+            "do not support resource-level permissions"
+        ),
+        f"{AWS_SOLUTIONS}IAM5[Resource::{settings}]": (
+            "The kickoff step reads the settings this client stack publishes, and the SuperNode public keys its jobs "
+            "publish, under this client's own parameter path"
+        ),
     }
     for finding, reason in reasons.items():
         acknowledge(policy, finding, reason)
     return role
+
+
+def _kickoff_statements(
+    config: FederationConfig, resources: JobResources, execution_role: iam.IRole, jobs: str, settings: str
+) -> list[iam.PolicyStatement]:
+    return [
+        _start_jobs_statement(config, resources, jobs),
+        iam.PolicyStatement(
+            sid="WatchAndStopJobs",
+            actions=["sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob", "sagemaker:UpdateTrainingJob"],
+            resources=[jobs],
+        ),
+        iam.PolicyStatement(
+            sid="InspectNetwork",
+            actions=["ec2:DescribeSubnets", "ec2:DescribeVpcs", "ec2:DescribeNetworkInterfaces"],
+            resources=["*"],
+        ),
+        iam.PolicyStatement(sid="ReadExecutionRole", actions=["iam:GetRole"], resources=[execution_role.role_arn]),
+        iam.PolicyStatement(
+            sid="PassExecutionRoleToSageMakerOnly",
+            actions=["iam:PassRole"],
+            resources=[execution_role.role_arn],
+            conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+        ),
+        # the settings, and the SuperNode public keys the jobs publish under the same path (no secret travels)
+        iam.PolicyStatement(
+            sid="ReadThisClientsSettingsAndPublicKeys",
+            actions=["ssm:GetParameter", "ssm:GetParameters"],
+            resources=[settings],
+        ),
+    ]
+
+
+def _start_jobs_statement(config: FederationConfig, resources: JobResources, jobs: str) -> iam.PolicyStatement:
+    """CreateTrainingJob for the federation's jobs as configured, and only those."""
+    key_arn = resources.key.key_arn
+    keys = ("sagemaker:VpcSubnets", "sagemaker:VpcSecurityGroupIds", "sagemaker:InstanceTypes")
+    return iam.PolicyStatement(
+        sid="StartJobsInThePrivateSubnetsOnly",
+        actions=["sagemaker:CreateTrainingJob"],
+        resources=[jobs],
+        conditions={
+            "ForAllValues:StringEquals": {
+                "sagemaker:VpcSubnets": [s.subnet_id for s in resources.subnets.subnets],
+                "sagemaker:VpcSecurityGroupIds": [resources.security_group.security_group_id],
+                "sagemaker:InstanceTypes": [config.training_instance_type],
+            },
+            "NumericLessThanEquals": {"sagemaker:MaxRuntimeInSeconds": config.max_training_seconds},
+            "ArnEquals": {"sagemaker:VolumeKmsKey": key_arn, "sagemaker:OutputKmsKey": key_arn},
+            "Null": dict.fromkeys((*keys, "sagemaker:VolumeKmsKey", "sagemaker:OutputKmsKey"), "false"),
+        },
+    )

@@ -17,7 +17,14 @@ from constructs import Construct
 from fl_runtime.aws.contract import ClientAccountSettings
 from stacks.base import FederationStack
 from stacks.bundle.builder import ENTRY_POINT, Bundle
-from stacks.client_roles import ARTIFACT_PREFIX, DATA_PREFIX, PUBLIC_KEYS, kickoff_role, training_execution_role
+from stacks.client_roles import (
+    ARTIFACT_PREFIX,
+    DATA_PREFIX,
+    PUBLIC_KEYS,
+    JobResources,
+    kickoff_role,
+    training_execution_role,
+)
 from stacks.code_bundle import CODE_PREFIX
 from stacks.compliance import acknowledge, acknowledge_cdk_functions, objects_finding
 from stacks.config import ClientAccount, FederationConfig
@@ -37,108 +44,114 @@ class ClientStack(FederationStack):
             account=client.account,
             description=f"Federated fraud detection: client {client.name}",
         )
+        self.client = client
         self.build_foundation(client.vpc_cidr, bundle)
-        key, network, code, code_bundle = self.key, self.network, self.code, self.code_bundle
-        data = self.bucket("Data")
-        artifacts = self.bucket("Artifacts")
+        self.data = self.bucket("Data")
+        self.artifacts = self.bucket("Artifacts")
+        self.training_security_group = self._training_security_group()
+        resources = JobResources(
+            self.code, self.data, self.artifacts, self.key, self.network.subnets, self.training_security_group
+        )
+        self.execution_role = training_execution_role(self, config, client, resources)
+        self.kickoff_role = kickoff_role(self, config, client, resources, self.execution_role)
+        self.peering = PeeringAccepter(self, "Peering", config, client, self.network.vpc, self.network.subnets)
+        self.notebook = self._staging_notebook()
+        self.settings = self._settings()
+        parameter = publish(
+            self,
+            config.client_parameter(client),
+            self.settings.to_dict(),
+            f"Federation settings of client {client.name}",
+        )
+        self.notebook.policy.add_statements(
+            iam.PolicyStatement(sid="ReadSettings", actions=["ssm:GetParameter"], resources=[parameter.parameter_arn])
+        )
+        acknowledge_cdk_functions(self)
 
-        self.training_security_group = ec2.SecurityGroup(
+    def _training_security_group(self) -> ec2.SecurityGroup:
+        """Out to the server's Flower port and this VPC's endpoints, nothing else; nothing in."""
+        group = ec2.SecurityGroup(
             self,
             "TrainingSecurityGroup",
-            vpc=network.vpc,
+            vpc=self.network.vpc,
             allow_all_outbound=False,
             description="Client training jobs: the server Flower port and this VPC endpoints, nothing else",
         )
-        self.training_security_group.add_egress_rule(
-            ec2.Peer.ipv4(config.server_vpc_cidr),
-            ec2.Port.tcp(config.flower_port),
+        group.add_egress_rule(
+            ec2.Peer.ipv4(self.config.server_vpc_cidr),
+            ec2.Port.tcp(self.config.flower_port),
             "Flower Fleet API on the server (TLS)",
         )
-        network.allow_endpoint_access(self.training_security_group)
+        self.network.allow_endpoint_access(group)
+        return group
 
-        execution_role = training_execution_role(
-            self, config, client, code=code, data=data, artifacts=artifacts, key=key
-        )
-        self.kickoff_role = kickoff_role(
-            self,
-            config,
-            client,
-            execution_role=execution_role,
-            subnets=network.subnets,
-            training_security_group=self.training_security_group,
-            key=key,
-        )
-        self.peering = PeeringAccepter(self, "Peering", config, client, network.vpc, network.subnets)
-
-        notebook_security_group = ec2.SecurityGroup(
+    def _staging_notebook(self) -> FederationNotebook:
+        """The client's own notebook: it stages this account's data under data_prep/, nothing more."""
+        security_group = ec2.SecurityGroup(
             self,
             "NotebookSecurityGroup",
-            vpc=network.vpc,
+            vpc=self.network.vpc,
             allow_all_outbound=False,
             description="Client notebook: this VPC endpoints only",
         )
-        network.allow_endpoint_access(notebook_security_group)
+        self.network.allow_endpoint_access(security_group)
         notebook = FederationNotebook(
             self,
             "Notebook",
             NotebookSettings(
-                name=f"fl-client-{client.name}",
-                instance_type=config.notebook_instance_type,
-                subnet=network.subnets.subnets[0],
-                security_group=notebook_security_group,
-                key=key,
-                code_bucket=code,
+                name=f"fl-client-{self.client.name}",
+                instance_type=self.config.notebook_instance_type,
+                subnet=self.network.subnets.subnets[0],
+                security_group=security_group,
+                key=self.key,
+                code_bucket=self.code,
                 code_prefix=CODE_PREFIX,
-                idle_minutes=config.notebook_idle_minutes,
+                idle_minutes=self.config.notebook_idle_minutes,
             ),
         )
         notebook.policy.add_statements(
             iam.PolicyStatement(
                 sid="StageData",
                 actions=["s3:PutObject", "s3:GetObject"],
-                resources=[data.arn_for_objects(f"{DATA_PREFIX}*")],
+                resources=[self.data.arn_for_objects(f"{DATA_PREFIX}*")],
             ),
             iam.PolicyStatement(
                 sid="ListStagedData",
                 actions=["s3:ListBucket"],
-                resources=[data.bucket_arn],
+                resources=[self.data.bucket_arn],
                 conditions={"StringLike": {"s3:prefix": [f"{DATA_PREFIX}*"]}},
             ),
         )
         acknowledge(
             notebook.policy,
-            objects_finding(data, f"{DATA_PREFIX}*"),
+            objects_finding(self.data, f"{DATA_PREFIX}*"),
             "stage-data writes the train and validation CSVs under data_prep/ and checks what is there",
         )
+        return notebook
 
-        settings = ClientAccountSettings(
+    def _settings(self) -> ClientAccountSettings:
+        """What this stack publishes for the server's kickoff step and this client's stage-data."""
+        config, client = self.config, self.client
+        return ClientAccountSettings(
             client=client.name,
             account=client.account,
             kickoff_role_arn=self.kickoff_role.role_arn,
             external_id=client.external_id,
-            execution_role_arn=execution_role.role_arn,
-            subnet_ids=tuple(s.subnet_id for s in network.subnets.subnets),
+            execution_role_arn=self.execution_role.role_arn,
+            subnet_ids=tuple(s.subnet_id for s in self.network.subnets.subnets),
             training_security_group_id=self.training_security_group.security_group_id,
-            code_bucket=code.bucket_name,
-            source_uri=code_bundle.uri,
+            code_bucket=self.code.bucket_name,
+            source_uri=self.code_bundle.uri,
             entry_point=ENTRY_POINT,
-            data_bucket=data.bucket_name,
+            data_bucket=self.data.bucket_name,
             data_prefix=DATA_PREFIX,
-            artifact_bucket=artifacts.bucket_name,
+            artifact_bucket=self.artifacts.bucket_name,
             artifact_prefix=ARTIFACT_PREFIX,
             public_key_parameter_prefix=config.client_parameter(client, PUBLIC_KEYS),
-            data_key_arn=key.key_arn,
+            data_key_arn=self.key.key_arn,
             training_image=config.training_image.uri,
             training_instance_type=config.training_instance_type,
             training_job_prefix=config.training_job_prefix,
             max_training_seconds=config.max_training_seconds,
-            notebook=notebook.name,
+            notebook=self.notebook.name,
         )
-        parameter = publish(
-            self, config.client_parameter(client), settings.to_dict(), f"Federation settings of client {client.name}"
-        )
-        notebook.policy.add_statements(
-            iam.PolicyStatement(sid="ReadSettings", actions=["ssm:GetParameter"], resources=[parameter.parameter_arn])
-        )
-        self.settings = settings
-        acknowledge_cdk_functions(self)

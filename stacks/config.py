@@ -181,12 +181,7 @@ def _training_image(raw: Mapping) -> TrainingImage:
     return TrainingImage(str(uri), python, str(platform))
 
 
-def parse(raw: Mapping) -> FederationConfig:
-    """Validate raw settings (from the CDK context) into a FederationConfig; raise ConfigError."""
-    if not isinstance(raw, Mapping):
-        raise ConfigError("federation: expected an object (the 'federation' context key)")
-    server_account = _string(raw, "server_account", ACCOUNT, "a 12-digit AWS account id")
-    region = _string(raw, "region", REGION, "an AWS region such as us-east-1")
+def _zones(raw: Mapping, region: str) -> tuple[str, ...]:
     zones = _require(raw, "availability_zones")
     if (
         not isinstance(zones, list)
@@ -197,8 +192,13 @@ def parse(raw: Mapping) -> FederationConfig:
         raise ConfigError(
             f"availability_zones: {zones!r} must list at least two different zones of {region}, e.g. {region}a"
         )
-    server_cidr = _cidr(raw, "server_vpc_cidr")
-    _fits_subnets(server_cidr, "server_vpc_cidr", len(zones))
+    return tuple(str(z) for z in zones)
+
+
+def _clients(
+    raw: Mapping, region: str, zones: int, server_account: str, server_cidr: ipaddress.IPv4Network
+) -> tuple[ClientAccount, ...]:
+    """Each client valid on its own, and no two sharing a name, an account or addresses (nor with the server)."""
     raw_clients = _require(raw, "clients")
     if not isinstance(raw_clients, list) or not raw_clients:
         raise ConfigError("clients: expected a non-empty list of {name, account, vpc_cidr, external_id}")
@@ -206,7 +206,7 @@ def parse(raw: Mapping) -> FederationConfig:
     networks = {"server_vpc_cidr": server_cidr}
     for index, item in enumerate(raw_clients):
         client, network = _client(item, index, region)
-        _fits_subnets(network, f"clients[{index}].vpc_cidr", len(zones))
+        _fits_subnets(network, f"clients[{index}].vpc_cidr", zones)
         for other_field, other in networks.items():
             if network.overlaps(other):
                 raise ConfigError(f"clients[{index}].vpc_cidr: {network} overlaps {other_field} {other}")
@@ -219,16 +219,16 @@ def parse(raw: Mapping) -> FederationConfig:
             )
         networks[f"clients[{index}].vpc_cidr"] = network
         clients.append(client)
-    notebook = _string(raw, "notebook_instance_type", INSTANCE_TYPE, "a SageMaker instance type such as ml.t3.medium")
-    training = _string(raw, "training_instance_type", INSTANCE_TYPE, "a SageMaker instance type such as ml.m5.large")
+    return tuple(clients)
+
+
+def _job_prefix(raw: Mapping, clients: tuple[ClientAccount, ...]) -> str:
+    """A prefix that leaves every client's longest job name within SageMaker's limit."""
     prefix = _string(
         raw,
         "training_job_prefix",
         re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9-]{0,39}$"),
         "a training-job name prefix (letters, digits, hyphens; max 40)",
-    )
-    parameter_prefix = _string(
-        raw, "parameter_prefix", re.compile(r"^(/[a-zA-Z0-9_.-]+)+$"), "an SSM parameter path such as /fl-fraud"
     )
     for index, client in enumerate(clients):
         try:
@@ -239,21 +239,39 @@ def parse(raw: Mapping) -> FederationConfig:
                 f"{JOB_NAME_MAX}-character training-job name <prefix>-<run name, up to {RUN_NAME_MAX}>-<client>; "
                 "shorten either"
             ) from None
+    return prefix
+
+
+def parse(raw: Mapping) -> FederationConfig:
+    """Validate raw settings (from the CDK context) into a FederationConfig; raise ConfigError naming the field."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError("federation: expected an object (the 'federation' context key)")
+    server_account = _string(raw, "server_account", ACCOUNT, "a 12-digit AWS account id")
+    region = _string(raw, "region", REGION, "an AWS region such as us-east-1")
+    zones = _zones(raw, region)
+    server_cidr = _cidr(raw, "server_vpc_cidr")
+    _fits_subnets(server_cidr, "server_vpc_cidr", len(zones))
+    clients = _clients(raw, region, len(zones), server_account, server_cidr)
+    notebook = _string(raw, "notebook_instance_type", INSTANCE_TYPE, "a SageMaker instance type such as ml.t3.medium")
+    training = _string(raw, "training_instance_type", INSTANCE_TYPE, "a SageMaker instance type such as ml.m5.large")
+    prefix_pattern = re.compile(r"^(/[a-zA-Z0-9_.-]+)+$")
+    job_prefix = _job_prefix(raw, clients)
+    parameter_prefix = _string(raw, "parameter_prefix", prefix_pattern, "an SSM parameter path such as /fl-fraud")
     retain = _require(raw, "retain_data")
     if not isinstance(retain, bool):
         raise ConfigError(f"retain_data: {retain!r} is not true or false")
     return FederationConfig(
         server_account=server_account,
         region=region,
-        availability_zones=tuple(str(z) for z in zones),
+        availability_zones=zones,
         server_vpc_cidr=str(server_cidr),
-        clients=tuple(clients),
+        clients=clients,
         notebook_instance_type=notebook,
         training_instance_type=training,
         flower_port=_integer(raw, "flower_port", 1024, 65535),
         training_image=_training_image(raw),
         notebook_idle_minutes=_integer(raw, "notebook_idle_minutes", 5, 1440),
-        training_job_prefix=prefix,
+        training_job_prefix=job_prefix,
         max_training_seconds=_integer(raw, "max_training_seconds", 600, 432000),
         retain_data=retain,
         parameter_prefix=parameter_prefix,

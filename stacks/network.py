@@ -63,9 +63,17 @@ class PrivateNetwork(Construct):
         acknowledge(
             self.vpc,
             "CloudFormation-Validate::W3010",
-            "Availability zones come from the federation config (pinned so synth needs no AWS lookup); set them per "
-            "region in cdk.json",
+            "Availability zones come from the federation config (pinned so synth needs no AWS lookup); "
+            "set them per region in cdk.json",
         )
+        self._flow_logs(settings)
+        self.subnets = self.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
+        self.s3_endpoint = self._s3_endpoint()
+        self.endpoint_security_group = self._interface_endpoints()
+        self.s3_prefix_list_id = self._s3_prefix_list_id(custom_resources)
+
+    def _flow_logs(self, settings: NetworkSettings) -> None:
+        """All traffic, into an encrypted log group of this stack."""
         flow_logs = logs.LogGroup(
             self,
             "FlowLogs",
@@ -82,36 +90,42 @@ class PrivateNetwork(Construct):
         acknowledge(
             delivery,
             f"{HIPAA}IAMNoInlinePolicy",
-            "CDK's flow-log construct grants its delivery role write access to exactly this log group, as an inline "
-            "policy",
+            "CDK's flow-log construct grants its delivery role write access to exactly this log group, "
+            "as an inline policy",
         )
         self.vpc.add_flow_log(
             "FlowLog",
             destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs, delivery),
             traffic_type=ec2.FlowLogTrafficType.ALL,
         )
-        self.subnets = self.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
-        account = Stack.of(self).account
-        self.s3_endpoint = self.vpc.add_gateway_endpoint("S3", service=ec2.GatewayVpcEndpointAwsService.S3)
-        self.s3_endpoint.add_to_policy(
+
+    def _s3_endpoint(self) -> ec2.GatewayVpcEndpoint:
+        """S3 for this account's buckets, and read-only the Amazon Linux package repository."""
+        stack = Stack.of(self)
+        endpoint = self.vpc.add_gateway_endpoint("S3", service=ec2.GatewayVpcEndpointAwsService.S3)
+        endpoint.add_to_policy(
             iam.PolicyStatement(
                 sid="OnlyThisAccountsBuckets",
                 principals=[iam.AnyPrincipal()],
                 actions=["s3:*"],
                 resources=["*"],
-                conditions={"StringEquals": {"s3:ResourceAccount": account}},
+                conditions={"StringEquals": {"s3:ResourceAccount": stack.account}},
             )
         )
         # the notebooks install python3.11 from the Amazon Linux 2023 repository, an AWS-owned bucket
-        self.s3_endpoint.add_to_policy(
+        endpoint.add_to_policy(
             iam.PolicyStatement(
                 sid="AmazonLinux2023PackagesReadOnly",
                 principals=[iam.AnyPrincipal()],
                 actions=["s3:GetObject"],
-                resources=[f"arn:{Stack.of(self).partition}:s3:::al2023-repos-{Stack.of(self).region}-de612dc2/*"],
+                resources=[f"arn:{stack.partition}:s3:::al2023-repos-{stack.region}-de612dc2/*"],
             )
         )
-        self.endpoint_security_group = ec2.SecurityGroup(
+        return endpoint
+
+    def _interface_endpoints(self) -> ec2.SecurityGroup:
+        """SageMaker API, STS, CloudWatch Logs and SSM, behind one security group; returns that group."""
+        group = ec2.SecurityGroup(
             self,
             "EndpointSecurityGroup",
             vpc=self.vpc,
@@ -124,10 +138,10 @@ class PrivateNetwork(Construct):
                 service=service,
                 private_dns_enabled=True,
                 open=False,
-                security_groups=[self.endpoint_security_group],
+                security_groups=[group],
                 subnets=ec2.SubnetSelection(subnets=self.subnets.subnets),
             )
-        self.s3_prefix_list_id = self._s3_prefix_list_id(custom_resources)
+        return group
 
     def _s3_prefix_list_id(self, runtime: CustomResourceRuntime) -> str:
         """The region's S3 prefix list, so security groups can allow S3 (gateway) and nothing else."""

@@ -84,7 +84,7 @@ class FederationNotebook(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, settings: NotebookSettings) -> None:
         super().__init__(scope, construct_id)
-        stack = Stack.of(self)
+        self.name = settings.name
         self.role = iam.Role(
             self,
             "Role",
@@ -93,9 +93,46 @@ class FederationNotebook(Construct):
             description=f"Notebook instance {settings.name}",
         )
         bundle_key = f"{settings.code_prefix}{BUNDLE_NAME}"
-        notebook_arn = stack.format_arn(service="sagemaker", resource="notebook-instance", resource_name=settings.name)
+        self.policy = self._policy(settings, bundle_key)
+        lifecycle = sagemaker.CfnNotebookInstanceLifecycleConfig(
+            self,
+            "Lifecycle",
+            notebook_instance_lifecycle_config_name=f"{settings.name}-start",
+            on_start=[
+                sagemaker.CfnNotebookInstanceLifecycleConfig.NotebookInstanceLifecycleHookProperty(
+                    content=Fn.base64(
+                        on_start_script(f"s3://{settings.code_bucket.bucket_name}/{bundle_key}", settings.idle_minutes)
+                    )
+                )
+            ],
+        )
+        metadata = sagemaker.CfnNotebookInstance.InstanceMetadataServiceConfigurationProperty(
+            minimum_instance_metadata_service_version="2"
+        )
+        self.instance = sagemaker.CfnNotebookInstance(
+            self,
+            "Instance",
+            notebook_instance_name=settings.name,
+            instance_type=settings.instance_type,
+            role_arn=self.role.role_arn,
+            subnet_id=settings.subnet.subnet_id,
+            security_group_ids=[settings.security_group.security_group_id],
+            direct_internet_access="Disabled",
+            root_access="Disabled",
+            kms_key_id=settings.key.key_id,
+            platform_identifier=PLATFORM,
+            volume_size_in_gb=20,
+            lifecycle_config_name=lifecycle.attr_notebook_instance_lifecycle_config_name,
+            instance_metadata_service_configuration=metadata,
+        )
+
+    def _policy(self, settings: NotebookSettings, bundle_key: str) -> iam.ManagedPolicy:
+        """Read the code bundle, use the data key, stop itself when idle, log; the stacks add the rest."""
+        notebook_arn = Stack.of(self).format_arn(
+            service="sagemaker", resource="notebook-instance", resource_name=settings.name
+        )
         logs = log_group_arn(self, "/aws/sagemaker/NotebookInstances")
-        self.policy = attach(
+        policy = attach(
             self,
             "Policy",
             self.role,
@@ -126,37 +163,8 @@ class FederationNotebook(Construct):
             ],
         )
         acknowledge(
-            self.policy,
+            policy,
             f"{AWS_SOLUTIONS}IAM5[Resource::{logs}]",
             "SageMaker names the notebook's log streams itself; the grant covers the notebook-instance log group only",
         )
-        bundle_uri = f"s3://{settings.code_bucket.bucket_name}/{bundle_key}"
-        lifecycle = sagemaker.CfnNotebookInstanceLifecycleConfig(
-            self,
-            "Lifecycle",
-            notebook_instance_lifecycle_config_name=f"{settings.name}-start",
-            on_start=[
-                sagemaker.CfnNotebookInstanceLifecycleConfig.NotebookInstanceLifecycleHookProperty(
-                    content=Fn.base64(on_start_script(bundle_uri, settings.idle_minutes))
-                )
-            ],
-        )
-        self.instance = sagemaker.CfnNotebookInstance(
-            self,
-            "Instance",
-            notebook_instance_name=settings.name,
-            instance_type=settings.instance_type,
-            role_arn=self.role.role_arn,
-            subnet_id=settings.subnet.subnet_id,
-            security_group_ids=[settings.security_group.security_group_id],
-            direct_internet_access="Disabled",
-            root_access="Disabled",
-            kms_key_id=settings.key.key_id,
-            platform_identifier=PLATFORM,
-            volume_size_in_gb=20,
-            lifecycle_config_name=lifecycle.attr_notebook_instance_lifecycle_config_name,
-            instance_metadata_service_configuration=sagemaker.CfnNotebookInstance.InstanceMetadataServiceConfigurationProperty(
-                minimum_instance_metadata_service_version="2"
-            ),
-        )
-        self.name = settings.name
+        return policy

@@ -46,7 +46,7 @@ class PeeringAccepter(Construct):
         subnets: ec2.SelectedSubnets,
     ) -> None:
         super().__init__(scope, construct_id)
-        stack = Stack.of(self)
+        self.config, self.client, self.vpc, self.subnets = config, client, vpc, subnets
         ids = ssm.StringParameter(
             self,
             "Ids",
@@ -54,14 +54,20 @@ class PeeringAccepter(Construct):
             string_value=Fn.join(",", [vpc.vpc_id, *(s.route_table.route_table_id for s in subnets.subnets)]),
             description="VPC id and route-table ids, for the server's peering operator",
         )
-        vpc_arn = stack.format_arn(service="ec2", resource="vpc", resource_name=vpc.vpc_id)
+        self.accepter_role = self._accepter_role()
+        self.routes_role = self._routes_role(ids)
+
+    def _accepter_role(self) -> iam.Role:
+        """FL-peering-accepter: accept a peering the server account requests, into this VPC only."""
+        config, stack = self.config, Stack.of(self)
+        vpc_arn = stack.format_arn(service="ec2", resource="vpc", resource_name=self.vpc.vpc_id)
         # the connection the server requests: AWS authorises it under the requester's account; listing
         # this account's id too keeps the grant valid whichever owner the ARN carries
         peerings = [
             stack.format_arn(service="ec2", resource="vpc-peering-connection", resource_name="*", account=account)
-            for account in (config.server_account, client.account)
+            for account in (config.server_account, self.client.account)
         ]
-        self.accepter_role = iam.Role(
+        role = iam.Role(
             self,
             "AccepterRole",
             role_name=PEERING_ACCEPTER_ROLE_NAME,
@@ -75,7 +81,7 @@ class PeeringAccepter(Construct):
         accept = attach(
             self,
             "AccepterPolicy",
-            self.accepter_role,
+            role,
             [
                 iam.PolicyStatement(
                     sid="AcceptIntoThisVpcOnly", actions=["ec2:AcceptVpcPeeringConnection"], resources=[vpc_arn]
@@ -95,26 +101,31 @@ class PeeringAccepter(Construct):
             acknowledge(
                 accept,
                 f"{AWS_SOLUTIONS}IAM5[Resource::{peering}]",
-                "The peering connection id does not exist before the server requests it; conditions pin the accepter "
-                "VPC to this one and the requester to the server account",
+                "The peering connection id does not exist before the server requests it; conditions pin the "
+                "accepter VPC to this one and the requester to the server account",
             )
-        self.routes_role = iam.Role(
+        return role
+
+    def _routes_role(self, ids: ssm.StringParameter) -> iam.Role:
+        """FL-peering-routes: the server's peering operator reads this VPC's ids and routes back to the server."""
+        stack = Stack.of(self)
+        role = iam.Role(
             self,
             "RoutesRole",
             role_name=PEERING_ROUTES_ROLE_NAME,
-            assumed_by=iam.AccountPrincipal(config.server_account).with_conditions(
-                {"ArnEquals": {"aws:PrincipalArn": config.peering_operator_role_arn}}
+            assumed_by=iam.AccountPrincipal(self.config.server_account).with_conditions(
+                {"ArnEquals": {"aws:PrincipalArn": self.config.peering_operator_role_arn}}
             ),
             description="Lets the server peering operator read this VPC ids and route back to the server VPC",
         )
         route_tables = [
             stack.format_arn(service="ec2", resource="route-table", resource_name=s.route_table.route_table_id)
-            for s in subnets.subnets
+            for s in self.subnets.subnets
         ]
         attach(
             self,
             "RoutesPolicy",
-            self.routes_role,
+            role,
             [
                 iam.PolicyStatement(
                     actions=["ec2:CreateRoute", "ec2:ReplaceRoute", "ec2:DeleteRoute"], resources=route_tables
@@ -122,6 +133,7 @@ class PeeringAccepter(Construct):
                 iam.PolicyStatement(actions=["ssm:GetParameter"], resources=[ids.parameter_arn]),
             ],
         )
+        return role
 
 
 def allow_peering_operations(operator: CustomResourceRuntime, config: FederationConfig) -> None:
@@ -154,30 +166,10 @@ class Peering(Construct):
         operator: CustomResourceRuntime,
     ) -> None:
         super().__init__(scope, construct_id)
+        self.config, self.client, self.operator = config, client, operator
         arn_partition = Stack.of(self).partition
-        operator_role, operator_policy = operator.role, operator.policy
-        routes_role = f"arn:{arn_partition}:iam::{client.account}:role/{PEERING_ROUTES_ROLE_NAME}"
-        zones = len(config.availability_zones)
-        # changes with what the client VPC is made from: a replaced client VPC is read again
-        vpc_shape = content_digest(*(part.encode() for part in (client.vpc_cidr, *config.availability_zones)))[:8]
-        lookup = cr.AwsCustomResource(
-            self,
-            "ClientIds",
-            on_update=cr.AwsSdkCall(
-                service="SSM",
-                action="getParameter",
-                parameters={"Name": config.client_parameter(client, PEERING_IDS)},
-                assumed_role_arn=routes_role,
-                physical_resource_id=cr.PhysicalResourceId.of(f"fl-peering-ids-{client.name}-{vpc_shape}"),
-                output_paths=["Parameter.Value"],
-            ),
-            role=operator_role,
-            log_group=operator.log_group,
-            install_latest_aws_sdk=False,
-            timeout=Duration.minutes(2),
-        )
-        lookup.node.add_dependency(operator_policy)
-        ids = Fn.split(",", lookup.get_response_field("Parameter.Value"), assumed_length=zones + 1)
+        self.routes_role = f"arn:{arn_partition}:iam::{client.account}:role/{PEERING_ROUTES_ROLE_NAME}"
+        ids = self._client_ids()
         self.connection = ec2.CfnVPCPeeringConnection(
             self,
             "Connection",
@@ -196,31 +188,59 @@ class Peering(Construct):
                 destination_cidr_block=client.vpc_cidr,
                 vpc_peering_connection_id=self.connection.ref,
             )
-        for index in range(zones):
-            route = {"RouteTableId": Fn.select(index + 1, ids), "DestinationCidrBlock": config.server_vpc_cidr}
+        for index in range(len(config.availability_zones)):
+            self._client_route(index, Fn.select(index + 1, ids))
 
-            def call(action: str, parameters: dict, ignore: str | None = None, index: int = index) -> cr.AwsSdkCall:
-                return cr.AwsSdkCall(
-                    service="EC2",
-                    action=action,
-                    parameters=parameters,
-                    assumed_role_arn=routes_role,
-                    # fixed: an update must not look like a new resource, or CloudFormation deletes the
-                    # route it just made
-                    physical_resource_id=cr.PhysicalResourceId.of(f"fl-route-{client.name}-{index}"),
-                    ignore_error_codes_matching=ignore,
-                )
+    def _client_ids(self) -> list[str]:
+        """The client's VPC id and route-table ids, read through its FL-peering-routes role."""
+        config, client = self.config, self.client
+        # changes with what the client VPC is made from: a replaced client VPC is read again
+        vpc_shape = content_digest(*(part.encode() for part in (client.vpc_cidr, *config.availability_zones)))[:8]
+        lookup = cr.AwsCustomResource(
+            self,
+            "ClientIds",
+            on_update=cr.AwsSdkCall(
+                service="SSM",
+                action="getParameter",
+                parameters={"Name": config.client_parameter(client, PEERING_IDS)},
+                assumed_role_arn=self.routes_role,
+                physical_resource_id=cr.PhysicalResourceId.of(f"fl-peering-ids-{client.name}-{vpc_shape}"),
+                output_paths=["Parameter.Value"],
+            ),
+            role=self.operator.role,
+            log_group=self.operator.log_group,
+            install_latest_aws_sdk=False,
+            timeout=Duration.minutes(2),
+        )
+        lookup.node.add_dependency(self.operator.policy)
+        zones = len(config.availability_zones)
+        return Fn.split(",", lookup.get_response_field("Parameter.Value"), assumed_length=zones + 1)
 
-            with_peering = {**route, "VpcPeeringConnectionId": self.connection.ref}
-            client_route = cr.AwsCustomResource(
-                self,
-                f"ClientRoute{index}",
-                on_create=call("createRoute", with_peering),
-                on_update=call("replaceRoute", with_peering),
-                on_delete=call("deleteRoute", route, ignore=ROUTE_GONE),
-                role=operator_role,
-                log_group=operator.log_group,
-                install_latest_aws_sdk=False,
-                timeout=Duration.minutes(2),
+    def _client_route(self, index: int, route_table: str) -> None:
+        """A route to the server VPC in one client route table, made, replaced and deleted with this stack."""
+        route = {"RouteTableId": route_table, "DestinationCidrBlock": self.config.server_vpc_cidr}
+
+        def call(action: str, parameters: dict, ignore: str | None = None) -> cr.AwsSdkCall:
+            return cr.AwsSdkCall(
+                service="EC2",
+                action=action,
+                parameters=parameters,
+                assumed_role_arn=self.routes_role,
+                # fixed: an update must not look like a new resource, or CloudFormation deletes the route it just made
+                physical_resource_id=cr.PhysicalResourceId.of(f"fl-route-{self.client.name}-{index}"),
+                ignore_error_codes_matching=ignore,
             )
-            client_route.node.add_dependency(operator_policy)
+
+        with_peering = {**route, "VpcPeeringConnectionId": self.connection.ref}
+        client_route = cr.AwsCustomResource(
+            self,
+            f"ClientRoute{index}",
+            on_create=call("createRoute", with_peering),
+            on_update=call("replaceRoute", with_peering),
+            on_delete=call("deleteRoute", route, ignore=ROUTE_GONE),
+            role=self.operator.role,
+            log_group=self.operator.log_group,
+            install_latest_aws_sdk=False,
+            timeout=Duration.minutes(2),
+        )
+        client_route.node.add_dependency(self.operator.policy)

@@ -39,54 +39,68 @@ class ServerStack(FederationStack):
             description="Federated fraud detection: server",
         )
         self.build_foundation(config.server_vpc_cidr, bundle, custom_resource_role_name=PEERING_OPERATOR_ROLE_NAME)
-        operator = self.custom_resources
-        allow_peering_operations(operator, config)
-        key, network, code, code_bundle = self.key, self.network, self.code, self.code_bundle
-        results = self.bucket("Results")
+        allow_peering_operations(self.custom_resources, config)
+        self.results = self.bucket("Results")
+        self.notebook_security_group = self._notebook_security_group()
+        self.notebook = self._server_notebook()
+        network = self.network
+        self.peerings = {
+            client.name: Peering(
+                self, f"Peering-{client.name}", config, client, network.vpc, network.subnets, self.custom_resources
+            )
+            for client in config.clients
+        }
+        self.settings = self._settings()
+        parameter = publish(
+            self, config.server_parameter(), self.settings.to_dict(), "Federation settings of the server"
+        )
+        self.notebook.policy.add_statements(
+            iam.PolicyStatement(sid="ReadSettings", actions=["ssm:GetParameter"], resources=[parameter.parameter_arn])
+        )
+        acknowledge_cdk_functions(self)
 
-        self.notebook_security_group = ec2.SecurityGroup(
+    def _notebook_security_group(self) -> ec2.SecurityGroup:
+        """The Flower port from each client VPC, HTTPS to this VPC's endpoints."""
+        group = ec2.SecurityGroup(
             self,
             "NotebookSecurityGroup",
-            vpc=network.vpc,
+            vpc=self.network.vpc,
             allow_all_outbound=False,
             description="Server notebook (SuperLink): Flower port from client VPCs, HTTPS to endpoints",
         )
-        for client in config.clients:
-            self.notebook_security_group.add_ingress_rule(
+        for client in self.config.clients:
+            group.add_ingress_rule(
                 ec2.Peer.ipv4(client.vpc_cidr),
-                ec2.Port.tcp(config.flower_port),
+                ec2.Port.tcp(self.config.flower_port),
                 f"Flower Fleet API from client {client.name}",
             )
-        network.allow_endpoint_access(self.notebook_security_group)
+        self.network.allow_endpoint_access(group)
+        return group
 
+    def _server_notebook(self) -> FederationNotebook:
+        """The notebook that runs federate: it may assume each client's kickoff role and use the results bucket."""
+        config, results = self.config, self.results
         notebook = FederationNotebook(
             self,
             "Notebook",
             NotebookSettings(
                 name=SERVER_NOTEBOOK,
                 instance_type=config.notebook_instance_type,
-                subnet=network.subnets.subnets[0],
+                subnet=self.network.subnets.subnets[0],
                 security_group=self.notebook_security_group,
-                key=key,
-                code_bucket=code,
+                key=self.key,
+                code_bucket=self.code,
                 code_prefix=CODE_PREFIX,
                 idle_minutes=config.notebook_idle_minutes,
                 role_name=SERVER_NOTEBOOK_ROLE_NAME,
             ),
         )
-        attach(
-            self,
-            "AllowKickoff",
-            notebook.role,
-            name="FL-allow-kickoff-client-job",
-            statements=[
-                iam.PolicyStatement(
-                    sid="AssumeEachClientsKickoffRole",
-                    actions=["sts:AssumeRole"],
-                    resources=[c.kickoff_role_arn for c in config.clients],
-                )
-            ],
+        kickoff = iam.PolicyStatement(
+            sid="AssumeEachClientsKickoffRole",
+            actions=["sts:AssumeRole"],
+            resources=[c.kickoff_role_arn for c in config.clients],
         )
+        attach(self, "AllowKickoff", notebook.role, name="FL-allow-kickoff-client-job", statements=[kickoff])
         notebook.policy.add_statements(
             iam.PolicyStatement(
                 sid="TestSetAndGlobalModel",
@@ -110,21 +124,20 @@ class ServerStack(FederationStack):
             objects_finding(results, f"{MODEL_PREFIX}*"),
             "federate writes each run's global model, metrics and report under model/<run>/",
         )
+        return notebook
 
-        self.peerings = {
-            client.name: Peering(self, f"Peering-{client.name}", config, client, network.vpc, network.subnets, operator)
-            for client in config.clients
-        }
-
-        settings = ServerAccountSettings(
+    def _settings(self) -> ServerAccountSettings:
+        """What this stack publishes for federate and stage-data --server."""
+        config = self.config
+        return ServerAccountSettings(
             region=config.region,
-            notebook=notebook.name,
+            notebook=self.notebook.name,
             flower_port=config.flower_port,
             server_vpc_cidr=config.server_vpc_cidr,
-            results_bucket=results.bucket_name,
+            results_bucket=self.results.bucket_name,
             test_prefix=TEST_PREFIX,
             model_prefix=MODEL_PREFIX,
-            source_uri=code_bundle.uri,
+            source_uri=self.code_bundle.uri,
             clients=tuple(
                 ClientEntry(
                     name=c.name,
@@ -137,9 +150,3 @@ class ServerStack(FederationStack):
                 for c in config.clients
             ),
         )
-        parameter = publish(self, config.server_parameter(), settings.to_dict(), "Federation settings of the server")
-        notebook.policy.add_statements(
-            iam.PolicyStatement(sid="ReadSettings", actions=["ssm:GetParameter"], resources=[parameter.parameter_arn])
-        )
-        self.settings = settings
-        acknowledge_cdk_functions(self)

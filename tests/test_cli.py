@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from fl_runtime.errors import DataError, FederationError, OptionsError
 from fl_runtime.learning.data import LABEL, read_csv
 from tests.helpers import PROJECT, write_rows
 
@@ -172,3 +173,29 @@ def test_two_client_csvs_with_the_same_file_name_or_a_non_positive_timeout_are_r
     done = run_cli("local", "--round-timeout", -1, "--out", tmp_path / "out")
     assert done.returncode == 2 and "--round-timeout must be positive, got -1.0" in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+BUG = "internal error (a bug, please report it)"
+
+
+@pytest.mark.parametrize(
+    "error, code, first_line",
+    [
+        (DataError("x.csv: line 3: bad"), 2, "error: x.csv: line 3: bad"),
+        (OptionsError("--rounds must be at least 1, got 0"), 2, "error: --rounds must be at least 1, got 0"),
+        (FederationError("client b dropped"), 1, "failed: client b dropped"),
+        (ValueError("weights contain NaN"), 1, f"{BUG}: ValueError: weights contain NaN"),
+        (KeyError("feature-mean"), 1, f"{BUG}: KeyError: 'feature-mean'"),
+    ],
+)
+def test_bad_input_exits_2_a_failed_run_1_and_a_bug_1_with_its_traceback(monkeypatch, capsys, error, code, first_line):
+    from fl_runtime import cli
+
+    def command(args, console):
+        raise error
+
+    monkeypatch.setitem(cli.COMMANDS, "prepare-data", command)
+    assert cli.main(["prepare-data", "--clients", "2", "--out", "unused"]) == code
+    stderr = capsys.readouterr().err
+    assert stderr.splitlines()[0] == first_line
+    assert ("Traceback (most recent call last)" in stderr) == first_line.startswith("internal error")

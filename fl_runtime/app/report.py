@@ -134,15 +134,36 @@ def _disclosure(config: dict) -> list[str]:
     ]
 
 
+FINAL_COLUMNS = ("roc-auc", "pr-auc", "log-loss", "threshold", "accuracy", "precision", "recall", "f1")
+
+
 def report_markdown(document: dict) -> str:
-    final = document["final"]
-    config = document["config"]
     lines = [
+        *_summary(document),
+        *_rounds(document["rounds"]),
+        *_clients(document),
+        *_dropouts(document["dropouts"]),
+        "",
+        "## What left each client",
+        "",
+        *_disclosure(document["config"]),
+        "",
+        f"![metrics per round]({ROUNDS_PLOT})",
+        "",
+        f"![ROC and PR curves]({CURVES_PLOT})",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _summary(document: dict) -> list[str]:
+    config, final, test = document["config"], document["final"], document["test-set"]
+    return [
         "# Federated fraud detection: run report",
         "",
         f"Data: {config.get('data') or 'client CSVs'}. Clients: "
         f"{', '.join(sorted(document['federation']['clients']))}. "
-        f"Server test set: {document['test-set']['rows']} providers, {document['test-set']['positives']} fraudulent "
+        f"Server test set: {test['rows']} providers, {test['positives']} fraudulent "
         "(held by the server only, never used for training or for choosing the threshold).",
         "",
         f"Model: log1p, standardisation with federated global statistics, logistic regression "
@@ -154,53 +175,56 @@ def report_markdown(document: dict) -> str:
         "",
         "| ROC-AUC | PR-AUC | log loss | threshold | accuracy | precision | recall | F1 |",
         "|---|---|---|---|---|---|---|---|",
-        "| "
-        + " | ".join(
-            _fmt(final.get(k))
-            for k in ("roc-auc", "pr-auc", "log-loss", "threshold", "accuracy", "precision", "recall", "f1")
-        )
-        + " |",
+        "| " + " | ".join(_fmt(final.get(k)) for k in FINAL_COLUMNS) + " |",
         "",
         "The threshold maximises F1 on the clients' pooled validation parts (from score histograms).",
+    ]
+
+
+def _rounds(rounds: list[dict]) -> list[str]:
+    lines = [
         "",
         "## Rounds",
         "",
         "| round | seconds | clients | ROC-AUC | PR-AUC | log loss | F1 at threshold |",
         "|---|---|---|---|---|---|---|",
     ]
-    for entry in document["rounds"]:
+    for entry in rounds:
         test = entry["test"]
         lines.append(
             f"| {entry['round']} | {entry['seconds']:.1f} | {len(entry['clients'])} | {_fmt(test.get('roc-auc'))} | "
             f"{_fmt(test.get('pr-auc'))} | {_fmt(test.get('log-loss'))} | {_fmt(test.get('f1'))} |"
         )
-    lines += [
+    return lines
+
+
+def _clients(document: dict) -> list[str]:
+    federation = document["federation"]
+    lines = [
         "",
         "## Clients (final model on each client's own validation part)",
         "",
         "| client | training rows | fraudulent | validation rows | ROC-AUC | PR-AUC | F1 |",
         "|---|---|---|---|---|---|---|",
     ]
-    for name in sorted(document["federation"]["clients"]):
+    for name in sorted(federation["clients"]):
         validation = document["clients-validation"].get(name, {})
         lines.append(
-            f"| {name} | {document['federation']['training-rows'][name]} | "
-            f"{document['federation']['training-positives'][name]} | "
+            f"| {name} | {federation['training-rows'][name]} | {federation['training-positives'][name]} | "
             f"{validation.get('rows', '-')} | {_fmt(validation.get('roc-auc'))} | {_fmt(validation.get('pr-auc'))} | "
             f"{_fmt(validation.get('f1'))} |"
         )
-    lines += ["", "## Clients that dropped out", ""]
-    if document["dropouts"]:
-        lines += [
-            f"- {d['client']}: round {d['round']} ({d['stage']}), {d['seconds_into_run']:.0f} s into the run: "
-            f"{d['reason']}"
-            for d in document["dropouts"]
-        ]
-    else:
-        lines.append("None: every client took part in every round.")
-    lines += ["", "## What left each client", "", *_disclosure(config)]
-    lines += ["", f"![metrics per round]({ROUNDS_PLOT})", "", f"![ROC and PR curves]({CURVES_PLOT})", ""]
-    return "\n".join(lines)
+    return lines
+
+
+def _dropouts(dropouts: list[dict]) -> list[str]:
+    lines = ["", "## Clients that dropped out", ""]
+    if not dropouts:
+        return [*lines, "None: every client took part in every round."]
+    return lines + [
+        f"- {d['client']}: round {d['round']} ({d['stage']}), {d['seconds_into_run']:.0f} s into the run: {d['reason']}"
+        for d in dropouts
+    ]
 
 
 def write_outputs(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
+from aws_cdk.assertions import Template
 
+from fl_runtime.aws.contract import ClientAccountSettings, ServerAccountSettings
 from tests.stacks.cdk_helpers import CLIENT_ACCOUNT, SERVER_ACCOUNT, THREE_CLIENTS, resources
 
 pytestmark = pytest.mark.slow
@@ -71,3 +74,15 @@ def test_server_settings_list_every_client_with_its_kickoff_role(three):
             f"arn:aws:iam::{spec['account']}:role/FL-kickoff-client-job" in document and spec["external_id"] in document
         )
     assert '\\"flower_port\\":9092' in document
+
+
+def test_each_stack_publishes_every_field_of_the_settings_contract_and_nothing_else(default):
+    """The runtime reads these documents with the same dataclasses; a field the stack forgot fails here, not in AWS."""
+    for stack, settings in (
+        (default.client_stacks["ClientStack"], ClientAccountSettings),
+        (default.server_stack, ServerAccountSettings),
+    ):
+        outputs = Template.from_stack(stack).to_json()["Outputs"]
+        published = {o["Description"] for name, o in outputs.items() if name.startswith("Published")}
+        assert published == {f.name for f in dataclasses.fields(settings)}
+        assert stack.settings == settings.from_dict(stack.settings.to_dict(), "synthesized")

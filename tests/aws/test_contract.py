@@ -1,0 +1,75 @@
+"""The settings contract: what the stacks publish reads back as the same typed settings, and anything else is
+refused naming the document and the field."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from fl_runtime.aws.contract import (
+    ClientAccountSettings,
+    ServerAccountSettings,
+    client_parameter,
+    job_name,
+    server_parameter,
+)
+from fl_runtime.errors import BadInput, ConfigError
+from tests.rehearsal import client_settings, server_settings
+
+
+@pytest.fixture
+def client():
+    return client_settings("insurer-a", "222222222222")
+
+
+def test_published_settings_read_back_as_the_same_settings(client):
+    server = server_settings([client, client_settings("hospital-c", "333333333333")])
+    assert ServerAccountSettings.from_json(server.to_json(), "here") == server
+    assert ClientAccountSettings.from_json(client.to_json(), "here") == client
+    document = json.loads(server.to_json())
+    assert isinstance(document["clients"], list) and isinstance(document["clients"][0], dict)  # plain JSON
+    assert document["clients"][1]["name"] == "hospital-c" and document["flower_port"] == 9092
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda d: d.pop("data_bucket"), "the settings /p: field 'data_bucket' is missing"),
+        (lambda d: d.update(max_training_seconds="3600"), "field 'max_training_seconds' must be a whole number"),
+        (lambda d: d.update(max_training_seconds=True), "field 'max_training_seconds' must be a whole number"),
+        (lambda d: d.update(subnet_ids="subnet-0a"), "field 'subnet_ids' must be a list"),
+        (lambda d: d.update(subnet_ids=["subnet-0a", 7]), r"field 'subnet_ids'\[1\] must be a string"),
+    ],
+)
+def test_a_document_of_another_shape_is_refused_naming_the_field(client, change, message):
+    document = client.to_dict()
+    change(document)
+    with pytest.raises(ConfigError, match=message):
+        ClientAccountSettings.from_json(json.dumps(document), "the settings /p")
+
+
+def test_a_client_entry_of_the_server_settings_is_checked_too(client):
+    document = server_settings([client]).to_dict()
+    del document["clients"][0]["external_id"]
+    with pytest.raises(ConfigError, match=r"server: field 'clients'\[0\]: field 'external_id' is missing"):
+        ServerAccountSettings.from_dict(document, "server")
+    with pytest.raises(ConfigError, match="server: not JSON"):
+        ServerAccountSettings.from_json("{not json", "server")
+    with pytest.raises(ConfigError, match="server: expected a JSON object with the fields region, notebook"):
+        ServerAccountSettings.from_json("[]", "server")
+    assert issubclass(ConfigError, BadInput)  # the command line exits 2 for it
+
+
+def test_parameter_paths_and_job_names_are_computed_in_one_place():
+    assert server_parameter("/fl-fraud") == "/fl-fraud/server/settings"
+    assert client_parameter("/fl-fraud", "insurer-a") == "/fl-fraud/client/insurer-a/settings"
+    assert client_parameter("/x", "b", "supernode-keys") == "/x/client/b/supernode-keys"
+    assert job_name("fl-client", "run1", "insurer-a") == "fl-client-run1-insurer-a"
+
+
+def test_every_field_has_a_type_the_reader_checks():
+    for settings in (ServerAccountSettings, ClientAccountSettings):
+        for field in dataclasses.fields(settings):
+            assert field.type in ("str", "int", "tuple[str, ...]", "tuple[ClientEntry, ...]"), field

@@ -1,0 +1,125 @@
+"""LocalJobs, SageMaker's stand-in: the script-mode contract a training job sees, and its life cycle."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from fl_runtime.aws.local_jobs import LocalJobs
+from fl_runtime.errors import BadInput
+from stacks.bundle.builder import write_tarball
+
+PROGRAM = """
+import json, os, sys, time
+args = sys.argv[1:]
+model = os.environ["SM_MODEL_DIR"]
+seen = {
+    "args": args,
+    "cwd": os.getcwd(),
+    "env": {k: v for k, v in os.environ.items() if k.startswith("SM_") or k == "TRAINING_JOB_NAME"},
+    "train": sorted(os.listdir(os.environ["SM_CHANNEL_TRAIN"])),
+    "code": sorted(os.listdir(".")),
+    "pip": os.environ.get("PIP_INDEX_URL"),
+}
+open(os.path.join(model, "seen.json"), "w").write(json.dumps(seen))
+mode = dict(zip(args[::2], args[1::2])).get("--mode")
+if mode == "fail":
+    print("something went wrong in the job")
+    sys.exit(3)
+if mode == "wait":
+    time.sleep(120)
+"""
+
+
+@pytest.fixture
+def buckets(tmp_path) -> dict[str, Path]:
+    folders = {name: tmp_path / name for name in ("code", "data", "artifacts")}
+    write_tarball(folders["code"] / "code" / "source.tar.gz", {"job.py": PROGRAM.encode(), "helper.txt": b"x"})
+    (folders["data"] / "data_prep").mkdir(parents=True)
+    (folders["data"] / "data_prep" / "train.csv").write_text("a\n")
+    (folders["data"] / "data_prep" / "validation.csv").write_text("b\n")
+    return folders
+
+
+def request(name: str, mode: str) -> dict:
+    return {
+        "TrainingJobName": name,
+        "HyperParameters": {
+            "sagemaker_program": "job.py",
+            "sagemaker_submit_directory": "s3://code/code/source.tar.gz",
+            "sagemaker_region": "us-east-1",
+            "mode": mode,
+            "client-name": "insurer-a",
+        },
+        "InputDataConfig": [
+            {"ChannelName": "train", "DataSource": {"S3DataSource": {"S3Uri": "s3://data/data_prep/"}}}
+        ],
+        "OutputDataConfig": {"S3OutputPath": "s3://artifacts/client_artifact/"},
+    }
+
+
+def wait_for_end(jobs: LocalJobs, name: str, timeout: float = 60.0) -> tuple[str, str]:
+    deadline = time.monotonic() + timeout
+    while jobs.status(name)[0] == "InProgress" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return jobs.status(name)
+
+
+def test_a_job_sees_the_script_mode_contract_and_its_model_is_packed_like_sagemaker_does(
+    tmp_path, buckets, monkeypatch
+):
+    monkeypatch.setenv("PIP_INDEX_URL", "https://example.invalid/simple")  # a job never inherits pip settings
+    jobs = LocalJobs(tmp_path / "jobs", buckets, sys.executable)
+    assert jobs.start(request("fl-client-run-a", "ok")) == "fl-client-run-a"
+    assert wait_for_end(jobs, "fl-client-run-a") == ("Completed", "")
+    artifact = buckets["artifacts"] / "client_artifact" / "fl-client-run-a" / "output" / "model.tar.gz"
+    with tarfile.open(artifact) as archive:
+        seen = json.loads(archive.extractfile("seen.json").read())
+    assert seen["args"] == [
+        "--client-name",
+        "insurer-a",
+        "--mode",
+        "ok",
+    ]  # sagemaker_* are the toolkit's, not the program's
+    assert seen["code"] == ["helper.txt", "job.py"] and Path(seen["cwd"]).name == "code"
+    assert seen["train"] == ["train.csv", "validation.csv"]
+    assert set(seen["env"]) == {"SM_CHANNEL_TRAIN", "SM_MODEL_DIR", "SM_OUTPUT_DATA_DIR", "TRAINING_JOB_NAME"}
+    assert seen["env"]["TRAINING_JOB_NAME"] == "fl-client-run-a" and seen["pip"] is None
+
+
+def test_a_failing_job_reports_the_end_of_its_log_and_packs_nothing(tmp_path, buckets):
+    jobs = LocalJobs(tmp_path / "jobs", buckets, sys.executable)
+    jobs.start(request("fl-client-run-b", "fail"))
+    status, detail = wait_for_end(jobs, "fl-client-run-b")
+    assert status == "Failed" and "something went wrong in the job" in detail
+    assert not (buckets["artifacts"] / "client_artifact" / "fl-client-run-b").exists()
+
+
+def test_a_stopped_job_is_stopped_for_good(tmp_path, buckets):
+    jobs = LocalJobs(tmp_path / "jobs", buckets, sys.executable)
+    jobs.start(request("fl-client-run-c", "wait"))
+    assert jobs.status("fl-client-run-c") == ("InProgress", "Training")
+    assert jobs.stop("fl-client-run-c") is None
+    assert jobs.status("fl-client-run-c") == ("Stopped", "stopped by the federation")
+    assert jobs.supervisor.exited()["fl-client-run-c"] != 0
+
+
+def test_a_location_no_folder_stands_in_for_is_refused_naming_the_bucket(tmp_path, buckets):
+    jobs = LocalJobs(tmp_path / "jobs", buckets, sys.executable)
+    with pytest.raises(BadInput, match="s3://elsewhere/code.tar.gz: no local folder stands in for bucket elsewhere"):
+        jobs.local_path("s3://elsewhere/code.tar.gz")
+
+
+def test_public_keys_are_files_a_job_writes_and_the_server_reads(tmp_path, buckets):
+    jobs = LocalJobs(tmp_path / "jobs", buckets, sys.executable)
+    uri = jobs.public_key_uri(None, "fl-client-run-d")  # type: ignore[arg-type]
+    assert uri.startswith("file:///") and jobs.read_public_key(uri) is None
+    path = Path(uri.removeprefix("file://"))
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"ecdsa-sha2-nistp384 AAAA")
+    assert jobs.read_public_key(uri) == b"ecdsa-sha2-nistp384 AAAA"

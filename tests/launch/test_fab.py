@@ -1,0 +1,123 @@
+"""The FAB: exactly the Flower app and the learning task, and a content hash that names that code on any machine."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from fl_runtime.app.run_settings import default_run_config
+from fl_runtime.launch import fab
+from fl_runtime.launch.flower import tool
+from tests.helpers import PROJECT, imports_of
+
+
+def _module_path(name: str) -> Path:
+    path = PROJECT.joinpath(*name.split("."))
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
+def _imported_closure(roots: list[str]) -> set[str]:
+    """Every fl_runtime module the roots import, directly or through others, lazily or not."""
+    seen, pending = set(), list(roots)
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        pending += [n for n in imports_of(_module_path(name)) if n.startswith("fl_runtime") and n not in seen]
+    return seen
+
+
+def test_the_fab_carries_the_app_the_learning_task_and_the_base_and_nothing_else():
+    names = set(fab.app_files())
+    assert "pyproject.toml" in names
+    packages = {name.split("/")[1] for name in names if name.count("/") >= 2}
+    assert packages == {"app", "learning"}
+    assert {name for name in names if name.count("/") == 1} == {f"fl_runtime/{m}" for m in fab.BASE_MODULES}
+    assert not [name for name in names if name.startswith(("fl_runtime/launch/", "fl_runtime/aws/", "fl_runtime/cli"))]
+
+
+def test_every_module_the_apps_import_is_in_the_fab():
+    needed = _imported_closure(["fl_runtime.app.client_app", "fl_runtime.app.server_app"])
+    shipped = set(fab.app_files())
+    missing = sorted(n for n in needed if _module_path(n).relative_to(PROJECT).as_posix() not in shipped)
+    assert missing == []
+    assert "fl_runtime.learning.model" in needed and "fl_runtime.files" in needed  # the closure is followed
+
+
+def test_the_fabs_pyproject_names_the_apps_and_carries_the_default_run_config():
+    config = tomllib.loads(fab.pyproject_toml())
+    assert config["tool"]["flwr"]["app"]["components"] == fab.COMPONENTS
+    assert config["tool"]["flwr"]["app"]["config"] == default_run_config()
+    assert config["project"]["name"] == fab.APP_NAME
+
+
+@pytest.fixture(scope="module")
+def built_by_flower(tmp_path_factory) -> bytes:
+    """The FAB as Flower's own ``flwr build`` makes it from the staged app folder."""
+    folder = tmp_path_factory.mktemp("fab")
+    app = fab.stage_app(folder / "app")
+    done = subprocess.run(
+        [tool("flwr"), "build", "--app", str(app)], capture_output=True, text=True, cwd=folder, timeout=120
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    [built] = folder.glob("*.fab")
+    return built.read_bytes()
+
+
+@pytest.mark.slow
+def test_the_content_hash_of_the_sources_is_the_content_hash_of_the_fab_flower_builds(built_by_flower):
+    assert fab.fab_content_hash(built_by_flower) == fab.app_content_hash()
+
+
+@pytest.mark.slow
+def test_the_content_hash_ignores_where_the_files_lie_and_when_they_were_written(tmp_path, built_by_flower):
+    first = fab.stage_app(tmp_path / "one" / "app")
+    second = fab.stage_app(tmp_path / "two" / "app")
+    for index, path in enumerate(sorted(second.rglob("*.py"))):
+        os.utime(path, (1_000_000 + index, 1_000_000 + index))
+    hashes = set()
+    for folder in (first, second):
+        files = {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+        hashes.add(fab.content_hash(files))
+    assert hashes == {fab.app_content_hash()}
+    # and on another machine: a fresh interpreter computes the same, and so does Flower's FAB of it
+    probe = "from fl_runtime.launch.fab import app_content_hash; print(app_content_hash())"
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(PROJECT)},
+    )
+    assert done.stdout.strip() == fab.app_content_hash()
+
+
+def test_one_changed_line_of_the_client_app_or_of_the_run_config_changes_the_hash():
+    files = fab.app_files()
+    original = fab.content_hash(files)
+    changed_code = {**files, "fl_runtime/app/client_app.py": files["fl_runtime/app/client_app.py"] + b"\nMARKER = 1\n"}
+    changed_config = {
+        **files,
+        "pyproject.toml": files["pyproject.toml"].replace(b"num-server-rounds = 10", b"num-server-rounds = 11"),
+    }
+    assert changed_config["pyproject.toml"] != files["pyproject.toml"]
+    reformatted = {**files, "pyproject.toml": files["pyproject.toml"].replace(b" = ", b"=")}  # same TOML, other bytes
+    assert len({original, fab.content_hash(changed_code), fab.content_hash(changed_config)}) == 3
+    assert fab.content_hash(reformatted) == original
+    assert fab.content_hash({**files, fab.FLOWER_MANIFEST: b"anything"}) == original
+
+
+def test_the_code_bundle_gets_the_whole_runtime_and_a_folder_that_is_no_package_is_refused(tmp_path, monkeypatch):
+    everything = fab.runtime_files()
+    assert "fl_runtime/cli.py" in everything and "fl_runtime/__main__.py" in everything
+    assert "fl_runtime/aws/sagemaker_client.py" in everything and "fl_runtime/launch/local.py" in everything
+    (tmp_path / "fl_runtime" / "stray").mkdir(parents=True)
+    monkeypatch.setattr(fab, "PACKAGE", tmp_path / "fl_runtime")
+    with pytest.raises(ValueError, match="stray is not a package of fl_runtime"):
+        fab.runtime_files(("stray",), ())
