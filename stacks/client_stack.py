@@ -54,7 +54,9 @@ class ClientStack(FederationStack):
         )
         self.execution_role = training_execution_role(self, config, client, resources)
         self.kickoff_role = kickoff_role(self, config, client, resources, self.execution_role)
-        self.peering = PeeringAccepter(self, "Peering", config, client, self.network.vpc, self.network.subnets)
+        self.peering = PeeringAccepter(
+            self, "Peering", config=config, client=client, vpc=self.network.vpc, subnets=self.network.subnets
+        )
         self.notebook = self._staging_notebook()
         self.settings = self._settings()
         parameter = publish(

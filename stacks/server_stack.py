@@ -46,7 +46,13 @@ class ServerStack(FederationStack):
         network = self.network
         self.peerings = {
             client.name: Peering(
-                self, f"Peering-{client.name}", config, client, network.vpc, network.subnets, self.custom_resources
+                self,
+                f"Peering-{client.name}",
+                config=config,
+                client=client,
+                vpc=network.vpc,
+                subnets=network.subnets,
+                operator=self.custom_resources,
             )
             for client in config.clients
         }

@@ -23,13 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from fl_runtime.app import records
 from fl_runtime.app.run_settings import MODEL_FILE
 from fl_runtime.errors import OptionsError
 from fl_runtime.learning.data import check_split, check_trainable, read_csv
+from fl_runtime.learning.model import Weights
 from fl_runtime.learning.stats import GlobalStats
 from fl_runtime.learning.task import ClientData, PreparedClient, TrainConfig
 
@@ -153,13 +154,33 @@ def moments(msg: Message, context: Context) -> Message:
     return Message(content=content, reply_to=msg)
 
 
+@dataclass(frozen=True)
+class Incoming:
+    """What a train or evaluate message brings: the round's config, the global statistics and model."""
+
+    config: ConfigRecord
+    stats: GlobalStats
+    weights: Weights
+    shared_curvature: np.ndarray | None
+
+    @classmethod
+    def of(cls, msg: Message) -> Incoming:
+        config = records.config_of(msg.content)
+        weights, curvature = records.read_weights(records.arrays_of(msg.content))
+        return cls(config, records.read_stats(config), weights, curvature)
+
+
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     """Score the incoming global model on validation (for the threshold), then train from it."""
     started = time.time()
-    config = records.config_of(msg.content)
-    stats = records.read_stats(config)
-    weights, shared_curvature = records.read_weights(records.arrays_of(msg.content))
+    incoming = Incoming.of(msg)
+    config, stats, weights, shared_curvature = (
+        incoming.config,
+        incoming.stats,
+        incoming.weights,
+        incoming.shared_curvature,
+    )
     prepared = _prepared(context, stats)
     histogram = prepared.histogram(weights, stats.prior_logit)
     update = prepared.update(
@@ -179,9 +200,8 @@ def train(msg: Message, context: Context) -> Message:
 def evaluate(msg: Message, context: Context) -> Message:
     """The final global model on this client's validation part: ranking metrics and histograms."""
     started = time.time()
-    config = records.config_of(msg.content)
-    stats = records.read_stats(config)
-    weights, _ = records.read_weights(records.arrays_of(msg.content))
+    incoming = Incoming.of(msg)
+    config, stats, weights = incoming.config, incoming.stats, incoming.weights
     prepared = _prepared(context, stats)
     settings = _settings(context)
     validation = prepared.validation_metrics(weights, stats.prior_logit)

@@ -147,6 +147,7 @@ class FraudFedAvg(FedAvg):
 
     def __init__(
         self,
+        *,
         members: dict[int, str],
         min_clients: int,
         num_rounds: int,

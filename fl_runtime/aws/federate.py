@@ -25,7 +25,6 @@ import ipaddress
 import json
 import shutil
 import socket
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -36,12 +35,13 @@ from rich.console import Console
 
 from fl_runtime import defaults
 from fl_runtime.app.run_settings import DATA_DESCRIPTION_OF_ACCOUNTS, NODE_NAMES_FILE, write_node_names
+from fl_runtime.aws import fleet_gateway
 from fl_runtime.aws.contract import ClientAccountSettings, ServerAccountSettings, job_name
 from fl_runtime.aws.kickoff import JobPlan, training_job_request
 from fl_runtime.errors import FederationError
 from fl_runtime.files import empty_output_folder, publish_folder, staging_folder
 from fl_runtime.launch.fab import stage_app
-from fl_runtime.launch.flower import SuperLink, flower_env, free_port, wait_until_healthy
+from fl_runtime.launch.flower import SuperLink, free_port
 from fl_runtime.launch.follow import RunWatch, follow_run
 from fl_runtime.launch.options import RunOptions, timestamp
 from fl_runtime.launch.pki import create_tls
@@ -155,34 +155,7 @@ class Federation:
             self.supervisor, self.workspace, tls, host="127.0.0.1", port=free_port(), dial_address="127.0.0.1"
         )
         self.link.start()
-        self.supervisor.start(
-            "fleet-gateway",
-            [
-                sys.executable,
-                "-m",
-                "fl_runtime.aws.fleet_gateway",
-                "--listen",
-                f"{self.address}:{self.port}",
-                "--upstream",
-                f"127.0.0.1:{self.link.port}",
-                "--certificate",
-                str(tls.server_certificate),
-                "--key",
-                str(tls.server_key),
-                "--ca",
-                str(tls.ca_certificate),
-            ],
-            flower_env(self.workspace / "gateway-home"),
-            self.workspace / "gateway",
-        )
-        wait_until_healthy(
-            self.supervisor,
-            "fleet-gateway",
-            "the Fleet gateway",
-            f"{self.address}:{self.port}",
-            tls.ca_certificate,
-            60.0,
-        )
+        fleet_gateway.start(self.supervisor, self.link, f"{self.address}:{self.port}", self.workspace)
         self.console.print(
             f"SuperLink on 127.0.0.1:{self.link.port} (TLS, SuperNode authentication); Fleet API only on "
             f"{self.address}:{self.port}",
@@ -351,7 +324,7 @@ def _run(federation: Federation, test_path: Path, staging: Path) -> None:
         staging,
         time.monotonic() + options.run_seconds,
         options.deadline_rule,
-        vital=("superlink", "fleet-gateway"),
+        vital=("superlink", fleet_gateway.PROCESS),
         on_tick=lambda view: federation.tick(view, min_clients),
     )
     with ProgressView(federation.console, f"Federated training, {len(federation.clients)} client accounts") as view:

@@ -23,6 +23,10 @@ import argparse
 import contextlib
 import ssl
 import sys
+from pathlib import Path
+
+from fl_runtime.launch.flower import SuperLink, flower_env, wait_until_healthy
+from fl_runtime.launch.processes import Supervisor
 
 HEALTH = "/health"  # readiness, for the launcher; says nothing about runs or nodes
 # connection-level headers are the gateway's own business on each side of the hop
@@ -87,6 +91,24 @@ def create_app(upstream: str, ca_file: str):
 
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
     return Starlette(routes=[Route("/{path:path}", forward, methods=methods)], lifespan=lifespan)
+
+
+PROCESS = "fleet-gateway"
+
+
+def start(supervisor: Supervisor, link: SuperLink, listen: str, workspace: Path, timeout: float = 60.0) -> None:
+    """Run the gateway as a process of ``supervisor`` on ``listen`` (HOST:PORT) in front of ``link``, with the
+    SuperLink's own certificate; return once it answers over TLS."""
+    tls = link.tls
+    command = [
+        sys.executable, "-m", "fl_runtime.aws.fleet_gateway", "--listen", listen,
+        "--upstream", f"127.0.0.1:{link.port}", "--certificate", str(tls.server_certificate),
+        "--key", str(tls.server_key), "--ca", str(tls.ca_certificate),
+    ]  # fmt: skip
+    supervisor.start(PROCESS, command, flower_env(workspace / "gateway-home"), workspace / "gateway")
+    wait_until_healthy(
+        supervisor, PROCESS, what="the Fleet gateway", address=listen, ca=tls.ca_certificate, timeout=timeout
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

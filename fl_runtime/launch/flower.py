@@ -115,7 +115,12 @@ class SuperLink:
             f'root-certificates = "{self.tls.ca_certificate}"\n'
         )
         wait_until_healthy(
-            self.supervisor, "superlink", "the SuperLink", self.address, self.tls.ca_certificate, timeout
+            self.supervisor,
+            "superlink",
+            what="the SuperLink",
+            address=self.address,
+            ca=self.tls.ca_certificate,
+            timeout=timeout,
         )
 
     def cli(self, *args: str, timeout: float = 120.0) -> dict:
@@ -198,7 +203,9 @@ class SuperNodeSpec:
         ]
 
 
-def wait_until_healthy(supervisor: Supervisor, process: str, what: str, address: str, ca: Path, timeout: float) -> None:
+def wait_until_healthy(
+    supervisor: Supervisor, process: str, *, what: str, address: str, ca: Path, timeout: float
+) -> None:
     """Until ``https://ADDRESS/health`` answers 200 over TLS; raise if ``process`` exits or time runs out."""
     context = ssl.create_default_context(cafile=str(ca))
     deadline = time.monotonic() + timeout

@@ -11,11 +11,11 @@ import http.client
 import socket
 import ssl
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from fl_runtime.aws import fleet_gateway
 from fl_runtime.errors import ProcessError
 from fl_runtime.launch.flower import CONNECTION, SuperLink, SuperNodeSpec, flower_env, free_port
 from fl_runtime.launch.pki import create_node_key, create_tls
@@ -28,42 +28,14 @@ UNSUPPORTED_MEDIA_TYPE = 415  # what the SuperLink answers a JSON body on a prot
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    import sys
-
     workspace = tmp_path_factory.mktemp("server")
     supervisor = Supervisor(workspace / "logs")
     tls = create_tls(workspace / "tls", [CLIENT_SIDE])
     link = SuperLink(supervisor, workspace, tls, host="127.0.0.1", port=free_port(), dial_address="127.0.0.1")
     link.start()
     gateway_port = free_port()
-    supervisor.start(
-        "gateway",
-        [
-            sys.executable,
-            "-m",
-            "fl_runtime.aws.fleet_gateway",
-            "--listen",
-            f"{CLIENT_SIDE}:{gateway_port}",
-            "--upstream",
-            f"127.0.0.1:{link.port}",
-            "--certificate",
-            str(tls.server_certificate),
-            "--key",
-            str(tls.server_key),
-            "--ca",
-            str(tls.ca_certificate),
-        ],
-        flower_env(workspace / "gateway-home"),
-        workspace / "gateway",
-    )
+    fleet_gateway.start(supervisor, link, f"{CLIENT_SIDE}:{gateway_port}", workspace, timeout=30)
     context = ssl.create_default_context(cafile=str(tls.ca_certificate))
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"https://{CLIENT_SIDE}:{gateway_port}/health", context=context, timeout=2)
-            break
-        except OSError:
-            time.sleep(0.2)
     yield link, gateway_port, context
     supervisor.stop_all()
 
