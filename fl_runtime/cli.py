@@ -18,11 +18,9 @@ from pathlib import Path
 from rich.console import Console
 
 from fl_runtime import defaults
-from fl_runtime.errors import BadInput, OptionsError, RunFailed
+from fl_runtime.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, BadInput, OptionsError, RunFailed
 from fl_runtime.learning.data import LabelledData, read_client_csvs, read_csv
 from fl_runtime.learning.partition import PARTITIONS, SKEWS, PartitionSpec, partition
-
-EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 
 
 def _add_training(parser: argparse.ArgumentParser) -> None:
@@ -85,6 +83,15 @@ def _add_waits(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_app(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--app",
+        type=Path,
+        help="a Flower app folder to submit instead of the one this runtime ships; each client runs only the apps "
+        "its account approved (rehearse an upgrade, or a server that sends other code)",
+    )
+
+
 def _run_name(value: str) -> str:
     from fl_runtime.aws.contract import RUN_NAME, RUN_NAME_MAX
 
@@ -124,6 +131,7 @@ def _add_local(commands: argparse._SubParsersAction) -> None:
         help="seconds to wait for clients to connect",
     )
     local.add_argument("--out", type=Path, help="output folder (default: runs/<timestamp>)")
+    _add_app(local)
     _add_training(local)
 
 
@@ -169,6 +177,7 @@ def _add_federate(commands: argparse._SubParsersAction) -> None:
         "part of every job name",
     )
     federate.add_argument("--out", type=Path, help="local copy of the outputs (default: runs/federate-<run>)")
+    _add_app(federate)
     _add_training(federate)
 
 
@@ -181,6 +190,12 @@ def _add_stage_data(commands: argparse._SubParsersAction) -> None:
     stage.add_argument("--parameter-prefix", default=defaults.PARAMETER_PREFIX)
     stage.add_argument("--overwrite", action="store_true", help="replace a dataset staged before")
     stage.add_argument("--seed", type=int, default=defaults.SEED, help="train/validation split seed")
+
+
+def _app_dir(app: Path | None) -> Path | None:
+    if app is not None and not (app / "pyproject.toml").is_file():
+        raise OptionsError(f"--app {app}: not a Flower app folder (no pyproject.toml)")
+    return app.resolve() if app is not None else None
 
 
 def _source(args: argparse.Namespace) -> tuple[LabelledData, str]:
@@ -241,6 +256,7 @@ def local(args: argparse.Namespace, console: Console) -> int:
         client_data=list(args.client_data),
         test_data=args.test_data,
         node_wait_timeout=args.node_wait_timeout,
+        app_dir=_app_dir(args.app),
     )
     out = run_local(options, console)
     final = json.loads((out / "metrics.json").read_text())["final"]
@@ -302,6 +318,7 @@ def federate(args: argparse.Namespace, console: Console) -> int:
         address=args.address,
         connect_timeout=args.connect_timeout,
         run_name=args.run_name,
+        app_dir=_app_dir(args.app),
     )
     server = RehearsalServer(args.rehearsal) if args.rehearsal else AwsServer(server_parameter(args.parameter_prefix))
     run_federation(server, options, console)
@@ -339,7 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     errors = Console(stderr=True, soft_wrap=True)
     try:
         return COMMANDS[args.command](args, console)
-    except BadInput as error:
+    except (BadInput, FileNotFoundError, FileExistsError) as error:  # a path the user gave
         errors.print(f"error: {error}", highlight=False, markup=False)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:

@@ -15,6 +15,8 @@ CONNECT_TIMEOUT = 900.0  # across accounts: seconds for a training job to start 
 ROUND_TIMEOUT = 300.0  # seconds to wait for the replies of one exchange
 REPLY_POLL_SECONDS = 0.05  # how often the ServerApp asks for replies (Flower's own Grid: every 3 s)
 STOCK_REPLY_POLL_SECONDS = 3.0  # Flower's own, for benchmarking the difference
+TASK_POLL_SECONDS = 0.05  # how often the executors (the client's runner, the SuperLink's SuperExec) ask for work
+STOCK_TASK_POLL_SECONDS = 1.0  # how often Flower's SuperExec asks for a task, for the same comparison
 
 # splitting one CSV into a federation (prepare-data, compare, the synthetic default of `local`)
 CLIENTS = 3

@@ -10,6 +10,8 @@
 Free of Flower and AWS imports: the Flower apps, the launchers and the CDK app all raise these.
 """
 
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130  # what the command lines return for each
+
 
 class FlError(Exception):
     """Base of every error this project raises on purpose."""
@@ -29,6 +31,10 @@ class OptionsError(BadInput):
 
 class OutputExists(BadInput):
     """An output would overwrite something that is already there; the message names it."""
+
+
+class RequestRefused(BadInput):
+    """A client's launcher refuses what the server asked; the message names the field and why."""
 
 
 class ConfigError(BadInput):

@@ -1,11 +1,9 @@
 """A client account's IAM roles for federated training: least privilege, every grant scoped.
 
-- ``FL-kickoff-client-job``: what the server's notebook may do here, and nothing more (the reference
-  design's FL-sagemaker-actions permissions, scoped): start, describe, stop and update training jobs
-  whose name starts with the configured prefix, that run in this account's private subnets with the
-  training security group; pass the execution role, to SageMaker only; read this client's settings and
-  the SuperNode public keys its jobs publish, in SSM. It trusts the server account's notebook role
-  only, and only with the client's external id.
+- ``FL-kickoff-client-job``: what the server's notebook may do here, and nothing more: invoke this
+  client's launcher (``job_launcher``), which builds and starts the job from this account's own settings,
+  and read this client's settings and the SuperNode public keys its jobs publish, in SSM. It trusts the
+  server account's notebook role only, and only with the client's external id.
 - The SageMaker execution role: read the code and data buckets, write model artifacts, use the data key
   for the job's volume and artifacts, the VPC network interfaces of a VPC-mode job, publish and remove
   its SuperNode's public key, and its own logs and metrics. No AWS managed policy.
@@ -19,6 +17,7 @@ from aws_cdk import Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
@@ -154,15 +153,11 @@ def _execution_statements(resources: JobResources, logs: str, public_keys: str) 
 
 
 def kickoff_role(
-    scope: Construct,
-    config: FederationConfig,
-    client: ClientAccount,
-    resources: JobResources,
-    execution_role: iam.IRole,
+    scope: Construct, config: FederationConfig, client: ClientAccount, launcher: lambda_.IFunction
 ) -> iam.Role:
-    """The role the server notebook assumes: it may start only the federation's jobs as configured
-    (private subnets, training security group, instance type, runtime bound, this account's data key
-    for volumes and output), watch and stop them, and read this client's settings and public keys."""
+    """The role the server notebook assumes: it may invoke this client's launcher, which decides everything
+    about the job, and read this client's settings and the public keys its jobs publish. Nothing else: no
+    SageMaker action, no role to pass."""
     stack = Stack.of(scope)
     role = iam.Role(
         scope,
@@ -174,81 +169,23 @@ def kickoff_role(
                 "ArnEquals": {"aws:PrincipalArn": config.server_notebook_role_arn},
             }
         ),
-        description="Lets the federation server notebook start this account training jobs",
-    )
-    jobs = stack.format_arn(
-        service="sagemaker", resource="training-job", resource_name=f"{config.training_job_prefix}*"
+        description="Lets the federation server notebook ask this account launcher for a run job",
     )
     settings = stack.format_arn(
         service="ssm", resource="parameter", resource_name=config.client_parameter(client, "*").lstrip("/")
     )
-    statements = _kickoff_statements(config, resources, execution_role, jobs, settings)
-    policy = attach(scope, "SageMakerActions", role, name="FL-sagemaker-actions", statements=statements)
-    reasons = {
-        f"{AWS_SOLUTIONS}IAM5[Resource::{jobs}]": (
-            "Training-job names carry a per-run suffix; the grant is limited to the federation's name prefix"
-        ),
-        f"{AWS_SOLUTIONS}IAM5[Resource::*]": (
-            "ec2 Describe actions (the reference design's DescribeSubnets, DescribeVpcs, DescribeNetworkInterfaces) "
-            "do not support resource-level permissions"
-        ),
-        f"{AWS_SOLUTIONS}IAM5[Resource::{settings}]": (
-            "The kickoff step reads the settings this client stack publishes, and the SuperNode public keys its jobs "
-            "publish, under this client's own parameter path"
-        ),
-    }
-    for finding, reason in reasons.items():
-        acknowledge(policy, finding, reason)
-    return role
-
-
-def _kickoff_statements(
-    config: FederationConfig, resources: JobResources, execution_role: iam.IRole, jobs: str, settings: str
-) -> list[iam.PolicyStatement]:
-    return [
-        _start_jobs_statement(config, resources, jobs),
-        iam.PolicyStatement(
-            sid="WatchAndStopJobs",
-            actions=["sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob", "sagemaker:UpdateTrainingJob"],
-            resources=[jobs],
-        ),
-        iam.PolicyStatement(
-            sid="InspectNetwork",
-            actions=["ec2:DescribeSubnets", "ec2:DescribeVpcs", "ec2:DescribeNetworkInterfaces"],
-            resources=["*"],
-        ),
-        iam.PolicyStatement(sid="ReadExecutionRole", actions=["iam:GetRole"], resources=[execution_role.role_arn]),
-        iam.PolicyStatement(
-            sid="PassExecutionRoleToSageMakerOnly",
-            actions=["iam:PassRole"],
-            resources=[execution_role.role_arn],
-            conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
-        ),
+    statements = [
+        iam.PolicyStatement(sid="AskTheLauncher", actions=["lambda:InvokeFunction"], resources=[launcher.function_arn]),
         # the settings, and the SuperNode public keys the jobs publish under the same path (no secret travels)
         iam.PolicyStatement(
-            sid="ReadThisClientsSettingsAndPublicKeys",
-            actions=["ssm:GetParameter", "ssm:GetParameters"],
-            resources=[settings],
+            sid="ReadThisClientsSettingsAndPublicKeys", actions=["ssm:GetParameter"], resources=[settings]
         ),
     ]
-
-
-def _start_jobs_statement(config: FederationConfig, resources: JobResources, jobs: str) -> iam.PolicyStatement:
-    """CreateTrainingJob for the federation's jobs as configured, and only those."""
-    key_arn = resources.key.key_arn
-    keys = ("sagemaker:VpcSubnets", "sagemaker:VpcSecurityGroupIds", "sagemaker:InstanceTypes")
-    return iam.PolicyStatement(
-        sid="StartJobsInThePrivateSubnetsOnly",
-        actions=["sagemaker:CreateTrainingJob"],
-        resources=[jobs],
-        conditions={
-            "ForAllValues:StringEquals": {
-                "sagemaker:VpcSubnets": [s.subnet_id for s in resources.subnets.subnets],
-                "sagemaker:VpcSecurityGroupIds": [resources.security_group.security_group_id],
-                "sagemaker:InstanceTypes": [config.training_instance_type],
-            },
-            "NumericLessThanEquals": {"sagemaker:MaxRuntimeInSeconds": config.max_training_seconds},
-            "ArnEquals": {"sagemaker:VolumeKmsKey": key_arn, "sagemaker:OutputKmsKey": key_arn},
-            "Null": dict.fromkeys((*keys, "sagemaker:VolumeKmsKey", "sagemaker:OutputKmsKey"), "false"),
-        },
+    policy = attach(scope, "KickoffPolicy", role, name="FL-ask-the-launcher", statements=statements)
+    acknowledge(
+        policy,
+        f"{AWS_SOLUTIONS}IAM5[Resource::{settings}]",
+        "The server reads the settings this client stack publishes, and the SuperNode public keys its jobs publish "
+        "(named after the job, not known in advance), under this client's own parameter path",
     )
+    return role

@@ -14,7 +14,9 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from fl_runtime.aws.contract import ClientAccountSettings
+from fl_runtime import defaults
+from fl_runtime.aws.contract import ClientAccountSettings, LaunchSettings
+from fl_runtime.launch.fab import app_content_hash
 from stacks.base import FederationStack
 from stacks.bundle.builder import ENTRY_POINT, Bundle
 from stacks.client_roles import (
@@ -28,9 +30,12 @@ from stacks.client_roles import (
 from stacks.code_bundle import CODE_PREFIX
 from stacks.compliance import acknowledge, acknowledge_cdk_functions, objects_finding
 from stacks.config import ClientAccount, FederationConfig
+from stacks.job_launcher import JobLauncher, LauncherSettings
 from stacks.notebook import FederationNotebook, NotebookSettings
 from stacks.outputs import publish
 from stacks.peering import PeeringAccepter
+
+TRAINING_VOLUME_GB = 30  # a job's EBS volume: the staged CSVs, the code bundle's wheels, the model
 
 
 class ClientStack(FederationStack):
@@ -53,7 +58,13 @@ class ClientStack(FederationStack):
             self.code, self.data, self.artifacts, self.key, self.network.subnets, self.training_security_group
         )
         self.execution_role = training_execution_role(self, config, client, resources)
-        self.kickoff_role = kickoff_role(self, config, client, resources, self.execution_role)
+        self.launch_settings = self._launch_settings()
+        self.launcher = JobLauncher(
+            self,
+            "Launcher",
+            LauncherSettings(self.launch_settings, resources, self.execution_role, self.network, config.retain_data),
+        )
+        self.kickoff_role = kickoff_role(self, config, client, self.launcher.function)
         self.peering = PeeringAccepter(
             self, "Peering", config=config, client=client, vpc=self.network.vpc, subnets=self.network.subnets
         )
@@ -131,29 +142,46 @@ class ClientStack(FederationStack):
         )
         return notebook
 
+    def _launch_settings(self) -> LaunchSettings:
+        """What this account's jobs are made of: its launcher builds every job from these alone."""
+        config, client = self.config, self.client
+        return LaunchSettings(
+            client=client.name,
+            region=config.region,
+            training_job_prefix=config.training_job_prefix,
+            training_image=config.training_image.uri,
+            source_uri=self.code_bundle.uri,
+            entry_point=ENTRY_POINT,
+            execution_role_arn=self.execution_role.role_arn,
+            subnet_ids=tuple(s.subnet_id for s in self.network.subnets.subnets),
+            training_security_group_id=self.training_security_group.security_group_id,
+            training_instance_type=config.training_instance_type,
+            volume_size_gb=TRAINING_VOLUME_GB,
+            data_key_arn=self.key.key_arn,
+            data_uri=f"s3://{self.data.bucket_name}/{DATA_PREFIX}",
+            output_uri=f"s3://{self.artifacts.bucket_name}/{ARTIFACT_PREFIX}",
+            max_training_seconds=config.max_training_seconds,
+            connect_seconds=int(defaults.CONNECT_TIMEOUT),
+            public_key_parameter_prefix=config.client_parameter(client, PUBLIC_KEYS),
+            server_vpc_cidr=config.server_vpc_cidr,
+            flower_port=config.flower_port,
+            approved_app_hashes=(app_content_hash(), *client.also_approved_app_hashes),
+        )
+
     def _settings(self) -> ClientAccountSettings:
         """What this stack publishes for the server's kickoff step and this client's stage-data."""
-        config, client = self.config, self.client
+        client = self.client
         return ClientAccountSettings(
             client=client.name,
             account=client.account,
             kickoff_role_arn=self.kickoff_role.role_arn,
             external_id=client.external_id,
-            execution_role_arn=self.execution_role.role_arn,
-            subnet_ids=tuple(s.subnet_id for s in self.network.subnets.subnets),
-            training_security_group_id=self.training_security_group.security_group_id,
+            launcher_arn=self.launcher.function.function_arn,
             code_bucket=self.code.bucket_name,
-            source_uri=self.code_bundle.uri,
-            entry_point=ENTRY_POINT,
             data_bucket=self.data.bucket_name,
             data_prefix=DATA_PREFIX,
             artifact_bucket=self.artifacts.bucket_name,
             artifact_prefix=ARTIFACT_PREFIX,
-            public_key_parameter_prefix=config.client_parameter(client, PUBLIC_KEYS),
-            data_key_arn=self.key.key_arn,
-            training_image=config.training_image.uri,
-            training_instance_type=config.training_instance_type,
-            training_job_prefix=config.training_job_prefix,
-            max_training_seconds=config.max_training_seconds,
             notebook=self.notebook.name,
+            launch=self.launch_settings,
         )

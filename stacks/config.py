@@ -25,6 +25,7 @@ REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 CLIENT_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 EXTERNAL_ID = re.compile(r"^[\w+=,.@:/-]{2,1224}$")
 INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+APP_HASH = re.compile(r"^[0-9a-f]{64}$")
 SAMPLE_EXTERNAL_ID = "change-me"  # the marker in cdk.json's sample external ids
 # cdk.json's and the tests' sample accounts: for synth only, never deployed
 PLACEHOLDER_ACCOUNTS = {"111111111111", "222222222222", "333333333333", "444444444444"}
@@ -54,6 +55,8 @@ class ClientAccount:
     vpc_cidr: str
     external_id: str
     arn_partition: str  # of the federation's region: "aws", "aws-cn" or "aws-us-gov"
+    # apps this client approves besides the one its own code bundle ships (while the federation upgrades)
+    also_approved_app_hashes: tuple[str, ...] = ()
 
     @property
     def kickoff_role_arn(self) -> str:
@@ -158,7 +161,13 @@ def _client(raw: Mapping, index: int, region: str) -> tuple[ClientAccount, ipadd
             f"{prefix}external_id: {external_id!r} is the sample value; agree a unique one with client {name!r} "
             f"(account {account}) before deploying to real accounts"
         )
-    return ClientAccount(name, account, str(cidr), external_id, arn_partition(region)), cidr
+    also = raw.get("also_approved_app_hashes", [])
+    if not isinstance(also, list) or any(not isinstance(h, str) or not APP_HASH.match(h) for h in also):
+        raise ConfigError(
+            f"{prefix}also_approved_app_hashes: {also!r} is not a list of app content hashes (64 hexadecimal "
+            "digits each, as fl_runtime.launch.fab.app_content_hash() prints them)"
+        )
+    return ClientAccount(name, account, str(cidr), external_id, arn_partition(region), tuple(also)), cidr
 
 
 def _training_image(raw: Mapping) -> TrainingImage:

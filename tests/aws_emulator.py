@@ -2,13 +2,17 @@
 
 The recorder is a small HTTP proxy: every request boto3 sends is recorded (service, operation, body)
 and forwarded to moto, unless a rule answers it instead. Rules stand in for what moto cannot do:
-StopTrainingJob (moto 5.2.5 answers 500), and AccessDenied or throttling on a chosen call.
+StopTrainingJob (moto 5.2.5 answers 500), AccessDenied or throttling on a chosen call, and Lambda
+invocations (moto runs functions in Docker, which this machine lacks): ``launcher_rule`` answers an
+invocation of a client's launcher by running the launcher's own code in process, against this emulator's
+SageMaker in the client's account, as the function would.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -34,7 +38,8 @@ class Call:
     operation: str  # "SageMaker.CreateTrainingJob", "AssumeRole", ... ("" for S3's REST calls)
     body: dict
     method: str = "POST"
-    path: str = "/"  # for S3's REST calls: /<bucket>/<key>
+    path: str = "/"  # for REST calls: /<bucket>/<key> (S3), /2015-03-31/functions/<name>/invocations (Lambda)
+    raw: bytes = b""  # the request body as sent
 
 
 @dataclass
@@ -79,7 +84,9 @@ def start(stack) -> tuple[Recorder, str]:
         def _handle(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             operation, payload = _operation(self.headers, body)
-            call = Call(operation, payload, self.command, urllib.parse.urlsplit(self.path).path)
+            call = Call(
+                operation, payload, self.command, urllib.parse.unquote(urllib.parse.urlsplit(self.path).path), body
+            )
             recorder.calls.append(call)
             for rule in recorder.rules:
                 answer = rule(call)
@@ -126,3 +133,38 @@ def boto_env(endpoint: str) -> dict[str, str]:
         "AWS_CONFIG_FILE": "/nonexistent",
         "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
     }
+
+
+INVOCATION = re.compile(r"^/2015-03-31/functions/(?P<function>[^/]+)/invocations$")
+
+
+def account_session(endpoint: str, account: str):
+    """boto3 in ``account`` of this emulator (moto keys its resources by the caller's account)."""
+    import boto3
+
+    sts = boto3.client("sts", endpoint_url=endpoint, region_name="us-east-1")
+    credentials = sts.assume_role(RoleArn=f"arn:aws:iam::{account}:role/launcher", RoleSessionName="launcher")[
+        "Credentials"
+    ]
+    return boto3.Session(
+        aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"],
+        aws_session_token=credentials["SessionToken"],
+        region_name="us-east-1",
+    )
+
+
+def launcher_rule(endpoint: str, launchers: dict) -> Callable[[Call], tuple[int, dict] | None]:
+    """Answer Lambda Invoke of a launcher ARN in ``launchers`` (ARN -> LaunchSettings) with the launcher's answer."""
+    from fl_runtime.aws import launcher
+
+    def rule(call: Call) -> tuple[int, dict] | None:
+        match = INVOCATION.match(call.path)
+        if not match or match["function"] not in launchers:
+            return None
+        settings = launchers[match["function"]]
+        account = match["function"].split(":")[4]
+        sagemaker = account_session(endpoint, account).client("sagemaker", endpoint_url=endpoint)
+        return 200, launcher.answer(json.loads(call.raw or b"null"), settings, sagemaker)
+
+    return rule

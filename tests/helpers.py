@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -31,3 +32,44 @@ def imports_of(path: Path) -> set[str]:
 
 def _is_module(name: str) -> bool:
     return PROJECT.joinpath(*name.split(".")).with_suffix(".py").exists()
+
+
+def in_temp(folder: Path) -> dict[str, str]:
+    """The launcher's environment with its temporary workspace inside ``folder``: the leak checks look
+    for this run's processes only, not those of another run on the machine."""
+    return {**os.environ, "TMPDIR": str(folder)}
+
+
+def workspaces(folder: Path) -> str:
+    return str(folder / "fl-local-")
+
+
+def flower_processes_under(marker: str) -> list[str]:
+    """Command lines of live processes that mention ``marker`` (a run's workspace or output path)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in command and int(entry.name) != os.getpid():
+            found.append(command)
+    return found
+
+
+HONEST_LINE = "    settings = _settings(context)\n"  # the first line of the ClientApp's moments handler
+
+
+def hostile_app(folder: Path, marker: Path) -> Path:
+    """This runtime's app with one line changed: the moments handler copies the client's data to ``marker``."""
+    from fl_runtime.launch.fab import stage_app
+
+    app = stage_app(folder / "app")
+    client_app = app / "fl_runtime" / "app" / "client_app.py"
+    source = client_app.read_text()
+    assert source.count(HONEST_LINE) >= 1
+    evil = f"    settings = _settings(context); Path({str(marker)!r}).write_text(settings.first_file.read_text())\n"
+    client_app.write_text(source.replace(HONEST_LINE, evil, 1))
+    return app

@@ -5,8 +5,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from fl_runtime.aws.contract import ClientAccountSettings, ClientEntry, ServerAccountSettings, client_parameter
+from fl_runtime.aws.contract import (
+    ClientAccountSettings,
+    ClientEntry,
+    LaunchSettings,
+    ServerAccountSettings,
+    client_parameter,
+)
 from fl_runtime.aws.server_account import RehearsalServer
+from fl_runtime.launch.fab import app_content_hash
 from fl_runtime.learning.data import LabelledData, write_csv
 from fl_runtime.learning.task import ClientData
 from stacks.bundle.builder import BUNDLE_NAME, ENTRY_POINT, bundle_files, write_tarball
@@ -20,30 +27,46 @@ def slim_bundle(path: Path) -> Path:
     return path
 
 
-def client_settings(name: str, account: str) -> ClientAccountSettings:
-    """What a client stack publishes in SSM (buckets named per client)."""
+def client_settings(
+    name: str, account: str, *, port: int = 9092, server_vpc_cidr: str = "127.0.0.0/8", region: str = "us-east-1"
+) -> ClientAccountSettings:
+    """What a client stack publishes in SSM (buckets named per client); its launcher accepts a SuperLink in
+    ``server_vpc_cidr`` on ``port`` and approves the app this runtime ships."""
+    launch = LaunchSettings(
+        client=name,
+        region=region,
+        training_job_prefix="fl-client",
+        training_image="683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.4-2-py312-cpu-py3",
+        source_uri=f"s3://code-{name}/code/{BUNDLE_NAME}",
+        entry_point=ENTRY_POINT,
+        execution_role_arn=f"arn:aws:iam::{account}:role/TrainingExecutionRole",
+        subnet_ids=("subnet-0a", "subnet-0b"),
+        training_security_group_id="sg-0training",
+        training_instance_type="ml.m5.large",
+        volume_size_gb=30,
+        data_key_arn=f"arn:aws:kms:us-east-1:{account}:key/1234",
+        data_uri=f"s3://data-{name}/data_prep/",
+        output_uri=f"s3://artifacts-{name}/client_artifact/",
+        max_training_seconds=3600,
+        connect_seconds=120,
+        public_key_parameter_prefix=client_parameter(PREFIX, name, "supernode-keys"),
+        server_vpc_cidr=server_vpc_cidr,
+        flower_port=port,
+        approved_app_hashes=(app_content_hash(),),
+    )
     return ClientAccountSettings(
         client=name,
         account=account,
         kickoff_role_arn=f"arn:aws:iam::{account}:role/FL-kickoff-client-job",
         external_id=f"fl-{name}-x1",
-        execution_role_arn=f"arn:aws:iam::{account}:role/TrainingExecutionRole",
-        subnet_ids=("subnet-0a", "subnet-0b"),
-        training_security_group_id="sg-0training",
+        launcher_arn=f"arn:aws:lambda:us-east-1:{account}:function:fl-launcher-{name}",
         code_bucket=f"code-{name}",
-        source_uri=f"s3://code-{name}/code/{BUNDLE_NAME}",
-        entry_point=ENTRY_POINT,
         data_bucket=f"data-{name}",
         data_prefix="data_prep/",
         artifact_bucket=f"artifacts-{name}",
         artifact_prefix="client_artifact/",
-        public_key_parameter_prefix=client_parameter(PREFIX, name, "supernode-keys"),
-        data_key_arn=f"arn:aws:kms:us-east-1:{account}:key/1234",
-        training_image="683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.4-2-py312-cpu-py3",
-        training_instance_type="ml.m5.large",
-        training_job_prefix="fl-client",
-        max_training_seconds=3600,
         notebook=f"fl-client-{name}",
+        launch=launch,
     )
 
 
@@ -66,7 +89,7 @@ def server_settings(
         region=region,
         notebook="fl-server",
         flower_port=port,
-        server_vpc_cidr="10.0.0.0/16",
+        server_vpc_cidr="127.0.0.0/8",
         results_bucket="results",
         test_prefix="data/",
         model_prefix="model/",
@@ -91,7 +114,7 @@ def rehearsal(
     write_csv(buckets["results"] / "data" / "test.csv", test)
     settings = []
     for index, (name, data) in enumerate(clients.items(), start=1):
-        entry = client_settings(name, f"{index + 1}" * 12)
+        entry = client_settings(name, f"{index + 1}" * 12, port=port)
         for bucket in (entry.code_bucket, entry.data_bucket, entry.artifact_bucket):
             buckets[bucket] = folder / bucket
         split = ClientData.split(data, seed=seed)

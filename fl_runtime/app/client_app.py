@@ -1,9 +1,11 @@
 """Flower ClientApp: one client's side of the federation, on its own data.
 
-The SuperNode starts a fresh process for every message, so this module imports only what it needs to
-route messages (heavy libraries load inside the handlers that use them), and the client keeps its
-prepared rows (standardised, oversampled) in ``context.state``, which the SuperNode persists across
-the messages of a run: SMOTE and the CSV read happen once per run, not once per round.
+The client's runner (``fl_runtime.launch.runner``) calls this app in one warm process for every message
+of a run, so the client keeps its prepared rows (standardised, oversampled) in memory, in this module,
+from the first round to the last: the CSV read and SMOTE happen once per run, and nothing of the rows
+travels through Flower's context. In a process started for one message (Flower's own executor) they
+are prepared again from the client's files: slower, same result. Heavy libraries load inside the
+handlers that use them.
 
 Node config (``flower-supernode --node-config``), see ``NodeSettings``:
 - ``data-path``: the client's CSV, split here into training and validation parts; or
@@ -15,6 +17,7 @@ Node config (``flower-supernode --node-config``), see ``NodeSettings``:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -23,11 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from fl_runtime.app import records
-from fl_runtime.app.run_settings import MODEL_FILE
+from fl_runtime.app.run_settings import MODEL_FILE, TASK_STARTED_ENV
 from fl_runtime.errors import OptionsError
 from fl_runtime.learning.data import check_split, check_trainable, read_csv
 from fl_runtime.learning.model import Weights
@@ -37,8 +40,11 @@ from fl_runtime.learning.task import ClientData, PreparedClient, TrainConfig
 app = ClientApp()
 
 
-def _process_start() -> float:
-    """When this process started (wall clock): the SuperNode starts one per message (Linux /proc)."""
+def _task_start() -> float:
+    """When this task started on the client (wall clock): the runner says when it took it; a process
+    started for this one message started with it (Linux /proc)."""
+    if TASK_STARTED_ENV in os.environ:
+        return float(os.environ[TASK_STARTED_ENV])
     try:
         with open("/proc/self/stat") as stat, open("/proc/uptime") as uptime:
             ticks = int(stat.read().rsplit(")", 1)[1].split()[19])
@@ -47,7 +53,8 @@ def _process_start() -> float:
         return time.time()
 
 
-PREPARED = "prepared"
+# (run id, node id) -> this client's prepared rows; one run at a time
+_prepared_rows: dict[tuple[int, int], PreparedClient] = {}
 
 
 @dataclass(frozen=True)
@@ -106,26 +113,13 @@ def _client_data(context: Context) -> ClientData:
 
 
 def _prepared(context: Context, stats: GlobalStats) -> PreparedClient:
-    """The client's rows ready for training; computed on the first round, then read from state."""
-    if PREPARED in context.state:
-        arrays = context.state.array_records[PREPARED]
-        return PreparedClient(
-            arrays["train-Z"].numpy(),
-            arrays["train-y"].numpy(),
-            arrays["validation-Z"].numpy(),
-            arrays["validation-y"].numpy(),
-            stats.pooled_examples,
-        )
-    prepared = _client_data(context).prepare(stats, seed=records.whole(context.run_config, "seed"))
-    context.state[PREPARED] = ArrayRecord(
-        {
-            "train-Z": Array(prepared.train_Z),
-            "train-y": Array(prepared.train_y),
-            "validation-Z": Array(prepared.validation_Z),
-            "validation-y": Array(np.asarray(prepared.validation_y, dtype=np.float64)),
-        }
-    )
-    return prepared
+    """The client's rows ready for training: prepared on the run's first round, then kept in memory.
+    The pooled example count follows the members left (it changes when a client drops out)."""
+    key = (context.run_id, context.node_id)
+    if key not in _prepared_rows:
+        _prepared_rows.clear()  # a new run: the previous run's rows go
+        _prepared_rows[key] = _client_data(context).prepare(stats, seed=records.whole(context.run_config, "seed"))
+    return dataclasses.replace(_prepared_rows[key], pooled_examples=stats.pooled_examples)
 
 
 def _save_final_model(settings: NodeSettings, context: Context, stats: GlobalStats, weights) -> str | None:
@@ -186,11 +180,11 @@ def train(msg: Message, context: Context) -> Message:
     update = prepared.update(
         weights,
         TrainConfig.from_config(config),
-        shared_curvature if config[records.USE_SHARED_CURVATURE] is True else None,
+        shared_curvature if bool(config[records.USE_SHARED_CURVATURE]) else None,
     )
     arrays = records.weights_record(update.weights, update.curvature if shared_curvature is not None else None)
     metrics = records.update_metrics(
-        update, histogram, len(prepared.validation_y), records.timing_metrics(_process_start(), started)
+        update, histogram, len(prepared.validation_y), records.timing_metrics(_task_start(), started)
     )
     _settings(context).report({"message": "train", "round": records.whole(config, "server-round")})
     return Message(content=RecordDict({"arrays": arrays, "metrics": metrics}), reply_to=msg)
@@ -213,6 +207,6 @@ def evaluate(msg: Message, context: Context) -> Message:
         records.EXAMPLES: len(prepared.validation_y),
         **validation,
         **records.histogram_metrics(prepared.histogram(weights, stats.prior_logit)),
-        **records.timing_metrics(_process_start(), started),
+        **records.timing_metrics(_task_start(), started),
     }
     return Message(content=RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)

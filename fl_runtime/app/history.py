@@ -150,9 +150,10 @@ class History:
 def exchange_timing(exchange: Exchange) -> dict[str, float | str]:
     """Where one exchange's time went, each phase taken at its slowest client.
 
-    - ``until-client-starts``: message pushed -> the client's ClientApp process starts: the SuperNode's
-      next poll (Flower sleeps a fixed 3 s after each empty poll) plus the SuperExec's task poll;
-    - ``client-startup``: process start -> handler start (Python, Flower and app imports);
+    - ``until-client-starts``: message pushed -> the task starts on the client: the SuperNode's next
+      poll (Flower sleeps a fixed 3 s after each empty poll) plus the runner's task poll;
+    - ``client-startup``: task start -> handler start (pulling the message; for a process started per
+      message, also Python, Flower and app imports);
     - ``client-compute``: the handler itself (training, validation scoring);
     - ``reply-transport``: handler end -> reply pulled by the server (the SuperNode's 0.5 s reply poll,
       the push, and the server's 50 ms pull);
@@ -167,7 +168,7 @@ def exchange_timing(exchange: Exchange) -> dict[str, float | str]:
     for _, reply, arrived in exchange.replies:
         metrics = records.metrics_of(reply.content)
         started, handler, done = (
-            records.number(metrics, key) for key in (records.PROCESS_START, records.HANDLER_START, records.HANDLER_END)
+            records.number(metrics, key) for key in (records.TASK_START, records.HANDLER_START, records.HANDLER_END)
         )
         phases["until-client-starts"].append(started - exchange.pushed_at)
         phases["client-startup"].append(handler - started)

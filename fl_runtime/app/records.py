@@ -34,7 +34,7 @@ HISTOGRAM_POSITIVE = "histogram-positive"
 HISTOGRAM_NEGATIVE = "histogram-negative"
 USE_SHARED_CURVATURE = "use-shared-curvature"
 # wall-clock epochs reported by the ClientApp, for the per-round time breakdown (bench/, report)
-PROCESS_START = "time-process-start"
+TASK_START = "time-task-start"
 HANDLER_START = "time-handler-start"
 HANDLER_END = "time-handler-end"
 
@@ -116,7 +116,8 @@ def read_moments(content: RecordDict) -> tuple[str, tuple[str, ...], FeatureMome
         whole(info, "n-rows"), whole(info, "n-positive"), arrays["total"].numpy(), arrays["total-squares"].numpy()
     )
     features = info["features"]
-    assert isinstance(features, list)
+    if not isinstance(features, list):
+        raise TypeError(f"record value 'features' is {type(features).__name__}, not a list")
     return str(info["name"]), tuple(str(name) for name in features), moments
 
 
@@ -145,5 +146,5 @@ def update_metrics(update: ClientUpdate, histogram: ScoreHistogram, validation_r
     )
 
 
-def timing_metrics(process_start: float, handler_start: float) -> dict:
-    return {PROCESS_START: process_start, HANDLER_START: handler_start, HANDLER_END: time.time()}
+def timing_metrics(task_start: float, handler_start: float) -> dict:
+    return {TASK_START: task_start, HANDLER_START: handler_start, HANDLER_END: time.time()}

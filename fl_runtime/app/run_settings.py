@@ -27,16 +27,24 @@ CURVES_PLOT = "roc_pr_curves.png"
 OUTPUT_FILES = (MODEL_FILE, METRICS_FILE, REPORT_FILE, ROUNDS_PLOT, CURVES_PLOT)
 
 NODE_NAMES_FILE = "node-names.json"
+# set by the client's runner (launch.runner) before it calls the ClientApp: when it took the task, so the
+# time breakdown tells the wait for a task from the work on it, whether the process is warm or new
+TASK_STARTED_ENV = "FL_TASK_STARTED_AT"
 DATA_DESCRIPTION_OF_ACCOUNTS = "client data staged in each client account (never left it)"
 
 
-def _positive_number(config: Mapping, key: str, kind: type = float) -> float:
+def _positive_number(config: Mapping, key: str) -> float:
     value = config[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or kind(value) != value or value <= 0:
-        raise OptionsError(
-            f"run config '{key}' must be a positive {'whole number' if kind is int else 'number'}, got {value!r}"
-        )
-    return kind(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise OptionsError(f"run config '{key}' must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _positive_whole(config: Mapping, key: str) -> int:
+    value = config[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value <= 0:
+        raise OptionsError(f"run config '{key}' must be a positive whole number, got {value!r}")
+    return int(value)
 
 
 def _absolute_path(config: Mapping, key: str) -> Path:
@@ -64,14 +72,14 @@ class RunSettings:
     @classmethod
     def from_run_config(cls, config: Mapping) -> RunSettings:
         plan = TrainingPlan(
-            rounds=int(_positive_number(config, "num-server-rounds", int)),
+            rounds=_positive_whole(config, "num-server-rounds"),
             train=TrainConfig.from_config(config),
             share_curvature=bool(config["share-curvature"]),
             seed=int(config["seed"]),
         )
         return cls(
             plan=plan,
-            min_clients=int(_positive_number(config, "min-clients", int)),
+            min_clients=_positive_whole(config, "min-clients"),
             expected_clients=int(config.get("expected-clients", 0)),
             node_wait_timeout=_positive_number(config, "node-wait-timeout"),
             round_timeout=_positive_number(config, "round-timeout"),
@@ -122,7 +130,7 @@ def default_run_config() -> dict:
     once, naming the key."""
     template = RunSettings(
         plan=TrainingPlan(),
-        min_clients=1,
+        min_clients=2,
         expected_clients=0,
         node_wait_timeout=defaults.NODE_WAIT_TIMEOUT,
         round_timeout=defaults.ROUND_TIMEOUT,

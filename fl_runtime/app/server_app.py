@@ -27,7 +27,7 @@ from fl_runtime.app.events import EVENTS_FILE, EventLog
 from fl_runtime.app.history import History
 from fl_runtime.app.run_settings import RunSettings, node_label, read_node_names
 from fl_runtime.app.strategy import FraudFedAvg, PollingGrid, wait_for_clients
-from fl_runtime.errors import FederationError
+from fl_runtime.errors import FederationError, FlError
 from fl_runtime.learning.data import LabelledData, column_difference, read_csv
 from fl_runtime.learning.model import Weights, build_pipeline
 from fl_runtime.learning.stats import FeatureMoments, GlobalStats, pooled_size
@@ -179,7 +179,7 @@ def main(grid: Grid, context: Context) -> None:
         events.emit(
             {
                 "event": "failed",
-                "message": str(error) if isinstance(error, FederationError) else f"{type(error).__name__}: {error}",
+                "message": str(error) if isinstance(error, FlError) else f"{type(error).__name__}: {error}",
             }
         )
         raise

@@ -48,14 +48,14 @@ def job_name(prefix: str, run_tag: str, client: str) -> str:
     return name
 
 
-Settings = TypeVar("Settings", bound="PublishedSettings")
+SettingsT = TypeVar("SettingsT", bound="PublishedSettings")
 
 
 class PublishedSettings:
     """JSON in and out for the settings dataclasses below, checked field by field."""
 
     @classmethod
-    def from_json(cls: type[Settings], text: str, where: str) -> Settings:
+    def from_json(cls: type[SettingsT], text: str, where: str) -> SettingsT:
         """``where`` names the document (its SSM parameter or file) in every error."""
         try:
             document = json.loads(text)
@@ -64,7 +64,7 @@ class PublishedSettings:
         return cls.from_dict(document, where)
 
     @classmethod
-    def from_dict(cls: type[Settings], document: Any, where: str) -> Settings:
+    def from_dict(cls: type[SettingsT], document: Any, where: str) -> SettingsT:
         fields = dataclasses.fields(cls)  # type: ignore[arg-type]
         if not isinstance(document, dict):
             raise ConfigError(f"{where}: expected a JSON object with the fields {', '.join(f.name for f in fields)}")
@@ -136,27 +136,45 @@ class ServerAccountSettings(PublishedSettings):
 
 
 @dataclass(frozen=True)
+class LaunchSettings(PublishedSettings):
+    """Everything a client's training job is made of, chosen by the client stack: its launcher builds the
+    job from these and from nothing the server sends but a run name, an address and a CA certificate."""
+
+    client: str
+    region: str
+    training_job_prefix: str
+    training_image: str
+    source_uri: str  # s3:// URI of the code bundle the jobs run
+    entry_point: str
+    execution_role_arn: str
+    subnet_ids: tuple[str, ...]
+    training_security_group_id: str
+    training_instance_type: str
+    volume_size_gb: int
+    data_key_arn: str  # encrypts the job's volume and its output
+    data_uri: str  # s3://<data bucket>/data_prep/: the staged train/validation split
+    output_uri: str  # s3://<artifact bucket>/client_artifact/
+    max_training_seconds: int
+    connect_seconds: int  # how long a job keeps trying to join before it gives up
+    public_key_parameter_prefix: str  # where a job publishes its SuperNode's public key
+    server_vpc_cidr: str  # the only network a job may be pointed at ...
+    flower_port: int  # ... on the only port
+    approved_app_hashes: tuple[str, ...]  # the Flower apps this account runs (launch.fab content hashes)
+
+
+@dataclass(frozen=True)
 class ClientAccountSettings(PublishedSettings):
-    """What a client stack publishes: how its training jobs are started, and where its data lives."""
+    """What a client stack publishes: who the server may ask, through which launcher, and where the data is."""
 
     client: str
     account: str
     kickoff_role_arn: str
     external_id: str
-    execution_role_arn: str
-    subnet_ids: tuple[str, ...]
-    training_security_group_id: str
+    launcher_arn: str  # the function FL-kickoff-client-job may invoke, and nothing else
     code_bucket: str
-    source_uri: str  # s3:// URI of the code bundle the jobs run
-    entry_point: str
     data_bucket: str
     data_prefix: str  # the staged train/validation split
     artifact_bucket: str
     artifact_prefix: str
-    public_key_parameter_prefix: str  # where a job publishes its SuperNode's public key
-    data_key_arn: str
-    training_image: str
-    training_instance_type: str
-    training_job_prefix: str
-    max_training_seconds: int
     notebook: str
+    launch: LaunchSettings

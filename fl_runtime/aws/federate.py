@@ -5,7 +5,9 @@
    private address and port the client CIDRs may reach and forwards the Fleet API only: run submission
    and node registration are never reachable from a client VPC.
 2. For each client account: assume ``FL-kickoff-client-job`` with its external id, read its settings,
-   ``CreateTrainingJob`` (``kickoff.training_job_request``). The server listens before any job starts.
+   and ask its launcher to start the run's job, sending only the run name, this address and the run's
+   CA certificate (``launcher``): the client account builds the job itself. The server listens before
+   any job starts.
 3. As each job publishes its SuperNode's public key, register it; the job's SuperNode retries until
    then. Live progress: per-round metrics, and each job's status and elapsed time.
 4. Success: the global model, metrics and report go to the server bucket (``model/<run>/``), each job
@@ -13,9 +15,9 @@
    ``min-clients`` remain; the report names it. Failure or Ctrl-C: every job started is stopped, the
    SuperLink and gateway stop, the command exits non-zero with the reason.
 
-Where settings, data and jobs come from is a ``Server``: ``AwsServer`` (SSM, S3, SageMaker through the
-kickoff roles) on the notebook, or ``RehearsalServer`` (folders and local processes standing in for
-buckets and jobs, same requests) for rehearsals and tests.
+Where settings, data and jobs come from is a ``ServerAccount``: ``AwsServer`` (SSM, S3, the clients'
+launchers through the kickoff roles) on the notebook, or ``RehearsalServer`` (folders and local processes
+standing in for buckets and jobs, the launcher code in process) for rehearsals and tests.
 """
 
 from __future__ import annotations
@@ -23,9 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import json
-import shutil
 import socket
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,20 +36,19 @@ from rich.console import Console
 from fl_runtime import defaults
 from fl_runtime.app.run_settings import DATA_DESCRIPTION_OF_ACCOUNTS, NODE_NAMES_FILE, write_node_names
 from fl_runtime.aws import fleet_gateway
-from fl_runtime.aws.contract import ClientAccountSettings, ServerAccountSettings, job_name
-from fl_runtime.aws.kickoff import JobPlan, training_job_request
+from fl_runtime.aws.contract import ClientAccountSettings, ServerAccountSettings
+from fl_runtime.aws.kickoff import ClientLauncher
 from fl_runtime.errors import FederationError
-from fl_runtime.files import empty_output_folder, publish_folder, staging_folder
 from fl_runtime.launch.fab import stage_app
-from fl_runtime.launch.flower import SuperLink, free_port
+from fl_runtime.launch.flower import SuperLink, start_superlink
 from fl_runtime.launch.follow import RunWatch, follow_run
 from fl_runtime.launch.options import RunOptions, timestamp
-from fl_runtime.launch.pki import create_tls
-from fl_runtime.launch.processes import Supervisor, interrupts_as_keyboard_interrupt
+from fl_runtime.launch.processes import interrupts_as_keyboard_interrupt
 from fl_runtime.launch.progress import JobRow, ProgressView
+from fl_runtime.launch.run_folders import RunFolders, run_folders
 from fl_runtime.learning.data import read_csv
 
-JOB_POLL_SECONDS = 5.0  # DescribeTrainingJob, per client
+JOB_POLL_SECONDS = 5.0  # a describe request per client
 KEY_POLL_SECONDS = 1.0  # a published public key is registered within a second: the job's SuperNode is retrying
 JOB_FINISH_TIMEOUT = 300.0  # after the run: time for the jobs to save the model, upload it and exit
 ENDED = ("Completed", "Failed", "Stopped")
@@ -58,10 +57,11 @@ ENDED = ("Completed", "Failed", "Stopped")
 @dataclass(frozen=True)
 class FederateOptions(RunOptions):
     address: str | None = None  # the notebook's private address; default: discovered
-    connect_timeout: float = (
-        defaults.CONNECT_TIMEOUT
-    )  # a job, from created to joined (SageMaker takes minutes to start one)
+    connect_timeout: float = defaults.CONNECT_TIMEOUT  # a job, from created to joined (SageMaker takes minutes)
     run_name: str | None = None  # default: a UTC timestamp
+    # the app to submit: by default the one this runtime ships; another folder rehearses a server that sends
+    # other code (each client runs only the apps its account approved)
+    app_dir: Path | None = None
 
     WAIT_FLAG: ClassVar[str] = "--connect-timeout"
 
@@ -70,23 +70,13 @@ class FederateOptions(RunOptions):
         return self.connect_timeout
 
 
-class ClientJobs(Protocol):
-    """Where a client's training jobs run: SageMaker through its kickoff role, or local processes."""
-
-    def public_key_uri(self, settings: ClientAccountSettings, job: str) -> str: ...
-    def start(self, request: dict) -> str: ...
-    def status(self, name: str) -> tuple[str, str]: ...
-    def stop(self, name: str) -> str | None: ...
-    def read_public_key(self, uri: str) -> bytes | None: ...
-
-
 @dataclass
 class ClientHandle:
-    """A client of this run: its settings, where its jobs run, and the job once started."""
+    """A client of this run: its settings, its launcher, and its job once started."""
 
     name: str
     settings: ClientAccountSettings
-    jobs: ClientJobs
+    launcher: ClientLauncher
     job: str | None = None
     key_uri: str | None = None
     node_id: int | None = None
@@ -97,7 +87,7 @@ class ClientHandle:
 
 
 class ServerAccount(Protocol):
-    """Where ``federate`` gets its settings, test set and client jobs, and puts its outputs (``server_account``)."""
+    """Where ``federate`` gets its settings, test set and clients, and puts its outputs (``server_account``)."""
 
     settings: ServerAccountSettings
     region: str
@@ -130,17 +120,18 @@ def run_tag(now: dt.datetime | None = None) -> str:
 
 
 class Federation:
-    """The server side of one run: SuperLink, gateway, client jobs, registrations."""
+    """The server side of one run: SuperLink, gateway, the clients' jobs, their registrations."""
 
     def __init__(
-        self, server: ServerAccount, options: FederateOptions, console: Console, workspace: Path, tag: str
-    ) -> None:
+        self, server: ServerAccount, options: FederateOptions, console: Console, folders: RunFolders, tag: str
+    ):
         self.server = server
         self.options = options
         self.console = console
-        self.workspace = workspace
+        self.folders = folders
+        self.workspace = folders.workspace
+        self.supervisor = folders.supervisor
         self.tag = tag
-        self.supervisor = Supervisor(workspace / "logs")
         self.address = options.address  # or discovered when the server starts
         self.port = server.settings.flower_port
         self._next_keys = self._next_jobs = 0.0
@@ -150,11 +141,7 @@ class Federation:
     # -- server side -------------------------------------------------------------------------------
     def start_superlink_and_gateway(self) -> None:
         self.address = self.address or private_address(self.server.settings)
-        tls = create_tls(self.workspace / "tls", [self.address])
-        self.link = SuperLink(
-            self.supervisor, self.workspace, tls, host="127.0.0.1", port=free_port(), dial_address="127.0.0.1"
-        )
-        self.link.start()
+        self.link = start_superlink(self.supervisor, self.workspace, [self.address])
         fleet_gateway.start(self.supervisor, self.link, f"{self.address}:{self.port}", self.workspace)
         self.console.print(
             f"SuperLink on 127.0.0.1:{self.link.port} (TLS, SuperNode authentication); Fleet API only on "
@@ -170,26 +157,19 @@ class Federation:
 
     # -- clients -----------------------------------------------------------------------------------
     def start_jobs(self) -> None:
-        plan = JobPlan(
-            self.tag,
-            f"{self.address}:{self.port}",
-            self.superlink.tls.ca_certificate.read_bytes(),
-            self.options.connect_timeout,
-            self.options.run_seconds,
-        )
+        """Ask each client's launcher for the run's job: the run name, this address and the run's CA, nothing more."""
+        ca_certificate = self.superlink.tls.ca_certificate.read_bytes()
         for handle in self.server.clients(session_name=f"fl-federate-{self.tag}"):
-            name = job_name(handle.settings.training_job_prefix, plan.run_tag, handle.settings.client)
-            handle.key_uri = handle.jobs.public_key_uri(handle.settings, name)
-            request = training_job_request(handle.settings, plan, self.server.region, handle.key_uri)
             self.clients.append(handle)
-            handle.job = handle.jobs.start(request)  # raises FederationError naming the client and the call
+            started = handle.launcher.start(self.tag, f"{self.address}:{self.port}", ca_certificate)
+            handle.job, handle.key_uri = started.job, started.public_key_uri
             handle.status, handle.started_at = "InProgress", time.monotonic()
             self.console.print(f"client {handle.name}: training job {handle.job} created", highlight=False)
 
     def register_new_keys(self) -> None:
         for handle in self.clients:
             if handle.node_id is None and handle.status == "InProgress" and handle.key_uri is not None:
-                key = handle.jobs.read_public_key(handle.key_uri)
+                key = handle.launcher.read_public_key(handle.key_uri)
                 if key:
                     path = self.workspace / "keys" / f"{handle.name}.pub"
                     path.parent.mkdir(parents=True, exist_ok=True)
@@ -207,7 +187,7 @@ class Federation:
         for handle in self.clients:
             if handle.job is None or handle.status in ENDED:
                 continue
-            status, detail = handle.jobs.status(handle.job)
+            status, detail = handle.launcher.status(self.tag)
             shown = status + (f" ({detail})" if detail else "")
             if (status, detail) != (handle.status, handle.detail):
                 handle.status, handle.detail = status, detail
@@ -242,7 +222,7 @@ class Federation:
         problems = []
         for handle in self.clients:
             if handle.job is not None and handle.status not in ENDED:
-                problem = handle.jobs.stop(handle.job)
+                problem = handle.launcher.stop(self.tag)
                 if problem:
                     problems.append(problem)
                 else:
@@ -269,66 +249,52 @@ class Federation:
 def federate(server: ServerAccount, options: FederateOptions, console: Console) -> Path:
     """Run one federation; return the local folder of its outputs. Raises on failure."""
     tag = options.run_name or run_tag()
-    options.min_clients_among(len(server.settings.clients), "configured")  # before any job is created (and billed)
-    out = empty_output_folder(options.out or Path("runs") / f"federate-{tag}")
-    staging = staging_folder(out)
-    workspace = Path(tempfile.mkdtemp(prefix="fl-federate-"))
-    federation = Federation(server, options, console, workspace, tag)
-    published = False
-    try:
-        test_path = server.fetch_test_set(workspace / "test.csv")
-        test = read_csv(test_path)
-        console.print(
-            f"Server test set: {test.n_rows} providers, {test.n_positive} fraudulent ({test_path})", highlight=False
-        )
-        with interrupts_as_keyboard_interrupt():
-            _run(federation, test_path, staging)
-        # the local copy first: if the upload fails, the results are still there
-        publish_folder(staging, out)
-        shutil.copytree(workspace / "logs", out / "logs")
-        published = True
+    min_clients = options.min_clients_among(len(server.settings.clients), "configured")  # before any job (and bill)
+    with run_folders(options.out or Path("runs") / f"federate-{tag}", "fl-federate-", console) as folders:
+        federation = Federation(server, options, console, folders, tag)
+        try:
+            test_path = server.fetch_test_set(folders.workspace / "test.csv")
+            test = read_csv(test_path)
+            console.print(
+                f"Server test set: {test.n_rows} providers, {test.n_positive} fraudulent ({test_path})",
+                highlight=False,
+            )
+            with interrupts_as_keyboard_interrupt():
+                _run(federation, test_path, min_clients)
+        except BaseException:
+            for problem in federation.stop_jobs():
+                console.print(f"could not stop a job: {problem}", highlight=False)
+            raise
+        out = folders.publish()  # the local copy first: if the upload fails, the results are still there
         _publish(server, federation, out, console)
         return out
-    except BaseException:
-        for problem in federation.stop_jobs():
-            console.print(f"could not stop a job: {problem}", highlight=False)
-        raise
-    finally:
-        federation.supervisor.stop_all()
-        if not published:
-            shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(workspace, ignore_errors=True)
 
 
-def _run(federation: Federation, test_path: Path, staging: Path) -> None:
+def _run(federation: Federation, test_path: Path, min_clients: int) -> None:
     """Server up, jobs started, run submitted and followed to its end, jobs finished."""
     options, workspace = federation.options, federation.workspace
     federation.start_superlink_and_gateway()
     federation.start_jobs()
-    min_clients = options.min_clients_among(len(federation.clients), "configured")
     settings = options.run_settings(
         clients=len(federation.clients),
         min_clients=min_clients,
         test_data=test_path,
-        out_dir=staging,
+        out_dir=federation.folders.staging,
         description=DATA_DESCRIPTION_OF_ACCOUNTS,
         node_names=workspace / NODE_NAMES_FILE,
     )
     link = federation.superlink
-    run_id = link.submit(stage_app(workspace / "app"), settings.to_run_config())
+    run_id = link.submit(options.app_dir or stage_app(workspace / "app"), settings.to_run_config())
     federation.console.print(f"Run {run_id} submitted; waiting for the clients' jobs to join", highlight=False)
     watch = RunWatch(
         link,
-        federation.supervisor,
+        federation.folders,
         run_id,
-        staging,
-        time.monotonic() + options.run_seconds,
-        options.deadline_rule,
-        vital=("superlink", fleet_gateway.PROCESS),
+        options,
+        vital={"superlink": "the SuperLink", fleet_gateway.PROCESS: "the Fleet gateway"},
         on_tick=lambda view: federation.tick(view, min_clients),
     )
-    with ProgressView(federation.console, f"Federated training, {len(federation.clients)} client accounts") as view:
-        follow_run(watch, view)
+    follow_run(watch, federation.console, f"Federated training, {len(federation.clients)} client accounts")
     federation.wait_for_jobs()
 
 

@@ -1,29 +1,36 @@
-"""Training jobs on this machine, started from the very CreateTrainingJob requests SageMaker would get.
+"""Training jobs on this machine, for rehearsals: SageMaker's three calls, and a client's launcher in process.
 
-The stand-in for SageMaker in rehearsals and tests: for each request it lays out a folder like
+``LocalJobs`` answers ``create_training_job``, ``describe_training_job`` and ``stop_training_job`` as
+SageMaker does, for the very requests a client's launcher builds: for each it lays out a folder like
 /opt/ml (``code/``, ``input/data/train/``, ``model/``, ``output/data/``), unpacks the
-``sagemaker_submit_directory`` bundle, optionally installs its requirements the way the training
-toolkit does, copies the ``train`` channel, and runs ``sagemaker_program`` with the hyperparameters
-as ``--key value`` arguments (``sagemaker_*`` ones removed) and the ``SM_*`` environment. When the
-program exits 0, ``model/`` is packed into ``model.tar.gz`` under the output path, as SageMaker does.
+``sagemaker_submit_directory`` bundle, optionally installs its requirements the way the training toolkit
+does, copies the ``train`` channel, and runs ``sagemaker_program`` with the hyperparameters as
+``--key value`` arguments (``sagemaker_*`` ones removed), the request's ``Environment`` and the ``SM_*``
+variables. When the program exits 0, ``model/`` is packed into ``model.tar.gz`` under the output path.
 
-S3 locations map to folders: ``s3://BUCKET/KEY`` is ``buckets[BUCKET]/KEY``.
+``LocalLauncher`` sends the server's requests to ``launcher.handle``, the code a client's launcher
+function runs, with ``LocalJobs`` in SageMaker's place: a rehearsal goes through the same checks and
+builds the same jobs as AWS.
+
+Stand-ins: ``s3://BUCKET/KEY`` is ``buckets[BUCKET]/KEY``; an SSM parameter ``/a/b`` is the file
+``<workspace>/ssm/a/b``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import tarfile
-import time
 from pathlib import Path
+from typing import Any
 
-from fl_runtime.aws.contract import ClientAccountSettings
+from fl_runtime.aws import launcher
+from fl_runtime.aws.contract import LaunchSettings
+from fl_runtime.aws.kickoff import ClientLauncher
 from fl_runtime.errors import BadInput
 from fl_runtime.launch.processes import Supervisor
-
-PUBLIC_KEY = "supernode.pub"  # a job publishes it as a file here, where SageMaker jobs use SSM
 
 
 class LocalJobs:
@@ -37,7 +44,6 @@ class LocalJobs:
         # a job stops its own SuperNode on SIGTERM, as in SageMaker; give it time to
         self.supervisor = Supervisor(workspace / "job-logs", grace=30.0)
         self.requests: dict[str, dict] = {}
-        self.started: dict[str, float] = {}
         self._final: dict[str, tuple[str, str]] = {}
 
     def local_path(self, uri: str) -> Path:
@@ -46,21 +52,25 @@ class LocalJobs:
             raise BadInput(f"{uri}: no local folder stands in for bucket {bucket} in the rehearsal description")
         return self.buckets[bucket] / key
 
-    def public_key_uri(self, settings: ClientAccountSettings, name: str) -> str:
-        return (self.workspace / name / "published" / PUBLIC_KEY).as_uri()
+    def parameter_path(self, uri: str) -> Path:
+        """The file standing in for the SSM parameter of ``ssm:/a/b``."""
+        return self.workspace / "ssm" / uri.removeprefix("ssm:").lstrip("/")
 
-    def start(self, request: dict) -> str:
+    def create_training_job(self, **request: Any) -> dict:
         name = request["TrainingJobName"]
         opt_ml = self.workspace / name / "opt_ml"
         code, train = opt_ml / "code", opt_ml / "input" / "data" / "train"
         for folder in (code, train, opt_ml / "model", opt_ml / "output" / "data"):
             folder.mkdir(parents=True, exist_ok=True)
-        parameters = request["HyperParameters"]
+        parameters = dict(request["HyperParameters"])
         with tarfile.open(self.local_path(parameters["sagemaker_submit_directory"])) as bundle:
             bundle.extractall(code, filter="data")
         channel = next(c for c in request["InputDataConfig"] if c["ChannelName"] == "train")
         shutil.copytree(self.local_path(channel["DataSource"]["S3DataSource"]["S3Uri"]), train, dirs_exist_ok=True)
+        if parameters.get("public-key-uri", "").startswith("ssm:"):
+            parameters["public-key-uri"] = self.parameter_path(parameters["public-key-uri"]).as_uri()
         env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+        env.update(request.get("Environment", {}))
         env.update(
             PIP_CONFIG_FILE=os.devnull,
             SM_CHANNEL_TRAIN=str(train),
@@ -69,12 +79,8 @@ class LocalJobs:
             TRAINING_JOB_NAME=name,
         )
         if self.install_requirements:  # what the training toolkit runs before the program
-            subprocess.run(
-                [self.python, "-m", "pip", "install", "--quiet", "--no-index", "-r", "requirements.txt"],
-                cwd=code,
-                env=env,
-                check=True,
-            )
+            pip = [self.python, "-m", "pip", "install", "--quiet", "--no-index", "-r", "requirements.txt"]
+            subprocess.run(pip, cwd=code, env=env, check=True)
         arguments = [
             item
             for key, value in sorted(parameters.items())
@@ -83,15 +89,20 @@ class LocalJobs:
         ]
         self.supervisor.start(name, [self.python, parameters["sagemaker_program"], *arguments], env, code)
         self.requests[name] = request
-        self.started[name] = time.monotonic()
-        return name
+        return {"TrainingJobArn": f"arn:aws:sagemaker:local:000000000000:training-job/{name}"}
 
-    def status(self, name: str) -> tuple[str, str]:
+    def describe_training_job(self, *, TrainingJobName: str) -> dict:
+        status, detail = self._status(TrainingJobName)
+        return {"TrainingJobName": TrainingJobName, "TrainingJobStatus": status, "FailureReason": detail}
+
+    def _status(self, name: str) -> tuple[str, str]:
+        if name not in self.requests:
+            raise BadInput(f"no training job {name} was created in this rehearsal")
         if name in self._final:
             return self._final[name]
         code = self.supervisor.exited().get(name)
         if code is None:
-            return "InProgress", "Training"
+            return "InProgress", ""
         if code == 0:
             self._pack_model(name)
             self._final[name] = ("Completed", "")
@@ -106,20 +117,35 @@ class LocalJobs:
             for item in sorted((self.workspace / name / "opt_ml" / "model").iterdir()):
                 archive.add(item, arcname=item.name)
 
-    def stop(self, name: str) -> str | None:
-        if self.status(name)[0] == "InProgress":
-            self.supervisor.stop(name)
-            self._final[name] = ("Stopped", "stopped by the federation")
-        return None
-
-    def read_public_key(self, uri: str) -> bytes | None:
-        path = Path(uri[len("file://") :])
-        return path.read_bytes() if path.exists() else None
+    def stop_training_job(self, *, TrainingJobName: str) -> dict:
+        if self._status(TrainingJobName)[0] == "InProgress":
+            self.supervisor.stop(TrainingJobName)
+            self._final[TrainingJobName] = ("Stopped", "stopped by the federation")
+        return {}
 
     def log(self, name: str, lines: int = 40) -> str:
         return self.supervisor.log_tail(name, lines)
 
     def stop_all(self) -> None:
         for name in list(self.requests):
-            self.stop(name)
+            self.stop_training_job(TrainingJobName=name)
         self.supervisor.stop_all()
+
+
+class LocalLauncher(ClientLauncher):
+    """One client's launcher, in process: the server's request as JSON, ``launcher.handle``, local jobs."""
+
+    def __init__(self, settings: LaunchSettings, jobs: LocalJobs) -> None:
+        super().__init__(settings.client)
+        self.settings = settings
+        self.jobs = jobs
+
+    def call(self, request: dict) -> dict:
+        try:
+            return launcher.handle(json.loads(json.dumps(request)), self.settings, self.jobs)
+        except BadInput as error:  # what SageMaker would refuse (an unknown job, say), as the function answers it
+            return {"error": f"client {self.client}'s launcher: SageMaker refused: {error}"}
+
+    def read_public_key(self, uri: str) -> bytes | None:
+        path = self.jobs.parameter_path(uri)
+        return path.read_bytes() if path.exists() else None

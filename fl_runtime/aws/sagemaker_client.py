@@ -26,20 +26,25 @@ import argparse
 import base64
 import json
 import os
+import re
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from fl_runtime.errors import BadInput, OptionsError, RunFailed
-from fl_runtime.launch.flower import ONE_THREAD, SuperNodeSpec, flower_env, free_port
+from fl_runtime import defaults
+from fl_runtime.errors import EXIT_BAD_INPUT, EXIT_FAILED, BadInput, OptionsError, RunFailed
+from fl_runtime.launch.client_node import ClientNode
+from fl_runtime.launch.flower import ONE_THREAD, SuperNodeSpec
 from fl_runtime.launch.pki import NodeKey, create_node_key
 from fl_runtime.launch.processes import Supervisor, interrupts_as_keyboard_interrupt
+from fl_runtime.launch.runner import EXIT_REFUSED
 from fl_runtime.learning.data import check_split, read_csv
 
-EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
 CONNECTED = "moments"  # the first message a member of the federation handles
+APPROVED_ENV = "FL_APPROVED_APP_HASHES"  # set by the client's own launcher, never by the server
+APP_HASH = re.compile(r"^[0-9a-f]{64}$")
 SENT = "Sent successfully"  # what the SuperNode logs after pushing a reply
 LINGER_SECONDS = 5.0  # after the last reply: time for the server to collect it (see _wait_for_replies)
 
@@ -52,6 +57,7 @@ class JobSettings:
     public_key_uri: str
     connect_timeout: float
     run_timeout: float
+    approved: tuple[str, ...]  # the app content hashes this client runs
     data_dir: Path
     model_dir: Path
     output_dir: Path
@@ -65,7 +71,9 @@ def parse(argv: list[str], environ: dict[str, str]) -> JobSettings:
     parser.add_argument(
         "--public-key-uri", required=True, help="ssm:/parameter/name or file:///path for this node's public key"
     )
-    parser.add_argument("--connect-timeout", type=float, default=900.0, help="seconds to join the federation")
+    parser.add_argument(
+        "--connect-timeout", type=float, default=defaults.CONNECT_TIMEOUT, help="seconds to join the federation"
+    )
     parser.add_argument("--run-timeout", type=float, default=6 * 3600.0, help="seconds until the final model")
     args = parser.parse_args(argv)
     missing = [name for name in ("SM_CHANNEL_TRAIN", "SM_MODEL_DIR", "SM_OUTPUT_DATA_DIR") if not environ.get(name)]
@@ -91,10 +99,23 @@ def parse(argv: list[str], environ: dict[str, str]) -> JobSettings:
         args.public_key_uri,
         args.connect_timeout,
         args.run_timeout,
+        approved_apps(environ),
         Path(environ["SM_CHANNEL_TRAIN"]),
         Path(environ["SM_MODEL_DIR"]),
         Path(environ["SM_OUTPUT_DATA_DIR"]),
     )
+
+
+def approved_apps(environ: dict[str, str]) -> tuple[str, ...]:
+    """The app content hashes this job may run: its account's approval, which its launcher put in the job's
+    environment. Without one the job runs nothing."""
+    approved = tuple(h.strip() for h in environ.get(APPROVED_ENV, "").split(",") if h.strip())
+    if not approved:
+        raise OptionsError(f"environment variable {APPROVED_ENV} is not set: this job has no approved app to run")
+    for value in approved:
+        if not APP_HASH.match(value):
+            raise OptionsError(f"{APPROVED_ENV}: {value!r} is not an app content hash (64 hexadecimal digits)")
+    return approved
 
 
 def validate_data(data_dir: Path) -> tuple[Path, Path]:
@@ -214,7 +235,7 @@ def _keep_logs(workspace: Path, output_dir: Path) -> None:
 
 
 class ClientJob:
-    """This job's SuperNode: joined with retries, then followed until the final model is saved."""
+    """This job's node (SuperNode and runner): joined with retries, then followed until the final model is saved."""
 
     def __init__(self, settings: JobSettings, workspace: Path, key: NodeKey, node_config: dict[str, str]) -> None:
         self.settings = settings
@@ -231,44 +252,46 @@ class ClientJob:
         with interrupts_as_keyboard_interrupt():  # StopTrainingJob sends SIGTERM: stop the SuperNode too
             node, reason = self.join()
             if node is None:
-                print(
-                    f"error: could not join the federation within {self.settings.connect_timeout:g} s: {reason}",
-                    file=sys.stderr,
-                )
+                print(f"error: {reason}", file=sys.stderr)
                 return EXIT_FAILED
             return self.follow(node)
 
-    def join(self) -> tuple[str | None, str]:
-        """Start SuperNodes until one has joined: (its process name, "") or (None, why none could)."""
+    def join(self) -> tuple[ClientNode | None, str]:
+        """Start the node until it has joined: (the node, "") or (None, why it could not)."""
         settings = self.settings
         deadline = self.started + settings.connect_timeout
         backoff, attempt, reason = 2.0, 0, "no attempt"
         while time.monotonic() < deadline:
             attempt += 1
-            name = f"supernode-{attempt}"
             remaining = max(5.0, deadline - time.monotonic())
-            spec = SuperNodeSpec(
-                settings.superlink, self.ca, self.key, self.node_config, max_wait_time=min(60.0, remaining)
+            spec = SuperNodeSpec(settings.superlink, self.ca, self.key, self.node_config, min(60.0, remaining))
+            node = ClientNode(
+                f"attempt-{attempt}", spec, settings.approved, self.workspace / f"node-{attempt}", ONE_THREAD
             )
-            self.supervisor.start(
-                name,
-                spec.command(free_port()),
-                flower_env(self.workspace / "flwr-home", ONE_THREAD),
-                self.workspace / "supernode",
-            )
-            while name not in self.supervisor.exited() and time.monotonic() < deadline:
+            node.start(self.supervisor)
+            while not node.exited(self.supervisor) and time.monotonic() < deadline:
                 if any(event.get("message") == CONNECTED for event in read_progress(self.progress)):
                     print(f"{settings.client_name}: joined the federation (attempt {attempt})", flush=True)
-                    return name, ""
+                    return node, ""
                 time.sleep(0.5)
-            reason = why_not_joined(self.supervisor.log_tail(name, 12), settings.superlink)
-            self.supervisor.stop(name)
+            refused = self.refusal(node)
+            if refused:
+                return None, refused  # no retry: the server's app will not become approved by waiting
+            reason = why_not_joined(self.supervisor.log_tail(node.supernode, 12), settings.superlink)
+            node.stop(self.supervisor)
             print(f"{settings.client_name}: attempt {attempt} did not join: {reason.splitlines()[0]}", flush=True)
             time.sleep(min(backoff, max(0.0, deadline - time.monotonic())))
             backoff = min(2 * backoff, 30.0)
-        return None, reason
+        return None, f"could not join the federation within {settings.connect_timeout:g} s: {reason}"
 
-    def follow(self, node: str) -> int:
+    def refusal(self, node: ClientNode) -> str | None:
+        """The runner's own words when it refused the server's app (it exits with EXIT_REFUSED)."""
+        if node.exited(self.supervisor).get(node.runner) != EXIT_REFUSED:
+            return None
+        lines = self.supervisor.log_tail(node.runner, 5).splitlines()
+        return next((line.removeprefix("error: ") for line in reversed(lines) if "is not approved" in line), lines[-1])
+
+    def follow(self, node: ClientNode) -> int:
         """Report rounds until the final model is saved and its reply sent; bounded by --run-timeout."""
         settings = self.settings
         deadline = self.started + settings.run_timeout
@@ -276,24 +299,24 @@ class ClientJob:
         while time.monotonic() < deadline:
             events = read_progress(self.progress)
             for event in events[reported:]:
-                print(
-                    f"{settings.client_name}: {event['message']}"
-                    + (f" round {event['round']}" if event.get("round") else ""),
-                    flush=True,
-                )
+                round_ = f" round {event['round']}" if event.get("round") else ""
+                print(f"{settings.client_name}: {event['message']}{round_}", flush=True)
             reported = len(events)
             final = next((i for i, e in enumerate(events) if e.get("message") == "evaluate" and e.get("model")), None)
             if final is not None:
                 # every message handled gets one reply: wait until the final one has been sent too
-                self.wait_for_replies(node, final + 1)
+                self.wait_for_replies(node.supernode, final + 1)
                 self.save_client_metrics(events[final])
                 print(f"{settings.client_name}: final global model saved to {events[final]['model']}", flush=True)
                 return 0
-            if node in self.supervisor.exited():
-                print(
-                    f"error: the SuperNode stopped during the run:\n{self.supervisor.log_tail(node, 20)}",
-                    file=sys.stderr,
+            stopped = node.exited(self.supervisor)
+            if stopped:
+                name = next(iter(stopped))
+                why = (
+                    self.refusal(node)
+                    or f"the {name.split('-')[0]} stopped during the run:\n{self.supervisor.log_tail(name, 20)}"
                 )
+                print(f"error: {why}", file=sys.stderr)
                 return EXIT_FAILED
             time.sleep(1.0)
         print(f"error: no final model within --run-timeout {settings.run_timeout:g} s", file=sys.stderr)

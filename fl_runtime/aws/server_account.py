@@ -5,7 +5,8 @@ the test set from the results bucket, uploads the outputs to ``model/<run>/``, a
 account through its kickoff role (``kickoff.KickoffSession``).
 
 ``RehearsalServer``: the same roles played by folders (one per bucket) and local processes
-(``local_jobs.LocalJobs``) that receive the very CreateTrainingJob requests SageMaker would. Described
+(``local_jobs``): each client's launcher is the launcher code itself, in process, and its jobs receive
+the very CreateTrainingJob requests SageMaker would. Described
 by a JSON file (see ``RehearsalServer.describe``), it is how the tests and a laptop rehearse a
 deployment end to end.
 """
@@ -15,39 +16,38 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
+from fl_runtime.aws.calls import aws_call, boto_config
 from fl_runtime.aws.contract import ClientAccountSettings, ServerAccountSettings
 from fl_runtime.aws.federate import ClientHandle
-from fl_runtime.aws.kickoff import KickoffSession, boto_config, explain
-from fl_runtime.aws.local_jobs import LocalJobs
+from fl_runtime.aws.kickoff import KickoffSession
+from fl_runtime.aws.local_jobs import LocalJobs, LocalLauncher
 from fl_runtime.errors import BadInput, FederationError
 
 TEST_FILE = "test.csv"
 
 
 class AwsServer:
-    def __init__(self, parameter: str, session=None) -> None:
+    def __init__(self, parameter: str, session: Any = None) -> None:
         import boto3
-        from botocore.exceptions import BotoCoreError, ClientError
 
         self.session = session or boto3.Session()
-        try:
+        with aws_call("server", f"reading {parameter}"):
             raw = self.session.client("ssm", config=boto_config()).get_parameter(Name=parameter)["Parameter"]["Value"]
-        except ClientError as error:
-            raise explain(error, "server", f"reading {parameter}") from None
-        except BotoCoreError as error:
-            raise FederationError(f"reading {parameter} failed: {error}") from None
         self.settings = ServerAccountSettings.from_json(raw, f"the server's settings {parameter}")
         self.region = self.settings.region
 
     def fetch_test_set(self, destination: Path) -> Path:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         key = f"{self.settings.test_prefix}{TEST_FILE}"
         try:
             self.session.client("s3", config=boto_config()).download_file(
                 self.settings.results_bucket, key, str(destination)
             )
+        except BotoCoreError as error:
+            raise FederationError(f"server: downloading the test set could not reach S3: {error}") from None
         except ClientError as error:
             raise FederationError(
                 f"no test set at s3://{self.settings.results_bucket}/{key} ({error}); stage it first: "
@@ -72,7 +72,7 @@ class AwsServer:
     def clients(self, session_name: str) -> list[ClientHandle]:
         sts = self.session.client("sts", config=boto_config())
         sessions = [KickoffSession.assume(sts, entry, self.region, session_name) for entry in self.settings.clients]
-        return [ClientHandle(session.name, session.settings, session.jobs) for session in sessions]
+        return [ClientHandle(session.name, session.settings, session.launcher) for session in sessions]
 
 
 class RehearsalServer:
@@ -139,4 +139,4 @@ class RehearsalServer:
         return str(target)
 
     def clients(self, session_name: str) -> list[ClientHandle]:
-        return [ClientHandle(s.client, s, self.jobs) for s in self.client_settings]
+        return [ClientHandle(s.client, s, LocalLauncher(s.launch, self.jobs)) for s in self.client_settings]

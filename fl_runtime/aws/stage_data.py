@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fl_runtime import defaults
+from fl_runtime.aws.calls import boto_config, explain
 from fl_runtime.aws.contract import ClientAccountSettings, ServerAccountSettings, client_parameter, server_parameter
-from fl_runtime.aws.kickoff import boto_config, explain
 from fl_runtime.errors import FederationError, OptionsError, OutputExists
 from fl_runtime.learning.data import (
     LabelledData,

@@ -36,8 +36,8 @@ APP_PACKAGES = ("learning", "app")  # what a client executes
 RUNTIME_PACKAGES = ("learning", "app", "launch", "aws")  # the whole runtime: the code bundle for jobs and notebooks
 PYPROJECT = "pyproject.toml"
 FLOWER_MANIFEST = ".info/CONTENT"
-APP_NAME = "fl-fraud-app"
-APP_VERSION = "1.0.0"
+APP_NAME = "fl-fraud-federation"
+APP_VERSION = "0.1.0"
 PUBLISHER = "fl-fraud"
 COMPONENTS = {"serverapp": "fl_runtime.app.server_app:app", "clientapp": "fl_runtime.app.client_app:app"}
 

@@ -21,13 +21,14 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from fl_runtime import defaults
 from fl_runtime.errors import ProcessError
-from fl_runtime.launch.pki import NodeKey, TlsFiles
+from fl_runtime.launch.pki import NodeKey, TlsFiles, create_tls
 from fl_runtime.launch.processes import Supervisor
 
 # The SuperExec inside SuperLink and SuperNode polls for work once a second by default; this
 # supported setting makes a new message start its ClientApp without that wait.
-FAST_TASK_POLL = {"FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.05"}
+FAST_TASK_POLL = {"FLWR_SUPEREXEC_TASK_POLL_INTERVAL": f"{defaults.TASK_POLL_SECONDS:g}"}
 QUIET = {"FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1", "PYTHONUNBUFFERED": "1"}
 # One BLAS thread per process: three clients on two cores must not oversubscribe them.
 ONE_THREAD = dict.fromkeys(("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"), "1")
@@ -173,6 +174,17 @@ class SuperLink:
         return done.stdout
 
 
+def start_superlink(
+    supervisor: Supervisor, workspace: Path, addresses: list[str], fast_task_poll: bool = True
+) -> SuperLink:
+    """A SuperLink on 127.0.0.1 with a throwaway CA whose server certificate also names ``addresses``
+    (what clients dial: 127.0.0.1 on one machine, the notebook's private address across accounts)."""
+    tls = create_tls(workspace / "tls", addresses)
+    link = SuperLink(supervisor, workspace, tls, host="127.0.0.1", port=free_port(), dial_address="127.0.0.1")
+    link.start(fast_task_poll=fast_task_poll)
+    return link
+
+
 @dataclass(frozen=True)
 class SuperNodeSpec:
     """One client's SuperNode: where it dials, whom it trusts, who it is, what it runs on."""
@@ -183,24 +195,22 @@ class SuperNodeSpec:
     node_config: dict[str, str]
     max_wait_time: float  # seconds to keep trying to reach the SuperLink
 
-    def command(self, runtime_port: int) -> list[str]:
-        """The ``flower-supernode`` command line; each SuperNode on a machine needs its own Runtime API port."""
+    def command(self, runtime_port: int, superexec_secret: Path) -> list[str]:
+        """The ``flower-supernode`` command line, in process isolation: it runs no ClientApp itself but hands
+        each task to the executor that presents ``superexec_secret`` on its Runtime API, on 127.0.0.1 and
+        ``runtime_port`` (each SuperNode on a machine needs a port of its own)."""
         config = " ".join(f"{name}={json.dumps(value)}" for name, value in self.node_config.items())
         return [
             tool("flower-supernode"),
-            "--superlink",
-            self.superlink_address,
-            "--root-certificates",
-            str(self.ca_certificate),
-            "--auth-supernode-private-key",
-            str(self.key.private_key),
-            "--node-config",
-            config,
-            "--port",
-            str(runtime_port),
-            "--max-wait-time",
-            f"{self.max_wait_time:g}",
-        ]
+            "--superlink", self.superlink_address,
+            "--root-certificates", str(self.ca_certificate),
+            "--auth-supernode-private-key", str(self.key.private_key),
+            "--node-config", config,
+            "--isolation", "process",
+            "--port", str(runtime_port),
+            "--superexec-auth-secret-file", str(superexec_secret),
+            "--max-wait-time", f"{self.max_wait_time:g}",
+        ]  # fmt: skip
 
 
 def wait_until_healthy(

@@ -11,14 +11,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+
+from rich.console import Console
 
 from fl_runtime.app.events import EVENTS_FILE
 from fl_runtime.app.run_settings import OUTPUT_FILES
 from fl_runtime.errors import FederationError
 from fl_runtime.launch.flower import COMPLETED, FINISHED, SuperLink
-from fl_runtime.launch.processes import Supervisor
+from fl_runtime.launch.options import RunOptions
 from fl_runtime.launch.progress import EventReader, ProgressView
+from fl_runtime.launch.run_folders import RunFolders
 
 STATUS_POLL_SECONDS = 2.0
 TICK_SECONDS = 0.2
@@ -29,24 +31,25 @@ class RunWatch:
     """One submitted run and what may end it early."""
 
     superlink: SuperLink
-    supervisor: Supervisor
+    folders: RunFolders  # the ServerApp writes into folders.staging; folders.supervisor runs the processes
     run_id: str
-    out_dir: Path  # where the ServerApp writes (the launcher's staging folder)
-    deadline: float  # time.monotonic() after which the run is stopped
-    deadline_rule: str  # how the deadline was set, for the message
-    vital: tuple[str, ...] = ("superlink",)  # processes whose exit ends the run; others are reported
+    options: RunOptions  # sets the deadline: joining, every round, the final evaluation
+    vital: dict[str, str] = field(default_factory=lambda: {"superlink": "the SuperLink"})  # process -> its name
     on_tick: Callable[[ProgressView], None] | None = None  # the launcher's own work each turn (keys, jobs)
     events: EventReader = field(init=False)
+    deadline: float = field(init=False)
 
     def __post_init__(self) -> None:
-        self.events = EventReader(self.out_dir / EVENTS_FILE)
+        self.events = EventReader(self.folders.staging / EVENTS_FILE)
+        self.deadline = time.monotonic() + self.options.run_seconds
 
 
-def follow_run(watch: RunWatch, view: ProgressView) -> None:
-    """Until the run finishes; then raise FederationError unless it succeeded (module docstring).
-    Whatever ends the loop early (a vital process exiting, the deadline, Ctrl-C) stops the run."""
+def follow_run(watch: RunWatch, console: Console, title: str) -> None:
+    """Show the run live until it finishes; then raise FederationError unless it succeeded (module
+    docstring). Whatever ends the loop early (a vital process exiting, the deadline, Ctrl-C) stops the run."""
     try:
-        status = _until_finished(watch, view)
+        with ProgressView(console, title) as view:
+            status = _until_finished(watch, view)
     except BaseException:
         watch.superlink.stop_run(watch.run_id)
         raise
@@ -54,7 +57,7 @@ def follow_run(watch: RunWatch, view: ProgressView) -> None:
     if status != COMPLETED or failed or not watch.events.last("done"):
         reason = failed["message"] if failed else f"run ended with status {status}"
         raise FederationError(f"the federation failed: {reason}")
-    missing = [name for name in OUTPUT_FILES if not (watch.out_dir / name).is_file()]
+    missing = [name for name in OUTPUT_FILES if not (watch.folders.staging / name).is_file()]
     if missing:
         raise FederationError(f"the run completed but wrote no {', '.join(missing)}")
 
@@ -65,10 +68,11 @@ def _until_finished(watch: RunWatch, view: ProgressView) -> str:
     while True:
         for event in watch.events.new():
             view.add(event)
-        exited = watch.supervisor.exited()
+        supervisor = watch.folders.supervisor
+        exited = supervisor.exited()
         for name in sorted(set(exited) - reported):
             if name in watch.vital:
-                raise FederationError(f"the {name} exited (code {exited[name]}):\n{watch.supervisor.log_tail(name)}")
+                raise FederationError(f"{watch.vital[name]} exited (code {exited[name]}):\n{supervisor.log_tail(name)}")
             reported.add(name)
             view.notice(f"{name} exited with code {exited[name]}")
         if watch.on_tick is not None:
@@ -81,5 +85,5 @@ def _until_finished(watch: RunWatch, view: ProgressView) -> str:
                 return status
             next_status = time.monotonic() + STATUS_POLL_SECONDS
         if time.monotonic() > watch.deadline:
-            raise FederationError(f"the run did not finish in time ({watch.deadline_rule})")
+            raise FederationError(f"the run did not finish in time ({watch.options.deadline_rule})")
         time.sleep(TICK_SECONDS)

@@ -12,9 +12,6 @@ started here is stopped on success, failure, Ctrl-C or SIGTERM.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -24,14 +21,14 @@ from rich.console import Console
 from fl_runtime import defaults
 from fl_runtime.app.run_settings import NODE_NAMES_FILE, write_node_names
 from fl_runtime.errors import OptionsError
-from fl_runtime.files import empty_output_folder, publish_folder, staging_folder
-from fl_runtime.launch.fab import stage_app
-from fl_runtime.launch.flower import FAST_TASK_POLL, ONE_THREAD, SuperLink, SuperNodeSpec, flower_env, free_port
+from fl_runtime.launch.client_node import ClientNode
+from fl_runtime.launch.fab import app_content_hash, stage_app
+from fl_runtime.launch.flower import ONE_THREAD, SuperLink, SuperNodeSpec, start_superlink
 from fl_runtime.launch.follow import RunWatch, follow_run
 from fl_runtime.launch.options import RunOptions, timestamp
-from fl_runtime.launch.pki import create_node_key, create_tls
+from fl_runtime.launch.pki import create_node_key
 from fl_runtime.launch.processes import Supervisor, interrupts_as_keyboard_interrupt
-from fl_runtime.launch.progress import ProgressView
+from fl_runtime.launch.run_folders import RunFolders, run_folders
 from fl_runtime.learning.data import LabelledData, read_client_csvs, read_csv, write_csv
 from fl_runtime.learning.partition import PartitionSpec, partition
 from fl_runtime.learning.synthetic import SYNTHETIC_SOURCE, generate
@@ -43,6 +40,9 @@ class LocalOptions(RunOptions):
     test_data: Path | None = None
     node_wait_timeout: float = defaults.NODE_WAIT_TIMEOUT
     fast_polling: bool = True  # False: Flower's stock poll intervals, for benchmarking the difference
+    # the app the server submits: by default the one this runtime ships, which every client approves;
+    # another folder rehearses a server that sends other code (the clients refuse it)
+    app_dir: Path | None = None
 
     WAIT_FLAG: ClassVar[str] = "--node-wait-timeout"
 
@@ -103,40 +103,16 @@ def _write_inputs(data_dir: Path, test: LabelledData, clients: list[LabelledData
 
 def run_local(options: LocalOptions, console: Console) -> Path:
     """Run the federation; return the output folder. Raises on bad input or a failed run."""
-    out = empty_output_folder(options.out or default_out())
-    workspace = Path(tempfile.mkdtemp(prefix="fl-local-"))
-    staging = staging_folder(out)
-    supervisor = Supervisor(workspace / "logs")
-    published = False
-    try:
-        inputs = _inputs(options, workspace / "data")
+    with run_folders(options.out or default_out(), "fl-local-", console) as folders:
+        inputs = _inputs(options, folders.workspace / "data")
         min_clients = options.min_clients_among(len(inputs.clients), "given")
         test_set = "generated" if not options.client_data else str(inputs.test)
         console.print(
             f"Data: {inputs.description}; {len(inputs.clients)} clients; server test set: {test_set}", highlight=False
         )
-        shutil.rmtree(staging, ignore_errors=True)
         with interrupts_as_keyboard_interrupt():
-            LocalFederation(options, console, supervisor, workspace, staging).run(inputs, min_clients)
-        publish_folder(staging, out)
-        shutil.copytree(workspace / "logs", out / "logs")
-        published = True
-        return out
-    finally:
-        supervisor.stop_all()
-        if not published:
-            shutil.rmtree(staging, ignore_errors=True)
-            _keep_logs(workspace / "logs", out.name, console)
-        shutil.rmtree(workspace, ignore_errors=True)
-
-
-def _keep_logs(logs: Path, run: str, console: Console) -> None:
-    """After a failure: the process logs, where the user can read why."""
-    if logs.exists() and any(logs.iterdir()):
-        kept = Path(tempfile.gettempdir()) / f"fl-local-logs-{run}"
-        shutil.rmtree(kept, ignore_errors=True)
-        shutil.copytree(logs, kept)
-        console.print(f"Process logs kept in {kept}", highlight=False)
+            LocalFederation(options, console, folders).run(inputs, min_clients)
+        return folders.publish()
 
 
 @dataclass
@@ -145,17 +121,19 @@ class LocalFederation:
 
     options: LocalOptions
     console: Console
-    supervisor: Supervisor
-    workspace: Path
-    staging: Path  # where the ServerApp writes the outputs
+    folders: RunFolders
+
+    @property
+    def workspace(self) -> Path:
+        return self.folders.workspace
+
+    @property
+    def supervisor(self) -> Supervisor:
+        return self.folders.supervisor
 
     def run(self, inputs: LocalInputs, min_clients: int) -> None:
         options, workspace = self.options, self.workspace
-        tls = create_tls(workspace / "tls", ["127.0.0.1"])
-        superlink = SuperLink(
-            self.supervisor, workspace, tls, host="127.0.0.1", port=free_port(), dial_address="127.0.0.1"
-        )
-        superlink.start(fast_task_poll=options.fast_polling)
+        superlink = start_superlink(self.supervisor, workspace, ["127.0.0.1"], fast_task_poll=options.fast_polling)
         node_names = {self._start_supernode(superlink, name, path): name for name, path in inputs.clients.items()}
         write_node_names(workspace / NODE_NAMES_FILE, node_names)
         poll = defaults.REPLY_POLL_SECONDS if options.fast_polling else defaults.STOCK_REPLY_POLL_SECONDS
@@ -163,43 +141,28 @@ class LocalFederation:
             clients=len(inputs.clients),
             min_clients=min_clients,
             test_data=inputs.test,
-            out_dir=self.staging,
+            out_dir=self.folders.staging,
             description=inputs.description,
             node_names=workspace / NODE_NAMES_FILE,
             reply_poll_seconds=poll,
         )
-        run_id = superlink.submit(stage_app(workspace / "app"), settings.to_run_config())
+        app = options.app_dir or stage_app(workspace / "app")
+        run_id = superlink.submit(app, settings.to_run_config())
         self.console.print(
             f"Run {run_id} submitted to the SuperLink at {superlink.address} (TLS, SuperNode authentication)",
             highlight=False,
         )
-        watch = RunWatch(
-            superlink,
-            self.supervisor,
-            run_id,
-            self.staging,
-            time.monotonic() + options.run_seconds,
-            options.deadline_rule,
-        )
-        with ProgressView(self.console, f"Federated training, {len(inputs.clients)} clients") as view:
-            follow_run(watch, view)
+        watch = RunWatch(superlink, self.folders, run_id, options)
+        follow_run(watch, self.console, f"Federated training, {len(inputs.clients)} clients")
 
     def _start_supernode(self, superlink: SuperLink, name: str, data: Path) -> int:
-        """Register a key for client ``name`` and start its SuperNode on ``data``; returns its node id."""
+        """Register a key for client ``name`` and start its node on ``data``; returns its node id. Each
+        client approves the app this runtime ships, as a client stack pins the code it deploys."""
         key = create_node_key(self.workspace / "keys", name)
         node_id = superlink.register(key.public_key)
-        spec = SuperNodeSpec(
-            superlink.address,
-            superlink.tls.ca_certificate,
-            key,
-            {"data-path": str(data), "name": name},
-            max_wait_time=60,
-        )
-        environment = {**(FAST_TASK_POLL if self.options.fast_polling else {}), **ONE_THREAD}
-        self.supervisor.start(
-            f"supernode-{name}",
-            spec.command(free_port()),
-            flower_env(self.workspace / f"home-{name}", environment),
-            self.workspace / f"supernode-{name}",
-        )
+        node_config = {"data-path": str(data), "name": name}
+        spec = SuperNodeSpec(superlink.address, superlink.tls.ca_certificate, key, node_config, max_wait_time=60)
+        poll = defaults.TASK_POLL_SECONDS if self.options.fast_polling else defaults.STOCK_TASK_POLL_SECONDS
+        node = ClientNode(name, spec, (app_content_hash(),), self.workspace / f"node-{name}", ONE_THREAD, poll)
+        node.start(self.supervisor)
         return node_id

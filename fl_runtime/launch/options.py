@@ -4,6 +4,7 @@ before anything starts, and how it becomes the ServerApp's run config."""
 from __future__ import annotations
 
 import datetime as dt
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -15,7 +16,7 @@ from fl_runtime.learning.task import TrainingPlan
 
 
 @dataclass(frozen=True)
-class RunOptions:
+class RunOptions(ABC):
     """A run's training plan, its tolerance of lost clients, its waits and its output folder.
 
     Each launcher adds how long clients may take to join (``wait_timeout``, a flag of its own).
@@ -26,11 +27,12 @@ class RunOptions:
     round_timeout: float = defaults.ROUND_TIMEOUT
     out: Path | None = None  # default: a folder under runs/
 
-    WAIT_FLAG: ClassVar[str] = "--node-wait-timeout"
+    WAIT_FLAG: ClassVar[str]  # the flag that sets wait_timeout
 
     @property
+    @abstractmethod
     def wait_timeout(self) -> float:
-        raise NotImplementedError
+        """How long clients may take to join."""
 
     def __post_init__(self) -> None:
         if self.min_clients is not None and self.min_clients < 1:
@@ -81,5 +83,5 @@ class RunOptions:
 
 
 def timestamp(now: dt.datetime | None = None) -> str:
-    """A run's default name: the local time for a local run's folder, UTC for a federation's run tag."""
+    """A run's default name from a time (default: now, local time; federate passes UTC for its run tag)."""
     return (now or dt.datetime.now()).strftime("%Y%m%d-%H%M%S")

@@ -94,9 +94,17 @@ class LabelledData:
 def read_csv(path: str | os.PathLike) -> LabelledData:
     """Read and validate one party's CSV; raise DataError naming the file, column and line."""
     path = Path(path)
-    name = str(path)
     if not path.is_file():
-        raise DataError(f"{name}: file not found")
+        raise DataError(f"{path}: file not found")
+    try:
+        return _read_csv(path, str(path))
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: not a UTF-8 text file (byte {error.start}: {error.reason})") from None
+    except csv.Error as error:
+        raise DataError(f"{path}: not a readable CSV file ({error})") from None
+
+
+def _read_csv(path: Path, name: str) -> LabelledData:
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
         header = next(reader, None)

@@ -45,7 +45,7 @@ def _reply(histogram: ScoreHistogram, examples: int, loss: float = 0.5, **extra:
         records.EXAMPLES: examples,
         records.TRAIN_LOSS: loss,
         **records.histogram_metrics(histogram),
-        records.PROCESS_START: 10.0,
+        records.TASK_START: 10.0,
         records.HANDLER_START: 11.0,
         records.HANDLER_END: 11.5,
         **extra,

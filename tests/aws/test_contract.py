@@ -10,6 +10,7 @@ import pytest
 
 from fl_runtime.aws.contract import (
     ClientAccountSettings,
+    LaunchSettings,
     ServerAccountSettings,
     client_parameter,
     job_name,
@@ -37,10 +38,17 @@ def test_published_settings_read_back_as_the_same_settings(client):
     "change, message",
     [
         (lambda d: d.pop("data_bucket"), "the settings /p: field 'data_bucket' is missing"),
-        (lambda d: d.update(max_training_seconds="3600"), "field 'max_training_seconds' must be a whole number"),
-        (lambda d: d.update(max_training_seconds=True), "field 'max_training_seconds' must be a whole number"),
-        (lambda d: d.update(subnet_ids="subnet-0a"), "field 'subnet_ids' must be a list"),
-        (lambda d: d.update(subnet_ids=["subnet-0a", 7]), r"field 'subnet_ids'\[1\] must be a string"),
+        (
+            lambda d: d["launch"].update(max_training_seconds="3600"),
+            "field 'launch': field 'max_training_seconds' must be a whole number",
+        ),
+        (
+            lambda d: d["launch"].update(max_training_seconds=True),
+            "field 'max_training_seconds' must be a whole number",
+        ),
+        (lambda d: d["launch"].update(subnet_ids="subnet-0a"), "field 'subnet_ids' must be a list"),
+        (lambda d: d["launch"].update(subnet_ids=["subnet-0a", 7]), r"field 'subnet_ids'\[1\] must be a string"),
+        (lambda d: d.update(launch="{}"), r"field 'launch': expected a JSON object with the fields client, region"),
     ],
 )
 def test_a_document_of_another_shape_is_refused_naming_the_field(client, change, message):
@@ -70,6 +78,6 @@ def test_parameter_paths_and_job_names_are_computed_in_one_place():
 
 
 def test_every_field_has_a_type_the_reader_checks():
-    for settings in (ServerAccountSettings, ClientAccountSettings):
+    for settings in (ServerAccountSettings, ClientAccountSettings, LaunchSettings):
         for field in dataclasses.fields(settings):
-            assert field.type in ("str", "int", "tuple[str, ...]", "tuple[ClientEntry, ...]"), field
+            assert field.type in ("str", "int", "tuple[str, ...]", "tuple[ClientEntry, ...]", "LaunchSettings"), field

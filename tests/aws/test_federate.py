@@ -179,3 +179,23 @@ def test_more_min_clients_than_configured_is_refused_before_any_job_is_created(s
     out, err = process.communicate(timeout=120)
     assert process.returncode == 2 and "--min-clients 4 exceeds the 3 clients configured" in err
     assert "training job" not in out and not (tmp_path / "jobs").exists() and not (tmp_path / "out").exists()
+
+
+def test_a_server_sending_a_modified_app_is_refused_by_every_client_account(split, tmp_path):
+    from fl_runtime.launch.fab import app_content_hash
+    from tests.helpers import hostile_app
+
+    test, clients = split
+    description = rehearsal(tmp_path, test, clients, port=free_port())
+    marker = tmp_path / "stolen.csv"
+    app = hostile_app(tmp_path / "hostile", marker)
+    process = federate(description, tmp_path / "out", "--rounds", 2, "--run-name", "run4", "--app", app)
+    out, err = process.communicate(timeout=600)
+    assert process.returncode == 1, err[-3000:] + out[-3000:]
+    assert not marker.exists()  # not one line of the server's app ran in any client's job
+    said = out + err
+    for name in NAMES:
+        refusals = [line for line in said.splitlines() if name in line and "is not approved by this account" in line]
+        assert refusals, f"{name} is not named as refusing:\n{said[-4000:]}"
+        assert f"(approved: {app_content_hash()})" in refusals[0]
+    assert not (tmp_path / "out").exists() and not (tmp_path / "results" / "model").exists()

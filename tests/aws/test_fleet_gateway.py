@@ -145,11 +145,11 @@ def test_a_registered_supernode_joins_through_the_gateway(server, tmp_path):
     link, port, _ = server
     key = create_node_key(tmp_path / "keys", "member")
     node_id = link.register(key.public_key)
+    (tmp_path / "secret").write_bytes(b"s" * 32)
+    spec = SuperNodeSpec(f"{CLIENT_SIDE}:{port}", link.tls.ca_certificate, key, {"data-path": "/x.csv"}, 30)
     link.supervisor.start(
         "member",
-        SuperNodeSpec(f"{CLIENT_SIDE}:{port}", link.tls.ca_certificate, key, {"data-path": "/x.csv"}, 30).command(
-            free_port()
-        ),
+        spec.command(free_port(), tmp_path / "secret"),
         flower_env(tmp_path / "home"),
         tmp_path / "member",
     )

@@ -1,4 +1,5 @@
-"""LocalJobs, SageMaker's stand-in: the script-mode contract a training job sees, and its life cycle."""
+"""LocalJobs, SageMaker's stand-in: the script-mode contract a training job sees, and its life cycle, through
+the three calls a client's launcher makes."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ model = os.environ["SM_MODEL_DIR"]
 seen = {
     "args": args,
     "cwd": os.getcwd(),
-    "env": {k: v for k, v in os.environ.items() if k.startswith("SM_") or k == "TRAINING_JOB_NAME"},
+    "env": {k: v for k, v in os.environ.items() if k.startswith(("SM_", "FL_")) or k == "TRAINING_JOB_NAME"},
     "train": sorted(os.listdir(os.environ["SM_CHANNEL_TRAIN"])),
     "code": sorted(os.listdir(".")),
     "pip": os.environ.get("PIP_INDEX_URL"),
@@ -55,7 +56,9 @@ def request(name: str, mode: str) -> dict:
             "sagemaker_region": "us-east-1",
             "mode": mode,
             "client-name": "insurer-a",
+            "public-key-uri": "ssm:/fl-fraud/client/insurer-a/supernode-keys/job",
         },
+        "Environment": {"FL_APPROVED_APP_HASHES": "ab" * 32},
         "InputDataConfig": [
             {"ChannelName": "train", "DataSource": {"S3DataSource": {"S3Uri": "s3://data/data_prep/"}}}
         ],
@@ -63,11 +66,16 @@ def request(name: str, mode: str) -> dict:
     }
 
 
+def status(jobs: LocalJobs, name: str) -> tuple[str, str]:
+    described = jobs.describe_training_job(TrainingJobName=name)
+    return described["TrainingJobStatus"], described["FailureReason"]
+
+
 def wait_for_end(jobs: LocalJobs, name: str, timeout: float = 60.0) -> tuple[str, str]:
     deadline = time.monotonic() + timeout
-    while jobs.status(name)[0] == "InProgress" and time.monotonic() < deadline:
+    while status(jobs, name)[0] == "InProgress" and time.monotonic() < deadline:
         time.sleep(0.1)
-    return jobs.status(name)
+    return status(jobs, name)
 
 
 def test_a_job_sees_the_script_mode_contract_and_its_model_is_packed_like_sagemaker_does(
@@ -75,26 +83,30 @@ def test_a_job_sees_the_script_mode_contract_and_its_model_is_packed_like_sagema
 ):
     monkeypatch.setenv("PIP_INDEX_URL", "https://example.invalid/simple")  # a job never inherits pip settings
     jobs = LocalJobs(tmp_path / "jobs", buckets, sys.executable)
-    assert jobs.start(request("fl-client-run-a", "ok")) == "fl-client-run-a"
+    assert jobs.create_training_job(**request("fl-client-run-a", "ok"))["TrainingJobArn"].endswith("/fl-client-run-a")
     assert wait_for_end(jobs, "fl-client-run-a") == ("Completed", "")
     artifact = buckets["artifacts"] / "client_artifact" / "fl-client-run-a" / "output" / "model.tar.gz"
     with tarfile.open(artifact) as archive:
         seen = json.loads(archive.extractfile("seen.json").read())
-    assert seen["args"] == [
-        "--client-name",
-        "insurer-a",
-        "--mode",
-        "ok",
-    ]  # sagemaker_* are the toolkit's, not the program's
+    # sagemaker_* are the toolkit's, not the program's; an SSM parameter is a file of the rehearsal
+    key_file = (tmp_path / "jobs" / "ssm" / "fl-fraud/client/insurer-a/supernode-keys/job").as_uri()
+    assert seen["args"] == ["--client-name", "insurer-a", "--mode", "ok", "--public-key-uri", key_file]
     assert seen["code"] == ["helper.txt", "job.py"] and Path(seen["cwd"]).name == "code"
     assert seen["train"] == ["train.csv", "validation.csv"]
-    assert set(seen["env"]) == {"SM_CHANNEL_TRAIN", "SM_MODEL_DIR", "SM_OUTPUT_DATA_DIR", "TRAINING_JOB_NAME"}
+    assert set(seen["env"]) == {
+        "SM_CHANNEL_TRAIN",
+        "SM_MODEL_DIR",
+        "SM_OUTPUT_DATA_DIR",
+        "TRAINING_JOB_NAME",
+        "FL_APPROVED_APP_HASHES",
+    }
+    assert seen["env"]["FL_APPROVED_APP_HASHES"] == "ab" * 32  # the request's environment reaches the program
     assert seen["env"]["TRAINING_JOB_NAME"] == "fl-client-run-a" and seen["pip"] is None
 
 
 def test_a_failing_job_reports_the_end_of_its_log_and_packs_nothing(tmp_path, buckets):
     jobs = LocalJobs(tmp_path / "jobs", buckets, sys.executable)
-    jobs.start(request("fl-client-run-b", "fail"))
+    jobs.create_training_job(**request("fl-client-run-b", "fail"))
     status, detail = wait_for_end(jobs, "fl-client-run-b")
     assert status == "Failed" and "something went wrong in the job" in detail
     assert not (buckets["artifacts"] / "client_artifact" / "fl-client-run-b").exists()
@@ -102,10 +114,10 @@ def test_a_failing_job_reports_the_end_of_its_log_and_packs_nothing(tmp_path, bu
 
 def test_a_stopped_job_is_stopped_for_good(tmp_path, buckets):
     jobs = LocalJobs(tmp_path / "jobs", buckets, sys.executable)
-    jobs.start(request("fl-client-run-c", "wait"))
-    assert jobs.status("fl-client-run-c") == ("InProgress", "Training")
-    assert jobs.stop("fl-client-run-c") is None
-    assert jobs.status("fl-client-run-c") == ("Stopped", "stopped by the federation")
+    jobs.create_training_job(**request("fl-client-run-c", "wait"))
+    assert status(jobs, "fl-client-run-c") == ("InProgress", "")
+    jobs.stop_training_job(TrainingJobName="fl-client-run-c")
+    assert status(jobs, "fl-client-run-c") == ("Stopped", "stopped by the federation")
     assert jobs.supervisor.exited()["fl-client-run-c"] != 0
 
 
@@ -115,11 +127,27 @@ def test_a_location_no_folder_stands_in_for_is_refused_naming_the_bucket(tmp_pat
         jobs.local_path("s3://elsewhere/code.tar.gz")
 
 
-def test_public_keys_are_files_a_job_writes_and_the_server_reads(tmp_path, buckets):
+def test_an_unknown_job_is_refused_as_sagemaker_would(tmp_path, buckets):
     jobs = LocalJobs(tmp_path / "jobs", buckets, sys.executable)
-    uri = jobs.public_key_uri(None, "fl-client-run-d")  # type: ignore[arg-type]
-    assert uri.startswith("file:///") and jobs.read_public_key(uri) is None
-    path = Path(uri.removeprefix("file://"))
-    path.parent.mkdir(parents=True)
-    path.write_bytes(b"ecdsa-sha2-nistp384 AAAA")
-    assert jobs.read_public_key(uri) == b"ecdsa-sha2-nistp384 AAAA"
+    with pytest.raises(BadInput, match="no training job fl-client-none was created in this rehearsal"):
+        jobs.describe_training_job(TrainingJobName="fl-client-none")
+
+
+def test_the_local_launcher_runs_the_launchers_own_checks_and_reads_keys_from_the_rehearsals_ssm(tmp_path, buckets):
+    from fl_runtime.aws.local_jobs import LocalLauncher
+    from tests.rehearsal import client_settings
+
+    jobs = LocalJobs(tmp_path / "jobs", buckets, sys.executable)
+    launcher = LocalLauncher(client_settings("insurer-a", "222222222222").launch, jobs)
+    refused = launcher.call({"action": "start", "run": "r1", "superlink": "127.0.0.1:9092", "image": "x"})
+    assert "field 'image' is not accepted" in refused["error"] and jobs.requests == {}
+    assert launcher.status("r1") == (
+        "Unknown",
+        "client insurer-a's launcher: SageMaker refused: no training job "
+        "fl-client-r1-insurer-a was created in this rehearsal",
+    )
+    uri = "ssm:/fl-fraud/client/insurer-a/supernode-keys/fl-client-r1-insurer-a"
+    assert launcher.read_public_key(uri) is None
+    jobs.parameter_path(uri).parent.mkdir(parents=True)
+    jobs.parameter_path(uri).write_bytes(b"ecdsa-sha2-nistp384 AAAA")
+    assert launcher.read_public_key(uri) == b"ecdsa-sha2-nistp384 AAAA"

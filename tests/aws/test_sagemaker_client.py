@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from fl_runtime.launch.fab import app_content_hash
 from fl_runtime.launch.flower import free_port
 from fl_runtime.launch.pki import create_tls
 from fl_runtime.learning.data import LABEL, write_csv
@@ -32,6 +33,7 @@ def job(tmp_path, synthetic):
         "SM_CHANNEL_TRAIN": str(opt_ml / "input" / "data" / "train"),
         "SM_MODEL_DIR": str(opt_ml / "model"),
         "SM_OUTPUT_DATA_DIR": str(opt_ml / "output" / "data"),
+        "FL_APPROVED_APP_HASHES": app_content_hash(),  # what the client's launcher puts in the job's environment
     }
     certificate = base64.b64encode(create_tls(tmp_path / "tls", ["127.0.0.1"]).ca_certificate.read_bytes()).decode()
     return opt_ml, env, certificate
@@ -93,7 +95,7 @@ def test_a_client_pointed_where_nothing_listens_exits_non_zero_within_the_bound(
 def test_in_sagemaker_the_public_key_is_an_ssm_parameter_the_server_reads_and_the_job_removes(job, tmp_path, local_aws):
     import boto3
 
-    from fl_runtime.aws.kickoff import SageMakerJobs
+    from fl_runtime.aws.kickoff import LambdaLauncher
     from tests import aws_emulator as aws
 
     recorder, endpoint = local_aws
@@ -102,7 +104,7 @@ def test_in_sagemaker_the_public_key_is_an_ssm_parameter_the_server_reads_and_th
     args = arguments(tmp_path, certificate, free_port(), timeout=8)
     args[args.index("--public-key-uri") + 1] = uri
     process = entry({**env, **aws.boto_env(endpoint)}, *args)
-    server_side = SageMakerJobs("insurer-a", boto3.Session(region_name="us-east-1"))
+    server_side = LambdaLauncher("insurer-a", boto3.Session(region_name="us-east-1"), "arn:aws:lambda:::function:x")
     key = _published_while_running(process, lambda: server_side.read_public_key(uri))
     _, err = process.communicate(timeout=120)
     assert process.returncode == 1 and "could not join" in err
@@ -145,6 +147,25 @@ def test_outside_a_training_job_the_contract_is_named(tmp_path, job):
     process = entry(env, *arguments(tmp_path, certificate, free_port()))
     _, err = process.communicate(timeout=60)
     assert process.returncode == 2 and "environment variable SM_MODEL_DIR is not set" in err
+
+
+@pytest.mark.parametrize(
+    "approved, message",
+    [
+        (None, "environment variable FL_APPROVED_APP_HASHES is not set: this job has no approved app to run"),
+        ("", "environment variable FL_APPROVED_APP_HASHES is not set"),
+        ("not-a-hash", "FL_APPROVED_APP_HASHES: 'not-a-hash' is not an app content hash"),
+    ],
+)
+def test_a_job_without_an_approved_app_runs_nothing(tmp_path, job, approved, message):
+    _, env, certificate = job
+    env = {k: v for k, v in env.items() if k != "FL_APPROVED_APP_HASHES"}
+    if approved is not None:
+        env["FL_APPROVED_APP_HASHES"] = approved
+    process = entry(env, *arguments(tmp_path, certificate, free_port()))
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 2 and message in err
+    assert not (tmp_path / "published").exists()
 
 
 def test_sigterm_from_stop_training_job_stops_the_supernode_too(job, tmp_path):

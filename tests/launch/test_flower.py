@@ -43,12 +43,14 @@ def test_the_superlink_speaks_only_verified_tls(superlink):
 
 
 def _start_supernode(superlink: SuperLink, name: str, key) -> None:
+    """A SuperNode alone (no runner): enough to see whether the SuperLink lets it in."""
     workspace = superlink.workspace
+    secret = workspace / f"{name}.secret"
+    secret.write_bytes(b"s" * 32)
+    spec = SuperNodeSpec(superlink.address, superlink.tls.ca_certificate, key, {"data-path": "/nonexistent.csv"}, 20)
     superlink.supervisor.start(
         name,
-        SuperNodeSpec(
-            superlink.address, superlink.tls.ca_certificate, key, {"data-path": "/nonexistent.csv"}, 20
-        ).command(free_port()),
+        spec.command(free_port(), secret),
         flower_env(workspace / f"home-{name}"),
         workspace / name,
     )

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import joblib
 import numpy as np
@@ -20,7 +19,7 @@ from fl_runtime.learning.baselines import federated, split_clients
 from fl_runtime.learning.data import LABEL, write_csv
 from fl_runtime.learning.partition import PartitionSpec, partition
 from fl_runtime.learning.task import TrainingPlan
-from tests.helpers import PROJECT
+from tests.helpers import PROJECT, flower_processes_under, in_temp, workspaces
 
 pytestmark = pytest.mark.slow
 ROUNDS = 3
@@ -29,31 +28,6 @@ SEED = 3
 
 def launcher(*args) -> list[str]:
     return [sys.executable, "-m", "fl_runtime", "local", *map(str, args)]
-
-
-def in_temp(folder: Path) -> dict[str, str]:
-    """The launcher's environment with its temporary workspace inside ``folder``: the leak checks look
-    for this run's processes only, not those of another run on the machine."""
-    return {**os.environ, "TMPDIR": str(folder)}
-
-
-def workspaces(folder: Path) -> str:
-    return str(folder / "fl-local-")
-
-
-def flower_processes_under(marker: str) -> list[str]:
-    """Command lines of live processes that mention ``marker`` (a run's workspace or output path)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if marker in command and int(entry.name) != os.getpid():
-            found.append(command)
-    return found
 
 
 @pytest.fixture(scope="module")

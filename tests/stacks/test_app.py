@@ -57,9 +57,7 @@ def test_client_settings_are_published_as_outputs_and_in_ssm(client):
     ):
         assert f'\\"{key}\\"' in document, key
     outputs = client.to_json()["Outputs"]
-    assert {"KickoffRoleArn", "ExternalId", "ExecutionRoleArn", "SubnetIds", "TrainingSecurityGroupId"} <= {
-        k[len("Published") : -8] for k in outputs
-    }
+    assert {"KickoffRoleArn", "ExternalId", "LauncherArn", "Launch"} <= {k[len("Published") : -8] for k in outputs}
 
 
 def test_server_settings_list_every_client_with_its_kickoff_role(three):

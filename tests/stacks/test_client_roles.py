@@ -20,7 +20,7 @@ def _kickoff(template):
     policy = next(
         p
         for p in resources(template, "AWS::IAM::ManagedPolicy").values()
-        if p["Properties"].get("ManagedPolicyName") == "FL-sagemaker-actions"
+        if p["Properties"].get("ManagedPolicyName") == "FL-ask-the-launcher"
     )
     return role["Properties"], {s["Sid"]: s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
 
@@ -36,64 +36,32 @@ def test_kickoff_role_trusts_only_the_server_notebook_role_with_the_external_id(
     }
 
 
-def test_kickoff_policy_has_the_reference_permissions_scoped(client):
-    _, policy = _kickoff(client)
-    jobs = f"arn:aws:sagemaker:us-east-1:{CLIENT_ACCOUNT}:training-job/fl-client*"
-    assert policy["StartJobsInThePrivateSubnetsOnly"]["Action"] == "sagemaker:CreateTrainingJob"
-    assert policy["StartJobsInThePrivateSubnetsOnly"]["Resource"] == jobs
-    condition = policy["StartJobsInThePrivateSubnetsOnly"]["Condition"]
-    conditions = condition["ForAllValues:StringEquals"]
-    assert len(conditions["sagemaker:VpcSubnets"]) == 2 and len(conditions["sagemaker:VpcSecurityGroupIds"]) == 1
-    assert conditions["sagemaker:InstanceTypes"] == ["ml.m5.large"]
-    assert condition["NumericLessThanEquals"] == {"sagemaker:MaxRuntimeInSeconds": 7200}
-    data_key = {"Fn::GetAtt": [next(iter(resources(client, "AWS::KMS::Key"))), "Arn"]}
-    assert condition["ArnEquals"] == {"sagemaker:VolumeKmsKey": data_key, "sagemaker:OutputKmsKey": data_key}
-    assert set(condition["Null"]) == {
-        "sagemaker:VpcSubnets",
-        "sagemaker:VpcSecurityGroupIds",
-        "sagemaker:InstanceTypes",
-        "sagemaker:VolumeKmsKey",
-        "sagemaker:OutputKmsKey",
-    }
-    assert sorted(policy["WatchAndStopJobs"]["Action"]) == [
-        "sagemaker:DescribeTrainingJob",
-        "sagemaker:StopTrainingJob",
-        "sagemaker:UpdateTrainingJob",
-    ]
-    assert policy["WatchAndStopJobs"]["Resource"] == jobs
-    assert sorted(policy["InspectNetwork"]["Action"]) == [
-        "ec2:DescribeNetworkInterfaces",
-        "ec2:DescribeSubnets",
-        "ec2:DescribeVpcs",
-    ]
-    assert policy["ReadExecutionRole"]["Action"] == "iam:GetRole"
-    passing = policy["PassExecutionRoleToSageMakerOnly"]
-    assert passing["Action"] == "iam:PassRole"
-    assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
-    assert passing["Resource"] == {
-        "Fn::GetAtt": [
-            next(lid for lid in resources(client, "AWS::IAM::Role") if lid.startswith("TrainingExecutionRole")),
-            "Arn",
-        ]
-    }
-    reading = policy["ReadThisClientsSettingsAndPublicKeys"]
-    assert reading["Action"] == ["ssm:GetParameter", "ssm:GetParameters"]
-    assert (
-        reading["Resource"] == f"arn:aws:ssm:us-east-1:{CLIENT_ACCOUNT}:parameter/fl-fraud/client/client-a/*"
-    )  # settings and job keys
-    assert set(policy) == {
-        "StartJobsInThePrivateSubnetsOnly",
-        "WatchAndStopJobs",
-        "InspectNetwork",
-        "ReadExecutionRole",
-        "PassExecutionRoleToSageMakerOnly",
-        "ReadThisClientsSettingsAndPublicKeys",
-    }
-    assert not any(
-        action.startswith(("s3:", "kms:"))
-        for s in policy.values()
-        for action in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+def test_the_kickoff_role_may_only_ask_the_launcher_and_read_this_clients_settings_and_keys(client):
+    role, policy = _kickoff(client)
+    assert set(policy) == {"AskTheLauncher", "ReadThisClientsSettingsAndPublicKeys"}
+    launcher = next(
+        lid for lid, f in resources(client, "AWS::Lambda::Function").items() if lid.startswith("LauncherFunction")
     )
+    assert policy["AskTheLauncher"]["Action"] == "lambda:InvokeFunction"
+    assert policy["AskTheLauncher"]["Resource"] == {"Fn::GetAtt": [launcher, "Arn"]}
+    reading = policy["ReadThisClientsSettingsAndPublicKeys"]
+    assert reading["Action"] == "ssm:GetParameter"
+    assert reading["Resource"] == f"arn:aws:ssm:us-east-1:{CLIENT_ACCOUNT}:parameter/fl-fraud/client/client-a/*"
+    attached = [
+        p
+        for p in resources(client, "AWS::IAM::ManagedPolicy").values()
+        if {
+            "Ref": next(
+                lid
+                for lid, r in resources(client, "AWS::IAM::Role").items()
+                if r["Properties"].get("RoleName") == "FL-kickoff-client-job"
+            )
+        }
+        in p["Properties"]["Roles"]
+    ]
+    actions = json.dumps([p["Properties"]["PolicyDocument"] for p in attached])
+    assert "sagemaker:" not in actions and "iam:PassRole" not in actions  # the server writes no job request
+    assert "ManagedPolicyArns" not in role and "Policies" not in role
 
 
 def test_the_execution_role_is_least_privilege_and_never_sagemaker_full_access(three):

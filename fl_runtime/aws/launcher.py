@@ -1,0 +1,193 @@
+"""A client account's launcher: the one thing the server may ask of the account, checked, and the training job
+the account builds for it from its own settings.
+
+The server asks for exactly three things, as JSON (a Lambda event in AWS, the same dict in a rehearsal):
+
+- ``{"action": "start", "run": R, "superlink": "HOST:PORT", "ca_certificate": PEM}``: start this account's
+  federation job for run R, dialing the SuperLink at HOST:PORT and trusting only that CA;
+- ``{"action": "describe", "run": R}`` and ``{"action": "stop", "run": R}``: the job of run R.
+
+Anything else is refused with an answer that names the field: another action, another field (an image,
+environment, hyperparameters, a code location, an instance type...), a run name of another shape, a
+SuperLink outside the server VPC or on another port than the federation's, a certificate that is not one
+PEM certificate. The job itself (image, code bundle, entry point, environment with the approved app
+hashes, instance type, volume, keys, subnets, security group, runtime, data and output locations) comes
+from the account's ``LaunchSettings``, which its client stack wrote. Answers are JSON too:
+``{"job": ..., "public_key": ...}``, ``{"job": ..., "status": ..., "detail": ...}``, or ``{"error": ...}``.
+
+Standard library and boto3 only (the Lambda runtime's); in AWS ``handler`` is the Lambda's entry point.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import os
+import re
+from typing import Any, Protocol
+
+from fl_runtime.aws.contract import RUN_NAME, LaunchSettings, job_name
+from fl_runtime.errors import RequestRefused
+
+FIELDS = {
+    "start": ("action", "run", "superlink", "ca_certificate"),
+    "describe": ("action", "run"),
+    "stop": ("action", "run"),
+}
+SETTINGS_ENV = "FL_LAUNCH_SETTINGS"  # the launcher's LaunchSettings, as JSON (the client stack sets it)
+APPROVED_ENV = "FL_APPROVED_APP_HASHES"  # what the job runs: see fl_runtime.aws.sagemaker_client
+MAX_CERTIFICATE_BYTES = 8192
+PEM = re.compile(r"^-----BEGIN CERTIFICATE-----\r?\n([A-Za-z0-9+/=\r\n]+)-----END CERTIFICATE-----\r?\n?$")
+
+
+class TrainingJobs(Protocol):
+    """The SageMaker calls a launcher makes (boto3's client in AWS, ``local_jobs.LocalJobs`` in a rehearsal)."""
+
+    def create_training_job(self, **request: Any) -> Any: ...
+    def describe_training_job(self, *, TrainingJobName: str) -> dict: ...
+    def stop_training_job(self, *, TrainingJobName: str) -> Any: ...
+
+
+def _string(request: dict, field: str) -> str:
+    value = request.get(field)
+    if not isinstance(value, str) or not value:
+        raise RequestRefused(f"field '{field}' must be a non-empty string")
+    return value
+
+
+def check_request(request: Any, settings: LaunchSettings) -> dict[str, str]:
+    """The request, if it is one the server may make of this account; RequestRefused otherwise."""
+    if not isinstance(request, dict):
+        raise RequestRefused("the request must be a JSON object")
+    action = request.get("action")
+    if action not in FIELDS:
+        raise RequestRefused(f"field 'action' must be one of {', '.join(FIELDS)}, got {action!r}")
+    allowed = FIELDS[action]
+    for field in request:
+        if field not in allowed:
+            raise RequestRefused(
+                f"field '{field}' is not accepted: a {action} request carries only {', '.join(allowed)}"
+            )
+    if not RUN_NAME.match(_string(request, "run")):
+        raise RequestRefused(
+            f"field 'run': {request['run']!r} is not a run name (up to 20 letters, digits and hyphens)"
+        )
+    if action == "start":
+        _check_superlink(_string(request, "superlink"), settings)
+        _check_certificate(_string(request, "ca_certificate"))
+    return dict(request)
+
+
+def _check_superlink(value: str, settings: LaunchSettings) -> None:
+    """An address in the server VPC, on the federation's port: a job is never pointed at any other host."""
+    host, _, port = value.rpartition(":")
+    try:
+        address = ipaddress.IPv4Address(host)
+    except ValueError:
+        raise RequestRefused(f"field 'superlink': {value!r} is not an IPv4 address and port") from None
+    if address not in ipaddress.IPv4Network(settings.server_vpc_cidr):
+        raise RequestRefused(f"field 'superlink': {host} is outside the server VPC {settings.server_vpc_cidr}")
+    if port != str(settings.flower_port):
+        raise RequestRefused(
+            f"field 'superlink': port {port or '(none)'} is not the federation's port {settings.flower_port}"
+        )
+
+
+def _check_certificate(value: str) -> None:
+    match = PEM.match(value)
+    if len(value) > MAX_CERTIFICATE_BYTES or not match:
+        raise RequestRefused("field 'ca_certificate' must be one PEM certificate (-----BEGIN CERTIFICATE----- ...)")
+    try:
+        der = base64.b64decode("".join(match.group(1).split()), validate=True)
+    except binascii.Error:
+        raise RequestRefused("field 'ca_certificate': the certificate is not valid base64") from None
+    if not der.startswith(b"\x30"):
+        raise RequestRefused("field 'ca_certificate': the certificate is not DER inside its PEM armour")
+
+
+def public_key_uri(settings: LaunchSettings, job: str) -> str:
+    """``ssm:<parameter>`` where the job publishes its SuperNode's public key, in this account."""
+    return f"ssm:{settings.public_key_parameter_prefix}/{job}"
+
+
+def training_job_request(settings: LaunchSettings, run: str, superlink: str, ca_certificate: str) -> dict:
+    """The CreateTrainingJob request: script mode, everything from the account's settings but the run's three values."""
+    name = job_name(settings.training_job_prefix, run, settings.client)
+    return {
+        "TrainingJobName": name,
+        "AlgorithmSpecification": {"TrainingImage": settings.training_image, "TrainingInputMode": "File"},
+        "RoleArn": settings.execution_role_arn,
+        "HyperParameters": {
+            "sagemaker_program": settings.entry_point,
+            "sagemaker_submit_directory": settings.source_uri,
+            "sagemaker_region": settings.region,
+            "superlink": superlink,
+            "root-certificate": base64.b64encode(ca_certificate.encode("ascii")).decode("ascii"),
+            "client-name": settings.client,
+            "public-key-uri": public_key_uri(settings, name),
+            "connect-timeout": str(settings.connect_seconds),
+            "run-timeout": str(settings.max_training_seconds - 60),  # the job gives up before SageMaker stops it
+        },
+        "Environment": {APPROVED_ENV: ",".join(settings.approved_app_hashes)},
+        "InputDataConfig": [
+            {
+                "ChannelName": "train",
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": settings.data_uri,
+                        "S3DataDistributionType": "FullyReplicated",
+                    }
+                },
+            }
+        ],
+        "OutputDataConfig": {"S3OutputPath": settings.output_uri, "KmsKeyId": settings.data_key_arn},
+        "ResourceConfig": {
+            "InstanceType": settings.training_instance_type,
+            "InstanceCount": 1,
+            "VolumeSizeInGB": settings.volume_size_gb,
+            "VolumeKmsKeyId": settings.data_key_arn,
+        },
+        "VpcConfig": {"SecurityGroupIds": [settings.training_security_group_id], "Subnets": list(settings.subnet_ids)},
+        "StoppingCondition": {"MaxRuntimeInSeconds": settings.max_training_seconds},
+        "EnableNetworkIsolation": False,  # the job dials the server's Fleet API through the peering
+    }
+
+
+def handle(request: Any, settings: LaunchSettings, jobs: TrainingJobs) -> dict:
+    """Carry out one request; a refusal is an answer too (``{"error": ...}``), never a job."""
+    try:
+        checked = check_request(request, settings)
+    except RequestRefused as refusal:
+        return {"error": f"client {settings.client}'s launcher refused the request: {refusal}"}
+    job = job_name(settings.training_job_prefix, checked["run"], settings.client)
+    if checked["action"] == "start":
+        jobs.create_training_job(
+            **training_job_request(settings, checked["run"], checked["superlink"], checked["ca_certificate"])
+        )
+        return {"job": job, "public_key": public_key_uri(settings, job)}
+    if checked["action"] == "stop":
+        jobs.stop_training_job(TrainingJobName=job)
+        return {"job": job, "stopped": True}
+    described = jobs.describe_training_job(TrainingJobName=job)
+    detail = described.get("FailureReason") or described.get("SecondaryStatus", "")
+    return {"job": job, "status": described["TrainingJobStatus"], "detail": detail}
+
+
+def answer(request: Any, settings: LaunchSettings, sagemaker: Any) -> dict:
+    """``handle`` with boto3's SageMaker: an AWS error answers as an error naming the call, for the server to report."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return handle(request, settings, sagemaker)
+    except (ClientError, BotoCoreError) as error:
+        return {"error": f"client {settings.client}'s launcher: SageMaker refused: {error}"}
+
+
+def handler(event: Any, context: Any) -> dict:
+    """The Lambda entry point: this account's settings from the function's environment, SageMaker through boto3."""
+    import boto3
+
+    settings = LaunchSettings.from_json(os.environ[SETTINGS_ENV], f"the launcher's {SETTINGS_ENV}")
+    return answer(event, settings, boto3.client("sagemaker", region_name=settings.region))

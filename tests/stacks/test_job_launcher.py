@@ -1,0 +1,122 @@
+"""JobLauncher as synthesized: the only role in a client account that may create training jobs, with the same
+conditions the kickoff role used to carry; its function runs the launcher alone, in the VPC, with the account's
+own settings, and approves the app the account's own code bundle ships."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from fl_runtime.aws.contract import LaunchSettings
+from fl_runtime.aws.launcher import SETTINGS_ENV
+from fl_runtime.launch.fab import app_content_hash
+from stacks.job_launcher import LAUNCHER_MODULES, launcher_code
+from tests.stacks.cdk_helpers import CLIENT_ACCOUNT, all_templates, resources, statements
+
+pytestmark = pytest.mark.slow
+
+
+def _launcher_policy(template) -> dict:
+    role = next(lid for lid in resources(template, "AWS::IAM::Role") if lid.startswith("LauncherRole"))
+    [policy] = [
+        p for p in resources(template, "AWS::IAM::ManagedPolicy").values() if {"Ref": role} in p["Properties"]["Roles"]
+    ]
+    return {s["Sid"]: s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
+
+
+def test_only_the_launchers_role_may_create_training_jobs_and_pass_the_execution_role(three):
+    for template in all_templates(three):
+        creating = [s for s in statements(template) if "sagemaker:CreateTrainingJob" in json.dumps(s["Action"])]
+        passing = [s for s in statements(template) if "iam:PassRole" in json.dumps(s["Action"])]
+        if template is three.server:
+            assert creating == passing == []
+            continue
+        policy = _launcher_policy(template)
+        assert creating == [policy["StartOnlyTheFederationsJobsAsConfigured"]]
+        assert passing == [policy["PassTheExecutionRoleToSageMakerOnly"]]
+
+
+def test_the_launcher_may_start_only_the_federations_jobs_as_configured(client):
+    policy = _launcher_policy(client)
+    start = policy["StartOnlyTheFederationsJobsAsConfigured"]
+    jobs = f"arn:aws:sagemaker:us-east-1:{CLIENT_ACCOUNT}:training-job/fl-client*"
+    assert start["Resource"] == jobs
+    condition = start["Condition"]
+    assert len(condition["ForAllValues:StringEquals"]["sagemaker:VpcSubnets"]) == 2
+    assert len(condition["ForAllValues:StringEquals"]["sagemaker:VpcSecurityGroupIds"]) == 1
+    assert condition["ForAllValues:StringEquals"]["sagemaker:InstanceTypes"] == ["ml.m5.large"]
+    assert condition["NumericLessThanEquals"] == {"sagemaker:MaxRuntimeInSeconds": 7200}
+    data_key = {"Fn::GetAtt": [next(iter(resources(client, "AWS::KMS::Key"))), "Arn"]}
+    assert condition["ArnEquals"] == {"sagemaker:VolumeKmsKey": data_key, "sagemaker:OutputKmsKey": data_key}
+    assert set(condition["Null"]) == {
+        "sagemaker:VpcSubnets",
+        "sagemaker:VpcSecurityGroupIds",
+        "sagemaker:InstanceTypes",
+        "sagemaker:VolumeKmsKey",
+        "sagemaker:OutputKmsKey",
+    }
+    assert sorted(policy["WatchAndStopTheJobs"]["Action"]) == [
+        "sagemaker:DescribeTrainingJob",
+        "sagemaker:StopTrainingJob",
+    ]
+    assert policy["WatchAndStopTheJobs"]["Resource"] == jobs
+    passing = policy["PassTheExecutionRoleToSageMakerOnly"]
+    assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+    execution = next(lid for lid in resources(client, "AWS::IAM::Role") if lid.startswith("TrainingExecutionRole"))
+    assert passing["Resource"] == {"Fn::GetAtt": [execution, "Arn"]}
+
+
+def test_the_function_runs_in_the_vpc_with_the_accounts_own_settings_approving_its_own_app(client):
+    [function] = [
+        f["Properties"]
+        for lid, f in resources(client, "AWS::Lambda::Function").items()
+        if lid.startswith("LauncherFunction")
+    ]
+    assert function["Handler"] == "fl_runtime.aws.launcher.handler"
+    assert len(function["VpcConfig"]["SubnetIds"]) == 2 and function["ReservedConcurrentExecutions"] >= 1
+    settings = json.dumps(function["Environment"]["Variables"][SETTINGS_ENV])
+    assert f'\\"approved_app_hashes\\":[\\"{app_content_hash()}\\"]' in settings
+    assert '\\"server_vpc_cidr\\":\\"10.0.0.0/16\\"' in settings and '\\"flower_port\\":9092' in settings
+    fields = set(LaunchSettings.__dataclass_fields__)
+    assert all(f'\\"{field}\\"' in settings for field in fields)
+
+
+def test_another_approved_app_can_be_added_during_an_upgrade(tmp_path):
+    from tests.stacks.cdk_helpers import default_context, synthesize
+
+    upgraded = [{**default_context()["federation:clients"][0], "also_approved_app_hashes": ["ab" * 32]}]
+    synthesized = synthesize(tmp_path / "upgrade", clients=upgraded)
+    [function] = [
+        f["Properties"]
+        for lid, f in resources(synthesized.clients["ClientStack"], "AWS::Lambda::Function").items()
+        if lid.startswith("LauncherFunction")
+    ]
+    settings = json.dumps(function["Environment"]["Variables"][SETTINGS_ENV])
+    assert f'\\"approved_app_hashes\\":[\\"{app_content_hash()}\\",\\"{"ab" * 32}\\"]' in settings
+
+
+def test_the_functions_code_is_the_launcher_alone_and_needs_nothing_but_boto3(tmp_path):
+    folder = launcher_code(tmp_path / "cache")
+    shipped = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    assert shipped == sorted(f"fl_runtime/{name}" for name in LAUNCHER_MODULES)
+    probe = (
+        "import sys, fl_runtime.aws.launcher as l\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'numpy', 'flwr', 'sklearn', 'rich', 'cryptography'}))\n"
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            "-c",
+            f"import sys; sys.path.insert(0, {str(folder)!r}); " + probe.replace("\n", "; ", 1),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+    assert launcher_code(tmp_path / "cache") == folder  # named after its content: the same code, the same asset
