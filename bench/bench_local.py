@@ -3,7 +3,7 @@
     python bench/bench_local.py                  # 3 clients, 10 rounds, TLS + SuperNode auth, CMS data
     python bench/bench_local.py --stock-polling  # the same with Flower's default poll intervals
 
-Runs the real launcher (``fl_runtime.launch.local.run_local``: SuperLink, SuperNodes and ClientApp processes
+Runs the real launcher (``fl_runtime.launch.local.run_local``: SuperLink, SuperNodes and the clients' runners
 on 127.0.0.1) while a sampler sums the resident memory of every process in the tree, then reads the
 per-exchange time breakdown that the ServerApp records in metrics.json. Linux only (/proc).
 """
@@ -15,13 +15,13 @@ import json
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
+from process_memory import MemorySampler  # noqa: E402
 from rich.console import Console  # noqa: E402
 
 from fl_runtime import defaults  # noqa: E402
@@ -32,76 +32,6 @@ from fl_runtime.learning.task import TrainingPlan  # noqa: E402
 
 CMS = PROJECT.parent / "shared" / "data" / "cms_provider_fraud.csv"
 PHASES = ("until-client-starts", "client-startup", "client-compute", "reply-transport")
-
-
-def _children() -> dict[int, list[int]]:
-    tree: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            tree.setdefault(parent, []).append(int(entry.name))
-    return tree
-
-
-def _rss_kib(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _name(pid: int) -> str:
-    try:
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return "?"
-    words = [Path(w.decode(errors="replace")).name for w in command[:3] if w]
-    for known in ("flower-superlink", "flower-supernode", "flower-superexec", "flwr-serverapp", "flwr-clientapp"):
-        if known in words:
-            return known
-    if any("bench_local" in w for w in words):
-        return "launcher"
-    return "flwr CLI (run status)" if "flwr" in words else (words[0] if words else "other")
-
-
-class MemorySampler(threading.Thread):
-    """Peak of the summed RSS of this process and all its descendants, sampled every 0.2 s."""
-
-    def __init__(self) -> None:
-        super().__init__(daemon=True)
-        self.peak_total_kib = 0
-        self.peak_by_kind: dict[str, int] = {}
-        self._finished = threading.Event()
-
-    def run(self) -> None:
-        import os
-
-        root = os.getpid()
-        while not self._finished.is_set():
-            tree, pending, pids = _children(), [root], []
-            while pending:
-                pid = pending.pop()
-                pids.append(pid)
-                pending.extend(tree.get(pid, []))
-            by_kind: dict[str, int] = {}
-            for pid in pids:
-                by_kind[_name(pid)] = by_kind.get(_name(pid), 0) + _rss_kib(pid)
-            self.peak_total_kib = max(self.peak_total_kib, sum(by_kind.values()))
-            for kind, kib in by_kind.items():
-                if kib == 0:
-                    continue
-                self.peak_by_kind[kind] = max(self.peak_by_kind.get(kind, 0), kib)
-            self._finished.wait(0.2)
-
-    def stop(self) -> None:
-        self._finished.set()
-        self.join()
 
 
 def _inputs(args, folder: Path) -> tuple[Path, list[Path], str]:
@@ -122,15 +52,22 @@ def _inputs(args, folder: Path) -> tuple[Path, list[Path], str]:
 
 
 def measure(args: argparse.Namespace) -> dict:
-    """Run the federation once under the memory sampler; the figures of that run."""
+    """Run the federation once on the chosen data; the figures of that run."""
     with tempfile.TemporaryDirectory(prefix="fl-bench-") as folder:
         test_path, client_paths, description = _inputs(args, Path(folder))
+        figures = run_and_measure(test_path, client_paths, args.rounds, stock_polling=args.stock_polling)
+    return {"data": description, "clients": args.clients, **figures}
+
+
+def run_and_measure(test_path: Path, client_paths: list[Path], rounds: int, *, stock_polling: bool = False) -> dict:
+    """One local federation under the memory sampler: seconds per round, their breakdown, peak memory."""
+    with tempfile.TemporaryDirectory(prefix="fl-bench-out-") as folder:
         options = LocalOptions(
-            plan=TrainingPlan(rounds=args.rounds),
+            plan=TrainingPlan(rounds=rounds),
             out=Path(folder) / "out",
             client_data=client_paths,
             test_data=test_path,
-            fast_polling=not args.stock_polling,
+            fast_polling=not stock_polling,
         )
         sampler = MemorySampler()
         sampler.start()
@@ -139,8 +76,18 @@ def measure(args: argparse.Namespace) -> dict:
         wall = time.monotonic() - started
         sampler.stop()
         metrics = json.loads((out / "metrics.json").read_text())
+    return {
+        "rounds": rounds,
+        "polling": "stock" if stock_polling else "tuned",
+        "wall-seconds": wall,
+        **round_figures(metrics["rounds"]),
+        **sampler.figures(),
+        "final-roc-auc": metrics["final"]["roc-auc"],
+    }
 
-    rounds = metrics["rounds"]
+
+def round_figures(rounds: list[dict]) -> dict:
+    """Seconds per round; a steady round is any but the first (CSV, SMOTE) and the last (final evaluation)."""
     seconds = [r["seconds"] for r in rounds]
     middle = rounds[1:-1] or rounds
     train_exchanges = [t for r in middle for t in r["timing"] if t["stage"] == "train"]
@@ -148,23 +95,14 @@ def measure(args: argparse.Namespace) -> dict:
     breakdown["server (aggregate + test evaluation)"] = statistics.median(
         r["seconds"] - t["exchange"] for r in middle for t in r["timing"][:1]
     )
-    figures = {
-        "data": description,
-        "clients": args.clients,
-        "rounds": args.rounds,
-        "polling": "stock" if args.stock_polling else "tuned",
-        "wall-seconds": wall,
+    return {
         "seconds-per-round-mean": statistics.mean(seconds),
         "seconds-per-round-steady-median": statistics.median(r["seconds"] for r in middle),
         "first-round-seconds": seconds[0],
         "final-round-seconds": seconds[-1],
         "round-seconds": seconds,
         "breakdown-median-seconds": breakdown,
-        "peak-rss-mib-total": sampler.peak_total_kib / 1024,
-        "peak-rss-mib-by-process-kind": {k: v / 1024 for k, v in sorted(sampler.peak_by_kind.items())},
-        "final-roc-auc": metrics["final"]["roc-auc"],
     }
-    return figures
 
 
 def report(figures: dict) -> None:
@@ -183,10 +121,10 @@ def report(figures: dict) -> None:
     print("  where a steady round goes (median, slowest client per phase):")
     notes = {
         "until-client-starts": (
-            "message pushed -> ClientApp process starts: the SuperNode's next poll "
-            "(fixed 3 s sleep after each empty poll, not configurable) + SuperExec task poll"
+            "message pushed -> the client's runner takes the task: the SuperNode's next poll "
+            "(fixed 3 s sleep after each empty poll, not configurable) + the runner's 50 ms task poll"
         ),
-        "client-startup": "new process per message: Python, Flower and app imports",
+        "client-startup": "task taken -> ClientApp called: FAB hash check, message pull (the app is warm)",
         "client-compute": "Newton step + validation histogram",
         "reply-transport": "SuperNode reply poll (fixed 0.5 s) + push + server pull",
         "exchange": "push -> last reply",
@@ -194,9 +132,15 @@ def report(figures: dict) -> None:
     }
     for phase, value in figures["breakdown-median-seconds"].items():
         print(f"    {phase:38s} {value:6.2f} s   {notes[phase]}")
+    print_memory(figures)
+
+
+def print_memory(figures: dict) -> None:
     print(f"  peak memory (RSS, all processes): {figures['peak-rss-mib-total']:.0f} MiB")
     for kind, mib in figures["peak-rss-mib-by-process-kind"].items():
         print(f"    {kind:38s} {mib:6.0f} MiB (peak, all processes of this kind together)")
+    for client, mib in figures["peak-rss-mib-by-client"].items():
+        print(f"    client {client:31s} {mib:6.0f} MiB (peak, its SuperNode and runner together)")
 
 
 def main() -> int:

@@ -105,7 +105,7 @@ def _run_name(value: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fl_runtime", description="Federated fraud detection with Flower")
     commands = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_prepare_data, _add_local, _add_compare, _add_federate, _add_stage_data):
+    for add in (_add_prepare_data, _add_local, _add_compare, _add_federate, _add_stage_data, _add_app_hash):
         add(commands)
     return parser
 
@@ -190,6 +190,13 @@ def _add_stage_data(commands: argparse._SubParsersAction) -> None:
     stage.add_argument("--parameter-prefix", default=defaults.PARAMETER_PREFIX)
     stage.add_argument("--overwrite", action="store_true", help="replace a dataset staged before")
     stage.add_argument("--seed", type=int, default=defaults.SEED, help="train/validation split seed")
+
+
+def _add_app_hash(commands: argparse._SubParsersAction) -> None:
+    app_hash = commands.add_parser(
+        "app-hash", help="the content hash a client account approves: of the app this code ships, or of a FAB file"
+    )
+    app_hash.add_argument("--fab", type=Path, help="a FAB file (as `flwr build` writes it) instead of this code's app")
 
 
 def _app_dir(app: Path | None) -> Path | None:
@@ -341,12 +348,21 @@ def stage_data(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def app_hash(args: argparse.Namespace, console: Console) -> int:
+    """What a client's reviewer compares: the hash of the code they reviewed with the hash their stack approves."""
+    from fl_runtime.launch.fab import app_content_hash, fab_file_hash
+
+    console.print(app_content_hash() if args.fab is None else fab_file_hash(args.fab), highlight=False)
+    return 0
+
+
 COMMANDS = {
     "prepare-data": prepare_data,
     "local": local,
     "compare": compare,
     "federate": federate,
     "stage-data": stage_data,
+    "app-hash": app_hash,
 }
 
 

@@ -53,8 +53,9 @@ def _task_start() -> float:
         return time.time()
 
 
-# (run id, node id) -> this client's prepared rows; one run at a time
-_prepared_rows: dict[tuple[int, int], PreparedClient] = {}
+# (run id, node id) -> this client's rows, one run at a time: split when the moments query reads them,
+# then replaced by the prepared rows in the first round (the raw rows go)
+_rows: dict[tuple[int, int], ClientData | PreparedClient] = {}
 
 
 @dataclass(frozen=True)
@@ -109,17 +110,24 @@ def _settings(context: Context) -> NodeSettings:
 
 
 def _client_data(context: Context) -> ClientData:
-    return _settings(context).client_data(seed=records.whole(context.run_config, "seed"))
+    """The client's rows split into training and validation parts: read once per run."""
+    key = (context.run_id, context.node_id)
+    rows = _rows.get(key)
+    if not isinstance(rows, ClientData):
+        _rows.clear()  # a new run: the previous run's rows go
+        rows = _rows[key] = _settings(context).client_data(seed=records.whole(context.run_config, "seed"))
+    return rows
 
 
 def _prepared(context: Context, stats: GlobalStats) -> PreparedClient:
     """The client's rows ready for training: prepared on the run's first round, then kept in memory.
     The pooled example count follows the members left (it changes when a client drops out)."""
     key = (context.run_id, context.node_id)
-    if key not in _prepared_rows:
-        _prepared_rows.clear()  # a new run: the previous run's rows go
-        _prepared_rows[key] = _client_data(context).prepare(stats, seed=records.whole(context.run_config, "seed"))
-    return dataclasses.replace(_prepared_rows[key], pooled_examples=stats.pooled_examples)
+    rows = _rows.get(key)
+    if not isinstance(rows, PreparedClient):
+        rows = _client_data(context).prepare(stats, seed=records.whole(context.run_config, "seed"))
+        _rows[key] = rows
+    return dataclasses.replace(rows, pooled_examples=stats.pooled_examples)
 
 
 def _save_final_model(settings: NodeSettings, context: Context, stats: GlobalStats, weights) -> str | None:
@@ -142,7 +150,7 @@ def _save_final_model(settings: NodeSettings, context: Context, stats: GlobalSta
 def moments(msg: Message, context: Context) -> Message:
     """Counts, sums and sums of squares of log1p(features) over the training part: nothing else."""
     settings = _settings(context)
-    client = settings.client_data(seed=records.whole(context.run_config, "seed"))
+    client = _client_data(context)
     settings.report({"message": "moments", "rows": client.train.n_rows})
     content = RecordDict(records.moments_records(settings.name, client.train.features, client.moments()))
     return Message(content=content, reply_to=msg)

@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import fl_runtime
+from fl_runtime.errors import DataError
 
 PACKAGE = Path(fl_runtime.__file__).resolve().parent
 BASE_MODULES = ("__init__.py", "defaults.py", "errors.py", "files.py")  # the layer every other one may use
@@ -135,3 +136,11 @@ def fab_content_hash(fab: bytes) -> str:
     """The content hash of a FAB as Flower built it (a zip file)."""
     with zipfile.ZipFile(io.BytesIO(fab)) as archive:
         return content_hash({info.filename: archive.read(info) for info in archive.infolist() if not info.is_dir()})
+
+
+def fab_file_hash(path: Path) -> str:
+    """The content hash of a FAB file; DataError naming the file if it is not a FAB."""
+    try:
+        return fab_content_hash(path.read_bytes())
+    except zipfile.BadZipFile:
+        raise DataError(f"{path}: not a FAB (a FAB is a zip file, as `flwr build` writes it)") from None

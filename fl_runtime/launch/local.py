@@ -29,7 +29,7 @@ from fl_runtime.launch.options import RunOptions, timestamp
 from fl_runtime.launch.pki import create_node_key
 from fl_runtime.launch.processes import Supervisor, interrupts_as_keyboard_interrupt
 from fl_runtime.launch.run_folders import RunFolders, run_folders
-from fl_runtime.learning.data import LabelledData, read_client_csvs, read_csv, write_csv
+from fl_runtime.learning.data import LabelledData, read_client_csv, read_csv, write_csv
 from fl_runtime.learning.partition import PartitionSpec, partition
 from fl_runtime.learning.synthetic import SYNTHETIC_SOURCE, generate
 
@@ -83,7 +83,8 @@ def _inputs(options: LocalOptions, data_dir: Path) -> LocalInputs:
     """Validated input CSVs, or the synthetic default written to ``data_dir``."""
     if options.client_data and options.test_data is not None:
         test = read_csv(options.test_data)
-        read_client_csvs(options.client_data, test)
+        for path in options.client_data:
+            read_client_csv(path, test)  # checked one at a time, none kept: they may be large
         clients = {path.stem: path.resolve() for path in options.client_data}
         return LocalInputs(options.test_data.resolve(), clients, "client CSVs")
     dataset = generate(defaults.SYNTHETIC_ROWS, seed=options.plan.seed)

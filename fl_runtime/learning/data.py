@@ -92,25 +92,71 @@ class LabelledData:
 
 
 def read_csv(path: str | os.PathLike) -> LabelledData:
-    """Read and validate one party's CSV; raise DataError naming the file, column and line."""
+    """Read and validate one party's CSV; raise DataError naming the file, column and line.
+
+    A well-formed file is parsed column by column (Arrow's CSV reader, multi-threaded): a million rows
+    in seconds. Anything it does not accept as it stands (a cell that is not a plain number, an empty or
+    non-finite cell, a label other than 0/1, a negative value, a ragged line) sends the file through the
+    row-by-row reader, which applies the same rules cell by cell and names the first offending line.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     try:
-        return _read_csv(path, str(path))
+        header = _read_header(path, str(path))
+        return _read_columns(path, str(path), header) or _read_rows(path, str(path))
     except UnicodeDecodeError as error:
         raise DataError(f"{path}: not a UTF-8 text file (byte {error.start}: {error.reason})") from None
     except csv.Error as error:
         raise DataError(f"{path}: not a readable CSV file ({error})") from None
 
 
-def _read_csv(path: Path, name: str) -> LabelledData:
+def _read_header(path: Path, name: str) -> list[str]:
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        header = next(csv.reader(handle), None)
+    if not header:
+        raise DataError(f"{name}: empty file, expected a header row with '{LABEL}' and feature columns")
+    header = [column.strip() for column in header]
+    _check_header(name, header)
+    return header
+
+
+def _read_columns(path: Path, name: str, header: list[str]) -> LabelledData | None:
+    """The fast path: the file parsed as float columns; None when any cell needs the row-by-row rules."""
+    import pyarrow
+    from pyarrow import csv as arrow_csv
+
+    try:
+        table = arrow_csv.read_csv(
+            path,
+            read_options=arrow_csv.ReadOptions(skip_rows=1, column_names=header),
+            parse_options=arrow_csv.ParseOptions(ignore_empty_lines=True),
+            convert_options=arrow_csv.ConvertOptions(column_types=dict.fromkeys(header, pyarrow.float64())),
+        )
+    except (pyarrow.ArrowInvalid, pyarrow.ArrowNotImplementedError):
+        return None
+    if table.num_rows == 0:
+        raise DataError(f"{name}: no data rows after the header")
+    if any(column.null_count for column in table.columns):
+        return None
+    labels = table.column(LABEL).to_numpy()
+    if not np.isin(labels, (0.0, 1.0)).all():
+        return None
+    features = tuple(column for column in header if column != LABEL)
+    X = np.empty((table.num_rows, len(features)))
+    for index, column in enumerate(features):
+        X[:, index] = table.column(column).to_numpy()
+    del table
+    pyarrow.default_memory_pool().release_unused()  # hand the table's memory back, not keep it for Arrow
+    if not (X.min(initial=0.0) >= 0 and X.max(initial=0.0) < math.inf):
+        return None
+    return LabelledData(features, X, labels.astype(np.int64), name)
+
+
+def _read_rows(path: Path, name: str) -> LabelledData:
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
-        header = next(reader, None)
-        if not header:
-            raise DataError(f"{name}: empty file, expected a header row with '{LABEL}' and feature columns")
-        header = [column.strip() for column in header]
+        header = [column.strip() for column in next(reader)]
         features = _check_header(name, header)
         label_index = header.index(LABEL)
         feature_index = [header.index(column) for column in features]
@@ -248,32 +294,27 @@ def check_split(train: LabelledData, validation: LabelledData) -> None:
     check_has_both_classes(validation)
 
 
+def read_client_csv(path: str | os.PathLike, reference: LabelledData) -> LabelledData:
+    """Read one client's CSV and check it against the server's test set before anything starts."""
+    data = read_csv(path)
+    check_same_columns(reference, data)
+    check_trainable(data)
+    return data
+
+
 def read_client_csvs(paths: Sequence[str | os.PathLike], reference: LabelledData) -> list[LabelledData]:
-    """Read every client CSV and check it against the server's test set before anything starts."""
-    clients = []
-    for path in paths:
-        data = read_csv(path)
-        check_same_columns(reference, data)
-        check_trainable(data)
-        clients.append(data)
-    return clients
-
-
-def format_csv_rows(data: LabelledData) -> list[list[str]]:
-    """Rows as written to CSV: label first, integers without a decimal point, floats round-trippable."""
-    rows = []
-    for label, values in zip(data.y, data.X):
-        rows.append([str(int(label)), *(_format_number(v) for v in values)])
-    return rows
-
-
-def _format_number(value: float) -> str:
-    return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(float(value))
+    return [read_client_csv(path, reference) for path in paths]
 
 
 def write_csv(path: str | os.PathLike, data: LabelledData) -> None:
-    """Write atomically: a reader never sees half a file, a failure leaves no file behind."""
-    with atomic_path(path) as temporary, temporary.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow([LABEL, *data.features])
-        writer.writerows(format_csv_rows(data))
+    """Label first, then the features; integers without a decimal point, other numbers in their shortest
+    round-trippable form. Written atomically: a reader never sees half a file, a failure leaves none."""
+    import pyarrow
+    from pyarrow import csv as arrow_csv
+
+    columns = {LABEL: pyarrow.array(data.y, pyarrow.int64())}
+    columns.update((name, pyarrow.array(data.X[:, index])) for index, name in enumerate(data.features))
+    with atomic_path(path) as temporary:
+        arrow_csv.write_csv(
+            pyarrow.table(columns), temporary, arrow_csv.WriteOptions(quoting_style="needed", batch_size=65536)
+        )

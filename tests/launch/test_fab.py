@@ -121,3 +121,25 @@ def test_the_code_bundle_gets_the_whole_runtime_and_a_folder_that_is_no_package_
     monkeypatch.setattr(fab, "PACKAGE", tmp_path / "fl_runtime")
     with pytest.raises(ValueError, match="stray is not a package of fl_runtime"):
         fab.runtime_files(("stray",), ())
+
+
+@pytest.mark.slow
+def test_the_app_hash_command_prints_what_a_client_approves_and_the_hash_of_a_fab_file(tmp_path, built_by_flower):
+    from fl_runtime.cli import main
+
+    def printed(*argv: str) -> tuple[int, str, str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "fl_runtime", "app-hash", *argv], capture_output=True, text=True, cwd=PROJECT
+        )
+        return done.returncode, done.stdout.strip(), done.stderr.strip()
+
+    (tmp_path / "app.fab").write_bytes(built_by_flower)
+    (tmp_path / "lies.fab").write_text("not a zip file")
+    assert printed() == (0, fab.app_content_hash(), "")
+    assert printed("--fab", str(tmp_path / "app.fab")) == (0, fab.app_content_hash(), "")
+    assert printed("--fab", str(tmp_path / "lies.fab")) == (
+        2,
+        "",
+        f"error: {tmp_path / 'lies.fab'}: not a FAB (a FAB is a zip file, as `flwr build` writes it)",
+    )
+    assert main(["app-hash", "--fab", str(tmp_path / "absent.fab")]) == 2

@@ -148,3 +148,49 @@ def test_reading_client_csvs_checks_each_against_the_test_set(tmp_path, syntheti
     assert len(read_client_csvs([good], test)) == 1
     with pytest.raises(DataError, match="bad.csv: columns differ"):
         read_client_csvs([good, bad], test)
+
+
+def test_a_bad_cell_deep_in_a_large_file_is_named_by_its_line(tmp_path, synthetic):
+    path = tmp_path / "large.csv"
+    write_csv(path, synthetic)
+    lines = path.read_text().splitlines()
+    lines.insert(10, "")  # blank lines count as lines of the file
+    cells = lines[2500].split(",")
+    cells[3] = "-3"
+    lines[2500] = ",".join(cells)
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DataError) as error:
+        read_csv(path)
+    assert str(error.value) == (
+        f"{path}: column '{synthetic.features[2]}', line 2501: -3 is negative; features are counts or amounts "
+        "(the model takes log1p of them)"
+    )
+
+
+def test_cells_written_in_other_ways_read_as_the_numbers_they_spell(tmp_path):
+    path = tmp_path / "odd.csv"
+    text = f'\ufeff{LABEL}, x1 ,x2\r\n0, 1.5 ,"2"\r\n,,\r\n1,1_000,+3e2\r\n1.0,.5,7.\r\n'
+    path.write_bytes(text.encode("utf-8"))
+    data = read_csv(path)
+    assert data.features == ("x1", "x2")
+    np.testing.assert_array_equal(data.y, [0, 1, 1])
+    np.testing.assert_array_equal(data.X, [[1.5, 2.0], [1000.0, 300.0], [0.5, 7.0]])
+
+
+def test_a_file_that_is_not_csv_text_is_rejected_naming_it(tmp_path, synthetic):
+    import gzip
+
+    path = tmp_path / "claims.csv"
+    write_csv(tmp_path / "real.csv", synthetic)
+    path.write_bytes(gzip.compress((tmp_path / "real.csv").read_bytes()))
+    with pytest.raises(DataError, match=f"{path}: not a UTF-8 text file"):
+        read_csv(path)
+
+
+def test_the_column_reader_and_the_row_reader_agree_on_the_cms_data(cms_path):
+    from fl_runtime.learning.data import _read_rows
+
+    fast, exact = read_csv(cms_path), _read_rows(cms_path, str(cms_path))
+    assert fast.features == exact.features
+    np.testing.assert_array_equal(fast.X, exact.X)
+    np.testing.assert_array_equal(fast.y, exact.y)

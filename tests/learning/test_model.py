@@ -105,6 +105,21 @@ def test_gradient_and_curvature_agree_with_finite_differences(skewed):
     np.testing.assert_allclose(objective.curvature(weights) @ direction, numeric_curvature, rtol=1e-3, atol=1e-6)
 
 
+def test_curvature_summed_over_blocks_of_rows_equals_the_whole_design_matrix_formula(skewed, monkeypatch):
+    stats, parts = skewed
+    objective = _objectives(stats, parts[:1], 1.0)[0]
+    weights = Weights.from_vector(np.random.default_rng(2).normal(scale=0.3, size=objective.Z.shape[1] + 1))
+    design = np.hstack([objective.Z, np.ones((objective.n_examples, 1))])
+    p = 1 / (1 + np.exp(-(design @ weights.vector)))
+    mask = np.r_[np.ones(objective.Z.shape[1]), 0.0]
+    expected = (design.T * (p * (1 - p))) @ design / objective.n_examples + np.diag(objective.ridge * mask)
+    monkeypatch.setattr(LocalObjective, "BLOCK_ROWS", 97)  # many blocks, the last one partial
+    assert objective.n_examples % 97 != 0
+    np.testing.assert_allclose(objective.curvature(weights), expected, rtol=1e-12, atol=1e-14)
+    expected_gradient = design.T @ (p - objective.y) / objective.n_examples + objective.ridge * mask * weights.vector
+    np.testing.assert_allclose(objective.gradient(weights), expected_gradient, rtol=1e-12, atol=1e-14)
+
+
 def test_l1_update_zeroes_coefficients_and_keeps_shapes(skewed):
     stats, parts = skewed
     objective = LocalObjective(parts[0][0], parts[0][1], ridge=1.0 / (0.002 * stats.pooled_examples))

@@ -1,8 +1,8 @@
 """The task code on scikit-learn 1.4.2, the version in the SageMaker scikit-learn 1.4-2 image.
 
 A separate virtualenv with scikit-learn 1.4.2 (cached in .cache/) runs the client's whole local path
-(split, SMOTE, Newton step, L1 SAGA, the reference fit, the saved Pipeline) and must produce the same
-numbers as the project's environment with the latest scikit-learn.
+(its CSV written and read, split, SMOTE, Newton step, L1 SAGA, the reference fit, the saved Pipeline)
+and must produce the same numbers as the project's environment with the latest scikit-learn.
 """
 
 from __future__ import annotations
@@ -18,7 +18,14 @@ import pytest
 from tests.helpers import PROJECT
 
 pytestmark = pytest.mark.slow
-OLD_STACK = ["scikit-learn==1.4.2", "imbalanced-learn==0.14.2", "numpy==2.4.6", "scipy==1.17.1", "joblib==1.6.0"]
+OLD_STACK = [
+    "scikit-learn==1.4.2",
+    "imbalanced-learn==0.14.2",
+    "numpy==2.4.6",
+    "scipy==1.17.1",
+    "joblib==1.6.0",
+    "pyarrow==26.0.1",
+]
 
 SCRIPT = r"""
 import json, sys, joblib, io, warnings
@@ -28,7 +35,11 @@ from fl_runtime.learning.stats import GlobalStats
 from fl_runtime.learning.task import ClientData, TrainConfig
 from fl_runtime.learning.model import Weights, build_pipeline, fit_to_convergence, l1_update
 warnings.simplefilter("error", FutureWarning)  # no deprecated scikit-learn API on either version
-data = generate(2000, seed=11)
+import tempfile, pathlib
+from fl_runtime.learning.data import read_csv, write_csv
+csv_path = pathlib.Path(tempfile.mkdtemp()) / "client.csv"
+write_csv(csv_path, generate(2000, seed=11))
+data = read_csv(csv_path)
 client = ClientData.split(data, seed=2)
 stats = GlobalStats.from_moments([client.moments()])
 prepared = client.prepare(stats, seed=2)
