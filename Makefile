@@ -12,7 +12,7 @@ export CDK_DISABLE_CLI_TELEMETRY := true
 export CDK_DISABLE_VERSION_CHECK := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: demo test lint bench compare synth bundle-locks constraints clean
+.PHONY: demo test lint bench bench-scaling compare synth bundle-locks constraints clean
 
 demo: $(RUNTIME)
 	$(PY) -m fl_runtime local
@@ -29,7 +29,11 @@ lint: $(DEV)
 	$(VENV)/bin/mypy
 
 bench: $(RUNTIME)
-	$(PY) bench/bench_local.py
+	$(PY) bench/bench_local.py --repeat 2
+
+# 10^4, 10^5 and 10^6 synthetic rows per client, 3 clients, 3 rounds (about 8 minutes on two cores)
+bench-scaling: $(RUNTIME)
+	$(PY) bench/bench_scaling.py --repeat 2
 
 compare: $(RUNTIME)
 	$(PY) -m fl_runtime compare --data ../shared/data/cms_provider_fraud.csv --seeds 0 1 2 3 4

@@ -1,6 +1,6 @@
 """Benchmark of the local federation: seconds per round, where a round's time goes, peak memory.
 
-    python bench/bench_local.py                  # 3 clients, 10 rounds, TLS + SuperNode auth, CMS data
+    python bench/bench_local.py --repeat 2       # 3 clients, 10 rounds, TLS + SuperNode auth, CMS data, twice
     python bench/bench_local.py --stock-polling  # the same with Flower's default poll intervals
 
 Runs the real launcher (``fl_runtime.launch.local.run_local``: SuperLink, SuperNodes and the clients' runners
@@ -51,12 +51,18 @@ def _inputs(args, folder: Path) -> tuple[Path, list[Path], str]:
     return folder / "test.csv", paths, description
 
 
-def measure(args: argparse.Namespace) -> dict:
-    """Run the federation once on the chosen data; the figures of that run."""
+def measure(args: argparse.Namespace) -> list[dict]:
+    """Run the federation ``--repeat`` times on the chosen data; the figures of each run."""
     with tempfile.TemporaryDirectory(prefix="fl-bench-") as folder:
         test_path, client_paths, description = _inputs(args, Path(folder))
-        figures = run_and_measure(test_path, client_paths, args.rounds, stock_polling=args.stock_polling)
-    return {"data": description, "clients": args.clients, **figures}
+        return [
+            {
+                "data": description,
+                "clients": args.clients,
+                **run_and_measure(test_path, client_paths, args.rounds, stock_polling=args.stock_polling),
+            }
+            for _ in range(args.repeat)
+        ]
 
 
 def run_and_measure(test_path: Path, client_paths: list[Path], rounds: int, *, stock_polling: bool = False) -> dict:
@@ -149,15 +155,25 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=defaults.CLIENTS)
     parser.add_argument("--rounds", type=int, default=defaults.ROUNDS)
     parser.add_argument(
-        "--stock-polling", action="store_true", help="Flower's default poll intervals (server 3 s, SuperExec 1 s)"
+        "--stock-polling", action="store_true", help="Flower's default poll intervals (server 3 s, task poll 1 s)"
     )
+    parser.add_argument("--repeat", type=int, default=1, help="runs, each reported, then their median and range")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
 
-    figures = measure(args)
-    report(figures)
+    runs = measure(args)
+    for figures in runs:
+        report(figures)
+    if len(runs) > 1:
+        steady = [figures["seconds-per-round-steady-median"] for figures in runs]
+        peak = [figures["peak-rss-mib-total"] for figures in runs]
+        print(
+            f"Over {len(runs)} runs: steady round median {statistics.median(steady):.2f} s "
+            f"(range {min(steady):.2f}-{max(steady):.2f}); peak memory, all processes, median "
+            f"{statistics.median(peak):.0f} MiB (range {min(peak):.0f}-{max(peak):.0f})"
+        )
     if args.json:
-        args.json.write_text(json.dumps(figures, indent=2))
+        args.json.write_text(json.dumps(runs, indent=2))
     return 0
 
 

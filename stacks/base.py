@@ -38,8 +38,11 @@ class FederationStack(Stack):
     def availability_zones(self) -> list[str]:
         return self._zones
 
-    def build_foundation(self, vpc_cidr: str, bundle: Bundle, custom_resource_role_name: str | None = None) -> None:
-        """``custom_resource_role_name``: a fixed name when other accounts must trust that role."""
+    def build_foundation(
+        self, vpc_cidr: str, bundle: Bundle, custom_resource_role_name: str | None = None, invokes_lambda: bool = False
+    ) -> None:
+        """``custom_resource_role_name``: a fixed name when other accounts must trust that role;
+        ``invokes_lambda``: the VPC gets a Lambda endpoint (the server, which invokes the clients' launchers)."""
         retain = self.config.retain_data
         self.key = data_key(self, "DataKey", retain)
         self.access_logs = access_log_bucket(self, "AccessLogs")
@@ -47,7 +50,7 @@ class FederationStack(Stack):
         self.network = PrivateNetwork(
             self,
             "Network",
-            NetworkSettings(vpc_cidr, self.config.availability_zones, retain, self.key),
+            NetworkSettings(vpc_cidr, self.config.availability_zones, retain, self.key, invokes_lambda),
             self.custom_resources,
         )
         self.code = self.bucket("Code", noncurrent_days=CODE_VERSIONS_DAYS)

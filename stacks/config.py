@@ -17,7 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
-from fl_runtime.aws.contract import JOB_NAME_MAX, RUN_NAME_MAX, SETTINGS, client_parameter, job_name, server_parameter
+from fl_runtime.aws.contract import (
+    APP_HASH,
+    JOB_NAME_MAX,
+    RUN_NAME_MAX,
+    SETTINGS,
+    client_parameter,
+    job_name,
+    server_parameter,
+)
 from fl_runtime.errors import ConfigError
 
 ACCOUNT = re.compile(r"^\d{12}$")
@@ -25,7 +33,6 @@ REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 CLIENT_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 EXTERNAL_ID = re.compile(r"^[\w+=,.@:/-]{2,1224}$")
 INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
-APP_HASH = re.compile(r"^[0-9a-f]{64}$")
 SAMPLE_EXTERNAL_ID = "change-me"  # the marker in cdk.json's sample external ids
 # cdk.json's and the tests' sample accounts: for synth only, never deployed
 PLACEHOLDER_ACCOUNTS = {"111111111111", "222222222222", "333333333333", "444444444444"}

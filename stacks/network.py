@@ -3,8 +3,8 @@
 There is no internet or NAT gateway. S3 is reached through a gateway endpoint whose policy admits only
 this account's buckets (data cannot be copied out through it) and, read-only, the Amazon Linux 2023
 package repository of the region (notebooks install Python 3.11 from it); SageMaker API, STS, CloudWatch Logs, SSM
-through interface endpoints with private DNS, behind a security group that
-admits HTTPS only from the security groups registered with ``allow_endpoint_access``.
+(and where a stack asks for it, Lambda) through interface endpoints with private DNS, behind a security group
+that admits HTTPS only from the security groups registered with ``allow_endpoint_access``.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ INTERFACE_ENDPOINTS = {
     "Logs": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
     "Ssm": ec2.InterfaceVpcEndpointAwsService.SSM,
 }
+# the server's notebook invokes the clients' launchers; nothing in a client VPC calls Lambda
+LAMBDA_ENDPOINT = {"Lambda": ec2.InterfaceVpcEndpointAwsService.LAMBDA_}
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class NetworkSettings:
     availability_zones: tuple[str, ...]
     retain_logs: bool
     log_key: kms.IKey
+    invokes_lambda: bool = False  # a Lambda endpoint too
 
 
 class PrivateNetwork(Construct):
@@ -69,7 +72,9 @@ class PrivateNetwork(Construct):
         self._flow_logs(settings)
         self.subnets = self.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
         self.s3_endpoint = self._s3_endpoint()
-        self.endpoint_security_group = self._interface_endpoints()
+        self.endpoint_security_group = self._interface_endpoints(
+            {**INTERFACE_ENDPOINTS, **(LAMBDA_ENDPOINT if settings.invokes_lambda else {})}
+        )
         self.s3_prefix_list_id = self._s3_prefix_list_id(custom_resources)
 
     def _flow_logs(self, settings: NetworkSettings) -> None:
@@ -123,8 +128,8 @@ class PrivateNetwork(Construct):
         )
         return endpoint
 
-    def _interface_endpoints(self) -> ec2.SecurityGroup:
-        """SageMaker API, STS, CloudWatch Logs and SSM, behind one security group; returns that group."""
+    def _interface_endpoints(self, services: dict[str, ec2.InterfaceVpcEndpointAwsService]) -> ec2.SecurityGroup:
+        """These endpoints, behind one security group; returns that group."""
         group = ec2.SecurityGroup(
             self,
             "EndpointSecurityGroup",
@@ -132,7 +137,7 @@ class PrivateNetwork(Construct):
             allow_all_outbound=False,
             description="Interface endpoints: HTTPS from this VPC notebooks and training jobs only",
         )
-        for name, service in INTERFACE_ENDPOINTS.items():
+        for name, service in services.items():
             self.vpc.add_interface_endpoint(
                 name,
                 service=service,

@@ -38,7 +38,9 @@ class ServerStack(FederationStack):
             account=config.server_account,
             description="Federated fraud detection: server",
         )
-        self.build_foundation(config.server_vpc_cidr, bundle, custom_resource_role_name=PEERING_OPERATOR_ROLE_NAME)
+        self.build_foundation(
+            config.server_vpc_cidr, bundle, custom_resource_role_name=PEERING_OPERATOR_ROLE_NAME, invokes_lambda=True
+        )
         allow_peering_operations(self.custom_resources, config)
         self.results = self.bucket("Results")
         self.notebook_security_group = self._notebook_security_group()

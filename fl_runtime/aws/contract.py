@@ -26,6 +26,8 @@ SETTINGS = "settings"
 JOB_NAME_MAX = 63  # SageMaker's limit on a training-job name
 RUN_NAME_MAX = 20  # a run's tag: the default UTC timestamp has 15 characters
 RUN_NAME = re.compile(rf"^[a-zA-Z0-9][a-zA-Z0-9-]{{0,{RUN_NAME_MAX - 1}}}$")
+APP_HASH = re.compile(r"^[0-9a-f]{64}$")  # an app content hash, as fl_runtime.launch.fab computes it
+APPROVED_ENV = "FL_APPROVED_APP_HASHES"  # the job's environment: the app hashes its account approved
 
 
 def server_parameter(prefix: str, key: str = SETTINGS) -> str:

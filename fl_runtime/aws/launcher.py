@@ -27,7 +27,7 @@ import os
 import re
 from typing import Any, Protocol
 
-from fl_runtime.aws.contract import RUN_NAME, LaunchSettings, job_name
+from fl_runtime.aws.contract import APPROVED_ENV, RUN_NAME, LaunchSettings, job_name
 from fl_runtime.errors import RequestRefused
 
 FIELDS = {
@@ -36,7 +36,6 @@ FIELDS = {
     "stop": ("action", "run"),
 }
 SETTINGS_ENV = "FL_LAUNCH_SETTINGS"  # the launcher's LaunchSettings, as JSON (the client stack sets it)
-APPROVED_ENV = "FL_APPROVED_APP_HASHES"  # what the job runs: see fl_runtime.aws.sagemaker_client
 MAX_CERTIFICATE_BYTES = 8192
 PEM = re.compile(r"^-----BEGIN CERTIFICATE-----\r?\n([A-Za-z0-9+/=\r\n]+)-----END CERTIFICATE-----\r?\n?$")
 

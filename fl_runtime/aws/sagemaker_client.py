@@ -26,7 +26,6 @@ import argparse
 import base64
 import json
 import os
-import re
 import sys
 import tempfile
 import time
@@ -34,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fl_runtime import defaults
+from fl_runtime.aws.contract import APP_HASH, APPROVED_ENV
 from fl_runtime.errors import EXIT_BAD_INPUT, EXIT_FAILED, BadInput, OptionsError, RunFailed
 from fl_runtime.launch.client_node import ClientNode
 from fl_runtime.launch.flower import ONE_THREAD, SuperNodeSpec
@@ -43,8 +43,6 @@ from fl_runtime.launch.runner import EXIT_REFUSED
 from fl_runtime.learning.data import check_split, read_csv
 
 CONNECTED = "moments"  # the first message a member of the federation handles
-APPROVED_ENV = "FL_APPROVED_APP_HASHES"  # set by the client's own launcher, never by the server
-APP_HASH = re.compile(r"^[0-9a-f]{64}$")
 SENT = "Sent successfully"  # what the SuperNode logs after pushing a reply
 LINGER_SECONDS = 5.0  # after the last reply: time for the server to collect it (see _wait_for_replies)
 
