@@ -31,7 +31,7 @@ lint: $(DEV)
 bench: $(RUNTIME)
 	$(PY) bench/bench_local.py --repeat 2
 
-# 10^4, 10^5 and 10^6 synthetic rows per client, 3 clients, 3 rounds (about 8 minutes on two cores)
+# 10^4, 10^5 and 10^6 synthetic rows per client, 3 clients, 5 rounds, twice each (about 10 minutes on two cores)
 bench-scaling: $(RUNTIME)
 	$(PY) bench/bench_scaling.py --repeat 2
 

@@ -1,13 +1,15 @@
 """Benchmark of cost as a client's data grows: 10^4, 10^5 and 10^6 synthetic rows per client.
 
-    python bench/bench_scaling.py                       # 3 clients, 3 rounds, each size once
+    python bench/bench_scaling.py                       # 3 clients, 5 rounds, each size once
     python bench/bench_scaling.py --rows 1000000 --repeat 2
 
 For each size it writes one synthetic CSV per client (and a server test set a fifth of that size),
 times reading and validating one client's CSV as a client does before it trains (``read_csv`` +
 ``check_trainable``, three times, nothing else running), then runs the local federation (TLS + SuperNode
 auth, each client's SuperNode and runner as separate processes) under the memory sampler. A steady round
-is round 2 .. rounds-1; the first holds the CSV read and SMOTE, the last the final evaluation.
+is round 2 .. rounds-1; the first holds the CSV read and SMOTE, the last the final evaluation. Five rounds
+by default, so each run has three steady rounds: the round right after round 1 alone is not typical (the
+clients' SuperNodes come out of round 1 at different moments of their 3 s poll sleep).
 Linux only (/proc).
 """
 
@@ -96,7 +98,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=list(SIZES), help="rows per client, one run each")
     parser.add_argument("--clients", type=int, default=defaults.CLIENTS)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--repeat", type=int, default=1, help="federation runs per size")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()

@@ -95,7 +95,7 @@ def _add_app(parser: argparse.ArgumentParser) -> None:
 def _run_name(value: str) -> str:
     from fl_runtime.aws.contract import RUN_NAME, RUN_NAME_MAX
 
-    if not RUN_NAME.match(value):
+    if not RUN_NAME.fullmatch(value):
         raise argparse.ArgumentTypeError(
             f"{value!r}: up to {RUN_NAME_MAX} letters, digits and hyphens, starting with a letter or digit"
         )

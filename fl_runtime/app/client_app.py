@@ -32,7 +32,7 @@ from flwr.clientapp import ClientApp
 from fl_runtime.app import records
 from fl_runtime.app.run_settings import MODEL_FILE, TASK_STARTED_ENV
 from fl_runtime.errors import OptionsError
-from fl_runtime.learning.data import check_split, check_trainable, read_csv
+from fl_runtime.learning.data import check_split, check_trainable, read_columns, read_csv
 from fl_runtime.learning.model import Weights
 from fl_runtime.learning.stats import GlobalStats
 from fl_runtime.learning.task import ClientData, PreparedClient, TrainConfig
@@ -53,9 +53,13 @@ def _task_start() -> float:
         return time.time()
 
 
-# (run id, node id) -> this client's rows, one run at a time: split when the moments query reads them,
-# then replaced by the prepared rows in the first round (the raw rows go)
-_rows: dict[tuple[int, int], ClientData | PreparedClient] = {}
+# this client's rows, for one run at a time: split when the moments query reads them, then replaced by
+# the prepared rows in the first round (the raw rows go); keyed by run, node and node config
+_rows: dict[tuple[int, int, str], ClientData | PreparedClient] = {}
+
+
+def _rows_key(context: Context) -> tuple[int, int, str]:
+    return context.run_id, context.node_id, json.dumps(dict(context.node_config), sort_keys=True, default=str)
 
 
 @dataclass(frozen=True)
@@ -111,7 +115,7 @@ def _settings(context: Context) -> NodeSettings:
 
 def _client_data(context: Context) -> ClientData:
     """The client's rows split into training and validation parts: read once per run."""
-    key = (context.run_id, context.node_id)
+    key = _rows_key(context)
     rows = _rows.get(key)
     if not isinstance(rows, ClientData):
         _rows.clear()  # a new run: the previous run's rows go
@@ -122,7 +126,7 @@ def _client_data(context: Context) -> ClientData:
 def _prepared(context: Context, stats: GlobalStats) -> PreparedClient:
     """The client's rows ready for training: prepared on the run's first round, then kept in memory.
     The pooled example count follows the members left (it changes when a client drops out)."""
-    key = (context.run_id, context.node_id)
+    key = _rows_key(context)
     rows = _rows.get(key)
     if not isinstance(rows, PreparedClient):
         rows = _client_data(context).prepare(stats, seed=records.whole(context.run_config, "seed"))
@@ -139,7 +143,7 @@ def _save_final_model(settings: NodeSettings, context: Context, stats: GlobalSta
     from fl_runtime.files import atomic_path
     from fl_runtime.learning.model import build_pipeline
 
-    features = read_csv(settings.first_file).features
+    features = read_columns(settings.first_file)  # the header only, not the rows again
     path = settings.model_dir / MODEL_FILE
     with atomic_path(path) as temporary:
         joblib.dump(build_pipeline(features, stats.mean, stats.scale, weights, stats.prior_logit), temporary)

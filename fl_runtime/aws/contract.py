@@ -40,6 +40,26 @@ def client_parameter(prefix: str, client: str, key: str = SETTINGS) -> str:
     return f"{prefix}/client/{client}/{key}"
 
 
+# What a client's failed job may tell the server: the job's own statements that carry no data. The job's
+# stderr, where SageMaker takes FailureReason from, may quote the data (a bad cell, a traceback), so
+# the launcher answers with one of these or with where the reason is kept in the client's account.
+SHAREABLE_FAILURES = (
+    re.compile(r"app [0-9a-f]{64} is not approved by this account \(approved: [0-9a-f]{64}(, [0-9a-f]{64})*\)"),
+    re.compile(r"could not join the federation within [0-9.]+ s"),
+    re.compile(r"no final model within --run-timeout [0-9.]+ s"),
+    re.compile(r"stopped \(SIGTERM or Ctrl-C\)"),
+)
+
+
+def shareable_failure(reason: str) -> str | None:
+    """The first data-free statement in a failed job's reason, if it has one."""
+    for pattern in SHAREABLE_FAILURES:
+        found = pattern.search(reason)
+        if found:
+            return found.group(0)
+    return None
+
+
 def job_name(prefix: str, run_tag: str, client: str) -> str:
     """``<prefix>-<run>-<client>``: the prefix first (the IAM policies grant ``<prefix>*``), the client
     last and whole (so the console and CloudTrail say whose job it is). The stack config and ``--run-name``

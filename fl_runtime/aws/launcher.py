@@ -27,7 +27,7 @@ import os
 import re
 from typing import Any, Protocol
 
-from fl_runtime.aws.contract import APPROVED_ENV, RUN_NAME, LaunchSettings, job_name
+from fl_runtime.aws.contract import APPROVED_ENV, RUN_NAME, LaunchSettings, job_name, shareable_failure
 from fl_runtime.errors import RequestRefused
 
 FIELDS = {
@@ -60,7 +60,7 @@ def check_request(request: Any, settings: LaunchSettings) -> dict[str, str]:
     if not isinstance(request, dict):
         raise RequestRefused("the request must be a JSON object")
     action = request.get("action")
-    if action not in FIELDS:
+    if not isinstance(action, str) or action not in FIELDS:
         raise RequestRefused(f"field 'action' must be one of {', '.join(FIELDS)}, got {action!r}")
     allowed = FIELDS[action]
     for field in request:
@@ -68,7 +68,7 @@ def check_request(request: Any, settings: LaunchSettings) -> dict[str, str]:
             raise RequestRefused(
                 f"field '{field}' is not accepted: a {action} request carries only {', '.join(allowed)}"
             )
-    if not RUN_NAME.match(_string(request, "run")):
+    if not RUN_NAME.fullmatch(_string(request, "run")):
         raise RequestRefused(
             f"field 'run': {request['run']!r} is not a run name (up to 20 letters, digits and hyphens)"
         )
@@ -94,7 +94,7 @@ def _check_superlink(value: str, settings: LaunchSettings) -> None:
 
 
 def _check_certificate(value: str) -> None:
-    match = PEM.match(value)
+    match = PEM.fullmatch(value)
     if len(value) > MAX_CERTIFICATE_BYTES or not match:
         raise RequestRefused("field 'ca_certificate' must be one PEM certificate (-----BEGIN CERTIFICATE----- ...)")
     try:
@@ -170,7 +170,12 @@ def handle(request: Any, settings: LaunchSettings, jobs: TrainingJobs) -> dict:
         jobs.stop_training_job(TrainingJobName=job)
         return {"job": job, "stopped": True}
     described = jobs.describe_training_job(TrainingJobName=job)
-    detail = described.get("FailureReason") or described.get("SecondaryStatus", "")
+    failure = described.get("FailureReason")
+    if failure:  # the job's own words may quote the data: only a data-free statement leaves the account
+        kept = f"the reason stays in client {settings.client}'s account (log group /aws/sagemaker/TrainingJobs, {job})"
+        detail = shareable_failure(failure) or kept
+    else:
+        detail = described.get("SecondaryStatus", "")
     return {"job": job, "status": described["TrainingJobStatus"], "detail": detail}
 
 

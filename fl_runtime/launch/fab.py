@@ -23,13 +23,14 @@ import hashlib
 import io
 import json
 import shutil
+import tempfile
 import tomllib
 import zipfile
 from collections.abc import Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import fl_runtime
-from fl_runtime.errors import DataError
+from fl_runtime.errors import BundleError, DataError
 
 PACKAGE = Path(fl_runtime.__file__).resolve().parent
 BASE_MODULES = ("__init__.py", "defaults.py", "errors.py", "files.py")  # the layer every other one may use
@@ -144,3 +145,37 @@ def fab_file_hash(path: Path) -> str:
         return fab_content_hash(path.read_bytes())
     except zipfile.BadZipFile:
         raise DataError(f"{path}: not a FAB (a FAB is a zip file, as `flwr build` writes it)") from None
+
+
+def unpack_fab(fab: bytes, apps: Path) -> Path:
+    """Unpack a FAB into ``apps/<its content hash>``, by this module's rules rather than Flower's installer.
+
+    Exactly the entries the content hash covers are written, nothing else: Flower's manifest
+    ``.info/CONTENT`` is neither trusted nor written (Flower's installer opens and hashes every path it
+    lists, absolute paths included, so a crafted manifest could make a client read files of the server's
+    choosing). Entry names must be plain relative paths, each once. The folder is renamed into place when
+    complete, and reused when it exists: the same hash is the same content.
+    """
+    with zipfile.ZipFile(io.BytesIO(fab)) as archive:
+        entries = [info for info in archive.infolist() if not info.is_dir() and info.filename != FLOWER_MANIFEST]
+        names = [info.filename for info in entries]
+        for name in names:
+            path = PurePosixPath(name)
+            if "\\" in name or path.is_absolute() or path.as_posix() != name or {".", ".."} & set(path.parts):
+                raise BundleError(f"the FAB holds an entry named {name!r}, not a plain relative path")
+        if len(set(names)) != len(names):
+            raise BundleError("the FAB holds two entries of the same name")
+        files = {info.filename: archive.read(info) for info in entries}
+    destination = apps / content_hash(files)
+    if destination.is_dir():
+        return destination
+    apps.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".unpacking-", dir=apps))
+    for name, content in files.items():
+        (staging / name).parent.mkdir(parents=True, exist_ok=True)
+        (staging / name).write_bytes(content)
+    try:
+        staging.rename(destination)
+    except OSError:  # unpacked meanwhile by another process: theirs is the same content
+        shutil.rmtree(staging, ignore_errors=True)
+    return destination

@@ -6,7 +6,7 @@ place: it acquires each task, pulls the task's FAB and message, runs the ClientA
 process and pushes the reply, exactly as ``flwr-clientapp`` does, but only for an approved app.
 
 This is the one module of the project that uses Flower modules which are not public API
-(``flwr.supercore``, ``flwr.supernode.runtime``, ``flwr.cli.install``, ``flwr.proto``). They are
+(``flwr.supercore``, ``flwr.supernode.runtime``, ``flwr.clientapp.utils``, ``flwr.proto``). They are
 those ``flwr-clientapp`` and ``flower-superexec`` use themselves; nothing of Flower is patched.
 ``tests/launch/test_flower_runtime.py`` checks every name and signature used here, so an upgrade of
 flwr fails there, loudly, before anything else does.
@@ -21,7 +21,6 @@ from pathlib import Path
 import httpx
 from flwr.app import Context, Message
 from flwr.app.error import Error
-from flwr.cli.install import install_from_fab
 from flwr.clientapp import ClientApp
 from flwr.clientapp.utils import get_load_client_app_fn
 from flwr.common.constant import ErrorCode, SubStatus
@@ -154,12 +153,7 @@ class Task:
         self._client.close()
 
 
-def install_app(fab: bytes, apps: Path) -> Path:
-    """Unpack a FAB under ``apps`` (Flower checks its manifest); the folder it was installed to."""
-    return install_from_fab(fab, install_dir=apps, skip_prompt=True)
-
-
 def load_client_app(run: Run, app_dir: Path) -> ClientApp:
-    """The ClientApp the FAB installed in ``app_dir`` names in its pyproject.toml."""
+    """The ClientApp that the pyproject.toml of the app unpacked in ``app_dir`` names."""
     load = get_load_client_app_fn(default_app_ref="", app_path=str(app_dir), multi_app=True)
     return load(run.fab_id, run.fab_version, run.fab_hash)

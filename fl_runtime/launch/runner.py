@@ -12,7 +12,9 @@ secret. This runner is that executor, in place of Flower's ``flower-superexec``:
    3 and the same line on stderr, so the client's job ends non-zero;
 3. an approved FAB is installed once and its ClientApp loaded once (the FAB's own copy of
    ``fl_runtime``, not this runner's), then called for every message of the run in this same process:
-   no process start-up per message, and the ClientApp keeps its prepared rows in memory between rounds.
+   no process start-up per message, and the ClientApp keeps its prepared rows in memory between rounds;
+4. a ClientApp that raises: the server's error reply names only the exception's type, as its message and
+   traceback may quote the client's data; they go to this runner's log, in the client's account.
 
     python -m fl_runtime.launch.runner --runtime-api 127.0.0.1:9094 --auth-secret-file secret \\
         --apps ./apps --approve <hash> [--approve <hash> ...]
@@ -30,7 +32,7 @@ from pathlib import Path
 from fl_runtime import defaults
 from fl_runtime.app.run_settings import TASK_STARTED_ENV
 from fl_runtime.launch import flower_runtime
-from fl_runtime.launch.fab import fab_content_hash
+from fl_runtime.launch.fab import fab_content_hash, unpack_fab
 
 EXIT_REFUSED = 3
 
@@ -82,9 +84,9 @@ class Runner:
             reply = client_app(message=incoming.message, context=incoming.context)  # type: ignore[operator]
             task.reply(reply, incoming.context)
             task.finish(incoming.context)
-        except Exception as error:
-            reason = f"{type(error)}:<'{error}'>"
-            print(f"task failed: {reason}\n{traceback.format_exc()}", file=sys.stderr, flush=True)
+        except Exception as error:  # its text may quote the data: it stays in this client's log
+            print(f"task failed: {traceback.format_exc()}", file=sys.stderr, flush=True)
+            reason = f"the ClientApp failed ({type(error).__name__}); the details stay in the client's own log"
             if incoming is not None:
                 task.refuse(incoming, reason)
                 task.finish(incoming.context, reason)
@@ -95,7 +97,7 @@ class Runner:
     def _client_app(self, app_hash: str, incoming: flower_runtime.TaskInput) -> object:
         """The approved app's ClientApp, loaded from its FAB once and kept warm."""
         if self._loaded is None or self._loaded[0] != app_hash:
-            app_dir = flower_runtime.install_app(incoming.fab, self.apps)
+            app_dir = unpack_fab(incoming.fab, self.apps)
             _forget_runtime_modules()
             client_app = flower_runtime.load_client_app(incoming.run, app_dir)
             loaded_from = Path(sys.modules["fl_runtime"].__file__ or "").resolve()

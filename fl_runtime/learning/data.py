@@ -62,6 +62,7 @@ CMS_FEATURES: tuple[str, ...] = (
 MIN_ROWS_PER_CLASS = 10
 MIN_CLIENT_ROWS = 50
 SMOTE_NEIGHBOURS = 5  # a client's training part needs more real positives than this
+ROWS_PER_BLOCK = 65_536  # the row-by-row reader converts this many rows at a time
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,12 @@ def read_csv(path: str | os.PathLike) -> LabelledData:
         raise DataError(f"{path}: not a readable CSV file ({error})") from None
 
 
+def read_columns(path: str | os.PathLike) -> tuple[str, ...]:
+    """The feature columns of a CSV, from its header alone (checked as ``read_csv`` checks it)."""
+    header = _read_header(Path(path), str(path))
+    return tuple(column for column in header if column != LABEL)
+
+
 def _read_header(path: Path, name: str) -> list[str]:
     with path.open(newline="", encoding="utf-8-sig") as handle:
         header = next(csv.reader(handle), None)
@@ -131,14 +138,21 @@ def _read_columns(path: Path, name: str, header: list[str]) -> LabelledData | No
             path,
             read_options=arrow_csv.ReadOptions(skip_rows=1, column_names=header),
             parse_options=arrow_csv.ParseOptions(ignore_empty_lines=True),
-            convert_options=arrow_csv.ConvertOptions(column_types=dict.fromkeys(header, pyarrow.float64())),
+            convert_options=arrow_csv.ConvertOptions(
+                column_types=dict.fromkeys(header, pyarrow.float64()),
+                null_values=[""],  # only empty cells
+            ),
         )
     except (pyarrow.ArrowInvalid, pyarrow.ArrowNotImplementedError):
         return None
+    if any(column.null_count for column in table.columns):
+        nulls = [column.is_null().to_numpy() for column in table.columns]
+        blank = np.logical_and.reduce(nulls)
+        if (np.logical_or.reduce(nulls) != blank).any():
+            return None  # an empty cell in a row that has others
+        table = table.filter(pyarrow.array(~blank))  # rows with every cell empty are skipped, as row by row
     if table.num_rows == 0:
         raise DataError(f"{name}: no data rows after the header")
-    if any(column.null_count for column in table.columns):
-        return None
     labels = table.column(LABEL).to_numpy()
     if not np.isin(labels, (0.0, 1.0)).all():
         return None
@@ -161,6 +175,7 @@ def _read_rows(path: Path, name: str) -> LabelledData:
         label_index = header.index(LABEL)
         feature_index = [header.index(column) for column in features]
         labels: list[int] = []
+        blocks: list[np.ndarray] = []  # rows as float64 blocks: Python lists of floats take 4 times the memory
         rows: list[list[float]] = []
         for line_number, row in enumerate(reader, start=2):
             if not row or all(not cell.strip() for cell in row):
@@ -169,9 +184,13 @@ def _read_rows(path: Path, name: str) -> LabelledData:
                 raise DataError(f"{name}: line {line_number} has {len(row)} cells, the header has {len(header)}")
             labels.append(_parse_label(name, line_number, row[label_index]))
             rows.append([_parse_feature(name, line_number, header[i], row[i]) for i in feature_index])
-    if not rows:
+            if len(rows) == ROWS_PER_BLOCK:
+                blocks.append(np.asarray(rows, dtype=np.float64))
+                rows = []
+    if not labels:
         raise DataError(f"{name}: no data rows after the header")
-    return LabelledData(tuple(features), np.asarray(rows, dtype=np.float64), np.asarray(labels, dtype=np.int64), name)
+    X = np.concatenate([*blocks, np.asarray(rows, dtype=np.float64).reshape(-1, len(features))])
+    return LabelledData(tuple(features), X, np.asarray(labels, dtype=np.int64), name)
 
 
 def _check_header(name: str, header: list[str]) -> list[str]:

@@ -76,6 +76,10 @@ def test_the_job_is_built_from_the_accounts_settings_and_the_runs_three_values(s
         ({"run": "r" * 21}, "is not a run name"),
         ({"ca_certificate": "not a certificate"}, "field 'ca_certificate' must be one PEM certificate"),
         ({"action": "exec"}, "field 'action' must be one of start, describe, stop"),
+        ({"action": ["start"]}, "field 'action' must be one of start, describe, stop"),
+        ({"run": "run1\n"}, "is not a run name"),
+        ({"run": 7}, "field 'run' must be a non-empty string"),
+        ({"ca_certificate": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n\n"}, "one PEM certificate"),
     ],
 )
 def test_a_request_with_anything_but_a_run_an_address_and_a_ca_is_refused_naming_the_field(
@@ -128,3 +132,43 @@ def test_the_lambda_entry_point_reads_the_accounts_settings_from_its_environment
     assert "port 22 is not the federation's port 9092" in refused["error"]
     missing = launcher.handler({"action": "describe", "run": "none"}, None)  # SageMaker's own refusal, as an answer
     assert missing["error"].startswith("client insurer-a's launcher: SageMaker refused:")
+
+
+class _FailedJobs:
+    """SageMaker's answer for a job that failed with these words in its FailureReason."""
+
+    def __init__(self, failure: str) -> None:
+        self.failure = failure
+
+    def describe_training_job(self, *, TrainingJobName: str) -> dict:
+        return {"TrainingJobName": TrainingJobName, "TrainingJobStatus": "Failed", "FailureReason": self.failure}
+
+
+@pytest.mark.parametrize(
+    "failure, told",
+    [
+        (
+            f"AlgorithmError: ExecuteUserScriptError: exit code 1\nerror: app {'ab' * 32} is not approved by this "
+            f"account (approved: {'cd' * 32})",
+            f"app {'ab' * 32} is not approved by this account (approved: {'cd' * 32})",
+        ),
+        (
+            "AlgorithmError: error: could not join the federation within 900 s: cannot reach the SuperLink",
+            "could not join the federation within 900 s",
+        ),
+        (
+            "AlgorithmError: error: train.csv: column 'total_drug_cost', line 88: '1234.5x' is not a number",
+            "the reason stays in client insurer-a's account (log group /aws/sagemaker/TrainingJobs, "
+            "fl-client-run1-insurer-a)",
+        ),
+        (
+            "AlgorithmError: Traceback ...\nValueError: row 17 = [0, 4, 1999.25, ...]",
+            "the reason stays in client insurer-a's account",
+        ),
+    ],
+)
+def test_a_failed_jobs_reason_reaches_the_server_only_as_a_data_free_statement(settings, failure, told):
+    described = launcher.handle({"action": "describe", "run": "run1"}, settings, _FailedJobs(failure))  # type: ignore[arg-type]
+    assert described["status"] == "Failed"
+    assert described["detail"].startswith(told)
+    assert "1234.5x" not in described["detail"] and "1999.25" not in described["detail"]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -143,3 +145,69 @@ def test_the_app_hash_command_prints_what_a_client_approves_and_the_hash_of_a_fa
         f"error: {tmp_path / 'lies.fab'}: not a FAB (a FAB is a zip file, as `flwr build` writes it)",
     )
     assert main(["app-hash", "--fab", str(tmp_path / "absent.fab")]) == 2
+
+
+def _rezipped(fab_bytes: bytes, extra: dict[str, bytes], replace: dict[str, bytes] | None = None) -> bytes:
+    """The FAB's entries, some replaced, plus ``extra`` ones, as a new zip."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(fab_bytes)) as source, zipfile.ZipFile(buffer, "w") as target:
+        for info in source.infolist():
+            target.writestr(info.filename, (replace or {}).get(info.filename, source.read(info)))
+        for name, content in extra.items():
+            target.writestr(name, content)
+    return buffer.getvalue()
+
+
+@pytest.mark.slow
+def test_a_fab_unpacks_to_exactly_the_files_its_hash_covers_under_that_hash(tmp_path, built_by_flower):
+    folder = fab.unpack_fab(built_by_flower, tmp_path / "apps")
+    assert folder == tmp_path / "apps" / fab.app_content_hash()
+    unpacked = {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    assert fab.content_hash(unpacked) == fab.app_content_hash()
+    assert fab.FLOWER_MANIFEST not in unpacked
+    assert fab.unpack_fab(built_by_flower, tmp_path / "apps") == folder  # the same content: the same folder
+
+
+@pytest.mark.slow
+def test_a_manifest_naming_files_outside_the_fab_is_never_opened(tmp_path, built_by_flower):
+    """Flower's installer opens and hashes every path .info/CONTENT lists; a FIFO there would block it for ever
+    (and a regular file would be read and hashed for whoever wrote the manifest)."""
+    import threading
+
+    fifo = tmp_path / "blocks-whoever-opens-it"
+    os.mkfifo(fifo)
+    crafted = _rezipped(built_by_flower, {}, {fab.FLOWER_MANIFEST: f"{fifo},{'0' * 64},0\n".encode()})
+    assert fab.fab_content_hash(crafted) == fab.app_content_hash()  # still the approved app
+    done: list[Path] = []
+    worker = threading.Thread(target=lambda: done.append(fab.unpack_fab(crafted, tmp_path / "apps")), daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    assert done == [tmp_path / "apps" / fab.app_content_hash()]
+
+
+@pytest.mark.parametrize("name", ["../outside.py", "/absolute.py", "fl_runtime//app/x.py", "./x.py", "a\\b.py"])
+def test_a_fab_entry_that_is_not_a_plain_relative_path_is_refused(tmp_path, name):
+    from fl_runtime.errors import BundleError
+
+    crafted = _rezipped(_zip(fab.app_files()), {name: b"print('escaped')\n"})
+    with pytest.raises(BundleError, match="not a plain relative path"):
+        fab.unpack_fab(crafted, tmp_path / "apps")
+    assert not (tmp_path / "outside.py").exists() and not (tmp_path / "apps").exists()
+
+
+def test_a_fab_naming_one_file_twice_is_refused(tmp_path):
+    from fl_runtime.errors import BundleError
+
+    files = fab.app_files()
+    with pytest.warns(UserWarning, match="Duplicate name"):
+        crafted = _rezipped(_zip(files), {"fl_runtime/app/client_app.py": b"MARKER = 1\n"})
+    with pytest.raises(BundleError, match="two entries of the same name"):
+        fab.unpack_fab(crafted, tmp_path / "apps")
+
+
+def _zip(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, content in files.items():
+            archive.writestr(name, content)
+    return buffer.getvalue()

@@ -21,7 +21,6 @@ SIGNATURES = {
     },
     ("flwr.supernode.runtime.run_clientapp", "push_message"): {"client", "message", "context"},
     ("flwr.supernode.runtime.run_clientapp", "push_task_output"): {"client", "context", "sub_status", "details"},
-    ("flwr.cli.install", "install_from_fab"): {"fab_file", "install_dir", "skip_prompt"},
     ("flwr.clientapp.utils", "get_load_client_app_fn"): {"default_app_ref", "app_path", "multi_app"},
     ("flwr.supercore.interceptors.http.superexec_auth", "SuperExecAuthHttpInterceptor"): {
         "master_secret", "protected_methods",

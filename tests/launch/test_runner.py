@@ -71,3 +71,49 @@ def test_an_app_folder_that_is_not_one_is_refused_before_anything_starts(tmp_pat
         env={**os.environ},
     )
     assert done.returncode == 2 and f"--app {tmp_path}: not a Flower app folder (no pyproject.toml)" in done.stderr
+
+
+def test_a_clientapp_error_reaches_the_server_as_its_type_only_and_its_words_stay_in_the_clients_log(
+    tmp_path, monkeypatch, capsys
+):
+    import io
+    import types
+    import zipfile
+
+    from fl_runtime.errors import DataError
+    from fl_runtime.launch import flower_runtime, runner
+    from fl_runtime.launch.fab import app_files
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, content in app_files().items():
+            archive.writestr(name, content)
+    told_the_server: list[str] = []
+
+    class Task:  # the SuperNode's side of one task, as flower_runtime.Task offers it
+        started = 0.0
+
+        def __init__(self, address: str, token: str) -> None:
+            pass
+
+        def pull(self):
+            return types.SimpleNamespace(fab=buffer.getvalue(), message=None, context=None, run=None)
+
+        def refuse(self, incoming, reason: str) -> None:
+            told_the_server.append(reason)
+
+        def finish(self, context, failure=None) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    def client_app(message, context):
+        raise DataError("train.csv: column 'total_drug_cost', line 88: '1234.5x' is not a number")
+
+    monkeypatch.setattr(flower_runtime, "Task", Task)
+    serving = runner.Runner("127.0.0.1:1", b"secret", (app_content_hash(),), tmp_path / "apps")
+    monkeypatch.setattr(serving, "_client_app", lambda app_hash, incoming: client_app)
+    assert serving.handle("token") is None  # a failed task, not a refusal: the runner goes on
+    assert told_the_server == ["the ClientApp failed (DataError); the details stay in the client's own log"]
+    assert "'1234.5x' is not a number" in capsys.readouterr().err

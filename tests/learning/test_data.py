@@ -187,10 +187,40 @@ def test_a_file_that_is_not_csv_text_is_rejected_naming_it(tmp_path, synthetic):
         read_csv(path)
 
 
-def test_the_column_reader_and_the_row_reader_agree_on_the_cms_data(cms_path):
+def test_the_column_reader_and_the_row_reader_agree_on_the_cms_data(cms_path, monkeypatch):
+    from fl_runtime.learning import data
     from fl_runtime.learning.data import _read_rows
 
+    monkeypatch.setattr(data, "ROWS_PER_BLOCK", 997)  # several blocks and a partial one
     fast, exact = read_csv(cms_path), _read_rows(cms_path, str(cms_path))
     assert fast.features == exact.features
     np.testing.assert_array_equal(fast.X, exact.X)
     np.testing.assert_array_equal(fast.y, exact.y)
+
+
+def test_rows_of_empty_cells_as_spreadsheets_export_them_are_skipped_without_the_slow_reader(
+    tmp_path, synthetic, monkeypatch
+):
+    from fl_runtime.learning import data
+
+    path = tmp_path / "exported.csv"
+    write_csv(path, synthetic)
+    blank = "," * len(synthetic.features)
+    path.write_text(path.read_text() + f"{blank}\n{blank}\n")
+
+    def row_by_row(path, name):
+        raise AssertionError("a file with blank rows only went through the row-by-row reader")
+
+    monkeypatch.setattr(data, "_read_rows", row_by_row)
+    again = read_csv(path)
+    np.testing.assert_array_equal(again.X, synthetic.X)
+    np.testing.assert_array_equal(again.y, synthetic.y)
+
+
+def test_the_columns_of_a_csv_come_from_its_header_alone(tmp_path):
+    from fl_runtime.learning.data import read_columns
+
+    path = write_rows(tmp_path / "a.csv", ["x1", LABEL, "x2"], [[1, 0, "not even read"]])
+    assert read_columns(path) == ("x1", "x2")
+    with pytest.raises(DataError, match=f"missing label column '{LABEL}'"):
+        read_columns(write_rows(tmp_path / "b.csv", ["x1"], [[1]]))

@@ -76,7 +76,8 @@ def test_the_function_runs_in_the_vpc_with_the_accounts_own_settings_approving_i
         if lid.startswith("LauncherFunction")
     ]
     assert function["Handler"] == "fl_runtime.aws.launcher.handler"
-    assert len(function["VpcConfig"]["SubnetIds"]) == 2 and function["ReservedConcurrentExecutions"] >= 1
+    assert len(function["VpcConfig"]["SubnetIds"]) == 2
+    assert "ReservedConcurrentExecutions" not in function  # would fail the deploy in accounts with a quota of 10
     settings = json.dumps(function["Environment"]["Variables"][SETTINGS_ENV])
     assert f'\\"approved_app_hashes\\":[\\"{app_content_hash()}\\"]' in settings
     assert '\\"server_vpc_cidr\\":\\"10.0.0.0/16\\"' in settings and '\\"flower_port\\":9092' in settings
