@@ -15,7 +15,7 @@ Run config (``[tool.flwr.app.config]``, overridden by the launchers with ``flwr 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,12 +53,17 @@ class Membership:
 
 
 def collect_moments(
-    grid: PollingGrid, nodes: list[int], test: LabelledData, settings: RunSettings, known: Mapping[int, str]
+    grid: PollingGrid,
+    nodes: list[int],
+    test: LabelledData,
+    settings: RunSettings,
+    known: Callable[[], Mapping[int, str]],
 ) -> Membership:
     """The moments round: who takes part, and the global statistics of their training parts.
 
     A node that fails or does not answer within the round timeout is left out, as in the training
-    rounds, while ``min-clients`` remain; ``known`` names the nodes that never answered. A client
+    rounds, while ``min-clients`` remain; ``known()`` names the nodes that never answered, read when the
+    round is over (a launcher names a node just after it registered it, and it may connect at once). A client
     whose columns differ from the test set is a data error,
     not a dropout: the run stops and names it.
     """
@@ -89,7 +94,8 @@ def collect_moments(
         moments.append(client_moments)
         rows[name], positives[name] = client_moments.n_rows, client_moments.n_positive
     if len(names) < min_clients:
-        reasons = "; ".join(f"{node_label(node, known)}: {reason}" for node, reason in sorted(dropouts.items()))
+        labels = known()
+        reasons = "; ".join(f"{node_label(node, labels)}: {reason}" for node, reason in sorted(dropouts.items()))
         raise FederationError(
             f"only {len(names)} clients answered the moments query, fewer than min-clients {min_clients} ({reasons})"
         )
@@ -105,8 +111,8 @@ def run(grid: Grid, settings: RunSettings, events: EventLog) -> None:
     nodes = wait_for_clients(
         polling, settings.min_clients, settings.node_wait_timeout, expected=settings.expected_clients
     )
+    membership = collect_moments(polling, nodes, test, settings, lambda: read_node_names(settings.node_names))
     known = read_node_names(settings.node_names)
-    membership = collect_moments(polling, nodes, test, settings, known)
     events.emit(
         {
             "event": "federation",

@@ -66,7 +66,7 @@ class MomentsGrid:
 def test_a_client_that_fails_or_stays_silent_is_left_out_while_the_minimum_remains(synthetic):
     part = synthetic.subset(range(400))
     grid = MomentsGrid({1: part, 2: "MemoryError", 3: None, 4: part})
-    membership = collect_moments(grid, [1, 2, 3, 4], synthetic, settings(), {})
+    membership = collect_moments(grid, [1, 2, 3, 4], synthetic, settings(), dict)
     assert membership.names == {1: "client-1", 4: "client-4"}
     assert membership.dropouts == {
         2: "failed to compute its statistics: MemoryError",
@@ -82,7 +82,7 @@ def test_fewer_answers_than_the_minimum_stop_the_run_with_every_reason(synthetic
         match=r"only 1 clients answered the moments query, fewer than min-clients 2 \(node 2: failed .*MemoryError; "
         r"node 3: no answer",
     ):
-        collect_moments(grid, [1, 2, 3], synthetic, settings(), {})
+        collect_moments(grid, [1, 2, 3], synthetic, settings(), dict)
 
 
 def test_a_node_that_never_answered_is_named_by_the_client_the_launcher_registered_it_for(synthetic, tmp_path):
@@ -91,7 +91,23 @@ def test_a_node_that_never_answered_is_named_by_the_client_the_launcher_register
     assert known == {2: "insurer-b", 3: "hospital-c"} and read_node_names(tmp_path / "absent.json") == {}
     grid = MomentsGrid({1: synthetic.subset(range(400)), 2: "MemoryError", 3: None})
     with pytest.raises(FederationError, match=r"\(insurer-b: failed .*MemoryError; hospital-c: no answer"):
-        collect_moments(grid, [1, 2, 3], synthetic, settings(), known)
+        collect_moments(grid, [1, 2, 3], synthetic, settings(), lambda: known)
+
+
+def test_a_node_its_launcher_names_while_the_moments_round_runs_is_named_by_its_client(synthetic, tmp_path):
+    """A launcher writes a node's name just after registering its key; the node may connect, and the round
+    start, before that: the names are read when the round is over."""
+    path = tmp_path / "node-names.json"
+
+    class NamedDuringTheRound(MomentsGrid):
+        def send_and_receive(self, messages, *, timeout):
+            replies = super().send_and_receive(messages, timeout=timeout)
+            write_node_names(path, {2: "insurer-b", 3: "hospital-c"})
+            return replies
+
+    grid = NamedDuringTheRound({1: synthetic.subset(range(400)), 2: "not approved", 3: None})
+    with pytest.raises(FederationError, match=r"\(insurer-b: failed .*not approved; hospital-c: no answer"):
+        collect_moments(grid, [1, 2, 3], synthetic, settings(), lambda: read_node_names(path))
 
 
 def test_the_pooled_example_count_follows_the_members_left_so_the_ridge_matches_their_pooled_objective(synthetic):
@@ -100,7 +116,7 @@ def test_the_pooled_example_count_follows_the_members_left_so_the_ridge_matches_
         2: synthetic.subset(range(400, 1000)),
         3: synthetic.subset(range(1000, 1300)),
     }
-    membership = collect_moments(MomentsGrid(parts), [1, 2, 3], synthetic, settings(), {})
+    membership = collect_moments(MomentsGrid(parts), [1, 2, 3], synthetic, settings(), dict)
     everyone = membership.pooled_examples(membership.names.values())
     assert everyone == membership.stats.pooled_examples
     left = membership.pooled_examples(["client-1", "client-3"])
