@@ -50,6 +50,9 @@ from fl_runtime.learning.data import read_csv
 
 JOB_POLL_SECONDS = 5.0  # a describe request per client
 KEY_POLL_SECONDS = 1.0  # a published public key is registered within a second: the job's SuperNode is retrying
+# Once too few jobs are left, how long the other jobs get to end before the run stops: what failed one job
+# (an app its account did not approve, say) often fails the others a moment later, and the report names each.
+FAILURE_GRACE_SECONDS = 15.0
 JOB_FINISH_TIMEOUT = 300.0  # after the run: time for the jobs to save the model, upload it and exit
 ENDED = ("Completed", "Failed", "Stopped")
 
@@ -135,6 +138,7 @@ class Federation:
         self.address = options.address  # or discovered when the server starts
         self.port = server.settings.flower_port
         self._next_keys = self._next_jobs = 0.0
+        self._too_few_since: float | None = None
         self.clients: list[ClientHandle] = []
         self.link: SuperLink | None = None
 
@@ -208,7 +212,12 @@ class Federation:
         if now >= self._next_jobs:
             self.poll_jobs(view)
             alive = [h for h in self.clients if h.status not in ("Failed", "Stopped")]
+            self._next_jobs = now + JOB_POLL_SECONDS
             if len(alive) < min_clients:
+                self._too_few_since = self._too_few_since or now
+                if now - self._too_few_since < FAILURE_GRACE_SECONDS and any(h.status not in ENDED for h in alive):
+                    self._next_jobs = now + KEY_POLL_SECONDS  # watch the others closely for a moment
+                    return
                 failed = [
                     f"{h.name} ({h.detail or h.status})" for h in self.clients if h.status in ("Failed", "Stopped")
                 ]
@@ -216,7 +225,6 @@ class Federation:
                     f"only {len(alive)} client jobs left, fewer than --min-clients {min_clients}; failed: "
                     f"{', '.join(failed)}"
                 )
-            self._next_jobs = now + JOB_POLL_SECONDS
 
     def stop_jobs(self) -> list[str]:
         problems = []
