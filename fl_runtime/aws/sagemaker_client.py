@@ -45,6 +45,7 @@ from fl_runtime.learning.data import check_split, read_csv
 CONNECTED = "moments"  # the first message a member of the federation handles
 SENT = "Sent successfully"  # what the SuperNode logs after pushing a reply
 LINGER_SECONDS = 5.0  # after the last reply: time for the server to collect it (see _wait_for_replies)
+REFUSAL_SEND_SECONDS = 15.0  # how long a refusing node may take to send its error reply before the job ends
 
 
 @dataclass(frozen=True)
@@ -273,7 +274,8 @@ class ClientJob:
                     return node, ""
                 time.sleep(0.5)
             refused = self.refusal(node)
-            if refused:
+            if refused:  # the server hears it from the node too: let the SuperNode send the refusal first
+                self.wait_for_replies(node.supernode, 1, timeout=REFUSAL_SEND_SECONDS)
                 return None, refused  # no retry: the server's app will not become approved by waiting
             reason = why_not_joined(self.supervisor.log_tail(node.supernode, 12), settings.superlink)
             node.stop(self.supervisor)
