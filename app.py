@@ -2,11 +2,14 @@
 """The CDK app: ServerStack plus one client stack per client account (`npx cdk synth|deploy|destroy`).
 
 One client: stacks `ServerStack` and `ClientStack`. Several: `ServerStack` and `ClientStack-<name>`.
-Client stacks deploy first (ServerStack depends on them). cdk-nag (AwsSolutions, HIPAA Security)
-checks every synth.
+One organisation (``federation:deployment_mode``): every stack, client stacks first (ServerStack depends on
+them). Separate organisations: only the stack of the party that deploys (``-c party=server`` or
+``-c party=<client name>``); the server's is built from the clients' handover files (``-c handover=<folder>``,
+default ``handover``). cdk-nag (AwsSolutions, HIPAA Security, NIST 800-53 rev. 5) checks every synth.
 """
 
 import sys
+from pathlib import Path
 
 import aws_cdk as cdk
 
@@ -15,6 +18,7 @@ from stacks.bundle.builder import build, bundle_targets
 from stacks.client_stack import ClientStack
 from stacks.compliance import add_checks
 from stacks.config import FederationConfig, from_context
+from stacks.handover import read_handovers
 from stacks.server_stack import ServerStack
 
 
@@ -22,16 +26,37 @@ def client_stack_name(config: FederationConfig, name: str) -> str:
     return "ClientStack" if len(config.clients) == 1 else f"ClientStack-{name}"
 
 
-def build_app(app: cdk.App) -> tuple[ServerStack, list[ClientStack]]:
+def party(app: cdk.App, config: FederationConfig) -> str | None:
+    """Whose stack this synth is for: everyone's in one organisation, one party's in separate organisations."""
+    if not config.separate_organisations:
+        return None
+    chosen = app.node.try_get_context("party")
+    names = [c.name for c in config.clients]
+    if chosen != "server" and chosen not in names:
+        raise ConfigError(
+            f"party: {chosen!r}: separate organisations deploy one party's stack; pass -c party=server or "
+            f"-c party=<client>, one of {', '.join(names)}"
+        )
+    return chosen
+
+
+def build_app(app: cdk.App) -> tuple[ServerStack | None, list[ClientStack]]:
     config = from_context(app.node)
+    deploying = party(app, config)
     bundle = build(bundle_targets(config.training_image))
     clients = [
         ClientStack(app, client_stack_name(config, c.name), config=config, client=c, bundle=bundle)
         for c in config.clients
+        if deploying in (None, c.name)
     ]
-    server = ServerStack(app, "ServerStack", config=config, bundle=bundle)
-    for client in clients:
-        server.add_stack_dependency(client)
+    server = None
+    if deploying in (None, "server"):
+        handovers = None
+        if deploying == "server":
+            handovers = read_handovers(config, Path(app.node.try_get_context("handover") or "handover"))
+        server = ServerStack(app, "ServerStack", config=config, bundle=bundle, handovers=handovers)
+        for client in clients:
+            server.add_stack_dependency(client)
     add_checks(app)
     return server, clients
 

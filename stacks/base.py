@@ -14,7 +14,7 @@ from constructs import Construct
 from stacks.bundle.builder import Bundle
 from stacks.code_bundle import CodeBundle
 from stacks.config import FederationConfig
-from stacks.network import NetworkSettings, PrivateNetwork
+from stacks.network import CrossAccountCall, NetworkSettings, PrivateNetwork
 from stacks.roles import custom_resource_runtime
 from stacks.storage import access_log_bucket, data_key, secure_bucket
 
@@ -39,10 +39,15 @@ class FederationStack(Stack):
         return self._zones
 
     def build_foundation(
-        self, vpc_cidr: str, bundle: Bundle, custom_resource_role_name: str | None = None, invokes_lambda: bool = False
+        self,
+        vpc_cidr: str,
+        bundle: Bundle,
+        custom_resource_role_name: str | None = None,
+        cross_account_calls: tuple[CrossAccountCall, ...] = (),
     ) -> None:
         """``custom_resource_role_name``: a fixed name when other accounts must trust that role;
-        ``invokes_lambda``: the VPC gets a Lambda endpoint (the server, which invokes the clients' launchers)."""
+        ``cross_account_calls``: what other accounts' roles call through this VPC's endpoints (the server's
+        calls to the clients' launchers, which also give the VPC a Lambda endpoint)."""
         retain = self.config.retain_data
         self.key = data_key(self, "DataKey", retain)
         self.access_logs = access_log_bucket(self, "AccessLogs")
@@ -50,7 +55,14 @@ class FederationStack(Stack):
         self.network = PrivateNetwork(
             self,
             "Network",
-            NetworkSettings(vpc_cidr, self.config.availability_zones, retain, self.key, invokes_lambda),
+            NetworkSettings(
+                vpc_cidr,
+                self.config.availability_zones,
+                retain,
+                self.key,
+                invokes_lambda=any(call.endpoint == "Lambda" for call in cross_account_calls),
+                cross_account_calls=cross_account_calls,
+            ),
             self.custom_resources,
         )
         self.code = self.bucket("Code", noncurrent_days=CODE_VERSIONS_DAYS)

@@ -23,22 +23,23 @@ from constructs import Construct
 
 from stacks.compliance import AWS_SOLUTIONS, acknowledge, objects_finding
 from stacks.config import KICKOFF_ROLE_NAME, ClientAccount, FederationConfig
-from stacks.roles import attach, log_group_arn
+from stacks.roles import (
+    acknowledge_network_interfaces,
+    attach,
+    log_group_arn,
+    network_interface_statements,
+    service_principal,
+)
 
 PUBLIC_KEYS = "supernode-keys"  # <prefix>/client/<name>/supernode-keys/<job>: one public key per job
 DATA_PREFIX = "data_prep/"
 ARTIFACT_PREFIX = "client_artifact/"
-VPC_NETWORK_INTERFACE_ACTIONS = [
-    "ec2:CreateNetworkInterface",
+# what SageMaker does with the execution role's credentials for a VPC-mode job's network interfaces
+TRAINING_NETWORK_INTERFACE_WRITES = (
     "ec2:CreateNetworkInterfacePermission",
     "ec2:DeleteNetworkInterface",
     "ec2:DeleteNetworkInterfacePermission",
-    "ec2:DescribeNetworkInterfaces",
-    "ec2:DescribeVpcs",
-    "ec2:DescribeDhcpOptions",
-    "ec2:DescribeSubnets",
-    "ec2:DescribeSecurityGroups",
-]
+)
 
 
 def public_key_parameters(scope: Construct, config: FederationConfig, client: ClientAccount) -> str:
@@ -57,6 +58,7 @@ class JobResources:
     key: kms.IKey
     subnets: ec2.SelectedSubnets
     security_group: ec2.ISecurityGroup
+    vpc: ec2.IVpc
 
 
 def training_execution_role(
@@ -67,18 +69,24 @@ def training_execution_role(
     role = iam.Role(
         scope,
         "TrainingExecutionRole",
-        assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com").with_conditions(
-            {"StringEquals": {"aws:SourceAccount": stack.account}}
+        assumed_by=service_principal(
+            scope, "sagemaker.amazonaws.com", stack.format_arn(service="sagemaker", resource="training-job/*")
         ),
         description="SageMaker training jobs of the federation: read code and data, write artifacts",
     )
     logs = log_group_arn(scope, "/aws/sagemaker/TrainingJobs")
     public_keys = public_key_parameters(scope, config, client)
-    policy = attach(scope, "TrainingExecutionPolicy", role, _execution_statements(resources, logs, public_keys))
+    network = network_interface_statements(
+        scope, resources.vpc, resources.subnets, resources.security_group, TRAINING_NETWORK_INTERFACE_WRITES
+    )
+    policy = attach(
+        scope, "TrainingExecutionPolicy", role, [*_execution_statements(resources, logs, public_keys), *network]
+    )
     reasons = {
         f"{AWS_SOLUTIONS}IAM5[Resource::*]": (
-            "VPC-mode training needs the ec2 network-interface and describe actions, which do not support "
-            "resource-level permissions; cloudwatch:PutMetricData is limited to the SageMaker training namespace"
+            "ec2:DescribeNetworkInterfaces, DescribeVpcs, DescribeDhcpOptions and DescribeSubnets (read-only) are "
+            "authorised on * only; cloudwatch:PutMetricData has no resource and is limited to the SageMaker training "
+            "namespace by condition"
         ),
         objects_finding(
             resources.code
@@ -99,6 +107,7 @@ def training_execution_role(
     }
     for finding, reason in reasons.items():
         acknowledge(policy, finding, reason)
+    acknowledge_network_interfaces(policy)
     return role
 
 
@@ -137,7 +146,6 @@ def _execution_statements(resources: JobResources, logs: str, public_keys: str) 
             actions=["ssm:PutParameter", "ssm:DeleteParameter"],
             resources=[public_keys],
         ),
-        iam.PolicyStatement(sid="VpcNetworkInterfaces", actions=VPC_NETWORK_INTERFACE_ACTIONS, resources=["*"]),
         iam.PolicyStatement(
             sid="Logs",
             actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],

@@ -1,6 +1,8 @@
 """ClientStack: one client account's side of the federation. Deployed before ServerStack.
 
-- a private-only VPC with endpoints and flow logs, and the peering accepter the server uses;
+- a private-only VPC with endpoints, flow logs and a DNS firewall; the peering: one organisation, the accepter
+  the server's deployment uses; separate organisations, this account's acceptance of the server's request and the
+  handover output for the server party;
 - buckets: code (``code/source.tar.gz``), data (``data_prep/``), model artifacts (``client_artifact/``);
 - the training jobs' security group: out to the server's Flower port and this VPC's endpoints only;
 - the SageMaker execution role and ``FL-kickoff-client-job`` for the server's notebook;
@@ -10,12 +12,13 @@
 
 from __future__ import annotations
 
+from aws_cdk import CfnOutput
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from fl_runtime import defaults
-from fl_runtime.aws.contract import ClientAccountSettings, LaunchSettings
+from fl_runtime.aws.contract import ClientAccountSettings, ClientHandover, LaunchSettings
 from fl_runtime.launch.fab import app_content_hash
 from stacks.base import FederationStack
 from stacks.bundle.builder import ENTRY_POINT, Bundle
@@ -33,7 +36,7 @@ from stacks.config import ClientAccount, FederationConfig
 from stacks.job_launcher import JobLauncher, LauncherSettings
 from stacks.notebook import FederationNotebook, NotebookSettings
 from stacks.outputs import publish
-from stacks.peering import PeeringAccepter
+from stacks.peering import HANDOVER, PeeringAcceptance, PeeringAccepter
 
 TRAINING_VOLUME_GB = 30  # a job's EBS volume: the staged CSVs, the code bundle's wheels, the model
 
@@ -55,7 +58,13 @@ class ClientStack(FederationStack):
         self.artifacts = self.bucket("Artifacts")
         self.training_security_group = self._training_security_group()
         resources = JobResources(
-            self.code, self.data, self.artifacts, self.key, self.network.subnets, self.training_security_group
+            self.code,
+            self.data,
+            self.artifacts,
+            self.key,
+            self.network.subnets,
+            self.training_security_group,
+            self.network.vpc,
         )
         self.execution_role = training_execution_role(self, config, client, resources)
         self.launch_settings = self._launch_settings()
@@ -65,9 +74,7 @@ class ClientStack(FederationStack):
             LauncherSettings(self.launch_settings, resources, self.execution_role, self.network, config.retain_data),
         )
         self.kickoff_role = kickoff_role(self, config, client, self.launcher.function)
-        self.peering = PeeringAccepter(
-            self, "Peering", config=config, client=client, vpc=self.network.vpc, subnets=self.network.subnets
-        )
+        self._peering()
         self.notebook = self._staging_notebook()
         self.settings = self._settings()
         parameter = publish(
@@ -79,7 +86,41 @@ class ClientStack(FederationStack):
         self.notebook.policy.add_statements(
             iam.PolicyStatement(sid="ReadSettings", actions=["ssm:GetParameter"], resources=[parameter.parameter_arn])
         )
+        if config.separate_organisations:
+            CfnOutput(self, "Handover", value=self.to_json_string(self.handover().to_dict()), description=HANDOVER)
         acknowledge_cdk_functions(self)
+
+    def _peering(self) -> None:
+        """One organisation: roles through which the server's deployment peers and routes. Separate organisations:
+        this account accepts the server's request itself, once its id is in the config, and routes back."""
+        config, client, network = self.config, self.client, self.network
+        if not config.separate_organisations:
+            PeeringAccepter(
+                self, "Peering", config=config, client=client, vpc=network.vpc, subnets=network.subnets,
+                training_group=self.training_security_group,
+            )  # fmt: skip
+        elif client.peering_connection_id:
+            PeeringAcceptance(
+                self, "Peering", peering_id=client.peering_connection_id, server_cidr=config.server_vpc_cidr,
+                vpc=network.vpc, subnets=network.subnets, operator=self.custom_resources,
+            )  # fmt: skip
+
+    def handover(self) -> ClientHandover:
+        """What the server party needs from this deployment (separate organisations): public ids only."""
+        client, network = self.client, self.network
+        return ClientHandover(
+            client=client.name,
+            account=client.account,
+            region=self.config.region,
+            vpc_id=network.vpc.vpc_id,
+            vpc_cidr=client.vpc_cidr,
+            route_table_ids=tuple(s.route_table.route_table_id for s in network.subnets.subnets),
+            training_security_group_id=self.training_security_group.security_group_id,
+            kickoff_role_arn=self.kickoff_role.role_arn,
+            launcher_arn=self.launcher.function.function_arn,
+            approved_app_hashes=self.launch_settings.approved_app_hashes,
+            peering_connection_id=client.peering_connection_id,
+        )
 
     def _training_security_group(self) -> ec2.SecurityGroup:
         """Out to the server's Flower port and this VPC's endpoints, nothing else; nothing in."""
@@ -183,5 +224,7 @@ class ClientStack(FederationStack):
             artifact_bucket=self.artifacts.bucket_name,
             artifact_prefix=ARTIFACT_PREFIX,
             notebook=self.notebook.name,
+            vpc_id=self.network.vpc.vpc_id,
+            route_table_ids=tuple(s.route_table.route_table_id for s in self.network.subnets.subnets),
             launch=self.launch_settings,
         )

@@ -1,6 +1,7 @@
-"""Compliance checks on every synth: cdk-nag's AwsSolutions and HIPAA Security packs.
+"""Compliance checks on every synth: cdk-nag's AwsSolutions, HIPAA Security and NIST 800-53 rev. 5 packs.
 
-The data is Medicare claims, so HIPAA Security applies. A finding either gets fixed or acknowledged
+The data is Medicare claims, so HIPAA Security applies; NIST 800-53 is what US health payers' and
+agencies' security teams review against. A finding either gets fixed or acknowledged
 here with ``acknowledge``: one exact finding (rule and, for IAM wildcards, the exact action or resource)
 on one construct, with the reason it is acceptable. Unacknowledged findings fail synthesis.
 """
@@ -8,13 +9,16 @@ on one construct, with the reason it is acceptable. Unacknowledged findings fail
 from __future__ import annotations
 
 import aws_cdk as cdk
-from aws_cdk import DefaultStackSynthesizer, Stack
+import jsii
+from aws_cdk import DefaultStackSynthesizer, IAspect, Stack
+from aws_cdk import aws_iam as iam
 from aws_cdk import custom_resources as cr
-from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks
+from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks, NIST80053R5Checks
 from constructs import IConstruct
 
 AWS_SOLUTIONS = "AwsSolutions::AwsSolutions-"
 HIPAA = "HIPAA.Security::HIPAA.Security-"
+NIST = "NIST.800.53.R5::NIST.800.53.R5-"
 
 
 def objects_finding(bucket, keys: str = "*") -> str:
@@ -22,15 +26,39 @@ def objects_finding(bucket, keys: str = "*") -> str:
     return f"{AWS_SOLUTIONS}IAM5[Resource::<{Stack.of(bucket).get_logical_id(bucket.node.default_child)}.Arn>/{keys}]"
 
 
+@jsii.implements(IAspect)
+class ServiceTrustNamesItsAccount:
+    """For the roles CDK makes itself (BucketDeployment's handler): a service trust without conditions gets
+    ``aws:SourceAccount`` of its stack, like every role this project makes with ``roles.service_principal``."""
+
+    def visit(self, node: IConstruct) -> None:
+        if not isinstance(node, iam.CfnRole):
+            return
+        stack = Stack.of(node)
+        document = stack.resolve(node.assume_role_policy_document)
+        for index, statement in enumerate(document.get("Statement", [])):
+            if "Service" in statement.get("Principal", {}) and "Condition" not in statement:
+                node.add_property_override(
+                    f"AssumeRolePolicyDocument.Statement.{index}.Condition",
+                    {"StringEquals": {"aws:SourceAccount": stack.account}},
+                )
+
+
 def add_checks(app: cdk.App) -> None:
-    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(), HIPAASecurityChecks())
+    cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(), HIPAASecurityChecks(), NIST80053R5Checks())
+    cdk.Aspects.of(app).add(ServiceTrustNamesItsAccount())
 
 
 def acknowledge(construct: IConstruct, finding: str, reason: str) -> None:
-    """Accept one exact cdk-nag finding on ``construct`` (and its children), saying why."""
+    """Accept one exact cdk-nag finding on ``construct`` (and its children), saying why.
+
+    A HIPAA Security finding is also the NIST 800-53 finding of the same rule: both packs run the same check
+    (under their own control ids), so the one reason answers both."""
     if len(reason) < 20:
         raise ValueError(f"acknowledging {finding} needs a real reason, got {reason!r}")
-    cdk.Validations.of(construct).acknowledge(cdk.Acknowledgment(id=finding, reason=reason))
+    findings = [finding, NIST + finding.removeprefix(HIPAA)] if finding.startswith(HIPAA) else [finding]
+    for each in findings:
+        cdk.Validations.of(construct).acknowledge(cdk.Acknowledgment(id=each, reason=reason))
 
 
 BASIC_EXECUTION_ROLE = "arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"

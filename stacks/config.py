@@ -44,6 +44,10 @@ def arn_partition(region: str) -> str:
 
 
 SUBNET_PREFIX = 24  # one private subnet of this size per availability zone
+ONE_ORGANISATION = "one-organisation"  # one owner deploys every stack (bootstrap trust, removed after)
+SEPARATE_ORGANISATIONS = "separate-organisations"  # each party deploys its own account; handover files
+DEPLOYMENT_MODES = (SEPARATE_ORGANISATIONS, ONE_ORGANISATION)
+PEERING_CONNECTION = re.compile(r"^pcx-[0-9a-f]{8,17}$")
 
 
 @dataclass(frozen=True)
@@ -64,13 +68,19 @@ class ClientAccount:
     arn_partition: str  # of the federation's region: "aws", "aws-cn" or "aws-us-gov"
     # apps this client approves besides the one its own code bundle ships (while the federation upgrades)
     also_approved_app_hashes: tuple[str, ...] = ()
+    # separate organisations: the server's peering request this client accepts ("" before the server has made it)
+    peering_connection_id: str = ""
 
     @property
     def kickoff_role_arn(self) -> str:
         return f"arn:{self.arn_partition}:iam::{self.account}:role/{KICKOFF_ROLE_NAME}"
 
+    def launcher_arn(self, region: str) -> str:
+        return f"arn:{self.arn_partition}:lambda:{region}:{self.account}:function:{LAUNCHER_FUNCTION_NAME}"
+
 
 KICKOFF_ROLE_NAME = "FL-kickoff-client-job"
+LAUNCHER_FUNCTION_NAME = "FL-job-launcher"  # fixed, so the server's endpoint policy can name it
 SERVER_NOTEBOOK_ROLE_NAME = "FL-server-notebook"
 PEERING_OPERATOR_ROLE_NAME = "FL-peering-operator"
 PEERING_ACCEPTER_ROLE_NAME = "FL-peering-accepter"
@@ -93,6 +103,19 @@ class FederationConfig:
     max_training_seconds: int
     retain_data: bool
     parameter_prefix: str
+    deployment_mode: str = ONE_ORGANISATION
+
+    @property
+    def separate_organisations(self) -> bool:
+        """Each party deploys its own stack with its own credentials; no bootstrap trust between accounts."""
+        return self.deployment_mode == SEPARATE_ORGANISATIONS
+
+    @property
+    def server_deployment_role_arn(self) -> str:
+        """The server's CloudFormation execution role (CDK's default bootstrap): in one organisation it creates
+        the peering, and it alone may accept it on the client's side."""
+        role = f"cdk-hnb659fds-cfn-exec-role-{self.server_account}-{self.region}"
+        return f"arn:{self.arn_partition}:iam::{self.server_account}:role/{role}"
 
     @property
     def arn_partition(self) -> str:
@@ -174,7 +197,11 @@ def _client(raw: Mapping, index: int, region: str) -> tuple[ClientAccount, ipadd
             f"{prefix}also_approved_app_hashes: {also!r} is not a list of app content hashes (64 hexadecimal "
             "digits each, as fl_runtime.launch.fab.app_content_hash() prints them)"
         )
-    return ClientAccount(name, account, str(cidr), external_id, arn_partition(region), tuple(also)), cidr
+    peering = raw.get("peering_connection_id", "")
+    if peering and (not isinstance(peering, str) or not PEERING_CONNECTION.match(peering)):
+        raise ConfigError(f"{prefix}peering_connection_id: {peering!r} is not a VPC peering connection id (pcx-...)")
+    client = ClientAccount(name, account, str(cidr), external_id, arn_partition(region), tuple(also), peering)
+    return client, cidr
 
 
 def _training_image(raw: Mapping) -> TrainingImage:
@@ -273,9 +300,12 @@ def parse(raw: Mapping) -> FederationConfig:
     prefix_pattern = re.compile(r"^(/[a-zA-Z0-9_.-]+)+$")
     job_prefix = _job_prefix(raw, clients)
     parameter_prefix = _string(raw, "parameter_prefix", prefix_pattern, "an SSM parameter path such as /fl-fraud")
-    retain = _require(raw, "retain_data")
+    retain = raw.get("retain_data", True)  # claims data survives a stack deletion unless a config says otherwise
     if not isinstance(retain, bool):
         raise ConfigError(f"retain_data: {retain!r} is not true or false")
+    mode = raw.get("deployment_mode", ONE_ORGANISATION)
+    if mode not in DEPLOYMENT_MODES:
+        raise ConfigError(f"deployment_mode: {mode!r} is not one of {', '.join(DEPLOYMENT_MODES)}")
     return FederationConfig(
         server_account=server_account,
         region=region,
@@ -291,6 +321,7 @@ def parse(raw: Mapping) -> FederationConfig:
         max_training_seconds=_integer(raw, "max_training_seconds", 600, 432000),
         retain_data=retain,
         parameter_prefix=parameter_prefix,
+        deployment_mode=mode,
     )
 
 
@@ -310,6 +341,7 @@ FIELDS = (
     "max_training_seconds",
     "retain_data",
     "parameter_prefix",
+    "deployment_mode",
 )
 
 
@@ -324,6 +356,7 @@ def _context_value(node, field: str):
         "training_instance_type",
         "training_job_prefix",
         "parameter_prefix",
+        "deployment_mode",
     ):
         try:
             return json.loads(value)

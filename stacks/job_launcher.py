@@ -17,7 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -29,20 +29,20 @@ from fl_runtime.aws.launcher import SETTINGS_ENV
 from fl_runtime.launch.fab import PACKAGE
 from stacks.client_roles import JobResources
 from stacks.compliance import AWS_SOLUTIONS, HIPAA, acknowledge
+from stacks.config import LAUNCHER_FUNCTION_NAME
 from stacks.network import PrivateNetwork
-from stacks.roles import attach
+from stacks.roles import acknowledge_network_interfaces, attach, network_interface_statements, service_principal
 
 # the launcher's code: these modules of the runtime, and only these (the Lambda runtime brings boto3)
 LAUNCHER_MODULES = ("__init__.py", "errors.py", "aws/__init__.py", "aws/contract.py", "aws/launcher.py")
 HANDLER = "fl_runtime.aws.launcher.handler"
 CACHE = PACKAGE.parent / ".cache" / "launcher"
-ENI_ACTIONS = [
-    "ec2:CreateNetworkInterface",
-    "ec2:DescribeNetworkInterfaces",
+# what Lambda does with the function's role for its VPC network interfaces
+NETWORK_INTERFACE_WRITES = (
     "ec2:DeleteNetworkInterface",
     "ec2:AssignPrivateIpAddresses",
     "ec2:UnassignPrivateIpAddresses",
-]
+)
 
 
 def launcher_code(cache: Path = CACHE) -> Path:
@@ -77,11 +77,17 @@ class JobLauncher(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, settings: LauncherSettings) -> None:
         super().__init__(scope, construct_id)
+        function_arn = Stack.of(self).format_arn(
+            service="lambda",
+            resource="function",
+            resource_name=LAUNCHER_FUNCTION_NAME,
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
         self.role = iam.Role(
-            self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            self, "Role", assumed_by=service_principal(self, "lambda.amazonaws.com", function_arn),
             description="The client's launcher: starts, watches and stops only the federation's training jobs",
         )  # fmt: skip
-        security_group = ec2.SecurityGroup(
+        self.security_group = security_group = ec2.SecurityGroup(
             self, "SecurityGroup", vpc=settings.network.vpc, allow_all_outbound=False,
             description="Client launcher: HTTPS to this VPC endpoints (SageMaker API) only",
         )  # fmt: skip
@@ -91,7 +97,8 @@ class JobLauncher(Construct):
             removal_policy=RemovalPolicy.RETAIN if settings.retain_logs else RemovalPolicy.DESTROY,
         )  # fmt: skip
         self.function = lambda_.Function(
-            self, "Function", runtime=lambda_.Runtime.PYTHON_3_14, handler=HANDLER,
+            self, "Function", function_name=LAUNCHER_FUNCTION_NAME, runtime=lambda_.Runtime.PYTHON_3_14,
+            handler=HANDLER,
             code=lambda_.Code.from_asset(str(launcher_code())), role=self.role,
             environment={SETTINGS_ENV: Stack.of(self).to_json_string(settings.launch.to_dict())},
             timeout=Duration.seconds(60), memory_size=256,
@@ -126,7 +133,9 @@ class JobLauncher(Construct):
                 resources=[settings.execution_role.role_arn],
                 conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
             ),
-            iam.PolicyStatement(sid="VpcNetworkInterfaces", actions=ENI_ACTIONS, resources=["*"]),
+            *network_interface_statements(
+                self, settings.network.vpc, settings.network.subnets, self.security_group, NETWORK_INTERFACE_WRITES
+            ),
             iam.PolicyStatement(
                 sid="Logs", actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[log_group.log_group_arn]
             ),
@@ -137,7 +146,8 @@ class JobLauncher(Construct):
                 "Training-job names carry a per-run part; the grant is limited to the federation's name prefix"
             ),
             f"{AWS_SOLUTIONS}IAM5[Resource::*]": (
-                "A function in a VPC creates and deletes its network interfaces, whose ids are not known in advance"
+                "ec2:DescribeNetworkInterfaces, DescribeVpcs, DescribeDhcpOptions and DescribeSubnets (read-only) are "
+                "authorised on * only"
             ),
             f"{AWS_SOLUTIONS}IAM5[Resource::<{log_group_id}.Arn>:*]": (
                 "Lambda names the log streams of its invocations; the grant covers this function's log group only"
@@ -145,6 +155,7 @@ class JobLauncher(Construct):
         }
         for finding, reason in reasons.items():
             acknowledge(policy, finding, reason)
+        acknowledge_network_interfaces(policy)
 
 
 def _start_jobs_statement(settings: LauncherSettings, jobs: str) -> iam.PolicyStatement:

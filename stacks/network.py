@@ -1,10 +1,15 @@
-"""A private-only VPC: isolated subnets, flow logs, and the VPC endpoints notebooks and training jobs use.
+"""A private-only VPC: isolated subnets, flow logs, the VPC endpoints notebooks and training jobs use, and a
+DNS firewall.
 
 There is no internet or NAT gateway. S3 is reached through a gateway endpoint whose policy admits only
 this account's buckets (data cannot be copied out through it) and, read-only, the Amazon Linux 2023
 package repository of the region (notebooks install Python 3.11 from it); SageMaker API, STS, CloudWatch Logs, SSM
 (and where a stack asks for it, Lambda) through interface endpoints with private DNS, behind a security group
-that admits HTTPS only from the security groups registered with ``allow_endpoint_access``.
+that admits HTTPS only from the security groups registered with ``allow_endpoint_access``. Each interface
+endpoint's policy admits this account's principals on this account's resources (STS: this account's
+principals), plus exactly the cross-account calls a stack declares: credentials of another account cannot
+carry data out through them. The VPC resolver answers only the names of these endpoints and buckets
+(``dns_firewall``): no data leaves as DNS queries.
 """
 
 from __future__ import annotations
@@ -21,16 +26,32 @@ from constructs import Construct
 
 from stacks.compliance import AWS_SOLUTIONS, HIPAA, acknowledge
 from stacks.config import SUBNET_PREFIX
-from stacks.roles import CustomResourceRuntime
+from stacks.dns_firewall import DnsFirewall, aws_names
+from stacks.roles import CustomResourceRuntime, service_principal
 
+# endpoint: (service, the host name its private DNS answers, with {region})
 INTERFACE_ENDPOINTS = {
-    "SageMakerApi": ec2.InterfaceVpcEndpointAwsService.SAGEMAKER_API,
-    "Sts": ec2.InterfaceVpcEndpointAwsService.STS,
-    "Logs": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
-    "Ssm": ec2.InterfaceVpcEndpointAwsService.SSM,
+    "SageMakerApi": (ec2.InterfaceVpcEndpointAwsService.SAGEMAKER_API, "api.sagemaker.{region}.amazonaws.com"),
+    "Sts": (ec2.InterfaceVpcEndpointAwsService.STS, "sts.{region}.amazonaws.com"),
+    "Logs": (ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS, "logs.{region}.amazonaws.com"),
+    "Ssm": (ec2.InterfaceVpcEndpointAwsService.SSM, "ssm.{region}.amazonaws.com"),
 }
 # the server's notebook invokes the clients' launchers; nothing in a client VPC calls Lambda
-LAMBDA_ENDPOINT = {"Lambda": ec2.InterfaceVpcEndpointAwsService.LAMBDA_}
+LAMBDA_ENDPOINT = {"Lambda": (ec2.InterfaceVpcEndpointAwsService.LAMBDA_, "lambda.{region}.amazonaws.com")}
+# STS calls have no resource of this account (GetCallerIdentity has none, AssumeRole's is the role assumed,
+# whose own trust policy decides): its endpoint checks the caller's account only
+PRINCIPAL_ONLY = {"Sts"}
+
+
+@dataclass(frozen=True)
+class CrossAccountCall:
+    """A call another account's role makes through this VPC's ``endpoint`` (the server's notebook, holding a
+    client's kickoff-role session, reads that client's settings and invokes its launcher)."""
+
+    endpoint: str  # a key of INTERFACE_ENDPOINTS or LAMBDA_ENDPOINT
+    principal_arn: str
+    actions: tuple[str, ...]
+    resources: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -40,6 +61,7 @@ class NetworkSettings:
     retain_logs: bool
     log_key: kms.IKey
     invokes_lambda: bool = False  # a Lambda endpoint too
+    cross_account_calls: tuple[CrossAccountCall, ...] = ()
 
 
 class PrivateNetwork(Construct):
@@ -72,10 +94,18 @@ class PrivateNetwork(Construct):
         self._flow_logs(settings)
         self.subnets = self.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
         self.s3_endpoint = self._s3_endpoint()
-        self.endpoint_security_group = self._interface_endpoints(
-            {**INTERFACE_ENDPOINTS, **(LAMBDA_ENDPOINT if settings.invokes_lambda else {})}
-        )
+        endpoints = {**INTERFACE_ENDPOINTS, **(LAMBDA_ENDPOINT if settings.invokes_lambda else {})}
+        self.endpoint_security_group = self._interface_endpoints(endpoints, settings.cross_account_calls)
         self.s3_prefix_list_id = self._s3_prefix_list_id(custom_resources)
+        region = Stack.of(self).region
+        self.dns_firewall = DnsFirewall(
+            self,
+            "DnsFirewall",
+            vpc=self.vpc,
+            allowed_names=aws_names(region, [name.format(region=region) for _, name in endpoints.values()]),
+            log_key=settings.log_key,
+            retain_logs=settings.retain_logs,
+        )
 
     def _flow_logs(self, settings: NetworkSettings) -> None:
         """All traffic, into an encrypted log group of this stack."""
@@ -89,7 +119,9 @@ class PrivateNetwork(Construct):
         delivery = iam.Role(
             self,
             "FlowLogRole",
-            assumed_by=iam.ServicePrincipal("vpc-flow-logs.amazonaws.com"),
+            assumed_by=service_principal(
+                self, "vpc-flow-logs.amazonaws.com", Stack.of(self).format_arn(service="ec2", resource="vpc-flow-log/*")
+            ),
             description="VPC flow log delivery",
         )
         acknowledge(
@@ -128,8 +160,10 @@ class PrivateNetwork(Construct):
         )
         return endpoint
 
-    def _interface_endpoints(self, services: dict[str, ec2.InterfaceVpcEndpointAwsService]) -> ec2.SecurityGroup:
-        """These endpoints, behind one security group; returns that group."""
+    def _interface_endpoints(
+        self, services: dict[str, tuple[ec2.InterfaceVpcEndpointAwsService, str]], calls: tuple[CrossAccountCall, ...]
+    ) -> ec2.SecurityGroup:
+        """These endpoints, behind one security group, each with its policy; returns that group."""
         group = ec2.SecurityGroup(
             self,
             "EndpointSecurityGroup",
@@ -137,8 +171,8 @@ class PrivateNetwork(Construct):
             allow_all_outbound=False,
             description="Interface endpoints: HTTPS from this VPC notebooks and training jobs only",
         )
-        for name, service in services.items():
-            self.vpc.add_interface_endpoint(
+        for name, (service, _) in services.items():
+            endpoint = self.vpc.add_interface_endpoint(
                 name,
                 service=service,
                 private_dns_enabled=True,
@@ -146,6 +180,8 @@ class PrivateNetwork(Construct):
                 security_groups=[group],
                 subnets=ec2.SubnetSelection(subnets=self.subnets.subnets),
             )
+            for statement in endpoint_statements(name, Stack.of(self).account, calls):
+                endpoint.add_to_policy(statement)
         return group
 
     def _s3_prefix_list_id(self, runtime: CustomResourceRuntime) -> str:
@@ -183,3 +219,32 @@ class PrivateNetwork(Construct):
         peer.add_egress_rule(
             ec2.Peer.prefix_list(self.s3_prefix_list_id), ec2.Port.tcp(443), "HTTPS to S3 via the gateway endpoint"
         )
+
+
+def endpoint_statements(endpoint: str, account: str, calls: tuple[CrossAccountCall, ...]) -> list[iam.PolicyStatement]:
+    """The policy of one interface endpoint: this account's principals on this account's resources (where a call
+    has a resource), and the cross-account calls declared for this endpoint, each to its principal and resources."""
+    own = {"aws:PrincipalAccount": account}
+    conditions: dict = {"StringEquals": own}
+    if endpoint not in PRINCIPAL_ONLY:
+        conditions["StringEqualsIfExists"] = {"aws:ResourceAccount": account}
+    statements = [
+        iam.PolicyStatement(
+            sid="ThisAccountsPrincipalsOnThisAccountsResources",
+            principals=[iam.AnyPrincipal()],
+            actions=["*"],
+            resources=["*"],
+            conditions=conditions,
+        )
+    ]
+    for index, call in enumerate(c for c in calls if c.endpoint == endpoint):
+        statements.append(
+            iam.PolicyStatement(
+                sid=f"CrossAccountCall{index}",
+                principals=[iam.AnyPrincipal()],
+                actions=list(call.actions),
+                resources=list(call.resources),
+                conditions={"ArnEquals": {"aws:PrincipalArn": call.principal_arn}},
+            )
+        )
+    return statements

@@ -21,7 +21,7 @@ from constructs import Construct
 
 from stacks.bundle.builder import BUNDLE_NAME
 from stacks.compliance import AWS_SOLUTIONS, acknowledge
-from stacks.roles import attach, log_group_arn
+from stacks.roles import attach, log_group_arn, service_principal
 
 PLATFORM = "notebook-al2023-v1"
 HOME = "/home/ec2-user/fl"
@@ -89,7 +89,8 @@ class FederationNotebook(Construct):
             self,
             "Role",
             role_name=settings.role_name,
-            assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+            # SageMaker documents aws:SourceAccount for jobs, not notebook instances: checked when present
+            assumed_by=service_principal(self, "sagemaker.amazonaws.com", documented=False),
             description=f"Notebook instance {settings.name}",
         )
         bundle_key = f"{settings.code_prefix}{BUNDLE_NAME}"

@@ -1,9 +1,19 @@
-"""Cross-account VPC peering that comes up with one ``cdk deploy`` and goes with one ``cdk destroy``.
+"""Cross-account VPC peering, in the two deployment modes, and the Flower port rule it carries.
+
+Separate organisations (``PeeringRequest`` on the server, ``PeeringAcceptance`` on the client): the server's
+stack requests the peering with the VPC named in the client's handover file and routes the client's CIDR to it;
+the client's stack, once given the request's id, accepts it with its own credentials and routes the server's
+CIDR back. The server holds no role in the client account for any of this. A client leaves by removing the id
+from its config and redeploying (its stack deletes the peering and its routes), or by destroying its stack.
+
+One organisation (``PeeringAccepter`` and ``Peering``): it comes up with one ``cdk deploy`` and goes with one
+``cdk destroy``.
 
 Client side (``PeeringAccepter``, deployed first, in the client account):
-- publishes its VPC id and route-table ids in SSM;
-- ``FL-peering-accepter``: trusted by the server account, may only accept a peering into this VPC that
-  the server account requested (EC2 assumes it on the requester's behalf while creating the peering);
+- publishes its VPC id, training security group id and route-table ids in SSM;
+- ``FL-peering-accepter``: trusted only by the server's CloudFormation execution role, may only accept a
+  peering into this VPC that the server account requested (CloudFormation assumes it while creating the
+  peering);
 - ``FL-peering-routes``: trusted only by the server's ``FL-peering-operator`` role, may read those
   parameters and add, replace or delete routes in this VPC's route tables.
 
@@ -13,6 +23,9 @@ Server side (``Peering``, in the server account, one per client):
 - adds routes to the client CIDR in the server's route tables, and routes to the server CIDR in the
   client's route tables through ``FL-peering-routes``. Those client-side routes are custom resources
   with fixed physical ids, so an update replaces the route and a stack deletion deletes it.
+
+Either way the server's Flower port admits the client's training security group (a reference across the
+peering, which AWS allows within a region once the peering is active), not the client's whole CIDR.
 """
 
 from __future__ import annotations
@@ -24,13 +37,45 @@ from aws_cdk import aws_ssm as ssm
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
+from fl_runtime.aws.contract import ClientHandover
 from stacks.bundle.builder import content_digest
 from stacks.compliance import AWS_SOLUTIONS, acknowledge
 from stacks.config import PEERING_ACCEPTER_ROLE_NAME, PEERING_ROUTES_ROLE_NAME, ClientAccount, FederationConfig
 from stacks.roles import CustomResourceRuntime, attach
 
-# One parameter: "vpc-id,route-table-id,route-table-id,...", read by the server in one call.
+# One parameter: "vpc-id,training-security-group-id,route-table-id,...", read by the server in one call.
 PEERING_IDS = "peering/vpc-and-route-table-ids"
+HANDOVER = "The client handover document (separate organisations): python -m stacks.handover writes it to a file"
+PEER_GONE = r"InvalidVpcPeeringConnectionID\.NotFound"  # a peering the other side already deleted
+
+
+def admit_client_jobs(scope: Construct, group_id: str, client: ClientAccount, client_group_id: str, port: int):
+    """The Flower port of the server's group ``group_id``, from the client's training security group only."""
+    return ec2.CfnSecurityGroupIngress(
+        scope,
+        "FlowerPortFromClientJobs",
+        group_id=group_id,
+        ip_protocol="tcp",
+        from_port=port,
+        to_port=port,
+        source_security_group_id=client_group_id,
+        source_security_group_owner_id=client.account,
+        description=f"Flower Fleet API from the training jobs of client {client.name}",
+    )
+
+
+def route_to_peer(scope: Construct, subnets: ec2.SelectedSubnets, cidr: str, peering_id: str) -> list[ec2.CfnRoute]:
+    """A route to ``cidr`` through the peering in each route table of ``subnets``."""
+    return [
+        ec2.CfnRoute(
+            scope,
+            f"Route{index}",
+            route_table_id=subnet.route_table.route_table_id,
+            destination_cidr_block=cidr,
+            vpc_peering_connection_id=peering_id,
+        )
+        for index, subnet in enumerate(subnets.subnets)
+    ]
 
 
 class PeeringAccepter(Construct):
@@ -45,15 +90,17 @@ class PeeringAccepter(Construct):
         client: ClientAccount,
         vpc: ec2.Vpc,
         subnets: ec2.SelectedSubnets,
+        training_group: ec2.ISecurityGroup,
     ) -> None:
         super().__init__(scope, construct_id)
         self.config, self.client, self.vpc, self.subnets = config, client, vpc, subnets
+        route_tables = [s.route_table.route_table_id for s in subnets.subnets]
         ids = ssm.StringParameter(
             self,
             "Ids",
             parameter_name=config.client_parameter(client, PEERING_IDS),
-            string_value=Fn.join(",", [vpc.vpc_id, *(s.route_table.route_table_id for s in subnets.subnets)]),
-            description="VPC id and route-table ids, for the server's peering operator",
+            string_value=Fn.join(",", [vpc.vpc_id, training_group.security_group_id, *route_tables]),
+            description="VPC id, training security group id and route-table ids, for the server's peering operator",
         )
         self.accepter_role = self._accepter_role()
         self.routes_role = self._routes_role(ids)
@@ -72,8 +119,11 @@ class PeeringAccepter(Construct):
             self,
             "AccepterRole",
             role_name=PEERING_ACCEPTER_ROLE_NAME,
-            assumed_by=iam.AccountPrincipal(config.server_account),
-            description="Lets the federation server account peer its VPC with this one (accept only)",
+            # the server's CloudFormation execution role accepts while it creates the peering; no one else
+            assumed_by=iam.AccountPrincipal(config.server_account).with_conditions(
+                {"ArnEquals": {"aws:PrincipalArn": config.server_deployment_role_arn}}
+            ),
+            description="Lets the federation server deployment peer its VPC with this one (accept only)",
         )
         # AcceptVpcPeeringConnection is authorised on two resources: the accepter VPC (this one, named) and
         # the connection. The AccepterVpc/RequesterVpc keys exist on the connection only, so they go there:
@@ -166,6 +216,7 @@ class Peering(Construct):
         vpc: ec2.Vpc,
         subnets: ec2.SelectedSubnets,
         operator: CustomResourceRuntime,
+        flower_group: ec2.ISecurityGroup,
     ) -> None:
         super().__init__(scope, construct_id)
         self.config, self.client, self.operator = config, client, operator
@@ -182,16 +233,15 @@ class Peering(Construct):
             peer_role_arn=f"arn:{arn_partition}:iam::{client.account}:role/{PEERING_ACCEPTER_ROLE_NAME}",
             tags=[{"key": "Name", "value": f"fl-server-to-{client.name}"}],
         )
-        for index, subnet in enumerate(subnets.subnets):
-            ec2.CfnRoute(
-                self,
-                f"ServerRoute{index}",
-                route_table_id=subnet.route_table.route_table_id,
-                destination_cidr_block=client.vpc_cidr,
-                vpc_peering_connection_id=self.connection.ref,
-            )
+        self.peering_id = self.connection.ref
+        route_to_peer(Construct(self, "ServerRoutes"), subnets, client.vpc_cidr, self.peering_id)
         for index in range(len(config.availability_zones)):
-            self._client_route(index, Fn.select(index + 1, ids))
+            self._client_route(index, Fn.select(index + 2, ids))
+        self.client_security_group_id = Fn.select(1, ids)
+        # a reference across the peering is valid once it is active: CloudFormation accepted it above
+        admit_client_jobs(
+            self, flower_group.security_group_id, client, self.client_security_group_id, config.flower_port
+        ).node.add_dependency(self.connection)
 
     def _client_ids(self) -> list[str]:
         """The client's VPC id and route-table ids, read through its FL-peering-routes role."""
@@ -216,7 +266,7 @@ class Peering(Construct):
         )
         lookup.node.add_dependency(self.operator.policy)
         zones = len(config.availability_zones)
-        return Fn.split(",", lookup.get_response_field("Parameter.Value"), assumed_length=zones + 1)
+        return Fn.split(",", lookup.get_response_field("Parameter.Value"), assumed_length=zones + 2)
 
     def _client_route(self, index: int, route_table: str) -> None:
         """A route to the server VPC in one client route table, made, replaced and deleted with this stack."""
@@ -246,3 +296,125 @@ class Peering(Construct):
             timeout=Duration.minutes(2),
         )
         client_route.node.add_dependency(self.operator.policy)
+
+
+class PeeringRequest(Construct):
+    """Server side, separate organisations: request the peering with the client VPC of the handover, route the
+    client's CIDR to it, and admit the client's jobs to the Flower port once the client says it accepted."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        handover: ClientHandover,
+        client: ClientAccount,
+        vpc: ec2.Vpc,
+        subnets: ec2.SelectedSubnets,
+        operator: CustomResourceRuntime,
+        flower_group: ec2.ISecurityGroup,
+        flower_port: int,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        request = {"VpcId": vpc.vpc_id, "PeerVpcId": handover.vpc_id, "PeerOwnerId": handover.account}
+        created = "VpcPeeringConnection.VpcPeeringConnectionId"
+
+        def call(action: str, parameters: dict, ignore: str | None = None) -> cr.AwsSdkCall:
+            return cr.AwsSdkCall(
+                service="EC2",
+                action=action,
+                parameters=parameters,
+                physical_resource_id=cr.PhysicalResourceId.from_response(created)
+                if action.startswith("create")
+                else None,
+                ignore_error_codes_matching=ignore,
+                output_paths=[created] if action.startswith("create") else None,
+            )
+
+        self.request = cr.AwsCustomResource(
+            self,
+            "Request",
+            on_create=call("createVpcPeeringConnection", request),
+            on_update=call("createVpcPeeringConnection", request),  # another client VPC: a new request
+            on_delete=call("deleteVpcPeeringConnection", {"VpcPeeringConnectionId": cr.PhysicalResourceIdReference()},
+                           PEER_GONE),
+            role=operator.role,
+            log_group=operator.log_group,
+            install_latest_aws_sdk=False,
+            timeout=Duration.minutes(2),
+        )  # fmt: skip
+        self.request.node.add_dependency(operator.policy)
+        self.peering_id = self.request.get_response_field(created)
+        peer_vpc = f"arn:{stack.partition}:ec2:{stack.region}:{handover.account}:vpc/{handover.vpc_id}"
+        this_vpc = stack.format_arn(service="ec2", resource="vpc", resource_name=vpc.vpc_id)
+        peerings = stack.format_arn(service="ec2", resource="vpc-peering-connection", resource_name="*")
+        operator.policy.add_statements(
+            iam.PolicyStatement(actions=["ec2:CreateVpcPeeringConnection"], resources=[this_vpc, peer_vpc, peerings]),
+            iam.PolicyStatement(
+                actions=["ec2:DeleteVpcPeeringConnection"],
+                resources=[peerings],
+                conditions={"ArnEquals": {"ec2:RequesterVpc": this_vpc}},
+            ),
+        )
+        route_to_peer(Construct(self, "ServerRoutes"), subnets, handover.vpc_cidr, self.peering_id)
+        self.client_security_group_id = handover.training_security_group_id
+        if handover.peering_connection_id:  # accepted: the reference across the peering is valid now
+            admit_client_jobs(
+                self, flower_group.security_group_id, client, handover.training_security_group_id, flower_port
+            )
+
+
+class PeeringAcceptance(Construct):
+    """Client side, separate organisations: accept the server's request ``peering_id`` into this VPC with this
+    account's own deployment, and route the server's CIDR to it. Deleting this (the client leaves) deletes the
+    peering, whichever side asked for it."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        peering_id: str,
+        server_cidr: str,
+        vpc: ec2.Vpc,
+        subnets: ec2.SelectedSubnets,
+        operator: CustomResourceRuntime,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+        connection = {"VpcPeeringConnectionId": peering_id}
+
+        def call(action: str, ignore: str | None = None) -> cr.AwsSdkCall:
+            return cr.AwsSdkCall(
+                service="EC2",
+                action=action,
+                parameters=connection,
+                physical_resource_id=cr.PhysicalResourceId.of(peering_id),
+                ignore_error_codes_matching=ignore,
+            )
+
+        acceptance = cr.AwsCustomResource(
+            self,
+            "Accept",
+            on_create=call("acceptVpcPeeringConnection"),
+            on_update=call("acceptVpcPeeringConnection"),
+            on_delete=call("deleteVpcPeeringConnection", PEER_GONE),
+            role=operator.role,
+            log_group=operator.log_group,
+            install_latest_aws_sdk=False,
+            timeout=Duration.minutes(2),
+        )
+        acceptance.node.add_dependency(operator.policy)
+        this_vpc = stack.format_arn(service="ec2", resource="vpc", resource_name=vpc.vpc_id)
+        # the request's ARN carries the requester's account (the server's); this account's form is listed too
+        peering = f"arn:{stack.partition}:ec2:{stack.region}:*:vpc-peering-connection/{peering_id}"
+        operator.policy.add_statements(
+            iam.PolicyStatement(actions=["ec2:AcceptVpcPeeringConnection"], resources=[this_vpc, peering]),
+            iam.PolicyStatement(actions=["ec2:DeleteVpcPeeringConnection"], resources=[peering]),
+        )
+        for route in route_to_peer(self, subnets, server_cidr, peering_id):
+            route.node.add_dependency(acceptance)
+
+
+ClientPeering = Peering | PeeringRequest  # the server side of one client's peering, in either mode

@@ -9,10 +9,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aws_cdk import ArnFormat, RemovalPolicy, Stack
+from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
+
+from stacks.compliance import AWS_SOLUTIONS, acknowledge
+
+
+def service_principal(
+    scope: Construct, service: str, source_arn: str | None = None, *, documented: bool = True
+) -> iam.ServicePrincipal:
+    """``service`` may assume the role only on behalf of this account (and ``source_arn``): another account's
+    resource of that service cannot be made to act with it (the confused deputy). ``documented=False``: the
+    service does not document setting these keys for this use, so they are checked only when present
+    (``IfExists``), rather than risk a role the service can never assume."""
+    match = "StringEquals" if documented else "StringEqualsIfExists"
+    conditions: dict = {match: {"aws:SourceAccount": Stack.of(scope).account}}
+    if source_arn:
+        conditions["ArnLike" if documented else "ArnLikeIfExists"] = {"aws:SourceArn": source_arn}
+    return iam.ServicePrincipal(service).with_conditions(conditions)
 
 
 def attach(
@@ -26,6 +43,56 @@ def log_group_arn(scope: Construct, name: str) -> str:
     return Stack.of(scope).format_arn(
         service="logs", resource="log-group", resource_name=f"{name}:*", arn_format=ArnFormat.COLON_RESOURCE_NAME
     )
+
+
+# read-only, and EC2 authorises them on "*" only
+DESCRIBE_NETWORK = [
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeVpcs",
+    "ec2:DescribeDhcpOptions",
+    "ec2:DescribeSubnets",
+]
+
+
+def acknowledge_network_interfaces(policy: iam.ManagedPolicy) -> None:
+    """The one wildcard of ``network_interface_statements``: the interfaces' own ids."""
+    interfaces = Stack.of(policy).format_arn(service="ec2", resource="network-interface", resource_name="*")
+    acknowledge(
+        policy,
+        f"{AWS_SOLUTIONS}IAM5[Resource::{interfaces}]",
+        "A VPC-mode job or function's network interfaces get their ids when created; the grant holds only for "
+        "interfaces of this VPC (ec2:Vpc condition), created in its subnets with its security group",
+    )
+
+
+def network_interface_statements(
+    scope: Construct, vpc: ec2.IVpc, subnets: ec2.SelectedSubnets, group: ec2.ISecurityGroup, writes: tuple[str, ...]
+) -> list[iam.PolicyStatement]:
+    """Create network interfaces in ``subnets`` with ``group`` only, and change or delete only interfaces of
+    ``vpc`` (``writes``): what a VPC-mode job or function needs, not the account's other network interfaces."""
+    stack = Stack.of(scope)
+
+    def arn(resource: str, name: str) -> str:
+        return stack.format_arn(service="ec2", resource=resource, resource_name=name)
+
+    in_this_vpc = {"ArnEquals": {"ec2:Vpc": arn("vpc", vpc.vpc_id)}}
+    return [
+        iam.PolicyStatement(
+            sid="CreateNetworkInterfacesInTheseSubnetsWithThisGroup",
+            actions=["ec2:CreateNetworkInterface"],
+            resources=[
+                *(arn("subnet", s.subnet_id) for s in subnets.subnets),
+                arn("security-group", group.security_group_id),
+            ],
+        ),
+        iam.PolicyStatement(
+            sid="NetworkInterfacesOfThisVpcOnly",
+            actions=["ec2:CreateNetworkInterface", *writes],
+            resources=[arn("network-interface", "*")],
+            conditions=in_this_vpc,
+        ),
+        iam.PolicyStatement(sid="DescribeTheNetwork", actions=DESCRIBE_NETWORK, resources=["*"]),
+    ]
 
 
 @dataclass(frozen=True)
@@ -52,11 +119,14 @@ def custom_resource_runtime(
         retention=logs.RetentionDays.ONE_YEAR,
         removal_policy=RemovalPolicy.RETAIN if retain_logs else RemovalPolicy.DESTROY,
     )
+    functions = Stack.of(scope).format_arn(
+        service="lambda", resource="function", resource_name="*", arn_format=ArnFormat.COLON_RESOURCE_NAME
+    )
     role = iam.Role(
         scope,
         "CustomResourceRole",
         role_name=role_name,
-        assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+        assumed_by=service_principal(scope, "lambda.amazonaws.com", functions),
         description="Deployment-time custom resources of this stack (AWS API calls made by CloudFormation)",
     )
     policy = attach(

@@ -2,26 +2,30 @@
 
 - a private-only VPC with endpoints and flow logs; peering with each client VPC, routes on both sides;
 - buckets: code (the bundle for the notebook) and results (``data/`` test set, ``model/`` global model);
-- the notebook that runs the SuperLink, its security group admitting the Flower port from client CIDRs
-  only, and its role ``FL-server-notebook`` with ``FL-allow-kickoff-client-job``;
+- the notebook that runs the SuperLink, its security group admitting the Flower port from the clients'
+  training security groups only, and its role ``FL-server-notebook`` with ``FL-allow-kickoff-client-job``;
 - the settings ``federate`` needs, as outputs and in SSM (``<prefix>/server/settings``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from fl_runtime.aws.contract import ClientEntry, ServerAccountSettings
+from fl_runtime.aws.contract import ClientEntry, ClientHandover, ServerAccountSettings
+from fl_runtime.errors import ConfigError
 from stacks.base import FederationStack
 from stacks.bundle.builder import Bundle
 from stacks.code_bundle import CODE_PREFIX
 from stacks.compliance import acknowledge, acknowledge_cdk_functions, objects_finding
-from stacks.config import PEERING_OPERATOR_ROLE_NAME, SERVER_NOTEBOOK_ROLE_NAME, FederationConfig
+from stacks.config import PEERING_OPERATOR_ROLE_NAME, SERVER_NOTEBOOK_ROLE_NAME, ClientAccount, FederationConfig
+from stacks.network import CrossAccountCall
 from stacks.notebook import FederationNotebook, NotebookSettings
 from stacks.outputs import publish
-from stacks.peering import Peering, allow_peering_operations
+from stacks.peering import ClientPeering, Peering, PeeringRequest, allow_peering_operations
 from stacks.roles import attach
 
 TEST_PREFIX = "data/"
@@ -29,8 +33,35 @@ MODEL_PREFIX = "model/"
 SERVER_NOTEBOOK = "fl-server"
 
 
+def kickoff_calls(config: FederationConfig) -> tuple[CrossAccountCall, ...]:
+    """What the notebook does with each client's kickoff-role session, through this VPC's endpoints: read that
+    client's settings and published keys, and invoke its launcher. Nothing else of another account."""
+    calls = []
+    for client in config.clients:
+        parameters = (
+            f"arn:{client.arn_partition}:ssm:{config.region}:{client.account}:parameter"
+            + config.client_parameter(client, "*")
+        )
+        calls += [
+            CrossAccountCall("Ssm", client.kickoff_role_arn, ("ssm:GetParameter",), (parameters,)),
+            CrossAccountCall(
+                "Lambda", client.kickoff_role_arn, ("lambda:InvokeFunction",), (client.launcher_arn(config.region),)
+            ),
+        ]
+    return tuple(calls)
+
+
 class ServerStack(FederationStack):
-    def __init__(self, scope: Construct, construct_id: str, *, config: FederationConfig, bundle: Bundle) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: FederationConfig,
+        bundle: Bundle,
+        handovers: Mapping[str, ClientHandover] | None = None,
+    ) -> None:
+        """``handovers``: separate organisations, each client's handover file by client name."""
         super().__init__(
             scope,
             construct_id,
@@ -39,25 +70,17 @@ class ServerStack(FederationStack):
             description="Federated fraud detection: server",
         )
         self.build_foundation(
-            config.server_vpc_cidr, bundle, custom_resource_role_name=PEERING_OPERATOR_ROLE_NAME, invokes_lambda=True
+            config.server_vpc_cidr,
+            bundle,
+            custom_resource_role_name=PEERING_OPERATOR_ROLE_NAME,
+            cross_account_calls=kickoff_calls(config),
         )
-        allow_peering_operations(self.custom_resources, config)
+        if not config.separate_organisations:
+            allow_peering_operations(self.custom_resources, config)
         self.results = self.bucket("Results")
         self.notebook_security_group = self._notebook_security_group()
         self.notebook = self._server_notebook()
-        network = self.network
-        self.peerings = {
-            client.name: Peering(
-                self,
-                f"Peering-{client.name}",
-                config=config,
-                client=client,
-                vpc=network.vpc,
-                subnets=network.subnets,
-                operator=self.custom_resources,
-            )
-            for client in config.clients
-        }
+        self.peerings = {client.name: self._peering(client, handovers) for client in config.clients}
         self.settings = self._settings()
         parameter = publish(
             self, config.server_parameter(), self.settings.to_dict(), "Federation settings of the server"
@@ -68,22 +91,31 @@ class ServerStack(FederationStack):
         acknowledge_cdk_functions(self)
 
     def _notebook_security_group(self) -> ec2.SecurityGroup:
-        """The Flower port from each client VPC, HTTPS to this VPC's endpoints."""
+        """HTTPS to this VPC's endpoints; the Flower port comes with each client's peering (from its jobs' group)."""
         group = ec2.SecurityGroup(
             self,
             "NotebookSecurityGroup",
             vpc=self.network.vpc,
             allow_all_outbound=False,
-            description="Server notebook (SuperLink): Flower port from client VPCs, HTTPS to endpoints",
+            description="Server notebook (SuperLink): Flower port from client training jobs, HTTPS to endpoints",
         )
-        for client in self.config.clients:
-            group.add_ingress_rule(
-                ec2.Peer.ipv4(client.vpc_cidr),
-                ec2.Port.tcp(self.config.flower_port),
-                f"Flower Fleet API from client {client.name}",
-            )
         self.network.allow_endpoint_access(group)
         return group
+
+    def _peering(self, client: ClientAccount, handovers: Mapping[str, ClientHandover] | None) -> ClientPeering:
+        network, group = self.network, self.notebook_security_group
+        if not self.config.separate_organisations:
+            return Peering(
+                self, f"Peering-{client.name}", config=self.config, client=client, vpc=network.vpc,
+                subnets=network.subnets, operator=self.custom_resources, flower_group=group,
+            )  # fmt: skip
+        if handovers is None or client.name not in handovers:
+            raise ConfigError(f"clients: no handover file from client {client.name!r} (separate organisations)")
+        return PeeringRequest(
+            self, f"Peering-{client.name}", handover=handovers[client.name], client=client, vpc=network.vpc,
+            subnets=network.subnets, operator=self.custom_resources, flower_group=group,
+            flower_port=self.config.flower_port,
+        )  # fmt: skip
 
     def _server_notebook(self) -> FederationNotebook:
         """The notebook that runs federate: it may assume each client's kickoff role and use the results bucket."""
@@ -146,6 +178,9 @@ class ServerStack(FederationStack):
             test_prefix=TEST_PREFIX,
             model_prefix=MODEL_PREFIX,
             source_uri=self.code_bundle.uri,
+            vpc_id=self.network.vpc.vpc_id,
+            route_table_ids=tuple(s.route_table.route_table_id for s in self.network.subnets.subnets),
+            notebook_security_group_id=self.notebook_security_group.security_group_id,
             clients=tuple(
                 ClientEntry(
                     name=c.name,
@@ -154,6 +189,8 @@ class ServerStack(FederationStack):
                     external_id=c.external_id,
                     settings_parameter=config.client_parameter(c),
                     vpc_cidr=c.vpc_cidr,
+                    peering_connection_id=self.peerings[c.name].peering_id,
+                    training_security_group_id=self.peerings[c.name].client_security_group_id,
                 )
                 for c in config.clients
             ),

@@ -24,7 +24,7 @@ def data_key(scope: Construct, construct_id: str, retain: bool) -> kms.Key:
         enable_key_rotation=True,
         description="Federated fraud detection: buckets, notebook volumes, logs",
         removal_policy=RemovalPolicy.RETAIN if retain else RemovalPolicy.DESTROY,
-        pending_window=Duration.days(7),
+        pending_window=Duration.days(30),  # the longest: a deletion can be cancelled for a month
     )
     stack = Stack.of(scope)
     key.add_to_resource_policy(

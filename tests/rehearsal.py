@@ -66,6 +66,8 @@ def client_settings(
         artifact_bucket=f"artifacts-{name}",
         artifact_prefix="client_artifact/",
         notebook=f"fl-client-{name}",
+        vpc_id=f"vpc-{name}",
+        route_table_ids=(f"rtb-{name}-a", f"rtb-{name}-b"),
         launch=launch,
     )
 
@@ -82,6 +84,8 @@ def server_settings(
             external_id=c.external_id,
             settings_parameter=client_parameter(PREFIX, c.client),
             vpc_cidr=f"10.{index}.0.0/16",
+            peering_connection_id=f"pcx-{c.client}",
+            training_security_group_id=c.launch.training_security_group_id,
         )
         for index, c in enumerate(clients, start=1)
     )
@@ -94,6 +98,9 @@ def server_settings(
         test_prefix="data/",
         model_prefix="model/",
         source_uri="",
+        vpc_id="vpc-server",
+        route_table_ids=("rtb-server-a", "rtb-server-b"),
+        notebook_security_group_id="sg-0server",
         clients=entries,
     )
 

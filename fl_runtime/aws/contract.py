@@ -140,6 +140,8 @@ class ClientEntry(PublishedSettings):
     external_id: str  # agreed with the client; it guards the kickoff role's trust
     settings_parameter: str  # the client's ClientAccountSettings, read through the kickoff role
     vpc_cidr: str
+    peering_connection_id: str  # the server's peering with this client's VPC
+    training_security_group_id: str  # the client's jobs: the only group the server's Flower port admits
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,9 @@ class ServerAccountSettings(PublishedSettings):
     test_prefix: str  # the server-only test set: <test_prefix>test.csv
     model_prefix: str  # each run's outputs: <model_prefix><run>/
     source_uri: str  # the code bundle
+    vpc_id: str
+    route_table_ids: tuple[str, ...]  # each must route every client's CIDR to its peering
+    notebook_security_group_id: str  # the SuperLink's group: the Flower port from each client's jobs
     clients: tuple[ClientEntry, ...]
 
 
@@ -199,4 +204,28 @@ class ClientAccountSettings(PublishedSettings):
     artifact_bucket: str
     artifact_prefix: str
     notebook: str
+    vpc_id: str
+    route_table_ids: tuple[str, ...]  # each must route the server's CIDR to the peering
     launch: LaunchSettings
+
+
+@dataclass(frozen=True)
+class ClientHandover(PublishedSettings):
+    """What a client party hands the server party after deploying its own stack (separate organisations).
+
+    Public identifiers only: the external id is agreed out of band, and nothing here lets the server change
+    the client account. ``peering_connection_id`` is empty until the client has accepted the server's
+    peering request; the server admits the client's jobs to its Flower port only from then on.
+    """
+
+    client: str
+    account: str
+    region: str
+    vpc_id: str
+    vpc_cidr: str
+    route_table_ids: tuple[str, ...]
+    training_security_group_id: str
+    kickoff_role_arn: str
+    launcher_arn: str
+    approved_app_hashes: tuple[str, ...]
+    peering_connection_id: str

@@ -34,7 +34,7 @@ def configured_bundle():
 @dataclass
 class Synthesized:
     outdir: Path
-    server: Template
+    server: Template | None  # None when a client party synthesizes its own stack only (separate organisations)
     clients: dict[str, Template]
     client_stacks: dict[str, cdk.Stack]
     server_stack: cdk.Stack
@@ -44,19 +44,21 @@ class Synthesized:
         return json.loads((self.outdir / "validation-report.json").read_text())
 
 
-def synthesize(outdir: Path, **overrides) -> Synthesized:
-    """The app of app.py with cdk.json's context plus ``federation:<field>`` overrides."""
+def synthesize(outdir: Path, invocation: dict | None = None, **overrides) -> Synthesized:
+    """The app of app.py with cdk.json's context plus ``federation:<field>`` overrides and ``invocation``
+    context (``party``, ``handover``)."""
     from app import build_app
 
     context = default_context()
     context.update({f"federation:{key}": value for key, value in overrides.items()})
+    context.update(invocation or {})
     app = cdk.App(context=context, outdir=str(outdir))
     server, clients = build_app(app)
     assembly = app.synth()
     names = [c.node.id for c in clients]
     return Synthesized(
         outdir,
-        Template.from_stack(server),
+        Template.from_stack(server) if server else None,
         {name: Template.from_stack(stack) for name, stack in zip(names, clients)},
         dict(zip(names, clients)),
         server,
@@ -79,3 +81,31 @@ def statements(template: Template) -> list[dict]:
 
 def all_templates(synthesized: Synthesized) -> list[Template]:
     return [synthesized.server, *synthesized.clients.values()]
+
+
+SEPARATE = "separate-organisations"
+
+
+def handover_document(spec: dict, index: int, accepted: bool) -> dict:
+    """A client's handover file as its deploy writes it (ids of a deployed stack), accepted or not yet."""
+    account, name = spec["account"], spec["name"]
+    return {
+        "client": name,
+        "account": account,
+        "region": "us-east-1",
+        "vpc_id": f"vpc-0{index}{'a' * 15}",
+        "vpc_cidr": spec["vpc_cidr"],
+        "route_table_ids": [f"rtb-0{index}{'b' * 15}", f"rtb-0{index}{'c' * 15}"],
+        "training_security_group_id": f"sg-0{index}{'d' * 15}",
+        "kickoff_role_arn": f"arn:aws:iam::{account}:role/FL-kickoff-client-job",
+        "launcher_arn": f"arn:aws:lambda:us-east-1:{account}:function:FL-job-launcher",
+        "approved_app_hashes": ["ab" * 32],
+        "peering_connection_id": f"pcx-0{index}{'e' * 15}" if accepted else "",
+    }
+
+
+def write_handovers(folder: Path, clients: list[dict], accepted: bool) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, spec in enumerate(clients, start=1):
+        (folder / f"{spec['name']}.json").write_text(json.dumps(handover_document(spec, index, accepted)))
+    return folder

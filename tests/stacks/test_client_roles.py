@@ -71,7 +71,10 @@ def test_the_execution_role_is_least_privilege_and_never_sagemaker_full_access(t
     role_id = next(lid for lid in resources(template, "AWS::IAM::Role") if lid.startswith("TrainingExecutionRole"))
     role = resources(template, "AWS::IAM::Role")[role_id]["Properties"]
     assert "ManagedPolicyArns" not in role
-    assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "sagemaker.amazonaws.com"}
+    trust = role["AssumeRolePolicyDocument"]["Statement"][0]
+    assert trust["Principal"] == {"Service": "sagemaker.amazonaws.com"}
+    assert trust["Condition"]["StringEquals"] == {"aws:SourceAccount": "222222222222"}
+    assert trust["Condition"]["ArnLike"]["aws:SourceArn"].endswith(":222222222222:training-job/*")
     policy = next(
         p["Properties"]
         for p in resources(template, "AWS::IAM::ManagedPolicy").values()
@@ -86,7 +89,9 @@ def test_the_execution_role_is_least_privilege_and_never_sagemaker_full_access(t
         "UseDataKey",
         "GrantDataKeyToTheVolume",
         "PublishSuperNodePublicKey",
-        "VpcNetworkInterfaces",
+        "CreateNetworkInterfacesInTheseSubnetsWithThisGroup",
+        "NetworkInterfacesOfThisVpcOnly",
+        "DescribeTheNetwork",
         "Logs",
         "Metrics",
     }

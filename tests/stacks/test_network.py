@@ -70,14 +70,23 @@ def _ingress(template):
     return inline + [r["Properties"] for r in resources(template, "AWS::EC2::SecurityGroupIngress").values()]
 
 
-def test_the_servers_flower_port_admits_exactly_the_client_cidrs(three):
+def test_the_servers_flower_port_admits_each_clients_training_security_group_not_its_cidr(three):
     notebook_sg = next(
         lid for lid in resources(three.server, "AWS::EC2::SecurityGroup") if lid.startswith("NotebookSecurityGroup")
     )
-    rules = resources(three.server, "AWS::EC2::SecurityGroup")[notebook_sg]["Properties"]["SecurityGroupIngress"]
-    assert sorted((r["CidrIp"], r["FromPort"], r["ToPort"]) for r in rules) == sorted(
-        (c["vpc_cidr"], 9092, 9092) for c in THREE_CLIENTS
+    assert "SecurityGroupIngress" not in resources(three.server, "AWS::EC2::SecurityGroup")[notebook_sg]["Properties"]
+    flower = [r for lid, r in resources(three.server, "AWS::EC2::SecurityGroupIngress").items() if "FlowerPort" in lid]
+    assert sorted(r["Properties"]["SourceSecurityGroupOwnerId"] for r in flower) == sorted(
+        c["account"] for c in THREE_CLIENTS
     )
+    for rule in flower:
+        properties = rule["Properties"]
+        assert properties["GroupId"] == {"Fn::GetAtt": [notebook_sg, "GroupId"]}
+        assert (properties["FromPort"], properties["ToPort"], properties["IpProtocol"]) == (9092, 9092, "tcp")
+        assert "CidrIp" not in properties
+        # the client's group id, read from its published ids; referenced once CloudFormation accepted the peering
+        assert "Fn::Select" in json.dumps(properties["SourceSecurityGroupId"])
+        assert any(d.startswith("PeeringinsurerConnection") or "Connection" in d for d in rule["DependsOn"])
     assert all(r.get("CidrIp") != "0.0.0.0/0" for r in _ingress(three.server))
 
 

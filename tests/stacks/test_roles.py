@@ -49,7 +49,7 @@ def test_deployment_time_functions_log_to_a_log_group_the_stack_owns(default):
             for lid, g in resources(template, "AWS::Logs::LogGroup").items()
             if lid.startswith("DeploymentFunctionLogs")
         ]
-        assert group["DeletionPolicy"] == "Delete" and "KmsKeyId" in group["Properties"]
+        assert group["DeletionPolicy"] == "Retain" and "KmsKeyId" in group["Properties"]  # retain_data by default
         functions = resources(template, "AWS::Lambda::Function")
         logged = {
             lid

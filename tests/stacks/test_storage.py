@@ -57,15 +57,18 @@ def test_replaced_code_bundles_and_access_logs_expire_while_data_versions_are_ke
             assert days == ({"AccessLogs": [90], "Code": [30]}.get(lid[:-8], [])), lid
 
 
-def test_destroy_removes_buckets_with_their_objects_unless_data_is_retained(default, tmp_path):
-    for template in all_templates(default):
+def test_claims_data_and_its_key_survive_a_stack_deletion_unless_a_config_says_otherwise(default, tmp_path):
+    for template in all_templates(default):  # cdk.json leaves retain_data at its default: true
+        assert all(b["DeletionPolicy"] == "Retain" for b in _buckets(template).values())
+        assert resources(template, "Custom::S3AutoDeleteObjects") == {}
+        for key in resources(template, "AWS::KMS::Key").values():
+            assert key["DeletionPolicy"] == "Retain" and key["Properties"]["EnableKeyRotation"] is True
+            assert key["Properties"]["PendingWindowInDays"] == 30  # a scheduled deletion can be cancelled for a month
+    removed = synthesize(tmp_path / "demo", retain_data=False)  # a demo's config may say so
+    for template in all_templates(removed):
         for lid, bucket in _buckets(template).items():
             # the access-log bucket is the audit trail, and S3 delivers its logs late: always kept
             assert bucket["DeletionPolicy"] == ("Retain" if lid.startswith("AccessLogs") else "Delete"), lid
         assert len(resources(template, "Custom::S3AutoDeleteObjects")) == len(_buckets(template)) - 1
         for key in resources(template, "AWS::KMS::Key").values():
-            assert key["DeletionPolicy"] == "Delete" and key["Properties"]["EnableKeyRotation"] is True
-    retained = synthesize(tmp_path / "retain", retain_data=True)
-    for template in all_templates(retained):
-        assert all(b["DeletionPolicy"] == "Retain" for b in _buckets(template).values())
-        assert resources(template, "Custom::S3AutoDeleteObjects") == {}
+            assert key["DeletionPolicy"] == "Delete" and key["Properties"]["PendingWindowInDays"] == 30
