@@ -101,7 +101,8 @@ class ClientStack(FederationStack):
             )  # fmt: skip
         elif client.peering_connection_id:
             PeeringAcceptance(
-                self, "Peering", peering_id=client.peering_connection_id, server_cidr=config.server_vpc_cidr,
+                self, "Peering", peering_id=client.peering_connection_id, server_account=config.server_account,
+                server_cidr=config.server_vpc_cidr,
                 vpc=network.vpc, subnets=network.subnets, operator=self.custom_resources,
             )  # fmt: skip
 

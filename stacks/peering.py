@@ -357,6 +357,12 @@ class PeeringRequest(Construct):
                 conditions={"ArnEquals": {"ec2:RequesterVpc": this_vpc}},
             ),
         )
+        acknowledge(
+            operator.policy,
+            f"{AWS_SOLUTIONS}IAM5[Resource::{peerings}]",
+            "A peering connection's id exists only once requested; creation is also authorised on the two named VPCs, "
+            "and deletion only of connections this server VPC requested (ec2:RequesterVpc)",
+        )
         route_to_peer(Construct(self, "ServerRoutes"), subnets, handover.vpc_cidr, self.peering_id)
         self.client_security_group_id = handover.training_security_group_id
         if handover.peering_connection_id:  # accepted: the reference across the peering is valid now
@@ -376,6 +382,7 @@ class PeeringAcceptance(Construct):
         construct_id: str,
         *,
         peering_id: str,
+        server_account: str,
         server_cidr: str,
         vpc: ec2.Vpc,
         subnets: ec2.SelectedSubnets,
@@ -408,10 +415,13 @@ class PeeringAcceptance(Construct):
         acceptance.node.add_dependency(operator.policy)
         this_vpc = stack.format_arn(service="ec2", resource="vpc", resource_name=vpc.vpc_id)
         # the request's ARN carries the requester's account (the server's); this account's form is listed too
-        peering = f"arn:{stack.partition}:ec2:{stack.region}:*:vpc-peering-connection/{peering_id}"
+        peering = [
+            f"arn:{stack.partition}:ec2:{stack.region}:{account}:vpc-peering-connection/{peering_id}"
+            for account in (server_account, stack.account)
+        ]
         operator.policy.add_statements(
-            iam.PolicyStatement(actions=["ec2:AcceptVpcPeeringConnection"], resources=[this_vpc, peering]),
-            iam.PolicyStatement(actions=["ec2:DeleteVpcPeeringConnection"], resources=[peering]),
+            iam.PolicyStatement(actions=["ec2:AcceptVpcPeeringConnection"], resources=[this_vpc, *peering]),
+            iam.PolicyStatement(actions=["ec2:DeleteVpcPeeringConnection"], resources=peering),
         )
         for route in route_to_peer(self, subnets, server_cidr, peering_id):
             route.node.add_dependency(acceptance)

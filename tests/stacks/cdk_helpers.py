@@ -12,6 +12,7 @@ from aws_cdk.assertions import Template
 from tests.helpers import PROJECT
 
 SERVER_ACCOUNT, CLIENT_ACCOUNT = "111111111111", "222222222222"  # cdk.json's placeholders
+ONE_CLIENT = [{"name": "client-a", "account": "222222222222", "vpc_cidr": "10.1.0.0/16", "external_id": "fl-a-5e1d"}]
 THREE_CLIENTS = [
     {"name": "insurer-a", "account": "222222222222", "vpc_cidr": "10.1.0.0/16", "external_id": "fl-insurer-a-7f3c"},
     {"name": "insurer-b", "account": "333333333333", "vpc_cidr": "10.2.0.0/16", "external_id": "fl-insurer-b-91d2"},
@@ -42,6 +43,53 @@ class Synthesized:
 
     def report(self) -> dict:
         return json.loads((self.outdir / "validation-report.json").read_text())
+
+    def reports(self) -> list[dict]:
+        return [self.report()]
+
+    def accounts(self) -> list[tuple[Template, str]]:
+        """Each template with its stack's account."""
+        stacks = ([(self.server, self.server_stack)] if self.server else []) + [
+            (self.clients[name], stack) for name, stack in self.client_stacks.items()
+        ]
+        return [(template, stack.account) for template, stack in stacks]
+
+
+@dataclass
+class Parties:
+    """Separate organisations: the server party's synth and a client party's, seen together."""
+
+    server_synth: Synthesized
+    client_synth: Synthesized
+
+    @property
+    def server(self) -> Template:
+        assert self.server_synth.server is not None
+        return self.server_synth.server
+
+    @property
+    def clients(self) -> dict[str, Template]:
+        return self.client_synth.clients
+
+    def reports(self) -> list[dict]:
+        return [self.server_synth.report(), self.client_synth.report()]
+
+    def accounts(self) -> list[tuple[Template, str]]:
+        return self.server_synth.accounts() + self.client_synth.accounts()
+
+
+def separate_parties(folder: Path, clients: list[dict], accepted: bool) -> Parties:
+    """The server's synth from every client's handover (``accepted``: after they accepted its peering), and the
+    first client's own synth (with the server's peering id once accepted)."""
+    handovers = write_handovers(folder / "handover", clients, accepted)
+    server = synthesize(
+        folder / "server", {"party": "server", "handover": str(handovers)}, deployment_mode=SEPARATE, clients=clients
+    )
+    first = dict(clients[0], peering_connection_id=handover_document(clients[0], 1, accepted)["peering_connection_id"])
+    client = synthesize(
+        folder / "client", {"party": clients[0]["name"]}, deployment_mode=SEPARATE, clients=[first, *clients[1:]]
+    )
+    return Parties(server, client)
 
 
 def synthesize(outdir: Path, invocation: dict | None = None, **overrides) -> Synthesized:
@@ -79,11 +127,13 @@ def statements(template: Template) -> list[dict]:
     return found
 
 
-def all_templates(synthesized: Synthesized) -> list[Template]:
-    return [synthesized.server, *synthesized.clients.values()]
+def all_templates(synthesized: Synthesized | Parties) -> list[Template]:
+    return [t for t in (synthesized.server, *synthesized.clients.values()) if t is not None]
 
 
 SEPARATE = "separate-organisations"
+# the session fixtures of conftest.py: both deployment modes, one client and three
+DEPLOYMENTS = ["default", "three", "separate_one", "separate_three"]
 
 
 def handover_document(spec: dict, index: int, accepted: bool) -> dict:

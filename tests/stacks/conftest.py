@@ -1,10 +1,11 @@
-"""The CDK app synthesized once per test process: with cdk.json's defaults (one client) and with three clients."""
+"""The CDK app synthesized once per test process: with cdk.json's defaults (one client) and with three clients,
+in one organisation; and in separate organisations, each party's own synth, for one client and for three."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.stacks.cdk_helpers import THREE_CLIENTS, synthesize
+from tests.stacks.cdk_helpers import ONE_CLIENT, THREE_CLIENTS, separate_parties, synthesize
 
 
 @pytest.fixture(scope="session")
@@ -21,3 +22,15 @@ def three(tmp_path_factory):
 def client(default):
     """The one client stack of the default app, as a template."""
     return default.clients["ClientStack"]
+
+
+@pytest.fixture(scope="session")
+def separate_one(tmp_path_factory):
+    """One client's first deploy (no peering yet), and the server's from its handover."""
+    return separate_parties(tmp_path_factory.mktemp("separate-one"), ONE_CLIENT, accepted=False)
+
+
+@pytest.fixture(scope="session")
+def separate_three(tmp_path_factory):
+    """Three clients that accepted the server's peering requests; the server redeployed from their handovers."""
+    return separate_parties(tmp_path_factory.mktemp("separate-three"), THREE_CLIENTS, accepted=True)

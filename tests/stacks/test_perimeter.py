@@ -1,0 +1,160 @@
+"""The perimeter, least privilege and data safety, in both deployment modes, for one client and for three:
+endpoint policies, DNS firewall, network-interface scoping, service-role trust, cross-account trust, retention."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.stacks.cdk_helpers import DEPLOYMENTS, SERVER_ACCOUNT, resources, statements
+
+pytestmark = pytest.mark.slow
+
+ENDPOINT_NAMES = {"api": "api.sagemaker", "sts": "sts", "logs": "logs", "ssm": "ssm", "lambda": "lambda"}
+
+
+def _interface_endpoints(template) -> dict[str, dict]:
+    """Interface endpoints by service suffix (ssm, sts, logs, api, lambda)."""
+    found = {}
+    for endpoint in resources(template, "AWS::EC2::VPCEndpoint").values():
+        properties = endpoint["Properties"]
+        if properties.get("VpcEndpointType") == "Interface":
+            found[json.dumps(properties["ServiceName"]).split(".")[-1].strip('"')] = properties
+    return found
+
+
+@pytest.mark.parametrize("deployment", DEPLOYMENTS)
+def test_interface_endpoints_admit_this_accounts_principals_and_only_the_servers_declared_cross_account_calls(
+    deployment, request
+):
+    synth = request.getfixturevalue(deployment)
+    kickoff_roles = {}
+    for template, account in synth.accounts():
+        for service, endpoint in _interface_endpoints(template).items():
+            own, *cross = endpoint["PolicyDocument"]["Statement"]
+            assert own["Condition"]["StringEquals"] == {"aws:PrincipalAccount": account}, service
+            if service != "sts":  # STS calls carry no resource of this account
+                assert own["Condition"]["StringEqualsIfExists"] == {"aws:ResourceAccount": account}, service
+            if account != SERVER_ACCOUNT:
+                assert cross == [], f"a client VPC lets no other account through its {service} endpoint"
+                continue
+            assert (service in ("ssm", "lambda")) == bool(cross), service
+            for statement in cross:
+                role = statement["Condition"]["ArnEquals"]["aws:PrincipalArn"]
+                client_account = role.split(":")[4]
+                assert role == f"arn:aws:iam::{client_account}:role/FL-kickoff-client-job"
+                action = {"ssm": "ssm:GetParameter", "lambda": "lambda:InvokeFunction"}[service]
+                assert statement["Action"] == action and statement["Principal"] == {"AWS": "*"}
+                resource = statement["Resource"]
+                assert f":{client_account}:" in resource and "*" not in resource.replace("/*", "")
+                kickoff_roles.setdefault(service, set()).add(client_account)
+    [assume] = [s for s in statements(synth.server) if s.get("Sid") == "AssumeEachClientsKickoffRole"]
+    roles = assume["Resource"] if isinstance(assume["Resource"], list) else [assume["Resource"]]
+    assert kickoff_roles["ssm"] == kickoff_roles["lambda"] == {role.split(":")[4] for role in roles}
+
+
+@pytest.mark.parametrize("deployment", DEPLOYMENTS)
+def test_every_vpc_resolves_only_the_aws_names_it_needs_blocks_the_rest_and_logs_every_query(deployment, request):
+    synth = request.getfixturevalue(deployment)
+    for template, account in synth.accounts():
+        [vpc] = resources(template, "AWS::EC2::VPC")
+        [association] = resources(template, "AWS::Route53Resolver::FirewallRuleGroupAssociation").values()
+        assert association["Properties"]["VpcId"] == {"Ref": vpc}
+        assert association["Properties"]["MutationProtection"] == "ENABLED"
+        lists = {
+            lid: r["Properties"]["Domains"]
+            for lid, r in resources(template, "AWS::Route53Resolver::FirewallDomainList").items()
+        }
+        [group] = resources(template, "AWS::Route53Resolver::FirewallRuleGroup").values()
+        allow, block = sorted(group["Properties"]["FirewallRules"], key=lambda rule: rule["Priority"])
+        allowed = lists[allow["FirewallDomainListId"]["Fn::GetAtt"][0]]
+        assert allow["Action"] == "ALLOW" and block["Action"] == "BLOCK" and block["BlockResponse"] == "NXDOMAIN"
+        assert lists[block["FirewallDomainListId"]["Fn::GetAtt"][0]] == ["*"]
+        endpoints = {f"{ENDPOINT_NAMES[s]}.us-east-1.amazonaws.com" for s in _interface_endpoints(template)}
+        assert endpoints <= set(allowed) and "s3.us-east-1.amazonaws.com" in allowed
+        assert ("lambda.us-east-1.amazonaws.com" in allowed) == (account == SERVER_ACCOUNT)
+        assert not {"*", "*.amazonaws.com", "*.com"} & set(allowed)
+        [logging] = resources(template, "AWS::Route53Resolver::ResolverQueryLoggingConfig").values()
+        [logged] = resources(template, "AWS::Route53Resolver::ResolverQueryLoggingConfigAssociation").values()
+        assert logged["Properties"]["ResourceId"] == {"Ref": vpc}
+        log_group = next(lid for lid in resources(template, "AWS::Logs::LogGroup") if "QueryLogs" in lid)
+        assert {"Ref": log_group} in logging["Properties"]["DestinationArn"]["Fn::Join"][1]
+        assert "KmsKeyId" in resources(template, "AWS::Logs::LogGroup")[log_group]["Properties"]
+
+
+NETWORK_INTERFACE_WRITES = {
+    "ec2:CreateNetworkInterface",
+    "ec2:DeleteNetworkInterface",
+    "ec2:CreateNetworkInterfacePermission",
+    "ec2:DeleteNetworkInterfacePermission",
+    "ec2:AssignPrivateIpAddresses",
+    "ec2:UnassignPrivateIpAddresses",
+}
+
+
+@pytest.mark.parametrize("deployment", ["three", "separate_three"])
+def test_network_interface_writes_hold_only_in_this_vpc_its_subnets_and_its_group(deployment, request):
+    synth = request.getfixturevalue(deployment)
+    scoped = 0
+    for template in (synth.server, *synth.clients.values()):
+        for statement in statements(template):
+            actions = {statement["Action"]} if isinstance(statement["Action"], str) else set(statement["Action"])
+            if not actions & NETWORK_INTERFACE_WRITES:
+                continue
+            listed = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            assert "*" not in listed, statement
+            if any("network-interface/*" in json.dumps(r) for r in listed):
+                assert "ec2:Vpc" in statement["Condition"]["ArnEquals"], statement
+                scoped += 1
+            else:  # the create's other resources: the job's subnets and security group, by id
+                assert all(":subnet/" in json.dumps(r) or ":security-group/" in json.dumps(r) for r in listed)
+    assert scoped == 2 * len(synth.clients)  # the training execution role and the launcher of each client
+
+
+@pytest.mark.parametrize("deployment", DEPLOYMENTS)
+def test_every_role_a_service_assumes_names_this_account_as_the_source(deployment, request):
+    synth = request.getfixturevalue(deployment)
+    for template, account in synth.accounts():
+        for lid, role in resources(template, "AWS::IAM::Role").items():
+            for statement in role["Properties"]["AssumeRolePolicyDocument"]["Statement"]:
+                if "Service" not in statement["Principal"]:
+                    continue
+                conditions = statement["Condition"]
+                source = conditions.get("StringEquals", conditions.get("StringEqualsIfExists", {}))
+                assert source.get("aws:SourceAccount") == account, lid
+
+
+@pytest.mark.parametrize("deployment", DEPLOYMENTS)
+def test_another_account_may_assume_only_the_roles_it_needs_each_from_one_principal_arn(deployment, request):
+    synth = request.getfixturevalue(deployment)
+    separate = deployment.startswith("separate")
+    for template in synth.clients.values():
+        trusted = {}
+        for role in resources(template, "AWS::IAM::Role").values():
+            for statement in role["Properties"]["AssumeRolePolicyDocument"]["Statement"]:
+                if "AWS" in statement["Principal"]:
+                    trusted[role["Properties"]["RoleName"]] = statement["Condition"]["ArnEquals"]["aws:PrincipalArn"]
+        expected = {"FL-kickoff-client-job": f"arn:aws:iam::{SERVER_ACCOUNT}:role/FL-server-notebook"}
+        if not separate:  # one organisation: the server's deployment peers and routes
+            expected["FL-peering-accepter"] = (
+                f"arn:aws:iam::{SERVER_ACCOUNT}:role/cdk-hnb659fds-cfn-exec-role-{SERVER_ACCOUNT}-us-east-1"
+            )
+            expected["FL-peering-routes"] = f"arn:aws:iam::{SERVER_ACCOUNT}:role/FL-peering-operator"
+        assert trusted == expected
+        kickoff = next(
+            p["Properties"]["PolicyDocument"]["Statement"]
+            for p in resources(template, "AWS::IAM::ManagedPolicy").values()
+            if p["Properties"].get("ManagedPolicyName") == "FL-ask-the-launcher"
+        )
+        assert sorted(s["Action"] for s in kickoff) == ["lambda:InvokeFunction", "ssm:GetParameter"]
+
+
+@pytest.mark.parametrize("deployment", ["separate_one", "separate_three"])
+def test_claims_data_and_keys_are_retained_by_default_in_separate_organisations_too(deployment, request):
+    synth = request.getfixturevalue(deployment)
+    for template in (synth.server, *synth.clients.values()):
+        for bucket in resources(template, "AWS::S3::Bucket").values():
+            assert bucket["DeletionPolicy"] == "Retain"
+        for key in resources(template, "AWS::KMS::Key").values():
+            assert key["DeletionPolicy"] == "Retain" and key["Properties"]["PendingWindowInDays"] == 30
