@@ -8,9 +8,11 @@ Each stack builds it first, then adds what is specific to its side.
 from __future__ import annotations
 
 from aws_cdk import Environment, Stack
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from stacks.bootstrap_policy import BOUNDARY_NAME
 from stacks.bundle.builder import Bundle
 from stacks.code_bundle import CodeBundle
 from stacks.config import FederationConfig
@@ -33,6 +35,9 @@ class FederationStack(Stack):
             scope, construct_id, env=Environment(account=account, region=config.region), description=description
         )
         self.config = config
+        if not config.separate_organisations:  # deployed through bootstrap trust: every role within the boundary
+            boundary = iam.ManagedPolicy.from_managed_policy_name(self, "DeploymentBoundary", BOUNDARY_NAME)
+            iam.PermissionsBoundary.of(self).apply(boundary)
 
     @property
     def availability_zones(self) -> list[str]:
