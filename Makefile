@@ -1,6 +1,6 @@
 # Two entry points do all set-up on a fresh machine (Python 3.11, make, node, npm):
 #   make demo   virtualenv + pinned runtime, then the local federation on the embedded synthetic data
-#   make test   virtualenv + pinned dev tools + the pinned CDK CLI, then the whole test suite
+#   make test   virtualenv + pinned dev tools + the pinned CDK CLI + checkov, then linters and the whole test suite
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -8,6 +8,9 @@ PIP := $(PY) -m pip install --disable-pip-version-check --quiet
 RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 CLI := node_modules/.cli-installed
+# checkov pins packages the project pins otherwise: it gets a virtualenv of its own
+CHECKOV_VENV := .venv-checkov
+CHECKOV := $(CHECKOV_VENV)/.installed
 export CDK_DISABLE_CLI_TELEMETRY := true
 export CDK_DISABLE_VERSION_CHECK := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
@@ -19,7 +22,7 @@ demo: $(RUNTIME)
 
 # two workers, each taking whole test files (module fixtures such as one finished run are built once)
 TEST_WORKERS ?= 2
-test: lint $(CLI)
+test: lint $(CLI) $(CHECKOV)
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # style and types first: ruff (lint + format check) and mypy on the runtime and the CDK app
@@ -56,6 +59,11 @@ $(DEV): requirements-dev.txt $(RUNTIME)
 	$(PIP) -r requirements-dev.txt -c constraints.txt
 	touch $@
 
+$(CHECKOV): requirements-checkov.txt
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --disable-pip-version-check --quiet -r requirements-checkov.txt
+	touch $@
+
 $(CLI): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
@@ -66,4 +74,4 @@ constraints: $(DEV)
 	 $(PY) -m pip freeze --exclude-editable) > constraints.txt
 
 clean:
-	rm -rf $(VENV) node_modules cdk.out runs .pytest_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) node_modules cdk.out runs .pytest_cache

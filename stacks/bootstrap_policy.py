@@ -116,6 +116,8 @@ RESOURCE_ACTIONS: dict[str, list[str]] = {
         "ec2:CreateNetworkInterface",
         "ec2:DeleteNetworkInterface",
         "ec2:Describe*",
+        "kms:Encrypt",  # the launcher's environment is encrypted with the data key:
+        "kms:CreateGrant",  # Lambda decrypts it through a grant made at deployment
     ],
     "AWS::Lambda::LayerVersion": [
         "lambda:PublishLayerVersion",

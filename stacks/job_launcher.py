@@ -101,7 +101,7 @@ class JobLauncher(Construct):
             handler=HANDLER,
             code=lambda_.Code.from_asset(str(launcher_code())), role=self.role,
             environment={SETTINGS_ENV: Stack.of(self).to_json_string(settings.launch.to_dict())},
-            timeout=Duration.seconds(60), memory_size=256,
+            timeout=Duration.seconds(60), memory_size=256, environment_encryption=settings.resources.key,
             vpc=settings.network.vpc, vpc_subnets=ec2.SubnetSelection(subnets=settings.network.subnets.subnets),
             security_groups=[security_group], log_group=log_group,
             description="Starts, describes or stops this account's federation training job of a run; nothing else",
