@@ -1,4 +1,4 @@
-"""Command line: ``python -m fl_runtime {prepare-data,local,compare,federate,stage-data}``.
+"""Command line: ``python -m fl_runtime {prepare-data,local,compare,federate,stage-data,app-hash,doctor}``.
 
 Exit codes: 0 success; 2 bad input (the message names the file, column, flag or field, and nothing was
 written); 1 the run failed (the message says why) or an internal error (a bug: the traceback follows);
@@ -105,7 +105,7 @@ def _run_name(value: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fl_runtime", description="Federated fraud detection with Flower")
     commands = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_prepare_data, _add_local, _add_compare, _add_federate, _add_stage_data, _add_app_hash):
+    for add in (_add_prepare_data, _add_local, _add_compare, _add_federate, _add_party_commands, _add_app_hash):
         add(commands)
     return parser
 
@@ -159,16 +159,13 @@ def _add_federate(commands: argparse._SubParsersAction) -> None:
     federate.add_argument(
         "--rehearsal", type=Path, help="rehearse with folders and local processes instead of AWS (a JSON description)"
     )
-    federate.add_argument("--min-clients", type=int, help="stop when fewer clients remain (default: all)")
+    _add_waits(federate)
     federate.add_argument("--address", help="this notebook's private address (default: discovered)")
     federate.add_argument(
         "--connect-timeout",
         type=float,
         default=defaults.CONNECT_TIMEOUT,
         help="seconds for a client job to start and join",
-    )
-    federate.add_argument(
-        "--round-timeout", type=float, default=defaults.ROUND_TIMEOUT, help="seconds to wait for one exchange"
     )
     federate.add_argument(
         "--run-name",
@@ -181,15 +178,22 @@ def _add_federate(commands: argparse._SubParsersAction) -> None:
     _add_training(federate)
 
 
-def _add_stage_data(commands: argparse._SubParsersAction) -> None:
+def _add_party_commands(commands: argparse._SubParsersAction) -> None:
+    """The commands a notebook runs for its own party: this client's (``--client NAME``) or the server's."""
     stage = commands.add_parser("stage-data", help="validate and upload this party's data to its own bucket")
     stage.add_argument("--data", type=Path, required=True, help="the CSV: a client's data, or the server's test set")
-    party = stage.add_mutually_exclusive_group(required=True)
-    party.add_argument("--client", help="this client's name (as in the stack config)")
-    party.add_argument("--server", action="store_true", help="stage the server-only test set")
-    stage.add_argument("--parameter-prefix", default=defaults.PARAMETER_PREFIX)
+    doctor = commands.add_parser("doctor", help="preflight checks of the deployment: each problem with its fix")
+    for parser, client_help, server_help in (
+        (stage, "this client's name (as in the stack config)", "stage the server-only test set"),
+        (doctor, "this client's network, staged data and code bundle", "every client, as federate reaches it"),
+    ):
+        party = parser.add_mutually_exclusive_group(required=True)
+        party.add_argument("--client", help=client_help)
+        party.add_argument("--server", action="store_true", help=server_help)
+        parser.add_argument("--parameter-prefix", default=defaults.PARAMETER_PREFIX)
     stage.add_argument("--overwrite", action="store_true", help="replace a dataset staged before")
     stage.add_argument("--seed", type=int, default=defaults.SEED, help="train/validation split seed")
+    doctor.add_argument("--rehearsal", type=Path, help="with --server: the settings and launchers of this rehearsal")
 
 
 def _add_app_hash(commands: argparse._SubParsersAction) -> None:
@@ -210,9 +214,8 @@ def _source(args: argparse.Namespace) -> tuple[LabelledData, str]:
         return read_csv(args.data), str(args.data)
     from fl_runtime.learning.synthetic import SYNTHETIC_SOURCE, generate
 
-    return generate(
-        args.rows, seed=args.seed
-    ), f"SYNTHETIC ({SYNTHETIC_SOURCE}, {args.rows} generated providers, not real claims)"
+    description = f"SYNTHETIC ({SYNTHETIC_SOURCE}, {args.rows} generated providers, not real claims)"
+    return generate(args.rows, seed=args.seed), description
 
 
 def _spec(args: argparse.Namespace, seed: int) -> PartitionSpec:
@@ -230,9 +233,8 @@ def prepare_data(args: argparse.Namespace, console: Console) -> int:
     from fl_runtime.files import publish_folder, refuse_existing, staging_folder
     from fl_runtime.learning.data import write_csv
 
-    spec = _spec(args, args.seed)
     data, description = _source(args)
-    test, clients = partition(data, spec)
+    test, clients = partition(data, _spec(args, args.seed))
     out = args.out.resolve()
     names = ["test.csv", *(f"client_{i}.csv" for i in range(1, len(clients) + 1))]
     refuse_existing([out / name for name in names], "prepare-data does not overwrite; choose another --out")
@@ -269,10 +271,8 @@ def local(args: argparse.Namespace, console: Console) -> int:
     final = json.loads((out / "metrics.json").read_text())["final"]
     console.print(
         f"Done: final model ROC-AUC {final['roc-auc']:.4f}, PR-AUC {final['pr-auc']:.4f}; at threshold "
-        f"{final['threshold']:.3f} "
-        f"(chosen on the clients' validation data) precision {final['precision']:.3f}, recall {final['recall']:.3f}, "
-        f"F1 {final['f1']:.3f}. "
-        f"Model, metrics, report and plots in {out}",
+        f"{final['threshold']:.3f} (chosen on the clients' validation data) precision {final['precision']:.3f}, "
+        f"recall {final['recall']:.3f}, F1 {final['f1']:.3f}. Model, metrics, report and plots in {out}",
         highlight=False,
     )
     return 0
@@ -356,6 +356,12 @@ def app_hash(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def doctor(args: argparse.Namespace, console: Console) -> int:
+    from fl_runtime.aws.doctor import run
+
+    return run(console, args.parameter_prefix, client=args.client, rehearsal=args.rehearsal)
+
+
 COMMANDS = {
     "prepare-data": prepare_data,
     "local": local,
@@ -363,6 +369,7 @@ COMMANDS = {
     "federate": federate,
     "stage-data": stage_data,
     "app-hash": app_hash,
+    "doctor": doctor,
 }
 
 

@@ -46,7 +46,7 @@ class Call:
 class Recorder:
     moto_port: int
     calls: list[Call] = field(default_factory=list)
-    rules: list[Callable[[Call], tuple[int, dict] | None]] = field(default_factory=list)
+    rules: list[Callable[[Call], tuple[int, dict | bytes] | None]] = field(default_factory=list)
 
     def of(self, operation: str) -> list[Call]:
         return [c for c in self.calls if c.operation == operation]
@@ -92,9 +92,10 @@ def start(stack) -> tuple[Recorder, str]:
                 answer = rule(call)
                 if answer is not None:
                     status, document = answer
-                    data = json.dumps(document).encode()
+                    xml = isinstance(document, bytes)  # a query-protocol service's answer (STS, EC2)
+                    data = document if isinstance(document, bytes) else json.dumps(document).encode()
                     self.send_response(status)
-                    self.send_header("Content-Type", "application/x-amz-json-1.1")
+                    self.send_header("Content-Type", "text/xml" if xml else "application/x-amz-json-1.1")
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
                     self.wfile.write(data)
@@ -124,6 +125,12 @@ def start(stack) -> tuple[Recorder, str]:
 
 def error(code: str, message: str, status: int = 400) -> tuple[int, dict]:
     return status, {"__type": code, "message": message}
+
+
+def query_error(code: str, message: str, status: int = 403) -> tuple[int, bytes]:
+    """An error as a query-protocol service (STS) answers it: boto3 cannot parse JSON there."""
+    error = f"<Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error>"
+    return status, f"<ErrorResponse>{error}</ErrorResponse>".encode()
 
 
 def boto_env(endpoint: str) -> dict[str, str]:

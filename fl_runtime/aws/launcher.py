@@ -1,11 +1,13 @@
 """A client account's launcher: the one thing the server may ask of the account, checked, and the training job
 the account builds for it from its own settings.
 
-The server asks for exactly three things, as JSON (a Lambda event in AWS, the same dict in a rehearsal):
+The server asks for exactly four things, as JSON (a Lambda event in AWS, the same dict in a rehearsal):
 
 - ``{"action": "start", "run": R, "superlink": "HOST:PORT", "ca_certificate": PEM}``: start this account's
   federation job for run R, dialing the SuperLink at HOST:PORT and trusting only that CA;
-- ``{"action": "describe", "run": R}`` and ``{"action": "stop", "run": R}``: the job of run R.
+- ``{"action": "describe", "run": R}`` and ``{"action": "stop", "run": R}``: the job of run R;
+- ``{"action": "dry-run", ...}`` with exactly the fields of a start: every check a start makes, and no
+  SageMaker call at all (``python -m fl_runtime doctor --server`` asks it of every client).
 
 Anything else is refused with an answer that names the field: another action, another field (an image,
 environment, hyperparameters, a code location, an instance type...), a run name of another shape, a
@@ -13,7 +15,9 @@ SuperLink outside the server VPC or on another port than the federation's, a cer
 PEM certificate. The job itself (image, code bundle, entry point, environment with the approved app
 hashes, instance type, volume, keys, subnets, security group, runtime, data and output locations) comes
 from the account's ``LaunchSettings``, which its client stack wrote. Answers are JSON too:
-``{"job": ..., "public_key": ...}``, ``{"job": ..., "status": ..., "detail": ...}``, or ``{"error": ...}``.
+``{"job": ..., "public_key": ...}``, ``{"job": ..., "status": ..., "detail": ...}``, for a dry run the job a start
+would create and the app hashes this account approves ``{"job": ..., "approved_app_hashes": [...]}``, or
+``{"error": ...}``.
 
 Standard library and boto3 only (the Lambda runtime's); in AWS ``handler`` is the Lambda's entry point.
 """
@@ -30,10 +34,12 @@ from typing import Any, Protocol
 from fl_runtime.aws.contract import APPROVED_ENV, RUN_NAME, LaunchSettings, job_name, shareable_failure
 from fl_runtime.errors import RequestRefused
 
+START_FIELDS = ("action", "run", "superlink", "ca_certificate")
 FIELDS = {
-    "start": ("action", "run", "superlink", "ca_certificate"),
+    "start": START_FIELDS,
     "describe": ("action", "run"),
     "stop": ("action", "run"),
+    "dry-run": START_FIELDS,  # checked as a start is, and nothing started
 }
 SETTINGS_ENV = "FL_LAUNCH_SETTINGS"  # the launcher's LaunchSettings, as JSON (the client stack sets it)
 MAX_CERTIFICATE_BYTES = 8192
@@ -72,7 +78,7 @@ def check_request(request: Any, settings: LaunchSettings) -> dict[str, str]:
         raise RequestRefused(
             f"field 'run': {request['run']!r} is not a run name (up to 20 letters, digits and hyphens)"
         )
-    if action == "start":
+    if action in ("start", "dry-run"):
         _check_superlink(_string(request, "superlink"), settings)
         _check_certificate(_string(request, "ca_certificate"))
     return dict(request)
@@ -161,6 +167,8 @@ def handle(request: Any, settings: LaunchSettings, jobs: TrainingJobs) -> dict:
     except RequestRefused as refusal:
         return {"error": f"client {settings.client}'s launcher refused the request: {refusal}"}
     job = job_name(settings.training_job_prefix, checked["run"], settings.client)
+    if checked["action"] == "dry-run":  # the request passed every check a start makes: say what it would do
+        return {"job": job, "approved_app_hashes": list(settings.approved_app_hashes)}
     if checked["action"] == "start":
         jobs.create_training_job(
             **training_job_request(settings, checked["run"], checked["superlink"], checked["ca_certificate"])

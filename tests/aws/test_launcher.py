@@ -172,3 +172,33 @@ def test_a_failed_jobs_reason_reaches_the_server_only_as_a_data_free_statement(s
     assert described["status"] == "Failed"
     assert described["detail"].startswith(told)
     assert "1234.5x" not in described["detail"] and "1999.25" not in described["detail"]
+
+
+class _NoJobs:
+    """A SageMaker that fails the test on any call: a dry run must make none."""
+
+    def __getattr__(self, name: str):
+        raise AssertionError(f"a dry run called SageMaker's {name}")
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"superlink": "10.9.0.7:9092"}, "field 'superlink': 10.9.0.7 is outside the server VPC 10.0.0.0/16"),
+        ({"superlink": "10.0.1.25:443"}, "field 'superlink': port 443 is not the federation's port 9092"),
+        ({"ca_certificate": "not a certificate"}, "field 'ca_certificate' must be one PEM certificate"),
+        ({"run": "../../etc"}, "field 'run': '../../etc' is not a run name"),
+        ({"image": "python:3.12"}, "field 'image' is not accepted: a dry-run request carries only action, run,"),
+    ],
+)
+def test_a_dry_run_is_refused_exactly_as_the_same_start_would_be(settings, ca_pem, changes, message):
+    dry_run = launcher.handle(start(ca_pem, action="dry-run", **changes), settings, _NoJobs())  # type: ignore[arg-type]
+    as_start = launcher.handle(start(ca_pem, **changes), settings, _NoJobs())  # type: ignore[arg-type]
+    assert message in dry_run["error"]
+    assert dry_run["error"].replace("dry-run", "start") == as_start["error"]
+
+
+def test_a_dry_run_answers_the_job_it_would_start_and_the_approved_hashes_and_calls_no_sagemaker(settings, ca_pem):
+    answer = launcher.handle(start(ca_pem, action="dry-run"), settings, _NoJobs())  # type: ignore[arg-type]
+    assert answer == {"job": "fl-client-run1-insurer-a", "approved_app_hashes": list(settings.approved_app_hashes)}
+    assert set(launcher.FIELDS["dry-run"]) == set(launcher.FIELDS["start"])
