@@ -54,7 +54,9 @@ def test_the_pinned_cli_is_the_one_that_runs():
 @pytest.fixture(scope="module")
 def synthesized(tmp_path_factory):
     folders = {}
-    for name, args in (("default", ()), ("three", ("-c", f"federation:clients={json.dumps(THREE_CLIENTS)}"))):
+    separate = ("-c", "federation:deployment_mode=separate-organisations", "-c", "party=client-a")
+    three = ("-c", f"federation:clients={json.dumps(THREE_CLIENTS)}")
+    for name, args in (("default", ()), ("three", three), ("separate-client", separate)):
         folder = tmp_path_factory.mktemp(name)
         done = cdk_synth(folder, *args)
         assert done.returncode == 0, done.stderr[-3000:]
@@ -62,7 +64,7 @@ def synthesized(tmp_path_factory):
     return folders
 
 
-def test_synth_succeeds_offline_without_credentials_for_one_and_three_clients(synthesized):
+def test_synth_succeeds_offline_without_credentials_for_one_and_three_clients_in_both_modes(synthesized):
     assert sorted(p.name for p in synthesized["default"].glob("*.template.json")) == [
         "ClientStack.template.json",
         "ServerStack.template.json",
@@ -73,6 +75,8 @@ def test_synth_succeeds_offline_without_credentials_for_one_and_three_clients(sy
         "ClientStack-insurer-b.template.json",
         "ServerStack.template.json",
     ]
+    # separate organisations: a client party synthesizes its own stack and nothing of the server's
+    assert [p.name for p in synthesized["separate-client"].glob("*.template.json")] == ["ClientStack.template.json"]
     manifest = json.loads((synthesized["three"] / "manifest.json").read_text())
     assert sorted(manifest["artifacts"]["ServerStack"]["dependencies"])[:3] == [
         "ClientStack-hospital-c",

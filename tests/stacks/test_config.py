@@ -99,6 +99,16 @@ _DELETE = object()
         ),
         (["training_image", "uri"], "sklearn:latest", "training_image.uri: 'sklearn:latest' is not an ECR image URI"),
         (["retain_data"], "no", "retain_data: 'no' is not true or false"),
+        (
+            ["deployment_mode"],
+            "shared",
+            "deployment_mode: 'shared' is not one of separate-organisations, one-organisation",
+        ),
+        (
+            ["clients", 0, "peering_connection_id"],
+            "vpc-123",
+            "clients[0].peering_connection_id: 'vpc-123' is not a VPC peering connection id (pcx-...)",
+        ),
         (["parameter_prefix"], "fl", "parameter_prefix: 'fl' is not an SSM parameter path"),
         (
             ["clients", 0, "account"],
@@ -162,3 +172,10 @@ def test_role_arns_carry_the_partition_of_the_region(raw, region, expected):
     config = parse(raw)
     assert config.clients[0].kickoff_role_arn == f"arn:{expected}:iam::222222222222:role/FL-kickoff-client-job"
     assert config.server_notebook_role_arn == f"arn:{expected}:iam::111111111111:role/FL-server-notebook"
+
+
+def test_claims_data_is_retained_unless_the_config_says_otherwise_and_one_organisation_is_the_default(raw):
+    del raw["retain_data"], raw["deployment_mode"]
+    config = parse(raw)
+    assert config.retain_data is True and not config.separate_organisations
+    assert parse(dict(raw, retain_data=False, deployment_mode="separate-organisations")).separate_organisations
