@@ -33,10 +33,12 @@ from stacks.client_roles import (
 from stacks.code_bundle import CODE_PREFIX
 from stacks.compliance import acknowledge, acknowledge_cdk_functions, objects_finding
 from stacks.config import ClientAccount, FederationConfig
+from stacks.handover import OUTPUT, OUTPUT_DESCRIPTION
 from stacks.job_launcher import JobLauncher, LauncherSettings
 from stacks.notebook import FederationNotebook, NotebookSettings
 from stacks.outputs import publish
-from stacks.peering import HANDOVER, PeeringAcceptance, PeeringAccepter
+from stacks.peering import PeeringAccepter
+from stacks.peering_separate import PeeringAcceptance
 
 TRAINING_VOLUME_GB = 30  # a job's EBS volume: the staged CSVs, the code bundle's wheels, the model
 
@@ -87,7 +89,9 @@ class ClientStack(FederationStack):
             iam.PolicyStatement(sid="ReadSettings", actions=["ssm:GetParameter"], resources=[parameter.parameter_arn])
         )
         if config.separate_organisations:
-            CfnOutput(self, "Handover", value=self.to_json_string(self.handover().to_dict()), description=HANDOVER)
+            CfnOutput(
+                self, OUTPUT, value=self.to_json_string(self.handover().to_dict()), description=OUTPUT_DESCRIPTION
+            )
         acknowledge_cdk_functions(self)
 
     def _peering(self) -> None:

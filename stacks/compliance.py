@@ -29,9 +29,9 @@ def objects_finding(bucket, keys: str = "*") -> str:
 @jsii.implements(IAspect)
 class ServiceTrustNamesItsAccount:
     """For the roles CDK makes itself (BucketDeployment's handler, its custom-resource providers): a service trust
-    without conditions gets ``aws:SourceAccount`` of its stack, like every role this project makes with
-    ``roles.service_principal``. A provider's role is a plain CfnResource whose trust CDK writes as one statement
-for Lambda (the tests check every role's trust in the synthesized templates)."""
+        without conditions gets ``aws:SourceAccount`` of its stack, like every role this project makes with
+        ``roles.service_principal``. A provider's role is a plain CfnResource whose trust CDK writes as one statement
+    for Lambda (the tests check every role's trust in the synthesized templates)."""
 
     def visit(self, node: IConstruct) -> None:
         if not isinstance(node, cdk.CfnResource) or node.cfn_resource_type != "AWS::IAM::Role":

@@ -22,6 +22,7 @@ from fl_runtime.files import atomic_path
 from stacks.config import ClientAccount, FederationConfig
 
 OUTPUT = "Handover"  # the client stack's output holding the document
+OUTPUT_DESCRIPTION = "The client handover document (separate organisations): python -m stacks.handover writes it"
 
 
 def check(handover: ClientHandover, config: FederationConfig, client: ClientAccount, where: str) -> ClientHandover:

@@ -3,8 +3,8 @@ DNS firewall.
 
 There is no internet or NAT gateway. S3 is reached through a gateway endpoint whose policy admits only
 this account's buckets (data cannot be copied out through it) and, read-only, the Amazon Linux 2023
-package repository of the region (notebooks install Python 3.11 from it); SageMaker API, STS, CloudWatch Logs, SSM
-(and where a stack asks for it, Lambda) through interface endpoints with private DNS, behind a security group
+package repository of the region (notebooks install Python 3.11 from it); SageMaker API, STS, CloudWatch Logs, SSM,
+EC2 (and where a stack asks for it, Lambda) through interface endpoints with private DNS, behind a security group
 that admits HTTPS only from the security groups registered with ``allow_endpoint_access``. Each interface
 endpoint's policy admits this account's principals on this account's resources (STS: this account's
 principals), plus exactly the cross-account calls a stack declares: credentials of another account cannot
@@ -35,6 +35,8 @@ INTERFACE_ENDPOINTS = {
     "Sts": (ec2.InterfaceVpcEndpointAwsService.STS, "sts.{region}.amazonaws.com"),
     "Logs": (ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS, "logs.{region}.amazonaws.com"),
     "Ssm": (ec2.InterfaceVpcEndpointAwsService.SSM, "ssm.{region}.amazonaws.com"),
+    # doctor reads the peering, route tables and security groups from the notebooks
+    "Ec2": (ec2.InterfaceVpcEndpointAwsService.EC2, "ec2.{region}.amazonaws.com"),
 }
 # the server's notebook invokes the clients' launchers; nothing in a client VPC calls Lambda
 LAMBDA_ENDPOINT = {"Lambda": (ec2.InterfaceVpcEndpointAwsService.LAMBDA_, "lambda.{region}.amazonaws.com")}

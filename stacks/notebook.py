@@ -152,6 +152,15 @@ class FederationNotebook(Construct):
                     resources=[notebook_arn],
                 ),
                 iam.PolicyStatement(
+                    sid="PreflightReadsTheNetwork",  # python -m fl_runtime doctor: peering, routes, Flower-port rule
+                    actions=[
+                        "ec2:DescribeVpcPeeringConnections",
+                        "ec2:DescribeRouteTables",
+                        "ec2:DescribeSecurityGroups",
+                    ],
+                    resources=["*"],
+                ),
+                iam.PolicyStatement(
                     sid="Logs",
                     actions=[
                         "logs:CreateLogGroup",
@@ -162,6 +171,12 @@ class FederationNotebook(Construct):
                     resources=[logs],
                 ),
             ],
+        )
+        acknowledge(
+            policy,
+            f"{AWS_SOLUTIONS}IAM5[Resource::*]",
+            "ec2:DescribeVpcPeeringConnections, DescribeRouteTables and DescribeSecurityGroups (read-only, for the "
+            "doctor preflight) are authorised on * only",
         )
         acknowledge(
             policy,

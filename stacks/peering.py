@@ -1,13 +1,7 @@
 """Cross-account VPC peering, in the two deployment modes, and the Flower port rule it carries.
 
-Separate organisations (``PeeringRequest`` on the server, ``PeeringAcceptance`` on the client): the server's
-stack requests the peering with the VPC named in the client's handover file and routes the client's CIDR to it;
-the client's stack, once given the request's id, accepts it with its own credentials and routes the server's
-CIDR back. The server holds no role in the client account for any of this. A client leaves by removing the id
-from its config and redeploying (its stack deletes the peering and its routes), or by destroying its stack.
-
-One organisation (``PeeringAccepter`` and ``Peering``): it comes up with one ``cdk deploy`` and goes with one
-``cdk destroy``.
+One organisation (``PeeringAccepter`` and ``Peering``, here; separate organisations: ``peering_separate``): it
+comes up with one ``cdk deploy`` and goes with one ``cdk destroy``.
 
 Client side (``PeeringAccepter``, deployed first, in the client account):
 - publishes its VPC id, training security group id and route-table ids in SSM;
@@ -37,7 +31,6 @@ from aws_cdk import aws_ssm as ssm
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
-from fl_runtime.aws.contract import ClientHandover
 from stacks.bundle.builder import content_digest
 from stacks.compliance import AWS_SOLUTIONS, acknowledge
 from stacks.config import PEERING_ACCEPTER_ROLE_NAME, PEERING_ROUTES_ROLE_NAME, ClientAccount, FederationConfig
@@ -45,7 +38,6 @@ from stacks.roles import CustomResourceRuntime, attach
 
 # One parameter: "vpc-id,training-security-group-id,route-table-id,...", read by the server in one call.
 PEERING_IDS = "peering/vpc-and-route-table-ids"
-HANDOVER = "The client handover document (separate organisations): python -m stacks.handover writes it to a file"
 PEER_GONE = r"InvalidVpcPeeringConnectionID\.NotFound"  # a peering the other side already deleted
 
 
@@ -296,135 +288,3 @@ class Peering(Construct):
             timeout=Duration.minutes(2),
         )
         client_route.node.add_dependency(self.operator.policy)
-
-
-class PeeringRequest(Construct):
-    """Server side, separate organisations: request the peering with the client VPC of the handover, route the
-    client's CIDR to it, and admit the client's jobs to the Flower port once the client says it accepted."""
-
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        handover: ClientHandover,
-        client: ClientAccount,
-        vpc: ec2.Vpc,
-        subnets: ec2.SelectedSubnets,
-        operator: CustomResourceRuntime,
-        flower_group: ec2.ISecurityGroup,
-        flower_port: int,
-    ) -> None:
-        super().__init__(scope, construct_id)
-        stack = Stack.of(self)
-        request = {"VpcId": vpc.vpc_id, "PeerVpcId": handover.vpc_id, "PeerOwnerId": handover.account}
-        created = "VpcPeeringConnection.VpcPeeringConnectionId"
-
-        def call(action: str, parameters: dict, ignore: str | None = None) -> cr.AwsSdkCall:
-            return cr.AwsSdkCall(
-                service="EC2",
-                action=action,
-                parameters=parameters,
-                physical_resource_id=cr.PhysicalResourceId.from_response(created)
-                if action.startswith("create")
-                else None,
-                ignore_error_codes_matching=ignore,
-                output_paths=[created] if action.startswith("create") else None,
-            )
-
-        self.request = cr.AwsCustomResource(
-            self,
-            "Request",
-            on_create=call("createVpcPeeringConnection", request),
-            on_update=call("createVpcPeeringConnection", request),  # another client VPC: a new request
-            on_delete=call("deleteVpcPeeringConnection", {"VpcPeeringConnectionId": cr.PhysicalResourceIdReference()},
-                           PEER_GONE),
-            role=operator.role,
-            log_group=operator.log_group,
-            install_latest_aws_sdk=False,
-            timeout=Duration.minutes(2),
-        )  # fmt: skip
-        self.request.node.add_dependency(operator.policy)
-        self.peering_id = self.request.get_response_field(created)
-        peer_vpc = f"arn:{stack.partition}:ec2:{stack.region}:{handover.account}:vpc/{handover.vpc_id}"
-        this_vpc = stack.format_arn(service="ec2", resource="vpc", resource_name=vpc.vpc_id)
-        peerings = stack.format_arn(service="ec2", resource="vpc-peering-connection", resource_name="*")
-        operator.policy.add_statements(
-            iam.PolicyStatement(actions=["ec2:CreateVpcPeeringConnection"], resources=[this_vpc, peer_vpc, peerings]),
-            iam.PolicyStatement(
-                actions=["ec2:DeleteVpcPeeringConnection"],
-                resources=[peerings],
-                conditions={"ArnEquals": {"ec2:RequesterVpc": this_vpc}},
-            ),
-        )
-        acknowledge(
-            operator.policy,
-            f"{AWS_SOLUTIONS}IAM5[Resource::{peerings}]",
-            "A peering connection's id exists only once requested; creation is also authorised on the two named VPCs, "
-            "and deletion only of connections this server VPC requested (ec2:RequesterVpc)",
-        )
-        route_to_peer(Construct(self, "ServerRoutes"), subnets, handover.vpc_cidr, self.peering_id)
-        self.client_security_group_id = handover.training_security_group_id
-        if handover.peering_connection_id:  # accepted: the reference across the peering is valid now
-            admit_client_jobs(
-                self, flower_group.security_group_id, client, handover.training_security_group_id, flower_port
-            )
-
-
-class PeeringAcceptance(Construct):
-    """Client side, separate organisations: accept the server's request ``peering_id`` into this VPC with this
-    account's own deployment, and route the server's CIDR to it. Deleting this (the client leaves) deletes the
-    peering, whichever side asked for it."""
-
-    def __init__(
-        self,
-        scope: Construct,
-        construct_id: str,
-        *,
-        peering_id: str,
-        server_account: str,
-        server_cidr: str,
-        vpc: ec2.Vpc,
-        subnets: ec2.SelectedSubnets,
-        operator: CustomResourceRuntime,
-    ) -> None:
-        super().__init__(scope, construct_id)
-        stack = Stack.of(self)
-        connection = {"VpcPeeringConnectionId": peering_id}
-
-        def call(action: str, ignore: str | None = None) -> cr.AwsSdkCall:
-            return cr.AwsSdkCall(
-                service="EC2",
-                action=action,
-                parameters=connection,
-                physical_resource_id=cr.PhysicalResourceId.of(peering_id),
-                ignore_error_codes_matching=ignore,
-            )
-
-        acceptance = cr.AwsCustomResource(
-            self,
-            "Accept",
-            on_create=call("acceptVpcPeeringConnection"),
-            on_update=call("acceptVpcPeeringConnection"),
-            on_delete=call("deleteVpcPeeringConnection", PEER_GONE),
-            role=operator.role,
-            log_group=operator.log_group,
-            install_latest_aws_sdk=False,
-            timeout=Duration.minutes(2),
-        )
-        acceptance.node.add_dependency(operator.policy)
-        this_vpc = stack.format_arn(service="ec2", resource="vpc", resource_name=vpc.vpc_id)
-        # the request's ARN carries the requester's account (the server's); this account's form is listed too
-        peering = [
-            f"arn:{stack.partition}:ec2:{stack.region}:{account}:vpc-peering-connection/{peering_id}"
-            for account in (server_account, stack.account)
-        ]
-        operator.policy.add_statements(
-            iam.PolicyStatement(actions=["ec2:AcceptVpcPeeringConnection"], resources=[this_vpc, *peering]),
-            iam.PolicyStatement(actions=["ec2:DeleteVpcPeeringConnection"], resources=peering),
-        )
-        for route in route_to_peer(self, subnets, server_cidr, peering_id):
-            route.node.add_dependency(acceptance)
-
-
-ClientPeering = Peering | PeeringRequest  # the server side of one client's peering, in either mode

@@ -20,7 +20,7 @@ from stacks.compliance import AWS_SOLUTIONS, acknowledge
 
 def service_principal(
     scope: Construct, service: str, source_arn: str | None = None, *, documented: bool = True
-) -> iam.ServicePrincipal:
+) -> iam.PrincipalBase:
     """``service`` may assume the role only on behalf of this account (and ``source_arn``): another account's
     resource of that service cannot be made to act with it (the confused deputy). ``documented=False``: the
     service does not document setting these keys for this use, so they are checked only when present

@@ -25,7 +25,8 @@ from stacks.config import PEERING_OPERATOR_ROLE_NAME, SERVER_NOTEBOOK_ROLE_NAME,
 from stacks.network import CrossAccountCall
 from stacks.notebook import FederationNotebook, NotebookSettings
 from stacks.outputs import publish
-from stacks.peering import ClientPeering, Peering, PeeringRequest, allow_peering_operations
+from stacks.peering import Peering, allow_peering_operations
+from stacks.peering_separate import PeeringRequest
 from stacks.roles import attach
 
 TEST_PREFIX = "data/"
@@ -102,7 +103,9 @@ class ServerStack(FederationStack):
         self.network.allow_endpoint_access(group)
         return group
 
-    def _peering(self, client: ClientAccount, handovers: Mapping[str, ClientHandover] | None) -> ClientPeering:
+    def _peering(
+        self, client: ClientAccount, handovers: Mapping[str, ClientHandover] | None
+    ) -> Peering | PeeringRequest:
         network, group = self.network, self.notebook_security_group
         if not self.config.separate_organisations:
             return Peering(

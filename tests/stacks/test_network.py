@@ -32,7 +32,7 @@ def test_every_vpc_has_flow_logs_of_all_traffic_into_an_encrypted_log_group(thre
         template.has_resource_properties("AWS::Logs::LogGroup", {"KmsKeyId": Match.any_value(), "RetentionInDays": 365})
 
 
-def test_endpoints_for_s3_sagemaker_sts_logs_and_ssm_and_lambda_on_the_server_side_only(three):
+def test_endpoints_for_s3_sagemaker_sts_logs_ssm_and_ec2_and_lambda_on_the_server_side_only(three):
     for template in all_templates(three):
         endpoints = resources(template, "AWS::EC2::VPCEndpoint").values()
         gateways = [e for e in endpoints if e["Properties"].get("VpcEndpointType") == "Gateway"]
@@ -40,7 +40,7 @@ def test_endpoints_for_s3_sagemaker_sts_logs_and_ssm_and_lambda_on_the_server_si
         assert len(gateways) == 1 and "s3" in json.dumps(gateways[0]["Properties"]["ServiceName"])
         names = {json.dumps(p["ServiceName"]).split(".")[-1].strip('"') for p in interfaces}
         # the server's notebook invokes the clients' launchers (lambda:InvokeFunction) from its private subnet
-        everywhere = {"api", "sts", "logs", "ssm"}
+        everywhere = {"api", "sts", "logs", "ssm", "ec2"}
         assert names == (everywhere | {"lambda"} if template is three.server else everywhere)
         assert all(p["PrivateDnsEnabled"] is True for p in interfaces)
 

@@ -11,7 +11,7 @@ from tests.stacks.cdk_helpers import DEPLOYMENTS, SERVER_ACCOUNT, resources, sta
 
 pytestmark = pytest.mark.slow
 
-ENDPOINT_NAMES = {"api": "api.sagemaker", "sts": "sts", "logs": "logs", "ssm": "ssm", "lambda": "lambda"}
+ENDPOINT_NAMES = {"api": "api.sagemaker", "sts": "sts", "logs": "logs", "ssm": "ssm", "ec2": "ec2", "lambda": "lambda"}
 
 
 def _interface_endpoints(template) -> dict[str, dict]:
