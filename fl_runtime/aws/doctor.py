@@ -94,8 +94,8 @@ from fl_runtime.launch.pki import create_tls
 
 RUN = "doctor"  # the run name of the dry runs: the job a start would create is fl-client-doctor-<client>
 EC2_FIX = (
-    "this notebook needs EC2's API (an ec2 VPC endpoint) and ec2:DescribeVpcPeeringConnections, "
-    "ec2:DescribeRouteTables and ec2:DescribeSecurityGroups: deploy a stack version that grants them"
+    "the stacks give every VPC an EC2 endpoint and the notebook roles ec2:DescribeVpcPeeringConnections, "
+    "DescribeRouteTables and DescribeSecurityGroups: redeploy this account's stack if they are missing"
 )
 
 
