@@ -3,7 +3,8 @@
 A client party deploys its own stack with its own credentials and writes its handover file from the deploy's
 outputs; the server party deploys ServerStack from the handover files of every client, one file per client
 (``<folder>/<client>.json``). A file holds public identifiers only (``ClientHandover``), and the server's
-stack refuses one that does not match the federation config it was agreed with (client, account, region, CIDR).
+stack refuses one that does not match the federation config it was agreed with (client, account, region, CIDR,
+the kickoff role and launcher names).
 
     npx cdk deploy ClientStack-insurer-a -c party=insurer-a --outputs-file outputs.json
     python -m stacks.handover outputs.json handover/     # writes handover/insurer-a.json; send it to the server
@@ -32,6 +33,9 @@ def check(handover: ClientHandover, config: FederationConfig, client: ClientAcco
         "account": client.account,
         "region": config.region,
         "vpc_cidr": client.vpc_cidr,
+        # the names the server's endpoint policies and kickoff grant are written for
+        "kickoff_role_arn": client.kickoff_role_arn,
+        "launcher_arn": client.launcher_arn(config.region),
     }
     for field, value in expected.items():
         if getattr(handover, field) != value:

@@ -122,6 +122,10 @@ def test_the_server_refuses_a_missing_handover_file_or_one_that_disagrees_with_t
     (folder / "insurer-b.json").write_text(json.dumps(dict(document, account="999999999999")))
     with pytest.raises(ConfigError, match=r"insurer-b.json: field 'account' is '999999999999', but the federation"):
         _build(tmp_path, invocation, deployment_mode=SEPARATE, clients=THREE_CLIENTS)
+    other_launcher = dict(document, launcher_arn=document["launcher_arn"].replace("FL-job-launcher", "other"))
+    (folder / "insurer-b.json").write_text(json.dumps(other_launcher))
+    with pytest.raises(ConfigError, match=r"insurer-b.json: field 'launcher_arn' is .*:function:other'"):
+        _build(tmp_path, invocation, deployment_mode=SEPARATE, clients=THREE_CLIENTS)
 
 
 def test_the_handover_command_writes_each_clients_file_from_the_deploy_outputs(tmp_path, capsys):

@@ -93,7 +93,7 @@ NETWORK_INTERFACE_WRITES = {
 }
 
 
-@pytest.mark.parametrize("deployment", ["three", "separate_three"])
+@pytest.mark.parametrize("deployment", DEPLOYMENTS)
 def test_network_interface_writes_hold_only_in_this_vpc_its_subnets_and_its_group(deployment, request):
     synth = request.getfixturevalue(deployment)
     scoped = 0
