@@ -14,6 +14,9 @@ CHECKOV := $(CHECKOV_VENV)/.installed
 export CDK_DISABLE_CLI_TELEMETRY := true
 export CDK_DISABLE_VERSION_CHECK := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+# set-up steps that do not depend on each other run side by side (lint, npm, checkov's virtualenv), each one's
+# output kept together
+MAKEFLAGS += --jobs=2 --output-sync=target
 
 .PHONY: demo test lint bench bench-scaling compare synth bundle-locks constraints clean
 
