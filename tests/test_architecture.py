@@ -23,11 +23,12 @@ MAX_FUNCTION_LINES = 60
 
 
 def layer_of(module: str) -> str:
-    """``fl_runtime.app.records`` -> app; the top-level modules are the base, but for the command line."""
+    """``fl_runtime.app.records`` -> app; the top-level modules are the base, but for the command line (``cli``,
+    its options ``cli_options``, ``__main__``)."""
     parts = module.split(".")
     if len(parts) > 2 or (len(parts) == 2 and (RUNTIME / parts[1]).is_dir()):
         return parts[1]
-    return "cli" if parts[-1] in ("cli", "__main__") else "base"
+    return "cli" if parts[-1] in ("cli", "cli_options", "__main__") else "base"
 
 
 def module_name(path: Path) -> str:

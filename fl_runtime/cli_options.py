@@ -1,0 +1,189 @@
+"""The command line's options: one parser per command, the shared option groups, defaults from ``defaults``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from fl_runtime import defaults
+from fl_runtime.learning.partition import PARTITIONS, SKEWS
+
+
+def _add_training(parser: argparse.ArgumentParser) -> None:
+    from fl_runtime.learning.model import PENALTIES
+
+    group = parser.add_argument_group("training")
+    group.add_argument("--rounds", type=int, default=defaults.ROUNDS, help=f"FedAvg rounds (default {defaults.ROUNDS})")
+    group.add_argument(
+        "--local-iterations",
+        type=int,
+        default=defaults.LOCAL_ITERATIONS,
+        help="Newton steps (L2) or SAGA epochs (L1) per round",
+    )
+    group.add_argument(
+        "--C", dest="C", type=float, default=defaults.C, help="inverse regularisation strength of the pooled problem"
+    )
+    group.add_argument("--penalty", choices=PENALTIES, default=defaults.PENALTY)
+    group.add_argument(
+        "--no-shared-curvature",
+        dest="share_curvature",
+        action="store_false",
+        help="keep each client's curvature local (plain FedAvg of local Newton steps; drifts under label skew)",
+    )
+    group.add_argument("--seed", type=int, default=defaults.SEED, help="split, partition and SMOTE seed")
+
+
+def _add_partition(parser: argparse.ArgumentParser, required_clients: bool) -> None:
+    group = parser.add_argument_group("splitting one CSV into a federation")
+    group.add_argument("--data", type=Path, help="one labelled CSV to split (default: the embedded synthetic dataset)")
+    group.add_argument(
+        "--clients",
+        type=int,
+        required=required_clients,
+        default=None if required_clients else defaults.CLIENTS,
+        help="number of clients",
+    )
+    group.add_argument("--partition", choices=PARTITIONS, default=defaults.PARTITION)
+    group.add_argument("--skew", choices=SKEWS, default=defaults.SKEW, help="non-iid: what differs across clients")
+    group.add_argument(
+        "--alpha",
+        type=float,
+        default=defaults.ALPHA,
+        help="Dirichlet concentration for non-iid; smaller is more skewed",
+    )
+    group.add_argument(
+        "--test-fraction",
+        type=float,
+        default=defaults.TEST_FRACTION,
+        help="stratified share held by the server as test set",
+    )
+    group.add_argument(
+        "--rows", type=int, default=defaults.SYNTHETIC_ROWS, help="rows of synthetic data when --data is not given"
+    )
+
+
+def _add_waits(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--min-clients", type=int, help="stop when fewer clients remain (default: all)")
+    parser.add_argument(
+        "--round-timeout", type=float, default=defaults.ROUND_TIMEOUT, help="seconds to wait for one exchange"
+    )
+
+
+def _add_app(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--app",
+        type=Path,
+        help="a Flower app folder to submit instead of the one this runtime ships; each client runs only the apps "
+        "its account approved (rehearse an upgrade, or a server that sends other code)",
+    )
+
+
+def _run_name(value: str) -> str:
+    from fl_runtime.aws.contract import RUN_NAME, RUN_NAME_MAX
+
+    if not RUN_NAME.fullmatch(value):
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: up to {RUN_NAME_MAX} letters, digits and hyphens, starting with a letter or digit"
+        )
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m fl_runtime", description="Federated fraud detection with Flower")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_prepare_data, _add_local, _add_compare, _add_federate, _add_party_commands, _add_app_hash):
+        add(commands)
+    return parser
+
+
+def _add_prepare_data(commands: argparse._SubParsersAction) -> None:
+    prepare = commands.add_parser("prepare-data", help="split one CSV into a server test set and client CSVs")
+    _add_partition(prepare, required_clients=True)
+    prepare.add_argument("--seed", type=int, default=defaults.SEED)
+    prepare.add_argument(
+        "--out", type=Path, required=True, help="folder for test.csv and client_1.csv ... client_N.csv"
+    )
+
+
+def _add_local(commands: argparse._SubParsersAction) -> None:
+    local = commands.add_parser("local", help="run the federation on this machine (SuperLink + SuperNodes, TLS)")
+    local.add_argument("--client-data", type=Path, nargs="+", default=[], help="one CSV per client")
+    local.add_argument("--test-data", type=Path, help="the server-only test CSV")
+    _add_waits(local)
+    local.add_argument(
+        "--node-wait-timeout",
+        type=float,
+        default=defaults.NODE_WAIT_TIMEOUT,
+        help="seconds to wait for clients to connect",
+    )
+    local.add_argument("--out", type=Path, help="output folder (default: runs/<timestamp>)")
+    _add_app(local)
+    _add_training(local)
+
+
+def _add_compare(commands: argparse._SubParsersAction) -> None:
+    compare = commands.add_parser("compare", help="centralised vs local-only vs federated on one split")
+    compare.add_argument(
+        "--client-data", type=Path, nargs="+", default=[], help="one CSV per client (instead of --data)"
+    )
+    compare.add_argument("--test-data", type=Path, help="the server-only test CSV (with --client-data)")
+    _add_partition(compare, required_clients=False)
+    compare.add_argument("--seeds", type=int, nargs="+", help="repeat over these seeds (default: --seed)")
+    compare.add_argument(
+        "--out", type=Path, help="folder for compare.json and compare.md (default: runs/compare-<timestamp>)"
+    )
+    _add_training(compare)
+
+
+def _add_federate(commands: argparse._SubParsersAction) -> None:
+    federate = commands.add_parser(
+        "federate", help="on the server notebook: run the federation across the client accounts"
+    )
+    federate.add_argument(
+        "--parameter-prefix", default=defaults.PARAMETER_PREFIX, help="where the stacks published their settings in SSM"
+    )
+    federate.add_argument(
+        "--rehearsal", type=Path, help="rehearse with folders and local processes instead of AWS (a JSON description)"
+    )
+    _add_waits(federate)
+    federate.add_argument("--address", help="this notebook's private address (default: discovered)")
+    federate.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=defaults.CONNECT_TIMEOUT,
+        help="seconds for a client job to start and join",
+    )
+    federate.add_argument(
+        "--run-name",
+        type=_run_name,
+        help="name of this run, unique per run: up to 20 letters, digits, hyphens (default: a UTC timestamp); "
+        "part of every job name",
+    )
+    federate.add_argument("--out", type=Path, help="local copy of the outputs (default: runs/federate-<run>)")
+    _add_app(federate)
+    _add_training(federate)
+
+
+def _add_party_commands(commands: argparse._SubParsersAction) -> None:
+    """The commands a notebook runs for its own party: this client's (``--client NAME``) or the server's."""
+    stage = commands.add_parser("stage-data", help="validate and upload this party's data to its own bucket")
+    stage.add_argument("--data", type=Path, required=True, help="the CSV: a client's data, or the server's test set")
+    doctor = commands.add_parser("doctor", help="preflight checks of the deployment: each problem with its fix")
+    for parser, client_help, server_help in (
+        (stage, "this client's name (as in the stack config)", "stage the server-only test set"),
+        (doctor, "this client's network, staged data and code bundle", "every client, as federate reaches it"),
+    ):
+        party = parser.add_mutually_exclusive_group(required=True)
+        party.add_argument("--client", help=client_help)
+        party.add_argument("--server", action="store_true", help=server_help)
+        parser.add_argument("--parameter-prefix", default=defaults.PARAMETER_PREFIX)
+    stage.add_argument("--overwrite", action="store_true", help="replace a dataset staged before")
+    stage.add_argument("--seed", type=int, default=defaults.SEED, help="train/validation split seed")
+    doctor.add_argument("--rehearsal", type=Path, help="with --server: the settings and launchers of this rehearsal")
+
+
+def _add_app_hash(commands: argparse._SubParsersAction) -> None:
+    app_hash = commands.add_parser(
+        "app-hash", help="the content hash a client account approves: of the app this code ships, or of a FAB file"
+    )
+    app_hash.add_argument("--fab", type=Path, help="a FAB file (as `flwr build` writes it) instead of this code's app")
