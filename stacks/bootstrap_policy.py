@@ -1,23 +1,26 @@
-"""One organisation: the CloudFormation execution policy and the permissions boundary to bootstrap an account with,
-instead of ``AdministratorAccess``.
+"""One organisation: the CloudFormation execution policies and the permissions boundary to bootstrap an account
+with, instead of an administrator policy.
 
 When one owner deploys every stack from one place, each account is bootstrapped to trust that place, and
-CloudFormation acts in it with the execution policies named at bootstrap. This module writes two policies for an
-account from the templates ``cdk synth`` made for it:
+CloudFormation acts in it with the execution policies named at bootstrap. This module writes them for an account
+from the templates ``cdk synth`` made for it:
 
-- ``execution-policy.json``: the actions CloudFormation needs for exactly the resource types of that account's
-  stacks (an unknown type is an error: a new construct must be added here, reviewed). IAM only on roles and
-  policies named ``FL-*`` or after the federation's stacks, never the CDK bootstrap's own roles, and every role it
-  creates or changes must carry the boundary below; the boundary itself cannot be changed or removed with it.
-- ``permissions-boundary.json``: the most any role of the stacks may ever do: the actions their own policies
-  grant, nothing of IAM, Organizations or account settings. A stack that grants a role more than that fails.
+- ``execution-policy-<n>.json`` (as many as the 6,144-character limit of a managed policy needs): the actions the
+  CloudFormation handlers of exactly the resource types in that account's templates call (``cfn_permissions``),
+  outside IAM. IAM only on roles and policies named ``FL-*`` or after the federation's stacks, never the CDK
+  bootstrap's own; every role it creates or changes must carry the boundary below, which it can neither remove
+  from a role nor change, and it cannot change the execution policies themselves.
+- ``permissions-boundary.json``: the most any role of the stacks may ever do: the actions their own policies grant,
+  on this account's resources (S3: the stacks' own buckets; ``sts:AssumeRole``: ``FL-*`` roles, the kickoff and
+  peering roles of the other accounts), passing only the stacks' roles, and only to SageMaker; nothing else of IAM.
 
     npx cdk synth -o cdk.out
-    python -m stacks.bootstrap_policy cdk.out 222222222222 bootstrap/222222222222/
+    python -m stacks.bootstrap_policy cdk.out 222222222222 bootstrap/222222222222/   # prints the commands to run
 
 What this does not change (the README says it too): whoever holds the trust can redeploy the federation's stacks
-in that account with other contents, so remove the trust once deployed (``cdk bootstrap --untrust``), and prefer
-separate organisations, where no account trusts another to deploy.
+in that account with other contents and create roles within the boundary, which outlive the trust; so remove the
+trust once deployed (``cdk bootstrap --untrust``), list the account's ``FL-*`` and stack-named roles afterwards,
+and prefer separate organisations, where no account trusts another to deploy.
 """
 
 from __future__ import annotations
@@ -29,190 +32,24 @@ from pathlib import Path
 
 from fl_runtime.errors import ConfigError
 from fl_runtime.files import atomic_path
+from stacks.cfn_permissions import handler_permissions
 
 BOUNDARY_NAME = "FL-deployment-boundary"
-EXECUTION_POLICY_NAME = "FL-cloudformation-execution"
-STACK_PREFIXES = ("ClientStack", "ServerStack", "FL-")  # the names CDK gives roles and policies of these stacks
+EXECUTION_POLICY_NAME = "FL-cloudformation-execution"  # -1, -2, ...
+STACK_PREFIXES = ("ClientStack", "ServerStack", "FL-")  # how CDK and this project name the stacks' roles and policies
+BUCKET_PREFIXES = ("clientstack", "serverstack")  # CDK's bucket names start with the stack's name, lower-cased
+MANAGED_POLICY_LIMIT = 6144  # characters of a customer managed policy document, without white space
+ENVELOPE = 64  # {"Version":"2012-10-17","Statement":[...]} around the statements
 LAMBDA_BASIC = "service-role/AWSLambdaBasicExecutionRole"  # CDK's BucketDeployment handler gets it (IAM4, reasoned)
 LAMBDA_BASIC_ACTIONS = ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"]
-
-_EC2_TAGS = ["ec2:CreateTags", "ec2:DeleteTags", "ec2:Describe*"]
-_GROUP_RULES = ["ec2:AuthorizeSecurityGroup*", "ec2:RevokeSecurityGroup*", "ec2:UpdateSecurityGroupRuleDescriptions*"]
-_LOGS = [
-    "logs:CreateLogGroup",
-    "logs:DeleteLogGroup",
-    "logs:PutRetentionPolicy",
-    "logs:DeleteRetentionPolicy",
-    "logs:AssociateKmsKey",
-    "logs:DisassociateKmsKey",
-    "logs:TagResource",
-    "logs:UntagResource",
-    "logs:DescribeLogGroups",
-    "logs:ListTagsForResource",
-]
-_CUSTOM = ["lambda:InvokeFunction"]  # CloudFormation invokes a custom resource's provider function
-RESOURCE_ACTIONS: dict[str, list[str]] = {
-    "AWS::CDK::Metadata": [],
-    "AWS::EC2::VPC": ["ec2:CreateVpc", "ec2:DeleteVpc", "ec2:ModifyVpcAttribute", *_EC2_TAGS],
-    "AWS::EC2::Subnet": ["ec2:CreateSubnet", "ec2:DeleteSubnet", "ec2:ModifySubnetAttribute", *_EC2_TAGS],
-    "AWS::EC2::RouteTable": ["ec2:CreateRouteTable", "ec2:DeleteRouteTable", *_EC2_TAGS],
-    "AWS::EC2::SubnetRouteTableAssociation": [
-        "ec2:AssociateRouteTable",
-        "ec2:DisassociateRouteTable",
-        "ec2:ReplaceRouteTableAssociation",
-    ],
-    "AWS::EC2::Route": ["ec2:CreateRoute", "ec2:DeleteRoute", "ec2:ReplaceRoute", "ec2:DescribeRouteTables"],
-    "AWS::EC2::SecurityGroup": ["ec2:CreateSecurityGroup", "ec2:DeleteSecurityGroup", *_GROUP_RULES, *_EC2_TAGS],
-    "AWS::EC2::SecurityGroupIngress": _GROUP_RULES,
-    "AWS::EC2::SecurityGroupEgress": _GROUP_RULES,
-    "AWS::EC2::VPCEndpoint": [
-        "ec2:CreateVpcEndpoint",
-        "ec2:DeleteVpcEndpoints",
-        "ec2:ModifyVpcEndpoint",
-        "route53:AssociateVPCWithHostedZone",
-        "route53:DisassociateVPCFromHostedZone",
-        *_EC2_TAGS,
-    ],
-    "AWS::EC2::FlowLog": [
-        "ec2:CreateFlowLogs",
-        "ec2:DeleteFlowLogs",
-        "logs:CreateLogDelivery",
-        "logs:DeleteLogDelivery",
-        *_EC2_TAGS,
-    ],
-    "AWS::EC2::VPCPeeringConnection": [
-        "ec2:CreateVpcPeeringConnection",
-        "ec2:DeleteVpcPeeringConnection",
-        "ec2:AcceptVpcPeeringConnection",
-        "sts:AssumeRole",
-        *_EC2_TAGS,
-    ],
-    "AWS::IAM::Role": [],  # the IAM statements below
-    "AWS::IAM::ManagedPolicy": [],
-    "AWS::IAM::Policy": [],
-    "AWS::KMS::Key": [
-        "kms:CreateKey",
-        "kms:PutKeyPolicy",
-        "kms:GetKeyPolicy",
-        "kms:EnableKeyRotation",
-        "kms:GetKeyRotationStatus",
-        "kms:DescribeKey",
-        "kms:UpdateKeyDescription",
-        "kms:ScheduleKeyDeletion",
-        "kms:TagResource",
-        "kms:UntagResource",
-        "kms:ListResourceTags",
-    ],
-    "AWS::Lambda::Function": [
-        "lambda:CreateFunction",
-        "lambda:DeleteFunction",
-        "lambda:GetFunction",
-        "lambda:GetFunctionConfiguration",
-        "lambda:UpdateFunctionCode",
-        "lambda:UpdateFunctionConfiguration",
-        "lambda:TagResource",
-        "lambda:UntagResource",
-        "lambda:ListTags",
-        "ec2:CreateNetworkInterface",
-        "ec2:DeleteNetworkInterface",
-        "ec2:Describe*",
-        "kms:Encrypt",  # the launcher's environment is encrypted with the data key:
-        "kms:CreateGrant",  # Lambda decrypts it through a grant made at deployment
-    ],
-    "AWS::Lambda::LayerVersion": [
-        "lambda:PublishLayerVersion",
-        "lambda:DeleteLayerVersion",
-        "lambda:GetLayerVersion",
-    ],
-    "AWS::Logs::LogGroup": _LOGS,
-    "AWS::Logs::ResourcePolicy": [
-        "logs:PutResourcePolicy",
-        "logs:DeleteResourcePolicy",
-        "logs:DescribeResourcePolicies",
-    ],
-    "AWS::Route53Resolver::FirewallDomainList": [
-        "route53resolver:*FirewallDomain*",
-        "route53resolver:TagResource",
-        "route53resolver:UntagResource",
-    ],
-    "AWS::Route53Resolver::FirewallRuleGroup": [
-        "route53resolver:*FirewallRule*",
-        "route53resolver:TagResource",
-        "route53resolver:UntagResource",
-    ],
-    "AWS::Route53Resolver::FirewallRuleGroupAssociation": ["route53resolver:*FirewallRuleGroup*"],
-    "AWS::Route53Resolver::ResolverQueryLoggingConfig": [
-        "route53resolver:*ResolverQueryLogConfig*",
-        "logs:CreateLogDelivery",
-        "logs:GetLogDelivery",
-        "logs:DeleteLogDelivery",
-        "logs:ListLogDeliveries",
-        "logs:PutResourcePolicy",
-        "logs:DescribeResourcePolicies",
-    ],
-    "AWS::Route53Resolver::ResolverQueryLoggingConfigAssociation": ["route53resolver:*ResolverQueryLogConfig*"],
-    "AWS::S3::Bucket": [
-        "s3:CreateBucket",
-        "s3:DeleteBucket",
-        "s3:PutBucket*",
-        "s3:GetBucket*",
-        "s3:PutEncryptionConfiguration",
-        "s3:GetEncryptionConfiguration",
-        "s3:PutLifecycleConfiguration",
-        "s3:GetLifecycleConfiguration",
-        "s3:ListBucket",
-    ],
-    "AWS::S3::BucketPolicy": ["s3:PutBucketPolicy", "s3:DeleteBucketPolicy", "s3:GetBucketPolicy"],
-    "AWS::SSM::Parameter": [
-        "ssm:PutParameter",
-        "ssm:DeleteParameter",
-        "ssm:GetParameter*",
-        "ssm:AddTagsToResource",
-        "ssm:RemoveTagsFromResource",
-    ],
-    "AWS::SageMaker::NotebookInstance": [
-        "sagemaker:*NotebookInstance",
-        "sagemaker:AddTags",
-        "sagemaker:DeleteTags",
-        "sagemaker:ListTags",
-    ],
-    "AWS::SageMaker::NotebookInstanceLifecycleConfig": ["sagemaker:*NotebookInstanceLifecycleConfig"],
-    "Custom::AWS": _CUSTOM,
-    "Custom::CDKBucketDeployment": _CUSTOM,
-    "Custom::VpcRestrictDefaultSG": _CUSTOM,
-    "Custom::S3AutoDeleteObjects": _CUSTOM,
-}
-ROLE_WRITES = [
-    "iam:CreateRole",
-    "iam:PutRolePolicy",
-    "iam:AttachRolePolicy",
-    "iam:DetachRolePolicy",
-    "iam:DeleteRolePolicy",
-    "iam:PutRolePermissionsBoundary",
-]
-ROLE_OTHERS = [
-    "iam:DeleteRole",
-    "iam:GetRole",
-    "iam:GetRolePolicy",
-    "iam:UpdateRole",
-    "iam:UpdateAssumeRolePolicy",
-    "iam:TagRole",
-    "iam:UntagRole",
-    "iam:ListRolePolicies",
-    "iam:ListAttachedRolePolicies",
-    "iam:ListRoleTags",
-]
-POLICY_ACTIONS = [
-    "iam:CreatePolicy",
-    "iam:DeletePolicy",
-    "iam:CreatePolicyVersion",
-    "iam:DeletePolicyVersion",
-    "iam:GetPolicy",
-    "iam:GetPolicyVersion",
-    "iam:ListPolicyVersions",
-    "iam:TagPolicy",
-    "iam:UntagPolicy",
-]
+ROLE_WRITES = ["iam:CreateRole", "iam:PutRolePolicy", "iam:AttachRolePolicy", "iam:DetachRolePolicy",
+               "iam:DeleteRolePolicy", "iam:PutRolePermissionsBoundary"]  # fmt: skip
+ROLE_OTHERS = ["iam:DeleteRole", "iam:GetRole", "iam:GetRolePolicy", "iam:UpdateRole", "iam:UpdateRoleDescription",
+               "iam:UpdateAssumeRolePolicy", "iam:TagRole", "iam:UntagRole", "iam:ListRolePolicies",
+               "iam:ListAttachedRolePolicies", "iam:ListRoleTags", "iam:PassRole"]  # fmt: skip
+POLICY_WRITES = ["iam:CreatePolicy", "iam:DeletePolicy", "iam:CreatePolicyVersion", "iam:DeletePolicyVersion",
+                 "iam:SetDefaultPolicyVersion", "iam:TagPolicy", "iam:UntagPolicy"]  # fmt: skip
+POLICY_READS = ["iam:GetPolicy", "iam:GetPolicyVersion", "iam:ListPolicyVersions", "iam:ListEntitiesForPolicy"]
 NEVER_IN_A_ROLE = ("iam:", "organizations:", "account:", "sts:AssumeRoot")
 
 
@@ -233,30 +70,65 @@ def account_templates(assembly: Path, account: str) -> list[dict]:
     return templates
 
 
-def _resource_actions(templates: list[dict]) -> list[str]:
+def _resource_actions(templates: list[dict], region: str) -> list[str]:
+    """What CloudFormation's handlers call for the templates' resource types, outside IAM (granted by name below)."""
     actions: set[str] = set()
     for template in templates:
         for logical_id, resource in template["Resources"].items():
-            kind = resource["Type"]
-            if kind not in RESOURCE_ACTIONS:
-                raise ConfigError(
-                    f"resource {logical_id}: type {kind} has no reviewed actions in stacks/bootstrap_policy.py"
-                )
-            actions.update(RESOURCE_ACTIONS[kind])
-    return sorted(actions)
+            try:
+                actions.update(handler_permissions(resource["Type"], region))
+            except ConfigError as error:
+                raise ConfigError(f"resource {logical_id}: {error}") from None
+    return sorted(a for a in actions if not a.startswith("iam:"))
 
 
-def _role_actions(templates: list[dict]) -> list[str]:
-    """Every action the stacks' own policies grant their roles (inline and customer managed)."""
+def _iam_statements(account: str, partition: str) -> list[dict]:
+    iam = f"arn:{partition}:iam::{account}"
+    roles = [f"{iam}:role/{prefix}*" for prefix in STACK_PREFIXES]
+    policies = [f"{iam}:policy/{prefix}*" for prefix in STACK_PREFIXES]
+    protected = [f"{iam}:policy/{BOUNDARY_NAME}", f"{iam}:policy/{EXECUTION_POLICY_NAME}*"]
+    own_or_lambda_logging = [f"{iam}:policy/*", f"arn:{partition}:iam::aws:policy/{LAMBDA_BASIC}"]
+    return [
+        {"Sid": "RolesOnlyWithinTheBoundary", "Effect": "Allow", "Action": ROLE_WRITES, "Resource": roles,
+         "Condition": {"StringEquals": {"iam:PermissionsBoundary": protected[0]}}},
+        {"Sid": "TheStacksRoles", "Effect": "Allow", "Action": ROLE_OTHERS, "Resource": roles},
+        {"Sid": "TheStacksPolicies", "Effect": "Allow", "Action": POLICY_WRITES + POLICY_READS, "Resource": policies},
+        {"Sid": "ServiceLinkedRoles", "Effect": "Allow", "Action": "iam:CreateServiceLinkedRole",
+         "Resource": f"{iam}:role/aws-service-role/*"},
+        {"Sid": "NoAwsManagedPolicyButLambdasLogging", "Effect": "Deny", "Action": "iam:AttachRolePolicy",
+         "Resource": "*", "Condition": {"ArnNotLike": {"iam:PolicyARN": own_or_lambda_logging}}},
+        {"Sid": "TheBoundaryAndThesePoliciesStay", "Effect": "Deny", "Action": POLICY_WRITES, "Resource": protected},
+        {"Sid": "NoRoleLosesTheBoundary", "Effect": "Deny", "Action": "iam:DeleteRolePermissionsBoundary",
+         "Resource": "*"},
+    ]  # fmt: skip
+
+
+def execution_policies(templates: list[dict], account: str, region: str, partition: str = "aws") -> list[dict]:
+    """The IAM statements, then the resource actions, split into documents that each fit a managed policy."""
+    documents: list[list[dict]] = [_iam_statements(account, partition)]
+    current: dict | None = None
+    for action in _resource_actions(templates, region):
+        if current is None or _size(documents[-1]) + len(action) + 3 > MANAGED_POLICY_LIMIT - ENVELOPE:
+            if current is not None:
+                documents.append([])
+            current = {"Sid": f"TheStacksResources{len(documents)}", "Effect": "Allow", "Action": [], "Resource": "*"}
+            documents[-1].append(current)
+        current["Action"].append(action)
+    return [{"Version": "2012-10-17", "Statement": statements} for statements in documents]
+
+
+def _size(document: object) -> int:
+    return len(json.dumps(document, separators=(",", ":")))
+
+
+def _role_actions(templates: list[dict]) -> set[str]:
+    """Every action the stacks' own policies grant their roles (inline, customer managed, embedded by CDK)."""
     actions = set(LAMBDA_BASIC_ACTIONS)
     for template in templates:
         for resource in template["Resources"].values():
             properties = resource.get("Properties", {})
-            documents = (
-                [properties["PolicyDocument"]]
-                if resource["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy")
-                else []
-            )
+            iam_policy = resource["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy")
+            documents = [properties["PolicyDocument"]] if iam_policy else []
             if resource["Type"] == "AWS::IAM::Role":  # CDK's providers embed theirs in the role
                 documents += [policy["PolicyDocument"] for policy in properties.get("Policies", [])]
             for document in documents:
@@ -266,73 +138,63 @@ def _role_actions(templates: list[dict]) -> list[str]:
     refused = sorted(a for a in actions if a.startswith(NEVER_IN_A_ROLE) and a != "iam:PassRole")
     if refused:
         raise ConfigError(f"a role of these stacks is granted {refused[0]}, which the boundary never allows")
-    return sorted(actions)
+    return actions
 
 
-def boundary_policy(templates: list[dict]) -> dict:
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {"Sid": "WhatTheFederationsRolesDo", "Effect": "Allow", "Action": _role_actions(templates), "Resource": "*"}
-        ],
-    }
+def boundary_policy(templates: list[dict], account: str, partition: str = "aws") -> dict:
+    """This account's resources only; S3: the stacks' buckets (and CDK's asset bucket, which the code bundle is
+    copied from); roles of another account: only ``FL-*`` ones to assume; passing a role: the stacks' to SageMaker."""
+    actions = _role_actions(templates) - {"iam:PassRole", "sts:AssumeRole"}
+    s3 = sorted(a for a in actions if a.startswith("s3:"))
+    buckets = [*BUCKET_PREFIXES, f"cdk-hnb659fds-assets-{account}-"]
+    statements = [
+        {"Sid": "TheStacksBuckets", "Effect": "Allow", "Action": s3,
+         "Resource": [f"arn:{partition}:s3:::{b}{suffix}" for b in buckets for suffix in ("*", "*/*")]},
+        {"Sid": "ThisAccountsResources", "Effect": "Allow", "Action": sorted(actions - set(s3)), "Resource": "*",
+         "Condition": {"StringEqualsIfExists": {"aws:ResourceAccount": account}}},
+        {"Sid": "AssumeOnlyFederationRoles", "Effect": "Allow", "Action": "sts:AssumeRole",
+         "Resource": f"arn:{partition}:iam::*:role/FL-*"},
+        {"Sid": "PassOnlyTheStacksRolesToSageMaker", "Effect": "Allow", "Action": "iam:PassRole",
+         "Resource": [f"arn:{partition}:iam::{account}:role/{prefix}*" for prefix in STACK_PREFIXES],
+         "Condition": {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}},
+    ]  # fmt: skip
+    return {"Version": "2012-10-17", "Statement": statements}
 
 
-def execution_policy(templates: list[dict], account: str, partition: str = "aws") -> dict:
-    iam = f"arn:{partition}:iam::{account}"
-    boundary = f"{iam}:policy/{BOUNDARY_NAME}"
-    roles = [f"{iam}:role/{prefix}*" for prefix in STACK_PREFIXES]
-    policies = [f"{iam}:policy/{prefix}*" for prefix in STACK_PREFIXES]
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {"Sid": "TheStacksResources", "Effect": "Allow", "Action": _resource_actions(templates), "Resource": "*"},
-            {
-                "Sid": "RolesOnlyWithinTheBoundary",
-                "Effect": "Allow",
-                "Action": ROLE_WRITES,
-                "Resource": roles,
-                "Condition": {"StringEquals": {"iam:PermissionsBoundary": boundary}},
-            },
-            {"Sid": "TheStacksRoles", "Effect": "Allow", "Action": [*ROLE_OTHERS, "iam:PassRole"], "Resource": roles},
-            {"Sid": "TheStacksPolicies", "Effect": "Allow", "Action": POLICY_ACTIONS, "Resource": policies},
-            {
-                "Sid": "NoAwsManagedPolicyButLambdasLogging",
-                "Effect": "Deny",
-                "Action": "iam:AttachRolePolicy",
-                "Resource": "*",
-                "Condition": {
-                    "ArnNotLike": {
-                        "iam:PolicyARN": [f"{iam}:policy/*", f"arn:{partition}:iam::aws:policy/{LAMBDA_BASIC}"]
-                    }
-                },
-            },
-            {"Sid": "TheBoundaryStays", "Effect": "Deny", "Action": POLICY_ACTIONS, "Resource": boundary},
-            {"Sid": "OnEveryRole", "Effect": "Deny", "Action": "iam:DeleteRolePermissionsBoundary", "Resource": "*"},
-        ],
-    }
+def _commands(account: str, region: str, out: Path, count: int, partition: str) -> str:
+    names = [f"{EXECUTION_POLICY_NAME}-{n}" for n in range(1, count + 1)]
+    create = [
+        f"aws iam create-policy --policy-name {BOUNDARY_NAME} --policy-document file://{out}/permissions-boundary.json"
+    ]
+    create += [f"aws iam create-policy --policy-name {name} --policy-document file://{out}/execution-policy-{n}.json"
+               for n, name in enumerate(names, start=1)]  # fmt: skip
+    arns = ",".join(f"arn:{partition}:iam::{account}:policy/{name}" for name in names)
+    bootstrap = f"npx cdk bootstrap aws://{account}/{region} --cloudformation-execution-policies {arns}"
+    return "\n".join(
+        [*create, bootstrap + " --trust SERVER_ACCOUNT   # a client account; the server's without --trust"]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stacks.bootstrap_policy", description=__doc__.splitlines()[0])
     parser.add_argument("assembly", type=Path, help="the cdk.out folder of npx cdk synth")
     parser.add_argument("account", help="the account to bootstrap")
-    parser.add_argument("out", type=Path, help="folder for execution-policy.json and permissions-boundary.json")
+    parser.add_argument("out", type=Path, help="folder for execution-policy-<n>.json and permissions-boundary.json")
+    parser.add_argument("--region", default="us-east-1")
     parser.add_argument("--partition", default="aws")
     args = parser.parse_args(argv)
     try:
         templates = account_templates(args.assembly, args.account)
-        documents = {
-            "execution-policy.json": execution_policy(templates, args.account, args.partition),
-            "permissions-boundary.json": boundary_policy(templates),
-        }
+        executions = execution_policies(templates, args.account, args.region, args.partition)
+        documents = {f"execution-policy-{n}.json": doc for n, doc in enumerate(executions, start=1)}
+        documents["permissions-boundary.json"] = boundary_policy(templates, args.account, args.partition)
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 2
     for name, document in documents.items():
         with atomic_path(args.out / name) as path:
             path.write_text(json.dumps(document, indent=1) + "\n")
-        print(f"wrote {args.out / name}")
+    print(_commands(args.account, args.region, args.out, len(executions), args.partition))
     return 0
 
 

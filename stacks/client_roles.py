@@ -84,9 +84,9 @@ def training_execution_role(
     )
     reasons = {
         f"{AWS_SOLUTIONS}IAM5[Resource::*]": (
-            "ec2:DescribeNetworkInterfaces, DescribeVpcs, DescribeDhcpOptions and DescribeSubnets (read-only) are "
-            "authorised on * only; cloudwatch:PutMetricData has no resource and is limited to the SageMaker training "
-            "namespace by condition"
+            "ec2:DescribeNetworkInterfaces, DescribeVpcs, DescribeDhcpOptions, DescribeSubnets and "
+            "DescribeSecurityGroups (read-only) are authorised on * only; cloudwatch:PutMetricData has no resource "
+            "and is limited to the SageMaker training namespace by condition"
         ),
         objects_finding(
             resources.code

@@ -80,7 +80,9 @@ class DnsFirewall(Construct):
             firewall_rule_group_id=self.rule_group.attr_id,
             vpc_id=vpc.vpc_id,
             priority=ASSOCIATION_PRIORITY,
-            mutation_protection="ENABLED",
+            # CloudFormation cannot delete a protected association (cdk destroy, a client leaving): IAM, not this
+            # flag, decides who may change it
+            mutation_protection="DISABLED",
         )
         self.log_group = self._query_logging(vpc, log_key, retain_logs)
 
@@ -94,7 +96,7 @@ class DnsFirewall(Construct):
         )
         stack = Stack.of(self)
         # Resolver delivers query logs as a vended log source: the log group's resource policy admits the
-        # delivery service for this account's query-logging configurations only
+        # delivery service on behalf of this account's log deliveries only
         log_group.add_to_resource_policy(
             iam.PolicyStatement(
                 principals=[iam.ServicePrincipal("delivery.logs.amazonaws.com")],

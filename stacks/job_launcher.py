@@ -17,7 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -77,14 +77,8 @@ class JobLauncher(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, settings: LauncherSettings) -> None:
         super().__init__(scope, construct_id)
-        function_arn = Stack.of(self).format_arn(
-            service="lambda",
-            resource="function",
-            resource_name=LAUNCHER_FUNCTION_NAME,
-            arn_format=ArnFormat.COLON_RESOURCE_NAME,
-        )
         self.role = iam.Role(
-            self, "Role", assumed_by=service_principal(self, "lambda.amazonaws.com", function_arn),
+            self, "Role", assumed_by=service_principal(self, "lambda.amazonaws.com"),
             description="The client's launcher: starts, watches and stops only the federation's training jobs",
         )  # fmt: skip
         self.security_group = security_group = ec2.SecurityGroup(
@@ -140,14 +134,16 @@ class JobLauncher(Construct):
                 sid="Logs", actions=["logs:CreateLogStream", "logs:PutLogEvents"], resources=[log_group.log_group_arn]
             ),
         ])  # fmt: skip
+        # Lambda checks the network-interface grants when it creates the function: the policy comes first
+        self.function.node.add_dependency(policy)
         log_group_id = stack.get_logical_id(log_group.node.default_child)  # type: ignore[arg-type]
         reasons = {
             f"{AWS_SOLUTIONS}IAM5[Resource::{jobs}]": (
                 "Training-job names carry a per-run part; the grant is limited to the federation's name prefix"
             ),
             f"{AWS_SOLUTIONS}IAM5[Resource::*]": (
-                "ec2:DescribeNetworkInterfaces, DescribeVpcs, DescribeDhcpOptions and DescribeSubnets (read-only) are "
-                "authorised on * only"
+                "ec2:DescribeNetworkInterfaces, DescribeVpcs, DescribeDhcpOptions, DescribeSubnets and "
+                "DescribeSecurityGroups (read-only) are authorised on * only"
             ),
             f"{AWS_SOLUTIONS}IAM5[Resource::<{log_group_id}.Arn>:*]": (
                 "Lambda names the log streams of its invocations; the grant covers this function's log group only"

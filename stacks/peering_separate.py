@@ -20,7 +20,7 @@ from fl_runtime.aws.contract import ClientHandover
 from stacks.compliance import AWS_SOLUTIONS, acknowledge
 from stacks.config import ClientAccount
 from stacks.peering import PEER_GONE, admit_client_jobs, route_to_peer
-from stacks.roles import CustomResourceRuntime
+from stacks.roles import CustomResourceRuntime, attach
 
 CREATED = "VpcPeeringConnection.VpcPeeringConnectionId"  # where createVpcPeeringConnection answers with the id
 
@@ -112,7 +112,6 @@ class PeeringAcceptance(Construct):
         operator: CustomResourceRuntime,
     ) -> None:
         super().__init__(scope, construct_id)
-        stack = Stack.of(self)
         connection = {"VpcPeeringConnectionId": peering_id}
 
         def call(action: str, ignore: str | None = None) -> cr.AwsSdkCall:
@@ -135,16 +134,29 @@ class PeeringAcceptance(Construct):
             install_latest_aws_sdk=False,
             timeout=Duration.minutes(2),
         )
-        acceptance.node.add_dependency(operator.policy)
+        acceptance.node.add_dependency(operator.policy, self._grants(peering_id, server_account, vpc, operator))
+        for route in route_to_peer(self, subnets, server_cidr, peering_id):
+            route.node.add_dependency(acceptance)
+
+    def _grants(
+        self, peering_id: str, server_account: str, vpc: ec2.Vpc, operator: CustomResourceRuntime
+    ) -> iam.ManagedPolicy:
+        """Accept and delete this peering, in a policy of their own that the acceptance depends on: when a
+        client leaves (the id removed from its config), CloudFormation deletes the acceptance, whose delete
+        call needs these grants, before the policy. In the stack's shared policy they would be gone first."""
+        stack = Stack.of(self)
         this_vpc = stack.format_arn(service="ec2", resource="vpc", resource_name=vpc.vpc_id)
         # the request's ARN carries the requester's account (the server's); this account's form is listed too
         peering = [
             f"arn:{stack.partition}:ec2:{stack.region}:{account}:vpc-peering-connection/{peering_id}"
             for account in (server_account, stack.account)
         ]
-        operator.policy.add_statements(
-            iam.PolicyStatement(actions=["ec2:AcceptVpcPeeringConnection"], resources=[this_vpc, *peering]),
-            iam.PolicyStatement(actions=["ec2:DeleteVpcPeeringConnection"], resources=peering),
+        return attach(
+            self,
+            "AcceptancePolicy",
+            operator.role,
+            [
+                iam.PolicyStatement(actions=["ec2:AcceptVpcPeeringConnection"], resources=[this_vpc, *peering]),
+                iam.PolicyStatement(actions=["ec2:DeleteVpcPeeringConnection"], resources=peering),
+            ],
         )
-        for route in route_to_peer(self, subnets, server_cidr, peering_id):
-            route.node.add_dependency(acceptance)

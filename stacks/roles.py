@@ -60,8 +60,8 @@ def acknowledge_network_interfaces(policy: iam.ManagedPolicy) -> None:
     acknowledge(
         policy,
         f"{AWS_SOLUTIONS}IAM5[Resource::{interfaces}]",
-        "A VPC-mode job or function's network interfaces get their ids when created; the grant holds only for "
-        "interfaces of this VPC (ec2:Vpc condition), created in its subnets with its security group",
+        "A VPC-mode job or function's network interfaces get their ids when created: creating one is also "
+        "authorised on its subnet and group, named here; changing or deleting one holds only in this VPC (ec2:Vpc)",
     )
 
 
@@ -75,7 +75,8 @@ def network_interface_statements(
     def arn(resource: str, name: str) -> str:
         return stack.format_arn(service="ec2", resource=resource, resource_name=name)
 
-    in_this_vpc = {"ArnEquals": {"ec2:Vpc": arn("vpc", vpc.vpc_id)}}
+    # EC2 authorises a create on the new interface (which has no ec2:Vpc key yet), its subnet and its group: the
+    # subnet and group are what pin it
     return [
         iam.PolicyStatement(
             sid="CreateNetworkInterfacesInTheseSubnetsWithThisGroup",
@@ -83,13 +84,14 @@ def network_interface_statements(
             resources=[
                 *(arn("subnet", s.subnet_id) for s in subnets.subnets),
                 arn("security-group", group.security_group_id),
+                arn("network-interface", "*"),
             ],
         ),
         iam.PolicyStatement(
             sid="NetworkInterfacesOfThisVpcOnly",
-            actions=["ec2:CreateNetworkInterface", *writes],
+            actions=list(writes),
             resources=[arn("network-interface", "*")],
-            conditions=in_this_vpc,
+            conditions={"ArnEquals": {"ec2:Vpc": arn("vpc", vpc.vpc_id)}},
         ),
         iam.PolicyStatement(sid="DescribeTheNetwork", actions=DESCRIBE_NETWORK, resources=["*"]),
     ]
@@ -119,14 +121,11 @@ def custom_resource_runtime(
         retention=logs.RetentionDays.ONE_YEAR,
         removal_policy=RemovalPolicy.RETAIN if retain_logs else RemovalPolicy.DESTROY,
     )
-    functions = Stack.of(scope).format_arn(
-        service="lambda", resource="function", resource_name="*", arn_format=ArnFormat.COLON_RESOURCE_NAME
-    )
     role = iam.Role(
         scope,
         "CustomResourceRole",
         role_name=role_name,
-        assumed_by=service_principal(scope, "lambda.amazonaws.com", functions),
+        assumed_by=service_principal(scope, "lambda.amazonaws.com"),
         description="Deployment-time custom resources of this stack (AWS API calls made by CloudFormation)",
     )
     policy = attach(

@@ -1,4 +1,4 @@
-"""One organisation's bootstrap: the generated CloudFormation execution policy and permissions boundary."""
+"""One organisation's bootstrap: the generated CloudFormation execution policies and permissions boundary."""
 
 from __future__ import annotations
 
@@ -8,11 +8,20 @@ import shutil
 import pytest
 
 from fl_runtime.errors import ConfigError
-from stacks.bootstrap_policy import BOUNDARY_NAME, account_templates, boundary_policy, execution_policy, main
+from stacks.bootstrap_policy import (
+    BOUNDARY_NAME,
+    EXECUTION_POLICY_NAME,
+    MANAGED_POLICY_LIMIT,
+    account_templates,
+    boundary_policy,
+    execution_policies,
+    main,
+)
+from stacks.cfn_permissions import handler_permissions
 from tests.stacks.cdk_helpers import CLIENT_ACCOUNT, SERVER_ACCOUNT, resources, statements
 
 pytestmark = pytest.mark.slow
-MANAGED_POLICY_LIMIT = 6144  # characters of a customer managed policy, without whitespace
+REGION = "us-east-1"
 
 
 def _size(document: dict) -> int:
@@ -23,37 +32,60 @@ def _actions(statement: dict) -> list[str]:
     return [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]
 
 
+def _resources(statement: dict) -> list[str]:
+    return [statement["Resource"]] if isinstance(statement["Resource"], str) else statement["Resource"]
+
+
 @pytest.mark.parametrize("account", [SERVER_ACCOUNT, CLIENT_ACCOUNT])
-def test_the_execution_policy_is_no_administrator_and_confines_iam_to_the_stacks_roles_within_the_boundary(
+def test_the_execution_policies_are_no_administrator_and_confine_iam_to_the_stacks_roles_within_the_boundary(
     default, account
 ):
-    policy = execution_policy(account_templates(default.outdir, account), account)
-    assert _size(policy) <= MANAGED_POLICY_LIMIT
-    text = json.dumps(policy)
-    assert "AdministratorAccess" not in text and "cdk-" not in text  # never the bootstrap's own roles
-    by_sid = {s["Sid"]: s for s in policy["Statement"]}
-    for statement in policy["Statement"]:
+    templates = account_templates(default.outdir, account)
+    documents = execution_policies(templates, account, REGION)
+    assert all(_size(document) <= MANAGED_POLICY_LIMIT for document in documents)
+    text = json.dumps(documents)
+    assert "AdministratorAccess" not in text and ":role/cdk-" not in text  # never the bootstrap's own roles
+    by_sid = {s["Sid"]: s for document in documents for s in document["Statement"]}
+    for statement in by_sid.values():
         assert "*" not in _actions(statement) and not any(a.endswith(":*") for a in _actions(statement))
-        if statement["Effect"] == "Allow" and statement["Sid"] != "TheStacksResources":
-            assert all(r.split(":")[5].split("/")[1] in ("ClientStack*", "ServerStack*", "FL-*") for r in
-                       statement["Resource"])  # fmt: skip
-    assert not [a for a in _actions(by_sid["TheStacksResources"]) if a.startswith("iam:")]
+        if statement["Effect"] == "Allow" and any(a.startswith("iam:") for a in _actions(statement)):
+            names = [r.split(":")[5] for r in _resources(statement)]
+            assert all(n.split("/")[1] in ("ClientStack*", "ServerStack*", "FL-*", "aws-service-role") for n in names)
+    resource_actions = {a for sid, s in by_sid.items() if sid.startswith("TheStacksResources") for a in _actions(s)}
+    assert not [a for a in resource_actions if a.startswith("iam:")]
+    # what CloudFormation's own handlers call for these types, e.g. Lambda fetching its code and its key
+    assert {"lambda:CreateFunction", "s3:GetObject", "kms:CreateGrant"} <= resource_actions
+    assert (
+        set(handler_permissions("AWS::Route53Resolver::FirewallRuleGroup", REGION)) - {"iam:CreateServiceLinkedRole"}
+        <= resource_actions
+    )
     boundary = f"arn:aws:iam::{account}:policy/{BOUNDARY_NAME}"
     assert by_sid["RolesOnlyWithinTheBoundary"]["Condition"] == {"StringEquals": {"iam:PermissionsBoundary": boundary}}
     assert "iam:CreateRole" in _actions(by_sid["RolesOnlyWithinTheBoundary"])
-    assert by_sid["TheBoundaryStays"]["Effect"] == "Deny" and by_sid["TheBoundaryStays"]["Resource"] == boundary
-    assert by_sid["OnEveryRole"]["Action"] == "iam:DeleteRolePermissionsBoundary"
+    protected = by_sid["TheBoundaryAndThesePoliciesStay"]
+    assert protected["Effect"] == "Deny" and "iam:CreatePolicyVersion" in _actions(protected)
+    assert protected["Resource"] == [boundary, f"arn:aws:iam::{account}:policy/{EXECUTION_POLICY_NAME}*"]
+    assert by_sid["NoRoleLosesTheBoundary"]["Action"] == "iam:DeleteRolePermissionsBoundary"
 
 
 @pytest.mark.parametrize("account", [SERVER_ACCOUNT, CLIENT_ACCOUNT])
-def test_the_boundary_holds_every_action_the_stacks_grant_and_nothing_of_iam_but_passing_a_role(default, account):
-    templates = account_templates(default.outdir, account)
-    [allowed] = boundary_policy(templates)["Statement"]
-    assert _size(boundary_policy(templates)) <= MANAGED_POLICY_LIMIT
-    assert [a for a in allowed["Action"] if a.startswith("iam:")] in ([], ["iam:PassRole"])
+def test_the_boundary_holds_what_the_stacks_grant_on_this_accounts_resources_and_passes_roles_to_sagemaker_only(
+    default, account
+):
+    document = boundary_policy(account_templates(default.outdir, account), account)
+    assert _size(document) <= MANAGED_POLICY_LIMIT
+    by_sid = {s["Sid"]: s for s in document["Statement"]}
+    allowed = {a for s in document["Statement"] for a in _actions(s)}
+    assert {a for a in allowed if a.startswith("iam:")} <= {"iam:PassRole"}
+    assert by_sid["ThisAccountsResources"]["Condition"] == {"StringEqualsIfExists": {"aws:ResourceAccount": account}}
+    assert all(r.split(":::")[1].startswith(("clientstack", "serverstack", "cdk-hnb659fds-assets-"))
+               for r in _resources(by_sid["TheStacksBuckets"]))  # fmt: skip
+    assert by_sid["PassOnlyTheStacksRolesToSageMaker"]["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}
+    }
     template = default.server if account == SERVER_ACCOUNT else default.clients["ClientStack"]
     granted = {a for s in statements(template) for a in _actions(s)}
-    assert granted <= set(allowed["Action"])
+    assert granted <= allowed  # the stacks' roles keep every grant they were given
 
 
 def test_in_one_organisation_every_role_carries_the_boundary_and_in_separate_ones_none_does(default, separate_three):
@@ -65,21 +97,23 @@ def test_in_one_organisation_every_role_carries_the_boundary_and_in_separate_one
             assert "PermissionsBoundary" not in role["Properties"]
 
 
-def test_a_resource_type_without_reviewed_actions_is_refused_by_name(default, tmp_path):
+def test_a_resource_type_without_a_cloudformation_schema_is_refused_by_name(default, tmp_path):
     assembly = tmp_path / "cdk.out"
     shutil.copytree(default.outdir, assembly)
     template_file = assembly / "ClientStack.template.json"
     template = json.loads(template_file.read_text())
-    template["Resources"]["Queue"] = {"Type": "AWS::SQS::Queue", "Properties": {}}
+    template["Resources"]["Gadget"] = {"Type": "AWS::Nothing::Gadget", "Properties": {}}
     template_file.write_text(json.dumps(template))
-    with pytest.raises(ConfigError, match=r"resource Queue: type AWS::SQS::Queue has no reviewed actions"):
-        execution_policy(account_templates(assembly, CLIENT_ACCOUNT), CLIENT_ACCOUNT)
+    with pytest.raises(ConfigError, match=r"resource Gadget: type AWS::Nothing::Gadget has no CloudFormation resource"):
+        execution_policies(account_templates(assembly, CLIENT_ACCOUNT), CLIENT_ACCOUNT, REGION)
 
 
-def test_the_command_writes_both_policies_and_refuses_an_unknown_account_writing_nothing(default, tmp_path, capsys):
+def test_the_command_writes_the_policies_prints_the_commands_and_refuses_an_unknown_account(default, tmp_path, capsys):
     assert main([str(default.outdir), CLIENT_ACCOUNT, str(tmp_path / "ok")]) == 0
-    written = {p.name: json.loads(p.read_text()) for p in (tmp_path / "ok").iterdir()}
-    assert set(written) == {"execution-policy.json", "permissions-boundary.json"}
+    written = sorted(p.name for p in (tmp_path / "ok").iterdir())
+    assert written[-1] == "permissions-boundary.json" and written[0] == "execution-policy-1.json"
+    printed = capsys.readouterr().out
+    assert f"--policy-name {BOUNDARY_NAME}" in printed and f"npx cdk bootstrap aws://{CLIENT_ACCOUNT}/" in printed
     assert main([str(default.outdir), "999999999999", str(tmp_path / "bad")]) == 2
     assert "no stack of account 999999999999" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
