@@ -69,7 +69,7 @@ def run_and_measure(test_path: Path, client_paths: list[Path], rounds: int, *, s
     """One local federation under the memory sampler: seconds per round, their breakdown, peak memory."""
     with tempfile.TemporaryDirectory(prefix="fl-bench-out-") as folder:
         options = LocalOptions(
-            plan=TrainingPlan(rounds=rounds),
+            plan=TrainingPlan(rounds=rounds, tolerance=0.0),  # every round: the figures are per round of `rounds`
             out=Path(folder) / "out",
             client_data=client_paths,
             test_data=test_path,

@@ -46,7 +46,7 @@ def _plan(args: argparse.Namespace, seed: int | None = None):
     from fl_runtime.learning.task import TrainConfig, TrainingPlan
 
     train = TrainConfig(args.local_iterations, args.C, args.penalty)
-    return TrainingPlan(args.rounds, train, args.share_curvature, args.seed if seed is None else seed)
+    return TrainingPlan(args.rounds, train, args.share_curvature, args.seed if seed is None else seed, args.tolerance)
 
 
 def prepare_data(args: argparse.Namespace, console: Console) -> int:

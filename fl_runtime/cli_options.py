@@ -13,7 +13,16 @@ def _add_training(parser: argparse.ArgumentParser) -> None:
     from fl_runtime.learning.model import PENALTIES
 
     group = parser.add_argument_group("training")
-    group.add_argument("--rounds", type=int, default=defaults.ROUNDS, help=f"FedAvg rounds (default {defaults.ROUNDS})")
+    group.add_argument(
+        "--rounds", type=int, default=defaults.ROUNDS, help=f"most FedAvg rounds (default {defaults.ROUNDS})"
+    )
+    group.add_argument(
+        "--tolerance",
+        type=float,
+        default=defaults.CONVERGENCE_TOLERANCE,
+        help="stop before --rounds once a round changes the model's parameters by less than this fraction of their "
+        f"length (default {defaults.CONVERGENCE_TOLERANCE:g}; 0: train every round)",
+    )
     group.add_argument(
         "--local-iterations",
         type=int,

@@ -8,6 +8,9 @@ C = 1.0  # inverse regularisation strength of the pooled problem
 PENALTY = "l2"
 SHARE_CURVATURE = True
 SEED = 0  # clients' train/validation split, SMOTE, and the partition of one CSV
+# ROUNDS is the most a run trains: it stops earlier once a round moves the global parameters by less than
+# this fraction of their length (the criterion and why this value: learning/convergence.py); 0 never stops early
+CONVERGENCE_TOLERANCE = 1e-3
 
 # waits
 NODE_WAIT_TIMEOUT = 120.0  # local: seconds for the SuperNodes to connect

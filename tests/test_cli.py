@@ -117,6 +117,9 @@ def test_compare_prints_and_saves_centralised_local_only_and_federated(tmp_path,
     assert abs(models["federated"]["roc-auc"] - models["centralised"]["roc-auc"]) <= 0.01
     assert "largest |federated - centralised|" in " ".join(done.stdout.split())
     assert "| federated |" in (tmp_path / "cmp" / "compare.md").read_text()
+    stop = document["runs"][0]["federated-stop"]
+    assert stop["converged"] and stop["round"] < document["settings"]["rounds"]
+    assert f"Federated training {stop['reason']}" in done.stdout
 
 
 def test_compare_on_prepared_client_csvs(tmp_path, cms_path):
@@ -199,3 +202,11 @@ def test_bad_input_exits_2_a_failed_run_1_and_a_bug_1_with_its_traceback(monkeyp
     stderr = capsys.readouterr().err
     assert stderr.splitlines()[0] == first_line
     assert ("Traceback (most recent call last)" in stderr) == first_line.startswith("internal error")
+
+
+def test_a_negative_tolerance_is_refused_before_any_data_is_read(tmp_path):
+    done = run_cli("compare", "--data", tmp_path / "absent.csv", "--tolerance", -1, "--out", tmp_path / "cmp")
+    assert (
+        done.returncode == 2 and "--tolerance must be a number of at least 0 (0: every round), got -1.0" in done.stderr
+    )
+    assert not (tmp_path / "cmp").exists()

@@ -18,6 +18,7 @@ from flwr.app import ArrayRecord, MetricRecord
 
 from fl_runtime.app import records
 from fl_runtime.app.strategy import Exchange
+from fl_runtime.learning.convergence import Stop
 from fl_runtime.learning.data import LabelledData
 from fl_runtime.learning.metrics import ScoreHistogram, decision_metrics, ranking_metrics
 from fl_runtime.learning.model import Weights
@@ -57,6 +58,7 @@ class History:
         self.rounds: dict[int, RoundResult] = {}
         self.thresholds: dict[int, float] = {}
         self.dropouts: list[Dropout] = []
+        self.stopped: Stop | None = None  # after which round training ended, and why
         self.client_validation: dict[str, dict[str, float]] = {}
         self._test_Z = stats.standardise(test.X)
         self._scores: dict[int, np.ndarray] = {}
@@ -74,6 +76,11 @@ class History:
         dropout = Dropout(client, server_round, stage, time.monotonic() - self._started, reason)
         self.dropouts.append(dropout)
         self.emit({"event": "dropout", **dropout.__dict__})
+
+    def stop(self, stop: Stop) -> None:
+        """Training ended after ``stop.round``: converged, or the last round allowed."""
+        self.stopped = stop
+        self.emit({"event": "stopped", **stop.record()})
 
     def on_replies(self, exchange: Exchange) -> None:
         """Replies of one exchange: drop-outs, time breakdown, and the histograms that fix a threshold."""

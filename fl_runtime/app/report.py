@@ -42,6 +42,7 @@ def metrics_document(history: History, membership: Membership, settings: dict) -
             "test-set": {"rows": history.test.n_rows, "positives": history.test.n_positive},
             "rounds": [asdict(history.rounds[r]) for r in sorted(history.rounds)],
             "final": {"round": final_round, **history.rounds[final_round].test},
+            "stopped": history.stopped.record() if history.stopped is not None else None,
             "clients-validation": history.client_validation,
             "dropouts": [asdict(d) for d in history.dropouts],
         }
@@ -158,6 +159,7 @@ def report_markdown(document: dict) -> str:
 
 def _summary(document: dict) -> list[str]:
     config, final, test = document["config"], document["final"], document["test-set"]
+    stopped = document["stopped"]
     return [
         "# Federated fraud detection: run report",
         "",
@@ -168,8 +170,11 @@ def _summary(document: dict) -> list[str]:
         "",
         f"Model: log1p, standardisation with federated global statistics, logistic regression "
         f"(C={config['C']}, penalty {config['penalty']}); SMOTE on each client's training part; FedAvg "
-        f"over {config['num-server-rounds']} rounds, {config['local-iterations']} local iteration(s) per round, "
-        f"shared curvature {'on' if config['share-curvature'] else 'off'}.",
+        f"for at most {config['num-server-rounds']} rounds, stopping once a round changes the parameters by less "
+        f"than {config['convergence-tolerance']:g} of their length, {config['local-iterations']} local "
+        f"iteration(s) per round, shared curvature {'on' if config['share-curvature'] else 'off'}.",
+        "",
+        f"Training {stopped['reason']}." if stopped else f"Training ended after round {final['round']}.",
         "",
         "## Final model on the server's test set",
         "",

@@ -47,6 +47,13 @@ def _positive_whole(config: Mapping, key: str) -> int:
     return int(value)
 
 
+def _non_negative_number(config: Mapping, key: str) -> float:
+    value = config[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+        raise OptionsError(f"run config '{key}' must be a number of at least 0, got {value!r}")
+    return float(value)
+
+
 def _absolute_path(config: Mapping, key: str) -> Path:
     value = str(config[key])
     if not value or not Path(value).is_absolute():
@@ -76,6 +83,7 @@ class RunSettings:
             train=TrainConfig.from_config(config),
             share_curvature=bool(config["share-curvature"]),
             seed=int(config["seed"]),
+            tolerance=_non_negative_number(config, "convergence-tolerance"),
         )
         return cls(
             plan=plan,
@@ -94,6 +102,7 @@ class RunSettings:
         """What a launcher passes to ``flwr run --run-config``: the inverse of ``from_run_config``."""
         return {
             "num-server-rounds": self.plan.rounds,
+            "convergence-tolerance": float(self.plan.tolerance),
             **self.plan.train.to_config(),
             "share-curvature": self.plan.share_curvature,
             "min-clients": self.min_clients,
@@ -112,6 +121,7 @@ class RunSettings:
         """The settings as the report and metrics.json record them."""
         return {
             "num-server-rounds": self.plan.rounds,
+            "convergence-tolerance": self.plan.tolerance,
             **self.plan.train.to_config(),
             "share-curvature": self.plan.share_curvature,
             "min-clients": self.min_clients,

@@ -4,7 +4,8 @@
 2. Moments round: every client sends counts, sums and sums of squares of log1p(features) over its
    training part, and its column names; the server checks them against its test set and derives the
    global standardisation and class balance (``GlobalStats``).
-3. ``num-server-rounds`` rounds of FedAvg (``strategy.FraudFedAvg``), each global model scored on the
+3. Rounds of FedAvg (``strategy.FraudFedAvg``) until the global model converges
+   (``convergence-tolerance``) or ``num-server-rounds`` is reached, each global model scored on the
    test set; the final model is also scored by every client on its validation part, which fixes the
    decision threshold.
 4. ``model.joblib``, ``metrics.json``, ``report.md`` and plots, written atomically into ``out-dir``.
@@ -157,10 +158,11 @@ def train(grid: PollingGrid, settings: RunSettings, membership: Membership, hist
     strategy = FraudFedAvg(
         members=dict(membership.names),
         min_clients=settings.min_clients,
-        num_rounds=plan.rounds,
         node_wait_timeout=settings.node_wait_timeout,
         round_config=round_config,
         on_replies=history.on_replies,
+        stop_after=plan.stop_after,
+        on_stop=history.stop,
     )
     n_features = len(history.test.features)
     curvature = np.zeros((n_features + 1, n_features + 1)) if plan.uses_shared_curvature else None

@@ -9,9 +9,10 @@
   and fails with a message that says how many came.
 - ``FraudFedAvg``: FedAvg (example-weighted) restricted to the clients that took part in the moments
   round, with the per-round config; a client whose reply fails or times out is dropped for the rest of
-  the run, which stops when fewer than ``min_clients`` remain; and a
-  federated evaluation of the final model only (earlier models are scored on validation inside the
-  next round's training messages, which saves one message exchange per round).
+  the run, which stops when fewer than ``min_clients`` remain; training stops at convergence
+  (``TrainingPlan.stop_after``, the rule the in-process replay applies too) or after the most rounds
+  allowed; and a federated evaluation of the final model only (earlier models are scored on validation
+  inside the next round's training messages, which saves one message exchange per round).
 """
 
 from __future__ import annotations
@@ -19,14 +20,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from logging import INFO
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.common import log
 from flwr.serverapp import Grid
-from flwr.serverapp.strategy import FedAvg
+from flwr.serverapp.strategy import FedAvg, Result
 
 from fl_runtime import defaults
 from fl_runtime.app import records
 from fl_runtime.errors import FederationError
+from fl_runtime.learning.convergence import Stop
+from fl_runtime.learning.model import Weights
 
 
 @dataclass(frozen=True)
@@ -150,10 +155,11 @@ class FraudFedAvg(FedAvg):
         *,
         members: dict[int, str],
         min_clients: int,
-        num_rounds: int,
         node_wait_timeout: float,
         round_config: Callable[[int], dict],
         on_replies: Callable[[Exchange], None],
+        stop_after: Callable[[int, Weights, Weights], Stop | None],
+        on_stop: Callable[[Stop], None],
     ) -> None:
         super().__init__(
             fraction_train=1.0,
@@ -167,11 +173,57 @@ class FraudFedAvg(FedAvg):
         )
         self.members = members
         self.min_clients = min_clients
-        self.num_rounds = num_rounds
         self.node_wait_timeout = node_wait_timeout
         self.round_config = round_config
         self.on_replies = on_replies
+        self.stop_after = stop_after  # after round r, with the previous and the new global weights
+        self.on_stop = on_stop
         self._grid: PollingGrid | None = None
+
+    def start(
+        self,
+        grid: Grid,
+        initial_arrays: ArrayRecord,
+        num_rounds: int = 3,
+        timeout: float = 3600,
+        train_config: ConfigRecord | None = None,
+        evaluate_config: ConfigRecord | None = None,
+        evaluate_fn: Callable[[int, ArrayRecord], MetricRecord | None] | None = None,
+    ) -> Result:
+        """Flower's round loop (``Strategy.start``), but for two things: it ends after the round
+        ``stop_after`` names (convergence, or ``num_rounds``), which Flower's fixed loop cannot, and the
+        clients evaluate only that final model, once."""
+        result = Result(arrays=initial_arrays)
+        for server_round in range(1, num_rounds + 1):
+            log(INFO, "[ROUND %s/%s at most]", server_round, num_rounds)
+            previous = result.arrays
+            self._train_round(grid, server_round, result, timeout, train_config or ConfigRecord())
+            if evaluate_fn is not None and (scored := evaluate_fn(server_round, result.arrays)) is not None:
+                result.evaluate_metrics_serverapp[server_round] = scored
+            stop = self.stop_after(
+                server_round, records.read_weights(previous)[0], records.read_weights(result.arrays)[0]
+            )
+            if stop is not None:
+                log(INFO, "Training stopped: %s", stop.reason)
+                self.on_stop(stop)
+                break
+        messages = self.configure_evaluate(server_round, result.arrays, evaluate_config or ConfigRecord(), grid)
+        evaluated = self.aggregate_evaluate(server_round, grid.send_and_receive(messages, timeout=timeout))
+        if evaluated is not None:
+            result.evaluate_metrics_clientapp[server_round] = evaluated
+        return result
+
+    def _train_round(self, grid: Grid, server_round: int, result: Result, timeout: float, config: ConfigRecord) -> None:
+        """One round of training: the clients' updates, averaged into ``result``."""
+        replies = grid.send_and_receive(
+            self.configure_train(server_round, result.arrays, config, grid), timeout=timeout
+        )
+        arrays, metrics = self.aggregate_train(server_round, replies)
+        if arrays is None:
+            raise FederationError(f"round {server_round}: no training reply could be averaged")
+        result.arrays = arrays
+        if metrics is not None:
+            result.train_metrics_clientapp[server_round] = metrics
 
     def _to_members(self, messages: Iterable[Message]) -> list[Message]:
         return [m for m in messages if m.metadata.dst_node_id in self.members]
@@ -192,8 +244,6 @@ class FraudFedAvg(FedAvg):
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        if server_round < self.num_rounds:
-            return []
         self._wait(grid)
         config = ConfigRecord({**config, **self.round_config(server_round)})
         return self._to_members(super().configure_evaluate(server_round, arrays, config, grid))
@@ -225,6 +275,4 @@ class FraudFedAvg(FedAvg):
         return super().aggregate_train(server_round, self._split("train", server_round, replies))
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]):
-        if server_round < self.num_rounds:
-            return None  # only the final model is evaluated by the clients (see configure_evaluate)
         return super().aggregate_evaluate(server_round, self._split("evaluate", server_round, replies))

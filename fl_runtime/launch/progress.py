@@ -136,6 +136,8 @@ class ProgressView:
         elif kind == "federation":
             clients = ", ".join(f"{name} ({event['rows'][name]} rows)" for name in event["clients"])
             self.notice(f"federation: {clients}")
+        elif kind == "stopped":
+            self.notice(f"training {event['reason']}")
         elif kind == "dropout":
             self.notice(
                 f"client {event['client']} dropped in round {event['round']} ({event['stage']}): {event['reason']}"

@@ -3,9 +3,9 @@
 ``compare`` uses them to test the project's core claim (federated close to centralised, well above
 local-only) quickly and over many seeds. ``federated`` replays what the ServerApp and the ClientApps
 do over Flower (moments round, the same client updates, example-weighted averaging of weights and
-curvature, the same threshold rule) without the transport; the end-to-end tests check that the real
-federation lands on the same model. Centralised and local-only models are fitted by scikit-learn's
-own solver on the pooled (or one client's) oversampled rows.
+curvature, the same stopping and threshold rules) without the transport; the end-to-end tests check
+that the real federation lands on the same model. Centralised and local-only models are fitted by
+scikit-learn's own solver on the pooled (or one client's) oversampled rows.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fl_runtime.learning.convergence import Stop
 from fl_runtime.learning.data import LabelledData
 from fl_runtime.learning.metrics import ScoreHistogram, decision_metrics, ranking_metrics
 from fl_runtime.learning.model import Weights, average, fit_to_convergence
@@ -31,16 +32,22 @@ class Outcome:
     stats: GlobalStats
     threshold: float
     test: dict[str, float]
+    stop: Stop | None = None  # federated: after which round and why training stopped
 
 
 def evaluate(
-    name: str, prepared: Sequence[PreparedClient], weights: Weights, stats: GlobalStats, test: LabelledData
+    name: str,
+    prepared: Sequence[PreparedClient],
+    weights: Weights,
+    stats: GlobalStats,
+    test: LabelledData,
+    stop: Stop | None = None,
 ) -> Outcome:
     histogram = sum((p.histogram(weights, stats.prior_logit) for p in prepared), ScoreHistogram.empty())
     threshold = histogram.f1_threshold()
     p_test = weights.probabilities(stats.standardise(test.X), stats.prior_logit)
     metrics = {**ranking_metrics(test.y, p_test), **decision_metrics(test.y, p_test, threshold)}
-    return Outcome(name, weights, stats, threshold, metrics)
+    return Outcome(name, weights, stats, threshold, metrics, stop)
 
 
 def _pooled(clients: Sequence[ClientData]) -> ClientData:
@@ -66,16 +73,20 @@ def centralised(clients: Sequence[ClientData], test: LabelledData, plan: Trainin
 
 
 def federated(clients: Sequence[ClientData], test: LabelledData, plan: TrainingPlan) -> Outcome:
-    """FedAvg as the ServerApp runs it, in process."""
+    """FedAvg as the ServerApp runs it, in process, until the plan's stopping rule ends it."""
     stats = GlobalStats.from_moments([client.moments() for client in clients])
     prepared = [client.prepare(stats, plan.seed) for client in clients]
     weights, curvature = Weights.zeros(len(test.features)), None
-    for _ in range(plan.rounds):
+    stop = None
+    server_round = 0
+    while stop is None:
+        server_round += 1
         updates = [p.update(weights, plan.train, curvature) for p in prepared]
-        weights = Weights.from_vector(average([(u.weights.vector, u.n_examples) for u in updates]))
+        previous, weights = weights, Weights.from_vector(average([(u.weights.vector, u.n_examples) for u in updates]))
         if plan.uses_shared_curvature:
             curvature = average([(u.curvature, u.n_examples) for u in updates if u.curvature is not None])
-    return evaluate("federated", prepared, weights, stats, test)
+        stop = plan.stop_after(server_round, previous, weights)
+    return evaluate("federated", prepared, weights, stats, test, stop)
 
 
 def split_clients(datasets: Sequence[LabelledData], seed: int) -> list[ClientData]:

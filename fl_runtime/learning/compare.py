@@ -39,6 +39,12 @@ class Comparison:
         return [o for o in self.outcomes if o.name not in ("centralised", "federated")]
 
     @property
+    def federated_stop(self) -> dict:
+        """After which round federated training stopped, and why."""
+        stop = self.by_name("federated").stop
+        return stop.record() if stop is not None else {}
+
+    @property
     def gap(self) -> float:
         """Federated minus centralised ROC-AUC."""
         return self.by_name("federated").test["roc-auc"] - self.by_name("centralised").test["roc-auc"]
@@ -80,7 +86,12 @@ def summary(comparisons: Sequence[Comparison]) -> dict:
 
 def plan_record(plan: TrainingPlan) -> dict:
     """The training settings every seed shared, as compare.json records them."""
-    return {"rounds": plan.rounds, **plan.train.to_config(), "share-curvature": plan.share_curvature}
+    return {
+        "rounds": plan.rounds,
+        "convergence-tolerance": plan.tolerance,
+        **plan.train.to_config(),
+        "share-curvature": plan.share_curvature,
+    }
 
 
 def markdown(comparisons: Sequence[Comparison], description: str) -> str:
@@ -94,7 +105,7 @@ def markdown(comparisons: Sequence[Comparison], description: str) -> str:
         lines += [
             f"| {o.name} | " + " | ".join(f"{o.test[c]:.4f}" for c in COLUMNS) + " |" for o in comparison.outcomes
         ]
-        lines.append("")
+        lines += ["", f"Federated training {comparison.federated_stop.get('reason', '-')}.", ""]
     lines.append("## Summary\n")
     lines += [f"- {key}: {value}" for key, value in summary(comparisons).items()]
     return "\n".join(lines) + "\n"
@@ -104,7 +115,10 @@ def write(out: Path, comparisons: Sequence[Comparison], description: str, settin
     document = {
         "data": description,
         "settings": settings,
-        "runs": [{"seed": c.seed, "models": {o.name: o.test for o in c.outcomes}} for c in comparisons],
+        "runs": [
+            {"seed": c.seed, "models": {o.name: o.test for o in c.outcomes}, "federated-stop": c.federated_stop}
+            for c in comparisons
+        ],
         "summary": summary(comparisons),
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -115,6 +129,7 @@ def write(out: Path, comparisons: Sequence[Comparison], description: str, settin
 def print_summary(console: Console, comparisons: Sequence[Comparison]) -> None:
     for comparison in comparisons:
         console.print(table(comparison))
+        console.print(f"Federated training {comparison.federated_stop.get('reason', '-')}", highlight=False)
     numbers = summary(comparisons)
     console.print(
         f"ROC-AUC over seeds {numbers['seeds']}: centralised {numbers['centralised-roc-auc-mean']:.4f}, "

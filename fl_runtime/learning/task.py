@@ -17,6 +17,7 @@ import numpy as np
 
 from fl_runtime import defaults
 from fl_runtime.errors import OptionsError
+from fl_runtime.learning.convergence import Stop, stop_after
 from fl_runtime.learning.data import LabelledData
 from fl_runtime.learning.metrics import ScoreHistogram, ranking_metrics
 from fl_runtime.learning.model import (
@@ -73,18 +74,26 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class TrainingPlan:
-    """How the federation trains: rounds, what each client does per round, whether clients share
-    curvature, and the seed of their splits and SMOTE. What ``compare`` replays in process and what a
-    launcher asks of the ServerApp."""
+    """How the federation trains: at most ``rounds`` rounds, stopping earlier at convergence (``tolerance``,
+    see ``convergence``), what each client does per round, whether clients share curvature, and the seed of
+    their splits and SMOTE. What ``compare`` replays in process and what a launcher asks of the ServerApp."""
 
     rounds: int = defaults.ROUNDS
     train: TrainConfig = TrainConfig()
     share_curvature: bool = defaults.SHARE_CURVATURE
     seed: int = defaults.SEED
+    tolerance: float = defaults.CONVERGENCE_TOLERANCE
 
     def __post_init__(self) -> None:
         if isinstance(self.rounds, bool) or not isinstance(self.rounds, int) or self.rounds < 1:
             raise OptionsError(f"--rounds must be at least 1, got {self.rounds}")
+        tolerance = self.tolerance
+        if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 <= tolerance < math.inf:
+            raise OptionsError(f"--tolerance must be a number of at least 0 (0: every round), got {tolerance!r}")
+
+    def stop_after(self, server_round: int, previous: Weights, current: Weights) -> Stop | None:
+        """Whether training ends with this round (``convergence.stop_after``): the one rule of every loop."""
+        return stop_after(server_round, previous, current, self.tolerance, self.rounds)
 
     @property
     def uses_shared_curvature(self) -> bool:

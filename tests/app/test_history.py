@@ -13,6 +13,7 @@ from flwr.app import MetricRecord, RecordDict
 from fl_runtime.app import records
 from fl_runtime.app.history import History
 from fl_runtime.app.strategy import Exchange
+from fl_runtime.learning.convergence import Stop
 from fl_runtime.learning.metrics import ScoreHistogram, decision_metrics
 from fl_runtime.learning.model import Weights
 from fl_runtime.learning.stats import FeatureMoments, GlobalStats
@@ -112,3 +113,11 @@ def test_failures_become_named_dropouts_and_the_time_breakdown_is_kept_per_excha
 def test_the_initial_all_zero_model_is_not_scored(history):
     assert history.evaluate(0, records.weights_record(Weights.zeros(len(history.test.features)))) is None
     assert history.rounds == {}
+
+
+def test_the_stop_is_kept_for_the_outputs_and_announced_to_the_launcher(history):
+    stop = Stop(3, 0.0002, 0.001, 10)
+    history.stop(stop)
+    assert history.stopped == stop
+    assert history.events[-1] == {"event": "stopped", **stop.record()}
+    assert history.events[-1]["reason"] == "converged: parameter change 2.00e-04 below tolerance 0.001 at round 3"

@@ -1,4 +1,5 @@
 from fl_runtime.app.report import report_markdown
+from fl_runtime.learning.convergence import Stop
 
 
 def _document(share_curvature: bool, penalty: str = "l2") -> dict:
@@ -18,6 +19,7 @@ def _document(share_curvature: bool, penalty: str = "l2") -> dict:
             "C": 1.0,
             "penalty": penalty,
             "num-server-rounds": 2,
+            "convergence-tolerance": 0.001,
             "local-iterations": 1,
             "share-curvature": share_curvature,
         },
@@ -37,6 +39,7 @@ def _document(share_curvature: bool, penalty: str = "l2") -> dict:
         ],
         "clients-validation": {"insurer-a": {"rows": 100, "roc-auc": 0.8, "pr-auc": 0.4, "f1": 0.5}},
         "dropouts": [],
+        "stopped": Stop(2, 0.5, 0.001, 2).record(),
     }
 
 
@@ -52,3 +55,15 @@ def test_the_report_states_what_left_each_client_including_the_curvature_only_wh
     assert (
         "mean per-example Hessian of its local loss" in shared and "Hessian" not in not_shared and "Hessian" not in l1
     )
+
+
+def test_the_report_says_after_which_round_training_stopped_and_why():
+    document = _document(True)
+    unconverged = report_markdown(document)
+    assert "FedAvg for at most 2 rounds, stopping once a round changes the parameters by less than 0.001" in unconverged
+    assert (
+        "Training reached the maximum of 2 rounds (--rounds) without converging: parameter change 5.00e-01 at "
+        "round 2, tolerance 0.001." in unconverged
+    )
+    converged = report_markdown({**document, "stopped": Stop(1, 0.0004, 0.001, 2).record()})
+    assert "Training converged: parameter change 4.00e-04 below tolerance 0.001 at round 1." in converged

@@ -15,7 +15,7 @@ from fl_runtime.learning.task import TrainConfig, TrainingPlan
 @pytest.fixture
 def settings(tmp_path) -> RunSettings:
     return RunSettings(
-        TrainingPlan(4, TrainConfig(2, 0.5, "l1"), share_curvature=False, seed=7),
+        TrainingPlan(4, TrainConfig(2, 0.5, "l1"), share_curvature=False, seed=7, tolerance=0.01),
         min_clients=2,
         expected_clients=3,
         node_wait_timeout=60.0,
@@ -44,10 +44,11 @@ def test_the_fabs_defaults_cover_every_key_and_come_from_the_defaults_module(set
         defaults.PENALTY,
         defaults.SHARE_CURVATURE,
     )
-    assert (config["round-timeout"], config["reply-poll-seconds"], config["seed"]) == (
+    assert (config["round-timeout"], config["reply-poll-seconds"], config["seed"], config["convergence-tolerance"]) == (
         defaults.ROUND_TIMEOUT,
         defaults.REPLY_POLL_SECONDS,
         defaults.SEED,
+        defaults.CONVERGENCE_TOLERANCE,
     )
     with pytest.raises(
         OptionsError, match="run config 'test-data' must be an absolute path on the SuperLink's machine, got ''"
@@ -68,6 +69,11 @@ def test_the_fabs_defaults_cover_every_key_and_come_from_the_defaults_module(set
             "run config 'out-dir' must be an absolute path on the SuperLink's machine, got 'relative/out'",
         ),
         ("C", -1.0, "C must be a positive number, got -1.0"),
+        (
+            "convergence-tolerance",
+            -0.001,
+            "run config 'convergence-tolerance' must be a number of at least 0, got -0.001",
+        ),
     ],
 )
 def test_a_bad_run_config_value_is_refused_naming_the_key(settings, key, value, message):

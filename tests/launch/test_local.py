@@ -14,16 +14,19 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from fl_runtime import defaults
 from fl_runtime.app.run_settings import OUTPUT_FILES
 from fl_runtime.learning.baselines import federated, split_clients
 from fl_runtime.learning.data import LABEL, write_csv
 from fl_runtime.learning.partition import PartitionSpec, partition
+from fl_runtime.learning.synthetic import generate
 from fl_runtime.learning.task import TrainingPlan
 from tests.helpers import PROJECT, flower_processes_under, in_temp, workspaces
 
 pytestmark = pytest.mark.slow
 ROUNDS = 3
 SEED = 3
+GENEROUS_ROUNDS = 30  # far more than the default data needs
 
 
 def launcher(*args) -> list[str]:
@@ -109,6 +112,7 @@ def test_metrics_record_every_round_with_threshold_metrics_chosen_on_validation(
     assert sorted(metrics["clients-validation"]) == ["insurer_a", "insurer_b", "insurer_c"]
     assert metrics["dropouts"] == []
     assert metrics["config"]["num-server-rounds"] == ROUNDS
+    assert (metrics["stopped"]["round"], metrics["stopped"]["converged"]) == (ROUNDS, False)
 
 
 def test_the_real_federation_trains_exactly_the_in_process_algorithm(completed_run, split):
@@ -124,6 +128,45 @@ def test_the_real_federation_trains_exactly_the_in_process_algorithm(completed_r
     )
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["final"]["threshold"] == pytest.approx(replay.threshold)
+
+
+@pytest.fixture(scope="module")
+def default_data_run(tmp_path_factory):
+    """``local`` on its default data (synthetic, three clients) with a generous --rounds."""
+    out = tmp_path_factory.mktemp("default-data") / "out"
+    done = subprocess.run(
+        launcher("--rounds", GENEROUS_ROUNDS, "--out", out),
+        capture_output=True,
+        text=True,
+        cwd=PROJECT,
+        timeout=600,
+        env=in_temp(out.parent),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done, out, json.loads((out / "metrics.json").read_text())
+
+
+def test_a_run_stops_at_convergence_before_a_generous_rounds_and_says_when_and_why(default_data_run):
+    done, out, metrics = default_data_run
+    stopped = metrics["stopped"]
+    assert stopped["converged"] and stopped["round"] < GENEROUS_ROUNDS
+    assert stopped["parameter-change"] < stopped["tolerance"] == defaults.CONVERGENCE_TOLERANCE
+    assert (
+        stopped["reason"].startswith("converged: parameter change ")
+        and f"at round {stopped['round']}" in stopped["reason"]
+    )
+    assert [r["round"] for r in metrics["rounds"]] == list(range(1, stopped["round"] + 1))
+    assert metrics["final"]["round"] == stopped["round"] and metrics["final"]["threshold"] > 0
+    assert f"Training {stopped['reason']}." in (out / "report.md").read_text()
+    assert f"training {stopped['reason']}" in done.stdout  # the live progress says it too
+
+
+def test_the_real_federation_stops_after_the_same_round_as_the_in_process_replay(default_data_run):
+    _, _, metrics = default_data_run
+    test, clients = partition(generate(defaults.SYNTHETIC_ROWS, seed=defaults.SEED), PartitionSpec(defaults.CLIENTS))
+    replay = federated(split_clients(clients, defaults.SEED), test, TrainingPlan(rounds=GENEROUS_ROUNDS)).stop
+    assert replay is not None and replay.round == metrics["stopped"]["round"]
+    assert replay.change == pytest.approx(metrics["stopped"]["parameter-change"], rel=1e-3)
 
 
 def test_every_process_is_gone_after_the_run(completed_run):

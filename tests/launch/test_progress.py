@@ -4,6 +4,7 @@ import time
 from rich.console import Console
 
 from fl_runtime.launch.progress import JobRow, ProgressView
+from fl_runtime.learning.convergence import Stop
 
 
 def _terminal() -> Console:
@@ -57,3 +58,10 @@ def test_without_jobs_there_is_no_jobs_table_and_a_pipe_gets_one_line_per_round(
     text = console.export_text()
     assert "Client training jobs" not in text
     assert "round   1     4.2 s  ROC-AUC 0.8800" in text
+
+
+def test_a_pipe_gets_a_line_saying_after_which_round_training_stopped_and_why():
+    console = Console(file=io.StringIO(), force_terminal=False, width=140, record=True)
+    with ProgressView(console, "Local training") as view:
+        view.add({"event": "stopped", **Stop(7, 0.0004, 0.001, 30).record()})
+    assert "training converged: parameter change 4.00e-04 below tolerance 0.001 at round 7" in console.export_text()
