@@ -2,15 +2,19 @@
 
 A command that writes a folder of outputs refuses a non-empty ``--out`` before it starts
 (``empty_output_folder``), writes into a staging folder beside it (``staging_folder``) and moves the
-files into place only when everything succeeded (``publish_folder``).
+files into place only when everything succeeded (``publish_folder``). Archives that are deployed (the
+code bundle, the published model's ``model.tar.gz``) are reproducible: ``write_tarball``.
 """
 
 from __future__ import annotations
 
+import gzip
+import io
 import os
 import shutil
+import tarfile
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -42,6 +46,31 @@ def _umask() -> int:
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as temporary:
         temporary.write_text(text, encoding="utf-8")
+
+
+def write_tarball(path: str | os.PathLike, files: Mapping[str, bytes | Path]) -> None:
+    """gzip'd tar with sorted entries, no timestamps and no owners (scripts ``*.sh`` executable), written
+    atomically: the same files give the same bytes, so an unchanged archive keeps its hash."""
+    with (
+        atomic_path(path) as temporary,
+        open(temporary, "wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as zipped,
+        tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as archive,
+    ):
+        for name in sorted(files):
+            content = files[name]
+            data = content if isinstance(content, bytes) else content.read_bytes()
+            archive.addfile(_tar_info(name, len(data)), io.BytesIO(data))
+
+
+def _tar_info(name: str, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mtime = 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.mode = 0o755 if name.endswith(".sh") else 0o644
+    return info
 
 
 def publish_folder(staging: Path, destination: Path) -> None:

@@ -33,6 +33,7 @@ REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 CLIENT_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 EXTERNAL_ID = re.compile(r"^[\w+=,.@:/-]{2,1224}$")
 INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+ECR_IMAGE = re.compile(r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[\w./-]+:[\w.-]+$")
 SAMPLE_EXTERNAL_ID = "change-me"  # the marker in cdk.json's sample external ids
 # cdk.json's and the tests' sample accounts: for synth only, never deployed
 PLACEHOLDER_ACCOUNTS = {"111111111111", "222222222222", "333333333333", "444444444444"}
@@ -98,6 +99,7 @@ class FederationConfig:
     training_instance_type: str
     flower_port: int
     training_image: TrainingImage
+    inference_image: str  # named by each registered model version to serve its model.tar.gz (scikit-learn image)
     notebook_idle_minutes: int
     training_job_prefix: str
     max_training_seconds: int
@@ -208,9 +210,7 @@ def _training_image(raw: Mapping) -> TrainingImage:
     image = _require(raw, "training_image")
     if not isinstance(image, Mapping):
         raise ConfigError("training_image: expected an object with uri, python_version, platform")
-    uri = _require(image, "uri", "training_image.")
-    if not re.match(r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[\w./-]+:[\w.-]+$", str(uri)):
-        raise ConfigError(f"training_image.uri: {uri!r} is not an ECR image URI")
+    uri = _string(image, "uri", ECR_IMAGE, "an ECR image URI", "training_image.")
     python = str(_require(image, "python_version", "training_image."))
     if not re.match(r"^3\.(1[1-9])$", python):
         raise ConfigError(
@@ -221,7 +221,7 @@ def _training_image(raw: Mapping) -> TrainingImage:
         raise ConfigError(
             f"training_image.platform: {platform!r} is not a manylinux platform tag such as manylinux2014_x86_64"
         )
-    return TrainingImage(str(uri), python, str(platform))
+    return TrainingImage(uri, python, str(platform))
 
 
 def _zones(raw: Mapping, region: str) -> tuple[str, ...]:
@@ -316,6 +316,7 @@ def parse(raw: Mapping) -> FederationConfig:
         training_instance_type=training,
         flower_port=_integer(raw, "flower_port", 1024, 65535),
         training_image=_training_image(raw),
+        inference_image=_string(raw, "inference_image", ECR_IMAGE, "an ECR image URI"),
         notebook_idle_minutes=_integer(raw, "notebook_idle_minutes", 5, 1440),
         training_job_prefix=job_prefix,
         max_training_seconds=_integer(raw, "max_training_seconds", 600, 432000),
@@ -336,6 +337,7 @@ FIELDS = (
     "training_instance_type",
     "flower_port",
     "training_image",
+    "inference_image",
     "notebook_idle_minutes",
     "training_job_prefix",
     "max_training_seconds",
@@ -354,6 +356,7 @@ def _context_value(node, field: str):
         "server_vpc_cidr",
         "notebook_instance_type",
         "training_instance_type",
+        "inference_image",
         "training_job_prefix",
         "parameter_prefix",
         "deployment_mode",

@@ -4,6 +4,9 @@
 - buckets: code (the bundle for the notebook) and results (``data/`` test set, ``model/`` global model);
 - the notebook that runs the SuperLink, its security group admitting the Flower port from the clients'
   training security groups only, and its role ``FL-server-notebook`` with ``FL-allow-kickoff-client-job``;
+- the model registry: a SageMaker model package group, each finished run a version of it (``federate``
+  registers it, pending manual approval, encrypted with the data key); the notebook may add versions to
+  this group and nothing else of the registry;
 - the settings ``federate`` needs, as outputs and in SSM (``<prefix>/server/settings``).
 """
 
@@ -11,8 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from aws_cdk import RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from fl_runtime.aws.contract import ClientEntry, ClientHandover, ServerAccountSettings
@@ -20,7 +25,7 @@ from fl_runtime.errors import ConfigError
 from stacks.base import FederationStack
 from stacks.bundle.builder import Bundle
 from stacks.code_bundle import CODE_PREFIX
-from stacks.compliance import acknowledge, acknowledge_cdk_functions, objects_finding
+from stacks.compliance import AWS_SOLUTIONS, acknowledge, acknowledge_cdk_functions, objects_finding
 from stacks.config import PEERING_OPERATOR_ROLE_NAME, SERVER_NOTEBOOK_ROLE_NAME, ClientAccount, FederationConfig
 from stacks.network import CrossAccountCall
 from stacks.notebook import FederationNotebook, NotebookSettings
@@ -32,6 +37,8 @@ from stacks.roles import attach
 TEST_PREFIX = "data/"
 MODEL_PREFIX = "model/"
 SERVER_NOTEBOOK = "fl-server"
+# one federation per server account, like the notebook's and roles' fixed names; lower case, as SageMaker's ARNs are
+MODEL_PACKAGE_GROUP = "fl-fraud-global-model"
 
 
 def kickoff_calls(config: FederationConfig) -> tuple[CrossAccountCall, ...]:
@@ -81,6 +88,7 @@ class ServerStack(FederationStack):
         self.results = self.bucket("Results")
         self.notebook_security_group = self._notebook_security_group()
         self.notebook = self._server_notebook()
+        self.model_registry = self._model_registry()
         self.peerings = {client.name: self._peering(client, handovers) for client in config.clients}
         self.settings = self._settings()
         parameter = publish(
@@ -169,6 +177,50 @@ class ServerStack(FederationStack):
         )
         return notebook
 
+    def _model_registry(self) -> sagemaker.CfnModelPackageGroup:
+        """The group each run becomes a version of; the notebook may add versions to it and to nothing else.
+
+        SageMaker encrypts a version's details with the key the request names (the data key): the notebook may
+        let SageMaker, and only SageMaker, use the key for that (a grant for the model package, and the key's
+        description). Retained like the data when the stack goes: approved versions are the audit trail of what
+        was deployed."""
+        group = sagemaker.CfnModelPackageGroup(
+            self,
+            "ModelRegistry",
+            model_package_group_name=MODEL_PACKAGE_GROUP,
+            model_package_group_description="Federated fraud detection: each federate run's global model",
+        )
+        group.apply_removal_policy(RemovalPolicy.RETAIN if self.config.retain_data else RemovalPolicy.DESTROY)
+        versions = self.format_arn(
+            service="sagemaker", resource="model-package", resource_name=f"{MODEL_PACKAGE_GROUP}/*"
+        )
+        through_sagemaker = {"kms:ViaService": f"sagemaker.{self.region}.amazonaws.com"}
+        self.notebook.policy.add_statements(
+            iam.PolicyStatement(
+                sid="RegisterEachRunInTheModelRegistry",
+                actions=["sagemaker:CreateModelPackage"],
+                resources=[group.attr_model_package_group_arn, versions],
+            ),
+            iam.PolicyStatement(
+                sid="SageMakerEncryptsTheVersionsWithTheDataKey",
+                actions=["kms:CreateGrant"],
+                resources=[self.key.key_arn],
+                conditions={"StringEquals": through_sagemaker, "Bool": {"kms:GrantIsForAWSResource": "true"}},
+            ),
+            iam.PolicyStatement(
+                sid="SageMakerDescribesTheDataKey",
+                actions=["kms:DescribeKey"],
+                resources=[self.key.key_arn],
+                conditions={"StringEquals": through_sagemaker},
+            ),
+        )
+        acknowledge(
+            self.notebook.policy,
+            f"{AWS_SOLUTIONS}IAM5[Resource::{versions}]",
+            "SageMaker numbers a group's versions itself; the grant covers the versions of this group only",
+        )
+        return group
+
     def _settings(self) -> ServerAccountSettings:
         """What this stack publishes for federate and stage-data --server."""
         config = self.config
@@ -184,6 +236,9 @@ class ServerStack(FederationStack):
             vpc_id=self.network.vpc.vpc_id,
             route_table_ids=tuple(s.route_table.route_table_id for s in self.network.subnets.subnets),
             notebook_security_group_id=self.notebook_security_group.security_group_id,
+            data_key_arn=self.key.key_arn,
+            model_package_group=MODEL_PACKAGE_GROUP,
+            inference_image=config.inference_image,
             clients=tuple(
                 ClientEntry(
                     name=c.name,

@@ -19,6 +19,8 @@ from fl_runtime.learning.task import ClientData
 from stacks.bundle.builder import BUNDLE_NAME, ENTRY_POINT, bundle_files, write_tarball
 
 PREFIX = "/fl-fraud"
+# SageMaker's scikit-learn image: the client jobs train in it, the registered model is served by it
+SKLEARN_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.4-2-py312-cpu-py3"
 
 
 def slim_bundle(path: Path) -> Path:
@@ -36,7 +38,7 @@ def client_settings(
         client=name,
         region=region,
         training_job_prefix="fl-client",
-        training_image="683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.4-2-py312-cpu-py3",
+        training_image=SKLEARN_IMAGE,
         source_uri=f"s3://code-{name}/code/{BUNDLE_NAME}",
         entry_point=ENTRY_POINT,
         execution_role_arn=f"arn:aws:iam::{account}:role/TrainingExecutionRole",
@@ -101,6 +103,9 @@ def server_settings(
         vpc_id="vpc-server",
         route_table_ids=("rtb-server-a", "rtb-server-b"),
         notebook_security_group_id="sg-0server",
+        data_key_arn="arn:aws:kms:us-east-1:111111111111:key/server-data-key",
+        model_package_group="fl-fraud-global-model",
+        inference_image=SKLEARN_IMAGE,
         clients=entries,
     )
 

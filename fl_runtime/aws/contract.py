@@ -159,6 +159,9 @@ class ServerAccountSettings(PublishedSettings):
     vpc_id: str
     route_table_ids: tuple[str, ...]  # each must route every client's CIDR to its peering
     notebook_security_group_id: str  # the SuperLink's group: the Flower port from each client's jobs
+    data_key_arn: str  # the server's KMS key: its buckets, and each registered model version (SecurityConfig)
+    model_package_group: str  # the model registry group each finished run becomes a version of
+    inference_image: str  # the SageMaker scikit-learn image that serves a run's model.tar.gz
     clients: tuple[ClientEntry, ...]
 
 

@@ -10,10 +10,14 @@
    any job starts.
 3. As each job publishes its SuperNode's public key, register it; the job's SuperNode retries until
    then. Live progress: per-round metrics, and each job's status and elapsed time.
-4. Success: the global model, metrics and report go to the server bucket (``model/<run>/``), each job
-   saves the final model to SM_MODEL_DIR and exits 0. A client that fails mid-run is dropped while
-   ``min-clients`` remain; the report names it. Failure or Ctrl-C: every job started is stopped, the
-   SuperLink and gateway stop, the command exits non-zero with the reason.
+4. Success: each job saves the final model to SM_MODEL_DIR and exits 0. The global model, metrics and report,
+   with the model as SageMaker serves it (``model.tar.gz``) and the request that registers it
+   (``model-package.json``, see ``model_package``), go to the local run folder, then to the server bucket
+   (``model/<run>/``); then the run becomes the next version of the model package group, pending manual
+   approval. A client that fails mid-run is dropped while ``min-clients`` remain; the report names it.
+   Failure or Ctrl-C: every job started is stopped, the SuperLink and gateway stop, the command exits
+   non-zero with the reason. A registration that fails loses nothing: the model is published, the command
+   says so, names the group and how to register the same request later, and exits non-zero.
 
 Where settings, data and jobs come from is a ``ServerAccount``: ``AwsServer`` (SSM, S3, the clients'
 launchers through the kickoff roles) on the notebook, or ``RehearsalServer`` (folders and local processes
@@ -34,11 +38,25 @@ from typing import ClassVar, Protocol
 from rich.console import Console
 
 from fl_runtime import defaults
-from fl_runtime.app.run_settings import DATA_DESCRIPTION_OF_ACCOUNTS, NODE_NAMES_FILE, write_node_names
+from fl_runtime.app.run_settings import (
+    DATA_DESCRIPTION_OF_ACCOUNTS,
+    METRICS_FILE,
+    MODEL_FILE,
+    NODE_NAMES_FILE,
+    write_node_names,
+)
 from fl_runtime.aws import fleet_gateway
 from fl_runtime.aws.contract import ClientAccountSettings, ServerAccountSettings
 from fl_runtime.aws.kickoff import ClientLauncher
+from fl_runtime.aws.model_package import (
+    MODEL_ARCHIVE,
+    REQUEST_FILE,
+    Registered,
+    model_archive,
+    registration_request,
+)
 from fl_runtime.errors import FederationError
+from fl_runtime.files import write_text_atomic
 from fl_runtime.launch.fab import stage_app
 from fl_runtime.launch.flower import SuperLink, start_superlink
 from fl_runtime.launch.follow import RunWatch, follow_run
@@ -97,6 +115,7 @@ class ServerAccount(Protocol):
 
     def fetch_test_set(self, destination: Path) -> Path: ...
     def publish(self, folder: Path, run: str) -> str: ...
+    def register(self, request: dict) -> Registered: ...
     def clients(self, session_name: str) -> list[ClientHandle]: ...
 
 
@@ -274,7 +293,11 @@ def federate(server: ServerAccount, options: FederateOptions, console: Console) 
                 console.print(f"could not stop a job: {problem}", highlight=False)
             raise
         out = folders.publish()  # the local copy first: if the upload fails, the results are still there
-        _publish(server, federation, out, console)
+        try:
+            publish_run(server, tag, out, console)
+        finally:
+            for handle in federation.clients:
+                console.print(f"client {handle.name}: job {handle.job} {handle.status}", highlight=False)
         return out
 
 
@@ -306,16 +329,34 @@ def _run(federation: Federation, test_path: Path, min_clients: int) -> None:
     federation.wait_for_jobs()
 
 
-def _publish(server: ServerAccount, federation: Federation, out: Path, console: Console) -> None:
+def publish_run(server: ServerAccount, run: str, out: Path, console: Console) -> Registered:
+    """The completed run's outputs in ``out``: add the SageMaker model and its registration request, publish
+    everything to the server account, then register it. Each step keeps what the earlier ones made."""
+    model_archive(out / MODEL_FILE, out / MODEL_ARCHIVE)
+    request = registration_request(server.settings, run, out)
+    write_text_atomic(out / REQUEST_FILE, json.dumps(request, indent=2))
     try:
-        location = server.publish(out, federation.tag)
+        location = server.publish(out, run)
     except FederationError as error:
         raise FederationError(f"{error}; the outputs are kept locally in {out}") from None
-    final = json.loads((out / "metrics.json").read_text())["final"]
+    final = json.loads((out / METRICS_FILE).read_text())["final"]
     console.print(
         f"Done: final model ROC-AUC {final['roc-auc']:.4f}, PR-AUC {final['pr-auc']:.4f}, F1 {final['f1']:.3f}. "
         f"Outputs in {location} and {out}",
         highlight=False,
     )
-    for handle in federation.clients:
-        console.print(f"client {handle.name}: job {handle.job} {handle.status}", highlight=False)
+    group = request["ModelPackageGroupName"]
+    try:
+        registered = server.register(request)
+    except FederationError as error:
+        raise FederationError(
+            f"run {run} completed and its model is published in {location} and {out}, but registering it in "
+            f"model package group {group} failed: {error}. Once that is fixed, register the same request: aws "
+            f"sagemaker create-model-package --cli-input-json file://{out / REQUEST_FILE}"
+        ) from None
+    console.print(
+        f"Registered as version {registered.version} of model package group {group}, "
+        f"{request['ModelApprovalStatus']}: {registered.where}",
+        highlight=False,
+    )
+    return registered

@@ -1,14 +1,16 @@
 """Where ``federate`` gets its settings, data and client jobs: AWS on the notebook, folders in a rehearsal.
 
 ``AwsServer``: the server notebook's own role reads ``<prefix>/server/settings`` from SSM, downloads
-the test set from the results bucket, uploads the outputs to ``model/<run>/``, and reaches each client
-account through its kickoff role (``kickoff.KickoffSession``).
+the test set from the results bucket, uploads the outputs to ``model/<run>/``, registers the run's model in
+the model package group (``model_package``), and reaches each client account through its kickoff role
+(``kickoff.KickoffSession``).
 
 ``RehearsalServer``: the same roles played by folders (one per bucket) and local processes
 (``local_jobs``): each client's launcher is the launcher code itself, in process, and its jobs receive
-the very CreateTrainingJob requests SageMaker would. Described
-by a JSON file (see ``RehearsalServer.describe``), it is how the tests and a laptop rehearse a
-deployment end to end.
+the very CreateTrainingJob requests SageMaker would; the CreateModelPackage request, checked as boto3 checks it
+before sending, is kept as the group's next version in ``model-registry/<group>/<version>.json`` beside the
+description. Described by a JSON file (see ``RehearsalServer.describe``), it is how the tests and a laptop
+rehearse a deployment end to end.
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from fl_runtime.aws.calls import aws_call, boto_config
+from fl_runtime.aws.calls import aws_call, boto_config, error_code
 from fl_runtime.aws.contract import ClientAccountSettings, ServerAccountSettings
 from fl_runtime.aws.federate import ClientHandle
 from fl_runtime.aws.kickoff import KickoffSession
 from fl_runtime.aws.local_jobs import LocalJobs, LocalLauncher
+from fl_runtime.aws.model_package import Registered, version_of
 from fl_runtime.errors import BadInput, FederationError
+from fl_runtime.files import write_text_atomic
 
 TEST_FILE = "test.csv"
 
@@ -69,6 +73,19 @@ class AwsServer:
                 raise FederationError(f"uploading {path.name} to {location} failed: {error}") from None
         return location
 
+    def register(self, request: dict[str, Any]) -> Registered:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        sagemaker = self.session.client("sagemaker", config=boto_config())
+        try:
+            arn = sagemaker.create_model_package(**request)["ModelPackageArn"]
+        except ClientError as error:
+            message = error.response.get("Error", {}).get("Message", str(error))
+            raise FederationError(f"SageMaker refused CreateModelPackage ({error_code(error)}: {message})") from None
+        except BotoCoreError as error:
+            raise FederationError(f"CreateModelPackage failed: {error}") from None
+        return Registered(arn, version_of(arn))
+
     def clients(self, session_name: str) -> list[ClientHandle]:
         sts = self.session.client("sts", config=boto_config())
         sessions = [KickoffSession.assume(sts, entry, self.region, session_name) for entry in self.settings.clients]
@@ -95,6 +112,7 @@ class RehearsalServer:
         except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
             raise BadInput(f"{description}: not a rehearsal description ({type(error).__name__}: {error})") from None
         self.region = self.settings.region
+        self.registry = Path(description).resolve().parent / "model-registry"
         self.jobs = LocalJobs(jobs_folder, self.buckets, python, spec.get("install_requirements", False))
 
     @staticmethod
@@ -137,6 +155,22 @@ class RehearsalServer:
         except OSError as error:
             raise FederationError(f"copying the outputs to {target} failed: {error}") from None
         return str(target)
+
+    def register(self, request: dict[str, Any]) -> Registered:
+        from botocore.session import get_session
+        from botocore.validate import ParamValidator
+
+        shape = get_session().get_service_model("sagemaker").operation_model("CreateModelPackage").input_shape
+        report = ParamValidator().validate(request, shape)
+        if report.has_errors():
+            raise FederationError(f"SageMaker would refuse CreateModelPackage: {report.generate_report()}")
+        group = self.registry / request["ModelPackageGroupName"]
+        version = len(list(group.glob("*.json"))) + 1
+        try:
+            write_text_atomic(group / f"{version}.json", json.dumps(request, indent=2))
+        except OSError as error:
+            raise FederationError(f"keeping the model package in {group} failed: {error}") from None
+        return Registered(str(group / f"{version}.json"), version)
 
     def clients(self, session_name: str) -> list[ClientHandle]:
         return [ClientHandle(s.client, s, LocalLauncher(s.launch, self.jobs)) for s in self.client_settings]

@@ -22,19 +22,17 @@ and is not redeployed.
 from __future__ import annotations
 
 import fcntl
-import gzip
 import hashlib
-import io
 import os
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from fl_runtime.errors import BundleError
+from fl_runtime.files import write_tarball
 from fl_runtime.launch.fab import runtime_files
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -184,30 +182,6 @@ def bundle_files(wheels: Path | None) -> dict[str, bytes | Path]:
     for wheel in sorted(wheels.glob("*.whl")) if wheels else []:
         files[f"wheels/{wheel.name}"] = wheel
     return files
-
-
-def _tar_info(name: str, size: int) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.size = size
-    info.mtime = 0
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    info.mode = 0o755 if name.endswith(".sh") else 0o644
-    return info
-
-
-def write_tarball(path: Path, files: dict[str, bytes | Path]) -> None:
-    """gzip'd tar with sorted entries, no timestamps and no owners: the same input gives the same bytes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with (
-        open(path, "wb") as raw,
-        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as zipped,
-        tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as archive,
-    ):
-        for name in sorted(files):
-            content = files[name]
-            data = content if isinstance(content, bytes) else content.read_bytes()
-            archive.addfile(_tar_info(name, len(data)), io.BytesIO(data))
 
 
 def build(targets: tuple[Target, ...], cache: Path = PROJECT / ".cache" / "bundle") -> Bundle:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import io
 import json
 import os
 import signal
@@ -9,14 +12,19 @@ import subprocess
 import sys
 import tarfile
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import joblib
+import numpy as np
 import pytest
 
 from fl_runtime.launch.flower import free_port
+from fl_runtime.learning.data import LabelledData, write_csv
 from fl_runtime.learning.partition import PartitionSpec, partition
 from tests.helpers import PROJECT
 from tests.rehearsal import client_settings, rehearsal, server_settings
+from tests.sklearn_container import serving
 
 pytestmark = pytest.mark.slow
 NAMES = ("insurer-a", "insurer-b", "hospital-c")
@@ -52,34 +60,115 @@ def federate(description, out, *args) -> subprocess.Popen:
     )
 
 
-def test_three_clients_complete_and_every_output_lands(split, tmp_path):
+@dataclass(frozen=True)
+class Completed:
+    folder: Path  # the rehearsal: its buckets, jobs and model registry
+    out: str
+    err: str
+
+    @property
+    def published(self) -> Path:
+        return self.folder / "results" / "model" / "run1"
+
+
+@pytest.fixture(scope="module")
+def run1(split, tmp_path_factory) -> Completed:
+    """The module's one completed federation (three clients, three rounds), for every test of what it leaves."""
     test, clients = split
-    description = rehearsal(tmp_path, test, clients, port=free_port())
-    process = federate(description, tmp_path / "out", "--rounds", 3, "--run-name", "run1")
+    folder = tmp_path_factory.mktemp("run1")
+    description = rehearsal(folder, test, clients, port=free_port())
+    process = federate(description, folder / "out", "--rounds", 3, "--run-name", "run1")
     out, err = process.communicate(timeout=600)
     assert process.returncode == 0, err[-3000:] + out[-3000:]
+    return Completed(folder, out, err)
+
+
+def test_three_clients_complete_and_every_output_lands(run1):
+    out, results = run1.out, run1.published
     for name in NAMES:
         assert f"client {name}: training job fl-client-run1-{name} created" in out
         assert f"client {name}: SuperNode key registered" in out
         assert f"client {name}: job fl-client-run1-{name} Completed" in out
-    results = tmp_path / "results" / "model" / "run1"
-    assert {"model.joblib", "metrics.json", "report.md", "roc_pr_curves.png"} <= {p.name for p in results.iterdir()}
+    outputs = {"model.joblib", "metrics.json", "report.md", "roc_pr_curves.png", "model.tar.gz", "model-package.json"}
+    for folder in (results, run1.folder / "out"):  # the server bucket and the local run folder
+        assert outputs <= {p.name for p in folder.iterdir()}
     metrics = json.loads((results / "metrics.json").read_text())
     assert [r["round"] for r in metrics["rounds"]] == [1, 2, 3] and metrics["dropouts"] == []
     assert metrics["final"]["roc-auc"] > 0.8
     server_model = joblib.load(results / "model.joblib")
     for name in NAMES:  # each job saved the final global model to SM_MODEL_DIR; "SageMaker" packed it
         artifact = (
-            tmp_path / f"artifacts-{name}" / "client_artifact" / f"fl-client-run1-{name}" / "output" / "model.tar.gz"
+            run1.folder / f"artifacts-{name}" / "client_artifact" / f"fl-client-run1-{name}" / "output" / "model.tar.gz"
         )
         with tarfile.open(artifact) as archive:
-            archive.extractall(tmp_path / name, filter="data")
-        client_model = joblib.load(tmp_path / name / "model.joblib")
+            archive.extractall(run1.folder / name, filter="data")
+        client_model = joblib.load(run1.folder / name / "model.joblib")
         assert (
             client_model.named_steps["logistic_regression"].coef_
             == server_model.named_steps["logistic_regression"].coef_
         ).all()
     assert "Done: final model ROC-AUC" in out
+
+
+def _requests(rows: LabelledData, folder: Path) -> list[tuple[str | bytes, str, str]]:
+    """The test set's providers as a caller sends them: a data file as it is, plain rows, JSON lists and objects."""
+    write_csv(folder / "rows.csv", rows)
+    plain = "\n".join(",".join(repr(float(v)) for v in row) for row in rows.X)
+    objects = [dict(zip(rows.features, row.tolist())) for row in rows.X]
+    return [
+        ((folder / "rows.csv").read_bytes(), "text/csv", "application/json"),
+        (plain, "text/csv", "text/csv"),
+        (json.dumps({"instances": rows.X.tolist()}), "application/json", "application/json"),
+        (json.dumps(objects), "application/json", "text/csv"),
+    ]
+
+
+def _probabilities_and_flags(answer: str, kind: str) -> tuple[list[float], list[bool]]:
+    if kind == "application/json":
+        predictions = json.loads(answer)["predictions"]
+        return [p["fraud_probability"] for p in predictions], [p["flagged"] for p in predictions]
+    lines = list(csv.reader(io.StringIO(answer)))
+    return [float(line[0]) for line in lines], [line[1] == "1" for line in lines]
+
+
+def test_the_published_model_tar_gz_serves_the_test_set_as_the_saved_pipeline_scores_it(run1, split, tmp_path):
+    """model_fn on the extracted archive, then input_fn -> predict_fn -> output_fn per request, as the container."""
+    test, _ = split
+    model = joblib.load(run1.published / "model.joblib")
+    expected = model.predict_proba(test.X)[:, 1]
+    threshold = json.loads((run1.published / "metrics.json").read_text())["final"]["threshold"]
+    with serving(run1.published / "model.tar.gz", tmp_path / "opt-ml-model") as served:
+        for body, content_type, accept in _requests(test, tmp_path):
+            data = served.script.input_fn(body, content_type)
+            answer, kind = served.script.output_fn(served.script.predict_fn(data, served.model), accept)
+            probabilities, flagged = _probabilities_and_flags(answer, kind)
+            assert kind == accept
+            np.testing.assert_allclose(probabilities, expected, rtol=0, atol=1e-9)
+            assert flagged == (expected >= threshold).tolist()  # the threshold the run's metrics were measured at
+            assert any(flagged) and not all(flagged)
+        incomplete = json.dumps([dict(zip(test.features[1:], test.X[0, 1:].tolist()))])  # no first feature
+        missing = f"instance 1 has no value for 1 of the model's features: {test.features[0]}"
+        with pytest.raises(ValueError, match=missing):
+            served.invoke(incomplete, "application/json", None)
+
+
+def test_the_run_is_registered_as_the_groups_first_version_pending_approval_with_its_metrics(run1):
+    kept = run1.folder / "model-registry" / "fl-fraud-global-model" / "1.json"
+    request = json.loads(kept.read_text())
+    assert request == json.loads((run1.published / "model-package.json").read_text())
+    assert request["InferenceSpecification"]["Containers"][0]["ModelDataUrl"] == "s3://results/model/run1/model.tar.gz"
+    assert request["ModelApprovalStatus"] == "PendingManualApproval"
+    metrics_file = (run1.published / "metrics.json").read_bytes()
+    digest = request["ModelMetrics"]["ModelQuality"]["Statistics"]["ContentDigest"]
+    assert digest == f"sha256:{hashlib.sha256(metrics_file).hexdigest()}"
+    metrics, metadata = json.loads(metrics_file), request["CustomerMetadataProperties"]
+    assert metadata["roc-auc"] == f"{metrics['final']['roc-auc']:.6f}" and metadata["clients"] == "3"
+    assert {name: metadata[f"training-rows:{name}"] for name in NAMES} == {
+        name: str(rows) for name, rows in metrics["federation"]["training-rows"].items()
+    }
+    assert f"Registered as version 1 of model package group fl-fraud-global-model, PendingManualApproval: {kept}" in (
+        run1.out
+    )
 
 
 def test_a_client_killed_mid_run_is_dropped_and_the_run_completes_with_two(split, tmp_path):

@@ -98,6 +98,8 @@ _DELETE = object()
             "training_image.python_version: '3.10': flwr 1.42 needs Python 3.11 or newer",
         ),
         (["training_image", "uri"], "sklearn:latest", "training_image.uri: 'sklearn:latest' is not an ECR image URI"),
+        (["inference_image"], "sklearn:latest", "inference_image: 'sklearn:latest' is not an ECR image URI"),
+        (["inference_image"], _DELETE, "inference_image: missing"),
         (["retain_data"], "no", "retain_data: 'no' is not true or false"),
         (
             ["deployment_mode"],
