@@ -1,4 +1,4 @@
-"""Command line: ``python -m fl_runtime {prepare-data,local,compare,federate,stage-data,app-hash,doctor}``.
+"""Command line: ``python -m fl_runtime {prepare-data,local,compare,federate,stage-data,app-hash,doctor,score}``.
 
 Exit codes: 0 success; 2 bad input (the message names the file, column, flag or field, and nothing was
 written); 1 the run failed (the message says why) or an internal error (a bug: the traceback follows);
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import sys
 import traceback
@@ -182,6 +183,32 @@ def doctor(args: argparse.Namespace, console: Console) -> int:
     return run(console, args.parameter_prefix, client=args.client, rehearsal=args.rehearsal)
 
 
+def score(args: argparse.Namespace, console: Console) -> int:
+    """Score a CSV of providers with a run's model; with the label column, also how well the model does on it."""
+    from fl_runtime.app.run_settings import MODEL_FILE
+    from fl_runtime.files import refuse_existing
+    from fl_runtime.learning.data import LABEL
+    from fl_runtime.learning.scoring import load_model, score_csv
+
+    refuse_existing([args.out], "score does not overwrite; choose another --out")
+    model = load_model(args.model / MODEL_FILE if args.model.is_dir() else args.model)
+    scored = score_csv(model, args.data, args.out, args.id_column)
+    console.print(
+        f"Scored {scored.rows} rows of {args.data}: {scored.flagged} flagged ({scored.flagged / scored.rows:.1%}) at "
+        f"threshold {scored.threshold:.3f} (the run's, chosen on the clients' validation data). Scores in {args.out}",
+        highlight=False,
+    )
+    if scored.metrics is not None:
+        metrics = {key: "-" if math.isnan(value) else f"{value:.4f}" for key, value in scored.metrics.items()}
+        console.print(
+            f"Label '{LABEL}' present: ROC-AUC {metrics['roc-auc']}, PR-AUC {metrics['pr-auc']}, log loss "
+            f"{metrics['log-loss']}; at the threshold precision {metrics['precision']}, recall {metrics['recall']}, "
+            f"F1 {metrics['f1']}",
+            highlight=False,
+        )
+    return 0
+
+
 COMMANDS = {
     "prepare-data": prepare_data,
     "local": local,
@@ -190,6 +217,7 @@ COMMANDS = {
     "stage-data": stage_data,
     "app-hash": app_hash,
     "doctor": doctor,
+    "score": score,
 }
 
 

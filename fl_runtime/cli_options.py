@@ -100,7 +100,15 @@ def _run_name(value: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fl_runtime", description="Federated fraud detection with Flower")
     commands = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_prepare_data, _add_local, _add_compare, _add_federate, _add_party_commands, _add_app_hash):
+    for add in (
+        _add_prepare_data,
+        _add_local,
+        _add_compare,
+        _add_federate,
+        _add_party_commands,
+        _add_app_hash,
+        _add_score,
+    ):
         add(commands)
     return parser
 
@@ -196,3 +204,22 @@ def _add_app_hash(commands: argparse._SubParsersAction) -> None:
         "app-hash", help="the content hash a client account approves: of the app this code ships, or of a FAB file"
     )
     app_hash.add_argument("--fab", type=Path, help="a FAB file (as `flwr build` writes it) instead of this code's app")
+
+
+def _add_score(commands: argparse._SubParsersAction) -> None:
+    score = commands.add_parser(
+        "score", help="score providers with a run's model: fraud probability, flag at the run's threshold, reasons"
+    )
+    score.add_argument(
+        "--model", type=Path, required=True, help="a run's output folder (holding model.joblib) or the model.joblib"
+    )
+    score.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="CSV with the model's feature columns in its order; with the label column, the model is also measured",
+    )
+    score.add_argument("--out", type=Path, required=True, help="the scores CSV to write (one row per input row)")
+    score.add_argument(
+        "--id-column", help="a column of --data that is not a feature (a provider id), copied verbatim to --out"
+    )

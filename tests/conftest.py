@@ -4,13 +4,16 @@ bundle, and a local AWS (moto server). Helpers that are not fixtures live in ``t
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from fl_runtime.learning.data import LabelledData, read_csv, write_csv
+from fl_runtime.learning.partition import PartitionSpec, partition
 from fl_runtime.learning.synthetic import generate
-from tests.helpers import CMS_CSV
+from tests.helpers import CMS_CSV, PROJECT, PublishedRun, in_temp
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +31,30 @@ def cms(cms_path) -> LabelledData:
 @pytest.fixture(scope="session")
 def synthetic() -> LabelledData:
     return generate(3000, seed=7)
+
+
+@pytest.fixture(scope="session")
+def published_run(cms, tmp_path_factory) -> PublishedRun:
+    """One real local federation (SuperLink, two SuperNodes, TLS; two rounds on a CMS split): the cheapest run
+    that publishes a model as users receive it. Built once per session, for the tests that score with it."""
+    folder = tmp_path_factory.mktemp("published-run")
+    test, clients = partition(cms, PartitionSpec(2, seed=1))
+    write_csv(folder / "test.csv", test)
+    client_paths = [folder / f"client_{number}.csv" for number in (1, 2)]
+    for path, client in zip(client_paths, clients):
+        write_csv(path, client)
+    out = folder / "run"
+    command = ["local", "--client-data", *client_paths, "--test-data", folder / "test.csv", "--rounds", 2, "--out", out]
+    done = subprocess.run(
+        [sys.executable, "-m", "fl_runtime", *map(str, command)],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT,
+        timeout=600,
+        env=in_temp(folder),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return PublishedRun(out, folder / "test.csv")
 
 
 @pytest.fixture(scope="session")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ast
+import csv
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 PROJECT = Path(__file__).resolve().parent.parent
 CMS_CSV = PROJECT.parent / "shared" / "data" / "cms_provider_fraud.csv"
@@ -14,6 +16,20 @@ def write_rows(path: Path, header: list[str], rows: list[list[object]]) -> Path:
     """A hand-made CSV, for inputs the data module must reject."""
     path.write_text("\n".join([",".join(header), *(",".join(str(c) for c in row) for row in rows)]) + "\n")
     return path
+
+
+def read_rows(path: Path) -> tuple[list[str], list[list[str]]]:
+    """A CSV's header and rows as text, to make variants of a good file."""
+    with path.open(newline="") as handle:
+        header, *rows = csv.reader(handle)
+    return header, rows
+
+
+class PublishedRun(NamedTuple):
+    """A finished local federation: its output folder (model.joblib, metrics.json) and its server's test CSV."""
+
+    out: Path
+    test_csv: Path
 
 
 def imports_of(path: Path) -> set[str]:

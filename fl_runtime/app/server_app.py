@@ -127,7 +127,8 @@ def run(grid: Grid, settings: RunSettings, events: EventLog) -> None:
         history.drop(node_label(node, known), 0, "moments", reason)
     weights = train(polling, settings, membership, history)
     stats = membership.stats
-    model = build_pipeline(test.features, stats.mean, stats.scale, weights, stats.prior_logit)
+    threshold = history.thresholds[max(history.rounds)]  # chosen on the clients' validation parts
+    model = build_pipeline(test.features, stats.mean, stats.scale, weights, stats.prior_logit, threshold)
     write_outputs(
         settings.out_dir,
         model=model,

@@ -12,7 +12,8 @@ from __future__ import annotations
 import csv
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import numpy as np
 
 from fl_runtime.errors import DataError
 from fl_runtime.files import atomic_path
+from fl_runtime.learning.csv_blocks import Block, arrow_options, checked_block
 
 LABEL = "fraudulent_provider"
 
@@ -101,11 +103,19 @@ def read_csv(path: str | os.PathLike) -> LabelledData:
     row-by-row reader, which applies the same rules cell by cell and names the first offending line.
     """
     path = Path(path)
+    with reading(path):
+        header = read_header(path)
+        return _read_columns(path, str(path), header) or _read_rows(path, str(path))
+
+
+@contextmanager
+def reading(path: Path) -> Iterator[None]:
+    """Reading ``path`` as a CSV: a missing file, bytes that are not UTF-8 or a broken CSV become a DataError
+    naming the file."""
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     try:
-        header = _read_header(path, str(path))
-        return _read_columns(path, str(path), header) or _read_rows(path, str(path))
+        yield
     except UnicodeDecodeError as error:
         raise DataError(f"{path}: not a UTF-8 text file (byte {error.start}: {error.reason})") from None
     except csv.Error as error:
@@ -114,17 +124,23 @@ def read_csv(path: str | os.PathLike) -> LabelledData:
 
 def read_columns(path: str | os.PathLike) -> tuple[str, ...]:
     """The feature columns of a CSV, from its header alone (checked as ``read_csv`` checks it)."""
-    header = _read_header(Path(path), str(path))
+    header = read_header(Path(path))
     return tuple(column for column in header if column != LABEL)
 
 
-def _read_header(path: Path, name: str) -> list[str]:
+def read_header(path: Path, *, needs_label: bool = True) -> list[str]:
+    """The header's column names, stripped and checked; ``needs_label=False`` for rows to score, whose label
+    (if any) is only there to measure the model."""
     with path.open(newline="", encoding="utf-8-sig") as handle:
         header = next(csv.reader(handle), None)
+    expected = f"'{LABEL}' and feature columns" if needs_label else "the feature columns"
     if not header:
-        raise DataError(f"{name}: empty file, expected a header row with '{LABEL}' and feature columns")
+        raise DataError(f"{path}: empty file, expected a header row with {expected}")
     header = [column.strip() for column in header]
-    _check_header(name, header)
+    if needs_label:
+        _check_header(str(path), header)
+    else:
+        _check_names(str(path), header)
     return header
 
 
@@ -134,68 +150,76 @@ def _read_columns(path: Path, name: str, header: list[str]) -> LabelledData | No
     from pyarrow import csv as arrow_csv
 
     try:
-        table = arrow_csv.read_csv(
-            path,
-            read_options=arrow_csv.ReadOptions(skip_rows=1, column_names=header),
-            parse_options=arrow_csv.ParseOptions(ignore_empty_lines=True),
-            convert_options=arrow_csv.ConvertOptions(
-                column_types=dict.fromkeys(header, pyarrow.float64()),
-                null_values=[""],  # only empty cells
-            ),
-        )
+        table = arrow_csv.read_csv(path, **arrow_options(header))
     except (pyarrow.ArrowInvalid, pyarrow.ArrowNotImplementedError):
         return None
-    if any(column.null_count for column in table.columns):
-        nulls = [column.is_null().to_numpy() for column in table.columns]
-        blank = np.logical_and.reduce(nulls)
-        if (np.logical_or.reduce(nulls) != blank).any():
-            return None  # an empty cell in a row that has others
-        table = table.filter(pyarrow.array(~blank))  # rows with every cell empty are skipped, as row by row
-    if table.num_rows == 0:
-        raise DataError(f"{name}: no data rows after the header")
-    labels = table.column(LABEL).to_numpy()
-    if not np.isin(labels, (0.0, 1.0)).all():
-        return None
     features = tuple(column for column in header if column != LABEL)
-    X = np.empty((table.num_rows, len(features)))
-    for index, column in enumerate(features):
-        X[:, index] = table.column(column).to_numpy()
+    block = checked_block(table, features, LABEL)
     del table
     pyarrow.default_memory_pool().release_unused()  # hand the table's memory back, not keep it for Arrow
-    if not (X.min(initial=0.0) >= 0 and X.max(initial=0.0) < math.inf):
+    if block is None:
         return None
-    return LabelledData(features, X, labels.astype(np.int64), name)
+    if block.n_rows == 0:
+        raise DataError(f"{name}: no data rows after the header")
+    return LabelledData(features, block.X, block.labels(), name)
 
 
 def _read_rows(path: Path, name: str) -> LabelledData:
+    features = read_columns(path)
+    blocks = list(row_blocks(path, features))
+    if not blocks:
+        raise DataError(f"{name}: no data rows after the header")
+    X = np.concatenate([block.X for block in blocks])
+    return LabelledData(features, X, np.concatenate([block.labels() for block in blocks]), name)
+
+
+def row_blocks(path: Path, features: Sequence[str], carried: str | None = None) -> Iterator[Block]:
+    """The row-by-row reader: each cell by the contract's rules, the first bad one named with its line; blocks of
+    ROWS_PER_BLOCK rows (Python lists of floats take 4 times the memory of float64 blocks). The label is read if
+    the file has it; ``carried`` names a column passed through unchecked."""
+    name = str(path)
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
         header = [column.strip() for column in next(reader)]
-        features = _check_header(name, header)
-        label_index = header.index(LABEL)
+        labelled = LABEL in header
+        label_index = header.index(LABEL) if labelled else -1
         feature_index = [header.index(column) for column in features]
+        carried_index = -1 if carried is None else header.index(carried)
         labels: list[int] = []
-        blocks: list[np.ndarray] = []  # rows as float64 blocks: Python lists of floats take 4 times the memory
         rows: list[list[float]] = []
+        cells: list[str] = []
         for line_number, row in enumerate(reader, start=2):
             if not row or all(not cell.strip() for cell in row):
                 continue
             if len(row) != len(header):
                 raise DataError(f"{name}: line {line_number} has {len(row)} cells, the header has {len(header)}")
-            labels.append(_parse_label(name, line_number, row[label_index]))
+            if labelled:
+                labels.append(_parse_label(name, line_number, row[label_index]))
+            if carried is not None:
+                cells.append(row[carried_index])
             rows.append([_parse_feature(name, line_number, header[i], row[i]) for i in feature_index])
             if len(rows) == ROWS_PER_BLOCK:
-                blocks.append(np.asarray(rows, dtype=np.float64))
-                rows = []
-    if not labels:
-        raise DataError(f"{name}: no data rows after the header")
-    X = np.concatenate([*blocks, np.asarray(rows, dtype=np.float64).reshape(-1, len(features))])
-    return LabelledData(tuple(features), X, np.asarray(labels, dtype=np.int64), name)
+                yield _block(rows, labels if labelled else None, cells)
+                labels, rows, cells = [], [], []
+    if rows:
+        yield _block(rows, labels if labelled else None, cells)
+
+
+def _block(rows: list[list[float]], labels: list[int] | None, cells: list[str]) -> Block:
+    return Block(np.asarray(rows, dtype=np.float64), None if labels is None else np.asarray(labels, np.int64), cells)
 
 
 def _check_header(name: str, header: list[str]) -> list[str]:
     if LABEL not in header:
         raise DataError(f"{name}: missing label column '{LABEL}' (columns: {', '.join(header[:5])}, ...)")
+    _check_names(name, header)
+    features = [column for column in header if column != LABEL]
+    if not features:
+        raise DataError(f"{name}: no feature columns besides '{LABEL}'")
+    return features
+
+
+def _check_names(name: str, header: list[str]) -> None:
     seen: set[str] = set()
     for column in header:
         if not column:
@@ -203,10 +227,6 @@ def _check_header(name: str, header: list[str]) -> list[str]:
         if column in seen:
             raise DataError(f"{name}: column '{column}' appears twice in the header")
         seen.add(column)
-    features = [column for column in header if column != LABEL]
-    if not features:
-        raise DataError(f"{name}: no feature columns besides '{LABEL}'")
-    return features
 
 
 def _parse_label(name: str, line_number: int, cell: str) -> int:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fl_runtime.learning.data import SMOTE_NEIGHBOURS
+from fl_runtime.learning.explain import THRESHOLD_ATTRIBUTE
 
 PENALTIES = ("l2", "l1")
 
@@ -205,12 +206,21 @@ def oversample(Z: np.ndarray, y: np.ndarray, negatives_per_positive: float, seed
     return SMOTE(sampling_strategy={1: target}, random_state=seed, k_neighbors=SMOTE_NEIGHBOURS).fit_resample(Z, y)
 
 
-def build_pipeline(features: Sequence[str], mean: np.ndarray, scale: np.ndarray, weights: Weights, prior_logit: float):
+def build_pipeline(
+    features: Sequence[str],
+    mean: np.ndarray,
+    scale: np.ndarray,
+    weights: Weights,
+    prior_logit: float,
+    threshold: float | None = None,
+):
     """The deliverable: a fitted scikit-learn Pipeline that predicts on raw CSV rows.
 
     log1p -> StandardScaler(global mean/scale) -> LogisticRegression, its intercept shifted by the
     prior log-odds so predict_proba gives calibrated probabilities. Built only from library classes,
-    so ``joblib.load`` needs scikit-learn but not this package.
+    so ``joblib.load`` needs scikit-learn but not this package. ``threshold``, the decision threshold the
+    run chose, travels with the model (``explain.THRESHOLD_ATTRIBUTE``) so that whoever scores with it
+    flags what the run's metrics were measured at; only the server knows it, after the final round.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
@@ -232,4 +242,7 @@ def build_pipeline(features: Sequence[str], mean: np.ndarray, scale: np.ndarray,
     classifier.classes_ = np.array([0, 1])
     classifier.n_features_in_ = len(names)
     classifier.n_iter_ = np.array([0], dtype=np.int32)
-    return Pipeline([("log1p", log), ("standardise", scaler), ("logistic_regression", classifier)])
+    pipeline = Pipeline([("log1p", log), ("standardise", scaler), ("logistic_regression", classifier)])
+    if threshold is not None:
+        setattr(pipeline, THRESHOLD_ATTRIBUTE, float(threshold))
+    return pipeline
