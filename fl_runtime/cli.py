@@ -18,6 +18,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from fl_runtime import defaults
 from fl_runtime.cli_options import build_parser
 from fl_runtime.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, BadInput, OptionsError, RunFailed
 from fl_runtime.learning.data import LabelledData, read_client_csvs, read_csv
@@ -44,9 +45,12 @@ def _spec(args: argparse.Namespace, seed: int) -> PartitionSpec:
 
 
 def _plan(args: argparse.Namespace, seed: int | None = None):
+    """A real run's plan: --class-balance auto trains with defaults.CLASS_BALANCE, the method compare chose."""
+    from fl_runtime.learning.balance import AUTO
     from fl_runtime.learning.task import TrainConfig, TrainingPlan
 
-    train = TrainConfig(args.local_iterations, args.C, args.penalty)
+    method = defaults.CLASS_BALANCE if args.class_balance == AUTO else args.class_balance
+    train = TrainConfig(args.local_iterations, args.C, args.penalty, method)
     return TrainingPlan(args.rounds, train, args.share_curvature, args.seed if seed is None else seed, args.tolerance)
 
 
@@ -99,20 +103,31 @@ def local(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _compare_splits(args: argparse.Namespace, seeds: list[int]) -> tuple[dict, list[str], str]:
-    """The split of each seed: (test, clients) by seed, the client names, and what the data is."""
+def _compare_splits(args: argparse.Namespace, seeds: list[int]) -> tuple[list, list[str], str]:
+    """(split label, seed, test, clients) of every split and seed, the client names, and what the data is.
+    Without --partition: compare's standard splits (IID, label skew, size skew, size and label skew)."""
+    from fl_runtime.learning.compare import STANDARD_SPLITS
+
     if args.client_data:
         if args.test_data is None:
             raise OptionsError("--client-data needs --test-data")
         test = read_csv(args.test_data)
         clients = read_client_csvs(args.client_data, test)
         description = f"client CSVs {', '.join(map(str, args.client_data))}; test set {args.test_data}"
-        return dict.fromkeys(seeds, (test, clients)), [p.stem for p in args.client_data], description
+        return [("", seed, test, clients) for seed in seeds], [p.stem for p in args.client_data], description
     data, description = _source(args)
-    splits = {seed: partition(data, _spec(args, seed)) for seed in seeds}
-    description += f"; {args.clients} clients, {args.partition}" + (
-        f" ({args.skew} skew, alpha {args.alpha})" if args.partition == "non-iid" else ""
-    )
+    if args.partition is None:
+        kinds = list(STANDARD_SPLITS)
+    else:
+        skew, alpha = args.skew or defaults.SKEW, defaults.ALPHA if args.alpha is None else args.alpha
+        label = f"{skew} skew, alpha {alpha:g}" if args.partition == "non-iid" else "IID"
+        kinds = [(label, args.partition, skew, alpha)]
+    splits = [
+        (label, seed, *partition(data, PartitionSpec(args.clients, kind, skew, alpha, args.test_fraction, seed)))
+        for label, kind, skew, alpha in kinds
+        for seed in seeds
+    ]
+    description += f"; {args.clients} clients; splits: {', '.join(label for label, *_ in kinds)}"
     return splits, [f"client_{i}" for i in range(1, args.clients + 1)], description
 
 
@@ -123,11 +138,14 @@ def compare(args: argparse.Namespace, console: Console) -> int:
     seeds = args.seeds or [args.seed]
     plans = {seed: _plan(args, seed) for seed in seeds}
     splits, names, description = _compare_splits(args, seeds)
-    comparisons = [comparing.compare(test, clients, names, plans[seed]) for seed, (test, clients) in splits.items()]
+    comparisons = [
+        comparing.compare(test, clients, names, plans[seed], args.class_balance, label)
+        for label, seed, test, clients in splits
+    ]
     console.print(f"Data: {description}", highlight=False)
     comparing.print_summary(console, comparisons)
     out = args.out or Path("runs") / f"compare-{timestamp()}"
-    comparing.write(out, comparisons, description, comparing.plan_record(plans[seeds[0]]))
+    comparing.write(out, comparisons, description, comparing.plan_record(plans[seeds[0]], args.class_balance))
     console.print(f"Saved {out / 'compare.md'} and {out / 'compare.json'}", highlight=False)
     return 0
 

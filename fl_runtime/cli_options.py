@@ -10,6 +10,7 @@ from fl_runtime.learning.partition import PARTITIONS, SKEWS
 
 
 def _add_training(parser: argparse.ArgumentParser) -> None:
+    from fl_runtime.learning.balance import AUTO, CHOICES
     from fl_runtime.learning.model import PENALTIES
 
     group = parser.add_argument_group("training")
@@ -33,6 +34,14 @@ def _add_training(parser: argparse.ArgumentParser) -> None:
         "--C", dest="C", type=float, default=defaults.C, help="inverse regularisation strength of the pooled problem"
     )
     group.add_argument("--penalty", choices=PENALTIES, default=defaults.PENALTY)
+    group.add_argument(
+        "--class-balance",
+        choices=CHOICES,
+        default=AUTO,
+        help="how training makes up for the rare class: SMOTE to the federation's balance, class weights from its "
+        "global counts, or none; auto (default): compare picks per split by the clients' pooled validation PR-AUC, "
+        f"a real run (local, federate) trains with {defaults.CLASS_BALANCE}, the method compare's evidence chose",
+    )
     group.add_argument(
         "--no-shared-curvature",
         dest="share_curvature",
@@ -145,6 +154,8 @@ def _add_compare(commands: argparse._SubParsersAction) -> None:
     )
     compare.add_argument("--test-data", type=Path, help="the server-only test CSV (with --client-data)")
     _add_partition(compare, required_clients=False)
+    # without --partition, compare runs its standard set of splits (learning/compare.py STANDARD_SPLITS)
+    compare.set_defaults(partition=None, skew=None, alpha=None)
     compare.add_argument("--seeds", type=int, nargs="+", help="repeat over these seeds (default: --seed)")
     compare.add_argument(
         "--out", type=Path, help="folder for compare.json and compare.md (default: runs/compare-<timestamp>)"

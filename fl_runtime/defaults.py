@@ -11,6 +11,9 @@ SEED = 0  # clients' train/validation split, SMOTE, and the partition of one CSV
 # ROUNDS is the most a run trains: it stops earlier once a round moves the global parameters by less than
 # this fraction of their length (the criterion and why this value: learning/convergence.py); 0 never stops early
 CONVERGENCE_TOLERANCE = 1e-3
+# how training makes up for the rare class (learning/balance.py): smote, class-weights or none. Chosen by
+# evidence: `compare --class-balance auto` picks per split by the clients' pooled validation PR-AUC
+CLASS_BALANCE = "none"
 
 # waits
 NODE_WAIT_TIMEOUT = 120.0  # local: seconds for the SuperNodes to connect

@@ -108,16 +108,24 @@ def test_prepare_data_refuses_to_overwrite_an_existing_split(tmp_path):
 
 
 def test_compare_prints_and_saves_centralised_local_only_and_federated(tmp_path, cms_path):
-    done = run_cli("compare", "--data", cms_path, "--seeds", 0, 1, "--out", tmp_path / "cmp")
+    done = run_cli("compare", "--data", cms_path, "--partition", "non-iid", "--seeds", 0, 1, "--out", tmp_path / "cmp")
     assert done.returncode == 0, done.stderr
     document = json.loads((tmp_path / "cmp" / "compare.json").read_text())
-    assert [run["seed"] for run in document["runs"]] == [0, 1]
-    models = document["runs"][0]["models"]
-    assert set(models) == {"centralised", "federated", "client_1 alone", "client_2 alone", "client_3 alone"}
-    assert abs(models["federated"]["roc-auc"] - models["centralised"]["roc-auc"]) <= 0.01
-    assert "largest |federated - centralised|" in " ".join(done.stdout.split())
-    assert "| federated |" in (tmp_path / "cmp" / "compare.md").read_text()
-    stop = document["runs"][0]["federated-stop"]
+    assert [(run["split"], run["seed"]) for run in document["runs"]] == [("label skew, alpha 1", s) for s in (0, 1)]
+    run = document["runs"][0]
+    models = run["models"]
+    references = {"centralised plain", "centralised class-weights", "centralised smote"}
+    federated = {"federated smote", "federated class-weights", "federated none"}
+    assert set(models) == references | federated | {"client_1 alone", "client_2 alone", "client_3 alone"}
+    # auto: the method with the best federated validation PR-AUC, reported with the evidence
+    assert document["settings"]["class-balance"] == "auto"
+    assert run["chosen"] == max(run["validation-pr-auc"], key=run["validation-pr-auc"].get)
+    best = max(models[name]["roc-auc"] for name in references)
+    assert abs(models[f"federated {run['chosen']}"]["roc-auc"] - best) <= 0.01
+    assert "largest |federated - best centralised|" in " ".join(done.stdout.split())
+    assert f"Class balance {run['chosen']} (by validation PR-AUC" in done.stdout
+    assert "| federated none |" in (tmp_path / "cmp" / "compare.md").read_text()
+    stop = run["federated-stop"]
     assert stop["converged"] and stop["round"] < document["settings"]["rounds"]
     assert f"Federated training {stop['reason']}" in done.stdout
 
@@ -141,8 +149,32 @@ def test_compare_on_prepared_client_csvs(tmp_path, cms_path):
     )
     assert done.returncode == 0, done.stderr
     models = json.loads((tmp_path / "cmp" / "compare.json").read_text())["runs"][0]["models"]
-    assert models["federated"]["roc-auc"] >= 0.80
+    assert models["federated none"]["roc-auc"] >= 0.80
     assert set(models) >= {"client_1 alone", "client_3 alone"}
+
+
+def test_compare_without_a_partition_runs_every_standard_split_including_size_and_label_skew(tmp_path):
+    done = run_cli("compare", "--rows", 2500, "--class-balance", "none", "--out", tmp_path / "cmp")
+    assert done.returncode == 0, done.stderr
+    document = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert [run["split"] for run in document["runs"]] == [
+        "IID",
+        "label skew, alpha 1",
+        "label skew, alpha 0.5",
+        "size skew, alpha 0.5",
+        "size and label skew, alpha 1",
+    ]
+    assert {run["chosen"] for run in document["runs"]} == {"none"}  # as asked: no choice by evidence
+    assert "| size and label skew, alpha 1 |" in (tmp_path / "cmp" / "compare.md").read_text()
+
+
+@pytest.mark.parametrize("command", ["local", "federate", "compare"])
+def test_an_unknown_class_balance_is_a_usage_error_naming_the_option(tmp_path, command):
+    done = run_cli(command, "--class-balance", "oversample", "--out", tmp_path / "out")
+    assert done.returncode == 2
+    assert "--class-balance: invalid choice: 'oversample'" in done.stderr
+    assert "smote" in done.stderr and "class-weights" in done.stderr and "auto" in done.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_unknown_flags_and_values_are_usage_errors():

@@ -79,6 +79,7 @@ def read_weights(record: ArrayRecord) -> tuple[Weights, np.ndarray | None]:
 
 
 POOLED_EXAMPLES = "pooled-examples"  # of the clients still taking part: their share of the pooled objective
+CLASS_BALANCE = "stats-class-balance"  # the method the statistics (calibration, pooled N) were computed for
 
 
 def stats_config(stats: GlobalStats) -> dict:
@@ -88,6 +89,7 @@ def stats_config(stats: GlobalStats) -> dict:
         "negatives-per-positive": float(stats.negatives_per_positive),
         "prior-logit": float(stats.prior_logit),
         POOLED_EXAMPLES: int(stats.pooled_examples),
+        CLASS_BALANCE: stats.class_balance,
     }
 
 
@@ -98,6 +100,7 @@ def read_stats(config: ConfigRecord) -> GlobalStats:
         number(config, "negatives-per-positive"),
         number(config, "prior-logit"),
         whole(config, POOLED_EXAMPLES),
+        str(config[CLASS_BALANCE]),
     )
 
 

@@ -47,10 +47,9 @@ class Membership:
     dropouts: dict[int, str]  # node -> why it left in the moments round
 
     def pooled_examples(self, names: Iterable[str]) -> int:
-        """Training examples after oversampling of these clients: the N of their pooled objective."""
-        return pooled_size(
-            ((self.rows[name], self.positives[name]) for name in names), self.stats.negatives_per_positive
-        )
+        """Training examples of these clients (after oversampling, for SMOTE): the N of their pooled objective."""
+        counts = ((self.rows[name], self.positives[name]) for name in names)
+        return pooled_size(counts, self.stats.negatives_per_positive, self.stats.class_balance)
 
 
 def collect_moments(
@@ -100,7 +99,8 @@ def collect_moments(
         raise FederationError(
             f"only {len(names)} clients answered the moments query, fewer than min-clients {min_clients} ({reasons})"
         )
-    return Membership(names, GlobalStats.from_moments(moments), rows, positives, dropouts)
+    stats = GlobalStats.from_moments(moments, settings.plan.train.class_balance)
+    return Membership(names, stats, rows, positives, dropouts)
 
 
 def run(grid: Grid, settings: RunSettings, events: EventLog) -> None:

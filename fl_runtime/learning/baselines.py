@@ -5,11 +5,13 @@ local-only) quickly and over many seeds. ``federated`` replays what the ServerAp
 do over Flower (moments round, the same client updates, example-weighted averaging of weights and
 curvature, the same stopping and threshold rules) without the transport; the end-to-end tests check
 that the real federation lands on the same model. Centralised and local-only models are fitted by
-scikit-learn's own solver on the pooled (or one client's) oversampled rows.
+scikit-learn's own solver on the pooled (or one client's) rows, balanced by the plan's class-balance
+method (pooled SMOTE, class weights from the pooled counts, or none).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -25,7 +27,9 @@ from fl_runtime.learning.task import ClientData, PreparedClient, TrainingPlan
 
 @dataclass(frozen=True)
 class Outcome:
-    """A trained model and how it did on the server's test set at its validation-chosen threshold."""
+    """A trained model and how it did on the server's test set at its validation-chosen threshold, and the
+    PR-AUC of its scores on the clients' pooled validation parts (from their histograms: what ``auto``
+    chooses by)."""
 
     name: str
     weights: Weights
@@ -33,6 +37,7 @@ class Outcome:
     threshold: float
     test: dict[str, float]
     stop: Stop | None = None  # federated: after which round and why training stopped
+    validation_pr_auc: float = math.nan
 
 
 def evaluate(
@@ -47,7 +52,7 @@ def evaluate(
     threshold = histogram.f1_threshold()
     p_test = weights.probabilities(stats.standardise(test.X), stats.prior_logit)
     metrics = {**ranking_metrics(test.y, p_test), **decision_metrics(test.y, p_test, threshold)}
-    return Outcome(name, weights, stats, threshold, metrics, stop)
+    return Outcome(name, weights, stats, threshold, metrics, stop, histogram.pr_auc())
 
 
 def _pooled(clients: Sequence[ClientData]) -> ClientData:
@@ -60,21 +65,28 @@ def _pooled(clients: Sequence[ClientData]) -> ClientData:
 
 
 def alone(name: str, client: ClientData, test: LabelledData, plan: TrainingPlan) -> Outcome:
-    """Train on one dataset with its own statistics, SMOTE and threshold, to convergence."""
-    stats = GlobalStats.from_moments([client.moments()])
+    """Train on one dataset with its own statistics, class balance and threshold, to convergence."""
+    stats = GlobalStats.from_moments([client.moments()], plan.train.class_balance)
     prepared = client.prepare(stats, plan.seed)
-    weights = fit_to_convergence(prepared.train_Z, prepared.train_y, plan.train.C, plan.train.penalty)
+    weights = fit_to_convergence(
+        prepared.train_Z, prepared.train_y, plan.train.C, plan.train.penalty, prepared.train_weights
+    )
     return evaluate(name, [prepared], weights, stats, test)
 
 
-def centralised(clients: Sequence[ClientData], test: LabelledData, plan: TrainingPlan) -> Outcome:
-    """Everything pooled: the clients' training parts together, one SMOTE, one fit."""
-    return alone("centralised", _pooled(clients), test, plan)
+def centralised(
+    clients: Sequence[ClientData], test: LabelledData, plan: TrainingPlan, name: str = "centralised"
+) -> Outcome:
+    """Everything pooled: the clients' training parts together, balanced as one (one SMOTE, or class weights
+    from the pooled counts, or nothing), one fit."""
+    return alone(name, _pooled(clients), test, plan)
 
 
-def federated(clients: Sequence[ClientData], test: LabelledData, plan: TrainingPlan) -> Outcome:
+def federated(
+    clients: Sequence[ClientData], test: LabelledData, plan: TrainingPlan, name: str = "federated"
+) -> Outcome:
     """FedAvg as the ServerApp runs it, in process, until the plan's stopping rule ends it."""
-    stats = GlobalStats.from_moments([client.moments() for client in clients])
+    stats = GlobalStats.from_moments([client.moments() for client in clients], plan.train.class_balance)
     prepared = [client.prepare(stats, plan.seed) for client in clients]
     weights, curvature = Weights.zeros(len(test.features)), None
     stop = None
@@ -86,7 +98,7 @@ def federated(clients: Sequence[ClientData], test: LabelledData, plan: TrainingP
         if plan.uses_shared_curvature:
             curvature = average([(u.curvature, u.n_examples) for u in updates if u.curvature is not None])
         stop = plan.stop_after(server_round, previous, weights)
-    return evaluate("federated", prepared, weights, stats, test, stop)
+    return evaluate(name, prepared, weights, stats, test, stop)
 
 
 def split_clients(datasets: Sequence[LabelledData], seed: int) -> list[ClientData]:

@@ -1,14 +1,23 @@
-"""``python -m fl_runtime compare``: centralised vs each client alone vs federated, on the same split.
+"""``python -m fl_runtime compare``: centralised vs each client alone vs federated, on the same splits.
 
 The project's core claim, measured: a federated model close to the centralised one (which would need
 the parties to pool their data) and well above what any party reaches alone. Runs in process (see
-``baselines``), so it can repeat over several seeds in seconds; the table and a JSON record go to
-``--out``.
+``baselines``), so it can repeat over several partitions and seeds in seconds; the table and a JSON
+record go to ``--out``.
+
+Every class-balance method is trained both ways (``balance``): the centralised references are the plain,
+the class-weighted and the pooled-SMOTE pipelines on the pooled rows, and the federation trains with each
+method. ``auto`` then picks one per split by the federated models' PR-AUC on the clients' pooled
+VALIDATION parts (from the score histograms the clients send anyway), never by the server's test set;
+each client alone trains with the method picked. The claim checked: the picked federated model within
+0.01 ROC-AUC of the BEST centralised reference.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,93 +28,198 @@ from rich.table import Table
 
 from fl_runtime.files import write_text_atomic
 from fl_runtime.learning import baselines
+from fl_runtime.learning.balance import AUTO, CLASS_WEIGHTS, METHODS, NONE, SMOTE
 from fl_runtime.learning.baselines import Outcome
 from fl_runtime.learning.data import LabelledData
 from fl_runtime.learning.task import TrainingPlan
 
 COLUMNS = ("roc-auc", "pr-auc", "log-loss", "threshold", "precision", "recall", "f1")
+# the centralised references, each on the pooled rows: (name, class-balance method)
+REFERENCES = (("centralised plain", NONE), ("centralised class-weights", CLASS_WEIGHTS), ("centralised smote", SMOTE))
+FEDERATED = "federated"
+# the partitions compare runs when none is named: (label, partition, skew, alpha)
+STANDARD_SPLITS = (
+    ("IID", "iid", "label", 1.0),
+    ("label skew, alpha 1", "non-iid", "label", 1.0),
+    ("label skew, alpha 0.5", "non-iid", "label", 0.5),
+    ("size skew, alpha 0.5", "non-iid", "size", 0.5),
+    ("size and label skew, alpha 1", "non-iid", "size-label", 1.0),
+)
+
+
+def federated_name(method: str) -> str:
+    return f"{FEDERATED} {method}"
+
+
+def choose_class_balance(federated: Sequence[Outcome]) -> str:
+    """The method whose federated model has the highest PR-AUC on the clients' pooled validation parts
+    (ties: the first in ``balance.METHODS``). Reads nothing of the test set."""
+    scores = {o.name.removeprefix(f"{FEDERATED} "): o.validation_pr_auc for o in federated}
+    usable = [m for m in METHODS if m in scores and not math.isnan(scores[m])]
+    return max(usable, key=lambda m: scores[m]) if usable else METHODS[0]
 
 
 @dataclass(frozen=True)
 class Comparison:
     seed: int
     outcomes: list[Outcome]
+    class_balance: str  # what was asked: a method, or auto
+    chosen: str  # the method the federated model (and each client alone) used
+    split: str = ""
 
     def by_name(self, name: str) -> Outcome:
         return next(o for o in self.outcomes if o.name == name)
 
     @property
+    def federated(self) -> Outcome:
+        return self.by_name(federated_name(self.chosen))
+
+    @property
+    def references(self) -> list[Outcome]:
+        return [self.by_name(name) for name, _ in REFERENCES]
+
+    @property
+    def best_centralised(self) -> Outcome:
+        return max(self.references, key=lambda o: o.test["roc-auc"])
+
+    @property
     def local_only(self) -> list[Outcome]:
-        return [o for o in self.outcomes if o.name not in ("centralised", "federated")]
+        return [o for o in self.outcomes if o.name.endswith(" alone")]
+
+    @property
+    def validation_pr_auc(self) -> dict[str, float]:
+        """Each method's federated PR-AUC on the clients' pooled validation parts: the evidence of the choice."""
+        return {m: self.by_name(federated_name(m)).validation_pr_auc for m in METHODS}
 
     @property
     def federated_stop(self) -> dict:
-        """After which round federated training stopped, and why."""
-        stop = self.by_name("federated").stop
+        """After which round the chosen federated training stopped, and why."""
+        stop = self.federated.stop
         return stop.record() if stop is not None else {}
 
     @property
     def gap(self) -> float:
-        """Federated minus centralised ROC-AUC."""
-        return self.by_name("federated").test["roc-auc"] - self.by_name("centralised").test["roc-auc"]
+        """The chosen federated model's ROC-AUC minus the best centralised reference's."""
+        return self.federated.test["roc-auc"] - self.best_centralised.test["roc-auc"]
+
+    def record(self) -> dict:
+        return {
+            "split": self.split,
+            "seed": self.seed,
+            "class-balance": self.class_balance,
+            "chosen": self.chosen,
+            "validation-pr-auc": self.validation_pr_auc,
+            "models": {o.name: o.test for o in self.outcomes},
+            "federated-stop": self.federated_stop,
+        }
+
+
+def _with_method(plan: TrainingPlan, method: str) -> TrainingPlan:
+    return dataclasses.replace(plan, train=dataclasses.replace(plan.train, class_balance=method))
 
 
 def compare(
-    test: LabelledData, clients: Sequence[LabelledData], names: Sequence[str], plan: TrainingPlan
+    test: LabelledData,
+    clients: Sequence[LabelledData],
+    names: Sequence[str],
+    plan: TrainingPlan,
+    class_balance: str = AUTO,
+    split_name: str = "",
 ) -> Comparison:
+    """Every reference and every federated method on one split; ``class_balance`` (a method, or ``auto``
+    to choose by validation) names the federated model the comparison stands for."""
     split = baselines.split_clients(clients, plan.seed)
-    outcomes = [baselines.centralised(split, test, plan), baselines.federated(split, test, plan)]
-    outcomes += [baselines.alone(f"{name} alone", client, test, plan) for name, client in zip(names, split)]
-    return Comparison(plan.seed, outcomes)
+    outcomes = [baselines.centralised(split, test, _with_method(plan, m), name) for name, m in REFERENCES]
+    federated = [baselines.federated(split, test, _with_method(plan, m), federated_name(m)) for m in METHODS]
+    chosen = choose_class_balance(federated) if class_balance == AUTO else class_balance
+    local_plan = _with_method(plan, chosen)
+    outcomes += federated
+    outcomes += [baselines.alone(f"{name} alone", client, test, local_plan) for name, client in zip(names, split)]
+    return Comparison(plan.seed, outcomes, class_balance, chosen, split_name)
 
 
 def table(comparison: Comparison) -> Table:
-    view = Table(title=f"Server test set, seed {comparison.seed}", title_justify="left")
+    where = f"{comparison.split}, " if comparison.split else ""
+    view = Table(title=f"Server test set, {where}seed {comparison.seed}", title_justify="left")
     view.add_column("model")
     for column in COLUMNS:
         view.add_column(column, justify="right")
     for outcome in comparison.outcomes:
-        view.add_row(outcome.name, *(f"{outcome.test[c]:.4f}" for c in COLUMNS))
+        mark = " (chosen)" if outcome is comparison.federated else ""
+        view.add_row(outcome.name + mark, *(f"{outcome.test[c]:.4f}" for c in COLUMNS))
     return view
 
 
+def _choice_text(comparison: Comparison) -> str:
+    evidence = ", ".join(f"{m} {v:.4f}" for m, v in comparison.validation_pr_auc.items())
+    how = "by validation PR-AUC" if comparison.class_balance == AUTO else "as asked"
+    return f"Class balance {comparison.chosen} ({how}; federated validation PR-AUC: {evidence})"
+
+
 def summary(comparisons: Sequence[Comparison]) -> dict:
-    central = [c.by_name("centralised").test["roc-auc"] for c in comparisons]
-    federated = [c.by_name("federated").test["roc-auc"] for c in comparisons]
+    central = [c.best_centralised.test["roc-auc"] for c in comparisons]
+    federated = [c.federated.test["roc-auc"] for c in comparisons]
     local = [np.mean([o.test["roc-auc"] for o in c.local_only]) for c in comparisons]
     gaps = [c.gap for c in comparisons]
     return {
-        "seeds": [c.seed for c in comparisons],
-        "centralised-roc-auc-mean": float(np.mean(central)),
+        "seeds": sorted({c.seed for c in comparisons}),
+        "splits": list(dict.fromkeys(c.split for c in comparisons)),
+        "best-centralised-roc-auc-mean": float(np.mean(central)),
         "federated-roc-auc-mean": float(np.mean(federated)),
         "local-only-roc-auc-mean": float(np.mean(local)),
-        "max-abs-gap-federated-centralised": float(np.max(np.abs(gaps))),
+        "max-abs-gap-federated-best-centralised": float(np.max(np.abs(gaps))),
         "min-roc-auc-centralised-or-federated": float(min(min(central), min(federated))),
+        "chosen": {m: sum(c.chosen == m for c in comparisons) for m in METHODS},
     }
 
 
-def plan_record(plan: TrainingPlan) -> dict:
-    """The training settings every seed shared, as compare.json records them."""
+def split_table(comparisons: Sequence[Comparison]) -> list[str]:
+    """One markdown row per split: mean ROC-AUC of every model over the seeds, what was chosen, the gaps."""
+    models = [name for name, _ in REFERENCES] + [federated_name(m) for m in METHODS]
+    header = ["split", *models, "federated (chosen)", "chosen (seeds)", "alone (mean)", "max \\|fed - best central\\|"]
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    for split in dict.fromkeys(c.split for c in comparisons):
+        group = [c for c in comparisons if c.split == split]
+        means = [np.mean([c.by_name(name).test["roc-auc"] for c in group]) for name in models]
+        chosen = ", ".join(f"{m} {n}" for m in METHODS if (n := sum(c.chosen == m for c in group)))
+        cells = [
+            split or "-",
+            *(f"{v:.4f}" for v in means),
+            f"{np.mean([c.federated.test['roc-auc'] for c in group]):.4f}",
+            chosen,
+            f"{np.mean([np.mean([o.test['roc-auc'] for o in c.local_only]) for c in group]):.4f}",
+            f"{max(abs(c.gap) for c in group):.4f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def plan_record(plan: TrainingPlan, class_balance: str = AUTO) -> dict:
+    """The training settings every run shared, as compare.json records them."""
     return {
         "rounds": plan.rounds,
         "convergence-tolerance": plan.tolerance,
         **plan.train.to_config(),
+        "class-balance": class_balance,
         "share-curvature": plan.share_curvature,
     }
 
 
 def markdown(comparisons: Sequence[Comparison], description: str) -> str:
-    lines = [f"# Centralised vs local-only vs federated\n\nData: {description}\n"]
+    lines = [f"# Centralised vs local-only vs federated\n\nData: {description}\n", "## ROC-AUC by split\n"]
+    lines += [*split_table(comparisons), ""]
     for comparison in comparisons:
+        where = f"{comparison.split}, " if comparison.split else ""
         lines += [
-            f"## Seed {comparison.seed}\n",
+            f"## {where}seed {comparison.seed}\n",
             "| model | " + " | ".join(COLUMNS) + " |",
             "|---" * (len(COLUMNS) + 1) + "|",
         ]
         lines += [
             f"| {o.name} | " + " | ".join(f"{o.test[c]:.4f}" for c in COLUMNS) + " |" for o in comparison.outcomes
         ]
-        lines += ["", f"Federated training {comparison.federated_stop.get('reason', '-')}.", ""]
+        reason = comparison.federated_stop.get("reason", "-")
+        lines += ["", f"{_choice_text(comparison)}. Federated training {reason}.", ""]
     lines.append("## Summary\n")
     lines += [f"- {key}: {value}" for key, value in summary(comparisons).items()]
     return "\n".join(lines) + "\n"
@@ -115,10 +229,7 @@ def write(out: Path, comparisons: Sequence[Comparison], description: str, settin
     document = {
         "data": description,
         "settings": settings,
-        "runs": [
-            {"seed": c.seed, "models": {o.name: o.test for o in c.outcomes}, "federated-stop": c.federated_stop}
-            for c in comparisons
-        ],
+        "runs": [c.record() for c in comparisons],
         "summary": summary(comparisons),
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -129,11 +240,14 @@ def write(out: Path, comparisons: Sequence[Comparison], description: str, settin
 def print_summary(console: Console, comparisons: Sequence[Comparison]) -> None:
     for comparison in comparisons:
         console.print(table(comparison))
+        console.print(_choice_text(comparison), highlight=False)
         console.print(f"Federated training {comparison.federated_stop.get('reason', '-')}", highlight=False)
     numbers = summary(comparisons)
     console.print(
-        f"ROC-AUC over seeds {numbers['seeds']}: centralised {numbers['centralised-roc-auc-mean']:.4f}, "
-        f"federated {numbers['federated-roc-auc-mean']:.4f}, local-only {numbers['local-only-roc-auc-mean']:.4f} "
-        f"(mean of clients); largest |federated - centralised| {numbers['max-abs-gap-federated-centralised']:.4f}",
+        f"ROC-AUC over seeds {numbers['seeds']} and {len(numbers['splits'])} split(s): best centralised reference "
+        f"{numbers['best-centralised-roc-auc-mean']:.4f}, federated (chosen method) "
+        f"{numbers['federated-roc-auc-mean']:.4f}, local-only {numbers['local-only-roc-auc-mean']:.4f} (mean of "
+        f"clients); largest |federated - best centralised| {numbers['max-abs-gap-federated-best-centralised']:.4f}; "
+        f"methods chosen {numbers['chosen']}",
         highlight=False,
     )

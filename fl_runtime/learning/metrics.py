@@ -49,6 +49,17 @@ class ScoreHistogram:
         true_neg = total - positives - false_pos
         return _decisions(threshold, true_pos, false_pos, false_neg, true_neg)
 
+    def pr_auc(self) -> float:
+        """Average precision of these rows' scores with each bin's rows tied (NaN without positives):
+        what ``average_precision_score`` gives scores rounded down to the bins, from counts alone."""
+        positives = float(self.positive.sum())
+        if positives == 0:
+            return math.nan
+        true_pos = np.cumsum(self.positive[::-1]).astype(np.float64)
+        flagged = true_pos + np.cumsum(self.negative[::-1])
+        precision = np.divide(true_pos, flagged, out=np.ones_like(true_pos), where=flagged > 0)
+        return float(np.sum(self.positive[::-1] / positives * precision))
+
     def f1_threshold(self) -> float:
         """The bin edge that maximises F1 on these rows (0.5 if they hold no positives)."""
         positives = float(self.positive.sum())

@@ -1,13 +1,14 @@
 """Logistic regression: parameters, the local objective, local updates and the saved Pipeline.
 
-Local training minimises, on one client's oversampled rows,
+Local training minimises, on one client's training rows (oversampled, for SMOTE),
 
-    f_k(w) = mean log-loss over the client's n_k rows + ||coef||^2 / (2 C N)
+    f_k(w) = (1 / n_k) sum_i s_i loss_i(w) + ||coef||^2 / (2 C N)
 
-with N the number of training examples of the whole federation. The example-weighted average
-sum_k (n_k / N) f_k is then exactly the pooled objective that ``LogisticRegression(C=C)`` minimises
-on all clients' data together (up to the constant factor C N), which is what FedAvg, weighted by
-examples, averages.
+with N the number of training examples of the whole federation and s_i the example's class weight
+(1 unless the class balance is ``class-weights``, whose weights come from the federation's global
+counts: ``balance``). The example-weighted average sum_k (n_k / N) f_k is then exactly the pooled
+objective that ``LogisticRegression(C=C)`` minimises on all clients' data together (with
+``sample_weight=s``; up to the constant factor C N), which is what FedAvg, weighted by examples, averages.
 
 L2 updates are Newton steps. A Newton step uses the curvature (Hessian) of the objective; each client
 reports its per-example curvature next to its weights, FedAvg averages it with the same weights,
@@ -96,6 +97,7 @@ class LocalObjective:
     Z: np.ndarray
     y: np.ndarray
     ridge: float  # 1 / (C N)
+    sample_weight: np.ndarray | None = None  # class weights s_i; None: all 1
 
     BLOCK_ROWS = 32_768  # rows per block of the curvature sum: 13 MB of temporaries with 49 features
 
@@ -109,14 +111,17 @@ class LocalObjective:
     def _logits(self, weights: Weights) -> np.ndarray:
         return weights.logits(self.Z)
 
+    def _weighted(self, values: np.ndarray) -> np.ndarray:
+        return values if self.sample_weight is None else values * self.sample_weight
+
     def gradient(self, weights: Weights) -> np.ndarray:
-        residual = _sigmoid(self._logits(weights)) - self.y
+        residual = self._weighted(_sigmoid(self._logits(weights)) - self.y)
         gradient = np.append(self.Z.T @ residual, residual.sum()) / self.n_examples
         return gradient + self.ridge * self._penalty_mask() * weights.vector
 
     def curvature(self, weights: Weights) -> np.ndarray:
         p = _sigmoid(self._logits(weights))
-        example_weights = p * (1 - p)
+        example_weights = self._weighted(p * (1 - p))
         features = self.Z.shape[1]
         hessian = np.zeros((features + 1, features + 1))
         for start in range(0, self.n_examples, self.BLOCK_ROWS):
@@ -127,8 +132,14 @@ class LocalObjective:
         return hessian / self.n_examples + np.diag(self.ridge * self._penalty_mask())
 
     def log_loss(self, weights: Weights) -> float:
+        """(1 / n_k) sum_i s_i loss_i: the client's loss term of f_k (the plain mean log loss if unweighted)."""
         logits = self._logits(weights)
-        return float(np.mean(np.logaddexp(0.0, logits) - self.y * logits))
+        return float(np.mean(self._weighted(np.logaddexp(0.0, logits) - self.y * logits)))
+
+    def value(self, weights: Weights) -> float:
+        """f_k itself: the weighted loss plus the client's share of the penalty."""
+        coef = weights.coef[0]
+        return self.log_loss(weights) + 0.5 * self.ridge * float(coef @ coef)
 
 
 def newton_step(objective: LocalObjective, weights: Weights, curvature: np.ndarray) -> Weights:
@@ -168,20 +179,24 @@ def l1_update(objective: LocalObjective, weights: Weights, epochs: int) -> Weigh
     with warnings.catch_warnings():
         # A few epochs per round is the point of federated training, not a failure to converge.
         warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(objective.Z, objective.y)
+        model.fit(objective.Z, objective.y, sample_weight=objective.sample_weight)
     return Weights(model.coef_.copy(), model.intercept_.copy())
 
 
-def fit_to_convergence(Z: np.ndarray, y: np.ndarray, C: float, penalty: str) -> Weights:
+def fit_to_convergence(
+    Z: np.ndarray, y: np.ndarray, C: float, penalty: str, sample_weight: np.ndarray | None = None
+) -> Weights:
     """scikit-learn's own solver on one dataset: the reference the baselines train with.
 
-    ``LogisticRegression(C=C)`` minimises C * sum(loss) + penalty, the pooled objective itself; an
+    ``LogisticRegression(C=C)`` minimises C * sum(s_i loss_i) + penalty, the pooled objective itself; an
     independent solver, so comparing it with the federated Newton steps also checks them.
     """
     from sklearn.linear_model import LogisticRegression
 
     solver = "saga" if penalty == "l1" else "lbfgs"
-    model = LogisticRegression(C=C, solver=solver, max_iter=10_000, tol=1e-10, **_penalty_kwargs(penalty)).fit(Z, y)
+    model = LogisticRegression(C=C, solver=solver, max_iter=10_000, tol=1e-10, **_penalty_kwargs(penalty)).fit(
+        Z, y, sample_weight=sample_weight
+    )
     return Weights(model.coef_.copy(), model.intercept_.copy())
 
 

@@ -6,7 +6,12 @@ non-IID with a controllable skew, drawn from a Dirichlet distribution as is usua
 
 - label skew: each class is spread over the clients in Dirichlet(alpha) proportions, so clients differ
   in their fraud rate;
-- size skew: client sizes follow Dirichlet(alpha) proportions, each client stratified inside.
+- size skew: client sizes follow Dirichlet(alpha) proportions, each client stratified inside;
+- size and label skew at once (``size-label``): client sizes s follow Dirichlet(alpha) proportions (the
+  negatives, 91 % of the rows, are dealt in them) and each client's fraud rate is scaled by its own factor
+  r, N * Dirichlet(alpha) for N clients (the positives are dealt in proportions s * r): a big client is
+  big in both classes, and clients' fraud rates differ independently of their sizes. (Label skew alone
+  deals the classes in two unrelated draws, so a client's size there is an accident of its negatives'.)
 
 Smaller alpha means stronger skew. Every client must remain trainable (``data.check_trainable``);
 draws that would starve a client are redrawn, reproducibly, a bounded number of times.
@@ -23,7 +28,7 @@ from fl_runtime.errors import DataError, OptionsError
 from fl_runtime.learning.data import MIN_CLIENT_ROWS, MIN_ROWS_PER_CLASS, LabelledData
 
 PARTITIONS = ("iid", "non-iid")
-SKEWS = ("label", "size")
+SKEWS = ("label", "size", "size-label")
 MAX_DRAWS = 200
 
 
@@ -73,9 +78,13 @@ def _client_rows(y: np.ndarray, rows: np.ndarray, spec: PartitionSpec, rng: np.r
         shares = {label: np.full(n, 1.0 / n) for label in (0, 1)}
     elif spec.skew == "label":
         shares = {label: rng.dirichlet(np.full(n, spec.alpha)) for label in (0, 1)}
-    else:
+    elif spec.skew == "size":
         sizes = rng.dirichlet(np.full(n, spec.alpha))
         shares = {0: sizes, 1: sizes}
+    else:
+        sizes = rng.dirichlet(np.full(n, spec.alpha))
+        positives = sizes * n * rng.dirichlet(np.full(n, spec.alpha))
+        shares = {0: sizes, 1: positives / positives.sum()}
     parts = [_deal(by_class[label], shares[label], rng) for label in (0, 1)]
     return [np.sort(np.concatenate([parts[0][i], parts[1][i]])) for i in range(n)]
 

@@ -3,18 +3,19 @@
 Each client sends the moments of log1p(features) over its training part (row count, positive
 count, per-feature sums and sums of squares) and nothing else; raw rows never leave a client. The
 server adds them up into ``GlobalStats``: what a StandardScaler fitted on the pooled rows would
-compute, plus the class balance that SMOTE restores on every client.
+compute, plus the class balance every client trains with (``balance``).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from fl_runtime import defaults
 from fl_runtime.errors import DataError
+from fl_runtime.learning.balance import SMOTE, calibration_logit
 from fl_runtime.learning.data import LabelledData
 
 
@@ -38,9 +39,11 @@ def resampled_size(n_rows: int, n_positive: int, negatives_per_positive: float) 
     return n_rows - n_positive + max(n_positive, round(n_positive * negatives_per_positive))
 
 
-def pooled_size(counts: Iterable[tuple[int, int]], negatives_per_positive: float) -> int:
-    """Training examples of these clients ((rows, positives) each) after oversampling: the N of their
-    pooled objective."""
+def pooled_size(counts: Iterable[tuple[int, int]], negatives_per_positive: float, class_balance: str = SMOTE) -> int:
+    """Training examples of these clients ((rows, positives) each), after oversampling if the class balance
+    is SMOTE: the N of their pooled objective."""
+    if class_balance != SMOTE:
+        return sum(rows for rows, _ in counts)
     return sum(resampled_size(rows, positives, negatives_per_positive) for rows, positives in counts)
 
 
@@ -50,11 +53,14 @@ class GlobalStats:
 
     - ``mean``/``scale``: standardisation of log1p(features), as a StandardScaler fitted on the
       pooled training rows would compute it (population standard deviation; 1 for constants);
-    - ``negatives_per_positive``: the class balance SMOTE restores on every client;
-    - ``prior_logit``: log-odds of the real positive rate, added to the intercept so scores of a model
-      trained on balanced data are calibrated probabilities again;
-    - ``pooled_examples``: training examples of all clients after oversampling, which sets each
-      client's share of the pooled objective (see ``model.LocalObjective``).
+    - ``negatives_per_positive``: the federation's class ratio (N - P) / P, which SMOTE restores on every
+      client and class weights are computed from;
+    - ``prior_logit``: what is added to the intercept so the model's scores are calibrated probabilities:
+      the log-odds of the real positive rate after training at balance (SMOTE, class weights), 0 for
+      ``none`` (``balance.calibration_logit``);
+    - ``pooled_examples``: training examples of all clients (after oversampling, for SMOTE), which sets each
+      client's share of the pooled objective (see ``model.LocalObjective``);
+    - ``class_balance``: the method every client trains with (``balance.METHODS``).
     """
 
     mean: np.ndarray
@@ -62,9 +68,10 @@ class GlobalStats:
     negatives_per_positive: float
     prior_logit: float
     pooled_examples: int
+    class_balance: str = SMOTE
 
     @classmethod
-    def from_moments(cls, parts: Sequence[FeatureMoments]) -> GlobalStats:
+    def from_moments(cls, parts: Sequence[FeatureMoments], class_balance: str = defaults.CLASS_BALANCE) -> GlobalStats:
         if not parts:
             raise ValueError("no feature moments to merge")
         n_rows = sum(p.n_rows for p in parts)
@@ -77,8 +84,8 @@ class GlobalStats:
         scale = np.where(scale < 10 * np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1.0), 1.0, scale)
         ratio = (n_rows - n_positive) / n_positive
         rate = n_positive / n_rows
-        pooled = pooled_size(((p.n_rows, p.n_positive) for p in parts), ratio)
-        return cls(mean, scale, ratio, math.log(rate / (1 - rate)), pooled)
+        pooled = pooled_size(((p.n_rows, p.n_positive) for p in parts), ratio, class_balance)
+        return cls(mean, scale, ratio, calibration_logit(class_balance, rate), pooled, class_balance)
 
     def standardise(self, X: np.ndarray) -> np.ndarray:
         return (np.log1p(X) - self.mean) / self.scale

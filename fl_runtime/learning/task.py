@@ -4,8 +4,9 @@ The ClientApp translates Flower messages into calls to ``ClientData``; the in-pr
 (``baselines.py``) call the same methods, so both train exactly the same model.
 
 Per client: a stratified train/validation split made once; moments of the training part for the
-global statistics; each round, SMOTE on the standardised training part (to the federation's class
-balance) and a local update from the global weights; validation score histograms for the threshold.
+global statistics; the standardised training part balanced by the run's class-balance method (SMOTE to
+the federation's class balance, or class weights from its global counts, or nothing: ``balance``); each
+round a local update from the global weights; validation score histograms for the threshold.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 
 from fl_runtime import defaults
 from fl_runtime.errors import OptionsError
+from fl_runtime.learning.balance import CLASS_WEIGHTS, METHODS, SMOTE, example_weights
 from fl_runtime.learning.convergence import Stop, stop_after
 from fl_runtime.learning.data import LabelledData
 from fl_runtime.learning.metrics import ScoreHistogram, ranking_metrics
@@ -40,12 +42,13 @@ class TrainConfig:
 
     ``C`` is the inverse regularisation strength of the POOLED problem: the value you would give
     LogisticRegression on all clients' data together. ``local_iterations`` counts Newton steps (L2)
-    or SAGA epochs (L1) per round.
+    or SAGA epochs (L1) per round. ``class_balance`` is one of ``balance.METHODS``.
     """
 
     local_iterations: int = defaults.LOCAL_ITERATIONS
     C: float = defaults.C
     penalty: str = defaults.PENALTY
+    class_balance: str = defaults.CLASS_BALANCE
 
     def __post_init__(self) -> None:
         if (
@@ -62,14 +65,23 @@ class TrainConfig:
             raise OptionsError(f"C must be a positive number, got {self.C!r}")
         if self.penalty not in PENALTIES:
             raise OptionsError(f"penalty must be one of {', '.join(PENALTIES)}, got {self.penalty!r}")
+        if self.class_balance not in METHODS:
+            raise OptionsError(f"class-balance must be one of {', '.join(METHODS)}, got {self.class_balance!r}")
 
     def to_config(self) -> dict:
         """As run config and message config keys: one spelling for the launchers, the ServerApp and the ClientApp."""
-        return {"local-iterations": self.local_iterations, "C": float(self.C), "penalty": self.penalty}
+        return {
+            "local-iterations": self.local_iterations,
+            "C": float(self.C),
+            "penalty": self.penalty,
+            "class-balance": self.class_balance,
+        }
 
     @classmethod
     def from_config(cls, config) -> TrainConfig:
-        return cls(int(config["local-iterations"]), float(config["C"]), str(config["penalty"]))
+        return cls(
+            int(config["local-iterations"]), float(config["C"]), str(config["penalty"]), str(config["class-balance"])
+        )
 
 
 @dataclass(frozen=True)
@@ -110,21 +122,23 @@ class ClientUpdate:
 
 @dataclass(frozen=True)
 class PreparedClient:
-    """A client's rows ready for rounds: the oversampled standardised training part and the
-    standardised validation part. Computed once per run (SMOTE is the expensive step)."""
+    """A client's rows ready for rounds: the standardised training part (oversampled, for SMOTE; with its
+    class weights, for class-weights) and the standardised validation part. Computed once per run (SMOTE
+    is the expensive step)."""
 
     train_Z: np.ndarray
     train_y: np.ndarray
     validation_Z: np.ndarray
     validation_y: np.ndarray
     pooled_examples: int
+    train_weights: np.ndarray | None = None
 
     @property
     def n_examples(self) -> int:
         return len(self.train_y)
 
     def objective(self, C: float) -> LocalObjective:
-        return LocalObjective(self.train_Z, self.train_y, ridge=1.0 / (C * self.pooled_examples))
+        return LocalObjective(self.train_Z, self.train_y, 1.0 / (C * self.pooled_examples), self.train_weights)
 
     def update(self, start: Weights, config: TrainConfig, shared_curvature: np.ndarray | None = None) -> ClientUpdate:
         """One round of local training from the global ``start`` weights.
@@ -174,8 +188,18 @@ class ClientData:
         return FeatureMoments.of(self.train)
 
     def prepare(self, stats: GlobalStats, seed: int) -> PreparedClient:
-        """Standardise with the global statistics and oversample the training part (SMOTE)."""
-        Z, y = oversample(stats.standardise(self.train.X), self.train.y, stats.negatives_per_positive, seed)
+        """Standardise with the global statistics and balance the training part by ``stats.class_balance``."""
+        Z, y = stats.standardise(self.train.X), self.train.y
+        weights = None
+        if stats.class_balance == SMOTE:
+            Z, y = oversample(Z, y, stats.negatives_per_positive, seed)
+        elif stats.class_balance == CLASS_WEIGHTS:
+            weights = example_weights(y, stats.negatives_per_positive)
         return PreparedClient(
-            Z, y.astype(np.float64), stats.standardise(self.validation.X), self.validation.y, stats.pooled_examples
+            Z,
+            y.astype(np.float64),
+            stats.standardise(self.validation.X),
+            self.validation.y,
+            stats.pooled_examples,
+            weights,
         )

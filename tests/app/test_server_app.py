@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,7 +14,7 @@ from fl_runtime.app.run_settings import RunSettings, read_node_names, write_node
 from fl_runtime.app.server_app import collect_moments
 from fl_runtime.errors import FederationError
 from fl_runtime.learning.stats import FeatureMoments, GlobalStats, resampled_size
-from fl_runtime.learning.task import TrainingPlan
+from fl_runtime.learning.task import TrainConfig, TrainingPlan
 
 
 @pytest.fixture(autouse=True)
@@ -116,10 +117,16 @@ def test_the_pooled_example_count_follows_the_members_left_so_the_ridge_matches_
         2: synthetic.subset(range(400, 1000)),
         3: synthetic.subset(range(1000, 1300)),
     }
-    membership = collect_moments(MomentsGrid(parts), [1, 2, 3], synthetic, settings(), dict)
+    smote = dataclasses.replace(settings(), plan=TrainingPlan(train=TrainConfig(class_balance="smote")))
+    membership = collect_moments(MomentsGrid(parts), [1, 2, 3], synthetic, smote, dict)
     everyone = membership.pooled_examples(membership.names.values())
     assert everyone == membership.stats.pooled_examples
     left = membership.pooled_examples(["client-1", "client-3"])
     ratio = membership.stats.negatives_per_positive
     assert left == sum(resampled_size(p.n_rows, p.n_positive, ratio) for p in (parts[1], parts[3])) < everyone
-    assert GlobalStats.from_moments([FeatureMoments.of(parts[n]) for n in (1, 2, 3)]).pooled_examples == everyone
+    moments = [FeatureMoments.of(parts[n]) for n in (1, 2, 3)]
+    assert GlobalStats.from_moments(moments, "smote").pooled_examples == everyone
+    # without oversampling (class weights, none) the pooled objective's N is the members' rows
+    plain = collect_moments(MomentsGrid(parts), [1, 2, 3], synthetic, settings(), dict)
+    assert plain.stats.class_balance == settings().plan.train.class_balance != "smote"
+    assert plain.pooled_examples(["client-1", "client-3"]) == parts[1].n_rows + parts[3].n_rows

@@ -11,6 +11,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
+from fl_runtime.learning.balance import SMOTE
 from fl_runtime.learning.model import (
     LocalObjective,
     Weights,
@@ -29,7 +30,7 @@ from fl_runtime.learning.stats import FeatureMoments, GlobalStats
 def skewed(synthetic):
     """Three clients with very different fraud rates, standardised and oversampled like the clients do."""
     _, clients = partition(synthetic, PartitionSpec(3, "non-iid", "label", 0.5, test_fraction=0.1, seed=4))
-    stats = GlobalStats.from_moments([FeatureMoments.of(c) for c in clients])
+    stats = GlobalStats.from_moments([FeatureMoments.of(c) for c in clients], SMOTE)
     parts = [oversample(stats.standardise(c.X), c.y, stats.negatives_per_positive, seed=0) for c in clients]
     return stats, [(Z, y.astype(float)) for Z, y in parts]
 

@@ -87,3 +87,22 @@ def test_a_split_that_cannot_give_each_client_enough_rows_is_refused(synthetic):
 def test_invalid_partition_settings_name_the_flag(kwargs, message):
     with pytest.raises(OptionsError, match=message):
         PartitionSpec(**kwargs)
+
+
+def test_size_and_label_skew_gives_clients_different_sizes_and_different_fraud_rates_reproducibly(synthetic):
+    spec = PartitionSpec(3, "non-iid", "size-label", 1.0, test_fraction=0.1, seed=0)
+    _, clients = partition(synthetic, spec)
+    _, again = partition(synthetic, spec)
+    assert [c.n_rows for c in clients] == [c.n_rows for c in again]
+    np.testing.assert_array_equal(clients[0].X, again[0].X)
+    # over seeds: sizes spread like size skew, fraud rates like label skew, neither is the other
+    size_ratios, rate_ratios = [], []
+    for seed in range(5):
+        _, parts = partition(synthetic, PartitionSpec(3, "non-iid", "size-label", 1.0, test_fraction=0.1, seed=seed))
+        sizes = [c.n_rows for c in parts]
+        rates = [c.n_positive / c.n_rows for c in parts]
+        size_ratios.append(max(sizes) / min(sizes))
+        rate_ratios.append(max(rates) / min(rates))
+        _, label_only = partition(synthetic, PartitionSpec(3, "non-iid", "label", 1.0, test_fraction=0.1, seed=seed))
+        assert sizes != [c.n_rows for c in label_only]
+    assert np.median(size_ratios) > 2 and np.median(rate_ratios) > 2

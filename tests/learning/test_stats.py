@@ -33,12 +33,17 @@ def test_class_balance_prior_and_pooled_examples_follow_the_counts():
         FeatureMoments(1000, 100, np.zeros(d), np.ones(d) * 1000),
         FeatureMoments(500, 10, np.zeros(d), np.ones(d) * 500),
     ]
-    stats = GlobalStats.from_moments(parts)
+    stats = GlobalStats.from_moments(parts, "smote")
     assert stats.negatives_per_positive == pytest.approx(1390 / 110)
     assert stats.prior_logit == pytest.approx(math.log(110 / 1390))
     # each client oversamples its positives to the federation's ratio
     assert stats.pooled_examples == resampled_size(1000, 100, 1390 / 110) + resampled_size(500, 10, 1390 / 110)
     assert resampled_size(1000, 100, 1390 / 110) == 900 + round(100 * 1390 / 110)
+    # class weights and none add no rows; none trains at the real prior, so nothing shifts its intercept
+    assert GlobalStats.from_moments(parts, "class-weights").pooled_examples == 1500
+    assert GlobalStats.from_moments(parts, "class-weights").prior_logit == pytest.approx(math.log(110 / 1390))
+    assert GlobalStats.from_moments(parts, "none").pooled_examples == 1500
+    assert GlobalStats.from_moments(parts, "none").prior_logit == 0.0
 
 
 def test_a_constant_feature_gets_scale_one_like_standard_scaler():

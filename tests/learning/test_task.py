@@ -14,7 +14,7 @@ from fl_runtime.learning.task import ClientData, TrainConfig
 @pytest.fixture
 def prepared(synthetic):
     client = ClientData.split(synthetic, seed=0)
-    return client, client.prepare(GlobalStats.from_moments([client.moments()]), seed=0)
+    return client, client.prepare(GlobalStats.from_moments([client.moments()], "smote"), seed=0)
 
 
 def test_split_is_stratified_disjoint_and_reproducible(synthetic):
@@ -36,7 +36,7 @@ def test_moments_cover_the_training_part_only(synthetic):
 
 def test_smote_touches_the_training_part_only_and_validation_keeps_real_rows(prepared):
     client, prepared = prepared
-    stats = GlobalStats.from_moments([client.moments()])
+    stats = GlobalStats.from_moments([client.moments()], "smote")
     assert prepared.n_examples > client.train.n_rows  # synthetic positives added
     assert len(prepared.validation_y) == client.validation.n_rows
     np.testing.assert_allclose(prepared.validation_Z, stats.standardise(client.validation.X))
