@@ -111,6 +111,15 @@ def _fmt(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+# how each class-balance method (learning/balance.py) reads in the report; runs recorded before the
+# setting existed all used SMOTE
+_BALANCE = {
+    "smote": "SMOTE on each client's training part, to the federation's class balance",
+    "class-weights": "class weights from the federation's global class counts",
+    "none": "none (plain logistic regression, calibrated as it is)",
+}
+
+
 def _disclosure(config: dict) -> list[str]:
     """What each client sent the server, for the privacy review a data owner will ask for: no raw row
     left a client, but these aggregates did, without differential privacy or secure aggregation."""
@@ -169,7 +178,8 @@ def _summary(document: dict) -> list[str]:
         "(held by the server only, never used for training or for choosing the threshold).",
         "",
         f"Model: log1p, standardisation with federated global statistics, logistic regression "
-        f"(C={config['C']}, penalty {config['penalty']}); SMOTE on each client's training part; FedAvg "
+        f"(C={config['C']}, penalty {config['penalty']}); class balance: "
+        f"{_BALANCE[config.get('class-balance', 'smote')]}; FedAvg "
         f"for at most {config['num-server-rounds']} rounds, stopping once a round changes the parameters by less "
         f"than {config['convergence-tolerance']:g} of their length, {config['local-iterations']} local "
         f"iteration(s) per round, shared curvature {'on' if config['share-curvature'] else 'off'}.",

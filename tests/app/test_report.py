@@ -22,6 +22,7 @@ def _document(share_curvature: bool, penalty: str = "l2") -> dict:
             "convergence-tolerance": 0.001,
             "local-iterations": 1,
             "share-curvature": share_curvature,
+            "class-balance": "class-weights",
         },
         "federation": {
             "clients": ["insurer-a"],
@@ -67,3 +68,10 @@ def test_the_report_says_after_which_round_training_stopped_and_why():
     )
     converged = report_markdown({**document, "stopped": Stop(1, 0.0004, 0.001, 2).record()})
     assert "Training converged: parameter change 4.00e-04 below tolerance 0.001 at round 1." in converged
+
+
+def test_the_report_names_the_class_balance_method_and_a_run_from_before_it_was_recorded_used_smote():
+    document = _document(True)
+    assert "class balance: class weights from the federation's global class counts" in report_markdown(document)
+    del document["config"]["class-balance"]
+    assert "class balance: SMOTE on each client's training part" in report_markdown(document)
