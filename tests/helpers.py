@@ -5,11 +5,24 @@ from __future__ import annotations
 import ast
 import csv
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import NamedTuple
 
 PROJECT = Path(__file__).resolve().parent.parent
 CMS_CSV = PROJECT.parent / "shared" / "data" / "cms_provider_fraud.csv"
+
+
+def run_cli(*args, cwd=None) -> subprocess.CompletedProcess:
+    """``python -m fl_runtime ARGS`` as a user runs it, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "fl_runtime", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd or PROJECT,
+        timeout=300,
+    )
 
 
 def write_rows(path: Path, header: list[str], rows: list[list[object]]) -> Path:

@@ -15,7 +15,7 @@ from fl_runtime.learning import scoring
 from fl_runtime.learning.data import LABEL, read_csv
 from fl_runtime.learning.metrics import decision_metrics, ranking_metrics
 from fl_runtime.learning.scoring import load_model, score_csv
-from tests.helpers import read_rows, write_rows
+from tests.helpers import read_rows, run_cli, write_rows
 
 pytestmark = pytest.mark.slow  # the published_run fixture runs a real federation
 
@@ -183,3 +183,124 @@ def test_a_file_with_a_header_and_no_rows_is_refused_and_leaves_no_output(publis
     with pytest.raises(DataError, match="header-only.csv: no data rows after the header"):
         score_csv(model, header_only, tmp_path / "scores.csv")
     assert [path.name for path in tmp_path.iterdir()] == ["header-only.csv"]
+
+
+# The command line, on the same run (one real federation per test process)
+
+
+def test_score_writes_a_row_per_provider_with_its_id_and_prints_the_summary_and_the_metrics(published_run, tmp_path):
+    header, rows = read_rows(published_run.test_csv)
+    with_ids = write_rows(
+        tmp_path / "providers.csv", [*header, "npi"], [[*row, f"{1000 + n}"] for n, row in enumerate(rows)]
+    )
+    done = run_cli(
+        "score",
+        "--model",
+        published_run.out,
+        "--data",
+        with_ids,
+        "--out",
+        tmp_path / "scores.csv",
+        "--id-column",
+        "npi",
+    )
+    assert done.returncode == 0, done.stderr
+    columns, scores = read_rows(tmp_path / "scores.csv")
+    assert columns[:3] == ["npi", "fraud_probability", "flagged"]
+    assert [row[0] for row in scores] == [f"{1000 + n}" for n in range(len(rows))]
+    flagged = sum(int(row[2]) for row in scores)
+    threshold = json.loads((published_run.out / "metrics.json").read_text())["final"]["threshold"]
+    summary, metrics = done.stdout.splitlines()
+    assert (
+        summary.startswith(f"Scored {len(rows)} rows of {with_ids}: {flagged} flagged")
+        and f"threshold {threshold:.3f}" in summary
+    )
+    assert metrics.startswith(f"Label '{LABEL}' present: ROC-AUC 0.") and "precision" in metrics and "recall" in metrics
+
+
+def test_score_takes_the_model_file_itself_and_prints_no_metrics_without_the_label(published_run, tmp_path):
+    header, rows = read_rows(published_run.test_csv)
+    keep = [index for index, column in enumerate(header) if column != LABEL]
+    unlabelled = write_rows(
+        tmp_path / "providers.csv", [header[i] for i in keep], [[row[i] for i in keep] for row in rows]
+    )
+    done = run_cli(
+        "score", "--model", published_run.out / "model.joblib", "--data", unlabelled, "--out", tmp_path / "scores.csv"
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 1 and "ROC-AUC" not in done.stdout
+    assert len(read_rows(tmp_path / "scores.csv")[1]) == len(rows)
+
+
+def _missing_column(run, folder):
+    header, rows = read_rows(run.test_csv)
+    gone = header.index("tot_suplrs_mean")
+    data = write_rows(
+        folder / "data.csv", header[:gone] + header[gone + 1 :], [row[:gone] + row[gone + 1 :] for row in rows]
+    )
+    return (
+        run.out,
+        data,
+        f"{data}: columns differ from the model's ({run.out / 'model.joblib'}): missing column 'tot_suplrs_mean'",
+    )
+
+
+def _text_cell(run, folder):
+    header, rows = read_rows(run.test_csv)
+    rows[40][header.index("female")] = "unknown"
+    data = write_rows(folder / "data.csv", header, rows)
+    return run.out, data, f"{data}: column 'female', line 42: 'unknown' is not a number"
+
+
+def _columns_swapped(run, folder):
+    header, rows = read_rows(run.test_csv)
+    first, second = header.index("tot_suplrs_mean"), header.index("tot_suplrs_sum")
+    order = list(range(len(header)))
+    order[first], order[second] = second, first
+    data = write_rows(folder / "data.csv", [header[i] for i in order], [[row[i] for i in order] for row in rows])
+    # the CMS features start: female, tot_suplrs_standard_deviation, tot_suplrs_mean, tot_suplrs_sum
+    expected = "feature 3 is 'tot_suplrs_sum', expected 'tot_suplrs_mean' (same columns, other order)"
+    return run.out, data, f"{data}: columns differ from the model's ({run.out / 'model.joblib'}): {expected}"
+
+
+def _empty_file(run, folder):
+    data = folder / "data.csv"
+    data.write_text("")
+    return run.out, data, f"{data}: empty file, expected a header row"
+
+
+def _a_data_file_as_the_model(run, folder):
+    return run.test_csv, run.test_csv, f"{run.test_csv}: not a model of this project: joblib cannot load it"
+
+
+def _another_pipeline(run, folder):
+    import joblib
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    test = read_csv(run.test_csv)
+    joblib.dump(make_pipeline(StandardScaler(), LogisticRegression()).fit(test.X, test.y), folder / "model.joblib")
+    return folder / "model.joblib", run.test_csv, f"{folder / 'model.joblib'}: not a model of this project"
+
+
+@pytest.mark.parametrize(
+    "bad_input",
+    [_missing_column, _text_cell, _columns_swapped, _empty_file, _a_data_file_as_the_model, _another_pipeline],
+)
+def test_score_refuses_bad_input_with_exit_2_naming_the_problem_and_writes_nothing(published_run, tmp_path, bad_input):
+    model, data, expected = bad_input(published_run, tmp_path)
+    before = sorted(tmp_path.iterdir())
+    done = run_cli("score", "--model", model, "--data", data, "--out", tmp_path / "scores.csv")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert expected in done.stderr and done.stderr.startswith("error: ")
+    assert sorted(tmp_path.iterdir()) == before
+
+
+def test_score_refuses_to_overwrite_its_output(published_run, tmp_path):
+    (tmp_path / "scores.csv").write_text("earlier scores\n")
+    done = run_cli(
+        "score", "--model", published_run.out, "--data", published_run.test_csv, "--out", tmp_path / "scores.csv"
+    )
+    assert done.returncode == 2 and "scores.csv: already exists" in done.stderr
+    assert (tmp_path / "scores.csv").read_text() == "earlier scores\n"
