@@ -23,8 +23,9 @@ MAKEFLAGS += --jobs=2 --output-sync=target
 demo: $(RUNTIME)
 	$(PY) -m fl_runtime local
 
-# two workers, each taking whole test files (module fixtures such as one finished run are built once)
-TEST_WORKERS ?= 2
+# three workers on two cores (much of the suite waits on Flower processes), each taking whole test files
+# (module fixtures such as one finished run are built once)
+TEST_WORKERS ?= 3
 test: lint $(CLI) $(CHECKOV)
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
