@@ -52,9 +52,10 @@ def explain(pipeline, rows: np.ndarray) -> Explained:
 
 
 def threshold(pipeline) -> float:
-    """The decision threshold the run chose on the clients' validation data, saved with the model."""
+    """The decision threshold the run chose on the clients' validation data, saved with the model. It may be 0
+    (flag everything): the F1-best threshold when every validation score falls in the lowest histogram bin."""
     value = getattr(pipeline, THRESHOLD_ATTRIBUTE, None)
-    if not isinstance(value, float) or not 0.0 < value < 1.0:
+    if not isinstance(value, float) or not 0.0 <= value < 1.0:
         raise ValueError(
             f"the model carries no decision threshold ({THRESHOLD_ATTRIBUTE}); re-publish it with this version"
         )
