@@ -10,13 +10,15 @@ blocked, is logged to an encrypted log group of the stack.
 
 from __future__ import annotations
 
-from aws_cdk import ArnFormat, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_route53resolver as resolver
 from constructs import Construct
+
+from stacks.storage import encrypted_log_group
 
 ALLOW_PRIORITY, BLOCK_PRIORITY = 100, 200  # rules run in priority order: the allow list first
 ASSOCIATION_PRIORITY = 101  # the lowest a customer rule group may take (Resolver reserves 100 and 9900)
@@ -87,13 +89,7 @@ class DnsFirewall(Construct):
         self.log_group = self._query_logging(vpc, log_key, retain_logs)
 
     def _query_logging(self, vpc: ec2.IVpc, key: kms.IKey, retain: bool) -> logs.LogGroup:
-        log_group = logs.LogGroup(
-            self,
-            "QueryLogs",
-            encryption_key=key,
-            retention=logs.RetentionDays.ONE_YEAR,
-            removal_policy=RemovalPolicy.RETAIN if retain else RemovalPolicy.DESTROY,
-        )
+        log_group = encrypted_log_group(self, "QueryLogs", key, retain)
         stack = Stack.of(self)
         # Resolver delivers query logs as a vended log source: the log group's resource policy admits the
         # delivery service on behalf of this account's log deliveries only

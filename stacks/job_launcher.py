@@ -17,7 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -32,6 +32,7 @@ from stacks.compliance import AWS_SOLUTIONS, HIPAA, acknowledge
 from stacks.config import LAUNCHER_FUNCTION_NAME
 from stacks.network import PrivateNetwork
 from stacks.roles import acknowledge_network_interfaces, attach, network_interface_statements, service_principal
+from stacks.storage import encrypted_log_group
 
 # the launcher's code: these modules of the runtime, and only these (the Lambda runtime brings boto3)
 LAUNCHER_MODULES = ("__init__.py", "errors.py", "aws/__init__.py", "aws/contract.py", "aws/launcher.py")
@@ -86,10 +87,7 @@ class JobLauncher(Construct):
             description="Client launcher: HTTPS to this VPC endpoints (SageMaker API) only",
         )  # fmt: skip
         settings.network.allow_endpoint_access(security_group)
-        log_group = logs.LogGroup(
-            self, "Logs", encryption_key=settings.resources.key, retention=logs.RetentionDays.ONE_YEAR,
-            removal_policy=RemovalPolicy.RETAIN if settings.retain_logs else RemovalPolicy.DESTROY,
-        )  # fmt: skip
+        log_group = encrypted_log_group(self, "Logs", settings.resources.key, settings.retain_logs)
         self.function = lambda_.Function(
             self, "Function", function_name=LAUNCHER_FUNCTION_NAME, runtime=lambda_.Runtime.PYTHON_3_14,
             handler=HANDLER,

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_logs as logs
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
@@ -28,6 +27,7 @@ from stacks.compliance import AWS_SOLUTIONS, HIPAA, acknowledge
 from stacks.config import SUBNET_PREFIX
 from stacks.dns_firewall import DnsFirewall, aws_names
 from stacks.roles import CustomResourceRuntime, service_principal
+from stacks.storage import encrypted_log_group
 
 # endpoint: (service, the host name its private DNS answers, with {region})
 INTERFACE_ENDPOINTS = {
@@ -111,13 +111,7 @@ class PrivateNetwork(Construct):
 
     def _flow_logs(self, settings: NetworkSettings) -> None:
         """All traffic, into an encrypted log group of this stack."""
-        flow_logs = logs.LogGroup(
-            self,
-            "FlowLogs",
-            encryption_key=settings.log_key,
-            retention=logs.RetentionDays.ONE_YEAR,
-            removal_policy=RemovalPolicy.RETAIN if settings.retain_logs else RemovalPolicy.DESTROY,
-        )
+        flow_logs = encrypted_log_group(self, "FlowLogs", settings.log_key, settings.retain_logs)
         delivery = iam.Role(
             self,
             "FlowLogRole",

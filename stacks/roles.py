@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aws_cdk import ArnFormat, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -16,6 +16,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from stacks.compliance import AWS_SOLUTIONS, acknowledge
+from stacks.storage import encrypted_log_group
 
 
 def service_principal(
@@ -114,13 +115,7 @@ class CustomResourceRuntime:
 def custom_resource_runtime(
     scope: Construct, key: kms.IKey, retain_logs: bool, role_name: str | None = None
 ) -> CustomResourceRuntime:
-    log_group = logs.LogGroup(
-        scope,
-        "DeploymentFunctionLogs",
-        encryption_key=key,
-        retention=logs.RetentionDays.ONE_YEAR,
-        removal_policy=RemovalPolicy.RETAIN if retain_logs else RemovalPolicy.DESTROY,
-    )
+    log_group = encrypted_log_group(scope, "DeploymentFunctionLogs", key, retain_logs)
     role = iam.Role(
         scope,
         "CustomResourceRole",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
@@ -41,6 +42,18 @@ def data_key(scope: Construct, construct_id: str, retain: bool) -> kms.Key:
         )
     )
     return key
+
+
+def encrypted_log_group(scope: Construct, construct_id: str, key: kms.IKey, retain: bool) -> logs.LogGroup:
+    """A log group of the stack under the account's data key, kept a year, and kept by ``cdk destroy`` when the
+    config retains data (the flow logs, DNS query logs and function logs are the account's audit trail)."""
+    return logs.LogGroup(
+        scope,
+        construct_id,
+        encryption_key=key,
+        retention=logs.RetentionDays.ONE_YEAR,
+        removal_policy=RemovalPolicy.RETAIN if retain else RemovalPolicy.DESTROY,
+    )
 
 
 def _removal(retain: bool) -> dict:

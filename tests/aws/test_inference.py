@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import subprocess
 import sys
 
 import joblib
@@ -17,7 +16,7 @@ from fl_runtime.aws.model_package import INFERENCE_SCRIPT, model_archive
 from fl_runtime.learning.data import write_csv
 from fl_runtime.learning.explain import THRESHOLD_ATTRIBUTE
 from fl_runtime.learning.model import Weights, build_pipeline
-from tests.helpers import PROJECT, imports_of
+from tests.helpers import imports_of
 from tests.learning import test_sklearn_compat
 from tests.sklearn_container import serving
 
@@ -178,15 +177,6 @@ print(json.dumps({
 
 @pytest.mark.slow
 def test_the_archive_serves_on_the_scikit_learn_of_the_sagemaker_image(old_python):
-    done = subprocess.run(
-        [old_python, "-c", ON_THE_IMAGES_SCIKIT_LEARN],
-        capture_output=True,
-        text=True,
-        cwd=PROJECT,
-        env={"PYTHONPATH": str(PROJECT)},
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)
+    result = test_sklearn_compat.run_script(old_python, ON_THE_IMAGES_SCIKIT_LEARN)
     assert result["version"] == "1.4.2"
     np.testing.assert_allclose(result["served"], result["expected"], rtol=0, atol=1e-9)

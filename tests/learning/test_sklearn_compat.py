@@ -79,9 +79,10 @@ def old_python():
     return python
 
 
-def _run(python) -> dict:
+def run_script(python, script: str = SCRIPT) -> dict:
+    """``script`` under ``python`` (with this project importable); its JSON answer."""
     done = subprocess.run(
-        [python, "-c", SCRIPT],
+        [python, "-c", script],
         capture_output=True,
         text=True,
         cwd=PROJECT,
@@ -93,7 +94,7 @@ def _run(python) -> dict:
 
 
 def test_the_client_path_gives_the_same_model_on_scikit_learn_1_4_2_and_the_latest(old_python):
-    old, new = _run(old_python), _run(sys.executable)
+    old, new = run_script(old_python), run_script(sys.executable)
     assert old["version"] == "1.4.2" and new["version"] != "1.4.2"
     assert old["n_examples"] == new["n_examples"]
     assert old["train_sum"] == pytest.approx(new["train_sum"], rel=1e-10)  # SMOTE: same synthetic rows
