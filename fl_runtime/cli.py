@@ -50,8 +50,8 @@ def _plan(args: argparse.Namespace, seed: int | None = None):
     from fl_runtime.learning.task import TrainConfig, TrainingPlan
 
     method = defaults.CLASS_BALANCE if args.class_balance == AUTO else args.class_balance
-    train = TrainConfig(args.local_iterations, args.C, args.penalty, method)
-    return TrainingPlan(args.rounds, train, args.share_curvature, args.seed if seed is None else seed, args.tolerance)
+    train = TrainConfig(args.C, args.penalty, method)
+    return TrainingPlan(args.rounds, train, args.seed if seed is None else seed, args.tolerance)
 
 
 def prepare_data(args: argparse.Namespace, console: Console) -> int:

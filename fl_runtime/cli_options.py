@@ -11,24 +11,16 @@ from fl_runtime.learning.partition import PARTITIONS, SKEWS
 
 def _add_training(parser: argparse.ArgumentParser) -> None:
     from fl_runtime.learning.balance import AUTO, CHOICES
-    from fl_runtime.learning.model import PENALTIES
+    from fl_runtime.learning.task import PENALTIES
 
     group = parser.add_argument_group("training")
-    group.add_argument(
-        "--rounds", type=int, default=defaults.ROUNDS, help=f"most FedAvg rounds (default {defaults.ROUNDS})"
-    )
+    group.add_argument("--rounds", type=int, default=defaults.ROUNDS, help=f"most rounds (default {defaults.ROUNDS})")
     group.add_argument(
         "--tolerance",
         type=float,
         default=defaults.CONVERGENCE_TOLERANCE,
         help="stop before --rounds once a round changes the model's parameters by less than this fraction of their "
         f"length (default {defaults.CONVERGENCE_TOLERANCE:g}; 0: train every round)",
-    )
-    group.add_argument(
-        "--local-iterations",
-        type=int,
-        default=defaults.LOCAL_ITERATIONS,
-        help="Newton steps (L2) or SAGA epochs (L1) per round",
     )
     group.add_argument(
         "--C", dest="C", type=float, default=defaults.C, help="inverse regularisation strength of the pooled problem"
@@ -43,12 +35,11 @@ def _add_training(parser: argparse.ArgumentParser) -> None:
         f"a real run (local, federate) trains with {defaults.CLASS_BALANCE}, the method compare's evidence chose",
     )
     group.add_argument(
-        "--no-shared-curvature",
-        dest="share_curvature",
-        action="store_false",
-        help="keep each client's curvature local (plain FedAvg of local Newton steps; drifts under label skew)",
+        "--seed",
+        type=int,
+        default=defaults.SEED,
+        help="the partition of one CSV, and each member's own train/validation split and SMOTE seed",
     )
-    group.add_argument("--seed", type=int, default=defaults.SEED, help="split, partition and SMOTE seed")
 
 
 def _add_partition(parser: argparse.ArgumentParser, required_clients: bool) -> None:

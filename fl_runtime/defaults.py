@@ -3,17 +3,21 @@ the FAB's run config (``[tool.flwr.app.config]``, generated from these) all read
 
 # training
 ROUNDS = 10
-LOCAL_ITERATIONS = 1  # Newton steps (L2) or SAGA epochs (L1) per round
 C = 1.0  # inverse regularisation strength of the pooled problem
 PENALTY = "l2"
-SHARE_CURVATURE = True
-SEED = 0  # clients' train/validation split, SMOTE, and the partition of one CSV
+SEED = 0  # a member's train/validation split and SMOTE draw (its own setting), and the partition of one CSV
 # ROUNDS is the most a run trains: it stops earlier once a round moves the global parameters by less than
 # this fraction of their length (the criterion and why this value: learning/convergence.py); 0 never stops early
 CONVERGENCE_TOLERANCE = 1e-3
 # how training makes up for the rare class (learning/balance.py): smote, class-weights or none. Chosen by
 # evidence: `compare --class-balance auto` picks per split by the clients' pooled validation PR-AUC
 CLASS_BALANCE = "none"
+
+# what a member pins in its own account (app/pins.py); docs/trust-model.md says why these values
+MIN_MEMBERS = 3  # k: the fewest members a total may be over
+MIN_ROWS = 20  # m: the fewest of its own rows an answer may describe (effective rows weighing in)
+MAX_ROUNDS_PINNED = 50  # the most rounds a member answers in one run
+MAX_JOBS_PER_DAY = 10  # the most federation jobs a client's launcher starts in 24 hours
 
 # waits
 NODE_WAIT_TIMEOUT = 120.0  # local: seconds for the SuperNodes to connect

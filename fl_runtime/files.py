@@ -44,8 +44,12 @@ def _umask() -> int:
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     with atomic_path(path) as temporary:
-        temporary.write_text(text, encoding="utf-8")
+        temporary.write_bytes(data)
 
 
 def write_tarball(path: str | os.PathLike, files: Mapping[str, bytes | Path]) -> None:

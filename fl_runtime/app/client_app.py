@@ -1,23 +1,22 @@
-"""Flower ClientApp: one client's side of the federation, on its own data.
+"""Flower ClientApp: a member of the federation, on its own data, by its own rules (``member``).
 
-The client's runner (``fl_runtime.launch.runner``) calls this app in one warm process for every message
-of a run, so the client keeps its prepared rows (standardised, oversampled) in memory, in this module,
-from the first round to the last: the CSV read and SMOTE happen once per run, and nothing of the rows
-travels through Flower's context. In a process started for one message (Flower's own executor) they
-are prepared again from the client's files: slower, same result. Heavy libraries load inside the
-handlers that use them.
+The member's runner (``fl_runtime.launch.runner``) calls this app in one warm process for every message of a run,
+so the member keeps its session (keys, transcript, state machine) and its prepared rows in memory, in this
+module, from the keys query to the last step; nothing of them travels through Flower's context. A process that
+lost its session (restarted mid-run) refuses the run's further steps: the member has dropped out.
 
-Node config (``flower-supernode --node-config``), see ``NodeSettings``:
-- ``data-path``: the client's CSV, split here into training and validation parts; or
-  ``train-path`` and ``validation-path``: a split made beforehand (``stage-data`` does that);
-- ``name``: how reports name this client (default: the CSV's file name without extension);
-- ``model-dir`` (optional): where the final global model is saved as ``model.joblib`` when it arrives;
+Node config (``flower-supernode --node-config``), set by the member's own launcher, never by the server:
+- ``data-path``: the member's CSV, split here into training and validation parts; or ``train-path`` and
+  ``validation-path``: a split made beforehand (``stage-data`` does that);
+- ``pins-file``: the member's pinned settings (``pins.ClientPins``): its name, the members and their identity
+  fingerprints, k, m, re-runs, seed, identity key, ranges;
+- ``view-dir`` (optional): where it writes its own view of the run and its signed transcript, after every step;
+- ``model-dir`` (optional): where the final model is saved as ``model.joblib`` when it is known;
 - ``progress-file`` (optional): one JSON line per message handled, for whoever supervises the node.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time
@@ -25,19 +24,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
-from fl_runtime.app import records
-from fl_runtime.app.run_settings import MODEL_FILE, TASK_STARTED_ENV
-from fl_runtime.errors import OptionsError
+from fl_runtime.app import protocol
+from fl_runtime.app.identity import load_identity
+from fl_runtime.app.member import MemberSession
+from fl_runtime.app.pins import ClientPins
+from fl_runtime.app.run_settings import MODEL_FILE, TASK_STARTED_ENV, VIEW_FILE
+from fl_runtime.app.signed import Malformed
+from fl_runtime.app.transcript import TRANSCRIPT_FILE, TranscriptError
+from fl_runtime.errors import ConfigError, OptionsError
+from fl_runtime.files import write_bytes_atomic, write_text_atomic
 from fl_runtime.learning.data import check_split, check_trainable, read_columns, read_csv
-from fl_runtime.learning.model import Weights
-from fl_runtime.learning.stats import GlobalStats
-from fl_runtime.learning.task import ClientData, PreparedClient, TrainConfig
+from fl_runtime.learning.machine import Declined
+from fl_runtime.learning.task import ClientData, ClientRows
 
 app = ClientApp()
+# what a member refuses with its reason told to the server: each names a rule, a field or a member, never data
+REFUSALS = (Declined, TranscriptError, Malformed, protocol.ProtocolError, ConfigError)
 
 
 def _task_start() -> float:
@@ -53,21 +58,13 @@ def _task_start() -> float:
         return time.time()
 
 
-# this client's rows, for one run at a time: split when the moments query reads them, then replaced by
-# the prepared rows in the first round (the raw rows go); keyed by run, node and node config
-_rows: dict[tuple[int, int, str], ClientData | PreparedClient] = {}
-
-
-def _rows_key(context: Context) -> tuple[int, int, str]:
-    return context.run_id, context.node_id, json.dumps(dict(context.node_config), sort_keys=True, default=str)
-
-
 @dataclass(frozen=True)
 class NodeSettings:
     """This SuperNode's ``--node-config``, validated."""
 
-    name: str
     data: Path | tuple[Path, Path]  # one CSV to split here, or a (train, validation) split made beforehand
+    pins_file: Path
+    view_dir: Path | None
     model_dir: Path | None
     progress_file: Path | None
 
@@ -86,12 +83,14 @@ class NodeSettings:
             raise OptionsError(
                 'this SuperNode\'s --node-config needs data-path="/path/client.csv", or train-path and validation-path'
             )
-        name = str(config.get("name") or (data or train or Path()).stem)
-        return cls(name, source, path("model-dir"), path("progress-file"))
+        pins = path("pins-file")
+        if pins is None:
+            raise OptionsError("this SuperNode's --node-config needs pins-file: the member's pinned settings")
+        return cls(source, pins, path("view-dir"), path("model-dir"), path("progress-file"))
 
     @property
     def first_file(self) -> Path:
-        """A CSV of this client's, for its column names."""
+        """A CSV of this member's, for its column names."""
         return self.data if isinstance(self.data, Path) else self.data[1]
 
     def client_data(self, seed: int) -> ClientData:
@@ -109,116 +108,104 @@ class NodeSettings:
                 handle.write(json.dumps({**event, "time": time.time()}) + "\n")
 
 
-def _settings(context: Context) -> NodeSettings:
-    return NodeSettings.of(context.node_config)
+# this member's session of the run under way: one at a time, keyed by run, node and node config
+_sessions: dict[tuple[int, int, str], MemberSession] = {}
 
 
-def _client_data(context: Context) -> ClientData:
-    """The client's rows split into training and validation parts: read once per run."""
-    key = _rows_key(context)
-    rows = _rows.get(key)
-    if not isinstance(rows, ClientData):
-        _rows.clear()  # a new run: the previous run's rows go
-        rows = _rows[key] = _settings(context).client_data(seed=records.whole(context.run_config, "seed"))
-    return rows
+def _session_key(context: Context) -> tuple[int, int, str]:
+    return context.run_id, context.node_id, json.dumps(dict(context.node_config), sort_keys=True, default=str)
 
 
-def _prepared(context: Context, stats: GlobalStats) -> PreparedClient:
-    """The client's rows ready for training: prepared on the run's first round, then kept in memory.
-    The pooled example count follows the members left (it changes when a client drops out)."""
-    key = _rows_key(context)
-    rows = _rows.get(key)
-    if not isinstance(rows, PreparedClient):
-        rows = _client_data(context).prepare(stats, seed=records.whole(context.run_config, "seed"))
-        _rows[key] = rows
-    return dataclasses.replace(rows, pooled_examples=stats.pooled_examples)
+@app.query("keys")
+def keys(msg: Message, context: Context) -> Message:
+    """Check the run's settings against this member's ranges, then announce fresh per-run keys."""
+    node = NodeSettings.of(context.node_config)
+    try:
+        settings = protocol.read_keys_request(msg.content)
+        key = _session_key(context)
+        if key in _sessions:
+            raise Declined(f"this member already announced its keys for run {context.run_id}")
+        _sessions.clear()  # a new run: the previous run's session and rows go
+        pins = ClientPins.read(node.pins_file)
+        session = MemberSession.open(
+            pins,
+            load_identity(pins.identity),
+            str(context.run_id),
+            settings,
+            read_columns(node.first_file),
+            rows=lambda: ClientRows(node.client_data(pins.seed), pins.seed),
+        )
+    except REFUSALS as refusal:
+        node.report({"message": "refused", "reason": str(refusal)})
+        return protocol.refusal(msg, str(refusal))
+    _sessions[key] = session
+    node.report({"message": "keys", "member": session.name})
+    return Message(protocol.keys_reply(session.announcement.to_bytes()), reply_to=msg)
 
 
-def _save_final_model(settings: NodeSettings, context: Context, stats: GlobalStats, weights) -> str | None:
-    """The final global model, as the same Pipeline the server saves, into this node's model-dir."""
-    if settings.model_dir is None:
+@app.query("step")
+def step(msg: Message, context: Context) -> Message:
+    """Verify the previous step, step this member's own state machine, and answer its question."""
+    started = time.time()
+    node = NodeSettings.of(context.node_config)
+    session = _sessions.get(_session_key(context))
+    try:
+        if session is None:
+            raise Declined(
+                f"this member holds no session of run {context.run_id} (it never announced its keys, or "
+                "restarted since): it has dropped out"
+            )
+        request = protocol.read_step_request(msg.content)
+        contribution = session.step(request)
+    except REFUSALS as refusal:
+        node.report({"message": "refused", "reason": str(refusal)})
+        if session is not None:
+            _write_view(node, session)
+        return protocol.refusal(msg, str(refusal))
+    model = _save_final_model(node, session) if session.done else None
+    _write_view(node, session)
+    node.report({"message": request.kind, "round": request.round, "attempt": request.attempt, "model": model})
+    return Message(protocol.step_reply(contribution.to_bytes(), _task_start(), started), reply_to=msg)
+
+
+def _write_view(node: NodeSettings, session: MemberSession) -> None:
+    """This member's own record of the run, in its own account: what it answered, what it verified, its
+    validation metrics of the final model, and its signed transcript."""
+    if node.view_dir is None:
+        return
+    node.view_dir.mkdir(parents=True, exist_ok=True)
+    view = {
+        "member": session.name,
+        "run": session.run,
+        "settings": session.settings,
+        "members": list(session.pins.member_names),
+        "min-members": session.pins.min_members,
+        "min-rows": session.pins.min_rows,
+        "left": session.left,
+        "steps": session.view,
+        "final-validation": session.final_validation(),
+    }
+    write_text_atomic(node.view_dir / VIEW_FILE, json.dumps(view, indent=2, default=float))
+    write_bytes_atomic(node.view_dir / TRANSCRIPT_FILE, session.transcript_bytes())
+
+
+def _save_final_model(node: NodeSettings, session: MemberSession) -> str | None:
+    """The final model, as the same Pipeline the server saves (without the threshold, which only the server's
+    total of the final answers fixes), into this node's model-dir."""
+    if node.model_dir is None:
         return None
     import joblib
 
     from fl_runtime.files import atomic_path
     from fl_runtime.learning.model import build_pipeline
 
-    features = read_columns(settings.first_file)  # the header only, not the rows again
-    path = settings.model_dir / MODEL_FILE
+    state = session.state
+    path = node.model_dir / MODEL_FILE
     with atomic_path(path) as temporary:
-        joblib.dump(build_pipeline(features, stats.mean, stats.scale, weights, stats.prior_logit), temporary)
+        joblib.dump(
+            build_pipeline(
+                session.features, state.stats.mean, state.stats.scale, state.weights, state.stats.prior_logit
+            ),
+            temporary,
+        )
     return str(path)
-
-
-@app.query("moments")
-def moments(msg: Message, context: Context) -> Message:
-    """Counts, sums and sums of squares of log1p(features) over the training part: nothing else."""
-    settings = _settings(context)
-    client = _client_data(context)
-    settings.report({"message": "moments", "rows": client.train.n_rows})
-    content = RecordDict(records.moments_records(settings.name, client.train.features, client.moments()))
-    return Message(content=content, reply_to=msg)
-
-
-@dataclass(frozen=True)
-class Incoming:
-    """What a train or evaluate message brings: the round's config, the global statistics and model."""
-
-    config: ConfigRecord
-    stats: GlobalStats
-    weights: Weights
-    shared_curvature: np.ndarray | None
-
-    @classmethod
-    def of(cls, msg: Message) -> Incoming:
-        config = records.config_of(msg.content)
-        weights, curvature = records.read_weights(records.arrays_of(msg.content))
-        return cls(config, records.read_stats(config), weights, curvature)
-
-
-@app.train()
-def train(msg: Message, context: Context) -> Message:
-    """Score the incoming global model on validation (for the threshold), then train from it."""
-    started = time.time()
-    incoming = Incoming.of(msg)
-    config, stats, weights, shared_curvature = (
-        incoming.config,
-        incoming.stats,
-        incoming.weights,
-        incoming.shared_curvature,
-    )
-    prepared = _prepared(context, stats)
-    histogram = prepared.histogram(weights, stats.prior_logit)
-    update = prepared.update(
-        weights,
-        TrainConfig.from_config(config),
-        shared_curvature if bool(config[records.USE_SHARED_CURVATURE]) else None,
-    )
-    arrays = records.weights_record(update.weights, update.curvature if shared_curvature is not None else None)
-    metrics = records.update_metrics(
-        update, histogram, len(prepared.validation_y), records.timing_metrics(_task_start(), started)
-    )
-    _settings(context).report({"message": "train", "round": records.whole(config, "server-round")})
-    return Message(content=RecordDict({"arrays": arrays, "metrics": metrics}), reply_to=msg)
-
-
-@app.evaluate()
-def evaluate(msg: Message, context: Context) -> Message:
-    """The final global model on this client's validation part: ranking metrics and histograms."""
-    started = time.time()
-    incoming = Incoming.of(msg)
-    config, stats, weights = incoming.config, incoming.stats, incoming.weights
-    prepared = _prepared(context, stats)
-    settings = _settings(context)
-    validation = prepared.validation_metrics(weights, stats.prior_logit)
-    model = _save_final_model(settings, context, stats, weights)
-    settings.report(
-        {"message": "evaluate", "round": records.whole(config, "server-round"), "model": model, **validation}
-    )
-    metrics = {
-        records.EXAMPLES: len(prepared.validation_y),
-        **validation,
-        **records.histogram_metrics(prepared.histogram(weights, stats.prior_logit)),
-        **records.timing_metrics(_task_start(), started),
-    }
-    return Message(content=RecordDict({"metrics": MetricRecord(metrics)}), reply_to=msg)

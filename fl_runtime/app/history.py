@@ -1,10 +1,14 @@
-"""The run's record, round by round, evaluated on the test set that only the server holds.
+"""The run's record, step by step, from totals only, evaluated on the test set that only the server holds.
 
-Each round's global model is scored on the test set as soon as it exists (ROC-AUC, PR-AUC, log loss).
-Its decision threshold is chosen from the clients' validation histograms of that same model, which
-arrive with the next round's training replies (or, for the final model, with the final federated
-evaluation); accuracy, precision, recall and F1 on the test set are filled in then. The test set is
-never used to choose anything.
+Every figure about the members' data is a total over the members who answered a step: training rows and
+frauds, examples and training loss per round, validation histograms (which fix each model's decision
+threshold) and validation loss. The server never sees one member's values. What it does see of each member
+is operational, not data: that it answered, when (the time breakdown per exchange), and why it dropped out.
+
+Each round's new model is scored on the test set as soon as the round's totals give it (ROC-AUC, PR-AUC, log
+loss). Its threshold is chosen from the next round's validation histograms of that same model (or, for the
+final model, from the evaluation step's); accuracy, precision, recall and F1 on the test set are filled in then.
+The test set is never used to choose anything.
 """
 
 from __future__ import annotations
@@ -14,154 +18,136 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from flwr.app import ArrayRecord, MetricRecord
 
-from fl_runtime.app import records
-from fl_runtime.app.strategy import Exchange
+from fl_runtime.app.grid import Exchange
+from fl_runtime.app.relay import Dropout
+from fl_runtime.app.protocol import HANDLER_END, HANDLER_START, TASK_START
 from fl_runtime.learning.convergence import Stop
 from fl_runtime.learning.data import LabelledData
+from fl_runtime.learning.logistic import LogisticState
+from fl_runtime.learning.machine import EVALUATE, MOMENTS, Findings
 from fl_runtime.learning.metrics import ScoreHistogram, decision_metrics, ranking_metrics
 from fl_runtime.learning.model import Weights
-from fl_runtime.learning.stats import GlobalStats
 
 
 @dataclass
 class RoundResult:
     round: int
     seconds: float
-    clients: list[str]
-    train_loss: float | None
+    members: list[str]
+    train_loss: float | None  # of the model this round produced, from the next round's totals
     test: dict[str, float]
-    validation: dict[str, float] = field(default_factory=dict)  # pooled client validation, from histograms
-    timing: list[dict[str, float | str]] = field(default_factory=list)  # one breakdown per message exchange
+    validation: dict[str, float] = field(default_factory=dict)  # pooled over the members, from histogram totals
+    timing: list[dict[str, float | str]] = field(default_factory=list)  # operational: one per message exchange
 
 
 @dataclass(frozen=True)
-class Dropout:
-    client: str
-    round: int
-    stage: str
-    seconds_into_run: float
-    reason: str
+class Seen:
+    """What the server saw of one step: a total over ``members`` members of these quantities."""
+
+    question: str
+    members: int
+    quantities: list[dict]
 
 
 class History:
-    """Collects per-round results; ``evaluate`` is the strategy's evaluate_fn."""
+    """Collects the run's record from the relay's findings (``on_findings``) and drop-outs (``drop``)."""
 
-    def __init__(
-        self, test: LabelledData, stats: GlobalStats, names: dict[int, str], emit: Callable[[dict], None]
-    ) -> None:
+    def __init__(self, test: LabelledData, emit: Callable[[dict], None]) -> None:
         self.test = test
-        self.stats = stats
-        self.names = dict(names)
         self.emit = emit
         self.rounds: dict[int, RoundResult] = {}
         self.thresholds: dict[int, float] = {}
-        self.dropouts: list[Dropout] = []
-        self.stopped: Stop | None = None  # after which round training ended, and why
-        self.client_validation: dict[str, dict[str, float]] = {}
-        self._test_Z = stats.standardise(test.X)
+        self.dropouts: list[dict] = []
+        self.stopped: Stop | None = None
+        self.totals: dict[str, int] = {}
+        self.validation: dict[str, float] = {}  # the final model on the members' pooled validation parts
+        self.seen: list[Seen] = []
+        self.state: LogisticState | None = None
+        self._started = self._last = time.monotonic()
         self._scores: dict[int, np.ndarray] = {}
         self._histograms: dict[int, ScoreHistogram] = {}
-        self._started = time.monotonic()
-        self._round_started: dict[int, float] = {}
-        self._participants: dict[int, list[str]] = {}
-        self._timing: dict[int, list[dict[str, float | str]]] = {}
 
-    def start_round(self, server_round: int) -> None:
-        self._round_started.setdefault(server_round, time.monotonic())
+    def drop(self, dropout: Dropout) -> None:
+        entry = {**dropout.__dict__, "seconds-into-run": time.monotonic() - self._started}
+        self.dropouts.append(entry)
+        self.emit({"event": "dropout", **entry})
 
-    def drop(self, client: str, server_round: int, stage: str, reason: str) -> None:
-        """A client left the federation (round 0: the moments round, before training)."""
-        dropout = Dropout(client, server_round, stage, time.monotonic() - self._started, reason)
-        self.dropouts.append(dropout)
-        self.emit({"event": "dropout", **dropout.__dict__})
-
-    def stop(self, stop: Stop) -> None:
-        """Training ended after ``stop.round``: converged, or the last round allowed."""
-        self.stopped = stop
-        self.emit({"event": "stopped", **stop.record()})
-
-    def on_replies(self, exchange: Exchange) -> None:
-        """Replies of one exchange: drop-outs, time breakdown, and the histograms that fix a threshold."""
-        server_round = exchange.round
-        for node, reason in exchange.failures:
-            self.drop(self.names.get(node, f"node {node}"), server_round, exchange.stage, reason)
-        if not exchange.replies:
+    def on_findings(self, findings: Findings, state: LogisticState, exchange: Exchange, quantities: list[dict]) -> None:
+        """One step's totals: the statistics, a new model scored on the test set, or the final evaluation."""
+        self.state = state
+        question, values = findings.question, findings.values
+        self.seen.append(Seen(question.label, findings.members, quantities))
+        now = time.monotonic()
+        seconds, self._last = now - self._last, now
+        if question.kind == MOMENTS:
+            self.totals = {"training-rows": values["rows"], "training-positives": values["positives"]}
+            self.emit({"event": "federation", "members": exchange_members(exchange), **self.totals})
             return
-        self._timing.setdefault(server_round, []).append(exchange_timing(exchange))
-        good = [(node, reply) for node, reply, _ in exchange.replies]
-        histogram = sum(
-            (records.read_histogram(records.metrics_of(reply.content)) for _, reply in good), ScoreHistogram.empty()
-        )
-        if exchange.stage == "evaluate":  # the final model, scored by every client on its validation part
-            self._decide(server_round, histogram)
-            for node, reply in good:
-                metrics = records.metrics_of(reply.content)
-                ranking = {key: records.number(metrics, key) for key in ("roc-auc", "pr-auc", "log-loss")}
-                decisions = records.read_histogram(metrics).decisions(self.thresholds[server_round])
-                self.client_validation[self.names[node]] = {
-                    "rows": records.whole(metrics, records.EXAMPLES),
-                    **ranking,
-                    **decisions,
-                }
+        histogram: ScoreHistogram = values["histogram"]
+        if question.kind == EVALUATE:
+            self._decide(question.round, histogram)
+            self.validation = {
+                "rows": values["validation-rows"],
+                "pr-auc": histogram.pr_auc(),
+                "log-loss": values["validation-log-loss"],
+                **histogram.decisions(self.thresholds[question.round]),
+            }
             return
-        self._participants[server_round] = [self.names[node] for node, _ in good]
-        if server_round > 1:  # training replies score the model the round started from
-            examples = [records.number(records.metrics_of(reply.content), records.EXAMPLES) for _, reply in good]
-            losses = [records.number(records.metrics_of(reply.content), records.TRAIN_LOSS) for _, reply in good]
-            self.rounds[server_round - 1].train_loss = float(np.average(losses, weights=examples))
-            self._decide(server_round - 1, histogram)
+        if question.round > 1:  # a round's totals score the model the round started from
+            self.rounds[question.round - 1].train_loss = values["train-loss"]
+            self._decide(question.round - 1, histogram)
+        self._score(question.round, seconds, exchange, state.weights)
+        if state.stop is not None:
+            self.stopped = state.stop
+            self.emit({"event": "stopped", **state.stop.record()})
 
-    def _decide(self, server_round: int, histogram: ScoreHistogram) -> None:
-        self.thresholds[server_round] = histogram.f1_threshold()
-        self._histograms[server_round] = histogram
-        self._apply_threshold_when_scored(server_round)
-
-    def _apply_threshold_when_scored(self, server_round: int) -> None:
-        if server_round not in self._scores or server_round not in self._histograms:
-            return
-        threshold = self.thresholds[server_round]
-        result = self.rounds[server_round]
-        result.test.update(decision_metrics(self.test.y, self._scores.pop(server_round), threshold))
-        result.validation = self._histograms.pop(server_round).decisions(threshold)
-
-    def evaluate(self, server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
-        """Score the round's global model on the test set (evaluate_fn of ``Strategy.start``)."""
-        if server_round == 0:
-            return None  # the all-zero initial model says nothing
-        weights, _ = records.read_weights(arrays)
+    def _score(self, server_round: int, seconds: float, exchange: Exchange, weights: Weights | None) -> None:
         scores = self.scores(weights)
-        seconds = time.monotonic() - self._round_started.get(server_round, self._started)
         result = RoundResult(
             server_round,
             seconds,
-            self._participants.get(server_round, []),
+            exchange_members(exchange),
             None,
             ranking_metrics(self.test.y, scores),
-            timing=self._timing.get(server_round, []),
+            timing=[exchange_timing(exchange)],
         )
         self.rounds[server_round] = result
         self._scores[server_round] = scores
-        self._apply_threshold_when_scored(server_round)
         self.emit(
-            {"event": "round", "round": server_round, "seconds": seconds, "clients": result.clients, **result.test}
+            {"event": "round", "round": server_round, "seconds": seconds, "clients": result.members, **result.test}
         )
-        return MetricRecord(dict(result.test))
 
-    def scores(self, weights: Weights) -> np.ndarray:
-        """Calibrated fraud probabilities of the test rows under ``weights``."""
-        return weights.probabilities(self._test_Z, self.stats.prior_logit)
+    def _decide(self, server_round: int, histogram: ScoreHistogram) -> None:
+        self.thresholds[server_round] = threshold = histogram.f1_threshold()
+        result = self.rounds[server_round]
+        result.test.update(decision_metrics(self.test.y, self._scores.pop(server_round), threshold))
+        result.validation = histogram.decisions(threshold)
+
+    def scores(self, weights: Weights | None) -> np.ndarray:
+        """Calibrated fraud probabilities of the test rows under ``weights`` (the final model by default)."""
+        state = self.state
+        if state is None or state.stats is None or (weights is None and state.weights is None):
+            raise ValueError("no model before the first round's totals")
+        model = weights if weights is not None else state.weights
+        return model.probabilities(state.stats.standardise(self.test.X), state.stats.prior_logit)
+
+    @property
+    def final_round(self) -> int:
+        return max(self.rounds)
+
+
+def exchange_members(exchange: Exchange) -> list[str]:
+    return sorted(str(member) for member, _, _ in exchange.replies)
 
 
 def exchange_timing(exchange: Exchange) -> dict[str, float | str]:
-    """Where one exchange's time went, each phase taken at its slowest client.
+    """Where one exchange's time went, each phase taken at its slowest member (operational data: when, not what).
 
-    - ``until-client-starts``: message pushed -> the task starts on the client: the SuperNode's next
-      poll (Flower sleeps a fixed 3 s after each empty poll) plus the runner's task poll;
-    - ``client-startup``: task start -> handler start (pulling the message; for a process started per
-      message, also Python, Flower and app imports);
-    - ``client-compute``: the handler itself (training, validation scoring);
+    - ``until-client-starts``: message pushed -> the task starts on the member: the SuperNode's next poll
+      (Flower sleeps a fixed 3 s after each empty poll) plus the runner's task poll;
+    - ``client-startup``: task start -> handler start (pulling the message);
+    - ``client-compute``: the handler itself (verifying, stepping, answering, masking, signing);
     - ``reply-transport``: handler end -> reply pulled by the server (the SuperNode's 0.5 s reply poll,
       the push, and the server's 50 ms pull);
     - ``exchange``: first push -> last reply.
@@ -172,18 +158,15 @@ def exchange_timing(exchange: Exchange) -> dict[str, float | str]:
         "client-compute": [],
         "reply-transport": [],
     }
-    for _, reply, arrived in exchange.replies:
-        metrics = records.metrics_of(reply.content)
-        started, handler, done = (
-            records.number(metrics, key) for key in (records.TASK_START, records.HANDLER_START, records.HANDLER_END)
-        )
+    for _, timing, arrived in exchange.replies:
+        started, handler, done = (timing.get(key, arrived) for key in (TASK_START, HANDLER_START, HANDLER_END))
         phases["until-client-starts"].append(started - exchange.pushed_at)
         phases["client-startup"].append(handler - started)
         phases["client-compute"].append(done - handler)
         phases["reply-transport"].append(arrived - done)
-    last = max(arrived for _, _, arrived in exchange.replies)
+    last = max((arrived for _, _, arrived in exchange.replies), default=exchange.pushed_at)
     return {
         "stage": exchange.stage,
         "exchange": last - exchange.pushed_at,
-        **{key: max(values) for key, values in phases.items()},
+        **{key: max(values) if values else 0.0 for key, values in phases.items()},
     }

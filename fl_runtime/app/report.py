@@ -6,17 +6,13 @@ import json
 import math
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fl_runtime.app.history import History
-from fl_runtime.app.run_settings import CURVES_PLOT, METRICS_FILE, MODEL_FILE, REPORT_FILE, ROUNDS_PLOT
-from fl_runtime.files import atomic_path, write_text_atomic
-from fl_runtime.learning.model import Weights, uses_shared_curvature
-
-if TYPE_CHECKING:
-    from fl_runtime.app.server_app import Membership
+from fl_runtime.app.run_settings import CURVES_PLOT, METRICS_FILE, MODEL_FILE, REPORT_FILE, ROUNDS_PLOT, RunSettings
+from fl_runtime.app.transcript import TRANSCRIPT_FILE
+from fl_runtime.files import atomic_path, write_bytes_atomic, write_text_atomic
 
 
 def _json_safe(value):
@@ -29,24 +25,38 @@ def _json_safe(value):
     return value
 
 
-def metrics_document(history: History, membership: Membership, settings: dict) -> dict:
-    final_round = max(history.rounds)
+def metrics_document(history: History, members: list[str], settings: RunSettings) -> dict:
+    """metrics.json: every figure about the members' data is a total over the members who answered."""
+    final_round = history.final_round
     return _json_safe(
         {
-            "config": settings,
+            "config": settings.summary(),
             "federation": {
-                "clients": list(membership.names.values()),
-                "training-rows": membership.rows,
-                "training-positives": membership.positives,
+                "members": members,
+                "min-clients": settings.min_clients,
+                **history.totals,
             },
+            "server-saw": [
+                {"question": seen.question, "members": seen.members, "quantities": seen.quantities}
+                for seen in history.seen
+            ],
             "test-set": {"rows": history.test.n_rows, "positives": history.test.n_positive},
             "rounds": [asdict(history.rounds[r]) for r in sorted(history.rounds)],
             "final": {"round": final_round, **history.rounds[final_round].test},
             "stopped": history.stopped.record() if history.stopped is not None else None,
-            "clients-validation": history.client_validation,
-            "dropouts": [asdict(d) for d in history.dropouts],
+            "validation": history.validation,
+            "dropouts": history.dropouts,
+            "operational": OPERATIONAL,
         }
     )
+
+
+# what the server learns of each member that is not a total, and why it stays unmasked
+OPERATIONAL = (
+    "Unmasked and per member, because the relay cannot work without them and they hold no value of the data: "
+    "which members answered each step, when (the time breakdown per exchange), and why a member dropped out "
+    "(its refusal names a rule, a field or a member, never a value)."
+)
 
 
 def _plot_rounds(path: Path, history: History) -> None:
@@ -69,7 +79,7 @@ def _plot_rounds(path: Path, history: History) -> None:
         rounds,
         [np.nan if v is None else v for v in train_loss],
         marker="s",
-        label="clients' training loss (oversampled, balanced)",
+        label="members' training loss (total; oversampled, balanced)",
     )
     loss.set(xlabel="round", ylabel="log loss", title="Log loss")
     loss.legend()
@@ -111,37 +121,45 @@ def _fmt(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-# how each class-balance method (learning/balance.py) reads in the report; runs recorded before the
-# setting existed all used SMOTE
+# how each class-balance method (learning/balance.py) reads in the report
 _BALANCE = {
-    "smote": "SMOTE on each client's training part, to the federation's class balance",
-    "class-weights": "class weights from the federation's global class counts",
+    "smote": "SMOTE on each member's training part, to the federation's class balance",
+    "class-weights": "class weights from the federation's total class counts",
     "none": "none (plain logistic regression, calibrated as it is)",
 }
 
 
-def _disclosure(config: dict) -> list[str]:
-    """What each client sent the server, for the privacy review a data owner will ask for: no raw row
-    left a client, but these aggregates did, without differential privacy or secure aggregation."""
-    shared = uses_shared_curvature(config["share-curvature"], config["penalty"])
-    curvature = (
-        " and the mean per-example Hessian of its local loss (one square matrix: the shared curvature)"
-        if shared
-        else ""
-    )
+def _disclosure(document: dict) -> list[str]:
+    """What left each member, for the privacy review a data owner will ask for."""
+    k = document["federation"]["min-clients"]
     return [
-        "No raw row left a client. Each client sent the server, over TLS from an authenticated SuperNode:",
+        "No raw row left a member. Each member sent, over TLS from an authenticated SuperNode, only masked "
+        "vectors signed with its per-run key: its counts and feature moments once, its terms of the pooled "
+        "objective (examples, loss, gradient, curvature) and validation score histograms each round, and the final "
+        "model's validation histograms. The server relayed every member's masked vector to every member; the masks "
+        "cancel only in the total, so the server and the members saw totals over at least "
+        f"{k} members (the server's min-clients; each member enforces its own k), never one member's values.",
         "",
-        "- once: its feature names, training row and fraud counts, and per feature the sum and sum of squares "
-        "of log1p(value) (for the global scaling);",
-        f"- each round: its locally updated model weights{curvature}, the number of rows it trained on, its "
-        "training loss, its validation row count, a histogram of validation scores by label (for the threshold) and "
-        "timings;",
-        "- at the end: the final model's metrics on its validation part (above) and the same histogram.",
+        "The totals themselves are not anonymised: with two members, each learns the other's values by subtracting "
+        "its own; a server colluding with one member can steer the model the others answer at, within that "
+        "member's ranges (see docs/trust-model.md). No differential privacy is applied.",
         "",
-        "These are aggregates, not anonymised data: they are sent in the clear to the server (no secure "
-        "aggregation) and without differential privacy, and this report names each client's row and fraud counts.",
+        OPERATIONAL,
     ]
+
+
+def _server_saw(document: dict) -> list[str]:
+    lines = [
+        "",
+        "## What the server saw",
+        "",
+        "| step | members in the total | quantities (values, fixed-point scale) |",
+        "|---|---|---|",
+    ]
+    for seen in document["server-saw"]:
+        quantities = ", ".join(f"{q['quantity']} ({q['values']}, {q['scale']})" for q in seen["quantities"])
+        lines.append(f"| {seen['question']} | {seen['members']} | {quantities} |")
+    return lines
 
 
 FINAL_COLUMNS = ("roc-auc", "pr-auc", "log-loss", "threshold", "accuracy", "precision", "recall", "f1")
@@ -151,12 +169,13 @@ def report_markdown(document: dict) -> str:
     lines = [
         *_summary(document),
         *_rounds(document["rounds"]),
-        *_clients(document),
+        *_validation(document),
         *_dropouts(document["dropouts"]),
+        *_server_saw(document),
         "",
-        "## What left each client",
+        "## What left each member",
         "",
-        *_disclosure(document["config"]),
+        *_disclosure(document),
         "",
         f"![metrics per round]({ROUNDS_PLOT})",
         "",
@@ -172,17 +191,18 @@ def _summary(document: dict) -> list[str]:
     return [
         "# Federated fraud detection: run report",
         "",
-        f"Data: {config.get('data') or 'client CSVs'}. Clients: "
-        f"{', '.join(sorted(document['federation']['clients']))}. "
+        f"Data: {config.get('data') or 'client CSVs'}. Members: "
+        f"{', '.join(sorted(document['federation']['members']))}: "
+        f"{document['federation'].get('training-rows', '-')} training rows in total, "
+        f"{document['federation'].get('training-positives', '-')} fraudulent. "
         f"Server test set: {test['rows']} providers, {test['positives']} fraudulent "
         "(held by the server only, never used for training or for choosing the threshold).",
         "",
         f"Model: log1p, standardisation with federated global statistics, logistic regression "
         f"(C={config['C']}, penalty {config['penalty']}); class balance: "
-        f"{_BALANCE[config.get('class-balance', 'smote')]}; FedAvg "
-        f"for at most {config['num-server-rounds']} rounds, stopping once a round changes the parameters by less "
-        f"than {config['convergence-tolerance']:g} of their length, {config['local-iterations']} local "
-        f"iteration(s) per round, shared curvature {'on' if config['share-curvature'] else 'off'}.",
+        f"{_BALANCE[config['class-balance']]}; one pooled Newton step per round, computed by every member and the "
+        f"server from the round's verified totals, for at most {config['num-server-rounds']} rounds, stopping once "
+        f"a round changes the parameters by less than {config['convergence-tolerance']:g} of their length.",
         "",
         f"Training {stopped['reason']}." if stopped else f"Training ended after round {final['round']}.",
         "",
@@ -192,7 +212,8 @@ def _summary(document: dict) -> list[str]:
         "|---|---|---|---|---|---|---|---|",
         "| " + " | ".join(_fmt(final.get(k)) for k in FINAL_COLUMNS) + " |",
         "",
-        "The threshold maximises F1 on the clients' pooled validation parts (from score histograms).",
+        "The threshold maximises F1 on the members' pooled validation parts (from the totals of their score "
+        "histograms).",
     ]
 
 
@@ -201,58 +222,56 @@ def _rounds(rounds: list[dict]) -> list[str]:
         "",
         "## Rounds",
         "",
-        "| round | seconds | clients | ROC-AUC | PR-AUC | log loss | F1 at threshold |",
+        "| round | seconds | members | ROC-AUC | PR-AUC | log loss | F1 at threshold |",
         "|---|---|---|---|---|---|---|",
     ]
     for entry in rounds:
         test = entry["test"]
         lines.append(
-            f"| {entry['round']} | {entry['seconds']:.1f} | {len(entry['clients'])} | {_fmt(test.get('roc-auc'))} | "
+            f"| {entry['round']} | {entry['seconds']:.1f} | {len(entry['members'])} | {_fmt(test.get('roc-auc'))} | "
             f"{_fmt(test.get('pr-auc'))} | {_fmt(test.get('log-loss'))} | {_fmt(test.get('f1'))} |"
         )
     return lines
 
 
-def _clients(document: dict) -> list[str]:
-    federation = document["federation"]
-    lines = [
+def _validation(document: dict) -> list[str]:
+    validation = document["validation"]
+    return [
         "",
-        "## Clients (final model on each client's own validation part)",
+        "## The final model on the members' pooled validation parts (totals)",
         "",
-        "| client | training rows | fraudulent | validation rows | ROC-AUC | PR-AUC | F1 |",
-        "|---|---|---|---|---|---|---|",
+        "| validation rows | PR-AUC | log loss | precision | recall | F1 |",
+        "|---|---|---|---|---|---|",
+        f"| {validation.get('rows', '-')} | {_fmt(validation.get('pr-auc'))} | {_fmt(validation.get('log-loss'))} | "
+        f"{_fmt(validation.get('precision'))} | {_fmt(validation.get('recall'))} | {_fmt(validation.get('f1'))} |",
+        "",
+        "Each member's own validation metrics stay in its own account (its client_view.json).",
     ]
-    for name in sorted(federation["clients"]):
-        validation = document["clients-validation"].get(name, {})
-        lines.append(
-            f"| {name} | {federation['training-rows'][name]} | {federation['training-positives'][name]} | "
-            f"{validation.get('rows', '-')} | {_fmt(validation.get('roc-auc'))} | {_fmt(validation.get('pr-auc'))} | "
-            f"{_fmt(validation.get('f1'))} |"
-        )
-    return lines
 
 
 def _dropouts(dropouts: list[dict]) -> list[str]:
-    lines = ["", "## Clients that dropped out", ""]
+    lines = ["", "## Members that dropped out", ""]
     if not dropouts:
-        return [*lines, "None: every client took part in every round."]
+        return [*lines, "None: every member took part in every step."]
     return lines + [
-        f"- {d['client']}: round {d['round']} ({d['stage']}), {d['seconds_into_run']:.0f} s into the run: {d['reason']}"
+        f"- {d['member']}: {d['question']}, attempt {d['attempt']}, {d['seconds-into-run']:.0f} s into the run: "
+        f"{d['reason']}"
         for d in dropouts
     ]
 
 
 def write_outputs(
-    out_dir: Path, *, model, history: History, weights: Weights, membership: Membership, settings: dict
+    out_dir: Path, *, model, history: History, members: list[str], settings: RunSettings, transcript: bytes
 ) -> dict:
     import joblib
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    document = metrics_document(history, membership, settings)
+    document = metrics_document(history, members, settings)
     with atomic_path(out_dir / MODEL_FILE) as temporary:
         joblib.dump(model, temporary)
     _plot_rounds(out_dir / ROUNDS_PLOT, history)
-    _plot_curves(out_dir / CURVES_PLOT, history.test.y, history.scores(weights), document["final"]["threshold"])
+    _plot_curves(out_dir / CURVES_PLOT, history.test.y, history.scores(None), document["final"]["threshold"])
+    write_bytes_atomic(out_dir / TRANSCRIPT_FILE, transcript)
     write_text_atomic(out_dir / METRICS_FILE, json.dumps(document, indent=2))
     write_text_atomic(out_dir / REPORT_FILE, report_markdown(document))
     return document

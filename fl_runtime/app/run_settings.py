@@ -25,6 +25,7 @@ REPORT_FILE = "report.md"
 ROUNDS_PLOT = "metrics_per_round.png"
 CURVES_PLOT = "roc_pr_curves.png"
 OUTPUT_FILES = (MODEL_FILE, METRICS_FILE, REPORT_FILE, ROUNDS_PLOT, CURVES_PLOT)
+VIEW_FILE = "client_view.json"  # a member's own record of a run, in its own account (with its transcript.jsonl)
 
 NODE_NAMES_FILE = "node-names.json"
 # set by the client's runner (launch.runner) before it calls the ClientApp: when it took the task, so the
@@ -67,7 +68,7 @@ class RunSettings:
 
     plan: TrainingPlan
     min_clients: int
-    expected_clients: int  # how many were started: the run waits for all of them while it can
+    expected_clients: int  # how many were started: a run starts with all of them
     node_wait_timeout: float
     round_timeout: float
     test_data: Path
@@ -75,15 +76,15 @@ class RunSettings:
     data_description: str = ""
     reply_poll_seconds: float = defaults.REPLY_POLL_SECONDS
     node_names: Path | None = None  # see write_node_names
+    expected_members: tuple[str, ...] = ()  # their names, to name one that never joins
 
     @classmethod
     def from_run_config(cls, config: Mapping) -> RunSettings:
         plan = TrainingPlan(
             rounds=_positive_whole(config, "num-server-rounds"),
             train=TrainConfig.from_config(config),
-            share_curvature=bool(config["share-curvature"]),
-            seed=int(config["seed"]),
             tolerance=_non_negative_number(config, "convergence-tolerance"),
+            family=str(config["family"]),
         )
         return cls(
             plan=plan,
@@ -96,39 +97,33 @@ class RunSettings:
             data_description=str(config.get("data-description", "")),
             reply_poll_seconds=_positive_number(config, "reply-poll-seconds"),
             node_names=_absolute_path(config, "node-names") if config.get("node-names") else None,
+            expected_members=tuple(name for name in str(config.get("expected-members", "")).split(",") if name),
         )
 
     def to_run_config(self) -> dict:
         """What a launcher passes to ``flwr run --run-config``: the inverse of ``from_run_config``."""
         return {
-            "num-server-rounds": self.plan.rounds,
-            "convergence-tolerance": float(self.plan.tolerance),
-            **self.plan.train.to_config(),
-            "share-curvature": self.plan.share_curvature,
+            **self.plan.to_config(),
             "min-clients": self.min_clients,
             "expected-clients": self.expected_clients,
             "node-wait-timeout": float(self.node_wait_timeout),
             "round-timeout": float(self.round_timeout),
-            "seed": self.plan.seed,
             "test-data": str(self.test_data),
             "out-dir": str(self.out_dir),
             "data-description": self.data_description,
             "reply-poll-seconds": float(self.reply_poll_seconds),
             "node-names": str(self.node_names or ""),
+            "expected-members": ",".join(self.expected_members),
         }
 
     def summary(self) -> dict:
         """The settings as the report and metrics.json record them."""
         return {
-            "num-server-rounds": self.plan.rounds,
-            "convergence-tolerance": self.plan.tolerance,
-            **self.plan.train.to_config(),
-            "share-curvature": self.plan.share_curvature,
+            **self.plan.to_config(),
             "min-clients": self.min_clients,
             "expected-clients": self.expected_clients,
             "node-wait-timeout": self.node_wait_timeout,
             "round-timeout": self.round_timeout,
-            "seed": self.plan.seed,
             "test-data": str(self.test_data),
             "data": self.data_description,
         }

@@ -13,14 +13,10 @@ Standard library only: the CDK app imports it to synthesize, with no Flower or A
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import re
-import typing
 from dataclasses import dataclass
-from typing import Any, TypeVar
 
-from fl_runtime.errors import ConfigError
+from fl_runtime.documents import JsonDocument
 
 SETTINGS = "settings"
 JOB_NAME_MAX = 63  # SageMaker's limit on a training-job name
@@ -70,64 +66,8 @@ def job_name(prefix: str, run_tag: str, client: str) -> str:
     return name
 
 
-SettingsT = TypeVar("SettingsT", bound="PublishedSettings")
-
-
-class PublishedSettings:
-    """JSON in and out for the settings dataclasses below, checked field by field."""
-
-    @classmethod
-    def from_json(cls: type[SettingsT], text: str, where: str) -> SettingsT:
-        """``where`` names the document (its SSM parameter or file) in every error."""
-        try:
-            document = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ConfigError(f"{where}: not JSON ({error})") from None
-        return cls.from_dict(document, where)
-
-    @classmethod
-    def from_dict(cls: type[SettingsT], document: Any, where: str) -> SettingsT:
-        fields = dataclasses.fields(cls)  # type: ignore[arg-type]
-        if not isinstance(document, dict):
-            raise ConfigError(f"{where}: expected a JSON object with the fields {', '.join(f.name for f in fields)}")
-        hints = typing.get_type_hints(cls)
-        values = {}
-        for item in fields:
-            if item.name not in document:
-                raise ConfigError(f"{where}: field '{item.name}' is missing (published by a stack of another version?)")
-            values[item.name] = _read(hints[item.name], document[item.name], f"{where}: field '{item.name}'")
-        return cls(**values)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON types (tuples as lists), field by field."""
-        return {item.name: _plain(getattr(self, item.name)) for item in dataclasses.fields(self)}  # type: ignore[arg-type]
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, PublishedSettings):
-        return value.to_dict()
-    if isinstance(value, tuple):
-        return [_plain(item) for item in value]
-    return value
-
-
-def _read(kind: Any, value: Any, where: str) -> Any:
-    origin = typing.get_origin(kind)
-    if origin is tuple:
-        item_kind = typing.get_args(kind)[0]
-        if not isinstance(value, list):
-            raise ConfigError(f"{where} must be a list, got {value!r}")
-        return tuple(_read(item_kind, item, f"{where}[{index}]") for index, item in enumerate(value))
-    if isinstance(kind, type) and issubclass(kind, PublishedSettings):
-        return kind.from_dict(value, where)
-    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise ConfigError(f"{where} must be a whole number, got {value!r}")
-    if kind is str and not isinstance(value, str):
-        raise ConfigError(f"{where} must be a string, got {value!r}")
-    return value
+class PublishedSettings(JsonDocument):
+    """A document a stack publishes and the runtime reads back (``documents.JsonDocument``)."""
 
 
 @dataclass(frozen=True)

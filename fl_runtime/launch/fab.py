@@ -33,7 +33,13 @@ import fl_runtime
 from fl_runtime.errors import BundleError, DataError
 
 PACKAGE = Path(fl_runtime.__file__).resolve().parent
-BASE_MODULES = ("__init__.py", "defaults.py", "errors.py", "files.py")  # the layer every other one may use
+BASE_MODULES = (
+    "__init__.py",
+    "defaults.py",
+    "documents.py",
+    "errors.py",
+    "files.py",
+)  # the layer every other one may use
 APP_PACKAGES = ("learning", "app")  # what a client executes
 RUNTIME_PACKAGES = ("learning", "app", "launch", "aws")  # the whole runtime: the code bundle for jobs and notebooks
 PYPROJECT = "pyproject.toml"

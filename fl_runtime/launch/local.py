@@ -19,8 +19,11 @@ from typing import ClassVar
 from rich.console import Console
 
 from fl_runtime import defaults
+from fl_runtime.app.identity import create_identity_key
+from fl_runtime.app.pins import ClientPins, Member
 from fl_runtime.app.run_settings import NODE_NAMES_FILE, write_node_names
 from fl_runtime.errors import OptionsError
+from fl_runtime.files import write_text_atomic
 from fl_runtime.launch.client_node import ClientNode
 from fl_runtime.launch.fab import app_content_hash, stage_app
 from fl_runtime.launch.flower import ONE_THREAD, SuperLink, SuperNodeSpec, start_superlink
@@ -64,6 +67,28 @@ class LocalOptions(RunOptions):
                     "names the client; rename one"
                 )
             first_with[path.stem] = path
+
+
+CLIENT_VIEWS = "clients"  # each member's own view and transcript, one folder per member
+
+
+def member_pins(names: list[str], folder: Path, min_members: int, seed: int) -> dict[str, Path]:
+    """Each member's identity key and pinned settings, as a client stack would hold them: every member pins every
+    member's fingerprint; k is --min-clients (so a run of three with --min-clients 2 survives a loss)."""
+    fingerprints = {name: create_identity_key(folder / name / "identity.pem") for name in names}
+    members = tuple(Member(name, fingerprint) for name, fingerprint in sorted(fingerprints.items()))
+    paths = {}
+    for name in names:
+        pins = ClientPins(
+            client=name,
+            members=members,
+            identity=f"file:{(folder / name / 'identity.pem').resolve()}",
+            min_members=min_members,
+            seed=seed,
+        )
+        paths[name] = folder / name / "pins.json"
+        write_text_atomic(paths[name], pins.to_json())
+    return paths
 
 
 @dataclass(frozen=True)
@@ -135,11 +160,14 @@ class LocalFederation:
     def run(self, inputs: LocalInputs, min_clients: int) -> None:
         options, workspace = self.options, self.workspace
         superlink = start_superlink(self.supervisor, workspace, ["127.0.0.1"], fast_task_poll=options.fast_polling)
-        node_names = {self._start_supernode(superlink, name, path): name for name, path in inputs.clients.items()}
+        pins = member_pins(list(inputs.clients), workspace / "members", min_clients, options.plan.seed)
+        node_names = {
+            self._start_supernode(superlink, name, path, pins[name]): name for name, path in inputs.clients.items()
+        }
         write_node_names(workspace / NODE_NAMES_FILE, node_names)
         poll = defaults.REPLY_POLL_SECONDS if options.fast_polling else defaults.STOCK_REPLY_POLL_SECONDS
         settings = options.run_settings(
-            clients=len(inputs.clients),
+            members=list(inputs.clients),
             min_clients=min_clients,
             test_data=inputs.test,
             out_dir=self.folders.staging,
@@ -156,12 +184,14 @@ class LocalFederation:
         watch = RunWatch(superlink, self.folders, run_id, options)
         follow_run(watch, self.console, f"Federated training, {len(inputs.clients)} clients")
 
-    def _start_supernode(self, superlink: SuperLink, name: str, data: Path) -> int:
-        """Register a key for client ``name`` and start its node on ``data``; returns its node id. Each
-        client approves the app this runtime ships, as a client stack pins the code it deploys."""
+    def _start_supernode(self, superlink: SuperLink, name: str, data: Path, pins: Path) -> int:
+        """Register a key for member ``name`` and start its node on ``data`` with its pinned settings; returns its
+        node id. Each member approves the app this runtime ships, as a client stack pins the code it deploys, and
+        writes its own view of the run into ``clients/<name>/`` of the output."""
         key = create_node_key(self.workspace / "keys", name)
         node_id = superlink.register(key.public_key)
-        node_config = {"data-path": str(data), "name": name}
+        view = self.folders.staging / CLIENT_VIEWS / name
+        node_config = {"data-path": str(data), "pins-file": str(pins), "view-dir": str(view)}
         spec = SuperNodeSpec(superlink.address, superlink.tls.ca_certificate, key, node_config, max_wait_time=60)
         poll = defaults.TASK_POLL_SECONDS if self.options.fast_polling else defaults.STOCK_TASK_POLL_SECONDS
         node = ClientNode(name, spec, (app_content_hash(),), self.workspace / f"node-{name}", ONE_THREAD, poll)

@@ -59,7 +59,7 @@ class RunOptions(ABC):
     def run_settings(
         self,
         *,
-        clients: int,
+        members: list[str],
         min_clients: int,
         test_data: Path,
         out_dir: Path,
@@ -67,11 +67,11 @@ class RunOptions(ABC):
         node_names: Path,
         reply_poll_seconds: float = defaults.REPLY_POLL_SECONDS,
     ) -> RunSettings:
-        """The ServerApp's run config for ``clients`` started clients."""
+        """The ServerApp's run config for the members started."""
         return RunSettings(
             plan=self.plan,
             min_clients=min_clients,
-            expected_clients=clients,
+            expected_clients=len(members),
             node_wait_timeout=self.wait_timeout,
             round_timeout=self.round_timeout,
             test_data=test_data,
@@ -79,6 +79,7 @@ class RunOptions(ABC):
             data_description=description,
             reply_poll_seconds=reply_poll_seconds,
             node_names=node_names,
+            expected_members=tuple(members),
         )
 
 

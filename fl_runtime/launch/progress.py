@@ -133,14 +133,16 @@ class ProgressView:
                 )
             else:
                 self._live.refresh()
+        elif kind == "keys":
+            self.notice(f"members announced their keys: {', '.join(event['members'])}")
         elif kind == "federation":
-            clients = ", ".join(f"{name} ({event['rows'][name]} rows)" for name in event["clients"])
-            self.notice(f"federation: {clients}")
+            self.notice(
+                f"federation: {len(event['members'])} members, {event['training-rows']} training rows in total "
+                f"({event['training-positives']} fraudulent)"
+            )
         elif kind == "stopped":
             self.notice(f"training {event['reason']}")
         elif kind == "dropout":
-            self.notice(
-                f"client {event['client']} dropped in round {event['round']} ({event['stage']}): {event['reason']}"
-            )
+            self.notice(f"member {event['member']} dropped out of {event['question']}: {event['reason']}")
         elif kind == "failed":
             self.notice(f"server failed: {event['message']}")

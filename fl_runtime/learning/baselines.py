@@ -2,8 +2,8 @@
 
 ``compare`` uses them to test the project's core claim (federated close to centralised, well above
 local-only) quickly and over many seeds. ``federated`` replays what the ServerApp and the ClientApps
-do over Flower (moments round, the same client updates, example-weighted averaging of weights and
-curvature, the same stopping and threshold rules) without the transport; the end-to-end tests check
+do over Flower (the same state machine, the same fixed-point totals, the same stopping and threshold rules)
+without the transport; the end-to-end tests check
 that the real federation lands on the same model. Centralised and local-only models are fitted by
 scikit-learn's own solver on the pooled (or one client's) rows, balanced by the plan's class-balance
 method (pooled SMOTE, class weights from the pooled counts, or none).
@@ -20,9 +20,12 @@ import numpy as np
 from fl_runtime.learning.convergence import Stop
 from fl_runtime.learning.data import LabelledData
 from fl_runtime.learning.metrics import ScoreHistogram, decision_metrics, ranking_metrics
-from fl_runtime.learning.model import Weights, average, fit_to_convergence
+from fl_runtime.learning import fixed_point
+from fl_runtime.learning.families import family
+from fl_runtime.learning.machine import EVALUATE, Family
+from fl_runtime.learning.model import Weights, fit_to_convergence
 from fl_runtime.learning.stats import GlobalStats
-from fl_runtime.learning.task import ClientData, PreparedClient, TrainingPlan
+from fl_runtime.learning.task import ClientData, ClientRows, PreparedClient, TrainingPlan
 
 
 @dataclass(frozen=True)
@@ -85,20 +88,23 @@ def centralised(
 def federated(
     clients: Sequence[ClientData], test: LabelledData, plan: TrainingPlan, name: str = "federated"
 ) -> Outcome:
-    """FedAvg as the ServerApp runs it, in process, until the plan's stopping rule ends it."""
-    stats = GlobalStats.from_moments([client.moments() for client in clients], plan.train.class_balance)
-    prepared = [client.prepare(stats, plan.seed) for client in clients]
-    weights, curvature = Weights.zeros(len(test.features)), None
-    stop = None
-    server_round = 0
-    while stop is None:
-        server_round += 1
-        updates = [p.update(weights, plan.train, curvature) for p in prepared]
-        previous, weights = weights, Weights.from_vector(average([(u.weights.vector, u.n_examples) for u in updates]))
-        if plan.uses_shared_curvature:
-            curvature = average([(u.curvature, u.n_examples) for u in updates if u.curvature is not None])
-        stop = plan.stop_after(server_round, previous, weights)
-    return evaluate(name, prepared, weights, stats, test, stop)
+    """The federation as the members and the server run it, in process: the same state machine, every answer
+    encoded in fixed point and the integers added (masks, which cancel in the sum, and signatures left out), until
+    the plan's stopping rule ends it. The real federation's totals are these integers exactly."""
+    machine = family(plan.family)
+    rows = [ClientRows(client, plan.seed) for client in clients]
+    state = machine.start(plan, tuple(test.features))
+    while state.question is not None and state.question.kind != EVALUATE:
+        state, _ = machine.advance(state, exact_totals(machine, state, rows), len(rows))
+    prepared = [member.prepared(state.stats) for member in rows]
+    return evaluate(name, prepared, state.weights, state.stats, test, state.stop)
+
+
+def exact_totals(machine: Family, state, rows: Sequence[ClientRows], min_rows: int = 1) -> dict[str, np.ndarray]:
+    """The decoded total of every member's fixed-point answer to the state's question."""
+    layout = machine.layout(state)
+    encoded = [layout.encode(machine.answer(state, member, min_rows)) for member in rows]
+    return layout.decode(fixed_point.add(encoded), len(rows))
 
 
 def split_clients(datasets: Sequence[LabelledData], seed: int) -> list[ClientData]:

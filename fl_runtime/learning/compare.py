@@ -201,7 +201,6 @@ def plan_record(plan: TrainingPlan, class_balance: str = AUTO) -> dict:
         "convergence-tolerance": plan.tolerance,
         **plan.train.to_config(),
         "class-balance": class_balance,
-        "share-curvature": plan.share_curvature,
     }
 
 

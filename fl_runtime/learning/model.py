@@ -1,28 +1,18 @@
-"""Logistic regression: parameters, the local objective, local updates and the saved Pipeline.
+"""Logistic regression: parameters, one party's sums over its rows, reference fits and the saved Pipeline.
 
-Local training minimises, on one client's training rows (oversampled, for SMOTE),
+The federation minimises the pooled objective of ``LogisticRegression(C=C)`` on all members' training rows,
 
-    f_k(w) = (1 / n_k) sum_i s_i loss_i(w) + ||coef||^2 / (2 C N)
+    F(w) = (1 / N) sum_i s_i loss_i(w) + penalty(coef) / (C N)
 
-with N the number of training examples of the whole federation and s_i the example's class weight
-(1 unless the class balance is ``class-weights``, whose weights come from the federation's global
-counts: ``balance``). The example-weighted average sum_k (n_k / N) f_k is then exactly the pooled
-objective that ``LogisticRegression(C=C)`` minimises on all clients' data together (with
-``sample_weight=s``; up to the constant factor C N), which is what FedAvg, weighted by examples, averages.
-
-L2 updates are Newton steps. A Newton step uses the curvature (Hessian) of the objective; each client
-reports its per-example curvature next to its weights, FedAvg averages it with the same weights,
-and in the next round every client steps with the FEDERATION's curvature instead of its own. The
-average of the clients' steps is then a Newton step on the pooled objective, so FedAvg converges to
-the centralised optimum even when clients' label rates differ wildly; with local curvature it would
-settle on a compromise between local optima (measurably worse under label skew). L1 is not smooth
-and uses scikit-learn's SAGA solver, without shared curvature.
+with N the number of training examples of the whole federation and s_i the example's class weight (1 unless
+the class balance is ``class-weights``: ``balance``). Every term of F, of its gradient and of its Hessian is a
+sum over rows, so each member contributes its ``RowSums`` and the pooled step is computed from their totals
+alone (``logistic``): no member ever takes a model, a statistic or a question from the server.
 """
 
 from __future__ import annotations
 
 import inspect
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -32,12 +22,6 @@ from fl_runtime.learning.data import SMOTE_NEIGHBOURS
 from fl_runtime.learning.explain import THRESHOLD_ATTRIBUTE
 
 PENALTIES = ("l2", "l1")
-
-
-def uses_shared_curvature(share_curvature: bool, penalty: str) -> bool:
-    """Whether clients step with the federation's curvature: asked for, and the penalty is L2. L1 trains
-    with SAGA, which uses no curvature, so there is nothing to share."""
-    return share_curvature and penalty == "l2"
 
 
 @dataclass(frozen=True)
@@ -76,76 +60,70 @@ class Weights:
         return _sigmoid(self.logits(Z, prior_logit))
 
 
-def average(parts: Sequence[tuple[np.ndarray, int]]) -> np.ndarray:
-    """The example-weighted mean FedAvg computes, for in-process replays of a round."""
-    counts = np.array([count for _, count in parts], dtype=np.float64)
-    return np.tensordot(counts / counts.sum(), np.stack([array for array, _ in parts]), axes=1)
-
-
 def _sigmoid(logits: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(logits, -500, 500)))
 
 
-@dataclass(frozen=True)
-class LocalObjective:
-    """f_k on one client's standardised, oversampled training rows (see the module docstring).
+MAX_ROW_LOSS = 34.54  # -log(1e-15): a row's log loss counts at most this much (scikit-learn's log_loss clips so)
 
-    Works on the rows as they are, the intercept handled apart: no copy of the rows with a column of
-    ones (a million rows are 400 MB a copy), and the curvature summed over blocks of rows.
+
+@dataclass(frozen=True)
+class RowSums:
+    """One party's sums over its (standardised, balanced) training examples at one model: what it contributes
+    to a round of pooled Newton. With s_i the example's class weight, p_i its probability, x_i = [z_i, 1]:
+
+    - ``examples``: the number of examples n (after oversampling, for SMOTE);
+    - ``loss``: sum s_i loss_i (each row's log loss capped at ``MAX_ROW_LOSS``);
+    - ``gradient``: sum s_i (p_i - y_i) x_i, the gradient of the summed loss;
+    - ``curvature``: sum s_i p_i (1 - p_i) x_i x_i', its Hessian;
+    - ``weighing_in``: (sum w_i)^2 / sum w_i^2 of the curvature weights w_i = s_i p_i (1 - p_i): how many
+      examples effectively shape the curvature (1 when a single row does; see ``logistic``).
+
+    Summed over members they are the pooled objective's terms: no ridge here, it is added to the totals.
     """
 
-    Z: np.ndarray
-    y: np.ndarray
-    ridge: float  # 1 / (C N)
-    sample_weight: np.ndarray | None = None  # class weights s_i; None: all 1
-
-    BLOCK_ROWS = 32_768  # rows per block of the curvature sum: 13 MB of temporaries with 49 features
-
-    @property
-    def n_examples(self) -> int:
-        return len(self.y)
-
-    def _penalty_mask(self) -> np.ndarray:
-        return np.r_[np.ones(self.Z.shape[1]), 0.0]  # the intercept is not penalised, as in sklearn
-
-    def _logits(self, weights: Weights) -> np.ndarray:
-        return weights.logits(self.Z)
-
-    def _weighted(self, values: np.ndarray) -> np.ndarray:
-        return values if self.sample_weight is None else values * self.sample_weight
-
-    def gradient(self, weights: Weights) -> np.ndarray:
-        residual = self._weighted(_sigmoid(self._logits(weights)) - self.y)
-        gradient = np.append(self.Z.T @ residual, residual.sum()) / self.n_examples
-        return gradient + self.ridge * self._penalty_mask() * weights.vector
-
-    def curvature(self, weights: Weights) -> np.ndarray:
-        p = _sigmoid(self._logits(weights))
-        example_weights = self._weighted(p * (1 - p))
-        features = self.Z.shape[1]
-        hessian = np.zeros((features + 1, features + 1))
-        for start in range(0, self.n_examples, self.BLOCK_ROWS):
-            rows = self.Z[start : start + self.BLOCK_ROWS]
-            hessian[:features, :features] += (rows.T * example_weights[start : start + self.BLOCK_ROWS]) @ rows
-        hessian[:features, features] = hessian[features, :features] = self.Z.T @ example_weights
-        hessian[features, features] = example_weights.sum()
-        return hessian / self.n_examples + np.diag(self.ridge * self._penalty_mask())
-
-    def log_loss(self, weights: Weights) -> float:
-        """(1 / n_k) sum_i s_i loss_i: the client's loss term of f_k (the plain mean log loss if unweighted)."""
-        logits = self._logits(weights)
-        return float(np.mean(self._weighted(np.logaddexp(0.0, logits) - self.y * logits)))
-
-    def value(self, weights: Weights) -> float:
-        """f_k itself: the weighted loss plus the client's share of the penalty."""
-        coef = weights.coef[0]
-        return self.log_loss(weights) + 0.5 * self.ridge * float(coef @ coef)
+    examples: int
+    loss: float
+    gradient: np.ndarray
+    curvature: np.ndarray
+    weighing_in: float
 
 
-def newton_step(objective: LocalObjective, weights: Weights, curvature: np.ndarray) -> Weights:
-    """One Newton step on ``objective`` with the given curvature (the federation's or its own)."""
-    step = np.linalg.solve(curvature, objective.gradient(weights))
-    return Weights.from_vector(weights.vector - step)
+def effective_rows(weights: np.ndarray) -> float:
+    """(sum w)^2 / sum w^2: the number of equally weighted rows with the same spread (0 without weight)."""
+    squares = float(np.dot(weights, weights))
+    return float(weights.sum()) ** 2 / squares if squares > 0 else 0.0
+
+
+ROW_BLOCK = 32_768  # rows per block of the curvature sum: 13 MB of temporaries with 49 features
+
+
+def row_sums(Z: np.ndarray, y: np.ndarray, weights: Weights, sample_weight: np.ndarray | None = None) -> RowSums:
+    """``RowSums`` of rows ``Z`` (standardised), labels ``y`` and class weights at ``weights``.
+
+    Works on the rows as they are, the intercept handled apart: no copy of the rows with a column of ones (a
+    million rows are 400 MB a copy), and the curvature summed over blocks of rows.
+    """
+    logits = weights.logits(Z)
+    p = _sigmoid(logits)
+    s = np.ones(len(y)) if sample_weight is None else sample_weight
+    residual = s * (p - y)
+    curvature_weights = s * p * (1 - p)
+    features = Z.shape[1]
+    hessian = np.zeros((features + 1, features + 1))
+    for start in range(0, len(y), ROW_BLOCK):
+        rows = Z[start : start + ROW_BLOCK]
+        hessian[:features, :features] += (rows.T * curvature_weights[start : start + ROW_BLOCK]) @ rows
+    hessian[:features, features] = hessian[features, :features] = Z.T @ curvature_weights
+    hessian[features, features] = curvature_weights.sum()
+    losses = np.minimum(np.logaddexp(0.0, logits) - y * logits, MAX_ROW_LOSS)
+    return RowSums(
+        examples=len(y),
+        loss=float(np.dot(s, losses)),
+        gradient=np.append(Z.T @ residual, residual.sum()),
+        curvature=hessian,
+        weighing_in=effective_rows(curvature_weights),
+    )
 
 
 def _penalty_kwargs(penalty: str) -> dict:
@@ -155,32 +133,6 @@ def _penalty_kwargs(penalty: str) -> dict:
     if inspect.signature(LogisticRegression).parameters["penalty"].default == "deprecated":
         return {"l1_ratio": 1.0 if penalty == "l1" else 0.0}
     return {"penalty": penalty}
-
-
-def l1_update(objective: LocalObjective, weights: Weights, epochs: int) -> Weights:
-    """L1 is not smooth: ``epochs`` passes of scikit-learn's SAGA, warm-started from ``weights``.
-
-    sklearn minimises C * sum(loss) + ||coef||_1; C = 1 / (ridge * n) gives it the same balance of
-    loss and penalty per example as ``objective``.
-    """
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-
-    model = LogisticRegression(
-        C=1.0 / (objective.ridge * objective.n_examples),
-        solver="saga",
-        max_iter=epochs,
-        warm_start=True,
-        tol=1e-8,
-        **_penalty_kwargs("l1"),
-    )
-    model.coef_ = weights.coef.copy()
-    model.intercept_ = weights.intercept.copy()
-    with warnings.catch_warnings():
-        # A few epochs per round is the point of federated training, not a failure to converge.
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(objective.Z, objective.y, sample_weight=objective.sample_weight)
-    return Weights(model.coef_.copy(), model.intercept_.copy())
 
 
 def fit_to_convergence(

@@ -1,14 +1,14 @@
 """Global preprocessing statistics, computed federatedly from per-client sums.
 
-Each client sends the moments of log1p(features) over its training part (row count, positive
-count, per-feature sums and sums of squares) and nothing else; raw rows never leave a client. The
-server adds them up into ``GlobalStats``: what a StandardScaler fitted on the pooled rows would
+Each member contributes the moments of log1p(features) over its training part (row count, positive
+count, per-feature sums and sums of squares), masked, and nothing else; raw rows never leave a member. Every
+member and the server derive ``GlobalStats`` from the verified total: what a StandardScaler fitted on the pooled rows would
 compute, plus the class balance every client trains with (``balance``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,14 +39,6 @@ def resampled_size(n_rows: int, n_positive: int, negatives_per_positive: float) 
     return n_rows - n_positive + max(n_positive, round(n_positive * negatives_per_positive))
 
 
-def pooled_size(counts: Iterable[tuple[int, int]], negatives_per_positive: float, class_balance: str = SMOTE) -> int:
-    """Training examples of these clients ((rows, positives) each), after oversampling if the class balance
-    is SMOTE: the N of their pooled objective."""
-    if class_balance != SMOTE:
-        return sum(rows for rows, _ in counts)
-    return sum(resampled_size(rows, positives, negatives_per_positive) for rows, positives in counts)
-
-
 @dataclass(frozen=True)
 class GlobalStats:
     """What every client must know about the whole federation.
@@ -58,8 +50,6 @@ class GlobalStats:
     - ``prior_logit``: what is added to the intercept so the model's scores are calibrated probabilities:
       the log-odds of the real positive rate after training at balance (SMOTE, class weights), 0 for
       ``none`` (``balance.calibration_logit``);
-    - ``pooled_examples``: training examples of all clients (after oversampling, for SMOTE), which sets each
-      client's share of the pooled objective (see ``model.LocalObjective``);
     - ``class_balance``: the method every client trains with (``balance.METHODS``).
     """
 
@@ -67,7 +57,6 @@ class GlobalStats:
     scale: np.ndarray
     negatives_per_positive: float
     prior_logit: float
-    pooled_examples: int
     class_balance: str = SMOTE
 
     @classmethod
@@ -84,8 +73,7 @@ class GlobalStats:
         scale = np.where(scale < 10 * np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1.0), 1.0, scale)
         ratio = (n_rows - n_positive) / n_positive
         rate = n_positive / n_rows
-        pooled = pooled_size(((p.n_rows, p.n_positive) for p in parts), ratio, class_balance)
-        return cls(mean, scale, ratio, calibration_logit(class_balance, rate), pooled, class_balance)
+        return cls(mean, scale, ratio, calibration_logit(class_balance, rate), class_balance)
 
     def standardise(self, X: np.ndarray) -> np.ndarray:
         return (np.log1p(X) - self.mean) / self.scale

@@ -1,18 +1,19 @@
-"""The federated task as one client sees it: its data, its round of training, its evaluation.
+"""The federated task as one member sees it: the run's settings, its rows split once, and its rows prepared.
 
-The ClientApp translates Flower messages into calls to ``ClientData``; the in-process baselines
-(``baselines.py``) call the same methods, so both train exactly the same model.
+The ClientApp and the in-process replay (``baselines``) answer every question of a model family
+(``families``) from these objects, so both train exactly the same model.
 
-Per client: a stratified train/validation split made once; moments of the training part for the
-global statistics; the standardised training part balanced by the run's class-balance method (SMOTE to
-the federation's class balance, or class weights from its global counts, or nothing: ``balance``); each
-round a local update from the global weights; validation score histograms for the threshold.
+Per member: a stratified train/validation split made once, with the member's own seed; moments of the training
+part for the global statistics; the standardised training part balanced by the run's class-balance method
+(SMOTE to the federation's class balance, or class weights from its global counts, or nothing: ``balance``);
+its sums over those rows at the model every member derived from the previous round's verified totals; score
+histograms of its validation part.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -22,41 +23,28 @@ from fl_runtime.learning.balance import CLASS_WEIGHTS, METHODS, SMOTE, example_w
 from fl_runtime.learning.convergence import Stop, stop_after
 from fl_runtime.learning.data import LabelledData
 from fl_runtime.learning.metrics import ScoreHistogram, ranking_metrics
-from fl_runtime.learning.model import (
-    PENALTIES,
-    LocalObjective,
-    Weights,
-    l1_update,
-    newton_step,
-    oversample,
-    uses_shared_curvature,
-)
+from fl_runtime.learning.model import RowSums, Weights, oversample, row_sums
 from fl_runtime.learning.stats import FeatureMoments, GlobalStats
 
 VALIDATION_FRACTION = 0.2
+PENALTIES = ("l2", "l1")
+LOGISTIC = "logistic"
+FAMILIES = (LOGISTIC,)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """What the server asks of every client in a round.
+    """What every member's objective is.
 
     ``C`` is the inverse regularisation strength of the POOLED problem: the value you would give
-    LogisticRegression on all clients' data together. ``local_iterations`` counts Newton steps (L2)
-    or SAGA epochs (L1) per round. ``class_balance`` is one of ``balance.METHODS``.
+    LogisticRegression on all members' data together. ``class_balance`` is one of ``balance.METHODS``.
     """
 
-    local_iterations: int = defaults.LOCAL_ITERATIONS
     C: float = defaults.C
     penalty: str = defaults.PENALTY
     class_balance: str = defaults.CLASS_BALANCE
 
     def __post_init__(self) -> None:
-        if (
-            isinstance(self.local_iterations, bool)
-            or not isinstance(self.local_iterations, int)
-            or self.local_iterations < 1
-        ):
-            raise OptionsError(f"local-iterations must be a whole number of at least 1, got {self.local_iterations!r}")
         if (
             isinstance(self.C, bool)
             or not isinstance(self.C, (int, float))
@@ -69,32 +57,26 @@ class TrainConfig:
             raise OptionsError(f"class-balance must be one of {', '.join(METHODS)}, got {self.class_balance!r}")
 
     def to_config(self) -> dict:
-        """As run config and message config keys: one spelling for the launchers, the ServerApp and the ClientApp."""
-        return {
-            "local-iterations": self.local_iterations,
-            "C": float(self.C),
-            "penalty": self.penalty,
-            "class-balance": self.class_balance,
-        }
+        """As run-config keys: one spelling for the launchers, the ServerApp and the members' checks."""
+        return {"C": float(self.C), "penalty": self.penalty, "class-balance": self.class_balance}
 
     @classmethod
     def from_config(cls, config) -> TrainConfig:
-        return cls(
-            int(config["local-iterations"]), float(config["C"]), str(config["penalty"]), str(config["class-balance"])
-        )
+        return cls(float(config["C"]), str(config["penalty"]), str(config["class-balance"]))
 
 
 @dataclass(frozen=True)
 class TrainingPlan:
-    """How the federation trains: at most ``rounds`` rounds, stopping earlier at convergence (``tolerance``,
-    see ``convergence``), what each client does per round, whether clients share curvature, and the seed of
-    their splits and SMOTE. What ``compare`` replays in process and what a launcher asks of the ServerApp."""
+    """How the federation trains: the model family, at most ``rounds`` rounds, stopping earlier at convergence
+    (``tolerance``, see ``convergence``), and the objective. ``seed`` is a member's own: its train/validation
+    split and its SMOTE draw (each member's comes from its own settings, never from the server; the in-process
+    replay gives every member the same one)."""
 
     rounds: int = defaults.ROUNDS
     train: TrainConfig = TrainConfig()
-    share_curvature: bool = defaults.SHARE_CURVATURE
     seed: int = defaults.SEED
     tolerance: float = defaults.CONVERGENCE_TOLERANCE
+    family: str = LOGISTIC
 
     def __post_init__(self) -> None:
         if isinstance(self.rounds, bool) or not isinstance(self.rounds, int) or self.rounds < 1:
@@ -102,27 +84,26 @@ class TrainingPlan:
         tolerance = self.tolerance
         if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not 0 <= tolerance < math.inf:
             raise OptionsError(f"--tolerance must be a number of at least 0 (0: every round), got {tolerance!r}")
+        if self.family not in FAMILIES:
+            raise OptionsError(f"model family must be one of {', '.join(FAMILIES)}, got {self.family!r}")
 
     def stop_after(self, server_round: int, previous: Weights, current: Weights) -> Stop | None:
-        """Whether training ends with this round (``convergence.stop_after``): the one rule of every loop."""
+        """Whether training ends with this round (``convergence.stop_after``): the one rule of every party."""
         return stop_after(server_round, previous, current, self.tolerance, self.rounds)
 
-    @property
-    def uses_shared_curvature(self) -> bool:
-        return uses_shared_curvature(self.share_curvature, self.train.penalty)
-
-
-@dataclass(frozen=True)
-class ClientUpdate:
-    weights: Weights
-    n_examples: int
-    curvature: np.ndarray | None  # per-example curvature at the incoming weights (L2 only)
-    train_loss: float  # mean log loss of the incoming weights on the training part
+    def to_config(self) -> dict:
+        """The settings every member checks against its own ranges (the seed is not one: each member has its own)."""
+        return {
+            "family": self.family,
+            "num-server-rounds": self.rounds,
+            "convergence-tolerance": float(self.tolerance),
+            **self.train.to_config(),
+        }
 
 
 @dataclass(frozen=True)
 class PreparedClient:
-    """A client's rows ready for rounds: the standardised training part (oversampled, for SMOTE; with its
+    """A member's rows ready for rounds: the standardised training part (oversampled, for SMOTE; with its
     class weights, for class-weights) and the standardised validation part. Computed once per run (SMOTE
     is the expensive step)."""
 
@@ -130,38 +111,35 @@ class PreparedClient:
     train_y: np.ndarray
     validation_Z: np.ndarray
     validation_y: np.ndarray
-    pooled_examples: int
     train_weights: np.ndarray | None = None
 
     @property
     def n_examples(self) -> int:
         return len(self.train_y)
 
-    def objective(self, C: float) -> LocalObjective:
-        return LocalObjective(self.train_Z, self.train_y, 1.0 / (C * self.pooled_examples), self.train_weights)
+    @property
+    def max_class_weight(self) -> float:
+        return 1.0 if self.train_weights is None else float(self.train_weights.max(initial=1.0))
 
-    def update(self, start: Weights, config: TrainConfig, shared_curvature: np.ndarray | None = None) -> ClientUpdate:
-        """One round of local training from the global ``start`` weights.
+    def sums(self, weights: Weights) -> RowSums:
+        """This member's terms of the pooled objective at ``weights``."""
+        return row_sums(self.train_Z, self.train_y, weights, self.train_weights)
 
-        L2: ``local_iterations`` Newton steps, with the federation's curvature when the server sent
-        one and the client's own otherwise. Reports its own curvature at ``start`` for the average.
-        """
-        objective = self.objective(config.C)
-        loss = objective.log_loss(start)
-        if config.penalty == "l1":
-            return ClientUpdate(l1_update(objective, start, config.local_iterations), self.n_examples, None, loss)
-        own_curvature = objective.curvature(start)
-        weights = start
-        for step in range(config.local_iterations):
-            if shared_curvature is not None:
-                curvature = shared_curvature
-            else:
-                curvature = own_curvature if step == 0 else objective.curvature(weights)
-            weights = newton_step(objective, weights, curvature)
-        return ClientUpdate(weights, self.n_examples, own_curvature, loss)
+    def validation_weighing_in(self, weights: Weights) -> float:
+        """How many validation rows effectively shape the scores' spread at ``weights`` (see ``model.RowSums``)."""
+        from fl_runtime.learning.model import effective_rows
+
+        p = weights.probabilities(self.validation_Z, 0.0)
+        return effective_rows(p * (1 - p))
 
     def histogram(self, weights: Weights, prior_logit: float) -> ScoreHistogram:
         return ScoreHistogram.of(self.validation_y, weights.probabilities(self.validation_Z, prior_logit))
+
+    def validation_loss(self, weights: Weights, prior_logit: float) -> float:
+        """Summed log loss of the calibrated probabilities on the validation rows (clipped as scikit-learn's)."""
+        p = np.clip(weights.probabilities(self.validation_Z, prior_logit), 1e-15, 1 - 1e-15)
+        y = self.validation_y
+        return float(-np.sum(y * np.log(p) + (1 - y) * np.log1p(-p)))
 
     def validation_metrics(self, weights: Weights, prior_logit: float) -> dict[str, float]:
         return ranking_metrics(self.validation_y, weights.probabilities(self.validation_Z, prior_logit))
@@ -169,7 +147,7 @@ class PreparedClient:
 
 @dataclass(frozen=True)
 class ClientData:
-    """One client's rows, split once into the part it trains on and the part it validates on."""
+    """One member's rows, split once into the part it trains on and the part it validates on."""
 
     train: LabelledData
     validation: LabelledData
@@ -195,11 +173,19 @@ class ClientData:
             Z, y = oversample(Z, y, stats.negatives_per_positive, seed)
         elif stats.class_balance == CLASS_WEIGHTS:
             weights = example_weights(y, stats.negatives_per_positive)
-        return PreparedClient(
-            Z,
-            y.astype(np.float64),
-            stats.standardise(self.validation.X),
-            self.validation.y,
-            stats.pooled_examples,
-            weights,
-        )
+        return PreparedClient(Z, y.astype(np.float64), stats.standardise(self.validation.X), self.validation.y, weights)
+
+
+@dataclass
+class ClientRows:
+    """A member's rows for one run: split when first asked, prepared once the global statistics exist, then
+    kept (a warm ClientApp keeps this object from the first question of a run to the last)."""
+
+    data: ClientData
+    seed: int
+    _prepared: tuple[GlobalStats, PreparedClient] | None = field(default=None, repr=False)
+
+    def prepared(self, stats: GlobalStats) -> PreparedClient:
+        if self._prepared is None or self._prepared[0] is not stats:
+            self._prepared = (stats, self.data.prepare(stats, self.seed))
+        return self._prepared[1]

@@ -1,0 +1,15 @@
+"""The model families a federation can train, registered in one place: each a state machine (``machine``)."""
+
+from __future__ import annotations
+
+from fl_runtime.errors import OptionsError
+from fl_runtime.learning.logistic import LOGISTIC_REGRESSION
+from fl_runtime.learning.machine import Family
+
+FAMILIES: dict[str, Family] = {LOGISTIC_REGRESSION.name: LOGISTIC_REGRESSION}
+
+
+def family(name: str) -> Family:
+    if name not in FAMILIES:
+        raise OptionsError(f"model family must be one of {', '.join(FAMILIES)}, got {name!r}")
+    return FAMILIES[name]

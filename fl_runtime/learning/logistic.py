@@ -1,0 +1,301 @@
+"""Logistic regression as a state machine of pooled Newton steps (``machine``), driven by verified totals.
+
+1. Moments (round 0): every member contributes its training rows' count, positives, and per-feature sums and
+   sums of squares of log1p(features). From the totals every party derives the global standardisation and
+   class balance (``stats.GlobalStats``) and starts from the all-zero model.
+2. Round r: at the model of round r - 1, every member contributes its ``model.RowSums`` (examples, summed
+   loss, gradient and curvature of its summed loss) and the score histograms and summed log loss of its
+   validation part. From the totals every party takes one pooled Newton step on
+   F(w) = (1/N) sum s_i loss_i(w) + penalty / (C N), with N the examples of the members who answered:
+   L2: w - (H/N + ridge)^-1 (G/N + ridge w), the exact Newton step of the pooled objective; L1: a proximal
+   Newton step, whose quadratic model with the L1 term is minimised by coordinate descent on the totals. Then
+   the stopping rule (``convergence``) says whether another round follows.
+3. Evaluation of the final model: every member's validation histograms and summed log loss of that model.
+
+What a member declines (``machine.Declined``), whatever the server sends: an answer that describes fewer than
+``min_rows`` of its own rows: moments of fewer training rows, and sums at a model where the effective number
+of its rows weighing in (``model.effective_rows`` of the curvature weights s p (1 - p), on the training part
+and on the validation part) is below ``min_rows``. A model with a sharp logit peaked at one row makes that
+number about 1: the curvature it would return is a rank-one picture of that row. Honest models are smooth:
+on the CMS splits the smallest value seen is in ``docs/trust-model.md``.
+
+Fixed point (``layout``): counts are whole; every other quantity's range is a proven bound on an honest
+member's value, so honest values always fit and their resolution is as fine as the bound allows. With N the
+training rows of the moments total, every training row's standardised value is at most sqrt(N) in magnitude
+(a population standard deviation over N rows cannot be exceeded by more than sqrt(N) times by one of them), so
+with s the largest class weight and E the most examples a member may have: gradient <= s E (sqrt(N) + 1),
+curvature <= s E (sqrt(N) + 1)^2 / 4, loss <= s E * 34.54 (rows' losses are capped there), each with a margin
+of 2 for the fixed-point error of the statistics. Moments are bounded by the most rows a member may have
+(``MAX_MEMBER_ROWS``) and log1p of the largest feature value accepted (``MAX_FEATURE``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from fl_runtime.learning.balance import CLASS_WEIGHTS, SMOTE, class_weights
+from fl_runtime.learning.convergence import Stop
+from fl_runtime.learning.fixed_point import Layout, Quantity, scale_bits_for
+from fl_runtime.learning.machine import EVALUATE, MOMENTS, ROUND, Declined, Findings, Question
+from fl_runtime.learning.metrics import HISTOGRAM_BINS, ScoreHistogram
+from fl_runtime.learning.model import MAX_ROW_LOSS, Weights
+from fl_runtime.learning.stats import FeatureMoments, GlobalStats
+from fl_runtime.learning.task import LOGISTIC, ClientRows, TrainingPlan
+
+MAX_MEMBER_ROWS = 2**27  # the most training rows one member may contribute (134 million)
+MAX_FEATURE = 2.0**64  # the largest feature value a member's moments may hold: log1p of it is 44.4
+MAX_LOG = math.log1p(MAX_FEATURE)
+MARGIN = 2.0  # on derived bounds: the statistics themselves carry fixed-point error
+
+
+@dataclass(frozen=True)
+class LogisticState:
+    """Where the machine is: the question asked now, the global statistics (from the moments total) and the model
+    the next answers are computed at (the model of round ``question.round - 1``; the final one when evaluating)."""
+
+    plan: TrainingPlan
+    features: tuple[str, ...]
+    question: Question | None
+    stats: GlobalStats | None = None
+    moment_rows: int = 0  # training rows of the moments total: bounds every standardised value
+    weights: Weights | None = None
+    stop: Stop | None = None
+
+
+def _triangle(size: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.triu_indices(size)
+
+
+def _symmetric(upper: np.ndarray, size: int) -> np.ndarray:
+    rows, columns = _triangle(size)
+    matrix = np.zeros((size, size))
+    matrix[rows, columns] = upper
+    matrix[columns, rows] = upper
+    return matrix
+
+
+def _histogram_quantities() -> tuple[Quantity, Quantity]:
+    return Quantity("histogram-positive", HISTOGRAM_BINS, 0), Quantity("histogram-negative", HISTOGRAM_BINS, 0)
+
+
+class LogisticRegressionFamily:
+    """The logistic-regression state machine (see the module docstring)."""
+
+    name = LOGISTIC
+
+    def start(self, plan: TrainingPlan, features: tuple[str, ...]) -> LogisticState:
+        return LogisticState(plan, tuple(features), Question(MOMENTS, 0))
+
+    # --- fixed point -------------------------------------------------------------------------------------
+    def layout(self, state: LogisticState) -> Layout:
+        question = _asked(state)
+        d = len(state.features)
+        if question.kind == MOMENTS:
+            return Layout(
+                (
+                    Quantity("rows", 1, 0),
+                    Quantity("positives", 1, 0),
+                    Quantity("log1p-sum", d, scale_bits_for(MAX_MEMBER_ROWS * MAX_LOG), state.features),
+                    Quantity("log1p-squares", d, scale_bits_for(MAX_MEMBER_ROWS * MAX_LOG**2), state.features),
+                )
+            )
+        validation = (
+            *_histogram_quantities(),
+            Quantity("validation-loss", 1, scale_bits_for(MARGIN * max(state.moment_rows, 1) * MAX_ROW_LOSS)),
+            Quantity("validation-rows", 1, 0),
+        )
+        if question.kind == EVALUATE:
+            return Layout(validation)
+        examples, weight, z = self._bounds(state)
+        terms = ("intercept",)
+        size = d + 1
+        rows, columns = _triangle(size)
+        names = (*state.features, *terms)
+        return Layout(
+            (
+                Quantity("examples", 1, 0),
+                Quantity("loss", 1, scale_bits_for(MARGIN * weight * examples * MAX_ROW_LOSS)),
+                Quantity("gradient", size, scale_bits_for(MARGIN * weight * examples * z), names),
+                Quantity(
+                    "curvature",
+                    len(rows),
+                    scale_bits_for(MARGIN * weight * examples * z * z / 4),
+                    tuple(f"{names[i]}*{names[j]}" for i, j in zip(rows, columns)),
+                ),
+                *validation,
+            )
+        )
+
+    @staticmethod
+    def _bounds(state: LogisticState) -> tuple[float, float, float]:
+        """(most examples of one member, largest class weight, largest standardised magnitude incl. the intercept)."""
+        stats = _stats(state)
+        rows = float(state.moment_rows)
+        ratio = stats.negatives_per_positive
+        examples = rows * (1.0 + max(ratio, 1.0)) if stats.class_balance == SMOTE else rows
+        weight = max(class_weights(ratio)) if stats.class_balance == CLASS_WEIGHTS else 1.0
+        return examples, weight, math.sqrt(rows) + 1.0
+
+    # --- a member's answer -------------------------------------------------------------------------------
+    def answer(self, state: LogisticState, rows: ClientRows, min_rows: int) -> dict[str, np.ndarray]:
+        question = _asked(state)
+        if question.kind == MOMENTS:
+            train = rows.data.train
+            if train.n_rows < min_rows:
+                raise Declined(f"{question.label}: its training part has fewer rows than its min_rows ({min_rows})")
+            moments = rows.data.moments()
+            return {
+                "rows": np.array([moments.n_rows]),
+                "positives": np.array([moments.n_positive]),
+                "log1p-sum": moments.total,
+                "log1p-squares": moments.total_squares,
+            }
+        stats, weights = _stats(state), _weights(state)
+        prepared = rows.prepared(stats)
+        if prepared.validation_weighing_in(weights) < min_rows:
+            raise Declined(
+                f"{question.label}: fewer validation rows than its min_rows ({min_rows}) weigh in at the "
+                "federation's model"
+            )
+        histogram = prepared.histogram(weights, stats.prior_logit)
+        validation = {
+            "histogram-positive": histogram.positive,
+            "histogram-negative": histogram.negative,
+            "validation-loss": np.array([prepared.validation_loss(weights, stats.prior_logit)]),
+            "validation-rows": np.array([len(prepared.validation_y)]),
+        }
+        if question.kind == EVALUATE:
+            return validation
+        sums = prepared.sums(weights)
+        if sums.weighing_in < min_rows:
+            raise Declined(
+                f"{question.label}: fewer training rows than its min_rows ({min_rows}) weigh in at the "
+                "federation's model"
+            )
+        rows_index, columns_index = _triangle(len(state.features) + 1)
+        return {
+            "examples": np.array([sums.examples]),
+            "loss": np.array([sums.loss]),
+            "gradient": sums.gradient,
+            "curvature": sums.curvature[rows_index, columns_index],
+            **validation,
+        }
+
+    # --- every party's step ------------------------------------------------------------------------------
+    def advance(
+        self, state: LogisticState, totals: dict[str, np.ndarray], members: int
+    ) -> tuple[LogisticState, Findings]:
+        question = _asked(state)
+        if question.kind == MOMENTS:
+            moments = FeatureMoments(
+                int(totals["rows"][0]), int(totals["positives"][0]), totals["log1p-sum"], totals["log1p-squares"]
+            )
+            stats = GlobalStats.from_moments([moments], state.plan.train.class_balance)
+            weights = Weights.zeros(len(state.features))
+            following = replace(
+                state, question=Question(ROUND, 1), stats=stats, moment_rows=moments.n_rows, weights=weights
+            )
+            found = {"rows": moments.n_rows, "positives": moments.n_positive}
+            return following, Findings(question, members, found)
+        validation = _validation_findings(totals)
+        if question.kind == EVALUATE:
+            return replace(state, question=None), Findings(question, members, validation)
+        examples = int(totals["examples"][0])
+        previous = _weights(state)
+        current = pooled_newton_step(
+            previous,
+            examples,
+            totals["gradient"],
+            _symmetric(totals["curvature"], len(state.features) + 1),
+            state.plan.train.C,
+            state.plan.train.penalty,
+        )
+        stop = state.plan.stop_after(question.round, previous, current)
+        following = replace(
+            state,
+            question=Question(EVALUATE, question.round) if stop else Question(ROUND, question.round + 1),
+            weights=current,
+            stop=stop,
+        )
+        found = {"examples": examples, "train-loss": float(totals["loss"][0]) / examples, **validation}
+        return following, Findings(question, members, found)
+
+
+def _validation_findings(totals: dict[str, np.ndarray]) -> dict:
+    rows = int(totals["validation-rows"][0])
+    histogram = ScoreHistogram(
+        np.rint(totals["histogram-positive"]).astype(np.int64), np.rint(totals["histogram-negative"]).astype(np.int64)
+    )
+    return {
+        "histogram": histogram,
+        "validation-rows": rows,
+        "validation-log-loss": float(totals["validation-loss"][0]) / max(rows, 1),
+    }
+
+
+def _asked(state: LogisticState) -> Question:
+    if state.question is None:
+        raise ValueError("the run is over: no question is asked")
+    return state.question
+
+
+def _stats(state: LogisticState) -> GlobalStats:
+    if state.stats is None:
+        raise ValueError("no global statistics before the moments total")
+    return state.stats
+
+
+def _weights(state: LogisticState) -> Weights:
+    if state.weights is None:
+        raise ValueError("no model before the moments total")
+    return state.weights
+
+
+def pooled_newton_step(
+    weights: Weights, examples: int, gradient: np.ndarray, curvature: np.ndarray, C: float, penalty: str
+) -> Weights:
+    """One Newton step on the pooled objective from the totals of the members' ``RowSums``.
+
+    L2 adds the ridge 1 / (C N) to the mean gradient and curvature (the intercept is not penalised, as in
+    scikit-learn) and solves. L1 minimises the quadratic model plus (1 / (C N)) ||coef||_1 by cyclic coordinate
+    descent (a proximal Newton step): deterministic, on the totals alone.
+    """
+    theta = weights.vector
+    size = theta.size
+    mean_gradient, mean_curvature = gradient / examples, curvature / examples
+    penalty_weights = np.r_[np.full(size - 1, 1.0 / (C * examples)), 0.0]
+    if penalty == "l2":
+        step = np.linalg.solve(mean_curvature + np.diag(penalty_weights), mean_gradient + penalty_weights * theta)
+        return Weights.from_vector(theta - step)
+    return Weights.from_vector(_proximal_newton(theta, mean_gradient, mean_curvature, penalty_weights))
+
+
+def _proximal_newton(
+    theta: np.ndarray, gradient: np.ndarray, curvature: np.ndarray, l1: np.ndarray, sweeps: int = 2000
+) -> np.ndarray:
+    """argmin_u g'(u - theta) + (u - theta)' H (u - theta) / 2 + sum l1_j |u_j|, by cyclic coordinate descent."""
+    new = theta.copy()
+    moved = np.zeros_like(theta)  # H (u - theta), kept up to date
+    diagonal = np.diag(curvature)
+    for _ in range(sweeps):
+        largest = 0.0
+        for j in range(theta.size):
+            if diagonal[j] <= 0:
+                continue
+            linear = gradient[j] + moved[j] - diagonal[j] * (new[j] - theta[j])
+            target = theta[j] - linear / diagonal[j]
+            value = math.copysign(max(abs(target) - l1[j] / diagonal[j], 0.0), target)
+            change = value - new[j]
+            if change:
+                moved += curvature[:, j] * change
+                new[j] = value
+                largest = max(largest, abs(change))
+        if largest <= 1e-13 * max(1.0, float(np.abs(new).max())):
+            break
+    return new
+
+
+LOGISTIC_REGRESSION = LogisticRegressionFamily()

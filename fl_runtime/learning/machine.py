@@ -1,0 +1,77 @@
+"""What every model family is: a deterministic state machine driven by verified totals.
+
+    (state, verified totals) -> (next state, next question)
+
+A family (``logistic``; gradient-boosted trees next) starts from the run's settings alone, asks one question at
+a time (``Question``), and moves on only by the totals of the members' answers. Every party runs the same
+machine: each member, to know what it is asked next and at which model, and the server, to evaluate on its
+test set and report. Nothing the server chooses enters a state: a member answers the question ITS machine
+asks, with ITS rows, and declines (``Declined``) what its own rules forbid.
+
+A family provides, for a state:
+- ``layout(state)``: the fixed-point layout of an answer (``fixed_point.Layout``);
+- ``answer(state, rows, min_rows)``: one member's values (client side; may raise ``Declined``);
+- ``advance(state, totals)``: the next state, and what the totals say for the reports (``Findings``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from fl_runtime.learning.fixed_point import Layout
+from fl_runtime.learning.task import ClientRows, TrainingPlan
+
+MOMENTS, ROUND, EVALUATE = "moments", "round", "evaluate"
+KINDS = (MOMENTS, ROUND, EVALUATE)
+
+
+@dataclass(frozen=True)
+class Question:
+    """What the members are asked: the moments of their rows (round 0), their terms of the pooled objective at
+    the model of round ``round - 1`` (a training round), or the scores of the final model of round ``round``."""
+
+    kind: str
+    round: int
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS or self.round < 0:
+            raise ValueError(f"no such question: {self.kind} {self.round}")
+
+    @property
+    def label(self) -> str:
+        if self.kind == MOMENTS:
+            return "the moments query"
+        if self.kind == ROUND:
+            return f"round {self.round}"
+        return f"the evaluation of the round-{self.round} model"
+
+
+class Declined(Exception):
+    """A member's refusal to answer by its own rules. Its text names the rule, never a value of the data:
+    it is what the server and the other members are told."""
+
+
+@dataclass(frozen=True)
+class Findings:
+    """What one step's totals say, for the reports (aggregates over the members who answered)."""
+
+    question: Question
+    members: int
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+class State(Protocol):
+    @property
+    def question(self) -> Question | None: ...  # None: the run is over
+
+
+class Family(Protocol):
+    name: str
+
+    def start(self, plan: TrainingPlan, features: tuple[str, ...]) -> Any: ...
+    def layout(self, state: Any) -> Layout: ...
+    def answer(self, state: Any, rows: ClientRows, min_rows: int) -> dict[str, np.ndarray]: ...
+    def advance(self, state: Any, totals: dict[str, np.ndarray], members: int) -> tuple[Any, Findings]: ...
