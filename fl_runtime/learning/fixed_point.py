@@ -23,8 +23,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-MAX_MEMBERS = 1000  # the most members any sum may have: LIMIT is chosen for it
-LIMIT = (2**63 - 1) // MAX_MEMBERS  # largest fixed-point magnitude of one member's value (about 2^53)
+MAX_MEMBERS = 1000  # the most members any sum may have
+# the largest fixed-point magnitude of one member's value: every integer up to it is exact in float64, and
+# LIMIT * MAX_MEMBERS (about 2^62.97) < 2^63, so no sum of members in range wraps
+LIMIT = 2**53
 WORD = np.dtype("<u8")  # how a vector travels: little-endian unsigned 64-bit words
 
 
@@ -32,14 +34,27 @@ class OutOfRange(ValueError):
     """A value that does not fit its quantity's fixed-point range (refused, never wrapped)."""
 
 
+FINE_BITS = 48  # a two-word value's second word counts units of 2^-(scale_bits + FINE_BITS)
+
+
 @dataclass(frozen=True)
 class Quantity:
-    """One named block of a contribution: ``length`` values in units of 2^-``scale_bits``."""
+    """One named block of a contribution: ``length`` values in units of 2^-``scale_bits``.
+
+    ``words`` 2: each value also sends what its first word rounded off, in units 2^48 times finer (at most half
+    a unit of the first word, so it always fits): for sums whose range needs a coarse scale but whose use needs
+    float precision (the moments: a variance is a difference of two large sums).
+    """
 
     name: str
     length: int
     scale_bits: int
     labels: tuple[str, ...] = ()  # what each position is (feature names), for refusals; empty: by index
+    words: int = 1
+
+    def __post_init__(self) -> None:
+        if self.words not in (1, 2):
+            raise ValueError(f"{self.name}: a value takes one or two words, not {self.words}")
 
     @property
     def scale(self) -> float:
@@ -81,12 +96,18 @@ class Layout:
 
     @property
     def length(self) -> int:
-        return sum(q.length for q in self.quantities)
+        """Words of a vector of this layout."""
+        return sum(q.length * q.words for q in self.quantities)
 
     def describe(self) -> list[dict]:
         """Each quantity's length, scale and range: what the report and the docs print."""
         return [
-            {"quantity": q.name, "values": q.length, "scale": f"2^-{q.scale_bits}", "range": q.range}
+            {
+                "quantity": q.name,
+                "values": q.length,
+                "scale": f"2^-{q.scale_bits}" + (f" + 2^-{q.scale_bits + FINE_BITS}" if q.words == 2 else ""),
+                "range": q.range,
+            }
             for q in self.quantities
         ]
 
@@ -110,6 +131,8 @@ class Layout:
                     f"{quantity.range:.6g} in units of 2^-{quantity.scale_bits})"
                 )
             parts.append(scaled.astype(np.int64))
+            if quantity.words == 2:
+                parts.append(np.rint((array - scaled / quantity.scale) * quantity.scale * 2.0**FINE_BITS).astype(np.int64))
         return np.concatenate(parts).view(np.uint64) if parts else np.zeros(0, dtype=np.uint64)
 
     def decode(self, total: np.ndarray, members: int) -> dict[str, np.ndarray]:
@@ -122,15 +145,18 @@ class Layout:
         values: dict[str, np.ndarray] = {}
         start = 0
         for quantity in self.quantities:
-            block = signed[start : start + quantity.length]
-            bad = np.flatnonzero(np.abs(block.astype(np.float64)) > float(LIMIT) * members)
+            block = signed[start : start + quantity.length * quantity.words].reshape(quantity.words, quantity.length)
+            bad = np.flatnonzero(np.abs(block.astype(np.float64)).max(axis=0) > float(LIMIT) * members)
             if bad.size:
                 raise OutOfRange(
                     f"the sum's {quantity.name}[{quantity.position(int(bad[0]))}] exceeds what {members} members "
                     "in range can add up to"
                 )
-            values[quantity.name] = block.astype(np.float64) / quantity.scale
-            start += quantity.length
+            value = block[0].astype(np.float64) / quantity.scale
+            if quantity.words == 2:
+                value += block[1].astype(np.float64) / (quantity.scale * 2.0**FINE_BITS)
+            values[quantity.name] = value
+            start += quantity.length * quantity.words
         return values
 
 

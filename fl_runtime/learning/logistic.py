@@ -13,11 +13,12 @@
 3. Evaluation of the final model: every member's validation histograms and summed log loss of that model.
 
 What a member declines (``machine.Declined``), whatever the server sends: an answer that describes fewer than
-``min_rows`` of its own rows: moments of fewer training rows, and sums at a model where the effective number
-of its rows weighing in (``model.effective_rows`` of the curvature weights s p (1 - p), on the training part
-and on the validation part) is below ``min_rows``. A model with a sharp logit peaked at one row makes that
-number about 1: the curvature it would return is a rank-one picture of that row. Honest models are smooth:
-on the CMS splits the smallest value seen is in ``docs/trust-model.md``.
+``min_rows`` of its own rows: moments of fewer training rows, histograms of fewer validation rows, and any
+answer at a model where the effective number of its training rows weighing in (``model.RowSums.weighing_in``:
+``effective_rows`` of the curvature weights s p (1 - p) and of the gradient weights s |p - y|, the fewer) is
+below ``min_rows``. A model with a sharp logit at one row makes that number about 1: the curvature it would
+return is a rank-one picture of that row. Honest models are smooth: on compare's 25 CMS splits the smallest
+value seen was 14.0 (``docs/trust-model.md``), so the default ``min_rows`` is 10.
 
 Fixed point (``layout``): counts are whole; every other quantity's range is a proven bound on an honest
 member's value, so honest values always fit and their resolution is as fine as the bound allows. With N the
@@ -98,8 +99,8 @@ class LogisticRegressionFamily:
                 (
                     Quantity("rows", 1, 0),
                     Quantity("positives", 1, 0),
-                    Quantity("log1p-sum", d, scale_bits_for(MAX_MEMBER_ROWS * MAX_LOG), state.features),
-                    Quantity("log1p-squares", d, scale_bits_for(MAX_MEMBER_ROWS * MAX_LOG**2), state.features),
+                    Quantity("log1p-sum", d, scale_bits_for(MAX_MEMBER_ROWS * MAX_LOG), state.features, words=2),
+                    Quantity("log1p-squares", d, scale_bits_for(MAX_MEMBER_ROWS * MAX_LOG**2), state.features, words=2),
                 )
             )
         validation = (
@@ -155,10 +156,11 @@ class LogisticRegressionFamily:
             }
         stats, weights = _stats(state), _weights(state)
         prepared = rows.prepared(stats)
-        if prepared.validation_weighing_in(weights) < min_rows:
+        if len(prepared.validation_y) < min_rows:
+            raise Declined(f"{question.label}: its validation part has fewer rows than its min_rows ({min_rows})")
+        if question.kind == EVALUATE and prepared.weighing_in(weights) < min_rows:
             raise Declined(
-                f"{question.label}: fewer validation rows than its min_rows ({min_rows}) weigh in at the "
-                "federation's model"
+                f"{question.label}: fewer of its rows than its min_rows ({min_rows}) weigh in at the federation's model"
             )
         histogram = prepared.histogram(weights, stats.prior_logit)
         validation = {
@@ -172,8 +174,7 @@ class LogisticRegressionFamily:
         sums = prepared.sums(weights)
         if sums.weighing_in < min_rows:
             raise Declined(
-                f"{question.label}: fewer training rows than its min_rows ({min_rows}) weigh in at the "
-                "federation's model"
+                f"{question.label}: fewer of its rows than its min_rows ({min_rows}) weigh in at the federation's model"
             )
         rows_index, columns_index = _triangle(len(state.features) + 1)
         return {

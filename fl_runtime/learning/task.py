@@ -23,7 +23,7 @@ from fl_runtime.learning.balance import CLASS_WEIGHTS, METHODS, SMOTE, example_w
 from fl_runtime.learning.convergence import Stop, stop_after
 from fl_runtime.learning.data import LabelledData
 from fl_runtime.learning.metrics import ScoreHistogram, ranking_metrics
-from fl_runtime.learning.model import RowSums, Weights, oversample, row_sums
+from fl_runtime.learning.model import RowSums, Weights, oversample, row_sums, weighing_in
 from fl_runtime.learning.stats import FeatureMoments, GlobalStats
 
 VALIDATION_FRACTION = 0.2
@@ -125,12 +125,9 @@ class PreparedClient:
         """This member's terms of the pooled objective at ``weights``."""
         return row_sums(self.train_Z, self.train_y, weights, self.train_weights)
 
-    def validation_weighing_in(self, weights: Weights) -> float:
-        """How many validation rows effectively shape the scores' spread at ``weights`` (see ``model.RowSums``)."""
-        from fl_runtime.learning.model import effective_rows
-
-        p = weights.probabilities(self.validation_Z, 0.0)
-        return effective_rows(p * (1 - p))
+    def weighing_in(self, weights: Weights) -> float:
+        """How many training examples effectively shape an answer at ``weights`` (``model.RowSums.weighing_in``)."""
+        return weighing_in(self.train_Z, self.train_y, weights, self.train_weights)
 
     def histogram(self, weights: Weights, prior_logit: float) -> ScoreHistogram:
         return ScoreHistogram.of(self.validation_y, weights.probabilities(self.validation_Z, prior_logit))

@@ -13,7 +13,7 @@ from fl_runtime.learning.balance import CLASS_WEIGHTS, METHODS, NONE, SMOTE, cla
 from fl_runtime.learning.baselines import federated, split_clients
 from fl_runtime.learning.compare import compare
 from fl_runtime.learning.metrics import ScoreHistogram
-from fl_runtime.learning.model import LocalObjective, Weights, fit_to_convergence
+from fl_runtime.learning.model import Weights, fit_to_convergence, row_sums
 from fl_runtime.learning.partition import PartitionSpec, partition
 from fl_runtime.learning.stats import FeatureMoments, GlobalStats
 from fl_runtime.learning.task import ClientData, TrainConfig, TrainingPlan
@@ -33,12 +33,11 @@ def _prepared(split, method):
     return stats, [c.prepare(stats, seed=0) for c in split]
 
 
-def _pooled_objective(stats, prepared):
+def _pooled(prepared):
     weights = [p.train_weights for p in prepared]
-    return LocalObjective(
+    return (
         np.vstack([p.train_Z for p in prepared]),
         np.concatenate([p.train_y for p in prepared]),
-        1.0 / (C * stats.pooled_examples),
         None if weights[0] is None else np.concatenate(weights),
     )
 
@@ -55,27 +54,23 @@ def test_class_weights_come_from_the_federations_global_counts(federation):
     for part in prepared:
         np.testing.assert_allclose(part.train_weights, example_weights(part.train_y, stats.negatives_per_positive))
     assert np.concatenate([p.train_weights for p in prepared]).mean() == pytest.approx(1.0)
-    assert stats.pooled_examples == rows  # no rows added
+    assert sum(p.n_examples for p in prepared) == rows  # no rows added
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_each_methods_example_weighted_average_of_local_objectives_is_the_pooled_objective(federation, method):
+def test_with_each_method_the_members_row_sums_add_up_to_the_pooled_rows_sums(federation, method):
     _, _, split = federation
-    stats, prepared = _prepared(split, method)
-    assert stats.pooled_examples == sum(p.n_examples for p in prepared)
-    local = [p.objective(C) for p in prepared]
-    pooled = _pooled_objective(stats, prepared)
+    _, prepared = _prepared(split, method)
+    Z, y, s = _pooled(prepared)
     rng = np.random.default_rng(0)
     for _ in range(3):
-        weights = Weights.from_vector(rng.normal(scale=0.5, size=pooled.Z.shape[1] + 1))
-        shares = [o.n_examples / stats.pooled_examples for o in local]
-        assert sum(s * o.value(weights) for s, o in zip(shares, local)) == pytest.approx(pooled.value(weights))
-        np.testing.assert_allclose(
-            sum(s * o.gradient(weights) for s, o in zip(shares, local)), pooled.gradient(weights), atol=1e-12
-        )
-        np.testing.assert_allclose(
-            sum(s * o.curvature(weights) for s, o in zip(shares, local)), pooled.curvature(weights), atol=1e-12
-        )
+        weights = Weights.from_vector(rng.normal(scale=0.5, size=Z.shape[1] + 1))
+        members = [p.sums(weights) for p in prepared]
+        pooled = row_sums(Z, y, weights, s)
+        assert sum(m.examples for m in members) == pooled.examples
+        assert sum(m.loss for m in members) == pytest.approx(pooled.loss)
+        np.testing.assert_allclose(sum(m.gradient for m in members), pooled.gradient, rtol=1e-12, atol=1e-9)
+        np.testing.assert_allclose(sum(m.curvature for m in members), pooled.curvature, rtol=1e-12, atol=1e-9)
 
 
 def test_federated_class_weights_reach_scikit_learns_balanced_fit_on_the_pooled_rows(federation):
@@ -95,8 +90,8 @@ def test_probabilities_are_calibrated_mean_predicted_probability_is_the_base_rat
     _, clients = partition(cms, PartitionSpec(3, "non-iid", "size-label", 1.0, seed=0))
     split = split_clients(clients, seed=0)
     stats, prepared = _prepared(split, method)
-    pooled = _pooled_objective(stats, prepared)
-    weights = fit_to_convergence(pooled.Z, pooled.y, 1.0, "l2", pooled.sample_weight)
+    Z_pooled, y_pooled, s_pooled = _pooled(prepared)
+    weights = fit_to_convergence(Z_pooled, y_pooled, 1.0, "l2", s_pooled)
     Z = np.vstack([stats.standardise(c.train.X) for c in split])
     y = np.concatenate([c.train.y for c in split])
     mean = weights.probabilities(Z, stats.prior_logit).mean()
@@ -108,10 +103,10 @@ def test_probabilities_are_calibrated_mean_predicted_probability_is_the_base_rat
 def test_plain_training_needs_no_shift_and_is_exactly_calibrated_on_its_training_rows(federation):
     _, _, split = federation
     stats, prepared = _prepared(split, NONE)
-    pooled = _pooled_objective(stats, prepared)
-    weights = fit_to_convergence(pooled.Z, pooled.y, 1.0, "l2")  # the intercept is not penalised
+    Z, y, _ = _pooled(prepared)
+    weights = fit_to_convergence(Z, y, 1.0, "l2")  # the intercept is not penalised
     assert stats.prior_logit == 0.0
-    assert weights.probabilities(pooled.Z, stats.prior_logit).mean() == pytest.approx(pooled.y.mean(), abs=1e-4)
+    assert weights.probabilities(Z, stats.prior_logit).mean() == pytest.approx(y.mean(), abs=1e-4)
 
 
 def test_auto_chooses_by_validation_never_by_the_test_set(federation):
@@ -158,7 +153,7 @@ def test_an_unknown_class_balance_is_refused_naming_the_setting():
 def test_statistics_travel_with_their_method(federation):
     _, _, split = federation
     moments = [FeatureMoments.of(c.train) for c in split]
-    assert GlobalStats.from_moments(moments, SMOTE).pooled_examples > sum(m.n_rows for m in moments)
+    assert GlobalStats.from_moments(moments, SMOTE).class_balance == SMOTE
     assert (
         GlobalStats.from_moments(moments, CLASS_WEIGHTS).prior_logit
         == GlobalStats.from_moments(moments, SMOTE).prior_logit

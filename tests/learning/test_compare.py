@@ -80,15 +80,14 @@ def test_the_reference_design_preprocessing_scores_far_lower(cms):
     assert roc_auc_score(test.y, model.predict_proba(test.X)[:, 1]) < 0.70
 
 
-def test_without_shared_curvature_federated_drifts_further_from_centralised(cms):
-    gaps = {True: [], False: []}
+def test_federated_is_the_centralised_model_on_every_seed_under_strong_label_skew(cms):
+    """No FedAvg compromise: every round is the pooled Newton step, so the federation stops within the tolerance
+    of the pooled optimum however the fraud is spread (here Dirichlet 0.5 label skew)."""
     for seed in SEEDS:
         test, clients = partition(cms, PartitionSpec(3, "non-iid", "label", 0.5, test_fraction=0.2, seed=seed))
         split = split_clients(clients, seed)
-        central = centralised(split, test, TrainingPlan(seed=seed)).weights.vector
-        for share in (True, False):
-            fed = federated(
-                split, test, TrainingPlan(rounds=10, train=TrainConfig(), share_curvature=share, seed=seed)
-            ).weights.vector
-            gaps[share].append(np.linalg.norm(fed - central))
-    assert np.mean(gaps[False]) > 2 * np.mean(gaps[True])
+        central = centralised(split, test, TrainingPlan(seed=seed))
+        fed = federated(split, test, TrainingPlan(rounds=10, seed=seed))
+        gap = np.linalg.norm(fed.weights.vector - central.weights.vector) / np.linalg.norm(central.weights.vector)
+        assert gap < 1e-4, f"seed {seed}: relative distance {gap:.2e}"
+        assert fed.test["roc-auc"] == pytest.approx(central.test["roc-auc"], abs=1e-4)

@@ -1,7 +1,8 @@
 """The task code on scikit-learn 1.4.2, the version in the SageMaker scikit-learn 1.4-2 image.
 
 A separate virtualenv with scikit-learn 1.4.2 (cached in .cache/) runs the client's whole local path
-(its CSV written and read, split, SMOTE, Newton step, L1 SAGA, the reference fit, the saved Pipeline)
+(its CSV written and read, split, SMOTE, the state machine's L2 and L1 rounds, the reference fit, the saved
+Pipeline)
 and must produce the same numbers as the project's environment with the latest scikit-learn.
 """
 
@@ -32,8 +33,9 @@ import json, sys, joblib, io, warnings
 import numpy as np, sklearn
 from fl_runtime.learning.synthetic import generate
 from fl_runtime.learning.stats import GlobalStats
-from fl_runtime.learning.task import ClientData, TrainConfig
-from fl_runtime.learning.model import Weights, build_pipeline, fit_to_convergence, l1_update
+from fl_runtime.learning.task import ClientData, ClientRows, TrainConfig, TrainingPlan
+from fl_runtime.learning.baselines import federated
+from fl_runtime.learning.model import Weights, build_pipeline, fit_to_convergence
 warnings.simplefilter("error", FutureWarning)  # no deprecated scikit-learn API on either version
 import tempfile, pathlib
 from fl_runtime.learning.data import read_csv, write_csv
@@ -41,24 +43,24 @@ csv_path = pathlib.Path(tempfile.mkdtemp()) / "client.csv"
 write_csv(csv_path, generate(2000, seed=11))
 data = read_csv(csv_path)
 client = ClientData.split(data, seed=2)
-stats = GlobalStats.from_moments([client.moments()])
+smote = client.prepare(GlobalStats.from_moments([client.moments()], "smote"), seed=2)
+test = client.validation
+l2 = federated([client], test, TrainingPlan(seed=2))
+l1 = federated([client], test, TrainingPlan(train=TrainConfig(C=0.05, penalty="l1"), seed=2, tolerance=1e-9))
+stats = l2.stats
 prepared = client.prepare(stats, seed=2)
-start = Weights.zeros(len(data.features))
-update = prepared.update(start, TrainConfig())
-# converged: SAGA iterates differ across versions, its optimum does not
-l1 = l1_update(prepared.objective(0.05), start, epochs=2000)
 reference = fit_to_convergence(prepared.train_Z, prepared.train_y, 1.0, "l2")
-model = build_pipeline(data.features, stats.mean, stats.scale, update.weights, stats.prior_logit)
+model = build_pipeline(data.features, stats.mean, stats.scale, l2.weights, stats.prior_logit)
 buffer = io.BytesIO(); joblib.dump(model, buffer); buffer.seek(0)
 print(json.dumps({
     "version": sklearn.__version__,
-    "n_examples": prepared.n_examples,
-    "train_sum": float(prepared.train_Z.sum()),
-    "update": update.weights.vector.tolist(),
-    "l1": l1.vector.tolist(),
+    "n_examples": smote.n_examples,
+    "train_sum": float(smote.train_Z.sum()),
+    "update": l2.weights.vector.tolist(),
+    "l1": l1.weights.vector.tolist(),
     "reference": reference.vector.tolist(),
     "proba": joblib.load(buffer).predict_proba(data.X[:50])[:, 1].tolist(),
-    "auc": prepared.validation_metrics(update.weights, stats.prior_logit)["roc-auc"],
+    "auc": prepared.validation_metrics(l2.weights, stats.prior_logit)["roc-auc"],
 }))
 """
 
@@ -100,7 +102,7 @@ def test_the_client_path_gives_the_same_model_on_scikit_learn_1_4_2_and_the_late
     assert old["train_sum"] == pytest.approx(new["train_sum"], rel=1e-10)  # SMOTE: same synthetic rows
     np.testing.assert_allclose(old["update"], new["update"], rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(old["reference"], new["reference"], atol=1e-5)
-    np.testing.assert_allclose(old["l1"], new["l1"], atol=1e-4)
+    np.testing.assert_allclose(old["l1"], new["l1"], rtol=1e-9, atol=1e-12)
     assert 0 < sum(v == 0 for v in new["l1"]) < len(new["l1"]) - 1  # L1 really zeroes coefficients
     np.testing.assert_allclose(old["proba"], new["proba"], rtol=1e-9)
     assert old["auc"] == pytest.approx(new["auc"])

@@ -27,7 +27,7 @@ def test_a_client_shares_only_counts_sums_and_sums_of_squares(synthetic):
     assert moments.total.shape == moments.total_squares.shape == (len(synthetic.features),)
 
 
-def test_class_balance_prior_and_pooled_examples_follow_the_counts():
+def test_class_balance_and_prior_follow_the_counts():
     d = 3
     parts = [
         FeatureMoments(1000, 100, np.zeros(d), np.ones(d) * 1000),
@@ -36,13 +36,10 @@ def test_class_balance_prior_and_pooled_examples_follow_the_counts():
     stats = GlobalStats.from_moments(parts, "smote")
     assert stats.negatives_per_positive == pytest.approx(1390 / 110)
     assert stats.prior_logit == pytest.approx(math.log(110 / 1390))
-    # each client oversamples its positives to the federation's ratio
-    assert stats.pooled_examples == resampled_size(1000, 100, 1390 / 110) + resampled_size(500, 10, 1390 / 110)
+    # each member oversamples its positives to the federation's ratio
     assert resampled_size(1000, 100, 1390 / 110) == 900 + round(100 * 1390 / 110)
-    # class weights and none add no rows; none trains at the real prior, so nothing shifts its intercept
-    assert GlobalStats.from_moments(parts, "class-weights").pooled_examples == 1500
+    # none trains at the real prior, so nothing shifts its intercept
     assert GlobalStats.from_moments(parts, "class-weights").prior_logit == pytest.approx(math.log(110 / 1390))
-    assert GlobalStats.from_moments(parts, "none").pooled_examples == 1500
     assert GlobalStats.from_moments(parts, "none").prior_logit == 0.0
 
 

@@ -1,4 +1,4 @@
-"""One client's task: split once, moments of the training part, rounds from the global weights."""
+"""One member's task: split once, moments of the training part, its sums at a model, prepared once."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from fl_runtime.errors import OptionsError
 from fl_runtime.learning.model import Weights
 from fl_runtime.learning.stats import GlobalStats
-from fl_runtime.learning.task import ClientData, TrainConfig
+from fl_runtime.learning.task import ClientData, ClientRows, TrainConfig
 
 
 @pytest.fixture
@@ -42,29 +42,29 @@ def test_smote_touches_the_training_part_only_and_validation_keeps_real_rows(pre
     np.testing.assert_allclose(prepared.validation_Z, stats.standardise(client.validation.X))
 
 
-def test_a_round_reports_weights_examples_own_curvature_and_the_incoming_models_loss(synthetic, prepared):
+def test_a_members_sums_at_the_all_zero_model_score_every_row_one_half(synthetic, prepared):
     _, prepared = prepared
-    start = Weights.zeros(len(synthetic.features))
-    update = prepared.update(start, TrainConfig())
-    assert update.n_examples == prepared.n_examples
-    assert update.curvature.shape == (len(synthetic.features) + 1,) * 2
-    assert update.train_loss == pytest.approx(np.log(2))  # all-zero weights score 0.5 everywhere
-    again = prepared.update(update.weights, TrainConfig())
-    assert again.train_loss < update.train_loss
+    sums = prepared.sums(Weights.zeros(len(synthetic.features)))
+    assert sums.examples == prepared.n_examples
+    assert sums.loss == pytest.approx(prepared.n_examples * np.log(2))
+    assert sums.curvature.shape == (len(synthetic.features) + 1,) * 2
+    assert sums.curvature[-1, -1] == pytest.approx(prepared.n_examples / 4)
+    assert sums.weighing_in == pytest.approx(prepared.n_examples)  # every row weighs the same
 
 
-def test_shared_curvature_replaces_the_clients_own_in_the_step(synthetic, prepared):
-    _, prepared = prepared
-    start = Weights.zeros(len(synthetic.features))
-    own = prepared.update(start, TrainConfig())
-    doubled = prepared.update(start, TrainConfig(), shared_curvature=2 * own.curvature)
-    np.testing.assert_allclose(doubled.weights.vector, 0.5 * own.weights.vector, atol=1e-12)
+def test_a_members_rows_are_prepared_once_per_run_statistics(synthetic):
+    client = ClientData.split(synthetic, seed=0)
+    rows = ClientRows(client, seed=0)
+    stats = GlobalStats.from_moments([client.moments()], "smote")
+    first = rows.prepared(stats)
+    assert rows.prepared(stats) is first  # SMOTE once
+    other = GlobalStats.from_moments([client.moments()], "none")
+    assert rows.prepared(other) is not first and rows.prepared(other).n_examples == client.train.n_rows
 
 
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"local_iterations": 0}, "local-iterations must be a whole number of at least 1"),
         ({"C": 0.0}, "C must be a positive number"),
         ({"C": float("inf")}, "C must be a positive number"),
         ({"penalty": "elasticnet"}, "penalty must be one of l2, l1"),
