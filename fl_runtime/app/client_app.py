@@ -125,7 +125,8 @@ def keys(msg: Message, context: Context) -> Message:
         key = _session_key(context)
         if key in _sessions:
             raise Declined(f"this member already announced its keys for run {context.run_id}")
-        _sessions.clear()  # a new run: the previous run's session and rows go
+        for earlier in [k for k in _sessions if k[0] != context.run_id]:
+            del _sessions[earlier]  # a new run: the previous run's session and rows go
         pins = ClientPins.read(node.pins_file)
         session = MemberSession.open(
             pins,
@@ -209,3 +210,16 @@ def _save_final_model(node: NodeSettings, session: MemberSession) -> str | None:
             temporary,
         )
     return str(path)
+
+
+def _outside_the_protocol(msg: Message, context: Context) -> Message:
+    """Any other message (a model to train, statistics to use, a question of the server's own): refused by name."""
+    return protocol.refusal(
+        msg,
+        f"message type '{msg.metadata.message_type}' is not part of the relay protocol: a member answers only "
+        f"{protocol.KEYS} and {protocol.STEP}, and takes no model, statistic or question from the server",
+    )
+
+
+for _register in (app.train(), app.evaluate(), app.query(), app.query("moments")):
+    _register(_outside_the_protocol)

@@ -174,10 +174,6 @@ class MemberSession:
             raise TranscriptError(f"the step's members {list(members)} are not listed once each, in order of name")
         if self.name not in members:
             raise Declined(f"this member ({self.name}) is not among the step's members {list(members)}")
-        if len(members) < self.pins.min_members:
-            raise Declined(
-                f"a total over {len(members)} members is below this member's min_members ({self.pins.min_members})"
-            )
         answered = self.answered
         if answered is None:
             self._first_step(request)
@@ -185,6 +181,10 @@ class MemberSession:
             self._rerun(request, answered)
         else:
             self._next_step(request, answered)
+        if len(members) < self.pins.min_members:
+            raise Declined(
+                f"a total over {len(members)} members is below this member's min_members ({self.pins.min_members})"
+            )
         step = Step(request.kind, request.round, request.attempt, members)
         contribution = self._answer(step)
         self.answered = Answered(step, contribution)
@@ -275,13 +275,16 @@ class MemberSession:
                 f"members {sorted(set(request.members) - set(answered.step.members))} dropped out earlier and stay "
                 "out for the rest of the run"
             )
-        own = next((c for c in contributions if c.member == self.name), None)
-        if own is not None and own.to_bytes() != answered.contribution.to_bytes():
-            raise TranscriptError("this member's own contribution was changed in relay")
         layout = self.machine.layout(self.state)
         total = self.transcript.verify_step(answered.step, contributions, self.signing_keys, layout.length)
+        own = next(c for c in contributions if c.member == self.name)
+        if own.to_bytes() != answered.contribution.to_bytes():
+            raise TranscriptError("this member's own contribution was changed in relay")
         self.transcript.record_step(answered.step, contributions, total)
-        totals = layout.decode(total, len(answered.step.members))
+        try:
+            totals = layout.decode(total, len(answered.step.members))
+        except fixed_point.OutOfRange as error:
+            raise TranscriptError(f"{self.state.question.label}: {error}") from None
         self.state, findings = self.machine.advance(self.state, totals, len(answered.step.members))
         self.forwarded = tuple(request.contributions)
         self._note_findings(findings)

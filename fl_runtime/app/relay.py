@@ -123,6 +123,7 @@ class Relay:
         state = machine.start(self.settings.plan, features)
         members = tuple(sorted(self.nodes))
         previous: tuple[bytes, ...] = ()
+        dropped: list[Dropout] = []
         while state.question is not None:
             question, attempt = state.question, 1
             while True:
@@ -131,13 +132,14 @@ class Relay:
                 if not failures:
                     break
                 for member, reason in sorted(failures.items()):
-                    hooks.on_dropout(Dropout(member, question.label, attempt, reason))
+                    dropped.append(Dropout(member, question.label, attempt, reason))
+                    hooks.on_dropout(dropped[-1])
                 members = tuple(m for m in members if m not in failures)
                 if len(members) < self.settings.min_clients:
                     raise FederationError(
                         f"{question.label}: only {len(members)} members left, fewer than min-clients "
                         f"{self.settings.min_clients} ("
-                        + "; ".join(f"{member}: {reason}" for member, reason in sorted(failures.items()))
+                        + "; ".join(f"{d.member}, {d.question} attempt {d.attempt}: {d.reason}" for d in dropped)
                         + ")"
                     )
                 attempt += 1
