@@ -227,6 +227,27 @@ def score(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def verify_transcript(args: argparse.Namespace, console: Console) -> int:
+    """A member's (or the server's) transcript, checked offline: what the reviewer of a run is shown."""
+    from fl_runtime.app.pins import ClientPins
+    from fl_runtime.app.transcript import TranscriptError
+    from fl_runtime.app.verify import verify_file
+
+    pins = ClientPins.read(args.pins) if args.pins is not None else None
+    try:
+        verified = verify_file(args.transcript, pins)
+    except TranscriptError as error:
+        raise TranscriptError(f"{args.transcript}: {error}") from None
+    closing = f"closed with {verified.writer}'s run key" if verified.signed else "closed (the server signs nothing)"
+    console.print(
+        f"{args.transcript}: a valid transcript of run {verified.run}, written by {verified.writer}: "
+        f"{len(verified.members)} members ({', '.join(verified.members)}), {verified.steps} verified steps, "
+        f"last {verified.last}; {closing}" + ("; members and fingerprints as pinned" if pins else ""),
+        highlight=False,
+    )
+    return 0
+
+
 COMMANDS = {
     "prepare-data": prepare_data,
     "local": local,
@@ -236,6 +257,7 @@ COMMANDS = {
     "app-hash": app_hash,
     "doctor": doctor,
     "score": score,
+    "verify-transcript": verify_transcript,
 }
 
 

@@ -108,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_party_commands,
         _add_app_hash,
         _add_score,
+        _add_verify_transcript,
     ):
         add(commands)
     return parser
@@ -206,6 +207,17 @@ def _add_app_hash(commands: argparse._SubParsersAction) -> None:
         "app-hash", help="the content hash a client account approves: of the app this code ships, or of a FAB file"
     )
     app_hash.add_argument("--fab", type=Path, help="a FAB file (as `flwr build` writes it) instead of this code's app")
+
+
+def _add_verify_transcript(commands: argparse._SubParsersAction) -> None:
+    verify = commands.add_parser(
+        "verify-transcript",
+        help="check a run's signed transcript offline: signatures, every total, the hash chain, the state machine",
+    )
+    verify.add_argument("transcript", type=Path, help="a transcript.jsonl a member or the server wrote")
+    verify.add_argument(
+        "--pins", type=Path, help="a member's pinned settings: also check the members and their identity fingerprints"
+    )
 
 
 def _add_score(commands: argparse._SubParsersAction) -> None:

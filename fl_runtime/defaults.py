@@ -15,7 +15,7 @@ CLASS_BALANCE = "none"
 
 # what a member pins in its own account (app/pins.py); docs/trust-model.md says why these values
 MIN_MEMBERS = 3  # k: the fewest members a total may be over
-MIN_ROWS = 20  # m: the fewest of its own rows an answer may describe (effective rows weighing in)
+MIN_ROWS = 10  # m: the fewest of its own rows an answer may describe (honest CMS runs: 14.0 at least)
 MAX_ROUNDS_PINNED = 50  # the most rounds a member answers in one run
 MAX_JOBS_PER_DAY = 10  # the most federation jobs a client's launcher starts in 24 hours
 

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Protocol
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -36,7 +36,7 @@ def verify(public_key: bytes, signature: bytes, message: bytes) -> bool:
     """Whether ``signature`` is the P-256 identity key's ECDSA signature of ``message``."""
     try:
         key = serialization.load_der_public_key(public_key)
-    except ValueError:
+    except (ValueError, UnsupportedAlgorithm):
         return False
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
         return False

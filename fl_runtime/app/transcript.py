@@ -40,13 +40,14 @@ from fl_runtime.app.signed import (
     digest,
     unb64,
 )
+from fl_runtime.errors import DataError
 from fl_runtime.learning import fixed_point
 
 TRANSCRIPT_FILE = "transcript.jsonl"
 
 
-class TranscriptError(ValueError):
-    """Something a member or a verifier refuses; the text names the member, the step and what is wrong."""
+class TranscriptError(DataError):
+    """Something a member or a verifier refuses; the text names the member, the step (or line) and what is wrong."""
 
 
 def run_hash(run: str, settings: Mapping) -> bytes:

@@ -125,6 +125,7 @@ class LaunchSettings(PublishedSettings):
     data_uri: str  # s3://<data bucket>/data_prep/: the staged train/validation split
     output_uri: str  # s3://<artifact bucket>/client_artifact/
     max_training_seconds: int
+    max_jobs_per_day: int  # the most jobs its launcher starts in 24 hours; one per run in any case
     connect_seconds: int  # how long a job keeps trying to join before it gives up
     public_key_parameter_prefix: str  # where a job publishes its SuperNode's public key
     server_vpc_cidr: str  # the only network a job may be pointed at ...

@@ -1,7 +1,8 @@
-"""Training jobs on this machine, for rehearsals: SageMaker's three calls, and a client's launcher in process.
+"""Training jobs on this machine, for rehearsals: SageMaker's four calls, and a client's launcher in process.
 
-``LocalJobs`` answers ``create_training_job``, ``describe_training_job`` and ``stop_training_job`` as
-SageMaker does, for the very requests a client's launcher builds: for each it lays out a folder like
+``LocalJobs`` answers ``create_training_job``, ``describe_training_job``, ``stop_training_job`` and
+``list_training_jobs`` as SageMaker does (a job it does not know is boto3's ClientError, as SageMaker's
+answer is), for the very requests a client's launcher builds: for each it lays out a folder like
 /opt/ml (``code/``, ``input/data/train/``, ``model/``, ``output/data/``), unpacks the
 ``sagemaker_submit_directory`` bundle, optionally installs its requirements the way the training toolkit
 does, copies the ``train`` channel, and runs ``sagemaker_program`` with the hyperparameters as
@@ -23,8 +24,9 @@ import os
 import shutil
 import subprocess
 import tarfile
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from fl_runtime.aws import launcher
 from fl_runtime.aws.contract import LaunchSettings
@@ -44,6 +46,7 @@ class LocalJobs:
         # a job stops its own SuperNode on SIGTERM, as in SageMaker; give it time to
         self.supervisor = Supervisor(workspace / "job-logs", grace=30.0)
         self.requests: dict[str, dict] = {}
+        self.created: dict[str, datetime] = {}  # each job's CreationTime
         self._final: dict[str, tuple[str, str]] = {}
 
     def local_path(self, uri: str) -> Path:
@@ -89,15 +92,42 @@ class LocalJobs:
         ]
         self.supervisor.start(name, [self.python, parameters["sagemaker_program"], *arguments], env, code)
         self.requests[name] = request
-        return {"TrainingJobArn": f"arn:aws:sagemaker:local:000000000000:training-job/{name}"}
+        self.created[name] = datetime.now(UTC)
+        return {"TrainingJobArn": _arn(name)}
 
     def describe_training_job(self, *, TrainingJobName: str) -> dict:
         status, detail = self._status(TrainingJobName)
         return {"TrainingJobName": TrainingJobName, "TrainingJobStatus": status, "FailureReason": detail}
 
-    def _status(self, name: str) -> tuple[str, str]:
-        if name not in self.requests:
-            raise BadInput(f"no training job {name} was created in this rehearsal")
+    def list_training_jobs(
+        self, *, NameContains: str = "", CreationTimeAfter: datetime | None = None, MaxResults: int = 10,
+        NextToken: str = "",
+    ) -> dict:  # fmt: skip
+        """The jobs created here, oldest first, a page at a time, as SageMaker's ListTrainingJobs answers."""
+        if NextToken and not NextToken.isdigit():
+            _client_error("ListTrainingJobs", f"Invalid pagination token {NextToken!r}")
+        names = [
+            name
+            for name, created in self.created.items()
+            if NameContains in name and (CreationTimeAfter is None or created > CreationTimeAfter)
+        ]
+        start = int(NextToken or 0)
+        answer: dict[str, Any] = {"TrainingJobSummaries": [self._summary(n) for n in names[start : start + MaxResults]]}
+        if start + MaxResults < len(names):
+            answer["NextToken"] = str(start + MaxResults)
+        return answer
+
+    def _summary(self, name: str) -> dict:
+        return {
+            "TrainingJobName": name,
+            "TrainingJobArn": _arn(name),
+            "CreationTime": self.created[name],
+            "TrainingJobStatus": self._status(name)[0],
+        }
+
+    def _status(self, name: str, operation: str = "DescribeTrainingJob") -> tuple[str, str]:
+        if name not in self.requests:  # SageMaker's own answer (a ValidationException) to an unknown job
+            _client_error(operation, "Requested resource not found.")
         if name in self._final:
             return self._final[name]
         code = self.supervisor.exited().get(name)
@@ -118,7 +148,7 @@ class LocalJobs:
                 archive.add(item, arcname=item.name)
 
     def stop_training_job(self, *, TrainingJobName: str) -> dict:
-        if self._status(TrainingJobName)[0] == "InProgress":
+        if self._status(TrainingJobName, "StopTrainingJob")[0] == "InProgress":
             self.supervisor.stop(TrainingJobName)
             self._final[TrainingJobName] = ("Stopped", "stopped by the federation")
         return {}
@@ -132,6 +162,17 @@ class LocalJobs:
         self.supervisor.stop_all()
 
 
+def _arn(name: str) -> str:
+    return f"arn:aws:sagemaker:local:000000000000:training-job/{name}"
+
+
+def _client_error(operation: str, message: str) -> NoReturn:
+    """What boto3 raises for SageMaker's ValidationException on ``operation``."""
+    from botocore.exceptions import ClientError
+
+    raise ClientError({"Error": {"Code": "ValidationException", "Message": message}}, operation)
+
+
 class LocalLauncher(ClientLauncher):
     """One client's launcher, in process: the server's request as JSON, ``launcher.handle``, local jobs."""
 
@@ -141,9 +182,11 @@ class LocalLauncher(ClientLauncher):
         self.jobs = jobs
 
     def call(self, request: dict) -> dict:
+        """As the function answers: SageMaker's refusals (an unknown job, say) too, and a bucket no folder stands in
+        for as one of them."""
         try:
-            return launcher.handle(json.loads(json.dumps(request)), self.settings, self.jobs)
-        except BadInput as error:  # what SageMaker would refuse (an unknown job, say), as the function answers it
+            return launcher.answer(json.loads(json.dumps(request)), self.settings, self.jobs)
+        except BadInput as error:
             return {"error": f"client {self.client}'s launcher: SageMaker refused: {error}"}
 
     def read_public_key(self, uri: str) -> bytes | None:

@@ -14,6 +14,12 @@ and Flower's own manifest ``.info/CONTENT`` is left out. It does not depend on f
 the files lie, or on the zip compression, so the hash computed from the sources (``app_content_hash``)
 equals the one computed from the FAB a SuperNode receives (``fab_content_hash``).
 
+A client hashes a FAB before it knows whether it approves it, so ``fab_content_hash`` reads a bounded amount
+of it: at most ``MAX_FAB_ENTRIES`` entries and ``MAX_FAB_BYTES`` inflated bytes in all (by the sizes the zip
+declares and by the bytes actually inflated, since a declared size can lie), each entry streamed through its
+hash in chunks and the FAB refused (``BundleError``, naming the limit) as soon as a limit is passed, so a zip
+bomb costs a client at most the limit and one chunk.
+
 This module imports neither Flower nor AWS libraries: the CDK app uses it to build the code bundle.
 """
 
@@ -26,7 +32,7 @@ import shutil
 import tempfile
 import tomllib
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
 
 import fl_runtime
@@ -48,6 +54,14 @@ APP_NAME = "fl-fraud-federation"
 APP_VERSION = "0.1.0"
 PUBLISHER = "fl-fraud"
 COMPONENTS = {"serverapp": "fl_runtime.app.server_app:app", "clientapp": "fl_runtime.app.client_app:app"}
+# What a client reads of a FAB before it knows whether it approves it. The app is 42 files, about 250 KiB
+# inflated (its pyproject.toml under 1 KiB): the limits leave it room to grow 250-fold (24-fold in files)
+# while a zip bomb, whose entries inflate without end, costs a client at most 64 MiB of hashing (well under
+# a second) and, streamed, one chunk of memory at a time.
+MAX_FAB_BYTES = 64 * 1024 * 1024  # inflated, all entries together
+MAX_FAB_ENTRIES = 1000
+MAX_PYPROJECT_BYTES = 64 * 1024  # the one file read whole: it is hashed as its parsed TOML
+CHUNK_BYTES = 64 * 1024  # read and hashed at a time
 
 
 def runtime_files(
@@ -129,10 +143,15 @@ def _canonical(name: str, content: bytes) -> bytes:
 
 def content_hash(files: Mapping[str, bytes]) -> str:
     """The app content hash of these files (see the module docstring)."""
+    return _combined({name: hashlib.sha256(_canonical(name, content)).hexdigest() for name, content in files.items()})
+
+
+def _combined(digests: Mapping[str, str]) -> str:
+    """The app content hash from each file's SHA-256 (of its canonical content), by path."""
     hasher = hashlib.sha256()
-    for name in sorted(files):
+    for name in sorted(digests):
         if name != FLOWER_MANIFEST:
-            hasher.update(f"{name}\0{hashlib.sha256(_canonical(name, files[name])).hexdigest()}\n".encode())
+            hasher.update(f"{name}\0{digests[name]}\n".encode())
     return hasher.hexdigest()
 
 
@@ -154,17 +173,81 @@ def tree_content_hash(root: Path) -> str:
 
 
 def fab_content_hash(fab: bytes) -> str:
-    """The content hash of a FAB as Flower built it (a zip file)."""
+    """The content hash of a FAB as Flower built it (a zip file), read within the limits (module docstring):
+    BundleError naming the limit a FAB passes, before reading any more of it."""
     with zipfile.ZipFile(io.BytesIO(fab)) as archive:
-        return content_hash({info.filename: archive.read(info) for info in archive.infolist() if not info.is_dir()})
+        budget = _Budget(MAX_FAB_BYTES)
+        return _combined({info.filename: _entry_digest(archive, info, budget) for info in _hashed_entries(archive)})
+
+
+def _hashed_entries(archive: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
+    """The entries the content hash covers, if their number and declared sizes are within the limits."""
+    infos = archive.infolist()
+    if len(infos) > MAX_FAB_ENTRIES:
+        raise BundleError(
+            f"the FAB holds {len(infos)} entries, more than a client reads of an app before approving it "
+            f"({MAX_FAB_ENTRIES}, fab.MAX_FAB_ENTRIES)"
+        )
+    entries = [info for info in infos if not info.is_dir() and info.filename != FLOWER_MANIFEST]
+    declared = sum(info.file_size for info in entries)
+    if declared > MAX_FAB_BYTES:
+        raise BundleError(f"the FAB declares {declared} bytes inflated, {_over_the_limit()}")
+    return entries
+
+
+def _over_the_limit() -> str:
+    return f"more than a client reads of an app before approving it ({MAX_FAB_BYTES} bytes, fab.MAX_FAB_BYTES)"
+
+
+class _Budget:
+    """The inflated bytes left to read of a FAB; BundleError once a read passes them."""
+
+    def __init__(self, limit: int) -> None:
+        self.left = limit
+
+    def spend(self, count: int) -> None:
+        self.left -= count
+        if self.left < 0:
+            raise BundleError(f"the FAB inflates to {_over_the_limit()}")
+
+
+def _entry_digest(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: _Budget) -> str:
+    """SHA-256 of one entry's canonical content, streamed (``pyproject.toml``: read whole, within its own bound)."""
+    if info.filename == PYPROJECT:
+        return hashlib.sha256(_canonical(PYPROJECT, _read_pyproject(archive, info, budget))).hexdigest()
+    hasher = hashlib.sha256()
+    for chunk in _chunks(archive, info, budget):
+        hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+def _read_pyproject(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: _Budget) -> bytes:
+    content = bytearray()
+    for chunk in _chunks(archive, info, budget):
+        content += chunk
+        if len(content) > MAX_PYPROJECT_BYTES:
+            raise BundleError(
+                f"the FAB's {PYPROJECT} inflates to more than {MAX_PYPROJECT_BYTES} bytes (fab.MAX_PYPROJECT_BYTES)"
+            )
+    return bytes(content)
+
+
+def _chunks(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: _Budget) -> Iterator[bytes]:
+    """An entry's inflated bytes, a chunk at a time, each paid from the budget before it is used."""
+    with archive.open(info) as stream:
+        while chunk := stream.read(CHUNK_BYTES):
+            budget.spend(len(chunk))
+            yield chunk
 
 
 def fab_file_hash(path: Path) -> str:
-    """The content hash of a FAB file; DataError naming the file if it is not a FAB."""
+    """The content hash of a FAB file; DataError naming the file if it is not a FAB, or one too large to read."""
     try:
         return fab_content_hash(path.read_bytes())
     except zipfile.BadZipFile:
         raise DataError(f"{path}: not a FAB (a FAB is a zip file, as `flwr build` writes it)") from None
+    except BundleError as error:
+        raise DataError(f"{path}: {error}") from None
 
 
 def unpack_fab(fab: bytes, apps: Path) -> Path:

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from fl_runtime import defaults
 from fl_runtime.app.run_settings import TASK_STARTED_ENV
+from fl_runtime.errors import BundleError
 from fl_runtime.launch import flower_runtime
 from fl_runtime.launch.fab import fab_content_hash, unpack_fab
 
@@ -84,6 +85,12 @@ class Runner:
             reply = client_app(message=incoming.message, context=incoming.context)  # type: ignore[operator]
             task.reply(reply, incoming.context)
             task.finish(incoming.context)
+        except BundleError as error:  # the FAB itself refused (past a read limit, or unsafe to unpack): no data in it
+            reason = f"app not approved by this account: {error}"
+            if incoming is not None:
+                task.refuse(incoming, reason)
+                task.finish(incoming.context, reason)
+            return reason
         except Exception as error:  # its text may quote the data: it stays in this client's log
             print(f"task failed: {traceback.format_exc()}", file=sys.stderr, flush=True)
             reason = f"the ClientApp failed ({type(error).__name__}); the details stay in the client's own log"
