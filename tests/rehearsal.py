@@ -50,6 +50,7 @@ def client_settings(
         data_uri=f"s3://data-{name}/data_prep/",
         output_uri=f"s3://artifacts-{name}/client_artifact/",
         max_training_seconds=3600,
+        max_jobs_per_day=10,
         connect_seconds=120,
         public_key_parameter_prefix=client_parameter(PREFIX, name, "supernode-keys"),
         server_vpc_cidr=server_vpc_cidr,

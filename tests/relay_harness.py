@@ -157,10 +157,11 @@ class Scripted:
         content = protocol.keys_request(settings if settings is not None else TrainingPlan().to_config())
         return self.grid.call(member, Message(content, dst_node_id=self.node(member), message_type=protocol.KEYS))
 
-    def announce_all(self) -> list[bytes]:
+    def announce_all(self, settings: dict | None = None) -> list[bytes]:
         from fl_runtime.app import protocol
 
-        return [protocol.read_keys_reply(self.keys(member).content) for member in sorted(self.grid.names.values())]
+        members = sorted(self.grid.names.values())
+        return [protocol.read_keys_reply(self.keys(member, settings).content) for member in members]
 
     def node(self, member: str) -> int:
         return next(node for node, name in self.grid.names.items() if name == member)

@@ -64,6 +64,12 @@ def _sigmoid(logits: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(logits, -500, 500)))
 
 
+def _spread(logits: np.ndarray) -> np.ndarray:
+    """p (1 - p) of each logit, computed as exp(-|l|) / (1 + exp(-|l|))^2: no cancellation to 0 when p rounds to 1."""
+    tail = np.exp(-np.abs(logits))
+    return tail / np.square(1.0 + tail)
+
+
 MAX_ROW_LOSS = 34.54  # -log(1e-15): a row's log loss counts at most this much (scikit-learn's log_loss clips so)
 
 
@@ -109,7 +115,7 @@ def row_sums(Z: np.ndarray, y: np.ndarray, weights: Weights, sample_weight: np.n
     p = _sigmoid(logits)
     s = np.ones(len(y)) if sample_weight is None else sample_weight
     residual = s * (p - y)
-    curvature_weights = s * p * (1 - p)
+    curvature_weights = s * _spread(logits)
     features = Z.shape[1]
     hessian = np.zeros((features + 1, features + 1))
     for start in range(0, len(y), ROW_BLOCK):
@@ -129,9 +135,9 @@ def row_sums(Z: np.ndarray, y: np.ndarray, weights: Weights, sample_weight: np.n
 
 def weighing_in(Z: np.ndarray, y: np.ndarray, weights: Weights, sample_weight: np.ndarray | None = None) -> float:
     """``RowSums.weighing_in`` alone, without the sums."""
-    p = _sigmoid(weights.logits(Z))
+    logits = weights.logits(Z)
     s = np.ones(len(y)) if sample_weight is None else sample_weight
-    return min(effective_rows(s * p * (1 - p)), effective_rows(np.abs(s * (p - y))))
+    return min(effective_rows(s * _spread(logits)), effective_rows(np.abs(s * (_sigmoid(logits) - y))))
 
 
 def _penalty_kwargs(penalty: str) -> dict:

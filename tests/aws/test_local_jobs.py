@@ -1,18 +1,24 @@
 """LocalJobs, SageMaker's stand-in: the script-mode contract a training job sees, and its life cycle, through
-the three calls a client's launcher makes."""
+the four calls a client's launcher makes, answered as boto3 answers them."""
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import json
+import re
 import sys
 import tarfile
 import time
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
 
-from fl_runtime.aws.local_jobs import LocalJobs
+from fl_runtime.aws import launcher
+from fl_runtime.aws.local_jobs import LocalJobs, LocalLauncher
 from fl_runtime.errors import BadInput
+from fl_runtime.launch.pki import create_tls
 from stacks.bundle.builder import write_tarball
 
 PROGRAM = """
@@ -129,12 +135,37 @@ def test_a_location_no_folder_stands_in_for_is_refused_naming_the_bucket(tmp_pat
 
 def test_an_unknown_job_is_refused_as_sagemaker_would(tmp_path, buckets):
     jobs = LocalJobs(tmp_path / "jobs", buckets, sys.executable)
-    with pytest.raises(BadInput, match="no training job fl-client-none was created in this rehearsal"):
-        jobs.describe_training_job(TrainingJobName="fl-client-none")
+    for call in (jobs.describe_training_job, jobs.stop_training_job):
+        with pytest.raises(ClientError) as refused:
+            call(TrainingJobName="fl-client-none")
+        assert refused.value.response["Error"] == {
+            "Code": "ValidationException",
+            "Message": "Requested resource not found.",
+        }
+    assert launcher.existing_job(jobs, "fl-client-none") is None  # what the launcher reads as "no such job"
+
+
+def test_jobs_are_listed_as_sagemaker_lists_them_by_name_creation_time_and_page(tmp_path, buckets):
+    jobs = LocalJobs(tmp_path / "jobs", buckets, sys.executable)
+    before = dt.datetime.now(dt.UTC)
+    for name in ("fl-client-r1-a", "fl-client-r2-a", "other-r3-a"):
+        jobs.create_training_job(**request(name, "ok"))
+    first = jobs.list_training_jobs(NameContains="fl-client", CreationTimeAfter=before, MaxResults=1)
+    second = jobs.list_training_jobs(NameContains="fl-client", CreationTimeAfter=before, NextToken=first["NextToken"])
+    [summary] = first["TrainingJobSummaries"]
+    assert summary["TrainingJobName"] == "fl-client-r1-a" and summary["TrainingJobArn"].endswith("/fl-client-r1-a")
+    assert before < summary["CreationTime"] <= dt.datetime.now(dt.UTC)
+    assert summary["TrainingJobStatus"] in ("InProgress", "Completed")
+    assert [s["TrainingJobName"] for s in second["TrainingJobSummaries"]] == ["fl-client-r2-a"]
+    assert "NextToken" not in second
+    later = jobs.list_training_jobs(CreationTimeAfter=dt.datetime.now(dt.UTC))
+    assert later == {"TrainingJobSummaries": []}
+    with pytest.raises(ClientError, match="Invalid pagination token"):
+        jobs.list_training_jobs(NextToken="not-a-token")
+    jobs.stop_all()
 
 
 def test_the_local_launcher_runs_the_launchers_own_checks_and_reads_keys_from_the_rehearsals_ssm(tmp_path, buckets):
-    from fl_runtime.aws.local_jobs import LocalLauncher
     from tests.rehearsal import client_settings
 
     jobs = LocalJobs(tmp_path / "jobs", buckets, sys.executable)
@@ -143,11 +174,38 @@ def test_the_local_launcher_runs_the_launchers_own_checks_and_reads_keys_from_th
     assert "field 'image' is not accepted" in refused["error"] and jobs.requests == {}
     assert launcher.status("r1") == (
         "Unknown",
-        "client insurer-a's launcher: SageMaker refused: no training job "
-        "fl-client-r1-insurer-a was created in this rehearsal",
+        "client insurer-a's launcher: SageMaker refused: An error occurred (ValidationException) when calling the "
+        "DescribeTrainingJob operation: Requested resource not found.",
     )
     uri = "ssm:/fl-fraud/client/insurer-a/supernode-keys/fl-client-r1-insurer-a"
     assert launcher.read_public_key(uri) is None
     jobs.parameter_path(uri).parent.mkdir(parents=True)
     jobs.parameter_path(uri).write_bytes(b"ecdsa-sha2-nistp384 AAAA")
     assert launcher.read_public_key(uri) == b"ecdsa-sha2-nistp384 AAAA"
+
+
+def test_the_local_launcher_refuses_a_runs_second_job_and_jobs_past_the_daily_limit(tmp_path, buckets):
+    from tests.rehearsal import client_settings
+
+    settings = dataclasses.replace(client_settings("insurer-a", "222222222222").launch, max_jobs_per_day=2)
+    write_tarball(buckets["code"] / "code" / "source.tar.gz", {settings.entry_point: PROGRAM.encode()})
+    named = {f"{kind}-insurer-a": folder for kind, folder in buckets.items()}  # the settings' bucket names
+    jobs = LocalJobs(tmp_path / "jobs", named, sys.executable)
+    client_launcher = LocalLauncher(settings, jobs)
+    ca = create_tls(tmp_path / "tls", ["127.0.0.1"]).ca_certificate.read_text()
+
+    def start(run: str, action: str = "start") -> dict:
+        return client_launcher.call({"action": action, "run": run, "superlink": "127.0.0.1:9092", "ca_certificate": ca})
+
+    assert start("r1")["job"] == "fl-client-r1-insurer-a"
+    again = start("r1")["error"]
+    assert re.fullmatch(
+        r"client insurer-a's launcher refused the request: run r1 already has job fl-client-r1-insurer-a "
+        r"\(status (InProgress|Completed)\); a run gets one job per client",
+        again,
+    )
+    assert start("r2")["job"] == "fl-client-r2-insurer-a"
+    limit = "client insurer-a already started 2 federation jobs in the last 24 hours; its limit (max_jobs_per_day) is 2"
+    assert start("r3")["error"].endswith(limit) and start("r3", "dry-run")["error"].endswith(limit)
+    assert list(jobs.requests) == ["fl-client-r1-insurer-a", "fl-client-r2-insurer-a"]
+    jobs.stop_all()

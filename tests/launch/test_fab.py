@@ -8,11 +8,13 @@ import subprocess
 import sys
 import tomllib
 import zipfile
+import zlib
 from pathlib import Path
 
 import pytest
 
 from fl_runtime.app.run_settings import default_run_config
+from fl_runtime.errors import BundleError, DataError
 from fl_runtime.launch import fab
 from fl_runtime.launch.flower import tool
 from tests.helpers import PROJECT, imports_of
@@ -211,3 +213,147 @@ def _zip(files: dict[str, bytes]) -> bytes:
         for name, content in files.items():
             archive.writestr(name, content)
     return buffer.getvalue()
+
+
+# --- reading a FAB before approving it: bounded, streamed -------------------------------------------------------------
+
+
+@pytest.fixture
+def inflated(monkeypatch) -> list[int]:
+    """Every byte the hash inflates through ``ZipFile.open``, counted: ``[total]``."""
+    total = [0]
+    original = zipfile.ZipFile.open
+
+    def counting_open(self, name, *args, **kwargs):
+        stream = original(self, name, *args, **kwargs)
+        read = stream.read
+
+        def counted(size=-1):
+            data = read(size)
+            total[0] += len(data)
+            return data
+
+        stream.read = counted
+        return stream
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", counting_open)
+    return total
+
+
+def _bomb(entries: dict[str, int]) -> bytes:
+    """A FAB whose entries are this many zero bytes each, deflated: a few bytes per KiB."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, size in entries.items():
+            with archive.open(name, "w", force_zip64=True) as entry:
+                for start in range(0, size, fab.CHUNK_BYTES):
+                    entry.write(bytes(min(fab.CHUNK_BYTES, size - start)))
+    return buffer.getvalue()
+
+
+def _whole_read_hash(fab_bytes: bytes) -> str:
+    """The content hash as computed before it was streamed: every entry read whole."""
+    with zipfile.ZipFile(io.BytesIO(fab_bytes)) as archive:
+        return fab.content_hash({i.filename: archive.read(i) for i in archive.infolist() if not i.is_dir()})
+
+
+def test_the_real_app_hashes_as_it_did_when_every_entry_was_read_whole():
+    files = fab.app_files()
+    with pytest.warns(UserWarning, match="Duplicate name"):  # the last of two same-named entries counts, as before
+        crafted = _rezipped(_zip(files), {"fl_runtime/app/client_app.py": b"MARKER = 1\n"})
+    as_flower_packs_it = _rezipped(_zip(files), {fab.FLOWER_MANIFEST: b"whatever it lists", "fl_runtime/extra/": b""})
+    assert fab.fab_content_hash(as_flower_packs_it) == fab.app_content_hash() == _whole_read_hash(as_flower_packs_it)
+    assert fab.fab_content_hash(crafted) == _whole_read_hash(crafted) != fab.app_content_hash()
+    assert sum(len(content) for content in files.values()) < fab.MAX_FAB_BYTES // 64  # the limits leave room
+    assert len(files) < fab.MAX_FAB_ENTRIES // 10 and len(files[fab.PYPROJECT]) < fab.MAX_PYPROJECT_BYTES // 10
+
+
+@pytest.mark.slow
+def test_the_fab_flower_builds_hashes_as_it_did_when_every_entry_was_read_whole(built_by_flower):
+    assert fab.fab_content_hash(built_by_flower) == _whole_read_hash(built_by_flower) == fab.app_content_hash()
+
+
+def test_a_zip_bomb_is_refused_by_its_declared_size_before_a_byte_is_inflated(inflated):
+    half = fab.MAX_FAB_BYTES // 2
+    bomb = _bomb({"fl_runtime/app/a.py": half, "fl_runtime/app/b.py": half + 1})
+    assert len(bomb) < fab.MAX_FAB_BYTES // 256  # small to send, 64 MiB once inflated
+    with pytest.raises(BundleError) as refused:
+        fab.fab_content_hash(bomb)
+    assert str(refused.value) == (
+        f"the FAB declares {fab.MAX_FAB_BYTES + 1} bytes inflated, more than a client reads of an app before "
+        f"approving it ({fab.MAX_FAB_BYTES} bytes, fab.MAX_FAB_BYTES)"
+    )
+    assert inflated == [0]
+
+
+class _Endless(io.RawIOBase):
+    """An entry's stream that inflates without end, whatever size the zip declares for it."""
+
+    def __init__(self) -> None:
+        self.given = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        if self.given > 2 * fab.MAX_FAB_BYTES:
+            raise AssertionError(f"read {self.given} bytes of one FAB")
+        chunk = bytes(fab.CHUNK_BYTES if size is None or size < 0 else size)
+        self.given += len(chunk)
+        return chunk
+
+
+def test_entries_inflating_past_their_declared_sizes_are_cut_at_the_limit_plus_one_chunk(monkeypatch):
+    """The bound counts the bytes actually inflated, not only the sizes the zip declares (which can lie): here each
+    entry's stream inflates without end although the zip declares a few bytes for it."""
+    small = _zip({"fl_runtime/app/a.py": b"small", "fl_runtime/app/b.py": b"small"})
+    streams: list[_Endless] = []
+
+    def endless(self, name, *args, **kwargs) -> _Endless:
+        streams.append(_Endless())
+        return streams[-1]
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", endless)
+    with pytest.raises(BundleError, match=r"^the FAB inflates to more than a client reads of an app before approving"):
+        fab.fab_content_hash(small)
+    assert fab.MAX_FAB_BYTES < sum(s.given for s in streams) <= fab.MAX_FAB_BYTES + fab.CHUNK_BYTES
+
+
+def _declaring(fab_bytes: bytes, size: int, crc: int) -> bytes:
+    """The one-entry zip with its central directory declaring ``size`` bytes inflated and this CRC-32."""
+    at = fab_bytes.rindex(b"PK\x01\x02")  # the central directory header: CRC-32 at offset 16, the size at 24
+    fields = crc.to_bytes(4, "little") + fab_bytes[at + 20 : at + 24] + size.to_bytes(4, "little")
+    return fab_bytes[: at + 16] + fields + fab_bytes[at + 28 :]
+
+
+def test_a_declared_size_that_lies_low_is_all_zipfile_inflates_and_all_the_hash_covers(inflated):
+    """An entry of 8 MiB whose zip declares 1,000 bytes: CPython's zipfile inflates those 1,000 and no more, so
+    the hash covers exactly what ``unpack_fab`` would write; with the CRC of all 8 MiB, zipfile refuses it."""
+    honest = _bomb({"fl_runtime/app/a.py": 8 * 1024 * 1024})
+    lying = _declaring(honest, 1000, zlib.crc32(bytes(1000)))
+    assert fab.fab_content_hash(lying) == fab.content_hash({"fl_runtime/app/a.py": bytes(1000)})
+    assert inflated == [1000]
+    with pytest.raises(zipfile.BadZipFile, match="Bad CRC-32"):
+        fab.fab_content_hash(_declaring(honest, 1000, zlib.crc32(bytes(8 * 1024 * 1024))))
+
+
+def test_a_fab_with_more_entries_than_the_limit_is_refused_before_one_is_read(inflated, tmp_path):
+    crowded = _zip({f"fl_runtime/app/m{index}.py": b"x = 1\n" for index in range(fab.MAX_FAB_ENTRIES + 1)})
+    expected = (
+        f"the FAB holds {fab.MAX_FAB_ENTRIES + 1} entries, more than a client reads of an app before approving it "
+        f"({fab.MAX_FAB_ENTRIES}, fab.MAX_FAB_ENTRIES)"
+    )
+    with pytest.raises(BundleError) as refused:
+        fab.fab_content_hash(crowded)
+    assert str(refused.value) == expected and inflated == [0]
+    (tmp_path / "crowded.fab").write_bytes(crowded)
+    with pytest.raises(DataError) as named:  # `app-hash --fab` names the file
+        fab.fab_file_hash(tmp_path / "crowded.fab")
+    assert str(named.value) == f"{tmp_path / 'crowded.fab'}: {expected}"
+
+
+def test_a_pyproject_past_its_own_bound_is_refused_as_it_is_read(inflated):
+    oversized = _bomb({fab.PYPROJECT: fab.MAX_PYPROJECT_BYTES + 1})
+    with pytest.raises(BundleError, match=r"^the FAB's pyproject.toml inflates to more than 65536 bytes"):
+        fab.fab_content_hash(oversized)
+    assert inflated[0] <= fab.MAX_PYPROJECT_BYTES + fab.CHUNK_BYTES

@@ -117,3 +117,50 @@ def test_a_clientapp_error_reaches_the_server_as_its_type_only_and_its_words_sta
     assert serving.handle("token") is None  # a failed task, not a refusal: the runner goes on
     assert told_the_server == ["the ClientApp failed (DataError); the details stay in the client's own log"]
     assert "'1234.5x' is not a number" in capsys.readouterr().err
+
+
+def test_a_fab_too_large_to_hash_is_refused_unpacked_and_the_server_is_told_the_limit(tmp_path, monkeypatch):
+    import io
+    import types
+    import zipfile
+
+    from fl_runtime.launch import fab, flower_runtime, runner
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:  # 64 MiB and one byte of zeros, deflated
+        archive.writestr("fl_runtime/app/client_app.py", bytes(fab.MAX_FAB_BYTES + 1))
+    told_the_server: list[str] = []
+    finished: list[str | None] = []
+
+    class Task:  # the SuperNode's side of one task, as flower_runtime.Task offers it
+        started = 0.0
+
+        def __init__(self, address: str, token: str) -> None:
+            pass
+
+        def pull(self):
+            return types.SimpleNamespace(fab=buffer.getvalue(), message=None, context=None, run=None)
+
+        def refuse(self, incoming, reason: str) -> None:
+            told_the_server.append(reason)
+
+        def finish(self, context, failure=None) -> None:
+            finished.append(failure)
+
+        def close(self) -> None:
+            pass
+
+    def never(*args):
+        raise AssertionError("the runner unpacked or loaded a FAB it could not hash")
+
+    monkeypatch.setattr(flower_runtime, "Task", Task)
+    monkeypatch.setattr(runner, "unpack_fab", never)
+    serving = runner.Runner("127.0.0.1:1", b"secret", (app_content_hash(),), tmp_path / "apps")
+    monkeypatch.setattr(serving, "_client_app", never)
+    reason = serving.handle("token")
+    assert reason == (
+        f"app not approved by this account: the FAB declares {fab.MAX_FAB_BYTES + 1} bytes inflated, more than a "
+        f"client reads of an app before approving it ({fab.MAX_FAB_BYTES} bytes, fab.MAX_FAB_BYTES)"
+    )
+    assert told_the_server == finished == [reason]  # a refusal: serve() exits with EXIT_REFUSED on it
+    assert not (tmp_path / "apps").exists()

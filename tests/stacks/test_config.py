@@ -112,6 +112,11 @@ _DELETE = object()
             "clients[0].peering_connection_id: 'vpc-123' is not a VPC peering connection id (pcx-...)",
         ),
         (["parameter_prefix"], "fl", "parameter_prefix: 'fl' is not an SSM parameter path"),
+        (["clients", 0, "max_jobs_per_day"], 0, "clients[0].max_jobs_per_day: 0 is not a whole number from 1 to 1000"),
+        (["clients", 0, "max_jobs_per_day"], 1001, "clients[0].max_jobs_per_day: 1001 is not a whole number from 1 to"),
+        (["clients", 0, "max_jobs_per_day"], "10", "clients[0].max_jobs_per_day: '10' is not a whole number from 1"),
+        (["clients", 0, "max_jobs_per_day"], 2.5, "clients[0].max_jobs_per_day: 2.5 is not a whole number from 1"),
+        (["clients", 0, "max_jobs_per_day"], True, "clients[0].max_jobs_per_day: True is not a whole number from 1"),
         (
             ["clients", 0, "account"],
             "210987654321",
@@ -181,3 +186,11 @@ def test_claims_data_is_retained_unless_the_config_says_otherwise_and_one_organi
     config = parse(raw)
     assert config.retain_data is True and not config.separate_organisations
     assert parse(dict(raw, retain_data=False, deployment_mode="separate-organisations")).separate_organisations
+
+
+def test_a_clients_daily_job_limit_is_its_own_and_defaults_to_the_runtimes(raw):
+    from fl_runtime import defaults
+
+    raw["clients"] = copy.deepcopy(THREE_CLIENTS)
+    raw["clients"][1]["max_jobs_per_day"] = 3
+    assert [c.max_jobs_per_day for c in parse(raw).clients] == [defaults.MAX_JOBS_PER_DAY, 3, defaults.MAX_JOBS_PER_DAY]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import textwrap
 
 import pytest
 
@@ -63,6 +64,20 @@ def test_the_launcher_may_start_only_the_federations_jobs_as_configured(client):
         "sagemaker:StopTrainingJob",
     ]
     assert policy["WatchAndStopTheJobs"]["Resource"] == jobs
+    # counting the jobs of the last 24 hours: SageMaker authorises ListTrainingJobs on * only
+    assert policy["CountTheJobsOfTheLastDay"] == {
+        "Sid": "CountTheJobsOfTheLastDay",
+        "Effect": "Allow",
+        "Action": "sagemaker:ListTrainingJobs",
+        "Resource": "*",
+    }
+    granted = {a for s in policy.values() for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assert {a for a in granted if a.startswith("sagemaker:")} == {
+        "sagemaker:CreateTrainingJob",
+        "sagemaker:DescribeTrainingJob",
+        "sagemaker:StopTrainingJob",
+        "sagemaker:ListTrainingJobs",
+    }  # exactly what launcher.py calls
     passing = policy["PassTheExecutionRoleToSageMakerOnly"]
     assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
     execution = next(lid for lid in resources(client, "AWS::IAM::Role") if lid.startswith("TrainingExecutionRole"))
@@ -81,14 +96,16 @@ def test_the_function_runs_in_the_vpc_with_the_accounts_own_settings_approving_i
     settings = json.dumps(function["Environment"]["Variables"][SETTINGS_ENV])
     assert f'\\"approved_app_hashes\\":[\\"{app_content_hash()}\\"]' in settings
     assert '\\"server_vpc_cidr\\":\\"10.0.0.0/16\\"' in settings and '\\"flower_port\\":9092' in settings
+    assert '\\"max_jobs_per_day\\":10' in settings  # the default: the config names none
     fields = set(LaunchSettings.__dataclass_fields__)
     assert all(f'\\"{field}\\"' in settings for field in fields)
 
 
-def test_another_approved_app_can_be_added_during_an_upgrade(tmp_path):
+def test_a_clients_entry_reaches_its_launcher_another_approved_app_during_an_upgrade_and_its_daily_job_limit(tmp_path):
     from tests.stacks.cdk_helpers import default_context, synthesize
 
-    upgraded = [{**default_context()["federation:clients"][0], "also_approved_app_hashes": ["ab" * 32]}]
+    entry = default_context()["federation:clients"][0]
+    upgraded = [{**entry, "also_approved_app_hashes": ["ab" * 32], "max_jobs_per_day": 3}]
     synthesized = synthesize(tmp_path / "upgrade", clients=upgraded)
     [function] = [
         f["Properties"]
@@ -97,6 +114,7 @@ def test_another_approved_app_can_be_added_during_an_upgrade(tmp_path):
     ]
     settings = json.dumps(function["Environment"]["Variables"][SETTINGS_ENV])
     assert f'\\"approved_app_hashes\\":[\\"{app_content_hash()}\\",\\"{"ab" * 32}\\"]' in settings
+    assert '\\"max_jobs_per_day\\":3' in settings
 
 
 def test_the_functions_code_is_the_launcher_alone_and_needs_nothing_but_boto3(tmp_path):
@@ -121,3 +139,30 @@ def test_the_functions_code_is_the_launcher_alone_and_needs_nothing_but_boto3(tm
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
     assert launcher_code(tmp_path / "cache") == folder  # named after its content: the same code, the same asset
+
+
+def test_the_shipped_launcher_checks_a_ca_certificate_with_the_standard_library_alone(tmp_path):
+    """The Lambda runtime has no ``cryptography``: the shipped code parses X.509 through ``ssl`` (OpenSSL)."""
+    from fl_runtime.launch.pki import create_tls
+
+    folder = launcher_code(tmp_path / "cache")
+    tls = create_tls(tmp_path / "tls", ["10.0.1.25"])
+    probe = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(folder)!r})
+        from fl_runtime.aws import launcher
+        from fl_runtime.errors import RequestRefused
+        launcher._check_certificate({tls.ca_certificate.read_text()!r})
+        try:
+            launcher._check_certificate({tls.server_certificate.read_text()!r})
+        except RequestRefused as refusal:
+            print(refusal)
+        print(launcher.__file__.startswith({str(folder)!r}), [m for m in sys.modules if m.startswith('cryptography')])
+    """)
+    done = subprocess.run([sys.executable, "-I", "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "field 'ca_certificate': not a CA certificate (a run's CA has BasicConstraints CA:TRUE and may sign "
+        "certificates)",
+        "True []",
+    ]
