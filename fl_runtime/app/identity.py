@@ -9,8 +9,11 @@ key in DER (SubjectPublicKeyInfo), pinned in their own settings (``pins``).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Protocol
 
@@ -67,29 +70,35 @@ class FileIdentity:
 
 
 class KmsIdentity:
-    """An identity key in AWS KMS (``ECC_NIST_P256``): KMS signs the SHA-256 digest; the key never leaves it."""
+    """An identity key in AWS KMS (``ECC_NIST_P256``): KMS signs the SHA-256 digest; the key never leaves it.
+
+    The calls are made by the member's own installed runtime (``fl_runtime.aws.kms_identity``), in a process of
+    its own: the Flower app carries no AWS SDK and no credentials pass through it; it hands over a digest and
+    receives a signature.
+    """
 
     def __init__(self, key_id: str) -> None:
-        import boto3
-
-        region = key_id.split(":")[3]
         self.key_id = key_id
-        self._kms = boto3.client("kms", region_name=region)
         self._public: bytes | None = None
+
+    def _call(self, action: str, data: bytes = b"") -> bytes:
+        done = subprocess.run(
+            [sys.executable, "-m", "fl_runtime.aws.kms_identity", action, self.key_id],
+            input=base64.b64encode(data),
+            capture_output=True,
+            timeout=120,
+        )
+        if done.returncode != 0:
+            raise ConfigError(f"identity key {self.key_id}: {action} failed: {done.stderr.decode(errors='replace')[-500:]}")
+        return base64.b64decode(done.stdout)
 
     def public_key(self) -> bytes:
         if self._public is None:
-            self._public = bytes(self._kms.get_public_key(KeyId=self.key_id)["PublicKey"])
+            self._public = self._call("public-key")
         return self._public
 
     def sign(self, message: bytes) -> bytes:
-        answer = self._kms.sign(
-            KeyId=self.key_id,
-            Message=hashlib.sha256(message).digest(),
-            MessageType="DIGEST",
-            SigningAlgorithm="ECDSA_SHA_256",
-        )
-        return bytes(answer["Signature"])
+        return self._call("sign", hashlib.sha256(message).digest())
 
 
 def load_identity(reference: str) -> Identity:

@@ -1,34 +1,36 @@
-"""History: a training reply of round r scores the model of round r-1, so that model's threshold, its decision
-metrics on the test set and its training loss are filled in one round late; the final model gets them from the
-final evaluation. The test set never chooses anything."""
+"""History: built from totals alone. A round's totals score the model the round started from (its threshold, its
+training loss), the final evaluation's totals decide the final model; the test set never chooses anything."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
-from flwr.app import MetricRecord, RecordDict
 
-from fl_runtime.app import records
+from fl_runtime.app.grid import Exchange
 from fl_runtime.app.history import History
-from fl_runtime.app.strategy import Exchange
+from fl_runtime.app.relay import Dropout
 from fl_runtime.learning.convergence import Stop
+from fl_runtime.learning.logistic import LogisticState
+from fl_runtime.learning.machine import EVALUATE, MOMENTS, ROUND, Findings, Question
 from fl_runtime.learning.metrics import ScoreHistogram, decision_metrics
 from fl_runtime.learning.model import Weights
 from fl_runtime.learning.stats import FeatureMoments, GlobalStats
+from fl_runtime.learning.task import TrainingPlan
 
-NAMES = {1: "insurer-a", 2: "insurer-b"}
+MEMBERS = ["insurer-a", "insurer-b", "insurer-c"]
 
 
 @pytest.fixture
 def history(synthetic):
-    test = synthetic.subset(np.arange(600))
-    stats = GlobalStats.from_moments([FeatureMoments.of(synthetic.subset(np.arange(600, 3000)))])
     events: list[dict] = []
-    made = History(test, stats, NAMES, events.append)
+    made = History(synthetic.subset(np.arange(600)), events.append)
     made.events = events  # type: ignore[attr-defined]
     return made
+
+
+def _state(synthetic, weights: Weights | None, stop: Stop | None = None) -> LogisticState:
+    stats = GlobalStats.from_moments([FeatureMoments.of(synthetic.subset(np.arange(600, 3000)))])
+    return LogisticState(TrainingPlan(), synthetic.features, None, stats, 2400, weights, stop)
 
 
 def _weights(seed: int, n: int) -> Weights:
@@ -41,67 +43,61 @@ def _histogram(seed: int) -> ScoreHistogram:
     return ScoreHistogram(rng.integers(0, 5, 200), rng.integers(0, 50, 200))
 
 
-def _reply(histogram: ScoreHistogram, examples: int, loss: float = 0.5, **extra: float) -> SimpleNamespace:
-    metrics = {
-        records.EXAMPLES: examples,
-        records.TRAIN_LOSS: loss,
-        **records.histogram_metrics(histogram),
-        records.TASK_START: 10.0,
-        records.HANDLER_START: 11.0,
-        records.HANDLER_END: 11.5,
-        **extra,
-    }
-    return SimpleNamespace(content=RecordDict({"metrics": MetricRecord(metrics)}))
+def _exchange(stage: str, server_round: int, members=MEMBERS) -> Exchange:
+    timing = {"task-start": 10.0, "handler-start": 11.0, "handler-end": 11.5}
+    return Exchange(stage, server_round, 9.0, [(m, timing, 12.0) for m in members], [])
 
 
-def _exchange(stage: str, server_round: int, replies: dict[int, SimpleNamespace], failures=()) -> Exchange:
-    return Exchange(stage, server_round, 9.0, [(node, reply, 12.0) for node, reply in replies.items()], list(failures))
+def _round(history, synthetic, server_round: int, histogram: ScoreHistogram, loss: float, stop=None) -> None:
+    weights = _weights(server_round, len(synthetic.features))
+    findings = Findings(Question(ROUND, server_round), 3, {"examples": 2400, "train-loss": loss, "histogram": histogram,
+                                                           "validation-rows": 600, "validation-log-loss": 0.3})  # fmt: skip
+    history.on_findings(findings, _state(synthetic, weights, stop), _exchange("round", server_round), [])
 
 
-def test_a_training_reply_fixes_the_threshold_of_the_model_the_round_started_from(history):
-    n = len(history.test.features)
-    first, second = _histogram(1), _histogram(2)
-    history.on_replies(_exchange("train", 1, {1: _reply(_histogram(9), 100), 2: _reply(_histogram(8), 300)}))
-    history.evaluate(1, records.weights_record(_weights(1, n)))
-    assert "threshold" not in history.rounds[1].test  # round 1's model has not been scored by the clients yet
-    assert history.rounds[1].clients == ["insurer-a", "insurer-b"] and history.rounds[1].train_loss is None
+def test_the_moments_totals_are_reported_as_totals_only(history, synthetic):
+    findings = Findings(Question(MOMENTS, 0), 3, {"rows": 2400, "positives": 210})
+    history.on_findings(findings, _state(synthetic, Weights.zeros(49)), _exchange("moments", 0), [{"quantity": "rows"}])
+    assert history.totals == {"training-rows": 2400, "training-positives": 210}
+    assert history.events[-1] == {"event": "federation", "members": MEMBERS, "training-rows": 2400,
+                                  "training-positives": 210}  # fmt: skip
+    assert history.seen[0].question == "the moments query" and history.seen[0].members == 3
 
-    history.on_replies(_exchange("train", 2, {1: _reply(first, 100, 0.2), 2: _reply(second, 300, 0.6)}))
-    pooled = first + second
-    threshold = pooled.f1_threshold()
+
+def test_a_rounds_totals_fix_the_threshold_and_loss_of_the_model_the_round_started_from(history, synthetic):
+    _round(history, synthetic, 1, _histogram(9), 0.69)
+    assert "threshold" not in history.rounds[1].test  # round 1's model has not been scored by the members yet
+    assert history.rounds[1].members == MEMBERS and history.rounds[1].train_loss is None
+    second = _histogram(2)
+    _round(history, synthetic, 2, second, 0.31)
+    threshold = second.f1_threshold()
     assert history.thresholds == {1: threshold}
-    scores = history.scores(_weights(1, n))
+    scores = history.scores(_weights(1, len(synthetic.features)))
     assert history.rounds[1].test == {**history.rounds[1].test, **decision_metrics(history.test.y, scores, threshold)}
-    assert history.rounds[1].validation == pooled.decisions(threshold)
-    assert history.rounds[1].train_loss == pytest.approx((0.2 * 100 + 0.6 * 300) / 400)  # weighted by examples
+    assert history.rounds[1].validation == second.decisions(threshold)
+    assert history.rounds[1].train_loss == 0.31
 
 
-def test_the_final_model_is_decided_by_the_final_evaluation_and_each_client_keeps_its_validation(history):
-    n = len(history.test.features)
-    history.on_replies(_exchange("train", 1, {1: _reply(_histogram(1), 100), 2: _reply(_histogram(2), 300)}))
-    history.evaluate(1, records.weights_record(_weights(1, n)))
-    final_a, final_b = _histogram(5), _histogram(6)
-    ranking = {"roc-auc": 0.9, "pr-auc": 0.5, "log-loss": 0.3}
-    history.on_replies(_exchange("evaluate", 1, {1: _reply(final_a, 40, **ranking), 2: _reply(final_b, 60, **ranking)}))
-    threshold = (final_a + final_b).f1_threshold()
+def test_the_final_model_is_decided_by_the_evaluations_totals(history, synthetic):
+    _round(history, synthetic, 1, _histogram(1), 0.69, stop=Stop(1, 0.0, 0.001, 10))
+    final = _histogram(5)
+    findings = Findings(Question(EVALUATE, 1), 3, {"histogram": final, "validation-rows": 600,
+                                                   "validation-log-loss": 0.25})  # fmt: skip
+    history.on_findings(findings, _state(synthetic, _weights(1, 49)), _exchange("evaluate", 1), [])
+    threshold = final.f1_threshold()
     assert history.thresholds[1] == threshold and history.rounds[1].test["threshold"] == threshold
-    assert history.client_validation["insurer-a"] == {"rows": 40, **ranking, **final_a.decisions(threshold)}
-    assert history.client_validation["insurer-b"]["rows"] == 60
+    assert history.validation == {"rows": 600, "pr-auc": final.pr_auc(), "log-loss": 0.25, **final.decisions(threshold)}
+    assert history.stopped == Stop(1, 0.0, 0.001, 10)
 
 
-def test_failures_become_named_dropouts_and_the_time_breakdown_is_kept_per_exchange(history):
-    history.on_replies(
-        _exchange("train", 1, {1: _reply(_histogram(1), 100)}, failures=[(2, "MemoryError"), (7, "timeout")])
-    )
-    assert [(d.client, d.round, d.stage, d.reason) for d in history.dropouts] == [
-        ("insurer-b", 1, "train", "MemoryError"),
-        ("node 7", 1, "train", "timeout"),
-    ]
-    assert [e["client"] for e in history.events if e["event"] == "dropout"] == ["insurer-b", "node 7"]
-    history.evaluate(1, records.weights_record(Weights.zeros(len(history.test.features))))
+def test_drop_outs_are_named_with_their_step_and_attempt_and_the_time_breakdown_is_operational(history, synthetic):
+    history.drop(Dropout("insurer-b", "round 1", 1, "no answer within 300 s"))
+    assert history.dropouts[0]["member"] == "insurer-b" and history.dropouts[0]["attempt"] == 1
+    assert history.events[-1]["event"] == "dropout" and history.events[-1]["reason"] == "no answer within 300 s"
+    _round(history, synthetic, 1, _histogram(1), 0.69)
     [timing] = history.rounds[1].timing
     assert timing == {
-        "stage": "train",
+        "stage": "round",
         "exchange": 3.0,
         "until-client-starts": 1.0,
         "client-startup": 1.0,
@@ -110,14 +106,10 @@ def test_failures_become_named_dropouts_and_the_time_breakdown_is_kept_per_excha
     }
 
 
-def test_the_initial_all_zero_model_is_not_scored(history):
-    assert history.evaluate(0, records.weights_record(Weights.zeros(len(history.test.features)))) is None
-    assert history.rounds == {}
-
-
-def test_the_stop_is_kept_for_the_outputs_and_announced_to_the_launcher(history):
+def test_the_stop_is_kept_for_the_outputs_and_announced_to_the_launcher(history, synthetic):
     stop = Stop(3, 0.0002, 0.001, 10)
-    history.stop(stop)
+    _round(history, synthetic, 1, _histogram(1), 0.6)
+    _round(history, synthetic, 2, _histogram(2), 0.4)
+    _round(history, synthetic, 3, _histogram(3), 0.3, stop=stop)
     assert history.stopped == stop
     assert history.events[-1] == {"event": "stopped", **stop.record()}
-    assert history.events[-1]["reason"] == "converged: parameter change 2.00e-04 below tolerance 0.001 at round 3"

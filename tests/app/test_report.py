@@ -1,77 +1,72 @@
-from fl_runtime.app.report import report_markdown
+"""The report says what the server saw (totals over N members, per quantity), what left each member, and why
+training stopped; nothing in it is one member's data."""
+
+from fl_runtime.app.report import OPERATIONAL, report_markdown
 from fl_runtime.learning.convergence import Stop
 
 
-def _document(share_curvature: bool, penalty: str = "l2") -> dict:
-    return {
-        "final": {
-            "roc-auc": 0.85,
-            "pr-auc": 0.5,
-            "log-loss": 0.3,
-            "threshold": 0.6,
-            "accuracy": 0.9,
-            "precision": 0.5,
-            "recall": 0.6,
-            "f1": 0.55,
-        },
-        "config": {
-            "data": "synthetic",
-            "C": 1.0,
-            "penalty": penalty,
-            "num-server-rounds": 2,
-            "convergence-tolerance": 0.001,
-            "local-iterations": 1,
-            "share-curvature": share_curvature,
-            "class-balance": "class-weights",
-        },
-        "federation": {
-            "clients": ["insurer-a"],
-            "training-rows": {"insurer-a": 900},
-            "training-positives": {"insurer-a": 80},
-        },
-        "test-set": {"rows": 300, "positives": 27},
-        "rounds": [
-            {
-                "round": 1,
-                "seconds": 1.0,
-                "clients": ["insurer-a"],
-                "test": {"roc-auc": 0.8, "pr-auc": 0.4, "log-loss": 0.4, "f1": 0.5},
-            }
+def _document(**changes) -> dict:
+    document = {
+        "final": {"roc-auc": 0.85, "pr-auc": 0.5, "log-loss": 0.3, "threshold": 0.6, "accuracy": 0.9,
+                  "precision": 0.5, "recall": 0.6, "f1": 0.55},
+        "config": {"data": "synthetic", "C": 1.0, "penalty": "l2", "num-server-rounds": 2,
+                   "convergence-tolerance": 0.001, "class-balance": "class-weights", "family": "logistic"},
+        "federation": {"members": ["insurer-a", "insurer-b", "clinic-c"], "min-clients": 3, "training-rows": 2700,
+                       "training-positives": 240},
+        "server-saw": [
+            {"question": "the moments query", "members": 3,
+             "quantities": [{"quantity": "rows", "values": 1, "scale": "2^-0", "range": 2.0**53}]},
+            {"question": "round 1", "members": 3,
+             "quantities": [{"quantity": "gradient", "values": 50, "scale": "2^-34", "range": 524288.0}]},
         ],
-        "clients-validation": {"insurer-a": {"rows": 100, "roc-auc": 0.8, "pr-auc": 0.4, "f1": 0.5}},
+        "test-set": {"rows": 300, "positives": 27},
+        "rounds": [{"round": 1, "seconds": 1.0, "members": ["insurer-a", "insurer-b", "clinic-c"],
+                    "test": {"roc-auc": 0.8, "pr-auc": 0.4, "log-loss": 0.4, "f1": 0.5}}],
+        "validation": {"rows": 675, "pr-auc": 0.45, "log-loss": 0.29, "precision": 0.5, "recall": 0.4, "f1": 0.44},
         "dropouts": [],
         "stopped": Stop(2, 0.5, 0.001, 2).record(),
-    }
+        "operational": OPERATIONAL,
+    }  # fmt: skip
+    document.update(changes)
+    return document
 
 
-def test_the_report_states_what_left_each_client_including_the_curvature_only_when_l2_shares_it():
-    shared, not_shared, l1 = (
-        report_markdown(_document(True)),
-        report_markdown(_document(False)),
-        report_markdown(_document(True, "l1")),
-    )
-    for report in (shared, not_shared, l1):
-        assert "## What left each client" in report and "No raw row left a client" in report
-        assert "without differential privacy" in report and "no secure aggregation" in report
-    assert (
-        "mean per-example Hessian of its local loss" in shared and "Hessian" not in not_shared and "Hessian" not in l1
-    )
+def test_the_report_lists_what_the_server_saw_as_totals_over_the_members_per_quantity():
+    report = report_markdown(_document())
+    assert "## What the server saw" in report
+    assert "| round 1 | 3 | gradient (50, 2^-34) |" in report
+    assert "2700 training rows in total, 240 fraudulent" in report
+    assert "insurer-a 900" not in report and "training-rows:" not in report  # no member's own count
+
+
+def test_the_report_says_what_left_each_member_and_what_stays_unmasked_and_why():
+    report = report_markdown(_document())
+    assert "## What left each member" in report and "No raw row left a member" in report
+    assert "totals over at least 3 members" in report and "never one member's values" in report
+    assert "with two members, each learns the other's values" in report
+    assert "No differential privacy" in report and OPERATIONAL in report
 
 
 def test_the_report_says_after_which_round_training_stopped_and_why():
-    document = _document(True)
-    unconverged = report_markdown(document)
-    assert "FedAvg for at most 2 rounds, stopping once a round changes the parameters by less than 0.001" in unconverged
+    unconverged = report_markdown(_document())
+    assert "one pooled Newton step per round, computed by every member and the server" in unconverged
     assert (
         "Training reached the maximum of 2 rounds (--rounds) without converging: parameter change 5.00e-01 at "
         "round 2, tolerance 0.001." in unconverged
     )
-    converged = report_markdown({**document, "stopped": Stop(1, 0.0004, 0.001, 2).record()})
+    converged = report_markdown(_document(stopped=Stop(1, 0.0004, 0.001, 2).record()))
     assert "Training converged: parameter change 4.00e-04 below tolerance 0.001 at round 1." in converged
 
 
-def test_the_report_names_the_class_balance_method_and_a_run_from_before_it_was_recorded_used_smote():
-    document = _document(True)
-    assert "class balance: class weights from the federation's global class counts" in report_markdown(document)
-    del document["config"]["class-balance"]
-    assert "class balance: SMOTE on each client's training part" in report_markdown(document)
+def test_the_report_names_the_class_balance_method_and_the_pooled_validation_of_the_final_model():
+    report = report_markdown(_document())
+    assert "class balance: class weights from the federation's total class counts" in report
+    assert "| 675 | 0.4500 | 0.2900 | 0.5000 | 0.4000 | 0.4400 |" in report
+
+
+def test_drop_outs_are_listed_with_their_step_attempt_and_reason():
+    dropout = {"member": "clinic-c", "question": "round 2", "attempt": 1, "reason": "no answer within 300 s",
+               "seconds-into-run": 12.0}  # fmt: skip
+    report = report_markdown(_document(dropouts=[dropout]))
+    assert "- clinic-c: round 2, attempt 1, 12 s into the run: no answer within 300 s" in report
+    assert "None: every member took part in every step." in report_markdown(_document())

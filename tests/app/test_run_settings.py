@@ -15,7 +15,7 @@ from fl_runtime.learning.task import TrainConfig, TrainingPlan
 @pytest.fixture
 def settings(tmp_path) -> RunSettings:
     return RunSettings(
-        TrainingPlan(4, TrainConfig(2, 0.5, "l1"), share_curvature=False, seed=7, tolerance=0.01),
+        TrainingPlan(4, TrainConfig(0.5, "l1"), tolerance=0.01),
         min_clients=2,
         expected_clients=3,
         node_wait_timeout=60.0,
@@ -25,6 +25,7 @@ def settings(tmp_path) -> RunSettings:
         data_description="synthetic",
         reply_poll_seconds=0.05,
         node_names=tmp_path / "node-names.json",
+        expected_members=("insurer-a", "insurer-b", "clinic-c"),
     )
 
 
@@ -38,18 +39,18 @@ def test_the_run_config_a_launcher_sends_reads_back_as_the_same_settings(setting
 def test_the_fabs_defaults_cover_every_key_and_come_from_the_defaults_module(settings):
     config = default_run_config()
     assert set(config) == set(settings.to_run_config())
-    assert (config["num-server-rounds"], config["C"], config["penalty"], config["share-curvature"]) == (
+    assert (config["num-server-rounds"], config["C"], config["penalty"], config["family"]) == (
         defaults.ROUNDS,
         defaults.C,
         defaults.PENALTY,
-        defaults.SHARE_CURVATURE,
+        "logistic",
     )
-    assert (config["round-timeout"], config["reply-poll-seconds"], config["seed"], config["convergence-tolerance"]) == (
+    assert (config["round-timeout"], config["reply-poll-seconds"], config["convergence-tolerance"]) == (
         defaults.ROUND_TIMEOUT,
         defaults.REPLY_POLL_SECONDS,
-        defaults.SEED,
         defaults.CONVERGENCE_TOLERANCE,
     )
+    assert "seed" not in config  # each member's own
     with pytest.raises(
         OptionsError, match="run config 'test-data' must be an absolute path on the SuperLink's machine, got ''"
     ):
