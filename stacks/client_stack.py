@@ -207,6 +207,7 @@ class ClientStack(FederationStack):
             data_uri=f"s3://{self.data.bucket_name}/{DATA_PREFIX}",
             output_uri=f"s3://{self.artifacts.bucket_name}/{ARTIFACT_PREFIX}",
             max_training_seconds=config.max_training_seconds,
+            max_jobs_per_day=client.max_jobs_per_day,
             connect_seconds=int(defaults.CONNECT_TIMEOUT),
             public_key_parameter_prefix=config.client_parameter(client, PUBLIC_KEYS),
             server_vpc_cidr=config.server_vpc_cidr,

@@ -16,7 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
+from fl_runtime import defaults
 from fl_runtime.aws.contract import (
     APP_HASH,
     JOB_NAME_MAX,
@@ -49,6 +51,7 @@ ONE_ORGANISATION = "one-organisation"  # one owner deploys every stack (bootstra
 SEPARATE_ORGANISATIONS = "separate-organisations"  # each party deploys its own account; handover files
 DEPLOYMENT_MODES = (SEPARATE_ORGANISATIONS, ONE_ORGANISATION)
 PEERING_CONNECTION = re.compile(r"^pcx-[0-9a-f]{8,17}$")
+MAX_JOBS_PER_DAY_LIMIT = 1000  # clients[].max_jobs_per_day: a bound on cost, not a way around it
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,8 @@ class ClientAccount:
     also_approved_app_hashes: tuple[str, ...] = ()
     # separate organisations: the server's peering request this client accepts ("" before the server has made it)
     peering_connection_id: str = ""
+    # the most federation jobs this client's launcher starts in 24 hours (and one per run in any case)
+    max_jobs_per_day: int = defaults.MAX_JOBS_PER_DAY
 
     @property
     def kickoff_role_arn(self) -> str:
@@ -151,11 +156,14 @@ def _string(raw: Mapping, field: str, pattern: re.Pattern, what: str, prefix: st
     return value
 
 
-def _integer(raw: Mapping, field: str, low: int, high: int) -> int:
-    value = _require(raw, field)
+def _whole_number(value: object, field: str, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ConfigError(f"{field}: {value!r} is not a whole number from {low} to {high}")
     return value
+
+
+def _integer(raw: Mapping, field: str, low: int, high: int) -> int:
+    return _whole_number(_require(raw, field), field, low, high)
 
 
 def _cidr(raw: Mapping, field: str, prefix: str = "") -> ipaddress.IPv4Network:
@@ -193,6 +201,12 @@ def _client(raw: Mapping, index: int, region: str) -> tuple[ClientAccount, ipadd
             f"{prefix}external_id: {external_id!r} is the sample value; agree a unique one with client {name!r} "
             f"(account {account}) before deploying to real accounts"
         )
+    client = ClientAccount(name, account, str(cidr), external_id, arn_partition(region), **_client_options(raw, prefix))
+    return client, cidr
+
+
+def _client_options(raw: Mapping, prefix: str) -> dict[str, Any]:
+    """A client's optional fields: the apps it approves besides its own, the peering it accepts, its job limit."""
     also = raw.get("also_approved_app_hashes", [])
     if not isinstance(also, list) or any(not isinstance(h, str) or not APP_HASH.match(h) for h in also):
         raise ConfigError(
@@ -202,8 +216,12 @@ def _client(raw: Mapping, index: int, region: str) -> tuple[ClientAccount, ipadd
     peering = raw.get("peering_connection_id", "")
     if peering and (not isinstance(peering, str) or not PEERING_CONNECTION.match(peering)):
         raise ConfigError(f"{prefix}peering_connection_id: {peering!r} is not a VPC peering connection id (pcx-...)")
-    client = ClientAccount(name, account, str(cidr), external_id, arn_partition(region), tuple(also), peering)
-    return client, cidr
+    jobs = raw.get("max_jobs_per_day", defaults.MAX_JOBS_PER_DAY)
+    return {
+        "also_approved_app_hashes": tuple(also),
+        "peering_connection_id": peering,
+        "max_jobs_per_day": _whole_number(jobs, f"{prefix}max_jobs_per_day", 1, MAX_JOBS_PER_DAY_LIMIT),
+    }
 
 
 def _training_image(raw: Mapping) -> TrainingImage:

@@ -1,12 +1,14 @@
 """A client account's launcher: the only function FL-kickoff-client-job may invoke, and the only role that may
 create the federation's training jobs.
 
-The function runs ``fl_runtime/aws/launcher.py`` (with the two modules it imports, nothing else of the
-runtime): it refuses any request but start, describe or stop of a run's job, and builds the job from the
+The function runs ``fl_runtime/aws/launcher.py`` (with the modules it imports, nothing else of the runtime):
+it refuses any request but start, describe or stop of a run's job, and builds the job from the
 ``LaunchSettings`` this stack writes into its environment. Its role may start only the federation's jobs as
 configured (name prefix, private subnets, training security group, instance type, runtime bound, this
-account's data key for volumes and output), pass only the training execution role, and watch and stop those
-jobs. It runs in the VPC's private subnets and reaches the SageMaker API through the VPC endpoint.
+account's data key for volumes and output), pass only the training execution role, watch and stop those
+jobs, and list the account's training jobs (the launcher counts those of the last 24 hours against the
+client's ``max_jobs_per_day``). It runs in the VPC's private subnets and reaches the SageMaker API through
+the VPC endpoint.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from stacks.roles import acknowledge_network_interfaces, attach, network_interfa
 from stacks.storage import encrypted_log_group
 
 # the launcher's code: these modules of the runtime, and only these (the Lambda runtime brings boto3)
-LAUNCHER_MODULES = ("__init__.py", "errors.py", "aws/__init__.py", "aws/contract.py", "aws/launcher.py")
+LAUNCHER_MODULES = ("__init__.py", "errors.py", "documents.py", "aws/__init__.py", "aws/contract.py", "aws/launcher.py")
 HANDLER = "fl_runtime.aws.launcher.handler"
 CACHE = PACKAGE.parent / ".cache" / "launcher"
 # what Lambda does with the function's role for its VPC network interfaces
@@ -106,7 +108,8 @@ class JobLauncher(Construct):
         acknowledge(
             self.function, f"{HIPAA}LambdaConcurrency",
             "Reserving concurrency fails the deploy in accounts whose Lambda quota is still the initial 10; the "
-            "launcher runs a few times per federation run, and what it starts is bounded by the job's own limits",
+            "launcher runs a few times per federation run, and what it starts is bounded by the job's own limits, "
+            "one job per run and max_jobs_per_day",
         )  # fmt: skip
 
     def _grant(self, settings: LauncherSettings, log_group: logs.LogGroup) -> None:
@@ -119,6 +122,10 @@ class JobLauncher(Construct):
             iam.PolicyStatement(
                 sid="WatchAndStopTheJobs", actions=["sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob"],
                 resources=[jobs],
+            ),
+            # no resource-level permission exists for it: SageMaker authorises ListTrainingJobs on * only
+            iam.PolicyStatement(
+                sid="CountTheJobsOfTheLastDay", actions=["sagemaker:ListTrainingJobs"], resources=["*"]
             ),
             iam.PolicyStatement(
                 sid="PassTheExecutionRoleToSageMakerOnly", actions=["iam:PassRole"],
@@ -141,7 +148,9 @@ class JobLauncher(Construct):
             ),
             f"{AWS_SOLUTIONS}IAM5[Resource::*]": (
                 "ec2:DescribeNetworkInterfaces, DescribeVpcs, DescribeDhcpOptions, DescribeSubnets and "
-                "DescribeSecurityGroups (read-only) are authorised on * only"
+                "DescribeSecurityGroups (read-only) are authorised on * only; so is sagemaker:ListTrainingJobs "
+                "(read-only: names, times and statuses of the account's jobs), with which the launcher counts the "
+                "federation's jobs of the last 24 hours against max_jobs_per_day"
             ),
             f"{AWS_SOLUTIONS}IAM5[Resource::<{log_group_id}.Arn>:*]": (
                 "Lambda names the log streams of its invocations; the grant covers this function's log group only"

@@ -233,7 +233,7 @@ class _ReadOnlyJobs:
 
 def test_a_dry_run_answers_the_job_it_would_start_and_the_approved_hashes_and_creates_nothing(settings, ca_pem):
     jobs = _ReadOnlyJobs()
-    answer = launcher.handle(start(ca_pem, action="dry-run"), settings, jobs)  # type: ignore[arg-type]
+    answer = launcher.handle(start(ca_pem, action="dry-run"), settings, jobs)
     assert answer == {"job": "fl-client-run1-insurer-a", "approved_app_hashes": list(settings.approved_app_hashes)}
     assert jobs.calls == ["describe fl-client-run1-insurer-a", "list fl-client"]  # a start's checks, reads only
     assert set(launcher.FIELDS["dry-run"]) == set(launcher.FIELDS["start"])
@@ -335,7 +335,7 @@ def test_only_sagemakers_answer_that_the_job_does_not_exist_lets_a_start_go_on(l
     answer = launcher.answer(start(ca_pem), settings, _in_account(endpoint))
     assert answer["error"].startswith("client insurer-a's launcher: SageMaker refused: An error occurred (AccessDenied")
     assert recorder.of("SageMaker.CreateTrainingJob") == []
-    assert launcher.existing_job(_ReadOnlyJobs(), "fl-client-run1-insurer-a") is None  # type: ignore[arg-type]
+    assert launcher.existing_job(_ReadOnlyJobs(), "fl-client-run1-insurer-a") is None
 
 
 # --- the CA certificate: one X.509 CA certificate whose encoding fits a hyperparameter --------------------------------

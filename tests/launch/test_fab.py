@@ -233,7 +233,7 @@ def inflated(monkeypatch) -> list[int]:
             total[0] += len(data)
             return data
 
-        stream.read = counted
+        stream.read = counted  # type: ignore[method-assign]
         return stream
 
     monkeypatch.setattr(zipfile.ZipFile, "open", counting_open)
