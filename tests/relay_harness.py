@@ -130,9 +130,7 @@ class Federation:
         relay = self.relay(plan, min_clients)
         dropouts = []
         relay.exchange_keys(list(self.grid.configs), self.test.features)
-        final = relay.run(
-            self.test.features, hooks or RelayHooks(lambda *args: None, dropouts.append)
-        )
+        final = relay.run(self.test.features, hooks or RelayHooks(lambda *args: None, dropouts.append))
         return relay, final, dropouts
 
 

@@ -113,7 +113,9 @@ def test_the_layer_reader_sees_imports_inside_functions_and_package_relative_nam
     sample = RUNTIME / "app" / "server_app.py"
     names = imports_of(sample)
     assert "fl_runtime.app.events" in names  # `from fl_runtime.app.events import ...`
-    assert "fl_runtime.app.protocol" in imports_of(RUNTIME / "app" / "client_app.py")  # `from fl_runtime.app import protocol`
+    assert "fl_runtime.app.protocol" in imports_of(
+        RUNTIME / "app" / "client_app.py"
+    )  # `from fl_runtime.app import protocol`
     assert "fl_runtime.app.report" in names  # imported inside run()
     assert layer_of("fl_runtime.aws.federate") == "aws" and layer_of("fl_runtime.files") == "base"
     assert layer_of("fl_runtime.cli") == "cli" and layer_of("fl_runtime.app") == "app"

@@ -103,7 +103,7 @@ class PollingGrid(Grid):
             for message_id in list(pending):
                 try:
                     replies.extend(self.pull_messages([message_id]))
-                except Exception as error:  # noqa: BLE001
+                except Exception as error:
                     pending.discard(message_id)
                     self.unreceived[self.destinations[message_id]] = (
                         f"its reply could not be received ({type(error).__name__}: {error})"

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fl_runtime.app.grid import Exchange
-from fl_runtime.app.relay import Dropout
 from fl_runtime.app.protocol import HANDLER_END, HANDLER_START, TASK_START
+from fl_runtime.app.relay import Dropout
 from fl_runtime.learning.convergence import Stop
 from fl_runtime.learning.data import LabelledData
 from fl_runtime.learning.logistic import LogisticState

@@ -89,7 +89,9 @@ class KmsIdentity:
             timeout=120,
         )
         if done.returncode != 0:
-            raise ConfigError(f"identity key {self.key_id}: {action} failed: {done.stderr.decode(errors='replace')[-500:]}")
+            raise ConfigError(
+                f"identity key {self.key_id}: {action} failed: {done.stderr.decode(errors='replace')[-500:]}"
+            )
         return base64.b64decode(done.stdout)
 
     def public_key(self) -> bytes:

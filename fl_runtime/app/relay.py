@@ -66,7 +66,7 @@ class Relay:
         """Send each node its content; (replies by node, failures by node: why)."""
         messages = [Message(content, dst_node_id=node, message_type=message_type) for node, content in contents.items()]
         replies = list(self.grid.send_and_receive(messages, timeout=self.settings.round_timeout))
-        failures = {node: f"no answer within {self.settings.round_timeout:g} s" for node in self.grid.unanswered}
+        failures = dict.fromkeys(self.grid.unanswered, f"no answer within {self.settings.round_timeout:g} s")
         failures.update(self.grid.unreceived)
         received: dict[int, Message] = {}
         for reply in replies:

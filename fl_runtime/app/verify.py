@@ -21,9 +21,9 @@ from fl_runtime.app.transcript import (
     TranscriptError,
     announcement_from,
     contribution_from,
-    verify_close,
     parse_line,
     read_lines,
+    verify_close,
 )
 from fl_runtime.errors import OptionsError
 from fl_runtime.learning import fixed_point

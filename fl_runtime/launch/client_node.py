@@ -44,11 +44,11 @@ class ClientNode:
             handle.write(secrets.token_bytes(32))
         port = free_port()
         env = flower_env(self.workspace / "flwr-home", self.environment)
-        supervisor.start(self.supernode, self.spec.command(port, secret), env, self.workspace / "supernode")
+        supernode = supervisor.start(self.supernode, self.spec.command(port, secret), env, self.workspace / "supernode")
         runner = [
             sys.executable, "-m", "fl_runtime.launch.runner", "--runtime-api", f"127.0.0.1:{port}",
             "--auth-secret-file", str(secret), "--apps", str(self.workspace / "apps"),
-            "--poll-seconds", f"{self.runner_poll_seconds:g}",
+            "--poll-seconds", f"{self.runner_poll_seconds:g}", "--supernode-pid", str(supernode.pid), "--name", self.name,
             *(argument for approved in self.approved for argument in ("--approve", approved)),
         ]  # fmt: skip
         supervisor.start(self.runner, runner, env, self.workspace / "runner")

@@ -41,7 +41,7 @@ from flwr.supercore.inflatable.inflatable_protobuf_utils import (
 from flwr.supercore.inflatable.inflatable_utils import pull_and_inflate_object_from_tree
 from flwr.supercore.interceptors import RuntimeTokenHttpInterceptor, RuntimeVersionHttpInterceptor
 from flwr.supercore.interceptors.http.superexec_auth import SuperExecAuthHttpInterceptor
-from flwr.supercore.retry import make_simple_http_retry_invoker
+from flwr.supercore.retry import RetryInvoker, exponential
 from flwr.supercore.run import Run
 from flwr.supercore.runtime import RuntimeHttpClient
 from flwr.supercore.task_identity import TaskIdentity
@@ -55,13 +55,29 @@ PULL_BACKOFF_SECONDS = 0.02
 PULL_BACKOFF_CAP_SECONDS = 0.5
 
 
-def _client(address: str, interceptors: list) -> RuntimeHttpClient:
+# How long a call may keep retrying an unreachable SuperNode. Flower's own invoker retries forever: a runner
+# whose SuperNode died would then poll a dead port for ever (two were once found so, 19 and 43 minutes on).
+ACQUIRE_RETRY_SECONDS = 0.0  # the runner polls for tasks anyway: one try, and it checks its node is alive
+TASK_RETRY_SECONDS = 60.0
+
+
+def _retries(seconds: float) -> RetryInvoker:
+    return RetryInvoker(
+        wait_gen_factory=lambda: exponential(max_delay=2),
+        recoverable_exceptions=httpx.TransportError,
+        max_tries=1 if seconds == 0 else None,
+        max_time=seconds or None,
+        jitter=None,
+    )
+
+
+def _client(address: str, interceptors: list, retry_seconds: float = TASK_RETRY_SECONDS) -> RuntimeHttpClient:
     return RuntimeHttpClient.from_server_address(
         server_address=address,
         insecure=True,  # the SuperNode's Runtime API listens on this machine's loopback only
         root_certificates=None,
         interceptors=interceptors,
-        retry_invoker=make_simple_http_retry_invoker(),
+        retry_invoker=_retries(retry_seconds),
     )
 
 
@@ -74,7 +90,7 @@ class TaskSource:
             RuntimeVersionHttpInterceptor(component_name="SuperExec"),
             SuperExecAuthHttpInterceptor(master_secret=auth_secret, protected_methods={ACQUIRE_METHOD}),
         ]
-        self._client = _client(address, interceptors)
+        self._client = _client(address, interceptors, ACQUIRE_RETRY_SECONDS)
 
     def acquire(self) -> str | None:
         """The token of the next pending ClientApp task; None when there is none, or the SuperNode does not

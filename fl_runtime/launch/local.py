@@ -24,6 +24,7 @@ from fl_runtime.app.pins import ClientPins, Member
 from fl_runtime.app.run_settings import NODE_NAMES_FILE, write_node_names
 from fl_runtime.errors import OptionsError
 from fl_runtime.files import write_text_atomic
+from fl_runtime.launch import faults
 from fl_runtime.launch.client_node import ClientNode
 from fl_runtime.launch.fab import app_content_hash, stage_app
 from fl_runtime.launch.flower import ONE_THREAD, SuperLink, SuperNodeSpec, start_superlink
@@ -195,5 +196,6 @@ class LocalFederation:
         spec = SuperNodeSpec(superlink.address, superlink.tls.ca_certificate, key, node_config, max_wait_time=60)
         poll = defaults.TASK_POLL_SECONDS if self.options.fast_polling else defaults.STOCK_TASK_POLL_SECONDS
         node = ClientNode(name, spec, (app_content_hash(),), self.workspace / f"node-{name}", ONE_THREAD, poll)
-        node.start(self.supervisor)
+        if not faults.never_joins(name):
+            node.start(self.supervisor)
         return node_id

@@ -14,7 +14,9 @@ secret. This runner is that executor, in place of Flower's ``flower-superexec``:
    ``fl_runtime``, not this runner's), then called for every message of the run in this same process:
    no process start-up per message, and the ClientApp keeps its prepared rows in memory between rounds;
 4. a ClientApp that raises: the server's error reply names only the exception's type, as its message and
-   traceback may quote the client's data; they go to this runner's log, in the client's account.
+   traceback may quote the client's data; they go to this runner's log, in the client's account;
+5. it never outlives its node: it exits (code 4) as soon as the SuperNode it serves (``--supernode-pid``) or the
+   process that started it is gone, instead of polling a dead port.
 
     python -m fl_runtime.launch.runner --runtime-api 127.0.0.1:9094 --auth-secret-file secret \\
         --apps ./apps --approve <hash> [--approve <hash> ...]
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 import traceback
@@ -32,10 +35,12 @@ from pathlib import Path
 from fl_runtime import defaults
 from fl_runtime.app.run_settings import TASK_STARTED_ENV
 from fl_runtime.errors import BundleError
-from fl_runtime.launch import flower_runtime
+from fl_runtime.launch import faults, flower_runtime
 from fl_runtime.launch.fab import fab_content_hash, unpack_fab
+from fl_runtime.launch.processes import process_status
 
 EXIT_REFUSED = 3
+EXIT_ORPHANED = 4
 
 
 def refusal(app_hash: str, approved: tuple[str, ...]) -> str:
@@ -45,11 +50,22 @@ def refusal(app_hash: str, approved: tuple[str, ...]) -> str:
 class Runner:
     """Acquire, check, run, reply; see the module docstring."""
 
-    def __init__(self, address: str, secret: bytes, approved: tuple[str, ...], apps: Path) -> None:
+    def __init__(
+        self,
+        address: str,
+        secret: bytes,
+        approved: tuple[str, ...],
+        apps: Path,
+        supernode_pid: int | None = None,
+        name: str | None = None,
+    ) -> None:
         self.address = address
         self.secret = secret
         self.approved = approved
         self.apps = apps
+        self.supernode_pid = supernode_pid
+        self.name = name  # the member it serves: names its test faults only
+        self.parent = os.getppid()
         self._loaded: tuple[str, object] | None = None  # (content hash, ClientApp) of the app in this process
 
     def serve(self, poll_seconds: float = defaults.TASK_POLL_SECONDS) -> int:
@@ -57,6 +73,10 @@ class Runner:
         source = flower_runtime.TaskSource(self.address, self.secret)
         try:
             while True:
+                gone = self.orphaned()
+                if gone:
+                    print(f"error: {gone}: this runner stops with it", file=sys.stderr, flush=True)
+                    return EXIT_ORPHANED
                 token = source.acquire()
                 if token is None:
                     time.sleep(poll_seconds)
@@ -67,6 +87,16 @@ class Runner:
                     return EXIT_REFUSED
         finally:
             source.close()
+
+    def orphaned(self) -> str | None:
+        """Why this runner has no node left to serve, if it has none."""
+        if os.getppid() != self.parent:
+            return "the process that started it is gone"
+        if self.supernode_pid is not None:
+            status = process_status(self.supernode_pid)
+            if status is None or status.state == "Z":
+                return f"its SuperNode (pid {self.supernode_pid}) is gone"
+        return None
 
     def handle(self, token: str) -> str | None:
         """Run one task; the reason if its app was refused."""
@@ -84,6 +114,7 @@ class Runner:
             os.environ[TASK_STARTED_ENV] = repr(task.started)
             reply = client_app(message=incoming.message, context=incoming.context)  # type: ignore[operator]
             task.reply(reply, incoming.context)
+            self._fault_after_reply(incoming)
             task.finish(incoming.context)
         except BundleError as error:  # the FAB itself refused (past a read limit, or unsafe to unpack): no data in it
             reason = f"app not approved by this account: {error}"
@@ -100,6 +131,16 @@ class Runner:
         finally:
             task.close()
         return None
+
+    def _fault_after_reply(self, incoming: flower_runtime.TaskInput) -> None:
+        """The test hook ``faults.killed_after_reply``: the SuperNode dies with this reply in flight, and so does this
+        runner."""
+        relay = incoming.message.content.config_records.get("relay") if incoming.message.has_content() else None
+        if self.name is None or self.supernode_pid is None or relay is None or "kind" not in relay:
+            return
+        if faults.killed_after_reply(self.name, str(relay["kind"]), int(relay["round"])):  # type: ignore[arg-type]
+            os.kill(self.supernode_pid, signal.SIGKILL)
+            os._exit(EXIT_ORPHANED)
 
     def _client_app(self, app_hash: str, incoming: flower_runtime.TaskInput) -> object:
         """The approved app's ClientApp, loaded from its FAB once and kept warm."""
@@ -130,8 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--poll-seconds", type=float, default=defaults.TASK_POLL_SECONDS, help="how often to ask for a task"
     )
+    parser.add_argument("--supernode-pid", type=int, help="the SuperNode this runner serves: it exits when that does")
+    parser.add_argument("--name", help="the member this runner serves (names it in test faults)")
     args = parser.parse_args(argv)
-    runner = Runner(args.runtime_api, args.auth_secret_file.read_bytes(), tuple(args.approve), args.apps)
+    secret = args.auth_secret_file.read_bytes()
+    runner = Runner(args.runtime_api, secret, tuple(args.approve), args.apps, args.supernode_pid, args.name)
     return runner.serve(args.poll_seconds)
 
 

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fl_runtime.learning import fixed_point
 from fl_runtime.learning.convergence import Stop
 from fl_runtime.learning.data import LabelledData
-from fl_runtime.learning.metrics import ScoreHistogram, decision_metrics, ranking_metrics
-from fl_runtime.learning import fixed_point
 from fl_runtime.learning.families import family
 from fl_runtime.learning.machine import EVALUATE, Family
+from fl_runtime.learning.metrics import ScoreHistogram, decision_metrics, ranking_metrics
 from fl_runtime.learning.model import Weights, fit_to_convergence
 from fl_runtime.learning.stats import GlobalStats
 from fl_runtime.learning.task import ClientData, ClientRows, PreparedClient, TrainingPlan

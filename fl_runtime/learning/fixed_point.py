@@ -132,7 +132,9 @@ class Layout:
                 )
             parts.append(scaled.astype(np.int64))
             if quantity.words == 2:
-                parts.append(np.rint((array - scaled / quantity.scale) * quantity.scale * 2.0**FINE_BITS).astype(np.int64))
+                parts.append(
+                    np.rint((array - scaled / quantity.scale) * quantity.scale * 2.0**FINE_BITS).astype(np.int64)
+                )
         return np.concatenate(parts).view(np.uint64) if parts else np.zeros(0, dtype=np.uint64)
 
     def decode(self, total: np.ndarray, members: int) -> dict[str, np.ndarray]:

@@ -83,7 +83,9 @@ def install(monkeypatch, colluder: Colluder) -> None:
         vector = session.machine.layout(session.state).encode(values)  # refused if outside the ranges
         others = {peer: session.pair_keys[peer] for peer in step.members if peer != session.name}
         masked = masking.mask(vector, session.name, others, step.label)
-        return Contribution.sign(session.keys, session.name, step, session.transcript.head, fixed_point.to_bytes(masked))
+        return Contribution.sign(
+            session.keys, session.name, step, session.transcript.head, fixed_point.to_bytes(masked)
+        )
 
     monkeypatch.setattr(member_module.MemberSession, "_answer", answer)
 

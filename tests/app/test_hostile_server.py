@@ -94,7 +94,10 @@ def test_a_step_with_an_array_record_is_refused_before_anything_is_computed(fede
     [
         ({"num-server-rounds": 1000}, "setting 'num-server-rounds': 1000 is outside this member's range [1, 50]"),
         ({"C": 1e-9}, "setting 'C': 1e-09 is outside this member's range [0.0001, 10000]"),
-        ({"convergence-tolerance": 0.5}, "setting 'convergence-tolerance': 0.5 is outside this member's range [0, 0.1]"),
+        (
+            {"convergence-tolerance": 0.5},
+            "setting 'convergence-tolerance': 0.5 is outside this member's range [0, 0.1]",
+        ),
         ({"penalty": "elasticnet"}, "setting 'penalty': 'elasticnet' is not one this member accepts (l2, l1)"),
         ({"class-balance": "oversample-10x"}, "setting 'class-balance': 'oversample-10x' is not one this member"),
         ({"family": "gbdt"}, "setting 'family': 'gbdt' is not one this member accepts (logistic)"),
@@ -108,9 +111,15 @@ def test_a_setting_outside_the_members_pinned_ranges_is_refused_naming_it(federa
 
 
 def test_a_member_that_pinned_fewer_rounds_refuses_a_run_of_more(federation):
-    edit_pins(federation.pins["insurer-b"], ranges=dataclasses.replace(ClientPins.read(federation.pins["insurer-b"]).ranges, max_rounds=5))
+    edit_pins(
+        federation.pins["insurer-b"],
+        ranges=dataclasses.replace(ClientPins.read(federation.pins["insurer-b"]).ranges, max_rounds=5),
+    )
     assert "range [1, 5]" in refusal(Scripted(federation.grid).keys("insurer-b"))
-    with pytest.raises(FederationError, match=r"not every one announced its keys .*insurer-b: refused: setting 'num-server-rounds': 10 is outside"):
+    with pytest.raises(
+        FederationError,
+        match=r"not every one announced its keys .*insurer-b: refused: setting 'num-server-rounds': 10 is outside",
+    ):
         federation.run(TrainingPlan(rounds=10))
 
 
@@ -142,7 +151,10 @@ def test_a_rotated_key_is_refused_from_the_moment_its_fingerprint_leaves_the_pin
     pins = ClientPins.read(federation.pins["clinic-a"])
     members = tuple(Member(m.name, new if m.name == "insurer-c" else m.fingerprint) for m in pins.members)
     edit_pins(federation.pins["clinic-a"], members=members)
-    with pytest.raises(FederationError, match=r"clinic-a, the moments query attempt 1: refused: member insurer-c's identity key .* \(revoked or swapped"):
+    with pytest.raises(
+        FederationError,
+        match=r"clinic-a, the moments query attempt 1: refused: member insurer-c's identity key .* \(revoked or swapped",
+    ):
         federation.run()
 
 
@@ -215,7 +227,9 @@ def test_a_contribution_whose_vector_was_changed_in_relay_is_refused(moments_don
     changed = bytearray(wires[2])
     changed[-1] ^= 1
     wires[2] = bytes(changed)
-    assert "member insurer-c's vector is not the one its header names" in refusal(server.step("clinic-a", _round_one(wires)))
+    assert "member insurer-c's vector is not the one its header names" in refusal(
+        server.step("clinic-a", _round_one(wires))
+    )
 
 
 def test_re_ordered_contributions_are_refused(moments_done):
@@ -243,7 +257,9 @@ def test_a_contribution_replayed_from_another_attempt_is_refused(federation):
     announcements = server.announce_all()
     attempt_one = {m: server.step(m, first_step(server, announcements)) for m in MEMBERS}
     pair = MEMBERS[:2]
-    attempt_two = {m: server.step(m, protocol.StepRequest("moments", 0, 2, pair, tuple(announcements), ())) for m in pair}
+    attempt_two = {
+        m: server.step(m, protocol.StepRequest("moments", 0, 2, pair, tuple(announcements), ())) for m in pair
+    }
     stale = server.contributions({m: attempt_one[m] for m in pair})
     reason = refusal(server.step("insurer-b", protocol.StepRequest("round", 1, 1, pair, (), stale)))
     assert "is for moments 0, attempt 1, members ['clinic-a', 'insurer-b', 'insurer-c']" in reason

@@ -26,7 +26,9 @@ def pair_keys():
     # fail by chance once in about a thousand runs)
     private = {name: X25519PrivateKey.from_private_bytes(bytes([i + 1]) * 32) for i, name in enumerate(NAMES)}
     return {
-        me: {peer: masking.pair_key(private[me], _public(private[peer]), SALT, me, peer) for peer in NAMES if peer != me}
+        me: {
+            peer: masking.pair_key(private[me], _public(private[peer]), SALT, me, peer) for peer in NAMES if peer != me
+        }
         for me in NAMES
     }
 
@@ -82,4 +84,6 @@ def test_a_mask_stream_is_as_long_as_asked_and_depends_on_the_step(pair_keys):
     key = pair_keys["clinic-a"]["insurer-b"]
     assert masking.mask_stream(key, "moments/0/1", 7).shape == (7,)
     assert not np.array_equal(masking.mask_stream(key, "moments/0/1", 7), masking.mask_stream(key, "moments/0/2", 7))
-    np.testing.assert_array_equal(masking.mask_stream(key, "moments/0/1", 7), masking.mask_stream(key, "moments/0/1", 7))
+    np.testing.assert_array_equal(
+        masking.mask_stream(key, "moments/0/1", 7), masking.mask_stream(key, "moments/0/1", 7)
+    )

@@ -40,7 +40,8 @@ def test_the_relayed_run_lands_on_the_in_process_replays_model_from_the_same_int
         layout = machine.layout(state)
         encoded = [layout.encode(machine.answer(state, member, 1)) for member in rows]
         expected = fixed_point.to_bytes(fixed_point.add(encoded))
-        import base64, json
+        import base64
+        import json
 
         assert base64.b64decode(json.loads(line)["total"]) == expected
         state, _ = machine.advance(state, exact_totals(machine, state, rows), 3)

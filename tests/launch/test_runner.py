@@ -55,8 +55,9 @@ def test_a_server_sending_a_modified_app_is_refused_by_every_client_and_nothing_
     assert done.returncode == 1, done.stdout + done.stderr
     assert not marker.exists()  # not one line of the server's app ran next to the data
     reason = refusal(hostile_hash, (app_content_hash(),))
+    assert "a run starts with every member, and not every one announced its keys" in done.stderr
     for client in ("client_1", "client_2", "client_3"):
-        assert f"{client}: failed to compute its statistics: {reason}" in done.stderr
+        assert f"{client}: refused: {reason}" in done.stderr
     assert not (tmp_path / "out").exists()
     assert flower_processes_under(workspaces(tmp_path)) == []
 
@@ -164,3 +165,25 @@ def test_a_fab_too_large_to_hash_is_refused_unpacked_and_the_server_is_told_the_
     )
     assert told_the_server == finished == [reason]  # a refusal: serve() exits with EXIT_REFUSED on it
     assert not (tmp_path / "apps").exists()
+
+
+def test_a_runner_whose_supernode_dies_stops_instead_of_polling_a_dead_port(tmp_path):
+    """Two runners were once found orphaned 19 and 43 minutes after their SuperNodes died: now one stops at once."""
+    import time
+
+    (tmp_path / "secret").write_bytes(b"s" * 32)
+    stand_in = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])  # plays the SuperNode
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "fl_runtime.launch.runner", "--runtime-api", "127.0.0.1:9", "--auth-secret-file",
+         str(tmp_path / "secret"), "--apps", str(tmp_path / "apps"), "--approve", app_content_hash(),
+         "--supernode-pid", str(stand_in.pid)],
+        cwd=PROJECT, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(1.0)
+    assert runner.poll() is None  # serving while its SuperNode lives
+    stand_in.kill()
+    stand_in.wait()
+    started = time.monotonic()
+    _, stderr = runner.communicate(timeout=10)
+    assert runner.returncode == 4 and time.monotonic() - started < 5
+    assert f"its SuperNode (pid {stand_in.pid}) is gone: this runner stops with it" in stderr

@@ -10,7 +10,7 @@ import pytest
 from fl_runtime.learning.baselines import centralised, federated, split_clients
 from fl_runtime.learning.compare import compare, summary
 from fl_runtime.learning.partition import PartitionSpec, partition
-from fl_runtime.learning.task import TrainConfig, TrainingPlan
+from fl_runtime.learning.task import TrainingPlan
 
 SEEDS = (0, 1, 2, 3, 4)
 SKEWS = ("label", "size-label")

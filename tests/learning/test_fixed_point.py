@@ -35,9 +35,9 @@ def test_a_sum_of_encoded_vectors_decodes_to_the_sum_of_the_values_within_the_re
 
 def test_negative_values_add_as_twos_complement():
     layout = _layout()
-    total = fixed_point.add([layout.encode({"rows": [5], "sums": [-2.5, 1.0, 0.0]}), layout.encode(
-        {"rows": [1], "sums": [1.0, -3.0, 0.0]}
-    )])
+    total = fixed_point.add(
+        [layout.encode({"rows": [5], "sums": [-2.5, 1.0, 0.0]}), layout.encode({"rows": [1], "sums": [1.0, -3.0, 0.0]})]
+    )
     np.testing.assert_allclose(layout.decode(total, 2)["sums"], [-1.5, -2.0, 0.0])
 
 

@@ -49,7 +49,9 @@ def test_row_sums_summed_over_blocks_of_rows_equal_the_whole_design_matrix_formu
     np.testing.assert_allclose(sums.curvature, (design.T * (p * (1 - p))) @ design, rtol=1e-12, atol=1e-10)
     np.testing.assert_allclose(sums.gradient, design.T @ (p - y), rtol=1e-12, atol=1e-10)
     assert sums.examples == len(y)
-    assert sums.loss == pytest.approx(float(np.sum(np.logaddexp(0, design @ weights.vector) - y * (design @ weights.vector))))
+    assert sums.loss == pytest.approx(
+        float(np.sum(np.logaddexp(0, design @ weights.vector) - y * (design @ weights.vector)))
+    )
 
 
 def test_the_gradient_and_curvature_of_the_summed_loss_agree_with_finite_differences(skewed):
