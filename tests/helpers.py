@@ -88,17 +88,17 @@ def flower_processes_under(marker: str) -> list[str]:
     return found
 
 
-HONEST_LINE = "    settings = _settings(context)\n"  # the first line of the ClientApp's moments handler
+HONEST_LINE = "    node = NodeSettings.of(context.node_config)\n"  # the first line of the ClientApp's keys handler
 
 
 def hostile_app(folder: Path, marker: Path) -> Path:
-    """This runtime's app with one line changed: the moments handler copies the client's data to ``marker``."""
+    """This runtime's app with one line changed: the keys handler copies the member's data to ``marker``."""
     from fl_runtime.launch.fab import stage_app
 
     app = stage_app(folder / "app")
     client_app = app / "fl_runtime" / "app" / "client_app.py"
     source = client_app.read_text()
     assert source.count(HONEST_LINE) >= 1
-    evil = f"    settings = _settings(context); Path({str(marker)!r}).write_text(settings.first_file.read_text())\n"
+    evil = f"    node = NodeSettings.of(context.node_config); Path({str(marker)!r}).write_text(node.first_file.read_text())\n"
     client_app.write_text(source.replace(HONEST_LINE, evil, 1))
     return app

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from fl_runtime.aws.contract import (
     ClientAccountSettings,
+    PINS,
     ClientEntry,
     LaunchSettings,
     ServerAccountSettings,
@@ -14,6 +15,7 @@ from fl_runtime.aws.contract import (
 )
 from fl_runtime.aws.server_account import RehearsalServer
 from fl_runtime.launch.fab import app_content_hash
+from fl_runtime.launch.local import member_pins
 from fl_runtime.learning.data import LabelledData, write_csv
 from fl_runtime.learning.task import ClientData
 from stacks.bundle.builder import BUNDLE_NAME, ENTRY_POINT, bundle_files, write_tarball
@@ -56,6 +58,7 @@ def client_settings(
         server_vpc_cidr=server_vpc_cidr,
         flower_port=port,
         approved_app_hashes=(app_content_hash(),),
+        pins_parameter=client_parameter(PREFIX, name, PINS),
     )
     return ClientAccountSettings(
         client=name,
@@ -121,9 +124,12 @@ def rehearsal(
     python: str = sys.executable,
     bundle: Path | None = None,
     install_requirements: bool = False,
+    min_members: int | None = None,
 ) -> Path:
-    """A rehearsal description: staged data (split like stage-data does), code bundles, settings."""
+    """A rehearsal description: staged data (split like stage-data does), code bundles, settings, and each
+    member's identity key and pins (k: ``min_members``, default every member) where its job reads them."""
     buckets = {"results": folder / "results"}
+    pins = member_pins(list(clients), folder / "identities", min_members or len(clients), seed)
     write_csv(buckets["results"] / "data" / "test.csv", test)
     settings = []
     for index, (name, data) in enumerate(clients.items(), start=1):
@@ -140,6 +146,9 @@ def rehearsal(
         else:
             slim_bundle(code)
         settings.append(entry)
+        stand_in = folder / "jobs" / "ssm" / entry.launch.pins_parameter.lstrip("/")  # LocalJobs' SSM
+        stand_in.parent.mkdir(parents=True, exist_ok=True)
+        stand_in.write_bytes(pins[name].read_bytes())
     return RehearsalServer.describe(
         folder / "rehearsal.json",
         server=server_settings(settings, port=port),

@@ -24,6 +24,8 @@ RUN_NAME_MAX = 20  # a run's tag: the default UTC timestamp has 15 characters
 RUN_NAME = re.compile(rf"^[a-zA-Z0-9][a-zA-Z0-9-]{{0,{RUN_NAME_MAX - 1}}}$")
 APP_HASH = re.compile(r"^[0-9a-f]{64}$")  # an app content hash, as fl_runtime.launch.fab computes it
 APPROVED_ENV = "FL_APPROVED_APP_HASHES"  # the job's environment: the app hashes its account approved
+PINS_ENV = "FL_MEMBER_PINS"  # the job's environment: where its account's pins are (ssm:<parameter>), not the pins
+PINS = "pins"  # <prefix>/client/<name>/pins: a member's pinned federation settings (fl_runtime.app.pins)
 
 
 def server_parameter(prefix: str, key: str = SETTINGS) -> str:
@@ -44,6 +46,7 @@ SHAREABLE_FAILURES = (
     re.compile(r"could not join the federation within [0-9.]+ s"),
     re.compile(r"no final model within --run-timeout [0-9.]+ s"),
     re.compile(r"stopped \(SIGTERM or Ctrl-C\)"),
+    re.compile(r"this member refused the run: [^\n]{1,400}"),  # a refusal names a rule, a field or a member
 )
 
 
@@ -131,6 +134,7 @@ class LaunchSettings(PublishedSettings):
     server_vpc_cidr: str  # the only network a job may be pointed at ...
     flower_port: int  # ... on the only port
     approved_app_hashes: tuple[str, ...]  # the Flower apps this account runs (launch.fab content hashes)
+    pins_parameter: str  # this account's pinned federation settings (SSM): members, fingerprints, k, m, ranges
 
 
 @dataclass(frozen=True)

@@ -307,7 +307,7 @@ def _run(federation: Federation, test_path: Path, min_clients: int) -> None:
     federation.start_superlink_and_gateway()
     federation.start_jobs()
     settings = options.run_settings(
-        clients=len(federation.clients),
+        members=[handle.name for handle in federation.clients],
         min_clients=min_clients,
         test_data=test_path,
         out_dir=federation.folders.staging,

@@ -38,7 +38,14 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from fl_runtime.aws.contract import APPROVED_ENV, RUN_NAME, LaunchSettings, job_name, shareable_failure
+from fl_runtime.aws.contract import (
+    APPROVED_ENV,
+    PINS_ENV,
+    RUN_NAME,
+    LaunchSettings,
+    job_name,
+    shareable_failure,
+)
 from fl_runtime.errors import RequestRefused
 
 START_FIELDS = ("action", "run", "superlink", "ca_certificate")
@@ -278,7 +285,10 @@ def training_job_request(settings: LaunchSettings, run: str, superlink: str, ca_
             "connect-timeout": str(settings.connect_seconds),
             "run-timeout": str(settings.max_training_seconds - 60),  # the job gives up before SageMaker stops it
         },
-        "Environment": {APPROVED_ENV: ",".join(settings.approved_app_hashes)},
+        "Environment": {
+            APPROVED_ENV: ",".join(settings.approved_app_hashes),
+            PINS_ENV: f"ssm:{settings.pins_parameter}",  # where the pins are: they are too long for the environment
+        },
         "InputDataConfig": [
             {
                 "ChannelName": "train",

@@ -73,7 +73,12 @@ class LocalJobs:
         if parameters.get("public-key-uri", "").startswith("ssm:"):
             parameters["public-key-uri"] = self.parameter_path(parameters["public-key-uri"]).as_uri()
         env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
-        env.update(request.get("Environment", {}))
+        env.update(
+            {
+                key: self.parameter_path(value).as_uri() if value.startswith("ssm:") else value
+                for key, value in request.get("Environment", {}).items()
+            }
+        )
         env.update(
             PIP_CONFIG_FILE=os.devnull,
             SM_CHANNEL_TRAIN=str(train),
@@ -141,11 +146,14 @@ class LocalJobs:
         return self._final[name]
 
     def _pack_model(self, name: str) -> None:
+        """As SageMaker uploads a finished job: model/ as model.tar.gz, output/data/ as output.tar.gz."""
         output = self.local_path(self.requests[name]["OutputDataConfig"]["S3OutputPath"]) / name / "output"
         output.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(output / "model.tar.gz", "w:gz") as archive:
-            for item in sorted((self.workspace / name / "opt_ml" / "model").iterdir()):
-                archive.add(item, arcname=item.name)
+        opt_ml = self.workspace / name / "opt_ml"
+        for archive_name, folder in (("model.tar.gz", opt_ml / "model"), ("output.tar.gz", opt_ml / "output" / "data")):
+            with tarfile.open(output / archive_name, "w:gz") as archive:
+                for item in sorted(folder.iterdir()):
+                    archive.add(item, arcname=item.name)
 
     def stop_training_job(self, *, TrainingJobName: str) -> dict:
         if self._status(TrainingJobName, "StopTrainingJob")[0] == "InProgress":

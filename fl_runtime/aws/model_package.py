@@ -100,33 +100,33 @@ def registration_request(settings: ServerAccountSettings, run: str, folder: Path
 
 
 def metadata(run: str, metrics: dict[str, Any], archive_sha256: str) -> dict[str, str]:
-    """The numbers a reviewer compares versions by, then each client's training rows while SageMaker's limit of
-    entries allows (metrics.json, referenced by the version, always has them all). Values are numbers, run and
-    client names: within the characters SageMaker allows."""
+    """The numbers a reviewer compares versions by, and what the server saw of the members' data: totals over the
+    members (their number and the least any member contributes to: k), never one member's figure. Values are
+    numbers and the run name: within the characters SageMaker allows."""
     final, federation = metrics["final"], metrics["federation"]
-    entries = {
+    return {
         "run": run,
         "roc-auc": _number(final.get("roc-auc")),
         "pr-auc": _number(final.get("pr-auc")),
         "threshold": _number(final.get("threshold")),
         "rounds": str(final["round"]),
-        "clients": str(len(federation["clients"])),
+        "members": str(len(federation["members"])),
+        "min-members": str(federation["min-clients"]),
+        "training-rows-total": str(federation["training-rows"]),
+        "training-positives-total": str(federation["training-positives"]),
         "test-rows": str(metrics["test-set"]["rows"]),
         "model-sha256": archive_sha256,
     }
-    rows = {f"training-rows:{name}": str(count) for name, count in federation["training-rows"].items()}
-    if len(entries) + len(rows) <= METADATA_MAX:
-        entries.update(rows)
-    return entries
 
 
 def description(run: str, metrics: dict[str, Any]) -> str:
     """One line (SageMaker refuses line breaks here): the data behind the version and how it scored."""
     final, federation = metrics["final"], metrics["federation"]
-    rows = ", ".join(f"{name} {count} rows" for name, count in federation["training-rows"].items())
     text = (
-        f"Federated fraud model, run {run}: trained in {len(federation['clients'])} client accounts ({rows}), "
-        f"{final['round']} rounds; only model updates left them. Server test set, {metrics['test-set']['rows']} "
+        f"Federated fraud model, run {run}: trained in {len(federation['members'])} client accounts "
+        f"({federation['training-rows']} training rows in total), {final['round']} rounds; only masked, signed sums "
+        f"left them, the server saw totals over at least {federation['min-clients']} members. Server test set, "
+        f"{metrics['test-set']['rows']} "
         f"providers: ROC-AUC {_number(final.get('roc-auc'))}, PR-AUC {_number(final.get('pr-auc'))}; flags at "
         f"probability >= {_number(final.get('threshold'))}."
     )

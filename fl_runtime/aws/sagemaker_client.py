@@ -6,7 +6,9 @@ final model goes to ``SM_MODEL_DIR`` (SageMaker uploads it as ``model.tar.gz``);
 ``SM_OUTPUT_DATA_DIR``.
 
 What it does:
-1. validates the staged CSVs (the same checks and messages as the local runner) before connecting;
+1. validates the staged CSVs (the same checks and messages as the local runner) before connecting, and reads
+   its account's pinned federation settings (``FL_MEMBER_PINS``: an SSM parameter of this account, or a file in
+   rehearsals; ``app.pins``): who the members are, their identity fingerprints, k, m and the ranges it accepts;
 2. generates this node's key pair: the private key never leaves the job; the public key is written to
    ``--public-key-uri`` (``ssm:<parameter>`` in the client's account, or ``file://`` in rehearsals),
    where the server reads and registers it, and removed when the job ends. No secret travels in
@@ -14,7 +16,10 @@ What it does:
 3. runs a SuperNode against ``--superlink`` over TLS (``--root-certificate``: the run's CA), retrying
    with backoff until it has joined (its first message arrived) or ``--connect-timeout`` has passed:
    then it exits non-zero saying why (server unreachable, or key not registered);
-4. when the final global model arrives, saves it to ``SM_MODEL_DIR/model.joblib``, lets the SuperNode
+4. the ClientApp writes this member's own view of the run and its signed transcript to ``SM_OUTPUT_DATA_DIR``
+   after every step (SageMaker uploads it to the account's artifact bucket); a refusal ends the job non-zero with
+   the member's data-free reason;
+5. when the final global model arrives, saves it to ``SM_MODEL_DIR/model.joblib``, lets the SuperNode
    send its last reply and the server collect it, stops it (SuperNodes never exit by themselves) and
    exits 0; after
    ``--run-timeout`` without a final model it stops and exits non-zero.
@@ -33,7 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fl_runtime import defaults
-from fl_runtime.aws.contract import APP_HASH, APPROVED_ENV
+from fl_runtime.app.pins import ClientPins
+from fl_runtime.aws.contract import APP_HASH, APPROVED_ENV, PINS_ENV
 from fl_runtime.errors import EXIT_BAD_INPUT, EXIT_FAILED, BadInput, OptionsError, RunFailed
 from fl_runtime.launch.client_node import ClientNode
 from fl_runtime.launch.flower import ONE_THREAD, SuperNodeSpec
@@ -42,7 +48,6 @@ from fl_runtime.launch.processes import Supervisor, interrupts_as_keyboard_inter
 from fl_runtime.launch.runner import EXIT_REFUSED
 from fl_runtime.learning.data import check_split, read_csv
 
-CONNECTED = "moments"  # the first message a member of the federation handles
 SENT = "Sent successfully"  # what the SuperNode logs after pushing a reply
 LINGER_SECONDS = 5.0  # after the last reply: time for the server to collect it (see _wait_for_replies)
 REFUSAL_SEND_SECONDS = 15.0  # how long a refusing node may take to send its error reply before the job ends
@@ -57,6 +62,7 @@ class JobSettings:
     connect_timeout: float
     run_timeout: float
     approved: tuple[str, ...]  # the app content hashes this client runs
+    pins_uri: str  # ssm:<parameter> or file:///path: this account's pinned federation settings
     data_dir: Path
     model_dir: Path
     output_dir: Path
@@ -99,6 +105,7 @@ def parse(argv: list[str], environ: dict[str, str]) -> JobSettings:
         args.connect_timeout,
         args.run_timeout,
         approved_apps(environ),
+        pins_location(environ),
         Path(environ["SM_CHANNEL_TRAIN"]),
         Path(environ["SM_MODEL_DIR"]),
         Path(environ["SM_OUTPUT_DATA_DIR"]),
@@ -115,6 +122,31 @@ def approved_apps(environ: dict[str, str]) -> tuple[str, ...]:
         if not APP_HASH.match(value):
             raise OptionsError(f"{APPROVED_ENV}: {value!r} is not an app content hash (64 hexadecimal digits)")
     return approved
+
+
+def pins_location(environ: dict[str, str]) -> str:
+    uri = environ.get(PINS_ENV, "")
+    if not uri.startswith(("ssm:/", "file:///")):
+        raise OptionsError(
+            f"environment variable {PINS_ENV} must name this account's pinned settings (ssm:/... or file:///...), "
+            f"got {uri!r}: without them the job takes part in no run"
+        )
+    return uri
+
+
+def fetch_pins(uri: str, destination: Path, client: str) -> Path:
+    """This account's pins, read from its own SSM parameter (or a rehearsal's file), checked, written for the node."""
+    if uri.startswith("file://"):
+        text = Path(uri[len("file://") :]).read_text()
+    else:
+        import boto3
+
+        text = boto3.client("ssm").get_parameter(Name=uri.removeprefix("ssm:"))["Parameter"]["Value"]
+    pins = ClientPins.from_json(text, uri)
+    if pins.client != client:
+        raise OptionsError(f"{uri}: the pins are member {pins.client!r}'s, this job is client {client!r}'s")
+    destination.write_text(pins.to_json())
+    return destination
 
 
 def validate_data(data_dir: Path) -> tuple[Path, Path]:
@@ -191,6 +223,12 @@ def run(settings: JobSettings) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     workspace = Path(tempfile.mkdtemp(prefix="fl-client-"))  # removed at the end; logs go to SM_OUTPUT_DATA_DIR
+    try:
+        pins = fetch_pins(settings.pins_uri, workspace / "pins.json", settings.client_name)
+    except (BadInput, OSError) as error:
+        print(f"error: cannot read this account's pinned settings: {error}", file=sys.stderr)
+        _keep_logs(workspace, settings.output_dir)
+        return EXIT_BAD_INPUT
     key = create_node_key(workspace / "keys", "supernode")
     try:
         publish_public_key(settings.public_key_uri, key.public_key.read_bytes())
@@ -205,7 +243,8 @@ def run(settings: JobSettings) -> int:
     node_config = {
         "train-path": str(train_path),
         "validation-path": str(validation_path),
-        "name": settings.client_name,
+        "pins-file": str(pins),
+        "view-dir": str(settings.output_dir),
         "model-dir": str(settings.model_dir),
         "progress-file": str(workspace / "progress.jsonl"),
     }
@@ -269,7 +308,7 @@ class ClientJob:
             )
             node.start(self.supervisor)
             while not node.exited(self.supervisor) and time.monotonic() < deadline:
-                if any(event.get("message") == CONNECTED for event in read_progress(self.progress)):
+                if read_progress(self.progress):  # its first message handled (the keys query, or its refusal)
                     print(f"{settings.client_name}: joined the federation (attempt {attempt})", flush=True)
                     return node, ""
                 time.sleep(0.5)
@@ -302,11 +341,15 @@ class ClientJob:
                 round_ = f" round {event['round']}" if event.get("round") else ""
                 print(f"{settings.client_name}: {event['message']}{round_}", flush=True)
             reported = len(events)
+            refused = next((i for i, e in enumerate(events) if e.get("message") == "refused"), None)
+            if refused is not None:  # its reply says why: let it reach the server, then end the job
+                self.wait_for_replies(node.supernode, refused + 1)
+                print(f"error: this member refused the run: {events[refused]['reason']}", file=sys.stderr)
+                return EXIT_FAILED
             final = next((i for i, e in enumerate(events) if e.get("message") == "evaluate" and e.get("model")), None)
             if final is not None:
                 # every message handled gets one reply: wait until the final one has been sent too
                 self.wait_for_replies(node.supernode, final + 1)
-                self.save_client_metrics(events[final])
                 print(f"{settings.client_name}: final global model saved to {events[final]['model']}", flush=True)
                 return 0
             stopped = node.exited(self.supervisor)
@@ -321,13 +364,6 @@ class ClientJob:
             time.sleep(1.0)
         print(f"error: no final model within --run-timeout {settings.run_timeout:g} s", file=sys.stderr)
         return EXIT_FAILED
-
-    def save_client_metrics(self, final: dict) -> None:
-        metrics = {k: v for k, v in final.items() if k in ("roc-auc", "pr-auc", "log-loss", "round")}
-        self.settings.output_dir.mkdir(parents=True, exist_ok=True)
-        (self.settings.output_dir / "client_metrics.json").write_text(
-            json.dumps({"client": self.settings.client_name, **metrics}, indent=2)
-        )
 
     def wait_for_replies(self, node: str, expected: int, timeout: float = 60.0) -> None:
         """Let the SuperNode push the last reply, and the server collect it, before stopping the SuperNode.

@@ -48,7 +48,8 @@ class ClientNode:
         runner = [
             sys.executable, "-m", "fl_runtime.launch.runner", "--runtime-api", f"127.0.0.1:{port}",
             "--auth-secret-file", str(secret), "--apps", str(self.workspace / "apps"),
-            "--poll-seconds", f"{self.runner_poll_seconds:g}", "--supernode-pid", str(supernode.pid), "--name", self.name,
+            "--poll-seconds", f"{self.runner_poll_seconds:g}",
+            "--supernode-pid", str(supernode.pid), "--name", self.name,
             *(argument for approved in self.approved for argument in ("--approve", approved)),
         ]  # fmt: skip
         supervisor.start(self.runner, runner, env, self.workspace / "runner")

@@ -2,8 +2,8 @@
 
 Each member contributes the moments of log1p(features) over its training part (row count, positive
 count, per-feature sums and sums of squares), masked, and nothing else; raw rows never leave a member. Every
-member and the server derive ``GlobalStats`` from the verified total: what a StandardScaler fitted on the pooled rows would
-compute, plus the class balance every client trains with (``balance``).
+member and the server derive ``GlobalStats`` from the verified total: what a StandardScaler fitted on the pooled
+rows would compute, plus the class balance every member trains with (``balance``).
 """
 
 from __future__ import annotations

@@ -50,8 +50,9 @@ def _exchange(stage: str, server_round: int, members=MEMBERS) -> Exchange:
 
 def _round(history, synthetic, server_round: int, histogram: ScoreHistogram, loss: float, stop=None) -> None:
     weights = _weights(server_round, len(synthetic.features))
-    findings = Findings(Question(ROUND, server_round), 3, {"examples": 2400, "train-loss": loss, "histogram": histogram,
-                                                           "validation-rows": 600, "validation-log-loss": 0.3})  # fmt: skip
+    values = {"examples": 2400, "train-loss": loss, "histogram": histogram, "validation-rows": 600,
+              "validation-log-loss": 0.3}  # fmt: skip
+    findings = Findings(Question(ROUND, server_round), 3, values)
     history.on_findings(findings, _state(synthetic, weights, stop), _exchange("round", server_round), [])
 
 

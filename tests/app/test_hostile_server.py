@@ -153,7 +153,7 @@ def test_a_rotated_key_is_refused_from_the_moment_its_fingerprint_leaves_the_pin
     edit_pins(federation.pins["clinic-a"], members=members)
     with pytest.raises(
         FederationError,
-        match=r"clinic-a, the moments query attempt 1: refused: member insurer-c's identity key .* \(revoked or swapped",
+        match=r"clinic-a, the moments query attempt 1: refused: member insurer-c's identity key .* \(revoked or swap",
     ):
         federation.run()
 

@@ -13,6 +13,7 @@ import pytest
 
 from fl_runtime.launch.fab import app_content_hash
 from fl_runtime.launch.flower import free_port
+from fl_runtime.launch.local import member_pins
 from fl_runtime.launch.pki import create_tls
 from fl_runtime.learning.data import LABEL, write_csv
 from fl_runtime.learning.task import ClientData
@@ -35,6 +36,8 @@ def job(tmp_path, synthetic):
         "SM_OUTPUT_DATA_DIR": str(opt_ml / "output" / "data"),
         "FL_APPROVED_APP_HASHES": app_content_hash(),  # what the client's launcher puts in the job's environment
     }
+    pins = member_pins(["insurer-a", "insurer-b", "insurer-c"], tmp_path / "members", 3, seed=0)["insurer-a"]
+    env["FL_MEMBER_PINS"] = pins.as_uri()  # where the launcher says its account's pins are
     certificate = base64.b64encode(create_tls(tmp_path / "tls", ["127.0.0.1"]).ca_certificate.read_bytes()).decode()
     return opt_ml, env, certificate
 
