@@ -99,7 +99,7 @@ class PollingGrid(Grid):
         try:
             return list(self.pull_messages(pending))
         except Exception:  # noqa: BLE001: any transport error of one reply
-            replies = []
+            replies: list[Message] = []
             for message_id in list(pending):
                 try:
                     replies.extend(self.pull_messages([message_id]))

@@ -127,9 +127,9 @@ class History:
     def scores(self, weights: Weights | None) -> np.ndarray:
         """Calibrated fraud probabilities of the test rows under ``weights`` (the final model by default)."""
         state = self.state
-        if state is None or state.stats is None or (weights is None and state.weights is None):
+        model = weights if weights is not None else (state.weights if state is not None else None)
+        if state is None or state.stats is None or model is None:
             raise ValueError("no model before the first round's totals")
-        model = weights if weights is not None else state.weights
         return model.probabilities(state.stats.standardise(self.test.X), state.stats.prior_logit)
 
     @property

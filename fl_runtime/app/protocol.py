@@ -73,7 +73,14 @@ def _byte_list(relay: ConfigRecord, key: str) -> list[bytes]:
     value = relay.get(key, [])
     if not isinstance(value, list) or not all(isinstance(item, bytes) for item in value):
         raise ProtocolError(f"field '{key}' must be a list of byte strings")
-    return list(value)
+    return [bytes(item) for item in value if isinstance(item, bytes)]
+
+
+def _bytes(record: ConfigRecord | None, key: str, what: str) -> bytes:
+    value = None if record is None else record.get(key)
+    if not isinstance(value, bytes):
+        raise ProtocolError(what)
+    return value
 
 
 def keys_request(settings: dict) -> RecordDict:
@@ -97,10 +104,7 @@ def keys_reply(announcement: bytes) -> RecordDict:
 
 
 def read_keys_reply(content: RecordDict) -> bytes:
-    relay = content.config_records.get(RELAY)
-    if relay is None or not isinstance(relay.get("announcement"), bytes):
-        raise ProtocolError("a reply to the keys query without an announcement")
-    return bytes(relay["announcement"])
+    return _bytes(content.config_records.get(RELAY), "announcement", "a reply to the keys query without an announcement")
 
 
 @dataclass(frozen=True)
@@ -129,8 +133,9 @@ class StepRequest:
 
 def read_step_request(content: RecordDict) -> StepRequest:
     relay = _relay(content, {"protocol", "kind", "round", "attempt", "members"}, {"announcements", "contributions"})
-    members = relay["members"]
-    if not isinstance(members, list) or not members or not all(isinstance(m, str) for m in members):
+    value = relay["members"]
+    members = [m for m in value if isinstance(m, str)] if isinstance(value, list) else []
+    if not members or len(members) != len(value):  # type: ignore[arg-type]
         raise ProtocolError("field 'members' must be a non-empty list of member names")
     if not isinstance(relay["kind"], str):
         raise ProtocolError("field 'kind' must be text")
@@ -145,16 +150,15 @@ def read_step_request(content: RecordDict) -> StepRequest:
 
 
 def step_reply(contribution: bytes, task_start: float, handler_start: float) -> RecordDict:
-    timing = {TASK_START: task_start, HANDLER_START: handler_start, HANDLER_END: time.time()}
+    timing: dict = {TASK_START: task_start, HANDLER_START: handler_start, HANDLER_END: time.time()}
     return RecordDict({RELAY: ConfigRecord({"contribution": contribution}), TIMING: ConfigRecord(timing)})
 
 
 def read_step_reply(content: RecordDict) -> tuple[bytes, dict[str, float]]:
     relay, timing = content.config_records.get(RELAY), content.config_records.get(TIMING)
-    if relay is None or not isinstance(relay.get("contribution"), bytes):
-        raise ProtocolError("a reply to a step without a contribution")
+    contribution = _bytes(relay, "contribution", "a reply to a step without a contribution")
     times = {key: float(value) for key, value in (timing or {}).items() if isinstance(value, (int, float))}
-    return bytes(relay["contribution"]), times
+    return contribution, times
 
 
 def refusal(message: Message, reason: str) -> Message:

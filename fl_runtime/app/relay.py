@@ -18,8 +18,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from flwr.app import Message
+from flwr.app import Message, RecordDict
 
 from fl_runtime.app import protocol
 from fl_runtime.app.grid import Exchange, PollingGrid
@@ -44,7 +45,7 @@ class RelayHooks:
     """What the ServerApp does with a run's progress: each step's findings (with the state they led to and the
     exchange's timing), each drop-out."""
 
-    on_findings: Callable[[Findings, object, Exchange, list[dict]], None]
+    on_findings: Callable[[Findings, Any, Exchange, list[dict]], None]
     on_dropout: Callable[[Dropout], None]
 
 
@@ -62,7 +63,7 @@ class Relay:
         self.announcements: tuple[bytes, ...] = ()
         self.transcript = Transcript(run, self.proposed, "server")
 
-    def _send(self, contents: dict[int, object], message_type: str) -> tuple[dict[int, Message], dict[int, str]]:
+    def _send(self, contents: dict[int, RecordDict], message_type: str) -> tuple[dict[int, Message], dict[int, str]]:
         """Send each node its content; (replies by node, failures by node: why)."""
         messages = [Message(content, dst_node_id=node, message_type=message_type) for node, content in contents.items()]
         replies = list(self.grid.send_and_receive(messages, timeout=self.settings.round_timeout))

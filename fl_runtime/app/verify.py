@@ -136,7 +136,7 @@ def _replay_step(entry: dict, number: int, machine, state, transcript: Transcrip
 
 
 def _check_own(entry: dict, number: int, writer: str, state, transcript: Transcript, keys: dict) -> None:
-    contribution = contribution_from(entry.get("wire"), number)
+    contribution = contribution_from(str(entry.get("wire", "")), number)
     question = state.question
     if contribution.member != writer or question is None:
         raise TranscriptError(f"line {number}: the last answer is not the writer's answer to the open question")

@@ -199,7 +199,7 @@ class LogisticRegressionFamily:
             following = replace(
                 state, question=Question(ROUND, 1), stats=stats, moment_rows=moments.n_rows, weights=weights
             )
-            found = {"rows": moments.n_rows, "positives": moments.n_positive}
+            found: dict = {"rows": moments.n_rows, "positives": moments.n_positive}
             return following, Findings(question, members, found)
         validation = _validation_findings(totals)
         if question.kind == EVALUATE:
