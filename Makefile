@@ -37,6 +37,7 @@ lint: $(DEV)
 
 bench: $(RUNTIME)
 	$(PY) bench/bench_local.py --repeat 2
+	$(PY) bench/bench_relay.py --repeat 2
 
 # 10^4, 10^5 and 10^6 synthetic rows per client, 3 clients, 5 rounds, twice each (about 10 minutes on two cores)
 bench-scaling: $(RUNTIME)

@@ -89,6 +89,8 @@ def run_and_measure(test_path: Path, client_paths: list[Path], rounds: int, *, s
         **round_figures(metrics["rounds"]),
         **sampler.figures(),
         "final-roc-auc": metrics["final"]["roc-auc"],
+        # the keys exchange, then one per step the server saw a total of: moments, each round, the evaluation
+        "exchanges": 1 + len(metrics["server-saw"]),
     }
 
 
@@ -96,7 +98,7 @@ def round_figures(rounds: list[dict]) -> dict:
     """Seconds per round; a steady round is any but the first (CSV, SMOTE) and the last (final evaluation)."""
     seconds = [r["seconds"] for r in rounds]
     middle = rounds[1:-1] or rounds
-    train_exchanges = [t for r in middle for t in r["timing"] if t["stage"] == "train"]
+    train_exchanges = [t for r in middle for t in r["timing"] if t["stage"] == "round"]
     breakdown = {phase: statistics.median(t[phase] for t in train_exchanges) for phase in (*PHASES, "exchange")}
     breakdown["server (aggregate + test evaluation)"] = statistics.median(
         r["seconds"] - t["exchange"] for r in middle for t in r["timing"][:1]
@@ -120,6 +122,10 @@ def report(figures: dict) -> None:
     )
     print(f"  wall time, start to outputs: {wall:.1f} s (final ROC-AUC {figures['final-roc-auc']:.4f})")
     print(
+        f"  message exchanges: {figures['exchanges']} = the keys exchange, the moments, {rounds} rounds, the final "
+        f"evaluation: one more per run than before the relay, none more per round"
+    )
+    print(
         f"  seconds per round: mean {figures['seconds-per-round-mean']:.2f}; steady rounds (2..{rounds - 1}) median "
         f"{figures['seconds-per-round-steady-median']:.2f}; round 1 {seconds[0]:.2f} (imports, CSV, SMOTE); "
         f"round {rounds} {seconds[-1]:.2f} (plus the final evaluation exchange)"
@@ -131,10 +137,13 @@ def report(figures: dict) -> None:
             "(fixed 3 s sleep after each empty poll, not configurable) + the runner's 50 ms task poll"
         ),
         "client-startup": "task taken -> ClientApp called: FAB hash check, message pull (the app is warm)",
-        "client-compute": "Newton step + validation histogram",
+        "client-compute": (
+            "verify every member's signed contribution to the last round and add them, the pooled Newton step, "
+            "this round's sums and histograms, mask and sign"
+        ),
         "reply-transport": "SuperNode reply poll (fixed 0.5 s) + push + server pull",
         "exchange": "push -> last reply",
-        "server (aggregate + test evaluation)": "FedAvg + scoring the test set",
+        "server (aggregate + test evaluation)": "verify and add the contributions, the Newton step, the test set",
     }
     for phase, value in figures["breakdown-median-seconds"].items():
         print(f"    {phase:38s} {value:6.2f} s   {notes[phase]}")
