@@ -7,26 +7,22 @@ The rule, applied after every round r by the ServerApp and by the in-process rep
 with theta = [coef..., intercept] the global parameters, and stop once change_r < tolerance (or at the
 last round allowed). Why the relative change of the parameters, and not another criterion:
 
-- It means the same thing in every mode. The Newton decrement (g' H^-1 g, the textbook criterion for
-  Newton's method) needs the pooled curvature, which the server only has with shared curvature and L2:
-  L1 trains with SAGA, which has none, and ``--no-shared-curvature`` sends none. The pooled objective is
-  known a round late (the clients report the loss of the model they receive) and only without its
-  penalty, and a bound on its decrease has the units of the loss.
-- It is known on the server as soon as a round's replies are averaged: no extra exchange.
+- It means the same thing for every penalty. The Newton decrement (g' H^-1 g, the textbook criterion for
+  Newton's method) is not one for L1's proximal steps, whose gradient does not vanish at the optimum. The
+  pooled objective is known a round late (the members report the loss of the model they were asked at) and a
+  bound on its decrease has the units of the loss.
+- Every party knows it as soon as a round's totals give the next model: no extra exchange.
 - It bounds what is left. In Newton's quadratic phase the distance still to go after a step of relative
-  size e is of order e^2 (on the CMS data: 2e-4, then 2e-6, then 1e-9); where convergence is only linear
-  (own curvature, rate about 0.4 on CMS) it is about e * rate / (1 - rate), i.e. below e. And each score's
+  size e is of order e^2 (on the CMS data: 2e-4, then 2e-6, then 1e-9). And each score's
   logit moves by at most e * ||theta|| * ||row|| (Cauchy-Schwarz). scikit-learn's SAG and SAGA solvers
   stop on the same ratio (in the max norm).
 - It is scale-free: a fraction of the parameters' length, whatever C and the data. The relative change
   of round 1 (from all-zero weights) is 1, so no run stops before its second round.
 
-The default tolerance (``defaults.CONVERGENCE_TOLERANCE``, 1e-3) leaves the model within about 1e-6
-(Newton) or 1e-3 (linear) of where more rounds would take it, relative to its length: on the CMS splits
-``compare`` uses, the shared-curvature runs stop at round 7 or 8 with the test ROC-AUC of the 10-round
-model (``tests/learning/test_convergence.py`` holds them within 0.0005). A tolerance of 0 never stops
-early. L1 does not settle this way: SAGA epochs averaged over clients keep moving the coefficients by
-several per cent a round, and such a run says it reached the maximum without converging, which it did.
+The default tolerance (``defaults.CONVERGENCE_TOLERANCE``, 1e-3) leaves the model within about 1e-6 of where
+more rounds would take it, relative to its length: on the CMS splits ``compare`` uses, runs stop at round 6
+(L1: 6 or 7) with the test ROC-AUC of the 10-round model (``tests/learning/test_convergence.py`` holds them
+within 0.0005; the gap measured is 0). A tolerance of 0 never stops early.
 """
 
 from __future__ import annotations
