@@ -52,7 +52,10 @@ def test_the_job_is_built_from_the_accounts_settings_and_the_runs_three_values(s
     assert base64.b64decode(hyper["root-certificate"]).decode() == ca_pem
     assert hyper["public-key-uri"] == "ssm:/fl-fraud/client/insurer-a/supernode-keys/fl-client-run1-insurer-a"
     assert all(isinstance(v, str) and len(v) <= 2500 for v in hyper.values())  # SageMaker's limit per value
-    assert request["Environment"] == {"FL_APPROVED_APP_HASHES": settings.approved_app_hashes[0]}
+    assert request["Environment"] == {
+        "FL_APPROVED_APP_HASHES": settings.approved_app_hashes[0],
+        "FL_MEMBER_PINS": f"ssm:{settings.pins_parameter}",  # where its pins are, in its own account: not the pins
+    }
     [channel] = request["InputDataConfig"]
     assert channel["ChannelName"] == "train" and channel["DataSource"]["S3DataSource"]["S3Uri"] == settings.data_uri
     assert request["OutputDataConfig"] == {"S3OutputPath": settings.output_uri, "KmsKeyId": settings.data_key_arn}
