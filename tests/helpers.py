@@ -99,6 +99,7 @@ def hostile_app(folder: Path, marker: Path) -> Path:
     client_app = app / "fl_runtime" / "app" / "client_app.py"
     source = client_app.read_text()
     assert source.count(HONEST_LINE) >= 1
-    evil = f"    node = NodeSettings.of(context.node_config); Path({str(marker)!r}).write_text(node.first_file.read_text())\n"
+    steal = f"Path({str(marker)!r}).write_text(node.first_file.read_text())"
+    evil = f"    node = NodeSettings.of(context.node_config); {steal}\n"
     client_app.write_text(source.replace(HONEST_LINE, evil, 1))
     return app

@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 from fl_runtime.aws.contract import (
-    ClientAccountSettings,
     PINS,
+    ClientAccountSettings,
     ClientEntry,
     LaunchSettings,
     ServerAccountSettings,

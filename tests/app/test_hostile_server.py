@@ -180,12 +180,18 @@ def test_a_member_whose_pins_forbid_reruns_refuses_one(federation):
     assert not server.step("insurer-b", rerun).has_error()  # its own pins allow it
 
 
-def test_a_member_that_dropped_out_is_not_let_back_in(federation):
+@pytest.fixture
+def k_two_moments_answered(federation):
+    """Every member's k is 2 and the first step is answered by all three: (server, announcements, replies)."""
     for member in MEMBERS:
         edit_pins(federation.pins[member], min_members=2)
     server = Scripted(federation.grid)
     announcements = server.announce_all()
-    first = {m: server.step(m, first_step(server, announcements)) for m in MEMBERS}
+    return server, announcements, {m: server.step(m, first_step(server, announcements)) for m in MEMBERS}
+
+
+def test_a_member_that_dropped_out_is_not_let_back_in(k_two_moments_answered):
+    server, announcements, first = k_two_moments_answered
     pair = MEMBERS[:2]
     rerun = protocol.StepRequest("moments", 0, 2, pair, tuple(announcements), ())
     second = {m: server.step(m, rerun) for m in pair}
@@ -250,12 +256,8 @@ def test_a_contribution_replayed_from_another_round_is_refused(moments_done):
     assert not server.step("insurer-b", honest).has_error()
 
 
-def test_a_contribution_replayed_from_another_attempt_is_refused(federation):
-    for member in MEMBERS:
-        edit_pins(federation.pins[member], min_members=2)
-    server = Scripted(federation.grid)
-    announcements = server.announce_all()
-    attempt_one = {m: server.step(m, first_step(server, announcements)) for m in MEMBERS}
+def test_a_contribution_replayed_from_another_attempt_is_refused(k_two_moments_answered):
+    server, announcements, attempt_one = k_two_moments_answered
     pair = MEMBERS[:2]
     attempt_two = {
         m: server.step(m, protocol.StepRequest("moments", 0, 2, pair, tuple(announcements), ())) for m in pair

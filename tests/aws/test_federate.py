@@ -207,7 +207,8 @@ def test_a_client_killed_mid_run_is_dropped_and_the_run_completes_with_two(split
     assert process.returncode == 0, err[-3000:] + out[-3000:]
     metrics = json.loads((tmp_path / "results" / "model" / "run2" / "metrics.json").read_text())
     [dropout] = metrics["dropouts"]
-    assert dropout["member"] == "hospital-c" and dropout["question"] in ("round 3", "round 4", "the evaluation of the round-4 model")
+    assert dropout["member"] == "hospital-c" and dropout["attempt"] == 1
+    assert dropout["question"] in ("round 3", "round 4", "the evaluation of the round-4 model")  # killed after round 2
     assert metrics["rounds"][-1]["members"] == ["insurer-a", "insurer-b"] or dropout["question"].startswith("the eval")
     report = (tmp_path / "results" / "model" / "run2" / "report.md").read_text()
     assert f"- hospital-c: {dropout['question']}, attempt 1" in report

@@ -31,6 +31,13 @@ def launcher(*args) -> list[str]:
     return [sys.executable, "-m", "fl_runtime", "local", *map(str, args)]
 
 
+def run_local(folder, *args, timeout: float = 300, faults: str = "") -> subprocess.CompletedProcess:
+    """``local`` with the split's CSVs and ``args``, its temporary files and processes under ``folder``; ``faults``
+    sets the drop-out tests' fault points (``fl_runtime.launch.faults``)."""
+    env = {**in_temp(folder), **({"FL_TEST_FAULTS": faults} if faults else {})}
+    return subprocess.run(launcher(*args), capture_output=True, text=True, cwd=PROJECT, timeout=timeout, env=env)
+
+
 @pytest.fixture(scope="module")
 def split(cms, tmp_path_factory):
     folder = tmp_path_factory.mktemp("split")
@@ -131,7 +138,7 @@ def test_the_server_saw_totals_over_every_member_and_no_members_own_figures(comp
     assert federation["training-rows"] == sum(c.train.n_rows for c in members)
     assert federation["training-positives"] == sum(c.train.n_positive for c in members)
     assert all(seen["members"] == 3 for seen in metrics["server-saw"])
-    assert [seen["question"] for seen in metrics["server-saw"]][0] == "the moments query"
+    assert metrics["server-saw"][0]["question"] == "the moments query"
     report = (out / "report.md").read_text()
     assert "## What the server saw" in report and "## What left each member" in report
 
@@ -225,14 +232,8 @@ def test_client_columns_that_differ_from_the_servers_fail_before_anything_starts
 def test_a_failing_run_exits_non_zero_with_the_reason_and_leaves_no_output(split, tmp_path):
     test_path, client_paths, _, _ = split
     out = tmp_path / "out"
-    done = subprocess.run(
-        launcher("--client-data", *client_paths, "--test-data", test_path, "--round-timeout", 0.3, "--out", out),
-        capture_output=True,
-        text=True,
-        cwd=PROJECT,
-        timeout=300,
-        env=in_temp(tmp_path),
-    )
+    done = run_local(tmp_path, "--client-data", *client_paths, "--test-data", test_path, "--round-timeout", 0.3,
+                     "--out", out)  # fmt: skip
     assert done.returncode == 1
     assert "not every one announced its keys" in done.stderr and "insurer_a: no answer within 0.3 s" in done.stderr
     assert not out.exists() and not (tmp_path / ".out.partial").exists()
@@ -270,14 +271,8 @@ def test_ctrl_c_stops_every_process_and_leaves_no_output(tmp_path):
 def test_a_member_that_never_joins_is_named_and_the_run_does_not_start_without_it(split, tmp_path):
     test_path, client_paths, _, _ = split
     out = tmp_path / "out"
-    done = subprocess.run(
-        launcher("--client-data", *client_paths, "--test-data", test_path, "--node-wait-timeout", 20, "--out", out),
-        capture_output=True,
-        text=True,
-        cwd=PROJECT,
-        timeout=300,
-        env={**in_temp(tmp_path), "FL_TEST_FAULTS": "insurer_c:never-joins"},
-    )
+    done = run_local(tmp_path, "--client-data", *client_paths, "--test-data", test_path, "--node-wait-timeout", 20,
+                     "--out", out, faults="insurer_c:never-joins")  # fmt: skip
     assert done.returncode == 1
     assert "a run starts with every member, and insurer_c never joined" in done.stderr
     assert not out.exists()
@@ -289,15 +284,9 @@ def test_a_member_killed_with_its_reply_in_flight_is_that_members_drop_out_and_t
     arrives. Round 2 is asked again of the two others, on fresh masks, and the run completes with them."""
     test_path, client_paths, _, _ = split
     out = tmp_path / "out"
-    done = subprocess.run(
-        launcher("--client-data", *client_paths, "--test-data", test_path, "--min-clients", 2, "--round-timeout", 20,
-                 "--seed", SEED, "--out", out),
-        capture_output=True,
-        text=True,
-        cwd=PROJECT,
-        timeout=600,
-        env={**in_temp(tmp_path), "FL_TEST_FAULTS": "insurer_b:killed-after-reply:round/2"},
-    )  # fmt: skip
+    done = run_local(tmp_path, "--client-data", *client_paths, "--test-data", test_path, "--min-clients", 2,
+                     "--round-timeout", 20, "--seed", SEED, "--out", out, timeout=600,
+                     faults="insurer_b:killed-after-reply:round/2")  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     [dropout] = metrics["dropouts"]
