@@ -37,7 +37,7 @@ from fl_runtime.app.signed import Contribution, Malformed, RunKeys, SignedAnnoun
 from fl_runtime.app.transcript import Transcript, TranscriptError
 from fl_runtime.learning import fixed_point
 from fl_runtime.learning.families import family
-from fl_runtime.learning.machine import EVALUATE, MOMENTS, Declined, Findings
+from fl_runtime.learning.machine import EVALUATE, MOMENTS, Declined, Findings, UnusableTotals, advance
 from fl_runtime.learning.task import ClientRows, TrainConfig, TrainingPlan
 
 SETTINGS = ("family", "num-server-rounds", "convergence-tolerance", "C", "penalty", "class-balance")
@@ -285,7 +285,10 @@ class MemberSession:
             totals = layout.decode(total, len(answered.step.members))
         except fixed_point.OutOfRange as error:
             raise TranscriptError(f"{self.state.question.label}: {error}") from None
-        self.state, findings = self.machine.advance(self.state, totals, len(answered.step.members))
+        try:
+            self.state, findings = advance(self.machine, self.state, totals, len(answered.step.members))
+        except UnusableTotals as error:
+            raise TranscriptError(str(error)) from None
         self.forwarded = tuple(request.contributions)
         self._note_findings(findings)
         question = self.state.question

@@ -29,7 +29,8 @@ from fl_runtime.app.signed import Contribution, Malformed, SignedAnnouncement, S
 from fl_runtime.app.transcript import Transcript, check_contribution
 from fl_runtime.errors import FederationError
 from fl_runtime.learning.families import family
-from fl_runtime.learning.machine import MOMENTS, Findings
+from fl_runtime.learning.fixed_point import OutOfRange
+from fl_runtime.learning.machine import MOMENTS, Findings, UnusableTotals, advance
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,10 @@ class Relay:
             layout = machine.layout(state)
             total = self.transcript.verify_step(step, contributions, self.signing_keys, layout.length)
             self.transcript.record_step(step, contributions, total)
-            state, findings = machine.advance(state, layout.decode(total, len(members)), len(members))
+            try:
+                state, findings = advance(machine, state, layout.decode(total, len(members)), len(members))
+            except (OutOfRange, UnusableTotals) as error:
+                raise FederationError(f"{question.label}: a member's value made the total unusable: {error}") from None
             hooks.on_findings(findings, state, exchange, layout.describe())
             previous = tuple(c.to_bytes() for c in contributions)
         return state

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from fl_runtime.errors import DataError
 from fl_runtime.learning.fixed_point import Layout
 from fl_runtime.learning.task import ClientRows, TrainingPlan
 
@@ -75,3 +76,17 @@ class Family(Protocol):
     def layout(self, state: Any) -> Layout: ...
     def answer(self, state: Any, rows: ClientRows, min_rows: int) -> dict[str, np.ndarray]: ...
     def advance(self, state: Any, totals: dict[str, np.ndarray], members: int) -> tuple[Any, Findings]: ...
+
+
+class UnusableTotals(ValueError):
+    """Totals from which no next state follows (a singular curvature, no positives...): honest members' totals always
+    give one, so such totals carry a value crafted within its range, and every party stops rather than step on."""
+
+
+def advance(family: Family, state: Any, totals: dict[str, np.ndarray], members: int) -> tuple[Any, Findings]:
+    """``family.advance``, with whatever the totals make it fail on reported as ``UnusableTotals``."""
+    question = state.question
+    try:
+        return family.advance(state, totals, members)
+    except (ArithmeticError, ValueError, DataError) as error:  # numpy's LinAlgError is a ValueError
+        raise UnusableTotals(f"{question.label}: its totals give no next model ({type(error).__name__}: {error})") from None

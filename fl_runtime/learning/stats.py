@@ -67,6 +67,8 @@ class GlobalStats:
         n_positive = sum(p.n_positive for p in parts)
         if n_positive in (0, n_rows):
             raise DataError(f"the federation's training rows hold a single class ({n_positive} positive of {n_rows})")
+        if not 0 < n_positive < n_rows:
+            raise DataError(f"{n_positive} positives of {n_rows} training rows: not counts of rows")
         mean = np.sum([p.total for p in parts], axis=0) / n_rows
         variance = np.maximum(np.sum([p.total_squares for p in parts], axis=0) / n_rows - np.square(mean), 0.0)
         scale = np.sqrt(variance)

@@ -302,35 +302,54 @@ def test_a_server_that_shows_members_different_histories_is_caught_at_the_next_s
     assert "member insurer-b's contribution is for round 2, attempt 1, members ['insurer-b', 'insurer-c']" in reason
 
 
-def test_a_total_no_members_in_range_can_add_up_to_is_refused_naming_the_quantity(federation, monkeypatch):
-    """A colluding member sends a value far outside its range (signed with its own key): the honest members'
-    total decodes out of range and they refuse it."""
+def _colluding(monkeypatch, craft) -> None:
+    """insurer-c answers with ``craft(words)`` of its encoded values (masked and signed with its own keys)."""
+    from fl_runtime.app import masking
     from fl_runtime.app import member as member_module
+    from fl_runtime.learning import fixed_point
 
     original = member_module.MemberSession._answer
 
     def colluding(session, step):
         if session.name != "insurer-c":
             return original(session, step)
-        import fl_runtime.learning.fixed_point as fp
-
         layout = session.machine.layout(session.state)
-        values = session.machine.answer(session.state, session._member_rows(), 1)
-        vector = layout.encode(values)
-        vector[0] = np.uint64(2**62)  # rows: far beyond what three members in range can add up to
+        vector = craft(layout.encode(session.machine.answer(session.state, session._member_rows(), 1)))
         others = {p: session.pair_keys[p] for p in step.members if p != session.name}
-        from fl_runtime.app import masking
-
         masked = masking.mask(vector, session.name, others, step.label)
-        return Contribution.sign(session.keys, session.name, step, session.transcript.head, fp.to_bytes(masked))
+        return Contribution.sign(session.keys, session.name, step, session.transcript.head, fixed_point.to_bytes(masked))
 
     monkeypatch.setattr(member_module.MemberSession, "_answer", colluding)
+
+
+def _refusal_after_moments(federation) -> str:
     server = Scripted(federation.grid)
     announcements = server.announce_all()
     moments = server.contributions({m: server.step(m, first_step(server, announcements)) for m in MEMBERS})
-    assert "the sum's rows[0] exceeds what 3 members in range can add up to" in refusal(
-        server.step("clinic-a", _round_one(moments))
-    )
+    return refusal(server.step("clinic-a", _round_one(moments)))
+
+
+def test_a_total_no_members_in_range_can_add_up_to_is_refused_naming_the_quantity(federation, monkeypatch):
+    """A colluding member sends a value far outside its range (signed with its own key): the honest members'
+    total decodes out of range and they refuse it."""
+
+    def beyond(vector):
+        vector[0] = np.uint64(2**62)  # rows: far beyond what three members in range can add up to
+        return vector
+
+    _colluding(monkeypatch, beyond)
+    assert "the sum's rows[0] exceeds what 3 members in range can add up to" in _refusal_after_moments(federation)
+
+
+def test_totals_that_give_no_next_model_are_refused_not_stepped_on(federation, monkeypatch):
+    """Within its range, a colluder makes the positives total negative: no class balance follows from it."""
+
+    def negative_positives(vector):
+        vector[1] = np.int64(-(10**6)).astype(np.uint64)
+        return vector
+
+    _colluding(monkeypatch, negative_positives)
+    assert "the moments query: its totals give no next model" in _refusal_after_moments(federation)
 
 
 def test_the_protocol_version_is_checked(federation):
