@@ -104,7 +104,8 @@ def keys_reply(announcement: bytes) -> RecordDict:
 
 
 def read_keys_reply(content: RecordDict) -> bytes:
-    return _bytes(content.config_records.get(RELAY), "announcement", "a reply to the keys query without an announcement")
+    missing = "a reply to the keys query without an announcement"
+    return _bytes(content.config_records.get(RELAY), "announcement", missing)
 
 
 @dataclass(frozen=True)

@@ -89,4 +89,5 @@ def advance(family: Family, state: Any, totals: dict[str, np.ndarray], members: 
     try:
         return family.advance(state, totals, members)
     except (ArithmeticError, ValueError, DataError) as error:  # numpy's LinAlgError is a ValueError
-        raise UnusableTotals(f"{question.label}: its totals give no next model ({type(error).__name__}: {error})") from None
+        why = f"{type(error).__name__}: {error}"
+        raise UnusableTotals(f"{question.label}: its totals give no next model ({why})") from None

@@ -317,7 +317,8 @@ def _colluding(monkeypatch, craft) -> None:
         vector = craft(layout.encode(session.machine.answer(session.state, session._member_rows(), 1)))
         others = {p: session.pair_keys[p] for p in step.members if p != session.name}
         masked = masking.mask(vector, session.name, others, step.label)
-        return Contribution.sign(session.keys, session.name, step, session.transcript.head, fixed_point.to_bytes(masked))
+        head = session.transcript.head
+        return Contribution.sign(session.keys, session.name, step, head, fixed_point.to_bytes(masked))
 
     monkeypatch.setattr(member_module.MemberSession, "_answer", colluding)
 
