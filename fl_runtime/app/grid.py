@@ -98,7 +98,7 @@ class PollingGrid(Grid):
         failure (``unreceived``), never the run's: the others are pulled one by one."""
         try:
             return list(self.pull_messages(pending))
-        except Exception:  # noqa: BLE001  (any transport error of one reply)
+        except Exception:  # any transport error of one reply
             replies: list[Message] = []
             for message_id in list(pending):
                 try:
