@@ -49,10 +49,12 @@ class FederationStack(Stack):
         bundle: Bundle,
         custom_resource_role_name: str | None = None,
         cross_account_calls: tuple[CrossAccountCall, ...] = (),
+        uses_kms: bool = False,
     ) -> None:
         """``custom_resource_role_name``: a fixed name when other accounts must trust that role;
-        ``cross_account_calls``: what other accounts' roles call through this VPC's endpoints (the server's
-        calls to the clients' launchers, which also give the VPC a Lambda endpoint)."""
+        ``cross_account_calls``: what crosses accounts through this VPC's endpoints (the server's calls to the
+        clients' launchers, which also give the VPC a Lambda endpoint); ``uses_kms``: a KMS endpoint too (a
+        client's identity key)."""
         retain = self.config.retain_data
         self.key = data_key(self, "DataKey", retain)
         self.access_logs = access_log_bucket(self, "AccessLogs")
@@ -66,6 +68,7 @@ class FederationStack(Stack):
                 retain,
                 self.key,
                 invokes_lambda=any(call.endpoint == "Lambda" for call in cross_account_calls),
+                uses_kms=uses_kms,
                 cross_account_calls=cross_account_calls,
             ),
             self.custom_resources,

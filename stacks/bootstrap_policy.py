@@ -12,7 +12,8 @@ from the templates ``cdk synth`` made for it:
   from a role nor change, and it cannot change the execution policies themselves.
 - ``permissions-boundary.json``: the most any role of the stacks may ever do: the actions their own policies grant,
   on this account's resources (S3: the stacks' own buckets; ``sts:AssumeRole``: ``FL-*`` roles, the kickoff and
-  peering roles of the other accounts), passing only the stacks' roles, and only to SageMaker; nothing else of IAM.
+  peering roles of the other accounts; ``kms:GetPublicKey``: the other members' identity keys the stacks name, by
+  their ``alias/fl-identity-*`` aliases), passing only the stacks' roles, and only to SageMaker; nothing else of IAM.
 
     npx cdk synth -o cdk.out
     python -m stacks.bootstrap_policy cdk.out 222222222222 bootstrap/222222222222/   # prints the commands to run
@@ -30,6 +31,7 @@ import json
 import sys
 from pathlib import Path
 
+from fl_runtime.aws.contract import IDENTITY_ALIAS_PREFIX
 from fl_runtime.errors import ConfigError
 from fl_runtime.files import atomic_path
 from stacks.cfn_permissions import handler_permissions
@@ -158,7 +160,33 @@ def boundary_policy(templates: list[dict], account: str, partition: str = "aws")
          "Resource": [f"arn:{partition}:iam::{account}:role/{prefix}*" for prefix in STACK_PREFIXES],
          "Condition": {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}},
     ]  # fmt: skip
+    members_keys = _other_accounts_keys(templates, account)
+    if members_keys:
+        statements.append(
+            {"Sid": "ReadOtherMembersIdentityPublicKeys", "Effect": "Allow", "Action": "kms:GetPublicKey",
+             "Resource": members_keys, "Condition": {"StringLike": {"kms:RequestAlias": [
+                 f"{IDENTITY_ALIAS_PREFIX}*", f"arn:{partition}:kms:*:*:{IDENTITY_ALIAS_PREFIX}*"]}}}
+        )  # fmt: skip
     return {"Version": "2012-10-17", "Statement": statements}
+
+
+def _other_accounts_keys(templates: list[dict], account: str) -> list[str]:
+    """The KMS keys of other accounts the stacks' policies let a role read a public key of (one organisation: the
+    other members' identity keys, which a training job resolves when it starts)."""
+    found = set()
+    for template in templates:
+        for resource in template["Resources"].values():
+            if resource["Type"] not in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
+                continue
+            for statement in resource["Properties"]["PolicyDocument"]["Statement"]:
+                granted, named = statement["Action"], statement["Resource"]
+                if "kms:GetPublicKey" not in ([granted] if isinstance(granted, str) else granted):
+                    continue
+                for arn in [named] if isinstance(named, str) else named:
+                    parts = arn.split(":") if isinstance(arn, str) else []
+                    if len(parts) == 6 and parts[2] == "kms" and parts[4] != account:
+                        found.add(arn)
+    return sorted(found)
 
 
 def _commands(account: str, region: str, out: Path, count: int, partition: str) -> str:

@@ -4,9 +4,10 @@
   client's launcher (``job_launcher``), which builds and starts the job from this account's own settings,
   and read this client's settings and the SuperNode public keys its jobs publish, in SSM. It trusts the
   server account's notebook role only, and only with the client's external id.
-- The SageMaker execution role: read the code and data buckets, write model artifacts, use the data key
-  for the job's volume and artifacts, the VPC network interfaces of a VPC-mode job, publish and remove
-  its SuperNode's public key, and its own logs and metrics. No AWS managed policy.
+- The SageMaker execution role (``FL-training-job``): read the code and data buckets, write model artifacts, use the
+  data key for the job's volume and artifacts, the VPC network interfaces of a VPC-mode job, publish and remove
+  its SuperNode's public key, sign with the member's identity key and read its pins (``identity``), and its own
+  logs and metrics. No AWS managed policy.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from stacks.client_config import KICKOFF_ROLE_NAME, TRAINING_ROLE_NAME
 from stacks.compliance import AWS_SOLUTIONS, acknowledge, objects_finding
-from stacks.config import KICKOFF_ROLE_NAME, ClientAccount, FederationConfig
+from stacks.config import ClientAccount, FederationConfig
+from stacks.identity import MemberIdentity
 from stacks.roles import (
     acknowledge_network_interfaces,
     attach,
@@ -62,13 +65,15 @@ class JobResources:
 
 
 def training_execution_role(
-    scope: Construct, config: FederationConfig, client: ClientAccount, resources: JobResources
+    scope: Construct, config: FederationConfig, client: ClientAccount, resources: JobResources, identity: MemberIdentity
 ) -> iam.Role:
-    """The role SageMaker gives a training job: read code and staged data, write artifacts, nothing more."""
+    """The role SageMaker gives a training job: read code and staged data, write artifacts, sign as the member and
+    read its pins, nothing more. Named, so that in one organisation the other members' keys can admit it."""
     stack = Stack.of(scope)
     role = iam.Role(
         scope,
         "TrainingExecutionRole",
+        role_name=TRAINING_ROLE_NAME,
         assumed_by=service_principal(
             scope, "sagemaker.amazonaws.com", stack.format_arn(service="sagemaker", resource="training-job/*")
         ),
@@ -79,9 +84,8 @@ def training_execution_role(
     network = network_interface_statements(
         scope, resources.vpc, resources.subnets, resources.security_group, TRAINING_NETWORK_INTERFACE_WRITES
     )
-    policy = attach(
-        scope, "TrainingExecutionPolicy", role, [*_execution_statements(resources, logs, public_keys), *network]
-    )
+    statements = [*_execution_statements(resources, logs, public_keys), *identity.job_statements(), *network]
+    policy = attach(scope, "TrainingExecutionPolicy", role, statements)
     reasons = {
         f"{AWS_SOLUTIONS}IAM5[Resource::*]": (
             "ec2:DescribeNetworkInterfaces, DescribeVpcs, DescribeDhcpOptions, DescribeSubnets and "
@@ -105,6 +109,12 @@ def training_execution_role(
             "in advance; the grant is limited to this client's key path and the job-name prefix"
         ),
     }
+    for pattern in identity.peer_key_patterns():
+        reasons[f"{AWS_SOLUTIONS}IAM5[Resource::{pattern}]"] = (
+            "One organisation: the job reads another member's identity public key (kms:GetPublicKey only) by the "
+            "alias that member's stack gives it; IAM names a key by its ARN, unknown until that stack is deployed, "
+            "so the grant holds for that account's keys requested through that alias (kms:RequestAlias)"
+        )
     for finding, reason in reasons.items():
         acknowledge(policy, finding, reason)
     acknowledge_network_interfaces(policy)

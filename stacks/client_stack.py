@@ -6,6 +6,7 @@
 - buckets: code (``code/source.tar.gz``), data (``data_prep/``), model artifacts (``client_artifact/``);
 - the training jobs' security group: out to the server's Flower port and this VPC's endpoints only;
 - the SageMaker execution role and ``FL-kickoff-client-job`` for the server's notebook;
+- the member's identity key (KMS) and its pins document (SSM, ``<prefix>/client/<name>/pins``): ``identity``;
 - a notebook instance for staging this client's data;
 - the settings the kickoff step needs, as outputs and in SSM (``<prefix>/client/<name>/settings``).
 """
@@ -18,7 +19,7 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from fl_runtime import defaults
-from fl_runtime.aws.contract import ClientAccountSettings, ClientHandover, LaunchSettings
+from fl_runtime.aws.contract import PINS, ClientAccountSettings, ClientHandover, LaunchSettings
 from fl_runtime.launch.fab import app_content_hash
 from stacks.base import FederationStack
 from stacks.bundle.builder import ENTRY_POINT, Bundle
@@ -34,7 +35,9 @@ from stacks.code_bundle import CODE_PREFIX
 from stacks.compliance import acknowledge, acknowledge_cdk_functions, objects_finding
 from stacks.config import ClientAccount, FederationConfig
 from stacks.handover import OUTPUT, OUTPUT_DESCRIPTION
+from stacks.identity import IdentitySettings, MemberIdentity
 from stacks.job_launcher import JobLauncher, LauncherSettings
+from stacks.network import CrossAccountCall
 from stacks.notebook import FederationNotebook, NotebookSettings
 from stacks.outputs import publish
 from stacks.peering import PeeringAccepter
@@ -55,7 +58,9 @@ class ClientStack(FederationStack):
             description=f"Federated fraud detection: client {client.name}",
         )
         self.client = client
-        self.build_foundation(client.vpc_cidr, bundle)
+        identity = _identity_settings(config, client)
+        self.build_foundation(client.vpc_cidr, bundle, cross_account_calls=_identity_calls(identity), uses_kms=True)
+        self.identity = MemberIdentity(self, "Identity", identity)
         self.data = self.bucket("Data")
         self.artifacts = self.bucket("Artifacts")
         self.training_security_group = self._training_security_group()
@@ -68,7 +73,7 @@ class ClientStack(FederationStack):
             self.training_security_group,
             self.network.vpc,
         )
-        self.execution_role = training_execution_role(self, config, client, resources)
+        self.execution_role = training_execution_role(self, config, client, resources, self.identity)
         self.launch_settings = self._launch_settings()
         self.launcher = JobLauncher(
             self,
@@ -79,20 +84,33 @@ class ClientStack(FederationStack):
         self._peering()
         self.notebook = self._staging_notebook()
         self.settings = self._settings()
-        parameter = publish(
-            self,
-            config.client_parameter(client),
-            self.settings.to_dict(),
-            f"Federation settings of client {client.name}",
-        )
-        self.notebook.policy.add_statements(
-            iam.PolicyStatement(sid="ReadSettings", actions=["ssm:GetParameter"], resources=[parameter.parameter_arn])
-        )
+        self._publish_settings()
         if config.separate_organisations:
             CfnOutput(
                 self, OUTPUT, value=self.to_json_string(self.handover().to_dict()), description=OUTPUT_DESCRIPTION
             )
         acknowledge_cdk_functions(self)
+
+    def _publish_settings(self) -> None:
+        """The settings in SSM (and as outputs); the notebook reads them and the pins, and the identity's public key
+        (doctor prints the member's fingerprint from it; the notebook cannot sign)."""
+        client = self.client
+        parameter = publish(
+            self,
+            self.config.client_parameter(client),
+            self.settings.to_dict(),
+            f"Federation settings of client {client.name}",
+        )
+        self.notebook.policy.add_statements(
+            iam.PolicyStatement(
+                sid="ReadSettingsAndPins",
+                actions=["ssm:GetParameter"],
+                resources=[parameter.parameter_arn, self.identity.parameter.parameter_arn],
+            ),
+            iam.PolicyStatement(
+                sid="ReadTheIdentityPublicKey", actions=["kms:GetPublicKey"], resources=[self.identity.key.key_arn]
+            ),
+        )
 
     def _peering(self) -> None:
         """One organisation: roles through which the server's deployment peers and routes. Separate organisations:
@@ -125,6 +143,7 @@ class ClientStack(FederationStack):
             launcher_arn=self.launcher.function.function_arn,
             approved_app_hashes=self.launch_settings.approved_app_hashes,
             peering_connection_id=client.peering_connection_id,
+            identity_key_arn=self.identity.key.key_arn,
         )
 
     def _training_security_group(self) -> ec2.SecurityGroup:
@@ -213,6 +232,7 @@ class ClientStack(FederationStack):
             server_vpc_cidr=config.server_vpc_cidr,
             flower_port=config.flower_port,
             approved_app_hashes=(app_content_hash(), *client.also_approved_app_hashes),
+            pins_parameter=self.identity.parameter.parameter_name,
         )
 
     def _settings(self) -> ClientAccountSettings:
@@ -234,3 +254,24 @@ class ClientStack(FederationStack):
             route_table_ids=tuple(s.route_table.route_table_id for s in self.network.subnets.subnets),
             launch=self.launch_settings,
         )
+
+
+def _identity_settings(config: FederationConfig, client: ClientAccount) -> IdentitySettings:
+    """This member's identity: one organisation resolves the members' keys at job start, separate ones pin them."""
+    return IdentitySettings(
+        client,
+        config.clients,
+        config.region,
+        config.client_parameter(client, PINS),
+        config.retain_data,
+        resolve_members=not config.separate_organisations,
+    )
+
+
+def _identity_calls(identity: IdentitySettings) -> tuple[CrossAccountCall, ...]:
+    """One organisation: this account's training jobs read the other members' identity public keys through its KMS
+    endpoint (``identity``)."""
+    if not identity.peers_to_read:
+        return ()
+    keys = tuple(identity.peer_key_pattern(peer) for peer in identity.peers_to_read)
+    return (CrossAccountCall("Kms", identity.client.training_role_arn, ("kms:GetPublicKey",), keys),)

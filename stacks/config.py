@@ -16,11 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
 
-from fl_runtime import defaults
 from fl_runtime.aws.contract import (
-    APP_HASH,
     JOB_NAME_MAX,
     RUN_NAME_MAX,
     SETTINGS,
@@ -29,29 +26,16 @@ from fl_runtime.aws.contract import (
     server_parameter,
 )
 from fl_runtime.errors import ConfigError
+from stacks.client_config import ClientAccount, check_members, parse_client
+from stacks.config_fields import ACCOUNT, arn_partition, cidr, integer, require, string
 
-ACCOUNT = re.compile(r"^\d{12}$")
 REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
-CLIENT_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
-EXTERNAL_ID = re.compile(r"^[\w+=,.@:/-]{2,1224}$")
 INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 ECR_IMAGE = re.compile(r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[\w./-]+:[\w.-]+$")
-SAMPLE_EXTERNAL_ID = "change-me"  # the marker in cdk.json's sample external ids
-# cdk.json's and the tests' sample accounts: for synth only, never deployed
-PLACEHOLDER_ACCOUNTS = {"111111111111", "222222222222", "333333333333", "444444444444"}
-
-
-def arn_partition(region: str) -> str:
-    """The ARN partition of a region: ARNs built here must match what AWS and cdk-nag report there."""
-    return "aws-cn" if region.startswith("cn-") else "aws-us-gov" if region.startswith("us-gov-") else "aws"
-
-
 SUBNET_PREFIX = 24  # one private subnet of this size per availability zone
 ONE_ORGANISATION = "one-organisation"  # one owner deploys every stack (bootstrap trust, removed after)
 SEPARATE_ORGANISATIONS = "separate-organisations"  # each party deploys its own account; handover files
 DEPLOYMENT_MODES = (SEPARATE_ORGANISATIONS, ONE_ORGANISATION)
-PEERING_CONNECTION = re.compile(r"^pcx-[0-9a-f]{8,17}$")
-MAX_JOBS_PER_DAY_LIMIT = 1000  # clients[].max_jobs_per_day: a bound on cost, not a way around it
 
 
 @dataclass(frozen=True)
@@ -63,30 +47,6 @@ class TrainingImage:
     platform: str  # the newest manylinux tag the image's glibc supports, e.g. manylinux2014_x86_64
 
 
-@dataclass(frozen=True)
-class ClientAccount:
-    name: str
-    account: str
-    vpc_cidr: str
-    external_id: str
-    arn_partition: str  # of the federation's region: "aws", "aws-cn" or "aws-us-gov"
-    # apps this client approves besides the one its own code bundle ships (while the federation upgrades)
-    also_approved_app_hashes: tuple[str, ...] = ()
-    # separate organisations: the server's peering request this client accepts ("" before the server has made it)
-    peering_connection_id: str = ""
-    # the most federation jobs this client's launcher starts in 24 hours (and one per run in any case)
-    max_jobs_per_day: int = defaults.MAX_JOBS_PER_DAY
-
-    @property
-    def kickoff_role_arn(self) -> str:
-        return f"arn:{self.arn_partition}:iam::{self.account}:role/{KICKOFF_ROLE_NAME}"
-
-    def launcher_arn(self, region: str) -> str:
-        return f"arn:{self.arn_partition}:lambda:{region}:{self.account}:function:{LAUNCHER_FUNCTION_NAME}"
-
-
-KICKOFF_ROLE_NAME = "FL-kickoff-client-job"
-LAUNCHER_FUNCTION_NAME = "FL-job-launcher"  # fixed, so the server's endpoint policy can name it
 SERVER_NOTEBOOK_ROLE_NAME = "FL-server-notebook"
 PEERING_OPERATOR_ROLE_NAME = "FL-peering-operator"
 PEERING_ACCEPTER_ROLE_NAME = "FL-peering-accepter"
@@ -143,40 +103,6 @@ class FederationConfig:
         return server_parameter(self.parameter_prefix, key)
 
 
-def _require(raw: Mapping, field: str, prefix: str = ""):
-    if field not in raw or raw[field] in (None, ""):
-        raise ConfigError(f"{prefix}{field}: missing")
-    return raw[field]
-
-
-def _string(raw: Mapping, field: str, pattern: re.Pattern, what: str, prefix: str = "") -> str:
-    value = _require(raw, field, prefix)
-    if not isinstance(value, str) or not pattern.match(value):
-        raise ConfigError(f"{prefix}{field}: {value!r} is not {what}")
-    return value
-
-
-def _whole_number(value: object, field: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigError(f"{field}: {value!r} is not a whole number from {low} to {high}")
-    return value
-
-
-def _integer(raw: Mapping, field: str, low: int, high: int) -> int:
-    return _whole_number(_require(raw, field), field, low, high)
-
-
-def _cidr(raw: Mapping, field: str, prefix: str = "") -> ipaddress.IPv4Network:
-    value = _require(raw, field, prefix)
-    try:
-        network = ipaddress.IPv4Network(value, strict=True)
-    except (ValueError, TypeError):
-        raise ConfigError(f"{prefix}{field}: {value!r} is not an IPv4 CIDR block such as 10.1.0.0/16") from None
-    if not network.is_private or not 16 <= network.prefixlen <= 24:
-        raise ConfigError(f"{prefix}{field}: {value} must be a private range with a prefix from /16 to /24")
-    return network
-
-
 def _fits_subnets(network: ipaddress.IPv4Network, field: str, zones: int) -> None:
     """Each zone gets a /24 private subnet (stacks/network.py): the VPC must hold one per zone."""
     if 2 ** (SUBNET_PREFIX - network.prefixlen) < zones:
@@ -186,55 +112,17 @@ def _fits_subnets(network: ipaddress.IPv4Network, field: str, zones: int) -> Non
         )
 
 
-def _client(raw: Mapping, index: int, region: str) -> tuple[ClientAccount, ipaddress.IPv4Network]:
-    prefix = f"clients[{index}]."
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"clients[{index}]: expected an object with name, account, vpc_cidr, external_id")
-    name = _string(raw, "name", CLIENT_NAME, "a short name (lower-case letters, digits, hyphens; max 20)", prefix)
-    account = _string(raw, "account", ACCOUNT, "a 12-digit AWS account id", prefix)
-    cidr = _cidr(raw, "vpc_cidr", prefix)
-    external_id = _string(
-        raw, "external_id", EXTERNAL_ID, "a valid sts:ExternalId (2-1224 of letters, digits, +=,.@:/-)", prefix
-    )
-    if SAMPLE_EXTERNAL_ID in external_id and account not in PLACEHOLDER_ACCOUNTS:
-        raise ConfigError(
-            f"{prefix}external_id: {external_id!r} is the sample value; agree a unique one with client {name!r} "
-            f"(account {account}) before deploying to real accounts"
-        )
-    client = ClientAccount(name, account, str(cidr), external_id, arn_partition(region), **_client_options(raw, prefix))
-    return client, cidr
-
-
-def _client_options(raw: Mapping, prefix: str) -> dict[str, Any]:
-    """A client's optional fields: the apps it approves besides its own, the peering it accepts, its job limit."""
-    also = raw.get("also_approved_app_hashes", [])
-    if not isinstance(also, list) or any(not isinstance(h, str) or not APP_HASH.match(h) for h in also):
-        raise ConfigError(
-            f"{prefix}also_approved_app_hashes: {also!r} is not a list of app content hashes (64 hexadecimal "
-            "digits each, as fl_runtime.launch.fab.app_content_hash() prints them)"
-        )
-    peering = raw.get("peering_connection_id", "")
-    if peering and (not isinstance(peering, str) or not PEERING_CONNECTION.match(peering)):
-        raise ConfigError(f"{prefix}peering_connection_id: {peering!r} is not a VPC peering connection id (pcx-...)")
-    jobs = raw.get("max_jobs_per_day", defaults.MAX_JOBS_PER_DAY)
-    return {
-        "also_approved_app_hashes": tuple(also),
-        "peering_connection_id": peering,
-        "max_jobs_per_day": _whole_number(jobs, f"{prefix}max_jobs_per_day", 1, MAX_JOBS_PER_DAY_LIMIT),
-    }
-
-
 def _training_image(raw: Mapping) -> TrainingImage:
-    image = _require(raw, "training_image")
+    image = require(raw, "training_image")
     if not isinstance(image, Mapping):
         raise ConfigError("training_image: expected an object with uri, python_version, platform")
-    uri = _string(image, "uri", ECR_IMAGE, "an ECR image URI", "training_image.")
-    python = str(_require(image, "python_version", "training_image."))
+    uri = string(image, "uri", ECR_IMAGE, "an ECR image URI", "training_image.")
+    python = str(require(image, "python_version", "training_image."))
     if not re.match(r"^3\.(1[1-9])$", python):
         raise ConfigError(
             f'training_image.python_version: {python!r}: flwr 1.42 needs Python 3.11 or newer (e.g. "3.11")'
         )
-    platform = _require(image, "platform", "training_image.")
+    platform = require(image, "platform", "training_image.")
     if not re.match(r"^(manylinux(1|2010|2014)|manylinux_2_\d+)_(x86_64|aarch64)$", str(platform)):
         raise ConfigError(
             f"training_image.platform: {platform!r} is not a manylinux platform tag such as manylinux2014_x86_64"
@@ -243,7 +131,7 @@ def _training_image(raw: Mapping) -> TrainingImage:
 
 
 def _zones(raw: Mapping, region: str) -> tuple[str, ...]:
-    zones = _require(raw, "availability_zones")
+    zones = require(raw, "availability_zones")
     if (
         not isinstance(zones, list)
         or len(zones) < 2
@@ -260,13 +148,13 @@ def _clients(
     raw: Mapping, region: str, zones: int, server_account: str, server_cidr: ipaddress.IPv4Network
 ) -> tuple[ClientAccount, ...]:
     """Each client valid on its own, and no two sharing a name, an account or addresses (nor with the server)."""
-    raw_clients = _require(raw, "clients")
+    raw_clients = require(raw, "clients")
     if not isinstance(raw_clients, list) or not raw_clients:
         raise ConfigError("clients: expected a non-empty list of {name, account, vpc_cidr, external_id}")
     clients: list[ClientAccount] = []
     networks = {"server_vpc_cidr": server_cidr}
     for index, item in enumerate(raw_clients):
-        client, network = _client(item, index, region)
+        client, network = parse_client(item, index, region)
         _fits_subnets(network, f"clients[{index}].vpc_cidr", zones)
         for other_field, other in networks.items():
             if network.overlaps(other):
@@ -280,12 +168,13 @@ def _clients(
             )
         networks[f"clients[{index}].vpc_cidr"] = network
         clients.append(client)
+    check_members(clients, raw_clients)
     return tuple(clients)
 
 
 def _job_prefix(raw: Mapping, clients: tuple[ClientAccount, ...]) -> str:
     """A prefix that leaves every client's longest job name within SageMaker's limit."""
-    prefix = _string(
+    prefix = string(
         raw,
         "training_job_prefix",
         re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9-]{0,39}$"),
@@ -307,17 +196,17 @@ def parse(raw: Mapping) -> FederationConfig:
     """Validate raw settings (from the CDK context) into a FederationConfig; raise ConfigError naming the field."""
     if not isinstance(raw, Mapping):
         raise ConfigError("federation: expected an object (the 'federation' context key)")
-    server_account = _string(raw, "server_account", ACCOUNT, "a 12-digit AWS account id")
-    region = _string(raw, "region", REGION, "an AWS region such as us-east-1")
+    server_account = string(raw, "server_account", ACCOUNT, "a 12-digit AWS account id")
+    region = string(raw, "region", REGION, "an AWS region such as us-east-1")
     zones = _zones(raw, region)
-    server_cidr = _cidr(raw, "server_vpc_cidr")
+    server_cidr = cidr(raw, "server_vpc_cidr")
     _fits_subnets(server_cidr, "server_vpc_cidr", len(zones))
     clients = _clients(raw, region, len(zones), server_account, server_cidr)
-    notebook = _string(raw, "notebook_instance_type", INSTANCE_TYPE, "a SageMaker instance type such as ml.t3.medium")
-    training = _string(raw, "training_instance_type", INSTANCE_TYPE, "a SageMaker instance type such as ml.m5.large")
+    notebook = string(raw, "notebook_instance_type", INSTANCE_TYPE, "a SageMaker instance type such as ml.t3.medium")
+    training = string(raw, "training_instance_type", INSTANCE_TYPE, "a SageMaker instance type such as ml.m5.large")
     prefix_pattern = re.compile(r"^(/[a-zA-Z0-9_.-]+)+$")
     job_prefix = _job_prefix(raw, clients)
-    parameter_prefix = _string(raw, "parameter_prefix", prefix_pattern, "an SSM parameter path such as /fl-fraud")
+    parameter_prefix = string(raw, "parameter_prefix", prefix_pattern, "an SSM parameter path such as /fl-fraud")
     retain = raw.get("retain_data", True)  # claims data survives a stack deletion unless a config says otherwise
     if not isinstance(retain, bool):
         raise ConfigError(f"retain_data: {retain!r} is not true or false")
@@ -332,12 +221,12 @@ def parse(raw: Mapping) -> FederationConfig:
         clients=clients,
         notebook_instance_type=notebook,
         training_instance_type=training,
-        flower_port=_integer(raw, "flower_port", 1024, 65535),
+        flower_port=integer(raw, "flower_port", 1024, 65535),
         training_image=_training_image(raw),
-        inference_image=_string(raw, "inference_image", ECR_IMAGE, "an ECR image URI"),
-        notebook_idle_minutes=_integer(raw, "notebook_idle_minutes", 5, 1440),
+        inference_image=string(raw, "inference_image", ECR_IMAGE, "an ECR image URI"),
+        notebook_idle_minutes=integer(raw, "notebook_idle_minutes", 5, 1440),
         training_job_prefix=job_prefix,
-        max_training_seconds=_integer(raw, "max_training_seconds", 600, 432000),
+        max_training_seconds=integer(raw, "max_training_seconds", 600, 432000),
         retain_data=retain,
         parameter_prefix=parameter_prefix,
         deployment_mode=mode,

@@ -4,7 +4,7 @@ A client party deploys its own stack with its own credentials and writes its han
 outputs; the server party deploys ServerStack from the handover files of every client, one file per client
 (``<folder>/<client>.json``). A file holds public identifiers only (``ClientHandover``), and the server's
 stack refuses one that does not match the federation config it was agreed with (client, account, region, CIDR,
-the kickoff role and launcher names).
+the kickoff role and launcher names, an identity key of that account).
 
     npx cdk deploy ClientStack-insurer-a -c party=insurer-a --outputs-file outputs.json
     python -m stacks.handover outputs.json handover/     # writes handover/insurer-a.json; send it to the server
@@ -42,6 +42,12 @@ def check(handover: ClientHandover, config: FederationConfig, client: ClientAcco
             raise ConfigError(
                 f"{where}: field '{field}' is {getattr(handover, field)!r}, but the federation config says {value!r}"
             )
+    key = f"arn:{client.arn_partition}:kms:{config.region}:{client.account}:key/"
+    if not handover.identity_key_arn.startswith(key):
+        raise ConfigError(
+            f"{where}: field 'identity_key_arn' is {handover.identity_key_arn!r}, not a KMS key of client "
+            f"{client.name}'s account in {config.region} ({key}...)"
+        )
     return handover
 
 

@@ -29,9 +29,9 @@ from constructs import Construct
 from fl_runtime.aws.contract import LaunchSettings
 from fl_runtime.aws.launcher import SETTINGS_ENV
 from fl_runtime.launch.fab import PACKAGE
+from stacks.client_config import LAUNCHER_FUNCTION_NAME
 from stacks.client_roles import JobResources
 from stacks.compliance import AWS_SOLUTIONS, HIPAA, acknowledge
-from stacks.config import LAUNCHER_FUNCTION_NAME
 from stacks.network import PrivateNetwork
 from stacks.roles import acknowledge_network_interfaces, attach, network_interface_statements, service_principal
 from stacks.storage import encrypted_log_group

@@ -4,12 +4,12 @@ DNS firewall.
 There is no internet or NAT gateway. S3 is reached through a gateway endpoint whose policy admits only
 this account's buckets (data cannot be copied out through it) and, read-only, the Amazon Linux 2023
 package repository of the region (notebooks install Python 3.11 from it); SageMaker API, STS, CloudWatch Logs, SSM,
-EC2 (and where a stack asks for it, Lambda) through interface endpoints with private DNS, behind a security group
-that admits HTTPS only from the security groups registered with ``allow_endpoint_access``. Each interface
-endpoint's policy admits this account's principals on this account's resources (STS: this account's
-principals), plus exactly the cross-account calls a stack declares: credentials of another account cannot
-carry data out through them. The VPC resolver answers only the names of these endpoints and buckets
-(``dns_firewall``): no data leaves as DNS queries.
+EC2 (and where a stack asks for them, Lambda and KMS) through interface endpoints with private DNS, behind a
+security group that admits HTTPS only from the security groups registered with ``allow_endpoint_access``. Each
+interface endpoint's policy admits this account's principals on this account's resources (STS: this account's
+principals), plus exactly the cross-account calls a stack declares, each for one role, its actions and resources:
+credentials of another account cannot carry data out through them. The VPC resolver answers only the names of
+these endpoints and buckets (``dns_firewall``): no data leaves as DNS queries.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ INTERFACE_ENDPOINTS = {
 }
 # the server's notebook invokes the clients' launchers; nothing in a client VPC calls Lambda
 LAMBDA_ENDPOINT = {"Lambda": (ec2.InterfaceVpcEndpointAwsService.LAMBDA_, "lambda.{region}.amazonaws.com")}
+# a client's training jobs sign with its identity key (and read the members' public keys); doctor reads its own
+KMS_ENDPOINT = {"Kms": (ec2.InterfaceVpcEndpointAwsService.KMS, "kms.{region}.amazonaws.com")}
 # STS calls have no resource of this account (GetCallerIdentity has none, AssumeRole's is the role assumed,
 # whose own trust policy decides): its endpoint checks the caller's account only
 PRINCIPAL_ONLY = {"Sts"}
@@ -47,10 +49,12 @@ PRINCIPAL_ONLY = {"Sts"}
 
 @dataclass(frozen=True)
 class CrossAccountCall:
-    """A call another account's role makes through this VPC's ``endpoint`` (the server's notebook, holding a
-    client's kickoff-role session, reads that client's settings and invokes its launcher)."""
+    """A call across accounts through this VPC's ``endpoint``: another account's role on this account's resources
+    (the server's notebook, holding a client's kickoff-role session, reads that client's settings and invokes its
+    launcher), or this account's role on another account's (in one organisation, a client's training jobs read the
+    other members' identity public keys)."""
 
-    endpoint: str  # a key of INTERFACE_ENDPOINTS or LAMBDA_ENDPOINT
+    endpoint: str  # a key of INTERFACE_ENDPOINTS, LAMBDA_ENDPOINT or KMS_ENDPOINT
     principal_arn: str
     actions: tuple[str, ...]
     resources: tuple[str, ...]
@@ -63,6 +67,7 @@ class NetworkSettings:
     retain_logs: bool
     log_key: kms.IKey
     invokes_lambda: bool = False  # a Lambda endpoint too
+    uses_kms: bool = False  # a KMS endpoint too
     cross_account_calls: tuple[CrossAccountCall, ...] = ()
 
 
@@ -96,7 +101,11 @@ class PrivateNetwork(Construct):
         self._flow_logs(settings)
         self.subnets = self.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
         self.s3_endpoint = self._s3_endpoint()
-        endpoints = {**INTERFACE_ENDPOINTS, **(LAMBDA_ENDPOINT if settings.invokes_lambda else {})}
+        endpoints = {
+            **INTERFACE_ENDPOINTS,
+            **(LAMBDA_ENDPOINT if settings.invokes_lambda else {}),
+            **(KMS_ENDPOINT if settings.uses_kms else {}),
+        }
         self.endpoint_security_group = self._interface_endpoints(endpoints, settings.cross_account_calls)
         self.s3_prefix_list_id = self._s3_prefix_list_id(custom_resources)
         region = Stack.of(self).region

@@ -2,6 +2,8 @@
 
 - who the members are: each one's name and the fingerprint of its identity key (agreed out of band, as the
   external id is); a run must start with exactly these members, each proving its identity with that key;
+  in one organisation a member may instead be named by its KMS identity key (``identity_key``), whose fingerprint
+  the member's job reads from KMS and fills in before the ClientApp starts;
 - ``min_members`` (k): the fewest members a total may be over; this member contributes to no smaller sum;
 - ``min_rows`` (m): the fewest of its own rows an answer may describe (``logistic``: moments of fewer rows, or
   sums at a model where fewer rows effectively weigh in, are declined);
@@ -29,6 +31,7 @@ from fl_runtime.errors import ConfigError
 FINGERPRINT = re.compile(r"^sha256:[0-9a-f]{64}$")
 MEMBER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 IDENTITY = re.compile(r"^(file:/.+|kms:arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)/[A-Za-z0-9/_-]+)$")
+KMS_KEY = re.compile(r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:(key|alias)/[A-Za-z0-9/_-]+$")
 
 
 @dataclass(frozen=True)
@@ -59,12 +62,15 @@ class Member(JsonDocument):
 
     name: str
     fingerprint: str  # sha256:<hex> of its identity public key (DER SubjectPublicKeyInfo)
+    identity_key: str = ""  # its KMS key or alias ARN, if the fingerprint is to be read from KMS (module docstring)
 
     def __post_init__(self) -> None:
         if not MEMBER_NAME.match(self.name):
             raise ConfigError(f"member name {self.name!r} is not 1-63 letters, digits, '.', '_' or '-'")
         if self.fingerprint and not FINGERPRINT.match(self.fingerprint):
             raise ConfigError(f"member {self.name}: fingerprint {self.fingerprint!r} is not sha256:<64 hex digits>")
+        if self.identity_key and not KMS_KEY.match(self.identity_key):
+            raise ConfigError(f"member {self.name}: identity_key {self.identity_key!r} is not a KMS key or alias ARN")
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ APP_HASH = re.compile(r"^[0-9a-f]{64}$")  # an app content hash, as fl_runtime.l
 APPROVED_ENV = "FL_APPROVED_APP_HASHES"  # the job's environment: the app hashes its account approved
 PINS_ENV = "FL_MEMBER_PINS"  # the job's environment: where its account's pins are (ssm:<parameter>), not the pins
 PINS = "pins"  # <prefix>/client/<name>/pins: a member's pinned federation settings (fl_runtime.app.pins)
+IDENTITY_ALIAS_PREFIX = "alias/fl-identity-"  # + a client's name: its identity key (KMS), whatever its generation
 
 
 def server_parameter(prefix: str, key: str = SETTINGS) -> str:
@@ -36,6 +37,11 @@ def server_parameter(prefix: str, key: str = SETTINGS) -> str:
 def client_parameter(prefix: str, client: str, key: str = SETTINGS) -> str:
     """An SSM parameter of a client account, e.g. ``/fl-fraud/client/insurer-a/settings``."""
     return f"{prefix}/client/{client}/{key}"
+
+
+def identity_alias(client: str) -> str:
+    """The alias of a client's identity key, e.g. ``alias/fl-identity-insurer-a``: it follows the key's rotation."""
+    return f"{IDENTITY_ALIAS_PREFIX}{client}"
 
 
 # What a client's failed job may tell the server: the job's own statements that carry no data. The job's
@@ -164,6 +170,8 @@ class ClientHandover(PublishedSettings):
     Public identifiers only: the external id is agreed out of band, and nothing here lets the server change
     the client account. ``peering_connection_id`` is empty until the client has accepted the server's
     peering request; the server admits the client's jobs to its Flower port only from then on.
+    ``identity_key_arn`` names the member's identity key, so that the parties can tell whose fingerprint is whose
+    when they agree them out of band (the fingerprint itself is ``doctor --client``'s to print, after the deploy).
     """
 
     client: str
@@ -177,3 +185,4 @@ class ClientHandover(PublishedSettings):
     launcher_arn: str
     approved_app_hashes: tuple[str, ...]
     peering_connection_id: str
+    identity_key_arn: str  # the member's identity key (KMS): its fingerprint is agreed out of band

@@ -27,7 +27,10 @@ launchers as ``federate --rehearsal`` does, while the network checks still ask E
 - staged data: ``train.csv`` and ``validation.csv`` under the data prefix exist and pass the checks
   stage-data and the training job make (``learning.data.read_csv`` and ``check_split``);
 - app hash: the Flower app inside the code bundle the jobs run (``launch.source_uri``) hashes, as
-  ``launch.fab`` hashes apps, to one of the hashes the account approves.
+  ``launch.fab`` hashes apps, to one of the hashes the account approves;
+- pins, identity key, members (``doctor_members``): the member's pins document is in SSM and parses; its identity
+  key's fingerprint is the pinned one (and is printed, to send to the other parties); every member has a
+  fingerprint, or (one organisation) an identity key its job reads when it starts.
 
 A check that an earlier failure makes impossible (no kickoff session, no settings) is left out. The checks
 are pure functions of what AWS described (``doctor_checks``); the calls sit at the edges (``doctor_accounts``
@@ -87,6 +90,7 @@ from fl_runtime.aws.doctor_checks import (
     show,
     staged_data_check,
 )
+from fl_runtime.aws.doctor_members import member_checks
 from fl_runtime.aws.stage_data import TRAIN, VALIDATION
 from fl_runtime.errors import EXIT_FAILED, ConfigError, FederationError, OptionsError
 from fl_runtime.launch.fab import app_content_hash, tree_content_hash
@@ -263,7 +267,7 @@ def client_checks(client: str, parameter_prefix: str, session: Any = None) -> li
     with tempfile.TemporaryDirectory(prefix="fl-doctor-") as folder:
         checks.append(_staged_data(s3, settings, Path(folder)))
         checks.append(_bundle_app(s3, settings, Path(folder)))
-    return checks
+    return checks + member_checks(session, settings)
 
 
 def _client_network(ec2: Any, settings: ClientAccountSettings) -> list[Check]:

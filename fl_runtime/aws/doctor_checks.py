@@ -23,6 +23,7 @@ SERVER_SETTINGS, TEST_SET, NETWORK = "server settings", "test set", "network"
 KICKOFF, CLIENT_SETTINGS, LAUNCHER, APP_APPROVED = "kickoff role", "client settings", "launcher dry-run", "app approved"
 PEERING, ROUTES, FLOWER_PORT = "peering", "routes", "flower port"
 STAGED_DATA, APP_HASH = "staged data", "app hash"
+PINS, IDENTITY_KEY, MEMBERS = "pins", "identity key", "members"
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Check:
     ok: bool
     detail: str
     fix: str = ""
+    share: str = ""  # a line the operator passes on to the other parties (printed below the table)
 
 
 def passed(name: str, client: str, detail: str) -> Check:
@@ -186,3 +188,6 @@ def show(checks: list[Check], console: Console, title: str) -> None:
     problems = sum(not check.ok for check in checks)
     to_fix = f", {problems} to fix" if problems else ""
     console.print(f"{len(checks) - problems} of {len(checks)} checks ok{to_fix}", highlight=False)
+    for check in checks:
+        if check.share:
+            console.print(check.share, highlight=False, soft_wrap=True)

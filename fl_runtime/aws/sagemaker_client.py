@@ -40,6 +40,7 @@ from pathlib import Path
 from fl_runtime import defaults
 from fl_runtime.app.pins import ClientPins
 from fl_runtime.aws.contract import APP_HASH, APPROVED_ENV, PINS_ENV
+from fl_runtime.aws.member_keys import kms_clients, resolve
 from fl_runtime.errors import EXIT_BAD_INPUT, EXIT_FAILED, BadInput, OptionsError, RunFailed
 from fl_runtime.launch.client_node import ClientNode
 from fl_runtime.launch.flower import ONE_THREAD, SuperNodeSpec
@@ -135,7 +136,8 @@ def pins_location(environ: dict[str, str]) -> str:
 
 
 def fetch_pins(uri: str, destination: Path, client: str) -> Path:
-    """This account's pins, read from its own SSM parameter (or a rehearsal's file), checked, written for the node."""
+    """This account's pins, read from its own SSM parameter (or a rehearsal's file), checked, the members named by
+    their identity keys given their fingerprints from KMS (one organisation: ``member_keys``), written for the node."""
     if uri.startswith("file://"):
         text = Path(uri[len("file://") :]).read_text()
     else:
@@ -145,6 +147,7 @@ def fetch_pins(uri: str, destination: Path, client: str) -> Path:
     pins = ClientPins.from_json(text, uri)
     if pins.client != client:
         raise OptionsError(f"{uri}: the pins are member {pins.client!r}'s, this job is client {client!r}'s")
+    pins = resolve(pins, kms_clients(), lambda message: print(f"warning: {message}", file=sys.stderr, flush=True))
     destination.write_text(pins.to_json())
     return destination
 

@@ -20,6 +20,8 @@ import pytest
 from botocore.handlers import add_expect_header
 
 from fl_runtime import cli
+from fl_runtime.app.identity import fingerprint
+from fl_runtime.app.pins import ClientPins, Member
 from fl_runtime.aws import doctor_checks
 from fl_runtime.aws.contract import ClientAccountSettings, ServerAccountSettings, client_parameter, server_parameter
 from fl_runtime.aws.doctor import unpack_runtime
@@ -48,6 +50,7 @@ class World:
     launchers: dict  # launcher ARN -> LaunchSettings: what each launcher function was deployed with
     spare: dict[str, str]  # an empty server and client route table, a group with no rule, a pending peering
     folder: Path
+    identities: dict[str, tuple[str, str]]  # each client's identity key (ARN) and its fingerprint
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +106,26 @@ def _spare(ec2, client_ec2, server_vpc: str, client_vpc: str) -> dict[str, str]:
         "bare group": ec2.create_security_group(GroupName="bare", Description="b", VpcId=server_vpc)["GroupId"],
         "pending peering": pending["VpcPeeringConnection"]["VpcPeeringConnectionId"],
     }
+
+
+def alias_arn(name: str) -> str:
+    return f"arn:aws:kms:us-east-1:{CLIENTS[name]}:alias/fl-identity-{name}"
+
+
+def pins_of(name: str, key: str, *members: Member) -> ClientPins:
+    """Client ``name``'s pins, by default as one organisation's stack writes them: every member by its alias."""
+    named = members or tuple(Member(member, "", identity_key=alias_arn(member)) for member in CLIENTS)
+    return ClientPins(client=name, members=named, identity=f"kms:{key}", min_members=2)
+
+
+def _identity(name: str, settings: ClientAccountSettings, session) -> tuple[str, str]:
+    """The client stack's identity key (ECC_NIST_P256, behind its alias) and pins document, in its account."""
+    kms = session.client("kms")
+    key = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
+    kms.create_alias(AliasName=f"alias/fl-identity-{name}", TargetKeyId=key)
+    document = pins_of(name, key).to_json()
+    session.client("ssm").put_parameter(Name=settings.launch.pins_parameter, Value=document, Type="String")
+    return key, fingerprint(bytes(kms.get_public_key(KeyId=key)["PublicKey"]))
 
 
 def _client(name: str, ids: dict, folder: Path, data: LabelledData, session) -> ClientAccountSettings:
@@ -173,13 +196,15 @@ def world(tmp_path_factory, synthetic):
         server = _server(ids, network, list(clients.values()), folder, synthetic.subset(range(1800, 2400)))
         spare = _spare(ec2, sessions["insurer-a"].client("ec2"), ids["vpc"], network["insurer-a"]["vpc"])
         launchers = {c.launcher_arn: c.launch for c in clients.values()}
+        identities = {name: _identity(name, clients[name], sessions[name]) for name in CLIENTS}
         recorder.rules += [_trust_policy({c.account: c.external_id for c in clients.values()})]
         recorder.rules += [aws.launcher_rule(endpoint, launchers)]
-        yield World(recorder, server, clients, sessions, launchers, spare, folder)
+        yield World(recorder, server, clients, sessions, launchers, spare, folder, identities)
 
 
-def doctor(monkeypatch, capsys, *args: str, session=None) -> tuple[int, list[Row]]:
-    """``python -m fl_runtime doctor ARGS`` in this process, as ``session``'s account if given: exit code and rows."""
+def doctor_output(monkeypatch, capsys, *args: str, session=None) -> tuple[int, list[Row], str]:
+    """``python -m fl_runtime doctor ARGS`` in this process, as ``session``'s account if given: exit code, rows, and
+    what it printed."""
     monkeypatch.setenv("COLUMNS", "3000")  # one line per row
     if session is not None:
         credentials = session.get_credentials().get_frozen_credentials()
@@ -187,8 +212,14 @@ def doctor(monkeypatch, capsys, *args: str, session=None) -> tuple[int, list[Row
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", credentials.secret_key)
         monkeypatch.setenv("AWS_SESSION_TOKEN", credentials.token)
     code = cli.main(["doctor", *args])
-    lines = [line.split("│")[1:-1] for line in capsys.readouterr().out.splitlines() if line.count("│") == 6]
-    return code, [Row(*(cell.strip() for cell in cells)) for cells in lines]
+    out = capsys.readouterr().out
+    lines = [line.split("│")[1:-1] for line in out.splitlines() if line.count("│") == 6]
+    return code, [Row(*(cell.strip() for cell in cells)) for cells in lines], out
+
+
+def doctor(monkeypatch, capsys, *args: str, session=None) -> tuple[int, list[Row]]:
+    code, rows, _ = doctor_output(monkeypatch, capsys, *args, session=session)
+    return code, rows
 
 
 def failed(rows: list[Row]) -> dict[tuple[str, str], Row]:
@@ -234,12 +265,20 @@ def test_a_healthy_deployment_passes_every_server_check_and_starts_nothing(world
     assert sagemaker == {"SageMaker.DescribeTrainingJob", "SageMaker.ListTrainingJobs"}
 
 
-def test_a_healthy_client_passes_every_client_check(world, monkeypatch, capsys):
-    code, rows = doctor(monkeypatch, capsys, "--client", "insurer-a", session=world.sessions["insurer-a"])
+def test_a_healthy_client_passes_every_client_check_and_prints_its_fingerprint_to_share(world, monkeypatch, capsys):
+    code, rows, out = doctor_output(monkeypatch, capsys, "--client", "insurer-a", session=world.sessions["insurer-a"])
     assert code == 0, rows
-    assert [row.check for row in rows] == ["client settings", "routes", "peering", "staged data", "app hash"]
+    checks = ["client settings", "routes", "peering", "staged data", "app hash", "pins", "identity key", "members"]
+    assert [row.check for row in rows] == checks
     assert all(row.status == "ok" and row.client == "insurer-a" for row in rows)
-    assert app_content_hash() in rows[-1].detail  # the bundle's app, hashed as fab hashes the one this code ships
+    assert app_content_hash() in rows[4].detail  # the bundle's app, hashed as fab hashes the one this code ships
+    key, own = world.identities["insurer-a"]
+    assert rows[6].detail == f"{key}: {own}"
+    assert rows[7].detail == "read from KMS by the job when it starts: insurer-a, insurer-b"
+    # below the table, whole on one line, for the operator to send to the other parties
+    assert f"client insurer-a's identity fingerprint (its identity_fingerprint in the federation config): {own}" in (
+        out.splitlines()
+    )
 
 
 def test_a_rehearsal_description_is_checked_with_its_launchers_in_process(world, monkeypatch, capsys):
@@ -492,3 +531,94 @@ def test_the_bundles_app_is_hashed_from_its_own_files_as_the_shipped_app_is(tmp_
     assert tree_content_hash(package) == app_content_hash()
     (package / "learning" / "model.py").write_text("# another model\n")
     assert tree_content_hash(package) != app_content_hash()
+
+
+# -- broken: the member's pins and identity key -------------------------------------------------------------
+
+
+def publish_pins(world: World, prefix: str, pins: ClientPins | str) -> str:
+    """insurer-a's settings at ``prefix`` naming a pins document of its own there (a variant of the healthy one)."""
+    parameter = client_parameter(prefix, "insurer-a", "pins")
+    value = pins if isinstance(pins, str) else pins.to_json()
+    world.sessions["insurer-a"].client("ssm").put_parameter(Name=parameter, Value=value, Type="String")
+    publish_client(world, prefix, "insurer-a", launch={"pins_parameter": parameter})
+    return prefix
+
+
+def client_doctor(world: World, monkeypatch, capsys, prefix: str) -> tuple[int, list[Row]]:
+    session = world.sessions["insurer-a"]
+    return doctor(monkeypatch, capsys, "--client", "insurer-a", "--parameter-prefix", prefix, session=session)
+
+
+def test_pins_that_are_missing_or_another_members_fail_the_pins_check_naming_the_parameter(world, monkeypatch, capsys):
+    missing = client_parameter("/no-pins", "insurer-a", "pins")
+    publish_client(world, "/no-pins", "insurer-a", launch={"pins_parameter": missing})
+    code, rows = client_doctor(world, monkeypatch, capsys, "/no-pins")
+    assert code == 1 and list(failed(rows)) == [("pins", "insurer-a")]
+    assert (
+        missing in failed(rows)["pins", "insurer-a"].detail
+        and "ParameterNotFound" in failed(rows)["pins", "insurer-a"].detail
+    )
+    assert failed(rows)["pins", "insurer-a"].fix.startswith("redeploy client insurer-a's stack")
+    assert not {"identity key", "members"} & {row.check for row in rows}  # nothing to check them against
+    key, _ = world.identities["insurer-b"]
+    publish_pins(world, "/others-pins", pins_of("insurer-b", key))
+    code, rows = client_doctor(world, monkeypatch, capsys, "/others-pins")
+    assert code == 1 and list(failed(rows)) == [("pins", "insurer-a")]
+    assert "holds member insurer-b's pins, not insurer-a's" in failed(rows)["pins", "insurer-a"].detail
+    publish_pins(world, "/bad-pins", '{"client": "insurer-a"}')
+    code, rows = client_doctor(world, monkeypatch, capsys, "/bad-pins")
+    assert list(failed(rows)) == [("pins", "insurer-a")] and "field 'members' is missing" in rows[-1].detail
+
+
+def test_an_identity_key_whose_fingerprint_is_not_the_pinned_one_fails_naming_both(world, monkeypatch, capsys):
+    key, own = world.identities["insurer-a"]
+    stale = "sha256:" + "5" * 64
+    members = (Member("insurer-a", stale), Member("insurer-b", "sha256:" + "b" * 64))
+    publish_pins(world, "/rotated", pins_of("insurer-a", key, *members))
+    code, rows = client_doctor(world, monkeypatch, capsys, "/rotated")
+    assert code == 1 and list(failed(rows)) == [("identity key", "insurer-a")]
+    row = failed(rows)["identity key", "insurer-a"]
+    assert row.detail == f"{key} has the fingerprint {own}, but this member's pins say {stale}"
+    assert (
+        row.fix
+        == f"rotated? send {own} to every party: each sets client insurer-a's identity_fingerprint to it and redeploys"
+    )
+
+
+def test_an_alias_that_leads_the_other_members_to_another_key_than_the_signing_one_fails(world, monkeypatch, capsys):
+    kms = world.sessions["insurer-a"].client("kms")
+    other = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
+    publish_pins(world, "/split-alias", pins_of("insurer-a", other))  # signs with one key, its alias names another
+    code, rows = client_doctor(world, monkeypatch, capsys, "/split-alias")
+    assert code == 1 and list(failed(rows)) == [("identity key", "insurer-a")]
+    assert failed(rows)["identity key", "insurer-a"].detail.startswith(f"{alias_arn('insurer-a')} leads to another key")
+
+
+def test_an_identity_key_kms_does_not_know_fails_naming_it(world, monkeypatch, capsys):
+    gone = "arn:aws:kms:us-east-1:111111111111:key/00000000-0000-0000-0000-000000000000"
+    publish_pins(world, "/no-key", pins_of("insurer-a", gone))
+    code, rows = client_doctor(world, monkeypatch, capsys, "/no-key")
+    assert code == 1 and list(failed(rows)) == [("identity key", "insurer-a")]
+    row = failed(rows)["identity key", "insurer-a"]
+    assert row.detail.startswith(f"kms:GetPublicKey on {gone} failed (NotFoundException")
+    assert "redeploy client insurer-a's stack" in row.fix
+
+
+def test_a_member_with_neither_a_fingerprint_nor_a_key_fails_the_members_check_naming_it(world, monkeypatch, capsys):
+    """Separate organisations before every party's fingerprint is agreed: every member would refuse the run."""
+    key, own = world.identities["insurer-a"]
+    publish_pins(world, "/unpinned", pins_of("insurer-a", key, Member("insurer-a", own), Member("insurer-b", "")))
+    code, rows = client_doctor(world, monkeypatch, capsys, "/unpinned")
+    assert code == 1 and list(failed(rows)) == [("members", "insurer-a")]
+    row = failed(rows)["members", "insurer-a"]
+    assert row.detail == "no identity fingerprint pinned for insurer-b: every member refuses a run until each is"
+    assert "python -m fl_runtime doctor --client <name>" in row.fix and "identity_fingerprint" in row.fix
+    misnamed = Member("insurer-b", "", identity_key="arn:aws:kms:us-east-1:222222222222:alias/someone-else")
+    publish_pins(world, "/misnamed", pins_of("insurer-a", key, Member("insurer-a", own), misnamed))
+    code, rows = client_doctor(world, monkeypatch, capsys, "/misnamed")
+    assert list(failed(rows)) == [("members", "insurer-a")]
+    assert (
+        "insurer-b's identity key arn:aws:kms:us-east-1:222222222222:alias/someone-else is not its alias"
+        in rows[-1].detail
+    )

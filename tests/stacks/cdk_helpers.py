@@ -12,11 +12,26 @@ from aws_cdk.assertions import Template
 from tests.helpers import PROJECT
 
 SERVER_ACCOUNT, CLIENT_ACCOUNT = "111111111111", "222222222222"  # cdk.json's placeholders
-ONE_CLIENT = [{"name": "client-a", "account": "222222222222", "vpc_cidr": "10.1.0.0/16", "external_id": "fl-a-5e1d"}]
+HOSPITAL_C_FINGERPRINT = "sha256:" + "c0ffee" * 10 + "c0ff"
+ONE_CLIENT = [
+    {
+        "name": "client-a",
+        "account": "222222222222",
+        "vpc_cidr": "10.1.0.0/16",
+        "external_id": "fl-a-5e1d",
+        "min_members": 1,
+    }
+]
 THREE_CLIENTS = [
     {"name": "insurer-a", "account": "222222222222", "vpc_cidr": "10.1.0.0/16", "external_id": "fl-insurer-a-7f3c"},
     {"name": "insurer-b", "account": "333333333333", "vpc_cidr": "10.2.0.0/16", "external_id": "fl-insurer-b-91d2"},
-    {"name": "hospital-c", "account": "444444444444", "vpc_cidr": "10.3.0.0/16", "external_id": "fl-hospital-c-0b8e"},
+    {
+        "name": "hospital-c",
+        "account": "444444444444",
+        "vpc_cidr": "10.3.0.0/16",
+        "external_id": "fl-hospital-c-0b8e",
+        "identity_fingerprint": HOSPITAL_C_FINGERPRINT,  # agreed out of band; the others' are not (yet)
+    },
 ]
 
 
@@ -151,6 +166,7 @@ def handover_document(spec: dict, index: int, accepted: bool) -> dict:
         "launcher_arn": f"arn:aws:lambda:us-east-1:{account}:function:FL-job-launcher",
         "approved_app_hashes": ["ab" * 32],
         "peering_connection_id": f"pcx-0{index}{'e' * 15}" if accepted else "",
+        "identity_key_arn": f"arn:aws:kms:us-east-1:{account}:key/0000000{index}-0000-0000-0000-000000000000",
     }
 
 

@@ -117,3 +117,27 @@ def test_the_command_writes_the_policies_prints_the_commands_and_refuses_an_unkn
     assert main([str(default.outdir), "999999999999", str(tmp_path / "bad")]) == 2
     assert "no stack of account 999999999999" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_one_organisations_boundary_lets_a_client_read_the_other_members_identity_keys_by_alias_only(three):
+    """The training jobs read the other members' public keys across accounts (those without a configured fingerprint);
+    the boundary's own-account statement would refuse it, so it names exactly those accounts' keys, by alias."""
+    document = boundary_policy(account_templates(three.outdir, CLIENT_ACCOUNT), CLIENT_ACCOUNT)
+    assert _size(document) <= MANAGED_POLICY_LIMIT
+    by_sid = {s["Sid"]: s for s in document["Statement"]}
+    reading = by_sid["ReadOtherMembersIdentityPublicKeys"]
+    assert reading["Action"] == "kms:GetPublicKey"
+    assert reading["Resource"] == ["arn:aws:kms:us-east-1:333333333333:key/*"]  # insurer-b's (hospital-c's is pinned)
+    aliases = ["alias/fl-identity-*", "arn:aws:kms:*:*:alias/fl-identity-*"]  # by name or by ARN
+    assert reading["Condition"] == {"StringLike": {"kms:RequestAlias": aliases}}
+    assert {"kms:Sign", "kms:GetPublicKey", "ssm:GetParameter"} <= set(_actions(by_sid["ThisAccountsResources"]))
+    # the server account has no identity key: nothing across accounts
+    alone = boundary_policy(account_templates(three.outdir, SERVER_ACCOUNT), SERVER_ACCOUNT)
+    assert "ReadOtherMembersIdentityPublicKeys" not in {s["Sid"] for s in alone["Statement"]}
+
+
+def test_the_execution_policies_cover_the_identity_keys_alias_and_the_pins_parameter(three):
+    documents = execution_policies(account_templates(three.outdir, CLIENT_ACCOUNT), CLIENT_ACCOUNT, REGION)
+    granted = {a for document in documents for s in document["Statement"] for a in _actions(s)}
+    for kind in ("AWS::KMS::Key", "AWS::KMS::Alias", "AWS::SSM::Parameter"):
+        assert set(handler_permissions(kind, REGION)) - {"iam:CreateServiceLinkedRole"} <= granted, kind

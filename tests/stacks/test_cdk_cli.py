@@ -105,6 +105,10 @@ def test_cfn_lint_reports_no_errors_on_the_synthesized_templates(synthesized):
             f"federation:clients={json.dumps([THREE_CLIENTS[0], dict(THREE_CLIENTS[1], name='insurer-a')])}",
             "clients[1].name: 'insurer-a' is used by another client",
         ),
+        (
+            f"federation:clients={json.dumps(THREE_CLIENTS[:2])}",
+            "clients[0].min_members: missing: the federation has 2 clients, fewer than the default of 3",
+        ),
     ],
 )
 def test_invalid_config_fails_synth_with_one_message_naming_the_field(tmp_path, override, message):

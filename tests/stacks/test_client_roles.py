@@ -94,7 +94,13 @@ def test_the_execution_role_is_least_privilege_and_never_sagemaker_full_access(t
         "DescribeTheNetwork",
         "Logs",
         "Metrics",
+        # the member's identity (tests/stacks/test_identity.py): its key, its pins, insurer-b's key (hospital-c's
+        # fingerprint is in the config: nothing to read)
+        "SignWithThisMembersIdentityKey",
+        "ReadThisMembersPins",
+        "ReadAnotherMembersPublicKey0",
     }
+    assert role["RoleName"] == "FL-training-job"  # the other members' identity keys admit it by this name
     assert sorted(by_sid["UseDataKey"]["Action"]) == [
         "kms:Decrypt",
         "kms:DescribeKey",

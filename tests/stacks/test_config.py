@@ -161,7 +161,8 @@ def test_context_overrides_are_json_decoded_per_field(tmp_path):
     config = from_context(cdk.App(context=context).node)
     assert len(config.clients) == 3 and config.flower_port == 9443
     overrides = tmp_path / "federation.json"
-    overrides.write_text(json.dumps({"server_account": "999999999999", "clients": THREE_CLIENTS[:2]}))
+    two = [dict(client, min_members=2) for client in THREE_CLIENTS[:2]]
+    overrides.write_text(json.dumps({"server_account": "999999999999", "clients": two}))
     context = default_context()
     context["federation-file"] = str(overrides)
     config = from_context(cdk.App(context=context).node)

@@ -32,16 +32,17 @@ def test_every_vpc_has_flow_logs_of_all_traffic_into_an_encrypted_log_group(thre
         template.has_resource_properties("AWS::Logs::LogGroup", {"KmsKeyId": Match.any_value(), "RetentionInDays": 365})
 
 
-def test_endpoints_for_s3_sagemaker_sts_logs_ssm_and_ec2_and_lambda_on_the_server_side_only(three):
+def test_endpoints_for_s3_sagemaker_sts_logs_ssm_and_ec2_lambda_on_the_server_side_and_kms_on_the_clients(three):
     for template in all_templates(three):
         endpoints = resources(template, "AWS::EC2::VPCEndpoint").values()
         gateways = [e for e in endpoints if e["Properties"].get("VpcEndpointType") == "Gateway"]
         interfaces = [e["Properties"] for e in endpoints if e["Properties"].get("VpcEndpointType") == "Interface"]
         assert len(gateways) == 1 and "s3" in json.dumps(gateways[0]["Properties"]["ServiceName"])
         names = {json.dumps(p["ServiceName"]).split(".")[-1].strip('"') for p in interfaces}
-        # the server's notebook invokes the clients' launchers (lambda:InvokeFunction) from its private subnet
+        # the server's notebook invokes the clients' launchers (lambda:InvokeFunction) from its private subnet; a
+        # client's jobs sign with its identity key (and read the other members' public keys), its notebook reads it
         everywhere = {"api", "sts", "logs", "ssm", "ec2"}
-        assert names == (everywhere | {"lambda"} if template is three.server else everywhere)
+        assert names == (everywhere | {"lambda"} if template is three.server else everywhere | {"kms"})
         assert all(p["PrivateDnsEnabled"] is True for p in interfaces)
 
 

@@ -11,7 +11,15 @@ from tests.stacks.cdk_helpers import DEPLOYMENTS, SERVER_ACCOUNT, resources, sta
 
 pytestmark = pytest.mark.slow
 
-ENDPOINT_NAMES = {"api": "api.sagemaker", "sts": "sts", "logs": "logs", "ssm": "ssm", "ec2": "ec2", "lambda": "lambda"}
+ENDPOINT_NAMES = {
+    "api": "api.sagemaker",
+    "sts": "sts",
+    "logs": "logs",
+    "ssm": "ssm",
+    "ec2": "ec2",
+    "lambda": "lambda",
+    "kms": "kms",
+}
 
 
 def _interface_endpoints(template) -> dict[str, dict]:
@@ -24,11 +32,32 @@ def _interface_endpoints(template) -> dict[str, dict]:
     return found
 
 
+def _client_cross_account_calls(service: str, cross: list[dict], account: str, peers: list[str]) -> None:
+    """A client VPC lets no other account through its endpoints; in one organisation its training jobs, and nothing
+    else of the account, may read the other members' identity public keys through its KMS endpoint."""
+    if service != "kms" or not peers:
+        assert cross == [], f"a client VPC lets no other account through its {service} endpoint"
+        return
+    [statement] = cross
+    assert statement["Condition"] == {"ArnEquals": {"aws:PrincipalArn": f"arn:aws:iam::{account}:role/FL-training-job"}}
+    assert statement["Action"] == "kms:GetPublicKey" and statement["Principal"] == {"AWS": "*"}
+    keys = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+    assert sorted(keys) == sorted(f"arn:aws:kms:us-east-1:{peer}:key/*" for peer in peers)
+
+
 @pytest.mark.parametrize("deployment", DEPLOYMENTS)
-def test_interface_endpoints_admit_this_accounts_principals_and_only_the_servers_declared_cross_account_calls(
+def test_interface_endpoints_admit_this_accounts_principals_and_only_the_declared_cross_account_calls(
     deployment, request
 ):
     synth = request.getfixturevalue(deployment)
+    separate = deployment.startswith("separate")
+    stacks = synth.client_synth.client_stacks if separate else synth.client_stacks
+    # one organisation: the members without a configured fingerprint, whose keys the others' jobs read
+    read = (
+        []
+        if separate
+        else [c.account for c in next(iter(stacks.values())).config.clients if not c.identity_fingerprint]
+    )
     kickoff_roles = {}
     for template, account in synth.accounts():
         for service, endpoint in _interface_endpoints(template).items():
@@ -37,7 +66,7 @@ def test_interface_endpoints_admit_this_accounts_principals_and_only_the_servers
             if service != "sts":  # STS calls carry no resource of this account
                 assert own["Condition"]["StringEqualsIfExists"] == {"aws:ResourceAccount": account}, service
             if account != SERVER_ACCOUNT:
-                assert cross == [], f"a client VPC lets no other account through its {service} endpoint"
+                _client_cross_account_calls(service, cross, account, [other for other in read if other != account])
                 continue
             assert (service in ("ssm", "lambda")) == bool(cross), service
             for statement in cross:
