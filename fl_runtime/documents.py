@@ -44,6 +44,8 @@ class JsonDocument:
             raise ConfigError(f"{where}: field '{unknown[0]}' is not one of {', '.join(f.name for f in fields)}")
         values = {}
         for item in fields:
+            if item.name not in document and _has_default(item):
+                continue  # an optional field a writer left out takes its default
             if item.name not in document:
                 raise ConfigError(f"{where}: field '{item.name}' is missing (published by a stack of another version?)")
             values[item.name] = _read(hints[item.name], document[item.name], f"{where}: field '{item.name}'")
@@ -55,6 +57,10 @@ class JsonDocument:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
+
+
+def _has_default(item: dataclasses.Field) -> bool:
+    return item.default is not dataclasses.MISSING or item.default_factory is not dataclasses.MISSING
 
 
 def _plain(value: Any) -> Any:

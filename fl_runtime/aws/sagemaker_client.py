@@ -232,6 +232,10 @@ def run(settings: JobSettings) -> int:
         print(f"error: cannot read this account's pinned settings: {error}", file=sys.stderr)
         _keep_logs(workspace, settings.output_dir)
         return EXIT_BAD_INPUT
+    except Exception as error:  # SSM refused (AccessDenied, no such parameter): the job takes part in no run
+        print(f"error: cannot read this account's pinned settings {settings.pins_uri}: {error}", file=sys.stderr)
+        _keep_logs(workspace, settings.output_dir)
+        return EXIT_FAILED
     key = create_node_key(workspace / "keys", "supernode")
     try:
         publish_public_key(settings.public_key_uri, key.public_key.read_bytes())

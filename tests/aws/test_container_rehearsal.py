@@ -11,6 +11,7 @@ CreateTrainingJob request, against a real SuperLink started by `federate`.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import venv
@@ -83,4 +84,6 @@ def test_the_entry_point_runs_from_the_bundle_in_a_clean_virtualenv_and_saves_th
     )
     assert installed.stdout.split() == ["1.4.2", "1.42.0"]  # the image's scikit-learn, from the bundle's wheels
     assert "client insurer-a: job fl-client-rehearsal-insurer-a Completed" in done.stdout
-    assert (opt_ml / "output" / "data" / "client_metrics.json").is_file()
+    view = json.loads((opt_ml / "output" / "data" / "client_view.json").read_text())  # the member's own record
+    assert view["member"] == "insurer-a" and view["final-validation"]["roc-auc"] > 0.5
+    assert (opt_ml / "output" / "data" / "transcript.jsonl").is_file()

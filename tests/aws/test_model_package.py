@@ -28,9 +28,14 @@ GROUP = SETTINGS.model_package_group
 
 
 def metrics_document(clients: dict[str, int]) -> dict:
-    """The parts of a run's metrics.json (app.report.metrics_document) that registration reads."""
+    """The parts of a run's metrics.json (app.report.metrics_document) that registration reads: totals only."""
     return {
-        "federation": {"clients": list(clients), "training-rows": clients, "training-positives": {}},
+        "federation": {
+            "members": list(clients),
+            "min-clients": 2,
+            "training-rows": sum(clients.values()),
+            "training-positives": 110,
+        },
         "test-set": {"rows": 1200, "positives": 110},
         "final": {"round": 7, "roc-auc": 0.8567123, "pr-auc": 0.4012, "threshold": 0.2345678, "f1": 0.45},
     }
@@ -92,21 +97,23 @@ def test_the_request_registers_the_published_archive_pending_approval_with_its_m
         "pr-auc": "0.401200",
         "threshold": "0.234568",
         "rounds": "7",
-        "clients": "2",
+        "members": "2",
+        "min-members": "2",
+        "training-rows-total": "1200",
+        "training-positives-total": "110",
         "test-rows": "1200",
         "model-sha256": hashlib.sha256((folder / "model.tar.gz").read_bytes()).hexdigest(),
-        "training-rows:insurer-a": "800",
-        "training-rows:clinic-b": "400",
-    }
+    }  # what the server saw of the members' data: totals over them, never one member's figure
     assert "\n" not in request["ModelPackageDescription"]
-    assert "insurer-a 800 rows, clinic-b 400 rows" in request["ModelPackageDescription"]
+    assert "2 client accounts (1200 training rows in total)" in request["ModelPackageDescription"]
+    assert "insurer-a" not in request["ModelPackageDescription"]
 
 
-def test_with_more_clients_than_sagemaker_keeps_entries_the_headline_numbers_stay(tmp_path):
+def test_with_many_members_the_metadata_stays_within_sagemakers_limits(tmp_path):
     clients = {f"client-{i}": 100 + i for i in range(60)}
     request = registration_request(SETTINGS, "run1", published_folder(tmp_path / "run1", clients))
-    assert len(request["CustomerMetadataProperties"]) == 8 and request["CustomerMetadataProperties"]["clients"] == "60"
-    assert len(request["ModelPackageDescription"]) == 1024 and request["ModelPackageDescription"].endswith("...")
+    assert len(request["CustomerMetadataProperties"]) == 11 and request["CustomerMetadataProperties"]["members"] == "60"
+    assert len(request["ModelPackageDescription"]) <= 1024
 
 
 @pytest.fixture
