@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import joblib
@@ -17,37 +16,13 @@ from sklearn.metrics import roc_auc_score
 from fl_runtime import defaults
 from fl_runtime.app.run_settings import OUTPUT_FILES
 from fl_runtime.learning.baselines import federated, split_clients
-from fl_runtime.learning.data import LABEL, write_csv
-from fl_runtime.learning.partition import PartitionSpec, partition
+from fl_runtime.learning.data import LABEL
 from fl_runtime.learning.task import TrainingPlan
 from tests.helpers import PROJECT, flower_processes_under, in_temp, workspaces
+from tests.launch.conftest import SEED, launcher, run_local
 
 pytestmark = pytest.mark.slow
-SEED = 3
 GENEROUS_ROUNDS = 30  # far more than the CMS split needs: the run stops at convergence
-
-
-def launcher(*args) -> list[str]:
-    return [sys.executable, "-m", "fl_runtime", "local", *map(str, args)]
-
-
-def run_local(folder, *args, timeout: float = 300, faults: str = "") -> subprocess.CompletedProcess:
-    """``local`` with the split's CSVs and ``args``, its temporary files and processes under ``folder``; ``faults``
-    sets the drop-out tests' fault points (``fl_runtime.launch.faults``)."""
-    env = {**in_temp(folder), **({"FL_TEST_FAULTS": faults} if faults else {})}
-    return subprocess.run(launcher(*args), capture_output=True, text=True, cwd=PROJECT, timeout=timeout, env=env)
-
-
-@pytest.fixture(scope="module")
-def split(cms, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("split")
-    test, clients = partition(cms, PartitionSpec(3, "non-iid", "label", 1.0, test_fraction=0.2, seed=SEED))
-    write_csv(folder / "test.csv", test)
-    paths = []
-    for name, client in zip(("insurer_a", "insurer_b", "insurer_c"), clients):
-        write_csv(folder / f"{name}.csv", client)
-        paths.append(folder / f"{name}.csv")
-    return folder / "test.csv", paths, test, clients
 
 
 @pytest.fixture(scope="module")
@@ -265,36 +240,4 @@ def test_ctrl_c_stops_every_process_and_leaves_no_output(tmp_path):
     assert process.returncode == 130
     assert "interrupted" in stderr
     assert not out.exists() and not (tmp_path / ".out.partial").exists()
-    assert flower_processes_under(workspaces(tmp_path)) == []
-
-
-def test_a_member_that_never_joins_is_named_and_the_run_does_not_start_without_it(split, tmp_path):
-    test_path, client_paths, _, _ = split
-    out = tmp_path / "out"
-    done = run_local(tmp_path, "--client-data", *client_paths, "--test-data", test_path, "--node-wait-timeout", 20,
-                     "--out", out, faults="insurer_c:never-joins")  # fmt: skip
-    assert done.returncode == 1
-    assert "a run starts with every member, and insurer_c never joined" in done.stderr
-    assert not out.exists()
-    assert flower_processes_under(workspaces(tmp_path)) == []
-
-
-def test_a_member_killed_with_its_reply_in_flight_is_that_members_drop_out_and_the_others_finish(split, tmp_path):
-    """insurer_b's runner pushes its round-2 reply to its SuperNode, then kills it (a test hook): the reply never
-    arrives. Round 2 is asked again of the two others, on fresh masks, and the run completes with them."""
-    test_path, client_paths, _, _ = split
-    out = tmp_path / "out"
-    done = run_local(tmp_path, "--client-data", *client_paths, "--test-data", test_path, "--min-clients", 2,
-                     "--round-timeout", 20, "--seed", SEED, "--out", out, timeout=600,
-                     faults="insurer_b:killed-after-reply:round/2")  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-    metrics = json.loads((out / "metrics.json").read_text())
-    [dropout] = metrics["dropouts"]
-    assert (dropout["member"], dropout["question"], dropout["attempt"]) == ("insurer_b", "round 2", 1)
-    assert metrics["rounds"][0]["members"] == ["insurer_a", "insurer_b", "insurer_c"]
-    assert all(r["members"] == ["insurer_a", "insurer_c"] for r in metrics["rounds"][1:])
-    assert "- insurer_b: round 2, attempt 1" in (out / "report.md").read_text()
-    survivors = json.loads((out / "clients" / "insurer_a" / "client_view.json").read_text())
-    attempts = [s["step"]["attempt"] for s in survivors["steps"] if s.get("step", {}).get("round") == 2]
-    assert attempts == [1, 2]  # asked again, with fewer members
     assert flower_processes_under(workspaces(tmp_path)) == []
