@@ -10,7 +10,8 @@ run: the fixture ``in_a_run`` sets Flower's task identity, as a ServerApp's proc
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,13 +29,21 @@ from fl_runtime.learning.task import TrainingPlan
 Tamper = Callable[[str, Message], Message | None]  # (member, message) -> the message it gets, or None: lost
 
 
-@pytest.fixture
-def in_a_run(monkeypatch):
+@contextmanager
+def run_identity() -> Iterator[None]:
     """Messages are created inside a ServerApp's run; this stands in for the run's identity."""
     from flwr.supercore.task_identity import TaskIdentity
 
-    for name, value in (("_run_id", 1), ("_node_id", 0), ("_task_id", 1)):
-        monkeypatch.setattr(TaskIdentity, name, value)
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in (("_run_id", 1), ("_node_id", 0), ("_task_id", 1)):
+            patch.setattr(TaskIdentity, name, value)
+        yield
+
+
+@pytest.fixture
+def in_a_run():
+    with run_identity():
+        yield
 
 
 @dataclass

@@ -56,3 +56,13 @@ def test_every_members_transcript_and_the_servers_verify_offline(members, tmp_pa
     for name in clients:
         verified = verify_file(tmp_path / "views" / name / "transcript.jsonl")
         assert verified.signed and verified.writer == name and verified.members == tuple(sorted(clients))
+
+
+def test_a_member_that_does_not_answer_the_keys_query_is_named_and_the_run_does_not_start(members, tmp_path):
+    from fl_runtime.errors import FederationError
+
+    test, clients = members
+    federation = Federation.start(tmp_path, clients, test)
+    federation.grid.tamper = lambda member, message: None if member == "insurer-c" else message
+    with pytest.raises(FederationError, match=r"not every one announced its keys \(insurer-c: no answer within 5 s\)"):
+        federation.run()

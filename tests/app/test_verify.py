@@ -12,17 +12,18 @@ from fl_runtime.app.verify import verify_file
 from fl_runtime.learning.partition import PartitionSpec, partition
 from fl_runtime.learning.task import TrainingPlan
 from tests.helpers import run_cli
-from tests.relay_harness import Federation, in_a_run  # noqa: F401  (fixture)
+from tests.relay_harness import Federation, run_identity
 
-pytestmark = pytest.mark.usefixtures("in_a_run")
 MEMBERS = ("clinic-a", "insurer-b", "insurer-c")
 
 
-@pytest.fixture
-def finished(synthetic, tmp_path):
+@pytest.fixture(scope="module")
+def finished(synthetic, tmp_path_factory):
+    """One relayed run of three members (its transcripts are only read; the tests change copies)."""
     test, clients = partition(synthetic, PartitionSpec(3, "iid", test_fraction=0.2, seed=2))
-    federation = Federation.start(tmp_path, dict(zip(MEMBERS, clients)), test)
-    relay, final, _ = federation.run(TrainingPlan(rounds=3))
+    with run_identity():
+        federation = Federation.start(tmp_path_factory.mktemp("run"), dict(zip(MEMBERS, clients)), test)
+        relay, final, _ = federation.run(TrainingPlan(rounds=3))
     return federation, relay, final
 
 

@@ -19,7 +19,7 @@ from fl_runtime.learning.baselines import federated, split_clients
 from fl_runtime.learning.data import LABEL
 from fl_runtime.learning.task import TrainingPlan
 from tests.helpers import PROJECT, flower_processes_under, in_temp, workspaces
-from tests.launch.conftest import SEED, launcher, run_local
+from tests.launch.conftest import SEED, launcher
 
 pytestmark = pytest.mark.slow
 GENEROUS_ROUNDS = 30  # far more than the CMS split needs: the run stops at convergence
@@ -204,17 +204,6 @@ def test_client_columns_that_differ_from_the_servers_fail_before_anything_starts
     assert not (tmp_path / "out").exists()
 
 
-def test_a_failing_run_exits_non_zero_with_the_reason_and_leaves_no_output(split, tmp_path):
-    test_path, client_paths, _, _ = split
-    out = tmp_path / "out"
-    done = run_local(tmp_path, "--client-data", *client_paths, "--test-data", test_path, "--round-timeout", 0.3,
-                     "--out", out)  # fmt: skip
-    assert done.returncode == 1
-    assert "not every one announced its keys" in done.stderr and "insurer_a: no answer within 0.3 s" in done.stderr
-    assert not out.exists() and not (tmp_path / ".out.partial").exists()
-    assert flower_processes_under(workspaces(tmp_path)) == []
-
-
 def test_ctrl_c_stops_every_process_and_leaves_no_output(tmp_path):
     out = tmp_path / "out"
     process = subprocess.Popen(
@@ -236,7 +225,7 @@ def test_ctrl_c_stops_every_process_and_leaves_no_output(tmp_path):
     ), running
     assert any("/flower-superexec " in c for c in running), running  # in a session of its own
     os.kill(process.pid, signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
+    _, stderr = process.communicate(timeout=150)  # about 5 s here; generous for a loaded machine
     assert process.returncode == 130
     assert "interrupted" in stderr
     assert not out.exists() and not (tmp_path / ".out.partial").exists()

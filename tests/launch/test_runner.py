@@ -179,11 +179,16 @@ def test_a_runner_whose_supernode_dies_stops_instead_of_polling_a_dead_port(tmp_
          "--supernode-pid", str(stand_in.pid)],
         cwd=PROJECT, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    time.sleep(1.0)
-    assert runner.poll() is None  # serving while its SuperNode lives
-    stand_in.kill()
-    stand_in.wait()
-    started = time.monotonic()
-    _, stderr = runner.communicate(timeout=10)
-    assert runner.returncode == 4 and time.monotonic() - started < 5
-    assert f"its SuperNode (pid {stand_in.pid}) is gone: this runner stops with it" in stderr
+    try:
+        time.sleep(1.0)
+        assert runner.poll() is None  # serving while its SuperNode lives
+        stand_in.kill()
+        stand_in.wait()
+        started = time.monotonic()
+        _, stderr = runner.communicate(timeout=10)
+        assert runner.returncode == 4 and time.monotonic() - started < 5
+        assert f"its SuperNode (pid {stand_in.pid}) is gone: this runner stops with it" in stderr
+    finally:  # a runner that did not stop is this test's failure, not a process left to the machine
+        for process in (runner, stand_in):
+            process.kill()
+            process.wait()

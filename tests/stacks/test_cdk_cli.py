@@ -98,14 +98,6 @@ def test_cfn_lint_reports_no_errors_on_the_synthesized_templates(synthesized):
     [
         ("federation:server_account=12345", "server_account: '12345' is not a 12-digit AWS account id"),
         (
-            f"federation:clients={json.dumps([dict(THREE_CLIENTS[0], vpc_cidr='10.0.4.0/22')])}",
-            "clients[0].vpc_cidr: 10.0.4.0/22 overlaps server_vpc_cidr 10.0.0.0/16",
-        ),
-        (
-            f"federation:clients={json.dumps([THREE_CLIENTS[0], dict(THREE_CLIENTS[1], name='insurer-a')])}",
-            "clients[1].name: 'insurer-a' is used by another client",
-        ),
-        (
             f"federation:clients={json.dumps(THREE_CLIENTS[:2])}",
             "clients[0].min_members: missing: the federation has 2 clients, fewer than the default of 3",
         ),
