@@ -4,6 +4,7 @@ bundle, and a local AWS (moto server). Helpers that are not fixtures live in ``t
 from __future__ import annotations
 
 import contextlib
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,16 @@ from fl_runtime.learning.data import LabelledData, read_csv, write_csv
 from fl_runtime.learning.partition import PartitionSpec, partition
 from fl_runtime.learning.synthetic import generate
 from tests.helpers import CMS_CSV, PROJECT, PublishedRun, in_temp
+
+
+@pytest.fixture(autouse=True)
+def leaves_ctrl_c_as_it_found_it():
+    """Fails the test that changes how the worker process takes Ctrl-C (its SIGINT handler or mask): processes
+    the later tests start inherit an ignored or blocked SIGINT, and their Ctrl-C tests would then hang."""
+    before = signal.getsignal(signal.SIGINT), signal.pthread_sigmask(signal.SIG_BLOCK, set())
+    yield
+    after = signal.getsignal(signal.SIGINT), signal.pthread_sigmask(signal.SIG_BLOCK, set())
+    assert after == before, f"this test changed the worker's SIGINT handling from {before} to {after}"
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import csv
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,36 @@ def run_cli(*args, cwd=None) -> subprocess.CompletedProcess:
         cwd=cwd or PROJECT,
         timeout=300,
     )
+
+
+def as_a_shell_starts_it() -> None:
+    """``preexec_fn`` for a launcher a test will Ctrl-C: Ctrl-C handled as a user's shell leaves it (SIGINT at its
+    default action, not blocked), whatever an earlier test did to the worker process that starts it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def signal_state(pid: int) -> str:
+    """A process's signal masks (pending, blocked, ignored, caught), for a test whose Ctrl-C went unanswered."""
+    status = Path(f"/proc/{pid}/status")
+    lines = status.read_text().splitlines() if status.exists() else []
+    return "; ".join(line for line in lines if line.startswith(("SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt")))
+
+
+def ctrl_c(process: subprocess.Popen, timeout: float) -> tuple[str, str]:
+    """Ctrl-C to a launcher (started with ``as_a_shell_starts_it``): its stdout and stderr once it has exited. If it
+    outlives ``timeout`` seconds, SIGTERM (the same clean-up path) and fail, saying what its signal masks were."""
+    before = signal_state(process.pid)
+    process.send_signal(signal.SIGINT)
+    try:
+        return process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        after = signal_state(process.pid)
+        process.terminate()
+        out, err = process.communicate(timeout=120)
+        raise AssertionError(
+            f"Ctrl-C unanswered for {timeout} s; signals before: {before}; after: {after}\n{err[-2000:]}\n{out[-2000:]}"
+        ) from None
 
 
 def write_rows(path: Path, header: list[str], rows: list[list[object]]) -> Path:

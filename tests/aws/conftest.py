@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from fl_runtime.learning.partition import PartitionSpec, partition
-from tests.helpers import PROJECT
+from tests.helpers import PROJECT, as_a_shell_starts_it
 
 NAMES = ("insurer-a", "insurer-b", "hospital-c")
 
@@ -40,4 +40,5 @@ def federate(description, out, *args) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         cwd=PROJECT,
+        preexec_fn=as_a_shell_starts_it,
     )

@@ -4,7 +4,6 @@ did not approve (local jobs standing in for SageMaker)."""
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import time
 
@@ -12,6 +11,7 @@ import pytest
 
 from fl_runtime.launch.flower import free_port
 from tests.aws.conftest import NAMES, federate
+from tests.helpers import ctrl_c
 from tests.rehearsal import rehearsal
 
 pytestmark = pytest.mark.slow
@@ -60,8 +60,7 @@ def test_ctrl_c_mid_run_stops_every_job_and_publishes_nothing(split, tmp_path):
     while time.monotonic() < deadline and not (events.exists() and '"round": 1' in events.read_text()):
         time.sleep(0.5)
     assert events.exists(), "the run never reached round 1"
-    process.send_signal(signal.SIGINT)
-    _out, err = process.communicate(timeout=240)  # seconds here; generous for a loaded machine
+    _out, err = ctrl_c(process, timeout=240)  # seconds here; generous for a loaded machine
     assert process.returncode == 130, err[-3000:]
     assert "interrupted: every process started by this command was stopped" in err
     leftovers = subprocess.run(["pgrep", "-f", "fl-client-run3-"], capture_output=True, text=True).stdout.split()

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import time
 
@@ -18,7 +16,7 @@ from fl_runtime.app.run_settings import OUTPUT_FILES
 from fl_runtime.learning.baselines import federated, split_clients
 from fl_runtime.learning.data import LABEL
 from fl_runtime.learning.task import TrainingPlan
-from tests.helpers import PROJECT, flower_processes_under, in_temp, workspaces
+from tests.helpers import PROJECT, as_a_shell_starts_it, ctrl_c, flower_processes_under, in_temp, workspaces
 from tests.launch.conftest import SEED, launcher
 
 pytestmark = pytest.mark.slow
@@ -213,6 +211,7 @@ def test_ctrl_c_stops_every_process_and_leaves_no_output(tmp_path):
         text=True,
         cwd=PROJECT,
         env=in_temp(tmp_path),
+        preexec_fn=as_a_shell_starts_it,
     )
     events = tmp_path / ".out.partial" / "events.jsonl"
     deadline = time.monotonic() + 180
@@ -224,8 +223,7 @@ def test_ctrl_c_stops_every_process_and_leaves_no_output(tmp_path):
         sum("/flower-superlink " in c for c in running) == 1 and sum("/flower-supernode " in c for c in running) == 3
     ), running
     assert any("/flower-superexec " in c for c in running), running  # in a session of its own
-    os.kill(process.pid, signal.SIGINT)
-    _, stderr = process.communicate(timeout=150)  # about 5 s here; generous for a loaded machine
+    _, stderr = ctrl_c(process, timeout=150)  # about 5 s here; generous for a loaded machine
     assert process.returncode == 130
     assert "interrupted" in stderr
     assert not out.exists() and not (tmp_path / ".out.partial").exists()
