@@ -78,11 +78,15 @@ def test_the_entry_point_runs_from_the_bundle_in_a_clean_virtualenv_and_saves_th
     model = joblib.load(opt_ml / "model" / "model.joblib")
     assert model.predict_proba(test.X[:5]).shape == (5, 2)
     installed = subprocess.run(
-        [python, "-c", "import sklearn, flwr; print(sklearn.__version__, flwr.__version__)"],
+        [
+            python,
+            "-c",
+            "import sklearn, flwr, imblearn, numpy; print(sklearn.__version__, flwr.__version__, numpy.__version__)",
+        ],
         capture_output=True,
         text=True,
     )
-    assert installed.stdout.split() == ["1.4.2", "1.42.0"]  # the image's scikit-learn, from the bundle's wheels
+    assert installed.stdout.split() == ["1.4.2", "1.42.0", "2.1.0"]  # the image's versions, from the bundle's wheels
     assert "client insurer-a: job fl-client-rehearsal-insurer-a Completed" in done.stdout
     view = json.loads((opt_ml / "output" / "data" / "client_view.json").read_text())  # the member's own record
     assert view["member"] == "insurer-a" and view["final-validation"]["roc-auc"] > 0.5

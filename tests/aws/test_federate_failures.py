@@ -21,7 +21,7 @@ def test_a_client_killed_mid_run_is_dropped_and_the_run_completes_with_two(split
     test, clients = split
     description = rehearsal(tmp_path, test, clients, port=free_port(), min_members=2)
     process = federate(
-        description, tmp_path / "out", "--rounds", 4, "--min-clients", 2, "--round-timeout", 20, "--run-name", "run2"
+        description, tmp_path / "out", "--rounds", 4, "--min-clients", 2, "--round-timeout", 15, "--run-name", "run2"
     )
     events = tmp_path / ".out.partial" / "events.jsonl"
     deadline = time.monotonic() + 300

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import tarfile
-import venv
 from pathlib import Path
 
 import pytest
@@ -55,32 +54,6 @@ def test_the_bundle_holds_the_entry_point_runtime_offline_requirements_and_wheel
     wheels = {p.name for p in (unpacked / "wheels").glob("*.whl")}
     assert any(name.startswith("scikit_learn-1.4.2-cp311") for name in wheels)
     assert any(name.startswith("scikit_learn-1.4.2-cp312") for name in wheels)
-
-
-def test_requirements_install_into_a_clean_virtualenv_from_the_bundled_wheels_alone(unpacked, tmp_path):
-    environment = tmp_path / "venv"
-    venv.create(environment, with_pip=True)
-    python = environment / "bin" / "python"
-    # what the SageMaker training toolkit runs, in the unpacked code directory
-    done = subprocess.run(
-        [python, "-m", "pip", "install", "--no-index", "--disable-pip-version-check", "-r", "requirements.txt"],
-        cwd=unpacked,
-        capture_output=True,
-        text=True,
-        env=isolated_pip_env(),
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    check = subprocess.run(
-        [python, "-c", "import flwr, sklearn, imblearn, numpy; print(sklearn.__version__, numpy.__version__)"],
-        cwd=unpacked,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert check.stdout.split() == ["1.4.2", "2.1.0"], check.stderr
-    entry = subprocess.run([python, ENTRY_POINT, "--help"], cwd=unpacked, capture_output=True, text=True, timeout=120)
-    assert entry.returncode == 0 and "--superlink" in entry.stdout
 
 
 def test_the_training_images_python_and_platform_resolve_the_job_requirements_from_the_bundled_wheels_alone(
