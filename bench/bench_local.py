@@ -95,7 +95,7 @@ def run_and_measure(test_path: Path, client_paths: list[Path], rounds: int, *, s
 
 
 def round_figures(rounds: list[dict]) -> dict:
-    """Seconds per round; a steady round is any but the first (CSV, SMOTE) and the last (final evaluation)."""
+    """Seconds per round; a steady round is any but the first (rows prepared) and the last (final evaluation)."""
     seconds = [r["seconds"] for r in rounds]
     middle = rounds[1:-1] or rounds
     train_exchanges = [t for r in middle for t in r["timing"] if t["stage"] == "round"]
@@ -127,7 +127,7 @@ def report(figures: dict) -> None:
     )
     print(
         f"  seconds per round: mean {figures['seconds-per-round-mean']:.2f}; steady rounds (2..{rounds - 1}) median "
-        f"{figures['seconds-per-round-steady-median']:.2f}; round 1 {seconds[0]:.2f} (imports, CSV, SMOTE); "
+        f"{figures['seconds-per-round-steady-median']:.2f}; round 1 {seconds[0]:.2f} (rows standardised); "
         f"round {rounds} {seconds[-1]:.2f} (plus the final evaluation exchange)"
     )
     print("  where a steady round goes (median, slowest client per phase):")

@@ -7,9 +7,9 @@ For each size it writes one synthetic CSV per client (and a server test set a fi
 times reading and validating one client's CSV as a client does before it trains (``read_csv`` +
 ``check_trainable``, three times, nothing else running), then runs the local federation (TLS + SuperNode
 auth, each client's SuperNode and runner as separate processes) under the memory sampler. A steady round
-is round 2 .. rounds-1; the first holds the CSV read and SMOTE, the last the final evaluation. Five rounds
-by default, so each run has three steady rounds: the round right after round 1 alone is not typical (the
-clients' SuperNodes come out of round 1 at different moments of their 3 s poll sleep).
+is round 2 .. rounds-1; the first holds standardising the rows (and SMOTE when chosen), the last the final
+evaluation. Five rounds by default, so each run has three steady rounds: the round right after round 1 alone is
+not typical (the clients' SuperNodes come out of round 1 at different moments of their 3 s poll sleep).
 Linux only (/proc).
 """
 
@@ -87,7 +87,7 @@ def report(sizes: list[dict], args: argparse.Namespace) -> None:
         client_peak = [max(run["peak-rss-mib-by-client"].values()) for run in runs]
         print(f"  {size['rows-per-client']:>9,} rows per client ({size['csv-mib']:.0f} MiB CSV)")
         print(f"    read + validate one client's CSV   {spread(size['read-validate-seconds'], 's', 2)}")
-        print(f"    first round (CSV, split, SMOTE)    {spread([run['first-round-seconds'] for run in runs], 's')}")
+        print(f"    round 1 (rows standardised)        {spread([run['first-round-seconds'] for run in runs], 's')}")
         print(f"    steady round                       {spread(steady, 's', 2)}")
         print(f"    peak RSS of one client's processes {spread(client_peak, 'MiB', 0)}")
         print(f"    peak RSS of all processes          {spread([r['peak-rss-mib-total'] for r in runs], 'MiB', 0)}")
