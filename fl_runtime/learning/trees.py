@@ -1,0 +1,257 @@
+"""Histogram gradient boosting on the logistic loss, exact and deterministic: what the ``gbdt`` family computes.
+
+Everything a split or a leaf depends on is a sum over rows of whole numbers, so the pooled rows and any split of
+them among members give the same sums, in any order, on any machine:
+- each row's gradient p - y and hessian p (1 - p) at its current margin are written in fixed point, units of
+  2^-``GRADIENT_BITS`` (``fixed_gradients``); a node's histograms are integer sums per (feature, bin) of them
+  and of the row count (``histograms``);
+- a split's gain, GL^2/(HL + l2) + GR^2/(HR + l2) - G^2/(H + l2), is computed elementwise in float64 from those
+  integers (exact below 2^53), and the best is the first maximum in (feature, bin) order: every party picks the
+  bit-identical split (``best_split``);
+- a leaf's value is -G/(H + l2) times the learning rate, from its integer sums.
+
+Trees grow depth-wise (every node of a level at once, as the federation asks one exchange per level). A node is
+split only if the best gain is positive, each child has at least ``min_rows_leaf`` rows and ``min_hessian`` of
+hessian: scikit-learn's HistGradientBoostingClassifier makes the same choices on the same bin codes
+(``max_leaf_nodes=None``, no early stopping), which its tests check. Rows are binned with ``<`` against float32
+edges, as XGBoost applies a split (``binning``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+GRADIENT_BITS = 24  # a row's gradient (in [-1, 1]) and hessian (in [0, 1/4]) in units of 2^-24
+BINS = 256  # bin codes are uint8: up to 255 edges per feature
+
+
+@dataclass(frozen=True)
+class TreeSettings:
+    """What every party grows: the same settings give the same trees."""
+
+    trees: int = 100
+    depth: int = 3
+    learning_rate: float = 0.1
+    l2: float = 1.0
+    min_rows_leaf: int = 20
+    min_hessian: float = 1e-3
+
+    def __post_init__(self) -> None:
+        checks = {
+            "trees": self.trees >= 1,
+            "depth": 1 <= self.depth <= 8,
+            "learning_rate": 0 < self.learning_rate <= 1,
+            "l2": self.l2 >= 0,
+            "min_rows_leaf": self.min_rows_leaf >= 1,
+            "min_hessian": self.min_hessian >= 0,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"tree settings out of range: {', '.join(f'{n}={getattr(self, n)!r}' for n in bad)}")
+
+
+@dataclass(frozen=True)
+class NodeSums:
+    """A node's integer totals: gradient and hessian in units of 2^-GRADIENT_BITS, and rows."""
+
+    gradient: int
+    hessian: int
+    rows: int
+
+    def value(self, settings: TreeSettings) -> float:
+        """The leaf value, shrunk by the learning rate."""
+        g, h = _real(self.gradient), _real(self.hessian)
+        return -settings.learning_rate * g / (h + settings.l2)
+
+
+@dataclass(frozen=True)
+class Split:
+    feature: int
+    bin: int  # rows with code <= bin go left: value < edges[feature][bin]
+    gain: float
+    left: NodeSums
+    right: NodeSums
+
+
+@dataclass
+class Tree:
+    """One tree as arrays indexed by node (0 is the root); a leaf has feature -1 and children -1."""
+
+    feature: list[int] = field(default_factory=list)
+    bin: list[int] = field(default_factory=list)
+    left: list[int] = field(default_factory=list)
+    right: list[int] = field(default_factory=list)
+    value: list[float] = field(default_factory=list)  # a leaf's, shrunk; 0 for a split node
+    sums: list[NodeSums] = field(default_factory=list)  # every node's totals (cover for TreeSHAP)
+    parent: list[int] = field(default_factory=list)
+
+    def add(self, sums: NodeSums, parent: int = -1) -> int:
+        for column in (self.feature, self.bin, self.left, self.right):
+            column.append(-1)
+        self.value.append(0.0)
+        self.sums.append(sums)
+        self.parent.append(parent)
+        return len(self.feature) - 1
+
+    def split(self, node: int, split: Split) -> tuple[int, int]:
+        left, right = self.add(split.left, node), self.add(split.right, node)
+        self.feature[node], self.bin[node], self.left[node], self.right[node] = split.feature, split.bin, left, right
+        return left, right
+
+    def depth_of(self, node: int) -> int:
+        depth = 0
+        while self.parent[node] >= 0:
+            node, depth = self.parent[node], depth + 1
+        return depth
+
+    def set_leaf_values(self, settings: TreeSettings) -> None:
+        self.value = [s.value(settings) if f < 0 else 0.0 for f, s in zip(self.feature, self.sums)]
+
+    def leaves_of(self, codes: np.ndarray) -> np.ndarray:
+        """The leaf each row of ``codes`` (n x features, uint8) falls in."""
+        node = np.zeros(codes.shape[0], dtype=np.int64)
+        feature, bins = np.asarray(self.feature), np.asarray(self.bin)
+        left, right = np.asarray(self.left), np.asarray(self.right)
+        while True:
+            inner = feature[node] >= 0
+            if not inner.any():
+                return node
+            at = node[inner]
+            goes_left = codes[np.flatnonzero(inner), feature[at]] <= bins[at]
+            node[inner] = np.where(goes_left, left[at], right[at])
+
+    def predict(self, codes: np.ndarray) -> np.ndarray:
+        return np.asarray(self.value)[self.leaves_of(codes)]
+
+
+def _real(units: int) -> float:
+    return units / 2.0**GRADIENT_BITS
+
+
+def sigmoid(margin: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * margin))
+
+
+def fixed_gradients(margin: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's gradient and hessian of the logistic loss at ``margin``, in whole units of 2^-GRADIENT_BITS."""
+    p = sigmoid(margin)
+    scale = 2.0**GRADIENT_BITS
+    return np.rint((p - y) * scale).astype(np.int64), np.rint(p * (1.0 - p) * scale).astype(np.int64)
+
+
+def histograms(codes: np.ndarray, gradient: np.ndarray, hessian: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Integer sums per (feature, bin) over ``rows``: an array (3, features, BINS) of gradient, hessian, count.
+
+    ``np.bincount`` adds float64 weights; every weight and partial sum is a whole number below 2^53, so the sums
+    are exact (and the same in any order)."""
+    features = codes.shape[1]
+    flat = (codes[rows].astype(np.int64) + np.arange(features) * BINS).ravel()
+    size = features * BINS
+    out = np.empty((3, features, BINS), dtype=np.int64)
+    for index, weights in enumerate((gradient[rows], hessian[rows], None)):
+        repeated = None if weights is None else np.repeat(weights.astype(np.float64), features)
+        out[index] = np.bincount(flat, weights=repeated, minlength=size).reshape(features, BINS).astype(np.int64)
+    return out
+
+
+def node_sums(histogram: np.ndarray) -> NodeSums:
+    """A node's totals from its histograms (any feature's bins add up to them)."""
+    g, h, c = histogram[:, 0, :].sum(axis=1)
+    return NodeSums(int(g), int(h), int(c))
+
+
+def best_split(histogram: np.ndarray, settings: TreeSettings) -> Split | None:
+    """The split of most gain (positive) whose children each keep ``min_rows_leaf`` rows and ``min_hessian``
+    hessian; ties go to the lowest feature, then the lowest bin. None: the node is a leaf."""
+    total = node_sums(histogram)
+    cumulative = np.cumsum(histogram[:, :, :-1], axis=2)  # left = bins 0..b, b = 0..BINS-2
+    gl, hl, cl = cumulative
+    gr, hr, cr = total.gradient - gl, total.hessian - hl, total.rows - cl
+    scale, l2 = 2.0**GRADIENT_BITS, settings.l2
+    glf, hlf, grf, hrf = gl / scale, hl / scale, gr / scale, hr / scale
+    valid = (
+        (cl >= settings.min_rows_leaf)
+        & (cr >= settings.min_rows_leaf)
+        & (hlf >= settings.min_hessian)
+        & (hrf >= settings.min_hessian)
+    )
+    g, h = _real(total.gradient), _real(total.hessian)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gain = glf * glf / (hlf + l2) + grf * grf / (hrf + l2) - g * g / (h + l2)
+    gain = np.where(valid, gain, -math.inf)
+    index = int(np.argmax(gain))  # the first maximum in C order: lowest feature, then lowest bin
+    feature, bin_ = divmod(index, gain.shape[1])
+    best = float(gain[feature, bin_])
+    if not best > 0.0:
+        return None
+    left = NodeSums(int(gl[feature, bin_]), int(hl[feature, bin_]), int(cl[feature, bin_]))
+    right = NodeSums(total.gradient - left.gradient, total.hessian - left.hessian, total.rows - left.rows)
+    return Split(feature, bin_, best, left, right)
+
+
+def baseline(rows: int, positives: int) -> float:
+    """The starting margin: the log-odds of the pooled positive rate."""
+    if not 0 < positives < rows:
+        raise ValueError(f"a boosted model needs both classes: {positives} positives among {rows} rows")
+    return math.log(positives / (rows - positives))
+
+
+def grow_tree(
+    codes: np.ndarray, gradient: np.ndarray, hessian: np.ndarray, settings: TreeSettings
+) -> tuple[Tree, np.ndarray]:
+    """One tree on the rows given, level by level: each level's splits from its nodes' histograms, then the
+    histograms of the next level's smaller children (the larger is its parent's minus the smaller). Returns the
+    tree and each row's leaf."""
+    root = histograms(codes, gradient, hessian, np.arange(codes.shape[0]))
+    tree = Tree()
+    tree.add(node_sums(root))
+    node_of_row = np.zeros(codes.shape[0], dtype=np.int64)
+    level = {0: root}
+    for _depth in range(settings.depth):
+        following: dict[int, np.ndarray] = {}
+        for node, histogram in level.items():
+            split = best_split(histogram, settings)
+            if split is None:
+                continue
+            left, right = tree.split(node, split)
+            here = np.flatnonzero(node_of_row == node)
+            goes_left = codes[here, split.feature] <= split.bin
+            node_of_row[here[goes_left]], node_of_row[here[~goes_left]] = left, right
+            if tree.depth_of(left) == settings.depth:
+                continue  # the last level's leaves need no histograms: their sums came with the split
+            smaller, larger = (left, right) if split.left.rows <= split.right.rows else (right, left)
+            small = histograms(codes, gradient, hessian, np.flatnonzero(node_of_row == smaller))
+            following[smaller], following[larger] = small, histogram - small
+        level = following
+    tree.set_leaf_values(settings)
+    return tree, node_of_row
+
+
+@dataclass
+class Ensemble:
+    """A boosted model: the starting margin and the trees, each on bin codes."""
+
+    baseline: float
+    trees: list[Tree] = field(default_factory=list)
+
+    def margin(self, codes: np.ndarray) -> np.ndarray:
+        """Each row's margin, added tree by tree in order (the same float operations as during training)."""
+        margin = np.full(codes.shape[0], self.baseline)
+        for tree in self.trees:
+            margin += tree.predict(codes)
+        return margin
+
+
+def boost(codes: np.ndarray, y: np.ndarray, settings: TreeSettings) -> Ensemble:
+    """Boosting on the rows given, in process: the reference the federation's trees must equal."""
+    ensemble = Ensemble(baseline(len(y), int(y.sum())))
+    margin = np.full(len(y), ensemble.baseline)
+    for _ in range(settings.trees):
+        gradient, hessian = fixed_gradients(margin, y)
+        tree, leaf_of_row = grow_tree(codes, gradient, hessian, settings)
+        ensemble.trees.append(tree)
+        margin += np.asarray(tree.value)[leaf_of_row]
+    return ensemble

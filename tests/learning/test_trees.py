@@ -1,0 +1,120 @@
+"""Exact histogram boosting: the same trees as scikit-learn on the same bin codes, whatever the row order or
+the split of rows among members."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.ensemble import HistGradientBoostingClassifier
+
+from fl_runtime.learning.trees import (
+    TreeSettings,
+    best_split,
+    boost,
+    fixed_gradients,
+    histograms,
+)
+
+SETTINGS = TreeSettings(trees=20, depth=3, learning_rate=0.1, l2=1.0, min_rows_leaf=20)
+
+
+@pytest.fixture(scope="module")
+def coded(cms):
+    """The CMS rows as dense bin codes (up to 255 per feature, by quantile): every code 0..k occurs, so
+    scikit-learn's own binning of them keeps them as they are."""
+    codes = np.zeros(cms.X.shape, dtype=np.uint8)
+    for j in range(cms.X.shape[1]):
+        edges = np.unique(np.quantile(cms.X[:, j], np.linspace(0, 1, 256)[1:-1]).astype(np.float32))
+        raw = np.searchsorted(edges, cms.X[:, j].astype(np.float32), side="right")
+        codes[:, j] = np.unique(raw, return_inverse=True)[1]
+    return codes, cms.y.astype(np.float64)
+
+
+def _ours(tree, node=0):
+    if tree.feature[node] < 0:
+        return ("leaf", tree.value[node])
+    return (tree.feature[node], tree.bin[node], _ours(tree, tree.left[node]), _ours(tree, tree.right[node]))
+
+
+def _theirs(nodes, node=0):
+    entry = nodes[node]
+    if entry["is_leaf"]:
+        return ("leaf", float(entry["value"]))
+    threshold = float(entry["num_threshold"])
+    assert threshold % 1 == 0.5  # between codes b and b + 1
+    left, right = int(entry["left"]), int(entry["right"])
+    return (int(entry["feature_idx"]), int(threshold), _theirs(nodes, left), _theirs(nodes, right))
+
+
+def _same_shape(ours, theirs, tolerance):
+    if ours[0] == "leaf" or theirs[0] == "leaf":
+        return ours[0] == theirs[0] and abs(ours[1] - theirs[1]) <= tolerance
+    return ours[:2] == theirs[:2] and all(_same_shape(a, b, tolerance) for a, b in zip(ours[2:], theirs[2:]))
+
+
+def test_the_trees_are_scikit_learns_histogram_boosting_on_the_same_bin_codes(coded):
+    codes, y = coded
+    ensemble = boost(codes, y, SETTINGS)
+    reference = HistGradientBoostingClassifier(
+        max_iter=SETTINGS.trees,
+        max_depth=SETTINGS.depth,
+        learning_rate=SETTINGS.learning_rate,
+        l2_regularization=SETTINGS.l2,
+        min_samples_leaf=SETTINGS.min_rows_leaf,
+        max_leaf_nodes=None,
+        early_stopping=False,
+        max_bins=255,
+    ).fit(codes.astype(np.float64), y)
+    differ = [
+        index
+        for index, (tree, [predictor]) in enumerate(zip(ensemble.trees, reference._predictors))
+        if not _same_shape(_ours(tree), _theirs(predictor.nodes), 1e-5)
+    ]
+    assert differ == [], f"trees that differ from scikit-learn's (split or leaf value beyond 1e-5): {differ}"
+    assert len(ensemble.trees) == SETTINGS.trees
+    theirs = reference._raw_predict(codes.astype(np.float64)).ravel()
+    assert np.abs(ensemble.margin(codes) - theirs).max() < 1e-5
+    assert abs(ensemble.baseline - reference._baseline_prediction.ravel()[0]) < 1e-12
+
+
+def test_the_trees_do_not_depend_on_the_order_of_the_rows(coded):
+    codes, y = coded
+    order = np.random.default_rng(0).permutation(len(y))
+    once, shuffled = boost(codes, y, SETTINGS), boost(codes[order], y[order], SETTINGS)
+    for a, b in zip(once.trees, shuffled.trees):
+        assert (a.feature, a.bin, a.value) == (b.feature, b.bin, b.value)  # bit for bit
+    assert once.baseline == shuffled.baseline
+
+
+def test_members_histograms_add_up_to_the_pooled_histogram_exactly(coded):
+    codes, y = coded
+    margin = np.random.default_rng(1).normal(size=len(y))
+    gradient, hessian = fixed_gradients(margin, y)
+    pooled = histograms(codes, gradient, hessian, np.arange(len(y)))
+    member_of_row = np.random.default_rng(2).integers(0, 3, size=len(y))
+    members = [histograms(codes, gradient, hessian, np.flatnonzero(member_of_row == m)) for m in range(3)]
+    assert np.array_equal(sum(members), pooled)
+    assert best_split(sum(members), SETTINGS) == best_split(pooled, SETTINGS)
+
+
+def test_every_leaf_keeps_min_rows_leaf_rows(coded):
+    codes, y = coded
+    settings = TreeSettings(trees=5, depth=6, min_rows_leaf=40)
+    ensemble = boost(codes, y, settings)
+    leaves = [sums.rows for tree in ensemble.trees for f, sums in zip(tree.feature, tree.sums) if f < 0]
+    assert min(leaves) >= 40
+    assert max(len(tree.feature) for tree in ensemble.trees) > 15  # deep enough that the rule bites
+
+
+@pytest.mark.parametrize(
+    "change, named",
+    [({"depth": 0}, "depth=0"), ({"learning_rate": 0.0}, "learning_rate=0.0"), ({"min_rows_leaf": 0}, "min_rows_leaf")],
+)
+def test_settings_out_of_range_are_refused_by_name(change, named):
+    with pytest.raises(ValueError, match=named):
+        TreeSettings(**change)
+
+
+def test_one_class_alone_is_refused():
+    with pytest.raises(ValueError, match="needs both classes: 0 positives among 3 rows"):
+        boost(np.zeros((3, 1), dtype=np.uint8), np.zeros(3), SETTINGS)
