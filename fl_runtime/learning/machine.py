@@ -25,8 +25,9 @@ from fl_runtime.errors import DataError
 from fl_runtime.learning.fixed_point import Layout
 from fl_runtime.learning.task import ClientRows, TrainingPlan
 
-MOMENTS, ROUND, EVALUATE = "moments", "round", "evaluate"
-KINDS = (MOMENTS, ROUND, EVALUATE)
+MOMENTS, ROUND, EVALUATE = "moments", "round", "evaluate"  # logistic regression's
+BINS, LEVEL = "bins", "level"  # gradient-boosted trees': bin counts, then one tree level per exchange
+KINDS = (MOMENTS, ROUND, EVALUATE, BINS, LEVEL)
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,10 @@ class Question:
             return "the moments query"
         if self.kind == ROUND:
             return f"round {self.round}"
+        if self.kind == BINS:
+            return f"the bin counts ({'coarse' if self.round == 0 else 'fine'})"
+        if self.kind == LEVEL:
+            return f"tree exchange {self.round}"
         return f"the evaluation of the round-{self.round} model"
 
 

@@ -181,6 +181,7 @@ class ClientRows:
     data: ClientData
     seed: int
     _prepared: tuple[GlobalStats, PreparedClient] | None = field(default=None, repr=False)
+    cache: dict = field(default_factory=dict, repr=False)  # what a family derives once from the rows (bin codes)
 
     def prepared(self, stats: GlobalStats) -> PreparedClient:
         if self._prepared is None or self._prepared[0] is not stats:

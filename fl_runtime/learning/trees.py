@@ -212,7 +212,8 @@ def grow_tree(
     level = {0: root}
     for _depth in range(settings.depth):
         following: dict[int, np.ndarray] = {}
-        for node, histogram in level.items():
+        for node in sorted(level):  # node order: the federation numbers nodes the same way
+            histogram = level[node]
             split = best_split(histogram, settings)
             if split is None:
                 continue

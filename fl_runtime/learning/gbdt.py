@@ -1,0 +1,324 @@
+"""Gradient-boosted trees as a state machine (``machine``) driven by verified totals: the ``gbdt`` family.
+
+1. ``bins`` 0: every member's training rows and positives, and its rows per cell of the fixed coarse grid of each
+   feature (``binning``). From the totals every party derives the fine grid of each feature.
+2. ``bins`` 1: rows per cell of the fine grids. From the totals every party derives the global bin edges
+   (``binning.edges_from_counts``) and the starting margin (the pooled log-odds).
+3. ``level`` r: the integer gradient, hessian and count histograms (``trees.histograms``) of the nodes the state
+   asks about, over the member's training rows at the ensemble so far: a tree's root, then at each level the
+   smaller child of every split (the larger is its parent minus it). From the totals every party picks the
+   level's splits (``trees.best_split``: bit-identical everywhere). When a tree has no more open nodes, its leaf
+   values follow from the sums its last splits carried, and the next question is the next tree's root, whose
+   answer also carries the summed log loss of the ensemble so far on the members' validation rows: boosting
+   stops after ``patience`` trees without a better one, or at ``settings.trees``, keeping the best ensemble.
+4. ``evaluate``: every member's validation score histograms and log loss of the final ensemble.
+
+Every quantity is a sum of whole numbers (counts; gradients and hessians in units of 2^-GRADIENT_BITS), so the
+totals, and the trees, are those of the pooled rows (``trees.boost`` on the same codes), bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from fl_runtime.learning import binning, trees
+from fl_runtime.learning.fixed_point import Layout, Quantity, scale_bits_for
+from fl_runtime.learning.machine import BINS, EVALUATE, LEVEL, Declined, Findings, Question
+from fl_runtime.learning.metrics import HISTOGRAM_BINS, ScoreHistogram
+from fl_runtime.learning.model import MAX_ROW_LOSS
+from fl_runtime.learning.task import ClientRows, TrainingPlan
+from fl_runtime.learning.trees import GRADIENT_BITS, Ensemble, Tree, TreeSettings
+
+GBDT = "gbdt"
+MAX_MEMBER_ROWS = 2**27
+PATIENCE = 10  # trees without a better validation loss before boosting stops
+
+
+@dataclass(frozen=True)
+class Growing:
+    """The tree being grown: its nodes so far, the histograms of the nodes split next (node -> histogram), the
+    nodes whose histograms the members are asked for now, and each larger child with its parent and sibling."""
+
+    tree: Tree
+    known: dict[int, np.ndarray]
+    asked: tuple[int, ...]
+    larger: dict[int, tuple[int, int]]  # larger child -> (parent, smaller sibling)
+
+
+@dataclass(frozen=True)
+class GbdtState:
+    plan: TrainingPlan
+    features: tuple[str, ...]
+    question: Question | None
+    settings: TreeSettings
+    rows: int = 0
+    positives: int = 0
+    fine: tuple[np.ndarray, ...] = ()
+    edges: tuple[np.ndarray, ...] = ()
+    ensemble: Ensemble | None = None
+    growing: Growing | None = None
+    best: tuple[float, int] = (math.inf, 0)  # the lowest validation loss seen, and with how many trees
+
+
+class GradientBoostedTreesFamily:
+    """The boosting state machine (module docstring)."""
+
+    name = GBDT
+
+    def __init__(self, settings: TreeSettings | None = None) -> None:
+        self.settings = settings or TreeSettings()
+
+    def start(self, plan: TrainingPlan, features: tuple[str, ...]) -> GbdtState:
+        return GbdtState(plan, tuple(features), Question(BINS, 0), self.settings)
+
+    # --- fixed point -------------------------------------------------------------------------------------
+    def layout(self, state: GbdtState) -> Layout:
+        question = _asked(state)
+        if question.kind == BINS:
+            grids = _grids(state)
+            cells = Quantity("cells", sum(len(g) + 1 for g in grids), 0)
+            return Layout(
+                (Quantity("rows", 1, 0), Quantity("positives", 1, 0), cells) if question.round == 0 else (cells,)
+            )
+        validation = _validation_quantities(state)
+        if question.kind == EVALUATE:
+            return Layout(
+                (
+                    Quantity("histogram-positive", HISTOGRAM_BINS, 0),
+                    Quantity("histogram-negative", HISTOGRAM_BINS, 0),
+                    *validation,
+                )
+            )
+        used = int(_used(state).sum())
+        nodes = len(_growing(state).asked)
+        histograms = (
+            Quantity("gradient", nodes * used, GRADIENT_BITS),
+            Quantity("hessian", nodes * used, GRADIENT_BITS),
+            Quantity("count", nodes * used, 0),
+        )
+        return Layout((*histograms, *validation) if _is_root(state) else histograms)
+
+    # --- a member's answer -------------------------------------------------------------------------------
+    def answer(self, state: GbdtState, rows: ClientRows, min_rows: int) -> dict[str, np.ndarray]:
+        question = _asked(state)
+        train = rows.data.train
+        if train.n_rows < min_rows:
+            raise Declined(f"{question.label}: its training part has fewer rows than its min_rows ({min_rows})")
+        if question.kind == BINS:
+            cells = np.concatenate(binning.counts(train.X, _grids(state)))
+            if question.round == 1:
+                return {"cells": cells}
+            return {"rows": np.array([train.n_rows]), "positives": np.array([int(train.y.sum())]), "cells": cells}
+        validation = _validation_answer(state, rows)
+        if question.kind == EVALUATE:
+            return validation
+        codes = _codes(state, rows, "train")
+        gradient, hessian = trees.fixed_gradients(_ensemble(state).margin(codes), train.y.astype(np.float64))
+        growing = _growing(state)
+        node_of_row = growing.tree.leaves_of(codes)
+        used = _used(state)
+        parts = [
+            trees.histograms(codes, gradient, hessian, np.flatnonzero(node_of_row == node)) for node in growing.asked
+        ]
+        stacked = np.stack(parts)[:, :, used]  # (nodes, 3, used bins)
+        scale = 2.0**-GRADIENT_BITS
+        found = {
+            "gradient": stacked[:, 0].ravel() * scale,
+            "hessian": stacked[:, 1].ravel() * scale,
+            "count": stacked[:, 2].ravel(),
+        }
+        return (
+            {**found, **{k: v for k, v in validation.items() if k.startswith("validation-")}}
+            if _is_root(state)
+            else found
+        )
+
+    # --- every party's step ------------------------------------------------------------------------------
+    def advance(self, state: GbdtState, totals: dict[str, np.ndarray], members: int) -> tuple[GbdtState, Findings]:
+        question = _asked(state)
+        if question.kind == BINS:
+            return _advance_bins(state, totals, members)
+        validation = _validation_findings(totals)
+        if question.kind == EVALUATE:
+            return replace(state, question=None), Findings(question, members, validation)
+        return _advance_level(state, totals, members, validation)
+
+
+def _advance_bins(state: GbdtState, totals: dict[str, np.ndarray], members: int) -> tuple[GbdtState, Findings]:
+    question = _asked(state)
+    grids = _grids(state)
+    cells = np.split(np.rint(totals["cells"]).astype(np.int64), np.cumsum([len(g) + 1 for g in grids])[:-1])
+    floor = state.settings.min_rows_leaf
+    if question.round == 0:
+        rows, positives = int(totals["rows"][0]), int(totals["positives"][0])
+        fine = tuple(binning.fine_grid(c, rows, floor) for c in cells)
+        following = replace(state, question=Question(BINS, 1), rows=rows, positives=positives, fine=fine)
+        return following, Findings(question, members, {"rows": rows, "positives": positives})
+    edges = tuple(binning.edges_from_counts(g, c, floor) for g, c in zip(grids, cells))
+    ensemble = Ensemble(trees.baseline(state.rows, state.positives))
+    following = replace(state, question=Question(LEVEL, 1), edges=edges, ensemble=ensemble, growing=_new_tree())
+    return following, Findings(question, members, {"edges": [len(e) for e in edges]})
+
+
+def _advance_level(state, totals, members, validation) -> tuple[GbdtState, Findings]:
+    question, growing, settings = _asked(state), _growing(state), state.settings
+    ensemble = _ensemble(state)
+    best = state.best
+    if _is_root(state):  # the validation loss of the ensemble so far, before this tree
+        loss = validation["validation-log-loss"]
+        if loss < best[0]:
+            best = (loss, len(ensemble.trees))
+        if len(ensemble.trees) - best[1] >= PATIENCE or len(ensemble.trees) == settings.trees:
+            kept = Ensemble(ensemble.baseline, ensemble.trees[: best[1]])
+            done = replace(state, question=Question(EVALUATE, question.round), ensemble=kept, growing=None, best=best)
+            return done, Findings(question, members, {"trees": best[1], **validation})
+    level = _level_histograms(state, totals)
+    tree = _copy(growing.tree)
+    known: dict[int, np.ndarray] = {}
+    asked: list[int] = []
+    larger: dict[int, tuple[int, int]] = {}
+    for node in sorted(level):
+        tree.sums[node] = trees.node_sums(level[node])
+        split = trees.best_split(level[node], settings)
+        if split is None:
+            continue
+        left, right = tree.split(node, split)
+        if tree.depth_of(left) == settings.depth:
+            continue
+        small, big = (left, right) if split.left.rows <= split.right.rows else (right, left)
+        asked.append(small)
+        larger[big] = (node, small)
+        known[node] = level[node]
+    found = {"trees": len(ensemble.trees), **validation}
+    if asked:
+        following = Growing(tree, known, tuple(asked), larger)
+        return replace(state, question=Question(LEVEL, question.round + 1), growing=following, best=best), Findings(
+            question, members, found
+        )
+    tree.set_leaf_values(settings)
+    grown = Ensemble(ensemble.baseline, [*ensemble.trees, tree])
+    following_state = replace(
+        state, question=Question(LEVEL, question.round + 1), ensemble=grown, growing=_new_tree(), best=best
+    )
+    return following_state, Findings(question, members, found)
+
+
+def _level_histograms(state: GbdtState, totals: dict[str, np.ndarray]) -> dict[int, np.ndarray]:
+    """Every node of this level's histogram: the asked ones from the totals, their larger siblings by subtraction."""
+    growing, used = _growing(state), _used(state)
+    nodes = len(growing.asked)
+    scale = 2.0**GRADIENT_BITS
+    blocks = [
+        np.rint(totals[name] * (scale if name != "count" else 1.0)).astype(np.int64)
+        for name in ("gradient", "hessian", "count")
+    ]
+    level: dict[int, np.ndarray] = {}
+    for index, node in enumerate(growing.asked):
+        dense = np.zeros((3, len(state.features), trees.BINS), dtype=np.int64)
+        for part, block in enumerate(blocks):
+            dense[part][used] = block.reshape(nodes, -1)[index]
+        level[node] = dense
+    for big, (parent, small) in growing.larger.items():
+        level[big] = growing.known[parent] - level[small]
+    return level
+
+
+def _new_tree() -> Growing:
+    tree = Tree()
+    tree.add(trees.NodeSums(0, 0, 0))  # the root's sums arrive with its histograms
+    return Growing(tree, {}, (0,), {})
+
+
+def _copy(tree: Tree) -> Tree:
+    return Tree(
+        list(tree.feature),
+        list(tree.bin),
+        list(tree.left),
+        list(tree.right),
+        list(tree.value),
+        list(tree.sums),
+        list(tree.parent),
+    )
+
+
+def _is_root(state: GbdtState) -> bool:
+    return _growing(state).asked == (0,)
+
+
+def _grids(state: GbdtState) -> tuple[np.ndarray, ...]:
+    return state.fine if state.fine else (binning.coarse_grid(),) * len(state.features)
+
+
+def _used(state: GbdtState) -> np.ndarray:
+    """(features, BINS) mask of the bins that exist: feature j has len(edges[j]) + 1."""
+    used = np.zeros((len(state.features), trees.BINS), dtype=bool)
+    for j, feature_edges in enumerate(state.edges):
+        used[j, : len(feature_edges) + 1] = True
+    return used
+
+
+def _codes(state: GbdtState, rows: ClientRows, part: str) -> np.ndarray:
+    key = (GBDT, part, id(state.edges))
+    if key not in rows.cache:
+        data = rows.data.train if part == "train" else rows.data.validation
+        rows.cache.clear()
+        rows.cache[key] = binning.bin_codes(data.X, state.edges)
+    return rows.cache[key]
+
+
+def _validation_quantities(state: GbdtState) -> tuple[Quantity, ...]:
+    return (
+        Quantity("validation-loss", 1, scale_bits_for(2.0 * MAX_MEMBER_ROWS * MAX_ROW_LOSS)),
+        Quantity("validation-rows", 1, 0),
+    )
+
+
+def _validation_answer(state: GbdtState, rows: ClientRows) -> dict[str, np.ndarray]:
+    validation = rows.data.validation
+    codes = binning.bin_codes(validation.X, state.edges)
+    p = np.clip(trees.sigmoid(_ensemble(state).margin(codes)), 1e-15, 1 - 1e-15)
+    y = validation.y
+    histogram = ScoreHistogram.of(y, p)
+    return {
+        "histogram-positive": histogram.positive,
+        "histogram-negative": histogram.negative,
+        "validation-loss": np.array([float(-np.sum(y * np.log(p) + (1 - y) * np.log1p(-p)))]),
+        "validation-rows": np.array([len(y)]),
+    }
+
+
+def _validation_findings(totals: dict[str, np.ndarray]) -> dict:
+    if "validation-rows" not in totals:  # a level below a root carries none
+        return {}
+    rows = int(totals["validation-rows"][0])
+    found: dict = {"validation-rows": rows, "validation-log-loss": float(totals["validation-loss"][0]) / max(rows, 1)}
+    if "histogram-positive" in totals:
+        found["histogram"] = ScoreHistogram(
+            np.rint(totals["histogram-positive"]).astype(np.int64),
+            np.rint(totals["histogram-negative"]).astype(np.int64),
+        )
+    return found
+
+
+def _asked(state: GbdtState) -> Question:
+    if state.question is None:
+        raise ValueError("the run is over: no question is asked")
+    return state.question
+
+
+def _growing(state: GbdtState) -> Growing:
+    if state.growing is None:
+        raise ValueError("no tree is growing")
+    return state.growing
+
+
+def _ensemble(state: GbdtState) -> Ensemble:
+    if state.ensemble is None:
+        raise ValueError("no ensemble before the bin edges")
+    return state.ensemble
+
+
+GRADIENT_BOOSTED_TREES = GradientBoostedTreesFamily()

@@ -1,0 +1,86 @@
+"""The gbdt state machine, replayed in process with fixed-point totals: the federation's trees are the pooled
+rows' trees bit for bit, whatever the members."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from fl_runtime.learning import binning
+from fl_runtime.learning.baselines import exact_totals, split_clients
+from fl_runtime.learning.data import LabelledData
+from fl_runtime.learning.gbdt import PATIENCE, GradientBoostedTreesFamily
+from fl_runtime.learning.machine import BINS, EVALUATE, LEVEL, Question
+from fl_runtime.learning.partition import PartitionSpec, partition
+from fl_runtime.learning.task import ClientRows, TrainingPlan
+from fl_runtime.learning.trees import TreeSettings, boost
+
+SETTINGS = TreeSettings(trees=8, depth=3, min_rows_leaf=20)
+
+
+def _federate(family, clients, features):
+    rows = [ClientRows(client, 0) for client in clients]
+    state = family.start(TrainingPlan(), features)
+    asked, found = [], []
+    while state.question is not None:
+        asked.append(state.question)
+        state, findings = family.advance(state, exact_totals(family, state, rows), len(rows))
+        found.append(findings)
+    return state, asked, found
+
+
+@pytest.fixture(scope="module")
+def members(cms):
+    test, parts = partition(cms, PartitionSpec(3, "non-iid", skew="label", seed=1))
+    return test, split_clients(parts, seed=0)
+
+
+def test_the_federations_trees_are_the_pooled_rows_trees_bit_for_bit(members):
+    test, clients = members
+    final, asked, found = _federate(GradientBoostedTreesFamily(SETTINGS), clients, tuple(test.features))
+    train = [c.train for c in clients]
+    edges = binning.agree_edges([t.X for t in train], SETTINGS.min_rows_leaf)
+    assert all(np.array_equal(a, b) for a, b in zip(final.edges, edges))
+    pooled = boost(
+        binning.bin_codes(np.vstack([t.X for t in train]), edges),
+        np.concatenate([t.y for t in train]).astype(np.float64),
+        replace(SETTINGS, trees=len(final.ensemble.trees)),
+    )
+    assert len(final.ensemble.trees) == SETTINGS.trees
+    assert final.ensemble.baseline == pooled.baseline
+    for ours, theirs in zip(final.ensemble.trees, pooled.trees):
+        assert (ours.feature, ours.bin, ours.value) == (theirs.feature, theirs.bin, theirs.value)
+    codes = binning.bin_codes(test.X, edges)
+    assert np.array_equal(final.ensemble.margin(codes), pooled.margin(codes))
+    # two bin questions, then depth exchanges per tree (root, level 1, level 2), the stopping root, the evaluation
+    assert asked[:2] == [Question(BINS, 0), Question(BINS, 1)] and asked[-1].kind == EVALUATE
+    assert sum(q.kind == LEVEL for q in asked) == SETTINGS.trees * SETTINGS.depth + 1
+    assert found[-1].values["histogram"].positive.sum() == sum(int(c.validation.y.sum()) for c in clients)
+
+
+def test_the_trees_do_not_depend_on_how_the_rows_are_split_among_members(members):
+    test, clients = members
+    family = GradientBoostedTreesFamily(replace(SETTINGS, trees=3))
+    three, _, _ = _federate(family, clients, tuple(test.features))
+    train = [c.train for c in clients]
+    pooled = LabelledData(train[0].features, np.vstack([t.X for t in train]), np.concatenate([t.y for t in train]), "")
+    order = np.random.default_rng(3).permutation(pooled.n_rows)
+    regrouped = [
+        replace(clients[0], train=pooled.subset(np.sort(part)), validation=clients[i].validation)
+        for i, part in enumerate(np.array_split(order, 3))
+    ]
+    other, _, _ = _federate(family, regrouped, tuple(test.features))
+    for ours, theirs in zip(three.ensemble.trees, other.ensemble.trees):
+        assert (ours.feature, ours.bin, ours.value) == (theirs.feature, theirs.bin, theirs.value)
+
+
+def test_boosting_stops_after_patience_trees_without_a_better_validation_loss_and_keeps_the_best(members):
+    test, clients = members
+    family = GradientBoostedTreesFamily(TreeSettings(trees=60, depth=4, learning_rate=1.0, min_rows_leaf=10))
+    final, _, found = _federate(family, clients, tuple(test.features))
+    losses = [f.values["validation-log-loss"] for f in found if "validation-log-loss" in f.values][:-1]  # roots
+    best = int(np.argmin(losses))
+    assert len(losses) == best + PATIENCE + 1 < 60  # stopped early, PATIENCE trees after the best
+    assert len(final.ensemble.trees) == best
