@@ -14,25 +14,32 @@ CHECKOV := $(CHECKOV_VENV)/.installed
 export CDK_DISABLE_CLI_TELEMETRY := true
 export CDK_DISABLE_VERSION_CHECK := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
-# set-up steps that do not depend on each other run side by side (lint, npm, checkov's virtualenv), each one's
-# output kept together
-MAKEFLAGS += --jobs=2 --output-sync=target
+# steps that do not depend on each other run side by side (npm, checkov's virtualenv, the type check beside the
+# suite), their output line by line as it comes
+MAKEFLAGS += --jobs=2 --output-sync=line
 
-.PHONY: demo test lint bench bench-scaling compare synth bundle-locks constraints clean
+.PHONY: demo test suite lint style types bench bench-scaling compare synth bundle-locks constraints clean
 
 demo: $(RUNTIME)
 	$(PY) -m fl_runtime local
 
 # three workers on two cores (much of the suite waits on Flower processes), each taking whole test files
-# (module fixtures such as one finished run are built once)
+# (module fixtures such as one finished run are built once). The type check (about a minute, most of it the CDK
+# library's types) runs beside the suite rather than before it; either failing fails `make test`.
 TEST_WORKERS ?= 3
-test: lint $(CLI) $(CHECKOV)
+test: style types suite
+
+suite: style $(CLI) $(CHECKOV)
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
-# style and types first: ruff (lint + format check) and mypy on the runtime and the CDK app
-lint: $(DEV)
+# ruff (lint + format check), then mypy on the runtime and the CDK app
+lint: style types
+
+style: $(DEV)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+types: $(DEV)
 	$(VENV)/bin/mypy
 
 bench: $(RUNTIME)
