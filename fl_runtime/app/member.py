@@ -37,7 +37,7 @@ from fl_runtime.app.signed import Contribution, Malformed, RunKeys, SignedAnnoun
 from fl_runtime.app.transcript import Transcript, TranscriptError
 from fl_runtime.learning import fixed_point
 from fl_runtime.learning.families import family
-from fl_runtime.learning.machine import EVALUATE, MOMENTS, Declined, Findings, UnusableTotals, advance
+from fl_runtime.learning.machine import EVALUATE, Declined, Findings, Question, UnusableTotals, advance
 from fl_runtime.learning.task import ClientRows, TrainConfig, TrainingPlan
 
 SETTINGS = ("family", "num-server-rounds", "convergence-tolerance", "C", "penalty", "class-balance")
@@ -148,6 +148,13 @@ class MemberSession:
         return family(self.plan.family)
 
     @property
+    def first_question(self) -> Question:
+        """What the family's machine asks first (the step that carries every member's announcement)."""
+        question = self.machine.start(self.plan, self.features).question
+        assert question is not None
+        return question
+
+    @property
     def done(self) -> bool:
         """Whether it answered the run's last question (the evaluation of the final model)."""
         return self.answered is not None and self.answered.step.kind == EVALUATE
@@ -192,9 +199,10 @@ class MemberSession:
 
     def _first_step(self, request: StepRequest) -> None:
         pinned = self.pins.member_names
-        if (request.kind, request.round, request.attempt) != (MOMENTS, 0, 1):
+        first = self.first_question
+        if (request.kind, request.round, request.attempt) != (first.kind, first.round, 1):
             raise TranscriptError(
-                f"the first step must be the moments query, attempt 1; the server asks {request.kind} "
+                f"the first step must be {first.label}, attempt 1; the server asks {request.kind} "
                 f"{request.round}, attempt {request.attempt}"
             )
         if request.members != pinned:
@@ -256,7 +264,9 @@ class MemberSession:
                 f"a re-run must have fewer members than attempt {before.attempt} {list(before.members)}; the server "
                 f"lists {list(request.members)}"
             )
-        if before.kind == MOMENTS and request.announcements != self.announcements:
+        if (before.kind, before.round) == (self.first_question.kind, self.first_question.round) and (
+            request.announcements != self.announcements
+        ):
             raise TranscriptError("the re-run carries other announcements than the first attempt")
         if request.contributions != self.forwarded:
             raise TranscriptError("the re-run carries other contributions of the previous step than before")

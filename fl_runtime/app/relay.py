@@ -30,7 +30,7 @@ from fl_runtime.app.transcript import Transcript, check_contribution
 from fl_runtime.errors import FederationError
 from fl_runtime.learning.families import family
 from fl_runtime.learning.fixed_point import OutOfRange
-from fl_runtime.learning.machine import MOMENTS, Findings, UnusableTotals, advance
+from fl_runtime.learning.machine import Findings, UnusableTotals, advance
 
 
 @dataclass(frozen=True)
@@ -123,6 +123,7 @@ class Relay:
         """Every step until the state machine asks nothing more; returns its final state."""
         machine = family(self.settings.plan.family)
         state = machine.start(self.settings.plan, features)
+        first = state.question  # the step that carries every member's announcement
         members = tuple(sorted(self.nodes))
         previous: tuple[bytes, ...] = ()
         dropped: list[Dropout] = []
@@ -130,7 +131,9 @@ class Relay:
             question, attempt = state.question, 1
             while True:
                 step = Step(question.kind, question.round, attempt, members)
-                contributions, failures, exchange = self._ask(step, previous, machine.layout(state).length)
+                contributions, failures, exchange = self._ask(
+                    step, previous, machine.layout(state).length, announced=question == first
+                )
                 if not failures:
                     break
                 for member, reason in sorted(failures.items()):
@@ -157,7 +160,7 @@ class Relay:
         return state
 
     def _ask(
-        self, step: Step, previous: tuple[bytes, ...], words: int
+        self, step: Step, previous: tuple[bytes, ...], words: int, announced: bool
     ) -> tuple[list[Contribution], dict[str, str], Exchange]:
         """One attempt of a step: the verified contributions, by member name, and who failed and why."""
         request = protocol.StepRequest(
@@ -165,7 +168,7 @@ class Relay:
             step.round,
             step.attempt,
             step.members,
-            self.announcements if step.kind == MOMENTS else (),
+            self.announcements if announced else (),
             previous,
         ).to_content()
         by_node = {self.nodes[member]: member for member in step.members}
