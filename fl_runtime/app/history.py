@@ -24,10 +24,10 @@ from fl_runtime.app.protocol import HANDLER_END, HANDLER_START, TASK_START
 from fl_runtime.app.relay import Dropout
 from fl_runtime.learning.convergence import Stop
 from fl_runtime.learning.data import LabelledData
+from fl_runtime.learning.families import family
 from fl_runtime.learning.logistic import LogisticState
 from fl_runtime.learning.machine import EVALUATE, MOMENTS, Findings
 from fl_runtime.learning.metrics import ScoreHistogram, decision_metrics, ranking_metrics
-from fl_runtime.learning.model import Weights
 
 
 @dataclass
@@ -97,13 +97,13 @@ class History:
         if question.round > 1:  # a round's totals score the model the round started from
             self.rounds[question.round - 1].train_loss = values["train-loss"]
             self._decide(question.round - 1, histogram)
-        self._score(question.round, seconds, exchange, state.weights)
+        self._score(question.round, seconds, exchange, state)
         if state.stop is not None:
             self.stopped = state.stop
             self.emit({"event": "stopped", **state.stop.record()})
 
-    def _score(self, server_round: int, seconds: float, exchange: Exchange, weights: Weights | None) -> None:
-        scores = self.scores(weights)
+    def _score(self, server_round: int, seconds: float, exchange: Exchange, state: LogisticState) -> None:
+        scores = self.scores(state)
         result = RoundResult(
             server_round,
             seconds,
@@ -124,13 +124,12 @@ class History:
         result.test.update(decision_metrics(self.test.y, self._scores.pop(server_round), threshold))
         result.validation = histogram.decisions(threshold)
 
-    def scores(self, weights: Weights | None) -> np.ndarray:
-        """Calibrated fraud probabilities of the test rows under ``weights`` (the final model by default)."""
-        state = self.state
-        model = weights if weights is not None else (state.weights if state is not None else None)
-        if state is None or state.stats is None or model is None:
+    def scores(self, state: LogisticState | None = None) -> np.ndarray:
+        """Fraud probabilities of the test rows under ``state``'s model (the latest by default)."""
+        state = state if state is not None else self.state
+        if state is None:
             raise ValueError("no model before the first round's totals")
-        return model.probabilities(state.stats.standardise(self.test.X), state.stats.prior_logit)
+        return family(state.plan.family).probabilities(state, self.test.X)
 
     @property
     def final_round(self) -> int:

@@ -38,6 +38,7 @@ from fl_runtime.app.transcript import Transcript, TranscriptError
 from fl_runtime.learning import fixed_point
 from fl_runtime.learning.families import family
 from fl_runtime.learning.machine import EVALUATE, Declined, Findings, Question, UnusableTotals, advance
+from fl_runtime.learning.metrics import ranking_metrics
 from fl_runtime.learning.task import ClientRows, TrainConfig, TrainingPlan
 
 SETTINGS = ("family", "num-server-rounds", "convergence-tolerance", "C", "penalty", "class-balance")
@@ -329,8 +330,8 @@ class MemberSession:
         """This member's own validation metrics of the final model, once it is known (they stay in its account)."""
         if not self.done:
             return None
-        stats, weights = self.state.stats, self.state.weights
-        return self._member_rows().prepared(stats).validation_metrics(weights, stats.prior_logit)
+        validation = self._member_rows().data.validation
+        return ranking_metrics(validation.y, self.machine.probabilities(self.state, validation.X))
 
     def transcript_bytes(self) -> bytes:
         """The transcript so far, closed and signed with this member's run key (its last answer included)."""

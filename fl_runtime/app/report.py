@@ -270,7 +270,7 @@ def write_outputs(
     with atomic_path(out_dir / MODEL_FILE) as temporary:
         joblib.dump(model, temporary)
     _plot_rounds(out_dir / ROUNDS_PLOT, history)
-    _plot_curves(out_dir / CURVES_PLOT, history.test.y, history.scores(None), document["final"]["threshold"])
+    _plot_curves(out_dir / CURVES_PLOT, history.test.y, history.scores(), document["final"]["threshold"])
     write_bytes_atomic(out_dir / TRANSCRIPT_FILE, transcript)
     write_text_atomic(out_dir / METRICS_FILE, json.dumps(document, indent=2))
     write_text_atomic(out_dir / REPORT_FILE, report_markdown(document))

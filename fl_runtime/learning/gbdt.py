@@ -146,6 +146,9 @@ class GradientBoostedTreesFamily:
             return replace(state, question=None), Findings(question, members, validation)
         return _advance_level(state, totals, members, validation)
 
+    def probabilities(self, state: GbdtState, X: np.ndarray) -> np.ndarray:
+        return trees.sigmoid(_ensemble(state).margin(binning.bin_codes(X, state.edges)))
+
 
 def _advance_bins(state: GbdtState, totals: dict[str, np.ndarray], members: int) -> tuple[GbdtState, Findings]:
     question = _asked(state)

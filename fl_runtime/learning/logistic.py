@@ -224,6 +224,10 @@ class LogisticRegressionFamily:
         found = {"examples": examples, "train-loss": float(totals["loss"][0]) / examples, **validation}
         return following, Findings(question, members, found)
 
+    def probabilities(self, state: LogisticState, X: np.ndarray) -> np.ndarray:
+        stats = _stats(state)
+        return _weights(state).probabilities(stats.standardise(X), stats.prior_logit)
+
 
 def _validation_findings(totals: dict[str, np.ndarray]) -> dict:
     rows = int(totals["validation-rows"][0])

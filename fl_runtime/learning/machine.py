@@ -11,7 +11,9 @@ asks, with ITS rows, and declines (``Declined``) what its own rules forbid.
 A family provides, for a state:
 - ``layout(state)``: the fixed-point layout of an answer (``fixed_point.Layout``);
 - ``answer(state, rows, min_rows)``: one member's values (client side; may raise ``Declined``);
-- ``advance(state, totals)``: the next state, and what the totals say for the reports (``Findings``).
+- ``advance(state, totals)``: the next state, and what the totals say for the reports (``Findings``);
+- ``probabilities(state, X)``: fraud probabilities of raw rows under the state's model (the server's test set,
+  a member's own validation part).
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ class Family(Protocol):
     def layout(self, state: Any) -> Layout: ...
     def answer(self, state: Any, rows: ClientRows, min_rows: int) -> dict[str, np.ndarray]: ...
     def advance(self, state: Any, totals: dict[str, np.ndarray], members: int) -> tuple[Any, Findings]: ...
+    def probabilities(self, state: Any, X: np.ndarray) -> np.ndarray: ...
 
 
 class UnusableTotals(ValueError):

@@ -73,7 +73,7 @@ def test_a_rounds_totals_fix_the_threshold_and_loss_of_the_model_the_round_start
     _round(history, synthetic, 2, second, 0.31)
     threshold = second.f1_threshold()
     assert history.thresholds == {1: threshold}
-    scores = history.scores(_weights(1, len(synthetic.features)))
+    scores = history.scores(_state(synthetic, _weights(1, len(synthetic.features))))
     assert history.rounds[1].test == {**history.rounds[1].test, **decision_metrics(history.test.y, scores, threshold)}
     assert history.rounds[1].validation == second.decisions(threshold)
     assert history.rounds[1].train_loss == 0.31
