@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import venv
 
 import joblib
@@ -21,7 +20,7 @@ import pytest
 
 from fl_runtime.launch.flower import free_port
 from fl_runtime.learning.partition import PartitionSpec, partition
-from tests.helpers import PROJECT
+from tests.aws.conftest import federate
 from tests.rehearsal import rehearsal
 
 pytestmark = pytest.mark.slow
@@ -44,33 +43,11 @@ def test_the_entry_point_runs_from_the_bundle_in_a_clean_virtualenv_and_saves_th
         bundle=synthesized_bundle,
         install_requirements=True,
     )
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "fl_runtime",
-            "federate",
-            "--rehearsal",
-            str(description),
-            "--address",
-            "127.0.0.1",
-            "--rounds",
-            "2",
-            "--min-clients",
-            "1",
-            "--connect-timeout",
-            "300",
-            "--run-name",
-            "rehearsal",
-            "--out",
-            str(tmp_path / "out"),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=PROJECT,
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
+    # the clean virtualenv installs the bundle's wheels before it connects: a longer connect timeout
+    process = federate(description, tmp_path / "out", "--rounds", 2, "--min-clients", 1, "--run-name", "rehearsal",
+                       "--connect-timeout", 300)  # fmt: skip
+    stdout, stderr = process.communicate(timeout=900)
+    assert process.returncode == 0, stderr[-3000:] + stdout[-3000:]
     job = tmp_path / "jobs" / "fl-client-rehearsal-insurer-a"
     opt_ml = job / "opt_ml"
     assert sorted(p.name for p in (opt_ml / "input" / "data" / "train").iterdir()) == ["train.csv", "validation.csv"]
@@ -87,7 +64,7 @@ def test_the_entry_point_runs_from_the_bundle_in_a_clean_virtualenv_and_saves_th
         text=True,
     )
     assert installed.stdout.split() == ["1.4.2", "1.42.0", "2.1.0"]  # the image's versions, from the bundle's wheels
-    assert "client insurer-a: job fl-client-rehearsal-insurer-a Completed" in done.stdout
+    assert "client insurer-a: job fl-client-rehearsal-insurer-a Completed" in stdout
     view = json.loads((opt_ml / "output" / "data" / "client_view.json").read_text())  # the member's own record
     assert view["member"] == "insurer-a" and view["final-validation"]["roc-auc"] > 0.5
     assert (opt_ml / "output" / "data" / "transcript.jsonl").is_file()

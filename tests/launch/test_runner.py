@@ -78,7 +78,6 @@ def test_a_clientapp_error_reaches_the_server_as_its_type_only_and_its_words_sta
     tmp_path, monkeypatch, capsys
 ):
     import io
-    import types
     import zipfile
 
     from fl_runtime.errors import DataError
@@ -91,23 +90,7 @@ def test_a_clientapp_error_reaches_the_server_as_its_type_only_and_its_words_sta
             archive.writestr(name, content)
     told_the_server: list[str] = []
 
-    class Task:  # the SuperNode's side of one task, as flower_runtime.Task offers it
-        started = 0.0
-
-        def __init__(self, address: str, token: str) -> None:
-            pass
-
-        def pull(self):
-            return types.SimpleNamespace(fab=buffer.getvalue(), message=None, context=None, run=None)
-
-        def refuse(self, incoming, reason: str) -> None:
-            told_the_server.append(reason)
-
-        def finish(self, context, failure=None) -> None:
-            pass
-
-        def close(self) -> None:
-            pass
+    Task = _stand_in_task(buffer.getvalue(), told_the_server, [])
 
     def client_app(message, context):
         raise DataError("train.csv: column 'total_drug_cost', line 88: '1234.5x' is not a number")
@@ -122,7 +105,6 @@ def test_a_clientapp_error_reaches_the_server_as_its_type_only_and_its_words_sta
 
 def test_a_fab_too_large_to_hash_is_refused_unpacked_and_the_server_is_told_the_limit(tmp_path, monkeypatch):
     import io
-    import types
     import zipfile
 
     from fl_runtime.launch import fab, flower_runtime, runner
@@ -133,23 +115,7 @@ def test_a_fab_too_large_to_hash_is_refused_unpacked_and_the_server_is_told_the_
     told_the_server: list[str] = []
     finished: list[str | None] = []
 
-    class Task:  # the SuperNode's side of one task, as flower_runtime.Task offers it
-        started = 0.0
-
-        def __init__(self, address: str, token: str) -> None:
-            pass
-
-        def pull(self):
-            return types.SimpleNamespace(fab=buffer.getvalue(), message=None, context=None, run=None)
-
-        def refuse(self, incoming, reason: str) -> None:
-            told_the_server.append(reason)
-
-        def finish(self, context, failure=None) -> None:
-            finished.append(failure)
-
-        def close(self) -> None:
-            pass
+    Task = _stand_in_task(buffer.getvalue(), told_the_server, finished)
 
     def never(*args):
         raise AssertionError("the runner unpacked or loaded a FAB it could not hash")
@@ -192,3 +158,29 @@ def test_a_runner_whose_supernode_dies_stops_instead_of_polling_a_dead_port(tmp_
         for process in (runner, stand_in):
             process.kill()
             process.wait()
+
+
+def _stand_in_task(fab: bytes, told_the_server: list[str], finished: list[str | None]) -> type:
+    """The SuperNode's side of one task, as ``flower_runtime.Task`` offers it: hands out ``fab`` and records
+    what the runner tells the server (a refusal) and how it finishes."""
+    import types
+
+    class Task:
+        started = 0.0
+
+        def __init__(self, address: str, token: str) -> None:
+            pass
+
+        def pull(self):
+            return types.SimpleNamespace(fab=fab, message=None, context=None, run=None)
+
+        def refuse(self, incoming, reason: str) -> None:
+            told_the_server.append(reason)
+
+        def finish(self, context, failure=None) -> None:
+            finished.append(failure)
+
+        def close(self) -> None:
+            pass
+
+    return Task
