@@ -4,7 +4,9 @@ A row's reasons are Shapley values of its margin, where "a feature unknown" mean
 split on it, weighted by their cover (the hessian sums each node was grown with, as XGBoost's own TreeSHAP uses):
 so the bias (the cover-weighted mean leaf value, plus the ensemble's baseline) and the row's contributions add up
 to its margin, exactly but for float rounding. The recursion is the shap package's ``tree_shap_recursive`` (its
-C++ ``tree_shap.h``), written out here with NumPy only: a training client needs nothing else.
+C++ ``tree_shap.h``), written out here with NumPy only (a training client needs nothing else) and for every row
+at once: the recursion visits both children of every split, and a row's "one" fraction is 1 on the child it
+takes and 0 on the other, so rows differ only in arrays, not in the path the recursion walks.
 """
 
 from __future__ import annotations
@@ -18,48 +20,50 @@ from fl_runtime.learning.trees import GRADIENT_BITS, Ensemble, Tree
 
 @dataclass
 class _Element:
+    """One feature on the path to a node, for every row at once."""
+
     feature: int
-    zero: float  # the fraction of paths through here when the feature is unknown (by cover)
-    one: float  # 1 if the row itself goes this way, else 0
-    weight: float
+    zero: float  # the share of the cover that goes this way when the feature is unknown
+    one: np.ndarray  # per row: 1 if the row itself goes this way, else 0
+    weight: np.ndarray  # per row: the path's permutation weight
 
 
-def _extend(path: list[_Element], zero: float, one: float, feature: int) -> None:
+def _extend(path: list[_Element], zero: float, one: np.ndarray, feature: int) -> None:
     depth = len(path)
-    path.append(_Element(feature, zero, one, 1.0 if depth == 0 else 0.0))
+    path.append(_Element(feature, zero, one, np.full(one.shape, 1.0 if depth == 0 else 0.0)))
     for i in range(depth - 1, -1, -1):
-        path[i + 1].weight += one * path[i].weight * (i + 1) / (depth + 1)
+        path[i + 1].weight = path[i + 1].weight + one * path[i].weight * (i + 1) / (depth + 1)
         path[i].weight = zero * path[i].weight * (depth - i) / (depth + 1)
 
 
 def _unwind(path: list[_Element], index: int) -> None:
     depth = len(path) - 1
     one, zero = path[index].one, path[index].zero
+    goes = one != 0
+    safe_one = np.where(goes, one, 1.0)
     following = path[depth].weight
     for i in range(depth - 1, -1, -1):
-        if one != 0:
-            kept = path[i].weight
-            path[i].weight = following * (depth + 1) / ((i + 1) * one)
-            following = kept - path[i].weight * zero * (depth - i) / (depth + 1)
-        else:
-            path[i].weight = path[i].weight * (depth + 1) / (zero * (depth - i))
+        kept = path[i].weight
+        through = following * (depth + 1) / ((i + 1) * safe_one)
+        path[i].weight = np.where(goes, through, kept * (depth + 1) / (zero * (depth - i)))
+        following = np.where(goes, kept - path[i].weight * zero * (depth - i) / (depth + 1), following)
     for i in range(index, depth):
         path[i].feature, path[i].zero, path[i].one = path[i + 1].feature, path[i + 1].zero, path[i + 1].one
     path.pop()
 
 
-def _unwound_sum(path: list[_Element], index: int) -> float:
+def _unwound_sum(path: list[_Element], index: int) -> np.ndarray:
     depth = len(path) - 1
     one, zero = path[index].one, path[index].zero
+    goes = one != 0
+    safe_one = np.where(goes, one, 1.0)
     following = path[depth].weight
-    total = 0.0
+    total = np.zeros(one.shape)
     for i in range(depth - 1, -1, -1):
-        if one != 0:
-            part = following * (depth + 1) / ((i + 1) * one)
-            total += part
-            following = path[i].weight - part * zero * ((depth - i) / (depth + 1))
-        else:
-            total += (path[i].weight / zero) / ((depth - i) / (depth + 1))
+        part = following * (depth + 1) / ((i + 1) * safe_one)
+        stays = (path[i].weight / zero) / ((depth - i) / (depth + 1)) if zero else np.zeros(one.shape)
+        total = total + np.where(goes, part, stays)
+        following = np.where(goes, path[i].weight - part * zero * ((depth - i) / (depth + 1)), following)
     return total
 
 
@@ -67,24 +71,24 @@ def _cover(tree: Tree) -> list[float]:
     return [s.hessian / 2.0**GRADIENT_BITS for s in tree.sums]
 
 
-def _recurse(tree, cover, codes_row, phi, node, parent, zero, one, feature) -> None:
-    path = [_Element(e.feature, e.zero, e.one, e.weight) for e in parent]
+def _recurse(tree, cover, codes, phi, node, parent, zero, one, feature) -> None:
+    """Every row at once: the recursion visits every node; a row's ``one`` says whether it goes there itself."""
+    path = [_Element(e.feature, e.zero, e.one, e.weight.copy()) for e in parent]
     _extend(path, zero, one, feature)
     split = tree.feature[node]
     if split < 0:
         for i in range(1, len(path)):
-            phi[path[i].feature] += _unwound_sum(path, i) * (path[i].one - path[i].zero) * tree.value[node]
+            phi[:, path[i].feature] += _unwound_sum(path, i) * (path[i].one - path[i].zero) * tree.value[node]
         return
-    goes_left = codes_row[split] <= tree.bin[node]
-    hot, cold = (tree.left[node], tree.right[node]) if goes_left else (tree.right[node], tree.left[node])
-    incoming_zero, incoming_one = 1.0, 1.0
+    goes_left = (codes[:, split] <= tree.bin[node]).astype(np.float64)
+    incoming_zero, incoming_one = 1.0, np.ones(codes.shape[0])
     seen = next((i for i, e in enumerate(path) if e.feature == split), None)
     if seen is not None:  # split on this feature before: undo it, to redo it here
         incoming_zero, incoming_one = path[seen].zero, path[seen].one
         _unwind(path, seen)
-    share = cover[node]
-    _recurse(tree, cover, codes_row, phi, hot, path, cover[hot] / share * incoming_zero, incoming_one, split)
-    _recurse(tree, cover, codes_row, phi, cold, path, cover[cold] / share * incoming_zero, 0.0, split)
+    for child, goes in ((tree.left[node], goes_left), (tree.right[node], 1.0 - goes_left)):
+        share = cover[child] / cover[node] * incoming_zero
+        _recurse(tree, cover, codes, phi, child, path, share, incoming_one * goes, split)
 
 
 def expected_value(tree: Tree) -> float:
@@ -99,7 +103,5 @@ def contributions(ensemble: Ensemble, codes: np.ndarray) -> tuple[np.ndarray, fl
     phi = np.zeros(codes.shape, dtype=np.float64)
     bias = ensemble.baseline + sum(expected_value(tree) for tree in ensemble.trees)
     for tree in ensemble.trees:
-        cover = _cover(tree)
-        for row in range(codes.shape[0]):
-            _recurse(tree, cover, codes[row], phi[row], 0, [], 1.0, 1.0, -1)
+        _recurse(tree, _cover(tree), codes, phi, 0, [], 1.0, np.ones(codes.shape[0]), -1)
     return phi, bias
