@@ -1,7 +1,9 @@
 """Following a submitted run until it ends, and deciding whether it succeeded: one loop for every launcher.
 
 The loop renders the ServerApp's events as they arrive, watches the processes the launcher started,
-asks the SuperLink for the run's status every two seconds and gives up at the run's deadline. A run
+asks the SuperLink for the run's status and gives up at the run's deadline. Asking costs a ``flwr ls`` process
+(about a second of CPU), so it asks every ten seconds while the run goes on (a ServerApp that dies without a word
+is noticed within that), and every half second once the ServerApp has logged its end (``done`` or ``failed``). A run
 succeeded only if Flower says ``finished:completed``, the ServerApp logged ``done`` and no ``failed``
 event, and every output file is there: Flower reports a run whose ServerApp raised as completed too.
 """
@@ -22,7 +24,9 @@ from fl_runtime.launch.options import RunOptions
 from fl_runtime.launch.progress import EventReader, ProgressView
 from fl_runtime.launch.run_folders import RunFolders
 
-STATUS_POLL_SECONDS = 2.0
+STATUS_POLL_SECONDS = 10.0  # while the run goes on
+ENDING_POLL_SECONDS = 0.5  # once the ServerApp has logged ``done`` or ``failed``
+ENDING_EVENTS = ("done", "failed")
 TICK_SECONDS = 0.2
 
 
@@ -64,10 +68,13 @@ def follow_run(watch: RunWatch, console: Console, title: str) -> None:
 
 def _until_finished(watch: RunWatch, view: ProgressView) -> str:
     next_status = 0.0
+    interval = STATUS_POLL_SECONDS
     reported: set[str] = set()
     while True:
         for event in watch.events.new():
             view.add(event)
+            if event.get("event") in ENDING_EVENTS and interval != ENDING_POLL_SECONDS:
+                interval, next_status = ENDING_POLL_SECONDS, 0.0
         supervisor = watch.folders.supervisor
         exited = supervisor.exited()
         for name in sorted(set(exited) - reported):
@@ -83,7 +90,7 @@ def _until_finished(watch: RunWatch, view: ProgressView) -> str:
                 for event in watch.events.new():
                     view.add(event)
                 return status
-            next_status = time.monotonic() + STATUS_POLL_SECONDS
+            next_status = time.monotonic() + interval
         if time.monotonic() > watch.deadline:
             raise FederationError(f"the run did not finish in time ({watch.options.deadline_rule})")
         time.sleep(TICK_SECONDS)
