@@ -34,7 +34,7 @@ from fl_runtime.learning.trees import GRADIENT_BITS, Ensemble, Tree, TreeSetting
 
 GBDT = "gbdt"
 MAX_MEMBER_ROWS = 2**27
-PATIENCE = 10  # trees without a better validation loss before boosting stops
+PATIENCE = 25  # trees without a better pooled validation loss before boosting stops (10 stopped too early: docs)
 
 
 @dataclass(frozen=True)
