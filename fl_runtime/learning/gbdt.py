@@ -112,9 +112,8 @@ class GradientBoostedTreesFamily:
             if question.round == 1:
                 return {"cells": cells}
             return {"rows": np.array([train.n_rows]), "positives": np.array([int(train.y.sum())]), "cells": cells}
-        validation = _validation_answer(state, rows)
         if question.kind == EVALUATE:
-            return validation
+            return _validation_answer(state, rows, min_rows)
         codes = _codes(state, rows, "train")
         gradient, hessian = trees.fixed_gradients(_ensemble(state).margin(codes), train.y.astype(np.float64))
         growing = _growing(state)
@@ -130,11 +129,14 @@ class GradientBoostedTreesFamily:
             "hessian": stacked[:, 1].ravel() * scale,
             "count": stacked[:, 2].ravel(),
         }
-        return (
-            {**found, **{k: v for k, v in validation.items() if k.startswith("validation-")}}
-            if _is_root(state)
-            else found
-        )
+        if not _is_root(state):
+            return found
+        validation = _validation_answer(state, rows, min_rows)
+        return {
+            **found,
+            "validation-loss": validation["validation-loss"],
+            "validation-rows": validation["validation-rows"],
+        }
 
     # --- every party's step ------------------------------------------------------------------------------
     def advance(self, state: GbdtState, totals: dict[str, np.ndarray], members: int) -> tuple[GbdtState, Findings]:
@@ -279,8 +281,10 @@ def _validation_quantities(state: GbdtState) -> tuple[Quantity, ...]:
     )
 
 
-def _validation_answer(state: GbdtState, rows: ClientRows) -> dict[str, np.ndarray]:
+def _validation_answer(state: GbdtState, rows: ClientRows, min_rows: int) -> dict[str, np.ndarray]:
     validation = rows.data.validation
+    if validation.n_rows < min_rows:
+        raise Declined(f"{_asked(state).label}: its validation part has fewer rows than its min_rows ({min_rows})")
     codes = binning.bin_codes(validation.X, state.edges)
     p = np.clip(trees.sigmoid(_ensemble(state).margin(codes)), 1e-15, 1 - 1e-15)
     y = validation.y

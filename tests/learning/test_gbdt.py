@@ -84,3 +84,21 @@ def test_boosting_stops_after_patience_trees_without_a_better_validation_loss_an
     best = int(np.argmin(losses))
     assert len(losses) == best + PATIENCE + 1 < 60  # stopped early, PATIENCE trees after the best
     assert len(final.ensemble.trees) == best
+
+
+def test_a_member_declines_a_root_question_over_fewer_validation_rows_than_its_min_rows(members):
+    from fl_runtime.learning.machine import Declined
+
+    test, clients = members
+    family = GradientBoostedTreesFamily(SETTINGS)
+    rows = [ClientRows(client, 0) for client in clients]
+    state = family.start(TrainingPlan(), tuple(test.features))
+    while state.question.kind == BINS:
+        state, _ = family.advance(state, exact_totals(family, state, rows), len(rows))
+    small = min(rows, key=lambda r: r.data.validation.n_rows)
+    floor = small.data.validation.n_rows + 1
+    assert small.data.train.n_rows >= floor  # the training part alone would pass
+    with pytest.raises(
+        Declined, match=rf"tree exchange 1: its validation part has fewer rows than its min_rows \({floor}\)"
+    ):
+        family.answer(state, small, floor)
