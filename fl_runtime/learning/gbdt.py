@@ -26,8 +26,8 @@ import numpy as np
 
 from fl_runtime.learning import binning, trees
 from fl_runtime.learning.fixed_point import Layout, Quantity, scale_bits_for
-from fl_runtime.learning.machine import BINS, EVALUATE, LEVEL, Declined, Findings, Question
-from fl_runtime.learning.metrics import HISTOGRAM_BINS, ScoreHistogram
+from fl_runtime.learning.machine import BINS, EVALUATE, LEVEL, Declined, Findings, Question, asked
+from fl_runtime.learning.metrics import HISTOGRAM_BINS, ScoreHistogram, summed_log_loss, validation_findings
 from fl_runtime.learning.model import MAX_ROW_LOSS
 from fl_runtime.learning.task import ClientRows, TrainingPlan
 from fl_runtime.learning.trees import GRADIENT_BITS, Ensemble, Tree, TreeSettings
@@ -76,7 +76,7 @@ class GradientBoostedTreesFamily:
 
     # --- fixed point -------------------------------------------------------------------------------------
     def layout(self, state: GbdtState) -> Layout:
-        question = _asked(state)
+        question = asked(state)
         if question.kind == BINS:
             grids = _grids(state)
             cells = Quantity("cells", sum(len(g) + 1 for g in grids), 0)
@@ -103,7 +103,7 @@ class GradientBoostedTreesFamily:
 
     # --- a member's answer -------------------------------------------------------------------------------
     def answer(self, state: GbdtState, rows: ClientRows, min_rows: int) -> dict[str, np.ndarray]:
-        question = _asked(state)
+        question = asked(state)
         train = rows.data.train
         if train.n_rows < min_rows:
             raise Declined(f"{question.label}: its training part has fewer rows than its min_rows ({min_rows})")
@@ -114,8 +114,8 @@ class GradientBoostedTreesFamily:
             return {"rows": np.array([train.n_rows]), "positives": np.array([int(train.y.sum())]), "cells": cells}
         if question.kind == EVALUATE:
             return _validation_answer(state, rows, min_rows)
-        codes = _codes(state, rows, "train")
-        gradient, hessian = trees.fixed_gradients(_ensemble(state).margin(codes), train.y.astype(np.float64))
+        codes, margin = _codes_and_margin(state, rows, "train")
+        gradient, hessian = trees.fixed_gradients(margin, train.y.astype(np.float64))
         growing = _growing(state)
         node_of_row = growing.tree.leaves_of(codes)
         used = _used(state)
@@ -140,10 +140,10 @@ class GradientBoostedTreesFamily:
 
     # --- every party's step ------------------------------------------------------------------------------
     def advance(self, state: GbdtState, totals: dict[str, np.ndarray], members: int) -> tuple[GbdtState, Findings]:
-        question = _asked(state)
+        question = asked(state)
         if question.kind == BINS:
             return _advance_bins(state, totals, members)
-        validation = _validation_findings(totals)
+        validation = validation_findings(totals)
         if question.kind == EVALUATE:
             return replace(state, question=None), Findings(question, members, validation)
         return _advance_level(state, totals, members, validation)
@@ -153,7 +153,7 @@ class GradientBoostedTreesFamily:
 
 
 def _advance_bins(state: GbdtState, totals: dict[str, np.ndarray], members: int) -> tuple[GbdtState, Findings]:
-    question = _asked(state)
+    question = asked(state)
     grids = _grids(state)
     cells = np.split(np.rint(totals["cells"]).astype(np.int64), np.cumsum([len(g) + 1 for g in grids])[:-1])
     floor = state.settings.min_rows_leaf
@@ -169,7 +169,7 @@ def _advance_bins(state: GbdtState, totals: dict[str, np.ndarray], members: int)
 
 
 def _advance_level(state, totals, members, validation) -> tuple[GbdtState, Findings]:
-    question, growing, settings = _asked(state), _growing(state), state.settings
+    question, growing, settings = asked(state), _growing(state), state.settings
     ensemble = _ensemble(state)
     best = state.best
     if _is_root(state):  # the validation loss of the ensemble so far, before this tree
@@ -183,7 +183,7 @@ def _advance_level(state, totals, members, validation) -> tuple[GbdtState, Findi
     level = _level_histograms(state, totals)
     tree = _copy(growing.tree)
     known: dict[int, np.ndarray] = {}
-    asked: list[int] = []
+    to_ask: list[int] = []
     larger: dict[int, tuple[int, int]] = {}
     for node in sorted(level):
         tree.sums[node] = trees.node_sums(level[node])
@@ -194,12 +194,12 @@ def _advance_level(state, totals, members, validation) -> tuple[GbdtState, Findi
         if tree.depth_of(left) == settings.depth:
             continue
         small, big = (left, right) if split.left.rows <= split.right.rows else (right, left)
-        asked.append(small)
+        to_ask.append(small)
         larger[big] = (node, small)
         known[node] = level[node]
     found = {"trees": len(ensemble.trees), **validation}
-    if asked:
-        following = Growing(tree, known, tuple(asked), larger)
+    if to_ask:
+        following = Growing(tree, known, tuple(to_ask), larger)
         return replace(state, question=Question(LEVEL, question.round + 1), growing=following, best=best), Findings(
             question, members, found
         )
@@ -265,13 +265,24 @@ def _used(state: GbdtState) -> np.ndarray:
     return used
 
 
-def _codes(state: GbdtState, rows: ClientRows, part: str) -> np.ndarray:
-    key = (GBDT, part, id(state.edges))
-    if key not in rows.cache:
+def _codes_and_margin(state: GbdtState, rows: ClientRows, part: str) -> tuple[np.ndarray, np.ndarray]:
+    """A part's bin codes (made once per run) and its margins at the ensemble so far: kept between questions and
+    brought up to date by the trees added since (trees are only appended; the final ensemble may keep fewer)."""
+    if rows.cache.get(GBDT, (None,))[0] is not state.edges:  # a new run: nothing of the last one holds
+        rows.cache[GBDT] = (state.edges, {})
+    kept = rows.cache[GBDT][1]
+    ensemble = _ensemble(state)
+    if part not in kept:
         data = rows.data.train if part == "train" else rows.data.validation
-        rows.cache.clear()
-        rows.cache[key] = binning.bin_codes(data.X, state.edges)
-    return rows.cache[key]
+        codes = binning.bin_codes(data.X, state.edges)
+        kept[part] = (codes, 0, np.full(codes.shape[0], ensemble.baseline))
+    codes, counted, margin = kept[part]
+    if counted > len(ensemble.trees):
+        counted, margin = 0, np.full(codes.shape[0], ensemble.baseline)
+    for tree in ensemble.trees[counted:]:  # added tree by tree, as Ensemble.margin adds them
+        margin = margin + tree.predict(codes)
+    kept[part] = (codes, len(ensemble.trees), margin)
+    return codes, margin
 
 
 def _validation_quantities(state: GbdtState) -> tuple[Quantity, ...]:
@@ -284,36 +295,15 @@ def _validation_quantities(state: GbdtState) -> tuple[Quantity, ...]:
 def _validation_answer(state: GbdtState, rows: ClientRows, min_rows: int) -> dict[str, np.ndarray]:
     validation = rows.data.validation
     if validation.n_rows < min_rows:
-        raise Declined(f"{_asked(state).label}: its validation part has fewer rows than its min_rows ({min_rows})")
-    codes = binning.bin_codes(validation.X, state.edges)
-    p = np.clip(trees.sigmoid(_ensemble(state).margin(codes)), 1e-15, 1 - 1e-15)
-    y = validation.y
-    histogram = ScoreHistogram.of(y, p)
+        raise Declined(f"{asked(state).label}: its validation part has fewer rows than its min_rows ({min_rows})")
+    p = trees.sigmoid(_codes_and_margin(state, rows, "validation")[1])
+    histogram = ScoreHistogram.of(validation.y, np.clip(p, 1e-15, 1 - 1e-15))
     return {
         "histogram-positive": histogram.positive,
         "histogram-negative": histogram.negative,
-        "validation-loss": np.array([float(-np.sum(y * np.log(p) + (1 - y) * np.log1p(-p)))]),
-        "validation-rows": np.array([len(y)]),
+        "validation-loss": np.array([summed_log_loss(validation.y, p)]),
+        "validation-rows": np.array([validation.n_rows]),
     }
-
-
-def _validation_findings(totals: dict[str, np.ndarray]) -> dict:
-    if "validation-rows" not in totals:  # a level below a root carries none
-        return {}
-    rows = int(totals["validation-rows"][0])
-    found: dict = {"validation-rows": rows, "validation-log-loss": float(totals["validation-loss"][0]) / max(rows, 1)}
-    if "histogram-positive" in totals:
-        found["histogram"] = ScoreHistogram(
-            np.rint(totals["histogram-positive"]).astype(np.int64),
-            np.rint(totals["histogram-negative"]).astype(np.int64),
-        )
-    return found
-
-
-def _asked(state: GbdtState) -> Question:
-    if state.question is None:
-        raise ValueError("the run is over: no question is asked")
-    return state.question
 
 
 def _growing(state: GbdtState) -> Growing:

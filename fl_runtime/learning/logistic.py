@@ -40,8 +40,8 @@ import numpy as np
 from fl_runtime.learning.balance import CLASS_WEIGHTS, SMOTE, class_weights
 from fl_runtime.learning.convergence import Stop
 from fl_runtime.learning.fixed_point import Layout, Quantity, scale_bits_for
-from fl_runtime.learning.machine import EVALUATE, MOMENTS, ROUND, Declined, Findings, Question
-from fl_runtime.learning.metrics import HISTOGRAM_BINS, ScoreHistogram
+from fl_runtime.learning.machine import EVALUATE, MOMENTS, ROUND, Declined, Findings, Question, asked
+from fl_runtime.learning.metrics import HISTOGRAM_BINS, validation_findings
 from fl_runtime.learning.model import MAX_ROW_LOSS, Weights
 from fl_runtime.learning.stats import FeatureMoments, GlobalStats
 from fl_runtime.learning.task import LOGISTIC, ClientRows, TrainingPlan
@@ -92,7 +92,7 @@ class LogisticRegressionFamily:
 
     # --- fixed point -------------------------------------------------------------------------------------
     def layout(self, state: LogisticState) -> Layout:
-        question = _asked(state)
+        question = asked(state)
         d = len(state.features)
         if question.kind == MOMENTS:
             return Layout(
@@ -142,7 +142,7 @@ class LogisticRegressionFamily:
 
     # --- a member's answer -------------------------------------------------------------------------------
     def answer(self, state: LogisticState, rows: ClientRows, min_rows: int) -> dict[str, np.ndarray]:
-        question = _asked(state)
+        question = asked(state)
         if question.kind == MOMENTS:
             train = rows.data.train
             if train.n_rows < min_rows:
@@ -189,7 +189,7 @@ class LogisticRegressionFamily:
     def advance(
         self, state: LogisticState, totals: dict[str, np.ndarray], members: int
     ) -> tuple[LogisticState, Findings]:
-        question = _asked(state)
+        question = asked(state)
         if question.kind == MOMENTS:
             moments = FeatureMoments(
                 int(totals["rows"][0]), int(totals["positives"][0]), totals["log1p-sum"], totals["log1p-squares"]
@@ -201,7 +201,7 @@ class LogisticRegressionFamily:
             )
             found: dict = {"rows": moments.n_rows, "positives": moments.n_positive}
             return following, Findings(question, members, found)
-        validation = _validation_findings(totals)
+        validation = validation_findings(totals)
         if question.kind == EVALUATE:
             return replace(state, question=None), Findings(question, members, validation)
         examples = int(totals["examples"][0])
@@ -227,24 +227,6 @@ class LogisticRegressionFamily:
     def probabilities(self, state: LogisticState, X: np.ndarray) -> np.ndarray:
         stats = _stats(state)
         return _weights(state).probabilities(stats.standardise(X), stats.prior_logit)
-
-
-def _validation_findings(totals: dict[str, np.ndarray]) -> dict:
-    rows = int(totals["validation-rows"][0])
-    histogram = ScoreHistogram(
-        np.rint(totals["histogram-positive"]).astype(np.int64), np.rint(totals["histogram-negative"]).astype(np.int64)
-    )
-    return {
-        "histogram": histogram,
-        "validation-rows": rows,
-        "validation-log-loss": float(totals["validation-loss"][0]) / max(rows, 1),
-    }
-
-
-def _asked(state: LogisticState) -> Question:
-    if state.question is None:
-        raise ValueError("the run is over: no question is asked")
-    return state.question
 
 
 def _stats(state: LogisticState) -> GlobalStats:

@@ -86,6 +86,13 @@ class Family(Protocol):
     def probabilities(self, state: Any, X: np.ndarray) -> np.ndarray: ...
 
 
+def asked(state: Any) -> Question:
+    """The question a state asks; asking a finished run anything is a bug."""
+    if state.question is None:
+        raise ValueError("the run is over: no question is asked")
+    return state.question
+
+
 class UnusableTotals(ValueError):
     """Totals from which no next state follows (a singular curvature, no positives...): honest members' totals always
     give one, so such totals carry a value crafted within its range, and every party stops rather than step on."""

@@ -85,6 +85,27 @@ def _decisions(
     }
 
 
+def summed_log_loss(y: np.ndarray, p: np.ndarray) -> float:
+    """Summed log loss of probabilities ``p`` (clipped as scikit-learn's) on labels ``y``: a member's validation sum."""
+    p = np.clip(p, 1e-15, 1 - 1e-15)
+    return float(-np.sum(y * np.log(p) + (1 - y) * np.log1p(-p)))
+
+
+def validation_findings(totals: dict[str, np.ndarray]) -> dict:
+    """What the members' summed validation answers say: rows, mean log loss and, where sent, the pooled score
+    histogram (every family's answers name these quantities the same way)."""
+    if "validation-rows" not in totals:
+        return {}
+    rows = int(totals["validation-rows"][0])
+    found: dict = {"validation-rows": rows, "validation-log-loss": float(totals["validation-loss"][0]) / max(rows, 1)}
+    if "histogram-positive" in totals:
+        found["histogram"] = ScoreHistogram(
+            np.rint(totals["histogram-positive"]).astype(np.int64),
+            np.rint(totals["histogram-negative"]).astype(np.int64),
+        )
+    return found
+
+
 def ranking_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     """Threshold-free quality: ROC-AUC, PR-AUC (average precision) and log loss."""
     from sklearn.metrics import average_precision_score, log_loss, roc_auc_score

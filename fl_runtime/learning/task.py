@@ -22,7 +22,7 @@ from fl_runtime.errors import OptionsError
 from fl_runtime.learning.balance import CLASS_WEIGHTS, METHODS, SMOTE, example_weights
 from fl_runtime.learning.convergence import Stop, stop_after
 from fl_runtime.learning.data import LabelledData
-from fl_runtime.learning.metrics import ScoreHistogram, ranking_metrics
+from fl_runtime.learning.metrics import ScoreHistogram, ranking_metrics, summed_log_loss
 from fl_runtime.learning.model import RowSums, Weights, oversample, row_sums, weighing_in
 from fl_runtime.learning.stats import FeatureMoments, GlobalStats
 
@@ -134,9 +134,7 @@ class PreparedClient:
 
     def validation_loss(self, weights: Weights, prior_logit: float) -> float:
         """Summed log loss of the calibrated probabilities on the validation rows (clipped as scikit-learn's)."""
-        p = np.clip(weights.probabilities(self.validation_Z, prior_logit), 1e-15, 1 - 1e-15)
-        y = self.validation_y
-        return float(-np.sum(y * np.log(p) + (1 - y) * np.log1p(-p)))
+        return summed_log_loss(self.validation_y, weights.probabilities(self.validation_Z, prior_logit))
 
     def validation_metrics(self, weights: Weights, prior_logit: float) -> dict[str, float]:
         return ranking_metrics(self.validation_y, weights.probabilities(self.validation_Z, prior_logit))

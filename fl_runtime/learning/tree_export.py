@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from fl_runtime.learning.trees import GRADIENT_BITS, Ensemble, Tree
+from fl_runtime.learning.trees import Ensemble, Tree
 
 XGBOOST_VERSION = (3, 2, 0)  # the format version written (XGBoost 3.1 and later read it)
 NO_PARENT = 2147483647
@@ -46,7 +46,7 @@ def _tree(tree: Tree, index: int, edges: Sequence[np.ndarray], features: int) ->
         "split_conditions": conditions,
         "split_indices": [0 if leaf[n] else tree.feature[n] for n in range(nodes)],
         "split_type": zeros,
-        "sum_hessian": [s.hessian / 2.0**GRADIENT_BITS for s in tree.sums],
+        "sum_hessian": tree.cover(),
         "tree_param": {
             "num_deleted": "0",
             "num_feature": str(features),

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fl_runtime.learning.trees import GRADIENT_BITS, Ensemble, Tree
+from fl_runtime.learning.trees import Ensemble, Tree
 
 
 @dataclass
@@ -67,10 +67,6 @@ def _unwound_sum(path: list[_Element], index: int) -> np.ndarray:
     return total
 
 
-def _cover(tree: Tree) -> list[float]:
-    return [s.hessian / 2.0**GRADIENT_BITS for s in tree.sums]
-
-
 def _recurse(tree, cover, codes, phi, node, parent, zero, one, feature) -> None:
     """Every row at once: the recursion visits every node; a row's ``one`` says whether it goes there itself."""
     path = [_Element(e.feature, e.zero, e.one, e.weight.copy()) for e in parent]
@@ -93,7 +89,7 @@ def _recurse(tree, cover, codes, phi, node, parent, zero, one, feature) -> None:
 
 def expected_value(tree: Tree) -> float:
     """The tree's cover-weighted mean leaf value: its part of the bias."""
-    cover = _cover(tree)
+    cover = tree.cover()
     return sum(v * cover[n] for n, (f, v) in enumerate(zip(tree.feature, tree.value)) if f < 0) / cover[0]
 
 
@@ -103,5 +99,5 @@ def contributions(ensemble: Ensemble, codes: np.ndarray) -> tuple[np.ndarray, fl
     phi = np.zeros(codes.shape, dtype=np.float64)
     bias = ensemble.baseline + sum(expected_value(tree) for tree in ensemble.trees)
     for tree in ensemble.trees:
-        _recurse(tree, _cover(tree), codes, phi, 0, [], 1.0, np.ones(codes.shape[0]), -1)
+        _recurse(tree, tree.cover(), codes, phi, 0, [], 1.0, np.ones(codes.shape[0]), -1)
     return phi, bias

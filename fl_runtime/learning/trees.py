@@ -107,6 +107,10 @@ class Tree:
             node, depth = self.parent[node], depth + 1
         return depth
 
+    def cover(self) -> list[float]:
+        """Each node's hessian sum: the weight TreeSHAP and XGBoost give a branch when its feature is unknown."""
+        return [_real(sums.hessian) for sums in self.sums]
+
     def set_leaf_values(self, settings: TreeSettings) -> None:
         self.value = [s.value(settings) if f < 0 else 0.0 for f, s in zip(self.feature, self.sums)]
 

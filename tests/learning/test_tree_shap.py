@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from fl_runtime.learning.tree_shap import _cover, contributions, expected_value
+from fl_runtime.learning.tree_shap import contributions, expected_value
 from fl_runtime.learning.trees import Ensemble, TreeSettings, boost
 
 
@@ -36,7 +36,7 @@ def _expected(tree, cover, row, known, node=0):
 
 
 def _exhaustive(tree, row) -> dict[int, float]:
-    cover = _cover(tree)
+    cover = tree.cover()
     used = sorted({f for f in tree.feature if f >= 0})
     n = len(used)
     phi = {}
