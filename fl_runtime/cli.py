@@ -48,10 +48,13 @@ def _plan(args: argparse.Namespace, seed: int | None = None):
     """A real run's plan: --class-balance auto trains with defaults.CLASS_BALANCE, the method compare chose."""
     from fl_runtime.learning.balance import AUTO
     from fl_runtime.learning.task import TrainConfig, TrainingPlan
+    from fl_runtime.learning.trees import TreeSettings
 
     method = defaults.CLASS_BALANCE if args.class_balance == AUTO else args.class_balance
     train = TrainConfig(args.C, args.penalty, method)
-    return TrainingPlan(args.rounds, train, args.seed if seed is None else seed, args.tolerance)
+    trees = TreeSettings(args.trees, args.depth, args.learning_rate, args.l2, args.min_rows_leaf, args.min_hessian)
+    seed = args.seed if seed is None else seed
+    return TrainingPlan(args.rounds, train, seed, args.tolerance, args.model, trees)
 
 
 def prepare_data(args: argparse.Namespace, console: Console) -> int:

@@ -11,10 +11,19 @@ from fl_runtime.learning.partition import PARTITIONS, SKEWS
 
 def _add_training(parser: argparse.ArgumentParser) -> None:
     from fl_runtime.learning.balance import AUTO, CHOICES
-    from fl_runtime.learning.task import PENALTIES
+    from fl_runtime.learning.task import FAMILIES, PENALTIES
 
     group = parser.add_argument_group("training")
-    group.add_argument("--rounds", type=int, default=defaults.ROUNDS, help=f"most rounds (default {defaults.ROUNDS})")
+    group.add_argument(
+        "--model",
+        choices=FAMILIES,
+        default=defaults.FAMILY,
+        help=f"the model family: logistic regression or gradient-boosted trees (default {defaults.FAMILY}; "
+        "docs/models.md says why)",
+    )
+    group.add_argument(
+        "--rounds", type=int, default=defaults.ROUNDS, help=f"logistic: most rounds (default {defaults.ROUNDS})"
+    )
     group.add_argument(
         "--tolerance",
         type=float,
@@ -40,6 +49,18 @@ def _add_training(parser: argparse.ArgumentParser) -> None:
         default=defaults.SEED,
         help="the partition of one CSV, and each member's own train/validation split and SMOTE seed",
     )
+    trees = parser.add_argument_group("gradient-boosted trees (--model gbdt)")
+    trees.add_argument("--trees", type=int, default=defaults.TREES, help=f"most trees (default {defaults.TREES})")
+    trees.add_argument("--depth", type=int, default=defaults.DEPTH, help=f"tree depth (default {defaults.DEPTH})")
+    trees.add_argument("--learning-rate", type=float, default=defaults.LEARNING_RATE, help="shrinkage of each tree")
+    trees.add_argument("--l2", type=float, default=defaults.L2, help="L2 regularisation of the leaf values")
+    trees.add_argument(
+        "--min-rows-leaf",
+        type=int,
+        default=defaults.MIN_ROWS_LEAF,
+        help="the fewest rows of the federation a node may describe (members refuse less than their min_rows)",
+    )
+    trees.add_argument("--min-hessian", type=float, default=defaults.MIN_HESSIAN, help="the least hessian in a node")
 
 
 def _add_partition(parser: argparse.ArgumentParser, required_clients: bool) -> None:

@@ -12,11 +12,21 @@ CONVERGENCE_TOLERANCE = 1e-3
 # how training makes up for the rare class (learning/balance.py): smote, class-weights or none. Chosen by
 # evidence: `compare --class-balance auto` picks per split by the clients' pooled validation PR-AUC
 CLASS_BALANCE = "none"
+# the model family (learning/families.py) and the gbdt family's settings (learning/trees.py): docs/models.md
+# gives the evidence (compare's CMS splits, within the budget of about 330 exchanges a run)
+FAMILY = "logistic"
+TREES = 80  # the most trees; boosting stops earlier on the pooled validation loss (learning/gbdt.py)
+DEPTH = 4
+LEARNING_RATE = 0.2
+L2 = 1.0  # on the leaf values
+MIN_ROWS_LEAF = 20  # no node describes fewer rows of the federation (a member pins it at least its min_rows)
+MIN_HESSIAN = 1e-3
 
 # what a member pins in its own account (app/pins.py); docs/trust-model.md says why these values
 MIN_MEMBERS = 3  # k: the fewest members a total may be over
 MIN_ROWS = 10  # m: the fewest of its own rows an answer may describe (honest CMS runs: 14.0 at least)
 MAX_ROUNDS_PINNED = 50  # the most rounds a member answers in one run
+MAX_TREES_PINNED = 300  # the most trees a member grows in one run (gbdt)
 MAX_JOBS_PER_DAY = 10  # the most federation jobs a client's launcher starts in 24 hours
 
 # waits

@@ -43,10 +43,11 @@ LAUNCHER_FUNCTION_NAME = "FL-job-launcher"  # fixed, so the server's endpoint po
 # fixed, so that in one organisation the other members' identity keys can name the role that reads them
 TRAINING_ROLE_NAME = "FL-training-job"
 # what a member's ranges may name (fl_runtime.learning.task and balance: the CDK app does not load the learning code)
-FAMILIES = ("logistic",)
+FAMILIES = ("logistic", "gbdt")
 PENALTIES = ("l2", "l1")
 CLASS_BALANCES = ("none", "class-weights", "smote")
 MAX_ROUNDS_LIMIT = 1000
+MAX_TREES_LIMIT = 10000
 MEMBERS_LIMIT = 1000
 MIN_ROWS_LIMIT = 10**9
 SEED_LIMIT = 2**32 - 1  # numpy's seeds
@@ -179,6 +180,12 @@ def _ranges(raw: object, where: str) -> SettingRanges:
         penalties=_subset(raw, "penalties", PENALTIES, default.penalties, where),
         class_balances=_subset(raw, "class_balances", CLASS_BALANCES, default.class_balances, where),
         tolerance=_bounds(raw, "tolerance", default.tolerance, where, positive=False),
+        max_trees=whole_number(raw.get("max_trees", default.max_trees), f"{where}.max_trees", 1, MAX_TREES_LIMIT),
+        depth=_bounds(raw, "depth", default.depth, where, positive=True),
+        learning_rate=_bounds(raw, "learning_rate", default.learning_rate, where, positive=True),
+        l2=_bounds(raw, "l2", default.l2, where, positive=False),
+        min_rows_leaf=_bounds(raw, "min_rows_leaf", default.min_rows_leaf, where, positive=True),
+        min_hessian=_bounds(raw, "min_hessian", default.min_hessian, where, positive=False),
     )
 
 

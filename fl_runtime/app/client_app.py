@@ -191,24 +191,17 @@ def _write_view(node: NodeSettings, session: MemberSession) -> None:
 
 
 def _save_final_model(node: NodeSettings, session: MemberSession) -> str | None:
-    """The final model, as the same Pipeline the server saves (without the threshold, which only the server's
+    """The final model, as the same model the server saves (without the threshold, which only the server's
     total of the final answers fixes), into this node's model-dir."""
     if node.model_dir is None:
         return None
     import joblib
 
     from fl_runtime.files import atomic_path
-    from fl_runtime.learning.model import build_pipeline
 
-    state = session.state
     path = node.model_dir / MODEL_FILE
     with atomic_path(path) as temporary:
-        joblib.dump(
-            build_pipeline(
-                session.features, state.stats.mean, state.stats.scale, state.weights, state.stats.prior_logit
-            ),
-            temporary,
-        )
+        joblib.dump(session.machine.model(session.state, session.features, None), temporary)
     return str(path)
 
 

@@ -1,14 +1,16 @@
 """The run's record, step by step, from totals only, evaluated on the test set that only the server holds.
 
 Every figure about the members' data is a total over the members who answered a step: training rows and
-frauds, examples and training loss per round, validation histograms (which fix each model's decision
-threshold) and validation loss. The server never sees one member's values. What it does see of each member
-is operational, not data: that it answered, when (the time breakdown per exchange), and why it dropped out.
+frauds, validation histograms (which fix a model's decision threshold) and validation loss, and for logistic
+regression the training loss per round. The server never sees one member's values. What it does see of each
+member is operational, not data: that it answered, when (the time breakdown per exchange), and why it dropped
+out.
 
-Each round's new model is scored on the test set as soon as the round's totals give it (ROC-AUC, PR-AUC, log
-loss). Its threshold is chosen from the next round's validation histograms of that same model (or, for the
-final model, from the evaluation step's); accuracy, precision, recall and F1 on the test set are filled in then.
-The test set is never used to choose anything.
+A model *version* (a logistic round, a number of trees: ``machine.Findings``) is scored on the test set as soon
+as the step that made it is verified (ROC-AUC, PR-AUC, log loss). Its threshold is chosen from the members'
+validation histograms of that same version when a later step carries them (every logistic round; for trees,
+the final evaluation); accuracy, precision, recall and F1 on the test set are filled in then. The test set is
+never used to choose anything.
 """
 
 from __future__ import annotations
@@ -16,28 +18,29 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from fl_runtime.app.grid import Exchange
 from fl_runtime.app.protocol import HANDLER_END, HANDLER_START, TASK_START
 from fl_runtime.app.relay import Dropout
-from fl_runtime.learning.convergence import Stop
 from fl_runtime.learning.data import LabelledData
 from fl_runtime.learning.families import family
-from fl_runtime.learning.logistic import LogisticState
-from fl_runtime.learning.machine import EVALUATE, MOMENTS, Findings
+from fl_runtime.learning.machine import EVALUATE, Findings
 from fl_runtime.learning.metrics import ScoreHistogram, decision_metrics, ranking_metrics
 
 
 @dataclass
 class RoundResult:
+    """One model version: a logistic round, or the ensemble of ``round`` trees."""
+
     round: int
-    seconds: float
+    seconds: float  # since the previous version was made
     members: list[str]
-    train_loss: float | None  # of the model this round produced, from the next round's totals
+    train_loss: float | None  # of this version, from a later step's totals (logistic regression)
     test: dict[str, float]
-    validation: dict[str, float] = field(default_factory=dict)  # pooled over the members, from histogram totals
+    validation: dict[str, float] = field(default_factory=dict)  # pooled over the members, from their totals
     timing: list[dict[str, float | str]] = field(default_factory=list)  # operational: one per message exchange
 
 
@@ -56,84 +59,100 @@ class History:
     def __init__(self, test: LabelledData, emit: Callable[[dict], None]) -> None:
         self.test = test
         self.emit = emit
-        self.rounds: dict[int, RoundResult] = {}
+        self.rounds: dict[int, RoundResult] = {}  # by model version
         self.thresholds: dict[int, float] = {}
         self.dropouts: list[dict] = []
-        self.stopped: Stop | None = None
+        self.stopped: dict | None = None  # why training stopped (``Findings.stop``)
         self.totals: dict[str, int] = {}
         self.validation: dict[str, float] = {}  # the final model on the members' pooled validation parts
         self.seen: list[Seen] = []
-        self.state: LogisticState | None = None
+        self.state: Any = None
+        self._evaluated: int | None = None  # the version the evaluation step validated: the run's model
         self._started = self._last = time.monotonic()
+        self._timings: list[dict[str, float | str]] = []  # the exchanges since the last version was made
         self._scores: dict[int, np.ndarray] = {}
-        self._histograms: dict[int, ScoreHistogram] = {}
 
     def drop(self, dropout: Dropout) -> None:
         entry = {**dropout.__dict__, "seconds-into-run": time.monotonic() - self._started}
         self.dropouts.append(entry)
         self.emit({"event": "dropout", **entry})
 
-    def on_findings(self, findings: Findings, state: LogisticState, exchange: Exchange, quantities: list[dict]) -> None:
-        """One step's totals: the statistics, a new model scored on the test set, or the final evaluation."""
+    def on_findings(self, findings: Findings, state: Any, exchange: Exchange, quantities: list[dict]) -> None:
+        """One step's totals: the federation's size, a version validated, a new version scored, why it stopped."""
         self.state = state
-        question, values = findings.question, findings.values
-        self.seen.append(Seen(question.label, findings.members, quantities))
-        now = time.monotonic()
-        seconds, self._last = now - self._last, now
-        if question.kind == MOMENTS:
+        values = findings.values
+        self.seen.append(Seen(findings.question.label, findings.members, quantities))
+        self._timings.append(exchange_timing(exchange))
+        if "rows" in values and not self.totals:
             self.totals = {"training-rows": values["rows"], "training-positives": values["positives"]}
             self.emit({"event": "federation", "members": exchange_members(exchange), **self.totals})
-            return
-        histogram: ScoreHistogram = values["histogram"]
-        if question.kind == EVALUATE:
-            self._decide(question.round, histogram)
+        if findings.validated is not None:
+            self._validated(findings.validated, values, final=findings.question.kind == EVALUATE)
+        if findings.made is not None:
+            self._score(findings.made, exchange, state)
+        if findings.stop is not None:
+            self.stopped = findings.stop
+            self.emit({"event": "stopped", **findings.stop})
+
+    def _validated(self, version: int, values: dict, final: bool) -> None:
+        result = self.rounds[version]
+        if "train-loss" in values:
+            result.train_loss = values["train-loss"]
+        if "validation-log-loss" in values:
+            result.validation["log-loss"] = values["validation-log-loss"]
+        histogram: ScoreHistogram | None = values.get("histogram")
+        if histogram is not None:
+            self._decide(version, histogram)
+        if final:
+            self._evaluated = version
             self.validation = {
                 "rows": values["validation-rows"],
-                "pr-auc": histogram.pr_auc(),
+                "pr-auc": histogram.pr_auc() if histogram is not None else float("nan"),
                 "log-loss": values["validation-log-loss"],
-                **histogram.decisions(self.thresholds[question.round]),
+                **(histogram.decisions(self.thresholds[version]) if histogram is not None else {}),
             }
-            return
-        if question.round > 1:  # a round's totals score the model the round started from
-            self.rounds[question.round - 1].train_loss = values["train-loss"]
-            self._decide(question.round - 1, histogram)
-        self._score(question.round, seconds, exchange, state)
-        if state.stop is not None:
-            self.stopped = state.stop
-            self.emit({"event": "stopped", **state.stop.record()})
 
-    def _score(self, server_round: int, seconds: float, exchange: Exchange, state: LogisticState) -> None:
+    def _score(self, version: int, exchange: Exchange, state: Any) -> None:
+        now = time.monotonic()
+        seconds, self._last = now - self._last, now
         scores = self.scores(state)
         result = RoundResult(
-            server_round,
-            seconds,
-            exchange_members(exchange),
-            None,
-            ranking_metrics(self.test.y, scores),
-            timing=[exchange_timing(exchange)],
+            version, seconds, exchange_members(exchange), None, ranking_metrics(self.test.y, scores), {}, self._timings
         )
-        self.rounds[server_round] = result
-        self._scores[server_round] = scores
+        self._timings = []
+        self.rounds[version] = result
+        self._scores = {version: scores}  # kept until a later step validates it (older ones: recomputed if needed)
         self.emit(
-            {"event": "round", "round": server_round, "seconds": seconds, "clients": result.members, **result.test}
+            {
+                "event": "round",
+                "round": version,
+                "version": family(state.plan.family).version_name,
+                "seconds": seconds,
+                "clients": result.members,
+                **result.test,
+            }
         )
 
-    def _decide(self, server_round: int, histogram: ScoreHistogram) -> None:
-        self.thresholds[server_round] = threshold = histogram.f1_threshold()
-        result = self.rounds[server_round]
-        result.test.update(decision_metrics(self.test.y, self._scores.pop(server_round), threshold))
-        result.validation = histogram.decisions(threshold)
+    def _decide(self, version: int, histogram: ScoreHistogram) -> None:
+        self.thresholds[version] = threshold = histogram.f1_threshold()
+        result = self.rounds[version]
+        scores = self._scores.pop(version, None)
+        if scores is None:  # an earlier version, validated again by the evaluation: the state holds that model
+            scores = self.scores()
+        result.test.update(decision_metrics(self.test.y, scores, threshold))
+        result.validation.update(histogram.decisions(threshold))
 
-    def scores(self, state: LogisticState | None = None) -> np.ndarray:
+    def scores(self, state: Any = None) -> np.ndarray:
         """Fraud probabilities of the test rows under ``state``'s model (the latest by default)."""
         state = state if state is not None else self.state
         if state is None:
-            raise ValueError("no model before the first round's totals")
+            raise ValueError("no model before the first step's totals")
         return family(state.plan.family).probabilities(state, self.test.X)
 
     @property
     def final_round(self) -> int:
-        return max(self.rounds)
+        """The run's model version: the one its evaluation validated (the last made, before that)."""
+        return self._evaluated if self._evaluated is not None else max(self.rounds)
 
 
 def exchange_members(exchange: Exchange) -> list[str]:

@@ -40,8 +40,17 @@ from fl_runtime.learning.families import family
 from fl_runtime.learning.machine import EVALUATE, Declined, Findings, Question, UnusableTotals, advance
 from fl_runtime.learning.metrics import ranking_metrics
 from fl_runtime.learning.task import ClientRows, TrainConfig, TrainingPlan
+from fl_runtime.learning.trees import TreeSettings
 
-SETTINGS = ("family", "num-server-rounds", "convergence-tolerance", "C", "penalty", "class-balance")
+SETTINGS = (
+    "family",
+    "num-server-rounds",
+    "convergence-tolerance",
+    "C",
+    "penalty",
+    "class-balance",
+    *TreeSettings().to_config(),
+)
 
 
 def _number(settings: dict, key: str) -> float:
@@ -58,11 +67,32 @@ def _within(settings: dict, key: str, bounds: tuple[float, ...]) -> float:
     return value
 
 
+def _whole_within(settings: dict, key: str, lowest: float, highest: float) -> int:
+    value = settings[key]
+    if isinstance(value, bool) or not isinstance(value, int) or not lowest <= value <= highest:
+        raise Declined(f"setting '{key}': {value!r} is outside this member's range [{lowest:g}, {highest:g}]")
+    return value
+
+
 def _one_of(settings: dict, key: str, allowed: tuple[str, ...]) -> str:
     value = settings[key]
     if value not in allowed:
         raise Declined(f"setting '{key}': {value!r} is not one this member accepts ({', '.join(allowed)})")
     return str(value)
+
+
+def _tree_settings(pins: ClientPins, settings: dict) -> TreeSettings:
+    """The gbdt settings, each within its range; no node may describe fewer rows than this member's min_rows."""
+    ranges = pins.ranges
+    leaf = ranges.min_rows_leaf
+    return TreeSettings(
+        trees=_whole_within(settings, "trees", 1, ranges.max_trees),
+        depth=_whole_within(settings, "depth", *ranges.depth),
+        learning_rate=_within(settings, "learning-rate", ranges.learning_rate),
+        l2=_within(settings, "l2", ranges.l2),
+        min_rows_leaf=_whole_within(settings, "min-rows-leaf", max(leaf[0], pins.min_rows), leaf[1]),
+        min_hessian=_within(settings, "min-hessian", ranges.min_hessian),
+    )
 
 
 def accept_settings(pins: ClientPins, settings: dict) -> TrainingPlan:
@@ -75,13 +105,8 @@ def accept_settings(pins: ClientPins, settings: dict) -> TrainingPlan:
     if missing:
         raise Declined(f"setting '{missing[0]}' is missing")
     ranges = pins.ranges
-    rounds = settings["num-server-rounds"]
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or not 1 <= rounds <= ranges.max_rounds:
-        raise Declined(
-            f"setting 'num-server-rounds': {rounds!r} is outside this member's range [1, {ranges.max_rounds}]"
-        )
     return TrainingPlan(
-        rounds=rounds,
+        rounds=_whole_within(settings, "num-server-rounds", 1, ranges.max_rounds),
         train=TrainConfig(
             C=_within(settings, "C", ranges.C),
             penalty=_one_of(settings, "penalty", ranges.penalties),
@@ -90,6 +115,7 @@ def accept_settings(pins: ClientPins, settings: dict) -> TrainingPlan:
         seed=pins.seed,
         tolerance=_within(settings, "convergence-tolerance", ranges.tolerance),
         family=_one_of(settings, "family", ranges.families),
+        trees=_tree_settings(pins, settings),
     )
 
 

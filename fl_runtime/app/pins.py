@@ -40,20 +40,30 @@ class SettingRanges(JsonDocument):
 
     STRICT = True
 
-    families: tuple[str, ...] = ("logistic",)
+    families: tuple[str, ...] = ("logistic", "gbdt")
     max_rounds: int = defaults.MAX_ROUNDS_PINNED
     C: tuple[float, ...] = (1e-4, 1e4)  # lowest and highest
     penalties: tuple[str, ...] = ("l2", "l1")
     class_balances: tuple[str, ...] = ("none", "class-weights", "smote")
     tolerance: tuple[float, ...] = (0.0, 0.1)  # lowest and highest
+    # gbdt: at most max_trees x the highest depth tree exchanges a run; min_rows_leaf is also at least min_rows
+    max_trees: int = defaults.MAX_TREES_PINNED
+    depth: tuple[float, ...] = (1, 6)
+    learning_rate: tuple[float, ...] = (0.01, 1.0)
+    l2: tuple[float, ...] = (0.0, 100.0)
+    min_rows_leaf: tuple[float, ...] = (1, 10**9)
+    min_hessian: tuple[float, ...] = (0.0, 1000.0)
+
+    BOUNDS = ("C", "tolerance", "depth", "learning_rate", "l2", "min_rows_leaf", "min_hessian")
 
     def __post_init__(self) -> None:
-        for name in ("C", "tolerance"):
+        for name in self.BOUNDS:
             bounds = getattr(self, name)
             if len(bounds) != 2 or bounds[0] > bounds[1]:
                 raise ConfigError(f"ranges.{name}: {list(bounds)} is not [lowest, highest]")
-        if self.max_rounds < 1:
-            raise ConfigError(f"ranges.max_rounds: {self.max_rounds} is not at least 1")
+        for name in ("max_rounds", "max_trees"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"ranges.{name}: {getattr(self, name)} is not at least 1")
 
 
 @dataclass(frozen=True)

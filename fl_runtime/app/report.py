@@ -13,6 +13,8 @@ from fl_runtime.app.history import History
 from fl_runtime.app.run_settings import CURVES_PLOT, METRICS_FILE, MODEL_FILE, REPORT_FILE, ROUNDS_PLOT, RunSettings
 from fl_runtime.app.transcript import TRANSCRIPT_FILE
 from fl_runtime.files import atomic_path, write_bytes_atomic, write_text_atomic
+from fl_runtime.learning.families import family
+from fl_runtime.learning.task import TrainingPlan
 
 
 def _json_safe(value):
@@ -31,6 +33,7 @@ def metrics_document(history: History, members: list[str], settings: RunSettings
     return _json_safe(
         {
             "config": settings.summary(),
+            "model": model_record(settings.plan),
             "federation": {
                 "members": members,
                 "min-clients": settings.min_clients,
@@ -43,12 +46,18 @@ def metrics_document(history: History, members: list[str], settings: RunSettings
             "test-set": {"rows": history.test.n_rows, "positives": history.test.n_positive},
             "rounds": [asdict(history.rounds[r]) for r in sorted(history.rounds)],
             "final": {"round": final_round, **history.rounds[final_round].test},
-            "stopped": history.stopped.record() if history.stopped is not None else None,
+            "stopped": history.stopped,
             "validation": history.validation,
             "dropouts": history.dropouts,
             "operational": OPERATIONAL,
         }
     )
+
+
+def model_record(plan: TrainingPlan) -> dict:
+    """The model family, what its versions are called and what it is, in words (the family says)."""
+    machine = family(plan.family)
+    return {"family": machine.name, "version": machine.version_name, "description": machine.describe(plan)}
 
 
 # what the server learns of each member that is not a total, and why it stays unmasked
@@ -59,7 +68,7 @@ OPERATIONAL = (
 )
 
 
-def _plot_rounds(path: Path, history: History) -> None:
+def _plot_rounds(path: Path, history: History, version: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -69,19 +78,22 @@ def _plot_rounds(path: Path, history: History) -> None:
     figure, (quality, loss) = plt.subplots(1, 2, figsize=(10, 4))
     for key in ("roc-auc", "pr-auc", "f1"):
         quality.plot(rounds, [history.rounds[r].test.get(key, np.nan) for r in rounds], marker="o", label=key.upper())
-    quality.set(xlabel="round", ylabel="test set", title="Global model on the server's test set", ylim=(0, 1))
+    quality.set(xlabel=version, ylabel="test set", title="Global model on the server's test set", ylim=(0, 1))
     quality.xaxis.get_major_locator().set_params(integer=True)
     loss.xaxis.get_major_locator().set_params(integer=True)
     quality.legend()
     loss.plot(rounds, [history.rounds[r].test["log-loss"] for r in rounds], marker="o", label="test log loss")
     train_loss = [history.rounds[r].train_loss for r in rounds]
-    loss.plot(
-        rounds,
-        [np.nan if v is None else v for v in train_loss],
-        marker="s",
-        label="members' training loss (total; oversampled, balanced)",
-    )
-    loss.set(xlabel="round", ylabel="log loss", title="Log loss")
+    if any(v is not None for v in train_loss):
+        loss.plot(
+            rounds,
+            [np.nan if v is None else v for v in train_loss],
+            marker="s",
+            label="members' training loss (total; oversampled, balanced)",
+        )
+    validation_loss = [history.rounds[r].validation.get("log-loss", np.nan) for r in rounds]
+    loss.plot(rounds, validation_loss, marker="^", label="members' validation loss (total)")
+    loss.set(xlabel=version, ylabel="log loss", title="Log loss")
     loss.legend()
     figure.tight_layout()
     with atomic_path(path) as temporary:
@@ -121,22 +133,13 @@ def _fmt(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-# how each class-balance method (learning/balance.py) reads in the report
-_BALANCE = {
-    "smote": "SMOTE on each member's training part, to the federation's class balance",
-    "class-weights": "class weights from the federation's total class counts",
-    "none": "none (plain logistic regression, calibrated as it is)",
-}
-
-
 def _disclosure(document: dict) -> list[str]:
     """What left each member, for the privacy review a data owner will ask for."""
     k = document["federation"]["min-clients"]
     return [
         "No raw row left a member. Each member sent, over TLS from an authenticated SuperNode, only masked "
-        "vectors signed with its per-run key: its counts and feature moments once, its terms of the pooled "
-        "objective (examples, loss, gradient, curvature) and validation score histograms each round, and the final "
-        "model's validation histograms. The server relayed every member's masked vector to every member; the masks "
+        "vectors signed with its per-run key (what each held: the model paragraph above, and the table of what the "
+        "server saw). The server relayed every member's masked vector to every member; the masks "
         "cancel only in the total, so the server and the members saw totals over at least "
         f"{k} members (the server's min-clients; each member enforces its own k), never one member's values.",
         "",
@@ -168,7 +171,7 @@ FINAL_COLUMNS = ("roc-auc", "pr-auc", "log-loss", "threshold", "accuracy", "prec
 def report_markdown(document: dict) -> str:
     lines = [
         *_summary(document),
-        *_rounds(document["rounds"]),
+        *_rounds(document["rounds"], document["model"]["version"]),
         *_validation(document),
         *_dropouts(document["dropouts"]),
         *_server_saw(document),
@@ -187,7 +190,7 @@ def report_markdown(document: dict) -> str:
 
 def _summary(document: dict) -> list[str]:
     config, final, test = document["config"], document["final"], document["test-set"]
-    stopped = document["stopped"]
+    stopped, version_label = document["stopped"], document["model"]["version"]
     return [
         "# Federated fraud detection: run report",
         "",
@@ -198,13 +201,9 @@ def _summary(document: dict) -> list[str]:
         f"Server test set: {test['rows']} providers, {test['positives']} fraudulent "
         "(held by the server only, never used for training or for choosing the threshold).",
         "",
-        f"Model: log1p, standardisation with federated global statistics, logistic regression "
-        f"(C={config['C']}, penalty {config['penalty']}); class balance: "
-        f"{_BALANCE[config['class-balance']]}; one pooled Newton step per round, computed by every member and the "
-        f"server from the round's verified totals, for at most {config['num-server-rounds']} rounds, stopping once "
-        f"a round changes the parameters by less than {config['convergence-tolerance']:g} of their length.",
+        f"Model: {document['model']['description']}",
         "",
-        f"Training {stopped['reason']}." if stopped else f"Training ended after round {final['round']}.",
+        f"Training {stopped['reason']}." if stopped else f"Training ended with {version_label} {final['round']}.",
         "",
         "## Final model on the server's test set",
         "",
@@ -217,12 +216,12 @@ def _summary(document: dict) -> list[str]:
     ]
 
 
-def _rounds(rounds: list[dict]) -> list[str]:
+def _rounds(rounds: list[dict], version: str) -> list[str]:
     lines = [
         "",
-        "## Rounds",
+        "## Model versions on the server's test set",
         "",
-        "| round | seconds | members | ROC-AUC | PR-AUC | log loss | F1 at threshold |",
+        f"| {version} | seconds | members | ROC-AUC | PR-AUC | log loss | F1 at threshold |",
         "|---|---|---|---|---|---|---|",
     ]
     for entry in rounds:
@@ -269,7 +268,7 @@ def write_outputs(
     document = metrics_document(history, members, settings)
     with atomic_path(out_dir / MODEL_FILE) as temporary:
         joblib.dump(model, temporary)
-    _plot_rounds(out_dir / ROUNDS_PLOT, history)
+    _plot_rounds(out_dir / ROUNDS_PLOT, history, document["model"]["version"])
     _plot_curves(out_dir / CURVES_PLOT, history.test.y, history.scores(), document["final"]["threshold"])
     write_bytes_atomic(out_dir / TRANSCRIPT_FILE, transcript)
     write_text_atomic(out_dir / METRICS_FILE, json.dumps(document, indent=2))

@@ -16,7 +16,7 @@ from pathlib import Path
 from fl_runtime import defaults
 from fl_runtime.errors import OptionsError
 from fl_runtime.files import write_text_atomic
-from fl_runtime.learning.task import TrainConfig, TrainingPlan
+from fl_runtime.learning.task import TrainingPlan
 
 # what a completed run leaves in out-dir (besides events.jsonl)
 MODEL_FILE = "model.joblib"
@@ -80,12 +80,12 @@ class RunSettings:
 
     @classmethod
     def from_run_config(cls, config: Mapping) -> RunSettings:
-        plan = TrainingPlan(
-            rounds=_positive_whole(config, "num-server-rounds"),
-            train=TrainConfig.from_config(config),
-            tolerance=_non_negative_number(config, "convergence-tolerance"),
-            family=str(config["family"]),
-        )
+        _positive_whole(config, "num-server-rounds")
+        _non_negative_number(config, "convergence-tolerance")
+        try:
+            plan = TrainingPlan.from_config(config)
+        except KeyError as missing:
+            raise OptionsError(f"run config has no {missing}") from None
         return cls(
             plan=plan,
             min_clients=_positive_whole(config, "min-clients"),

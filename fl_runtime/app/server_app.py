@@ -4,12 +4,13 @@
    that never joined is named.
 2. Keys: every member announces its signed per-run keys, having checked the proposed settings against its own
    ranges.
-3. Steps of the model family's state machine (``learning.families``): moments, rounds until the model
-   converges (``convergence-tolerance``) or ``num-server-rounds`` is reached, and the evaluation of the final
-   model. The server relays the members' signed, masked contributions, adds them, and steps its own copy of the
+3. Steps of the model family's state machine (``learning.families``: logistic regression's moments, rounds
+   and evaluation; gradient-boosted trees' bin counts, tree levels and evaluation). The server relays the
+   members' signed, masked contributions, adds them, and steps its own copy of the
    state machine from the totals to score each model on its test set; the final evaluation's totals fix the
    decision threshold.
-4. ``model.joblib``, ``metrics.json``, ``report.md``, plots and the server's transcript, written atomically into
+4. ``model.joblib`` (the family's model: a scikit-learn Pipeline, or ``tree_model.BoostedTreesModel``),
+   ``metrics.json``, ``report.md``, plots and the server's transcript, written atomically into
    ``out-dir``.
 
 Run config (``[tool.flwr.app.config]``, overridden by the launchers with ``flwr run --run-config``): see
@@ -28,7 +29,7 @@ from fl_runtime.app.relay import Relay, RelayHooks
 from fl_runtime.app.run_settings import RunSettings, read_node_names
 from fl_runtime.errors import FederationError, FlError
 from fl_runtime.learning.data import read_csv
-from fl_runtime.learning.model import build_pipeline
+from fl_runtime.learning.families import family
 
 app = ServerApp()
 
@@ -63,9 +64,8 @@ def run(grid: Grid, settings: RunSettings, events: EventLog, run_id: str) -> Non
     events.emit({"event": "keys", "members": members})
     history = History(test, events.emit)
     final = relay.run(test.features, RelayHooks(history.on_findings, history.drop))
-    stats = final.stats
     threshold = history.thresholds[history.final_round]  # chosen on the members' pooled validation parts
-    model = build_pipeline(test.features, stats.mean, stats.scale, final.weights, stats.prior_logit, threshold)
+    model = family(settings.plan.family).model(final, tuple(test.features), threshold)
     write_outputs(
         settings.out_dir,
         model=model,

@@ -28,7 +28,7 @@ from fl_runtime.app.transcript import (
 from fl_runtime.errors import OptionsError
 from fl_runtime.learning import fixed_point
 from fl_runtime.learning.families import family
-from fl_runtime.learning.task import TrainConfig, TrainingPlan
+from fl_runtime.learning.task import TrainingPlan
 
 
 @dataclass(frozen=True)
@@ -45,12 +45,7 @@ class Verified:
 
 def plan_of(settings: dict) -> TrainingPlan:
     try:
-        return TrainingPlan(
-            rounds=settings["num-server-rounds"],
-            train=TrainConfig.from_config(settings),
-            tolerance=settings["convergence-tolerance"],
-            family=settings["family"],
-        )
+        return TrainingPlan.from_config(settings)
     except (KeyError, TypeError, ValueError, OptionsError) as error:
         raise TranscriptError(f"line 1: the run's settings are not a run's ({error})") from None
 

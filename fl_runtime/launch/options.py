@@ -12,6 +12,7 @@ from typing import ClassVar
 from fl_runtime import defaults
 from fl_runtime.app.run_settings import RunSettings
 from fl_runtime.errors import OptionsError
+from fl_runtime.learning.families import family
 from fl_runtime.learning.task import TrainingPlan
 
 
@@ -49,12 +50,12 @@ class RunOptions(ABC):
 
     @property
     def run_seconds(self) -> float:
-        """The longest a run may take: clients joining, the moments round, every round, the final evaluation."""
-        return self.wait_timeout + (self.plan.rounds + 2) * self.round_timeout
+        """The longest a run may take: clients joining, then every exchange the model family may ask for."""
+        return self.wait_timeout + family(self.plan.family).most_steps(self.plan) * self.round_timeout
 
     @property
     def deadline_rule(self) -> str:
-        return f"{self.WAIT_FLAG.removeprefix('--')} + rounds x round-timeout"
+        return f"{self.WAIT_FLAG.removeprefix('--')} + exchanges x round-timeout"
 
     def run_settings(
         self,

@@ -81,7 +81,8 @@ class ProgressView:
 
     def _table(self) -> Table:
         table = Table(title=self.title, title_justify="left")
-        for column in ("round", "seconds", "ROC-AUC", "PR-AUC", "log loss", "clients"):
+        version = self.rows[-1].get("version", "round") if self.rows else "round"  # trees, for gbdt
+        for column in (version, "seconds", "ROC-AUC", "PR-AUC", "log loss", "clients"):
             table.add_column(column, justify="right")
         for row in self.rows:
             table.add_row(
@@ -126,7 +127,8 @@ class ProgressView:
             self.rows.append(event)
             if self._live is None:
                 self.console.print(
-                    f"round {event['round']:>3}  {event['seconds']:6.1f} s  ROC-AUC {event['roc-auc']:.4f}  "
+                    f"{event.get('version', 'round')} {event['round']:>3}  {event['seconds']:6.1f} s  "
+                    f"ROC-AUC {event['roc-auc']:.4f}  "
                     f"PR-AUC {event['pr-auc']:.4f}  log loss {event['log-loss']:.4f}  clients "
                     f"{len(event.get('clients', []))}",
                     highlight=False,

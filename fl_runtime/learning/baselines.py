@@ -11,17 +11,18 @@ method (pooled SMOTE, class weights from the pooled counts, or none).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from fl_runtime.learning import fixed_point
-from fl_runtime.learning.convergence import Stop
 from fl_runtime.learning.data import LabelledData
 from fl_runtime.learning.families import family
-from fl_runtime.learning.machine import EVALUATE, Family
+from fl_runtime.learning.machine import Family
 from fl_runtime.learning.metrics import ScoreHistogram, decision_metrics, ranking_metrics
 from fl_runtime.learning.model import Weights, fit_to_convergence
 from fl_runtime.learning.stats import GlobalStats
@@ -32,15 +33,17 @@ from fl_runtime.learning.task import ClientData, ClientRows, PreparedClient, Tra
 class Outcome:
     """A trained model and how it did on the server's test set at its validation-chosen threshold, and the
     PR-AUC of its scores on the clients' pooled validation parts (from their histograms: what ``auto``
-    chooses by)."""
+    chooses by). A scikit-learn reference carries its ``weights`` and ``stats``; a federation its machine's final
+    ``state`` and why it stopped (``stop``, ``machine.Findings.stop``)."""
 
     name: str
-    weights: Weights
-    stats: GlobalStats
     threshold: float
     test: dict[str, float]
-    stop: Stop | None = None  # federated: after which round and why training stopped
+    stop: dict | None = None
     validation_pr_auc: float = math.nan
+    weights: Weights | None = None
+    stats: GlobalStats | None = None
+    state: Any = None
 
 
 def evaluate(
@@ -49,13 +52,17 @@ def evaluate(
     weights: Weights,
     stats: GlobalStats,
     test: LabelledData,
-    stop: Stop | None = None,
 ) -> Outcome:
     histogram = sum((p.histogram(weights, stats.prior_logit) for p in prepared), ScoreHistogram.empty())
-    threshold = histogram.f1_threshold()
     p_test = weights.probabilities(stats.standardise(test.X), stats.prior_logit)
+    return _measured(name, histogram, test, p_test, weights=weights, stats=stats)
+
+
+def _measured(name: str, histogram: ScoreHistogram, test: LabelledData, p_test: np.ndarray, **model) -> Outcome:
+    """The test metrics at the threshold the validation histogram fixes (F1-best)."""
+    threshold = histogram.f1_threshold()
     metrics = {**ranking_metrics(test.y, p_test), **decision_metrics(test.y, p_test, threshold)}
-    return Outcome(name, weights, stats, threshold, metrics, stop, histogram.pr_auc())
+    return Outcome(name, threshold, metrics, validation_pr_auc=histogram.pr_auc(), **model)
 
 
 def _pooled(clients: Sequence[ClientData]) -> ClientData:
@@ -94,10 +101,12 @@ def federated(
     machine = family(plan.family)
     rows = [ClientRows(client, plan.seed) for client in clients]
     state = machine.start(plan, tuple(test.features))
-    while state.question is not None and state.question.kind != EVALUATE:
-        state, _ = machine.advance(state, exact_totals(machine, state, rows), len(rows))
-    prepared = [member.prepared(state.stats) for member in rows]
-    return evaluate(name, prepared, state.weights, state.stats, test, state.stop)
+    stop = None
+    while state.question is not None:
+        state, findings = machine.advance(state, exact_totals(machine, state, rows), len(rows))
+        stop = findings.stop or stop
+    outcome = _measured(name, findings.values["histogram"], test, machine.probabilities(state, test.X), state=state)
+    return dataclasses.replace(outcome, stop=stop)
 
 
 def exact_totals(machine: Family, state, rows: Sequence[ClientRows], min_rows: int = 1) -> dict[str, np.ndarray]:

@@ -94,8 +94,7 @@ class Comparison:
     @property
     def federated_stop(self) -> dict:
         """After which round the chosen federated training stopped, and why."""
-        stop = self.federated.stop
-        return stop.record() if stop is not None else {}
+        return self.federated.stop or {}
 
     @property
     def gap(self) -> float:

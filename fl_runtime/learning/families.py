@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from fl_runtime.errors import OptionsError
+from fl_runtime.learning.gbdt import GRADIENT_BOOSTED_TREES
 from fl_runtime.learning.logistic import LOGISTIC_REGRESSION
 from fl_runtime.learning.machine import Family
 
-FAMILIES: dict[str, Family] = {LOGISTIC_REGRESSION.name: LOGISTIC_REGRESSION}
+FAMILIES: dict[str, Family] = {machine.name: machine for machine in (LOGISTIC_REGRESSION, GRADIENT_BOOSTED_TREES)}
 
 
 def family(name: str) -> Family:

@@ -29,10 +29,10 @@ from fl_runtime.learning.fixed_point import Layout, Quantity, scale_bits_for
 from fl_runtime.learning.machine import BINS, EVALUATE, LEVEL, Declined, Findings, Question, asked
 from fl_runtime.learning.metrics import HISTOGRAM_BINS, ScoreHistogram, summed_log_loss, validation_findings
 from fl_runtime.learning.model import MAX_ROW_LOSS
-from fl_runtime.learning.task import ClientRows, TrainingPlan
+from fl_runtime.learning.task import GBDT, ClientRows, TrainingPlan
+from fl_runtime.learning.tree_model import BoostedTreesModel
 from fl_runtime.learning.trees import GRADIENT_BITS, Ensemble, Tree, TreeSettings
 
-GBDT = "gbdt"
 MAX_MEMBER_ROWS = 2**27
 PATIENCE = 25  # trees without a better pooled validation loss before boosting stops (10 stopped too early: docs)
 
@@ -67,12 +67,10 @@ class GradientBoostedTreesFamily:
     """The boosting state machine (module docstring)."""
 
     name = GBDT
-
-    def __init__(self, settings: TreeSettings | None = None) -> None:
-        self.settings = settings or TreeSettings()
+    version_name = "trees"
 
     def start(self, plan: TrainingPlan, features: tuple[str, ...]) -> GbdtState:
-        return GbdtState(plan, tuple(features), Question(BINS, 0), self.settings)
+        return GbdtState(plan, tuple(features), Question(BINS, 0), plan.trees)
 
     # --- fixed point -------------------------------------------------------------------------------------
     def layout(self, state: GbdtState) -> Layout:
@@ -145,11 +143,31 @@ class GradientBoostedTreesFamily:
             return _advance_bins(state, totals, members)
         validation = validation_findings(totals)
         if question.kind == EVALUATE:
-            return replace(state, question=None), Findings(question, members, validation)
+            final = len(_ensemble(state).trees)
+            return replace(state, question=None), Findings(question, members, validation, validated=final)
         return _advance_level(state, totals, members, validation)
 
     def probabilities(self, state: GbdtState, X: np.ndarray) -> np.ndarray:
         return trees.sigmoid(_ensemble(state).margin(binning.bin_codes(X, state.edges)))
+
+    def model(self, state: GbdtState, features: tuple[str, ...], threshold: float | None) -> BoostedTreesModel:
+        return BoostedTreesModel(tuple(features), state.edges, _ensemble(state), threshold)
+
+    def most_steps(self, plan: TrainingPlan) -> int:
+        return 2 + plan.trees.trees * plan.trees.depth + 2  # the bins, every level, the stopping root, evaluation
+
+    def describe(self, plan: TrainingPlan) -> str:
+        grown = plan.trees
+        return (
+            f"histogram gradient-boosted trees on the logistic loss: at most {grown.trees} trees of depth "
+            f"{grown.depth}, learning rate {grown.learning_rate:g}, L2 {grown.l2:g} on the leaves, at least "
+            f"{grown.min_rows_leaf} rows of the federation and {grown.min_hessian:g} hessian in every node; up to 255 "
+            "bin edges per feature agreed from the members' pooled counts; each level's splits chosen by every member "
+            "and the server from the level's verified histograms; boosting stops after "
+            f"{PATIENCE} trees without a better pooled validation log loss, keeping the best. Each member sent its row "
+            "counts per cell of fixed grids (twice), the gradient, hessian and count histograms of the nodes of "
+            "every level, its validation log loss at each tree's root, and the final model's validation histograms."
+        )
 
 
 def _advance_bins(state: GbdtState, totals: dict[str, np.ndarray], members: int) -> tuple[GbdtState, Findings]:
@@ -172,14 +190,18 @@ def _advance_level(state, totals, members, validation) -> tuple[GbdtState, Findi
     question, growing, settings = asked(state), _growing(state), state.settings
     ensemble = _ensemble(state)
     best = state.best
+    validated = None
     if _is_root(state):  # the validation loss of the ensemble so far, before this tree
+        count = len(ensemble.trees)
+        validated = count or None  # the baseline alone is no version
         loss = validation["validation-log-loss"]
         if loss < best[0]:
-            best = (loss, len(ensemble.trees))
-        if len(ensemble.trees) - best[1] >= PATIENCE or len(ensemble.trees) == settings.trees:
+            best = (loss, count)
+        if count - best[1] >= PATIENCE or count == settings.trees:
             kept = Ensemble(ensemble.baseline, ensemble.trees[: best[1]])
             done = replace(state, question=Question(EVALUATE, question.round), ensemble=kept, growing=None, best=best)
-            return done, Findings(question, members, {"trees": best[1], **validation})
+            stop = _stop_record(count, best, settings.trees)
+            return done, Findings(question, members, {"trees": best[1], **validation}, validated=validated, stop=stop)
     level = _level_histograms(state, totals)
     tree = _copy(growing.tree)
     known: dict[int, np.ndarray] = {}
@@ -201,14 +223,27 @@ def _advance_level(state, totals, members, validation) -> tuple[GbdtState, Findi
     if to_ask:
         following = Growing(tree, known, tuple(to_ask), larger)
         return replace(state, question=Question(LEVEL, question.round + 1), growing=following, best=best), Findings(
-            question, members, found
+            question, members, found, validated=validated
         )
     tree.set_leaf_values(settings)
     grown = Ensemble(ensemble.baseline, [*ensemble.trees, tree])
     following_state = replace(
         state, question=Question(LEVEL, question.round + 1), ensemble=grown, growing=_new_tree(), best=best
     )
-    return following_state, Findings(question, members, found)
+    return following_state, Findings(question, members, found, made=len(grown.trees), validated=validated)
+
+
+def _stop_record(grown: int, best: tuple[float, int], most: int) -> dict:
+    if grown == most:
+        why = f"at the most trees ({most}, --trees)"
+    else:
+        why = f"after {grown} trees: the last {grown - best[1]} gave no lower pooled validation log loss"
+    return {
+        "trees": best[1],
+        "grown": grown,
+        "validation-log-loss": best[0],
+        "reason": f"stopped boosting {why}; kept the best {best[1]} trees (pooled validation log loss {best[0]:.4f})",
+    }
 
 
 def _level_histograms(state: GbdtState, totals: dict[str, np.ndarray]) -> dict[int, np.ndarray]:

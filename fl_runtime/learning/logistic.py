@@ -42,7 +42,7 @@ from fl_runtime.learning.convergence import Stop
 from fl_runtime.learning.fixed_point import Layout, Quantity, scale_bits_for
 from fl_runtime.learning.machine import EVALUATE, MOMENTS, ROUND, Declined, Findings, Question, asked
 from fl_runtime.learning.metrics import HISTOGRAM_BINS, validation_findings
-from fl_runtime.learning.model import MAX_ROW_LOSS, Weights
+from fl_runtime.learning.model import MAX_ROW_LOSS, Weights, build_pipeline
 from fl_runtime.learning.stats import FeatureMoments, GlobalStats
 from fl_runtime.learning.task import LOGISTIC, ClientRows, TrainingPlan
 
@@ -86,6 +86,7 @@ class LogisticRegressionFamily:
     """The logistic-regression state machine (see the module docstring)."""
 
     name = LOGISTIC
+    version_name = "round"
 
     def start(self, plan: TrainingPlan, features: tuple[str, ...]) -> LogisticState:
         return LogisticState(plan, tuple(features), Question(MOMENTS, 0))
@@ -203,7 +204,7 @@ class LogisticRegressionFamily:
             return following, Findings(question, members, found)
         validation = validation_findings(totals)
         if question.kind == EVALUATE:
-            return replace(state, question=None), Findings(question, members, validation)
+            return replace(state, question=None), Findings(question, members, validation, validated=question.round)
         examples = int(totals["examples"][0])
         previous = _weights(state)
         current = pooled_newton_step(
@@ -222,11 +223,47 @@ class LogisticRegressionFamily:
             stop=stop,
         )
         found = {"examples": examples, "train-loss": float(totals["loss"][0]) / examples, **validation}
-        return following, Findings(question, members, found)
+        # round r's answers are at the model of round r - 1 (round 1's at the all-zero start, which is no version)
+        return following, Findings(
+            question,
+            members,
+            found,
+            made=question.round,
+            validated=question.round - 1 if question.round > 1 else None,
+            stop=stop.record() if stop else None,
+        )
 
     def probabilities(self, state: LogisticState, X: np.ndarray) -> np.ndarray:
         stats = _stats(state)
         return _weights(state).probabilities(stats.standardise(X), stats.prior_logit)
+
+    def model(self, state: LogisticState, features: tuple[str, ...], threshold: float | None):
+        """The scikit-learn Pipeline ``model.build_pipeline`` makes of the state's model."""
+        stats = _stats(state)
+        return build_pipeline(features, stats.mean, stats.scale, _weights(state), stats.prior_logit, threshold)
+
+    def most_steps(self, plan: TrainingPlan) -> int:
+        return plan.rounds + 2  # the moments, every round, the evaluation
+
+    def describe(self, plan: TrainingPlan) -> str:
+        train = plan.train
+        return (
+            f"log1p, standardisation with federated global statistics, logistic regression (C={train.C:g}, penalty "
+            f"{train.penalty}); class balance: {BALANCE_TEXT[train.class_balance]}; one pooled Newton step per "
+            f"round, computed by every member and the server from the round's verified totals, for at most "
+            f"{plan.rounds} rounds, stopping once a round changes the parameters by less than {plan.tolerance:g} of "
+            "their length. Each member sent its counts and feature moments once, its terms of the pooled objective "
+            "(examples, loss, gradient, curvature) and validation score histograms each round, and the final "
+            "model's validation histograms."
+        )
+
+
+# how each class-balance method (``balance``) reads in the report
+BALANCE_TEXT = {
+    "smote": "SMOTE on each member's training part, to the federation's class balance",
+    "class-weights": "class weights from the federation's total class counts",
+    "none": "none (plain logistic regression, calibrated as it is)",
+}
 
 
 def _stats(state: LogisticState) -> GlobalStats:

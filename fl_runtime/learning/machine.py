@@ -13,7 +13,14 @@ A family provides, for a state:
 - ``answer(state, rows, min_rows)``: one member's values (client side; may raise ``Declined``);
 - ``advance(state, totals)``: the next state, and what the totals say for the reports (``Findings``);
 - ``probabilities(state, X)``: fraud probabilities of raw rows under the state's model (the server's test set,
-  a member's own validation part).
+  a member's own validation part);
+- ``model(state, features, threshold)``: the state's model as the deliverable ``model.joblib`` holds;
+- ``most_steps(plan)``: the most exchanges a run of the plan takes (the launchers' deadline);
+- ``version_name`` and ``describe(plan)``: how the reports speak of a model version and of the model.
+
+A model *version* is what the reports score: logistic regression's round r makes version r; a finished tree
+makes the version of that many trees. ``Findings`` say which version a step made and which version's
+validation totals it carried, so the reports need to know nothing else of a family.
 """
 
 from __future__ import annotations
@@ -64,11 +71,17 @@ class Declined(Exception):
 
 @dataclass(frozen=True)
 class Findings:
-    """What one step's totals say, for the reports (aggregates over the members who answered)."""
+    """What one step's totals say, for the reports (aggregates over the members who answered): ``values``, the
+    model version the step made (``made``, scored on the test set from the state after the step), the version
+    whose validation totals it carried (``validated``), and why training stopped (``stop``, a record with a
+    ``reason``) when it did."""
 
     question: Question
     members: int
     values: dict[str, Any] = field(default_factory=dict)
+    made: int | None = None
+    validated: int | None = None
+    stop: dict | None = None
 
 
 class State(Protocol):
@@ -78,12 +91,16 @@ class State(Protocol):
 
 class Family(Protocol):
     name: str
+    version_name: str  # what a model version is called in the reports ("round", "trees")
 
     def start(self, plan: TrainingPlan, features: tuple[str, ...]) -> Any: ...
     def layout(self, state: Any) -> Layout: ...
     def answer(self, state: Any, rows: ClientRows, min_rows: int) -> dict[str, np.ndarray]: ...
     def advance(self, state: Any, totals: dict[str, np.ndarray], members: int) -> tuple[Any, Findings]: ...
     def probabilities(self, state: Any, X: np.ndarray) -> np.ndarray: ...
+    def model(self, state: Any, features: tuple[str, ...], threshold: float | None) -> Any: ...
+    def most_steps(self, plan: TrainingPlan) -> int: ...
+    def describe(self, plan: TrainingPlan) -> str: ...
 
 
 def asked(state: Any) -> Question:

@@ -25,11 +25,12 @@ from fl_runtime.learning.data import LabelledData
 from fl_runtime.learning.metrics import ScoreHistogram, ranking_metrics, summed_log_loss
 from fl_runtime.learning.model import RowSums, Weights, oversample, row_sums, weighing_in
 from fl_runtime.learning.stats import FeatureMoments, GlobalStats
+from fl_runtime.learning.trees import TreeSettings
 
 VALIDATION_FRACTION = 0.2
 PENALTIES = ("l2", "l1")
-LOGISTIC = "logistic"
-FAMILIES = (LOGISTIC,)
+LOGISTIC, GBDT = "logistic", "gbdt"
+FAMILIES = (LOGISTIC, GBDT)  # each a state machine, registered in ``families``
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,8 @@ class TrainingPlan:
     train: TrainConfig = TrainConfig()
     seed: int = defaults.SEED
     tolerance: float = defaults.CONVERGENCE_TOLERANCE
-    family: str = LOGISTIC
+    family: str = defaults.FAMILY
+    trees: TreeSettings = field(default_factory=TreeSettings)  # the gbdt family's
 
     def __post_init__(self) -> None:
         if isinstance(self.rounds, bool) or not isinstance(self.rounds, int) or self.rounds < 1:
@@ -98,7 +100,20 @@ class TrainingPlan:
             "num-server-rounds": self.rounds,
             "convergence-tolerance": float(self.tolerance),
             **self.train.to_config(),
+            **self.trees.to_config(),
         }
+
+    @classmethod
+    def from_config(cls, config, seed: int = defaults.SEED) -> TrainingPlan:
+        """The inverse of ``to_config`` (KeyError or OptionsError naming what is missing or wrong)."""
+        return cls(
+            rounds=config["num-server-rounds"],
+            train=TrainConfig.from_config(config),
+            seed=seed,
+            tolerance=config["convergence-tolerance"],
+            family=config["family"],
+            trees=TreeSettings.from_config(config),
+        )
 
 
 @dataclass(frozen=True)

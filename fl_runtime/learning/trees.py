@@ -24,33 +24,65 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fl_runtime import defaults
+from fl_runtime.errors import OptionsError
+
 GRADIENT_BITS = 24  # a row's gradient (in [-1, 1]) and hessian (in [0, 1/4]) in units of 2^-24
 BINS = 256  # bin codes are uint8: up to 255 edges per feature
 
 
 @dataclass(frozen=True)
 class TreeSettings:
-    """What every party grows: the same settings give the same trees."""
+    """What every party grows: the same settings give the same trees. ``min_rows_leaf`` is also a disclosure rule:
+    no node describes fewer rows of the federation (a member pins it at least its own ``min_rows``)."""
 
-    trees: int = 100
-    depth: int = 3
-    learning_rate: float = 0.1
-    l2: float = 1.0
-    min_rows_leaf: int = 20
-    min_hessian: float = 1e-3
+    trees: int = defaults.TREES
+    depth: int = defaults.DEPTH
+    learning_rate: float = defaults.LEARNING_RATE
+    l2: float = defaults.L2
+    min_rows_leaf: int = defaults.MIN_ROWS_LEAF
+    min_hessian: float = defaults.MIN_HESSIAN
 
     def __post_init__(self) -> None:
         checks = {
-            "trees": self.trees >= 1,
-            "depth": 1 <= self.depth <= 8,
-            "learning_rate": 0 < self.learning_rate <= 1,
-            "l2": self.l2 >= 0,
-            "min_rows_leaf": self.min_rows_leaf >= 1,
-            "min_hessian": self.min_hessian >= 0,
+            "trees": _whole(self.trees) and self.trees >= 1,
+            "depth": _whole(self.depth) and 1 <= self.depth <= MAX_DEPTH,
+            "learning_rate": _number(self.learning_rate) and 0 < self.learning_rate <= 1,
+            "l2": _number(self.l2) and self.l2 >= 0,
+            "min_rows_leaf": _whole(self.min_rows_leaf) and self.min_rows_leaf >= 1,
+            "min_hessian": _number(self.min_hessian) and self.min_hessian >= 0,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
-            raise ValueError(f"tree settings out of range: {', '.join(f'{n}={getattr(self, n)!r}' for n in bad)}")
+            name = bad[0]
+            raise OptionsError(f"--{name.replace('_', '-')} must be {RULES[name]}, got {getattr(self, name)!r}")
+
+    def to_config(self) -> dict:
+        """As run-config keys (the spelling of the command-line flags)."""
+        return {f"{name.replace('_', '-')}": getattr(self, name) for name in RULES}
+
+    @classmethod
+    def from_config(cls, config) -> TreeSettings:
+        return cls(**{name: config[name.replace("_", "-")] for name in RULES})
+
+
+MAX_DEPTH = 8
+RULES = {  # every setting and what it must be
+    "trees": "a whole number of at least 1",
+    "depth": f"a whole number from 1 to {MAX_DEPTH}",
+    "learning_rate": "a number above 0 and at most 1",
+    "l2": "a number of at least 0",
+    "min_rows_leaf": "a whole number of at least 1",
+    "min_hessian": "a number of at least 0",
+}
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,8 @@ def _round(history, synthetic, server_round: int, histogram: ScoreHistogram, los
     weights = _weights(server_round, len(synthetic.features))
     values = {"examples": 2400, "train-loss": loss, "histogram": histogram, "validation-rows": 600,
               "validation-log-loss": 0.3}  # fmt: skip
-    findings = Findings(Question(ROUND, server_round), 3, values)
+    made, validated = server_round, server_round - 1 if server_round > 1 else None  # as the logistic family says
+    findings = Findings(Question(ROUND, server_round), 3, values, made, validated, stop.record() if stop else None)
     history.on_findings(findings, _state(synthetic, weights, stop), _exchange("round", server_round), [])
 
 
@@ -75,7 +76,7 @@ def test_a_rounds_totals_fix_the_threshold_and_loss_of_the_model_the_round_start
     assert history.thresholds == {1: threshold}
     scores = history.scores(_state(synthetic, _weights(1, len(synthetic.features))))
     assert history.rounds[1].test == {**history.rounds[1].test, **decision_metrics(history.test.y, scores, threshold)}
-    assert history.rounds[1].validation == second.decisions(threshold)
+    assert history.rounds[1].validation == {"log-loss": 0.3, **second.decisions(threshold)}
     assert history.rounds[1].train_loss == 0.31
 
 
@@ -83,12 +84,12 @@ def test_the_final_model_is_decided_by_the_evaluations_totals(history, synthetic
     _round(history, synthetic, 1, _histogram(1), 0.69, stop=Stop(1, 0.0, 0.001, 10))
     final = _histogram(5)
     findings = Findings(Question(EVALUATE, 1), 3, {"histogram": final, "validation-rows": 600,
-                                                   "validation-log-loss": 0.25})  # fmt: skip
+                                                   "validation-log-loss": 0.25}, validated=1)  # fmt: skip
     history.on_findings(findings, _state(synthetic, _weights(1, 49)), _exchange("evaluate", 1), [])
     threshold = final.f1_threshold()
     assert history.thresholds[1] == threshold and history.rounds[1].test["threshold"] == threshold
     assert history.validation == {"rows": 600, "pr-auc": final.pr_auc(), "log-loss": 0.25, **final.decisions(threshold)}
-    assert history.stopped == Stop(1, 0.0, 0.001, 10)
+    assert history.stopped == Stop(1, 0.0, 0.001, 10).record() and history.final_round == 1
 
 
 def test_drop_outs_are_named_with_their_step_and_attempt_and_the_time_breakdown_is_operational(history, synthetic):
@@ -112,5 +113,5 @@ def test_the_stop_is_kept_for_the_outputs_and_announced_to_the_launcher(history,
     _round(history, synthetic, 1, _histogram(1), 0.6)
     _round(history, synthetic, 2, _histogram(2), 0.4)
     _round(history, synthetic, 3, _histogram(3), 0.3, stop=stop)
-    assert history.stopped == stop
+    assert history.stopped == stop.record()
     assert history.events[-1] == {"event": "stopped", **stop.record()}

@@ -29,7 +29,7 @@ def test_the_relayed_run_lands_on_the_in_process_replays_model_from_the_same_int
     relay, final, dropouts = federation.run()
     assert dropouts == []
     replay = federated(split_clients([clients[n] for n in sorted(clients)], 0), test, TrainingPlan())
-    np.testing.assert_array_equal(final.weights.vector, replay.weights.vector)  # bit for bit
+    np.testing.assert_array_equal(final.weights.vector, replay.state.weights.vector)  # bit for bit
     # and every total the relay recorded is the in-process integers' total
     machine = family("logistic")
     rows = [ClientRows(c, 0) for c in split_clients([clients[n] for n in sorted(clients)], 0)]

@@ -1,16 +1,20 @@
 """The report says what the server saw (totals over N members, per quantity), what left each member, and why
 training stopped; nothing in it is one member's data."""
 
-from fl_runtime.app.report import OPERATIONAL, report_markdown
+from fl_runtime.app.report import OPERATIONAL, model_record, report_markdown
 from fl_runtime.learning.convergence import Stop
+from fl_runtime.learning.task import TrainConfig, TrainingPlan
+from fl_runtime.learning.trees import TreeSettings
+
+PLAN = TrainingPlan(rounds=2, train=TrainConfig(class_balance="class-weights"))
 
 
 def _document(**changes) -> dict:
     document = {
         "final": {"roc-auc": 0.85, "pr-auc": 0.5, "log-loss": 0.3, "threshold": 0.6, "accuracy": 0.9,
                   "precision": 0.5, "recall": 0.6, "f1": 0.55},
-        "config": {"data": "synthetic", "C": 1.0, "penalty": "l2", "num-server-rounds": 2,
-                   "convergence-tolerance": 0.001, "class-balance": "class-weights", "family": "logistic"},
+        "config": {"data": "synthetic", **PLAN.to_config()},
+        "model": model_record(PLAN),
         "federation": {"members": ["insurer-a", "insurer-b", "clinic-c"], "min-clients": 3, "training-rows": 2700,
                        "training-positives": 240},
         "server-saw": [
@@ -70,3 +74,17 @@ def test_drop_outs_are_listed_with_their_step_attempt_and_reason():
     report = report_markdown(_document(dropouts=[dropout]))
     assert "- clinic-c: round 2, attempt 1, 12 s into the run: no answer within 300 s" in report
     assert "None: every member took part in every step." in report_markdown(_document())
+
+
+def test_a_tree_run_is_reported_in_trees_with_its_settings_and_why_boosting_stopped():
+    plan = TrainingPlan(family="gbdt", trees=TreeSettings(trees=40, depth=3, learning_rate=0.3, min_rows_leaf=25))
+    stopped = {"trees": 12, "grown": 37, "validation-log-loss": 0.31, "reason": "stopped boosting after 37 trees: ..."}
+    report = report_markdown(
+        _document(config={"data": "synthetic", **plan.to_config()}, model=model_record(plan), stopped=stopped)
+    )
+    assert "histogram gradient-boosted trees on the logistic loss: at most 40 trees of depth 3, learning rate 0.3" in (
+        report
+    )
+    assert "at least 25 rows of the federation" in report and "Newton" not in report
+    assert "| trees | seconds | members |" in report
+    assert "Training stopped boosting after 37 trees: ..." in report

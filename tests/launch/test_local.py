@@ -136,8 +136,10 @@ def test_the_real_federation_trains_exactly_the_in_process_algorithm(completed_r
     replay = federated(split_clients(clients, SEED), test, TrainingPlan(rounds=GENEROUS_ROUNDS, seed=SEED))
     model = joblib.load(out / "model.joblib")
     classifier = model.named_steps["logistic_regression"]
-    np.testing.assert_array_equal(classifier.coef_, replay.weights.coef)
-    np.testing.assert_array_equal(classifier.intercept_, replay.weights.intercept + replay.stats.prior_logit)
+    np.testing.assert_array_equal(classifier.coef_, replay.state.weights.coef)
+    np.testing.assert_array_equal(
+        classifier.intercept_, replay.state.weights.intercept + replay.state.stats.prior_logit
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["final"]["threshold"] == pytest.approx(replay.threshold)
 
@@ -163,8 +165,8 @@ def test_the_real_federation_stops_after_the_same_round_as_the_in_process_replay
     _, _, test, clients = split
     metrics = json.loads((out / "metrics.json").read_text())
     replay = federated(split_clients(clients, SEED), test, TrainingPlan(rounds=GENEROUS_ROUNDS, seed=SEED)).stop
-    assert replay is not None and replay.round == metrics["stopped"]["round"]
-    assert replay.change == pytest.approx(metrics["stopped"]["parameter-change"], rel=1e-3)
+    assert replay is not None and replay["round"] == metrics["stopped"]["round"]
+    assert replay["parameter-change"] == pytest.approx(metrics["stopped"]["parameter-change"], rel=1e-3)
 
 
 def test_every_process_is_gone_after_the_run(completed_run):

@@ -77,12 +77,12 @@ def test_federated_class_weights_reach_scikit_learns_balanced_fit_on_the_pooled_
     test, _, split = federation
     plan = TrainingPlan(rounds=20, train=TrainConfig(C=C, class_balance=CLASS_WEIGHTS), tolerance=1e-9)
     outcome = federated(split, test, plan)
-    stats = outcome.stats
+    stats = outcome.state.stats
     Z = np.vstack([stats.standardise(c.train.X) for c in split])
     y = np.concatenate([c.train.y for c in split])
     reference = LogisticRegression(C=C, class_weight="balanced", tol=1e-10, max_iter=10_000).fit(Z, y)
-    np.testing.assert_allclose(outcome.weights.coef, reference.coef_, atol=1e-5)
-    np.testing.assert_allclose(outcome.weights.intercept, reference.intercept_, atol=1e-5)
+    np.testing.assert_allclose(outcome.state.weights.coef, reference.coef_, atol=1e-5)
+    np.testing.assert_allclose(outcome.state.weights.intercept, reference.intercept_, atol=1e-5)
 
 
 @pytest.mark.parametrize("method", METHODS)

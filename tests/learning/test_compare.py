@@ -88,6 +88,6 @@ def test_federated_is_the_centralised_model_on_every_seed_under_strong_label_ske
         split = split_clients(clients, seed)
         central = centralised(split, test, TrainingPlan(seed=seed))
         fed = federated(split, test, TrainingPlan(rounds=10, seed=seed))
-        gap = np.linalg.norm(fed.weights.vector - central.weights.vector) / np.linalg.norm(central.weights.vector)
+        gap = np.linalg.norm(fed.state.weights.vector - central.weights.vector) / np.linalg.norm(central.weights.vector)
         assert gap < 1e-4, f"seed {seed}: relative distance {gap:.2e}"
         assert fed.test["roc-auc"] == pytest.approx(central.test["roc-auc"], abs=1e-4)

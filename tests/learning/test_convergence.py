@@ -89,9 +89,9 @@ def test_l1_training_is_stopped_by_the_same_coefficient_change_rule(synthetic):
     test, clients = partition(synthetic, PartitionSpec(3, seed=0))
     split = split_clients(clients, 0)
     l1 = TrainConfig(penalty="l1")
-    converged = federated(split, test, TrainingPlan(rounds=20, train=l1, seed=0)).stop
+    converged = federated(split, test, TrainingPlan(rounds=20, train=l1, seed=0)).state.stop
     assert converged is not None and converged.converged and converged.round < 20
-    short = federated(split, test, TrainingPlan(rounds=2, train=l1, seed=0)).stop
+    short = federated(split, test, TrainingPlan(rounds=2, train=l1, seed=0)).state.stop
     assert short is not None and (short.round, short.converged) == (2, False)
 
 
@@ -112,12 +112,16 @@ def cms_runs(cms):
 
 def test_on_cms_the_federation_converges_before_the_default_rounds_on_every_seed(cms_runs):
     for seed, (converged, full) in cms_runs.items():
-        assert converged.stop is not None and converged.stop.converged, f"seed {seed}: {converged.stop}"
-        assert converged.stop.round < defaults.ROUNDS, f"seed {seed}"
-        assert full.stop is not None and full.stop.round == defaults.ROUNDS and not full.stop.converged
+        assert converged.state.stop is not None and converged.state.stop.converged, (
+            f"seed {seed}: {converged.state.stop}"
+        )
+        assert converged.state.stop.round < defaults.ROUNDS, f"seed {seed}"
+        assert (
+            full.state.stop is not None and full.state.stop.round == defaults.ROUNDS and not full.state.stop.converged
+        )
 
 
 def test_on_cms_stopping_at_convergence_costs_less_than_0_0005_roc_auc_on_every_seed(cms_runs):
     for seed, (converged, full) in cms_runs.items():
         gap = converged.test["roc-auc"] - full.test["roc-auc"]
-        assert abs(gap) < 0.0005, f"seed {seed}: stopped at round {converged.stop.round}, ROC-AUC gap {gap:+.6f}"
+        assert abs(gap) < 0.0005, f"seed {seed}: stopped at round {converged.state.stop.round}, ROC-AUC gap {gap:+.6f}"

@@ -11,7 +11,7 @@ import pytest
 from fl_runtime.learning import binning
 from fl_runtime.learning.baselines import exact_totals, split_clients
 from fl_runtime.learning.data import LabelledData
-from fl_runtime.learning.gbdt import PATIENCE, GradientBoostedTreesFamily
+from fl_runtime.learning.gbdt import GRADIENT_BOOSTED_TREES, PATIENCE
 from fl_runtime.learning.machine import BINS, EVALUATE, LEVEL, Question
 from fl_runtime.learning.partition import PartitionSpec, partition
 from fl_runtime.learning.task import ClientRows, TrainingPlan
@@ -20,9 +20,10 @@ from fl_runtime.learning.trees import TreeSettings, boost
 SETTINGS = TreeSettings(trees=8, depth=3, min_rows_leaf=20)
 
 
-def _federate(family, clients, features):
+def _federate(settings, clients, features):
+    family = GRADIENT_BOOSTED_TREES
     rows = [ClientRows(client, 0) for client in clients]
-    state = family.start(TrainingPlan(), features)
+    state = family.start(TrainingPlan(family="gbdt", trees=settings), features)
     asked, found = [], []
     while state.question is not None:
         asked.append(state.question)
@@ -39,7 +40,7 @@ def members(cms):
 
 def test_the_federations_trees_are_the_pooled_rows_trees_bit_for_bit(members):
     test, clients = members
-    final, asked, found = _federate(GradientBoostedTreesFamily(SETTINGS), clients, tuple(test.features))
+    final, asked, found = _federate(SETTINGS, clients, tuple(test.features))
     train = [c.train for c in clients]
     edges = binning.agree_edges([t.X for t in train], SETTINGS.min_rows_leaf)
     assert all(np.array_equal(a, b) for a, b in zip(final.edges, edges))
@@ -62,8 +63,8 @@ def test_the_federations_trees_are_the_pooled_rows_trees_bit_for_bit(members):
 
 def test_the_trees_do_not_depend_on_how_the_rows_are_split_among_members(members):
     test, clients = members
-    family = GradientBoostedTreesFamily(replace(SETTINGS, trees=3))
-    three, _, _ = _federate(family, clients, tuple(test.features))
+    settings = replace(SETTINGS, trees=3)
+    three, _, _ = _federate(settings, clients, tuple(test.features))
     train = [c.train for c in clients]
     pooled = LabelledData(train[0].features, np.vstack([t.X for t in train]), np.concatenate([t.y for t in train]), "")
     order = np.random.default_rng(3).permutation(pooled.n_rows)
@@ -71,15 +72,15 @@ def test_the_trees_do_not_depend_on_how_the_rows_are_split_among_members(members
         replace(clients[0], train=pooled.subset(np.sort(part)), validation=clients[i].validation)
         for i, part in enumerate(np.array_split(order, 3))
     ]
-    other, _, _ = _federate(family, regrouped, tuple(test.features))
+    other, _, _ = _federate(settings, regrouped, tuple(test.features))
     for ours, theirs in zip(three.ensemble.trees, other.ensemble.trees):
         assert (ours.feature, ours.bin, ours.value) == (theirs.feature, theirs.bin, theirs.value)
 
 
 def test_boosting_stops_after_patience_trees_without_a_better_validation_loss_and_keeps_the_best(members):
     test, clients = members
-    family = GradientBoostedTreesFamily(TreeSettings(trees=60, depth=4, learning_rate=1.0, min_rows_leaf=10))
-    final, _, found = _federate(family, clients, tuple(test.features))
+    settings = TreeSettings(trees=60, depth=4, learning_rate=1.0, min_rows_leaf=10)
+    final, _, found = _federate(settings, clients, tuple(test.features))
     losses = [f.values["validation-log-loss"] for f in found if "validation-log-loss" in f.values][:-1]  # roots
     best = int(np.argmin(losses))
     assert len(losses) == best + PATIENCE + 1 < 60  # stopped early, PATIENCE trees after the best
@@ -90,9 +91,9 @@ def test_a_member_declines_a_root_question_over_fewer_validation_rows_than_its_m
     from fl_runtime.learning.machine import Declined
 
     test, clients = members
-    family = GradientBoostedTreesFamily(SETTINGS)
+    family = GRADIENT_BOOSTED_TREES
     rows = [ClientRows(client, 0) for client in clients]
-    state = family.start(TrainingPlan(), tuple(test.features))
+    state = family.start(TrainingPlan(family="gbdt", trees=SETTINGS), tuple(test.features))
     while state.question.kind == BINS:
         state, _ = family.advance(state, exact_totals(family, state, rows), len(rows))
     small = min(rows, key=lambda r: r.data.validation.n_rows)

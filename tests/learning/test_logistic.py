@@ -39,26 +39,26 @@ def test_the_federation_reaches_scikit_learns_pooled_optimum_from_totals_alone(f
     test, split = federation
     plan = TrainingPlan(rounds=20, train=TrainConfig(class_balance=method), seed=3, tolerance=1e-10)
     outcome = federated(split, test, plan)
-    Z, y, s = _pooled_rows(split, outcome.stats)
+    Z, y, s = _pooled_rows(split, outcome.state.stats)
     reference = fit_to_convergence(Z, y, 1.0, "l2", s)
-    np.testing.assert_allclose(outcome.weights.vector, reference.vector, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(outcome.state.weights.vector, reference.vector, rtol=0, atol=1e-8)
 
 
 def test_l1_takes_proximal_newton_steps_to_scikit_learns_l1_optimum(federation):
     test, split = federation
     plan = TrainingPlan(rounds=20, train=TrainConfig(C=0.05, penalty="l1"), seed=3, tolerance=1e-10)
     outcome = federated(split, test, plan)
-    assert outcome.stop is not None and outcome.stop.converged and outcome.stop.round <= 12
-    Z, y, _ = _pooled_rows(split, outcome.stats)
+    assert outcome.state.stop is not None and outcome.state.stop.converged and outcome.state.stop.round <= 12
+    Z, y, _ = _pooled_rows(split, outcome.state.stats)
     reference = fit_to_convergence(Z, y, 0.05, "l1")
-    np.testing.assert_allclose(outcome.weights.vector, reference.vector, atol=1e-6)
-    zeros = int(np.sum(outcome.weights.coef == 0))
+    np.testing.assert_allclose(outcome.state.weights.vector, reference.vector, atol=1e-6)
+    zeros = int(np.sum(outcome.state.weights.coef == 0))
     assert 0 < zeros < len(test.features) and zeros == int(np.sum(np.abs(reference.coef) < 1e-9))
 
 
 def test_one_pooled_step_is_scikit_learns_newton_cholesky_iteration_on_the_pooled_rows(federation):
     test, split = federation
-    stats = federated(split, test, TrainingPlan(rounds=1, seed=3)).stats
+    stats = federated(split, test, TrainingPlan(rounds=1, seed=3)).state.stats
     Z, y, _ = _pooled_rows(split, stats)
     start = Weights.zeros(Z.shape[1])
     sums = row_sums(Z, y, start)

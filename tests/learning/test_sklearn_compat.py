@@ -47,20 +47,20 @@ smote = client.prepare(GlobalStats.from_moments([client.moments()], "smote"), se
 test = client.validation
 l2 = federated([client], test, TrainingPlan(seed=2))
 l1 = federated([client], test, TrainingPlan(train=TrainConfig(C=0.05, penalty="l1"), seed=2, tolerance=1e-9))
-stats = l2.stats
+stats = l2.state.stats
 prepared = client.prepare(stats, seed=2)
 reference = fit_to_convergence(prepared.train_Z, prepared.train_y, 1.0, "l2")
-model = build_pipeline(data.features, stats.mean, stats.scale, l2.weights, stats.prior_logit)
+model = build_pipeline(data.features, stats.mean, stats.scale, l2.state.weights, stats.prior_logit)
 buffer = io.BytesIO(); joblib.dump(model, buffer); buffer.seek(0)
 print(json.dumps({
     "version": sklearn.__version__,
     "n_examples": smote.n_examples,
     "train_sum": float(smote.train_Z.sum()),
-    "update": l2.weights.vector.tolist(),
-    "l1": l1.weights.vector.tolist(),
+    "update": l2.state.weights.vector.tolist(),
+    "l1": l1.state.weights.vector.tolist(),
     "reference": reference.vector.tolist(),
     "proba": joblib.load(buffer).predict_proba(data.X[:50])[:, 1].tolist(),
-    "auc": prepared.validation_metrics(l2.weights, stats.prior_logit)["roc-auc"],
+    "auc": prepared.validation_metrics(l2.state.weights, stats.prior_logit)["roc-auc"],
 }))
 """
 

@@ -3,10 +3,13 @@ the split of rows among members."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier
 
+from fl_runtime.errors import OptionsError
 from fl_runtime.learning.trees import (
     TreeSettings,
     best_split,
@@ -108,11 +111,27 @@ def test_every_leaf_keeps_min_rows_leaf_rows(coded):
 
 @pytest.mark.parametrize(
     "change, named",
-    [({"depth": 0}, "depth=0"), ({"learning_rate": 0.0}, "learning_rate=0.0"), ({"min_rows_leaf": 0}, "min_rows_leaf")],
+    [
+        ({"depth": 0}, "--depth must be a whole number from 1 to 8, got 0"),
+        ({"depth": 2.5}, "--depth must be a whole number from 1 to 8, got 2.5"),
+        ({"learning_rate": 0.0}, "--learning-rate must be a number above 0 and at most 1, got 0.0"),
+        ({"l2": float("nan")}, "--l2 must be a number of at least 0, got nan"),
+        ({"min_rows_leaf": 0}, "--min-rows-leaf must be a whole number of at least 1, got 0"),
+        ({"trees": True}, "--trees must be a whole number of at least 1, got True"),
+    ],
 )
 def test_settings_out_of_range_are_refused_by_name(change, named):
-    with pytest.raises(ValueError, match=named):
+    with pytest.raises(OptionsError, match=re.escape(named)):
         TreeSettings(**change)
+
+
+def test_settings_round_trip_through_run_config_keys():
+    settings = TreeSettings(trees=7, depth=2, learning_rate=0.3, l2=0.5, min_rows_leaf=12, min_hessian=0.01)
+    config = settings.to_config()
+    assert config == {
+        "trees": 7, "depth": 2, "learning-rate": 0.3, "l2": 0.5, "min-rows-leaf": 12, "min-hessian": 0.01
+    }  # fmt: skip
+    assert TreeSettings.from_config(config) == settings
 
 
 def test_one_class_alone_is_refused():

@@ -46,15 +46,19 @@ def test_three_clients_take_the_default_k_and_each_its_own_explicit_pins(three):
         allow_reruns=False,
         seed=7,
         identity_key_generation=3,
-        ranges={"max_rounds": 20, "C": [0.01, 100], "penalties": ["l2"], "class_balances": ["none", "smote"]},
-    )
+        ranges={"max_rounds": 20, "C": [0.01, 100], "penalties": ["l2"], "class_balances": ["none", "smote"],
+                "families": ["gbdt"], "max_trees": 120, "depth": [2, 4], "min_rows_leaf": [50, 1000]},
+    )  # fmt: skip
     first, second, _ = parse(three).clients
     assert first.min_members == defaults.MIN_MEMBERS and first.ranges == SettingRanges()
     assert (second.identity_fingerprint, second.min_members, second.min_rows) == (FINGERPRINT, 2, 25)
     assert (second.allow_reruns, second.seed, second.identity_key_generation) == (False, 7, 3)
     assert second.ranges == SettingRanges(
-        families=("logistic",),
+        families=("gbdt",),
         max_rounds=20,
+        max_trees=120,
+        depth=(2.0, 4.0),
+        min_rows_leaf=(50.0, 1000.0),
         C=(0.01, 100.0),
         penalties=("l2",),
         class_balances=("none", "smote"),

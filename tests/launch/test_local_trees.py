@@ -1,0 +1,71 @@
+"""End to end with gradient-boosted trees: the real local federation grows a tiny tree model, and it is the
+in-process replay's model bit for bit (the replay's exactness against pooled boosting: tests/learning)."""
+
+from __future__ import annotations
+
+import json
+
+import joblib
+import numpy as np
+import pytest
+
+from fl_runtime.learning.baselines import federated, split_clients
+from fl_runtime.learning.gbdt import GRADIENT_BOOSTED_TREES
+from fl_runtime.learning.task import TrainingPlan
+from fl_runtime.learning.tree_model import BoostedTreesModel
+from fl_runtime.learning.trees import TreeSettings
+from tests.launch.conftest import SEED, run_local
+
+pytestmark = pytest.mark.slow
+TINY = TreeSettings(trees=2, depth=2, learning_rate=0.3, min_rows_leaf=20)  # 2 + 2 x 2 + 2 exchanges
+
+
+@pytest.fixture(scope="module")
+def tree_run(split, tmp_path_factory):
+    test_path, client_paths, _, _ = split
+    folder = tmp_path_factory.mktemp("trees")
+    flags = [f"--{key}={value}" for key, value in TINY.to_config().items()]
+    done = run_local(
+        folder, "--model", "gbdt", *flags, "--client-data", *client_paths, "--test-data", test_path,
+        "--seed", SEED, "--out", folder / "out",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done, folder / "out"
+
+
+def test_the_real_federation_grows_the_in_process_replays_trees_bit_for_bit(tree_run, split):
+    _, out = tree_run
+    _, _, test, clients = split
+    replay = federated(split_clients(clients, SEED), test, TrainingPlan(seed=SEED, family="gbdt", trees=TINY))
+    model = joblib.load(out / "model.joblib")
+    assert isinstance(model, BoostedTreesModel) and tuple(model.features) == tuple(test.features)
+    assert all(np.array_equal(ours, theirs) for ours, theirs in zip(model.edges, replay.state.edges))
+    assert len(model.ensemble.trees) == len(replay.state.ensemble.trees) == TINY.trees
+    for ours, theirs in zip(model.ensemble.trees, replay.state.ensemble.trees):
+        assert (ours.feature, ours.bin, ours.value) == (theirs.feature, theirs.bin, theirs.value)
+    np.testing.assert_array_equal(
+        model.predict_proba(test.X)[:, 1], GRADIENT_BOOSTED_TREES.probabilities(replay.state, test.X)
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["final"]["threshold"] == pytest.approx(replay.threshold) == model.fraud_threshold
+    assert metrics["final"]["roc-auc"] == pytest.approx(replay.test["roc-auc"], abs=1e-12)
+
+
+def test_a_tree_run_reports_in_trees_and_says_why_boosting_stopped(tree_run):
+    done, out = tree_run
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["model"]["family"] == "gbdt" and metrics["model"]["version"] == "trees"
+    assert [r["round"] for r in metrics["rounds"]] == [1, 2] and metrics["final"]["round"] == 2
+    assert metrics["stopped"]["reason"] == (
+        "stopped boosting at the most trees (2, --trees); kept the best 2 trees (pooled validation log loss "
+        f"{metrics['stopped']['validation-log-loss']:.4f})"
+    )
+    assert [line.split()[:2] for line in done.stdout.splitlines() if line.startswith("trees ")] == [
+        ["trees", "1"],
+        ["trees", "2"],
+    ]
+    report = (out / "report.md").read_text()
+    assert "histogram gradient-boosted trees on the logistic loss: at most 2 trees of depth 2" in report
+    questions = [seen["question"] for seen in metrics["server-saw"]]
+    assert questions[:2] == ["the bin counts (coarse)", "the bin counts (fine)"]
+    assert len(questions) == 2 + TINY.trees * TINY.depth + 2  # the bins, every level, the stopping root, evaluation
