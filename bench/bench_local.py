@@ -95,13 +95,14 @@ def run_and_measure(test_path: Path, client_paths: list[Path], rounds: int, *, s
 
 
 def round_figures(rounds: list[dict]) -> dict:
-    """Seconds per round; a steady round is any but the first (rows prepared) and the last (final evaluation)."""
+    """Seconds per model version (a logistic round, a tree); a steady one is any but the first (rows prepared,
+    bins agreed) and the last (final evaluation)."""
     seconds = [r["seconds"] for r in rounds]
     middle = rounds[1:-1] or rounds
-    train_exchanges = [t for r in middle for t in r["timing"] if t["stage"] == "round"]
+    train_exchanges = [t for r in middle for t in r["timing"] if t["stage"] in ("round", "level")]
     breakdown = {phase: statistics.median(t[phase] for t in train_exchanges) for phase in (*PHASES, "exchange")}
     breakdown["server (aggregate + test evaluation)"] = statistics.median(
-        r["seconds"] - t["exchange"] for r in middle for t in r["timing"][:1]
+        r["seconds"] - sum(t["exchange"] for t in r["timing"]) for r in middle
     )
     return {
         "seconds-per-round-mean": statistics.mean(seconds),

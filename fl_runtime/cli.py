@@ -54,7 +54,8 @@ def _plan(args: argparse.Namespace, seed: int | None = None):
     train = TrainConfig(args.C, args.penalty, method)
     trees = TreeSettings(args.trees, args.depth, args.learning_rate, args.l2, args.min_rows_leaf, args.min_hessian)
     seed = args.seed if seed is None else seed
-    return TrainingPlan(args.rounds, train, seed, args.tolerance, args.model, trees)
+    family = defaults.FAMILY if args.model == AUTO else args.model  # compare runs both families for auto
+    return TrainingPlan(args.rounds, train, seed, args.tolerance, family, trees)
 
 
 def prepare_data(args: argparse.Namespace, console: Console) -> int:
@@ -142,13 +143,15 @@ def compare(args: argparse.Namespace, console: Console) -> int:
     plans = {seed: _plan(args, seed) for seed in seeds}
     splits, names, description = _compare_splits(args, seeds)
     comparisons = [
-        comparing.compare(test, clients, names, plans[seed], args.class_balance, label)
+        comparing.compare(test, clients, names, plans[seed], args.class_balance, label, args.model)
         for label, seed, test, clients in splits
     ]
     console.print(f"Data: {description}", highlight=False)
     comparing.print_summary(console, comparisons)
     out = args.out or Path("runs") / f"compare-{timestamp()}"
-    comparing.write(out, comparisons, description, comparing.plan_record(plans[seeds[0]], args.class_balance))
+    comparing.write(
+        out, comparisons, description, comparing.plan_record(plans[seeds[0]], args.class_balance, args.model)
+    )
     console.print(f"Saved {out / 'compare.md'} and {out / 'compare.json'}", highlight=False)
     return 0
 

@@ -9,17 +9,18 @@ from fl_runtime import defaults
 from fl_runtime.learning.partition import PARTITIONS, SKEWS
 
 
-def _add_training(parser: argparse.ArgumentParser) -> None:
+def _add_training(parser: argparse.ArgumentParser, auto_model: bool = False) -> None:
     from fl_runtime.learning.balance import AUTO, CHOICES
     from fl_runtime.learning.task import FAMILIES, PENALTIES
 
+    auto = "; auto: both, picked per split by the clients' pooled validation PR-AUC" if auto_model else ""
     group = parser.add_argument_group("training")
     group.add_argument(
         "--model",
-        choices=FAMILIES,
+        choices=(*FAMILIES, AUTO) if auto_model else FAMILIES,
         default=defaults.FAMILY,
         help=f"the model family: logistic regression or gradient-boosted trees (default {defaults.FAMILY}; "
-        "docs/models.md says why)",
+        f"docs/models.md says why){auto}",
     )
     group.add_argument(
         "--rounds", type=int, default=defaults.ROUNDS, help=f"logistic: most rounds (default {defaults.ROUNDS})"
@@ -173,7 +174,7 @@ def _add_compare(commands: argparse._SubParsersAction) -> None:
     compare.add_argument(
         "--out", type=Path, help="folder for compare.json and compare.md (default: runs/compare-<timestamp>)"
     )
-    _add_training(compare)
+    _add_training(compare, auto_model=True)
 
 
 def _add_federate(commands: argparse._SubParsersAction) -> None:

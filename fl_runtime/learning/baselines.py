@@ -27,6 +27,7 @@ from fl_runtime.learning.metrics import ScoreHistogram, decision_metrics, rankin
 from fl_runtime.learning.model import Weights, fit_to_convergence
 from fl_runtime.learning.stats import GlobalStats
 from fl_runtime.learning.task import ClientData, ClientRows, PreparedClient, TrainingPlan
+from fl_runtime.learning.trees import TreeSettings
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,47 @@ def exact_totals(machine: Family, state, rows: Sequence[ClientRows], min_rows: i
     layout = machine.layout(state)
     encoded = [layout.encode(machine.answer(state, member, min_rows)) for member in rows]
     return layout.decode(fixed_point.add(encoded), len(rows))
+
+
+def pooled_reference(name: str, clients: Sequence[ClientData], test: LabelledData, model) -> Outcome:
+    """A scikit-learn-style classifier fitted on the pooled training parts, its threshold from the pooled
+    validation parts (as the federation's comes from the members' validation histograms)."""
+    pooled = _pooled(clients)
+    model.fit(pooled.train.X, pooled.train.y)
+    validation = ScoreHistogram.of(pooled.validation.y, model.predict_proba(pooled.validation.X)[:, 1])
+    return _measured(name, validation, test, model.predict_proba(test.X)[:, 1])
+
+
+def xgboost_reference(settings: TreeSettings):
+    """XGBoost as the issue pins it: hist, the same depth, trees and learning rate, lambda = l2, 255 bins."""
+    from xgboost import XGBClassifier
+
+    return XGBClassifier(
+        tree_method="hist",
+        max_depth=settings.depth,
+        n_estimators=settings.trees,
+        learning_rate=settings.learning_rate,
+        reg_lambda=settings.l2,
+        max_bin=255,
+        n_jobs=2,
+        random_state=0,
+    )
+
+
+def hist_gradient_boosting_reference(settings: TreeSettings):
+    """scikit-learn's histogram boosting with the tree machine's settings and no early stopping."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    return HistGradientBoostingClassifier(
+        max_iter=settings.trees,
+        max_depth=settings.depth,
+        learning_rate=settings.learning_rate,
+        l2_regularization=settings.l2,
+        min_samples_leaf=settings.min_rows_leaf,
+        max_leaf_nodes=None,
+        early_stopping=False,
+        random_state=0,
+    )
 
 
 def split_clients(datasets: Sequence[LabelledData], seed: int) -> list[ClientData]:

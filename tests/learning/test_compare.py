@@ -11,6 +11,7 @@ from fl_runtime.learning.baselines import centralised, federated, split_clients
 from fl_runtime.learning.compare import compare, summary
 from fl_runtime.learning.partition import PartitionSpec, partition
 from fl_runtime.learning.task import TrainingPlan
+from fl_runtime.learning.trees import TreeSettings
 
 SEEDS = (0, 1, 2, 3, 4)
 SKEWS = ("label", "size-label")
@@ -91,3 +92,37 @@ def test_federated_is_the_centralised_model_on_every_seed_under_strong_label_ske
         gap = np.linalg.norm(fed.state.weights.vector - central.weights.vector) / np.linalg.norm(central.weights.vector)
         assert gap < 1e-4, f"seed {seed}: relative distance {gap:.2e}"
         assert fed.test["roc-auc"] == pytest.approx(central.test["roc-auc"], abs=1e-4)
+
+
+@pytest.fixture(scope="module")
+def both_families(cms):
+    """--model auto on one CMS split with a small tree model: both families' columns, and the pick."""
+    test, clients = partition(cms, PartitionSpec(3, "non-iid", "label", 1.0, test_fraction=0.2, seed=1))
+    plan = TrainingPlan(seed=1, trees=TreeSettings(trees=12, depth=3, learning_rate=0.3))
+    return compare(test, clients, ["a", "b", "c"], plan, model="auto")
+
+
+def test_auto_compares_both_families_with_their_pooled_references_and_each_member_alone(both_families):
+    names = [outcome.name for outcome in both_families.outcomes]
+    for name in ("centralised xgboost", "centralised hist-gbdt", "federated gbdt", "a alone gbdt", "c alone gbdt"):
+        assert name in names
+    assert "federated none" in names and "a alone" in names
+    assert set(both_families.validation_pr_auc) == {"smote", "class-weights", "none", "gbdt"}
+    assert both_families.record()["model"] == "auto"
+
+
+def test_auto_picks_the_family_of_higher_pooled_validation_pr_auc_and_compares_it_within_its_family(both_families):
+    evidence = both_families.validation_pr_auc
+    expected = "gbdt" if evidence["gbdt"] > evidence[both_families.chosen] else "logistic"
+    assert both_families.chosen_model == expected
+    if expected == "gbdt":
+        assert both_families.federated.name == "federated gbdt"
+        assert {o.name for o in both_families.references} == {"centralised xgboost", "centralised hist-gbdt"}
+        assert [o.name for o in both_families.local_only] == ["a alone gbdt", "b alone gbdt", "c alone gbdt"]
+        assert both_families.federated_stop["reason"].startswith("stopped boosting")
+
+
+def test_the_federated_trees_come_within_0_01_roc_auc_of_pinned_xgboost_on_the_pooled_rows(both_families):
+    federated_trees = both_families.by_name("federated gbdt").test["roc-auc"]
+    assert federated_trees >= both_families.by_name("centralised xgboost").test["roc-auc"] - 0.01
+    assert federated_trees > np.mean([both_families.by_name(f"{m} alone gbdt").test["roc-auc"] for m in "abc"])
