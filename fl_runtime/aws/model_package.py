@@ -25,6 +25,7 @@ from typing import Any
 
 from fl_runtime.app.run_settings import METRICS_FILE, MODEL_FILE
 from fl_runtime.aws.contract import ServerAccountSettings
+from fl_runtime.errors import OptionsError
 from fl_runtime.files import write_tarball
 from fl_runtime.learning import explain
 
@@ -37,6 +38,21 @@ CONTENT_TYPES = ["text/csv", "application/json"]  # what inference.py reads and 
 APPROVAL = "PendingManualApproval"
 METADATA_MAX = 50  # CustomerMetadataProperties entries SageMaker keeps
 DESCRIPTION_MAX = 1024
+
+
+# the model families whose model.joblib SageMaker's scikit-learn container serves with inference.py as it stands
+SERVED_FAMILIES = ("logistic",)
+
+
+def check_servable(family: str) -> None:
+    """A federation across accounts publishes, packages and registers its model: a family this module cannot
+    package yet is refused before any job starts (``local`` trains and scores it)."""
+    if family not in SERVED_FAMILIES:
+        raise OptionsError(
+            f"--model {family}: federate publishes the model to SageMaker's registry, and packaging a {family} "
+            f"model for serving is not built yet (served: {', '.join(SERVED_FAMILIES)}); train and score it with "
+            "`local` and `score`"
+        )
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,7 @@
 """Why the model scores a provider as it does: each feature's exact contribution to the logit.
 
+(Boosted trees explain themselves with the same ``Explained``: ``tree_model.BoostedTreesModel.explain``.)
+
 The published model is log1p -> StandardScaler -> LogisticRegression (``model.build_pipeline``). For a linear
 model the logit of a row is exactly the intercept plus, per feature, coefficient x standardised value; those
 terms are the reasons an investigator reads ("total_claims pushed the score up by 1.7"). Nothing is
@@ -40,7 +42,11 @@ class Explained:
 
 
 def explain(pipeline, rows: np.ndarray) -> Explained:
-    """``rows``: raw feature values (rows x features, the model's column order), as the CSV holds them."""
+    """``rows``: raw feature values (rows x features, the model's column order), as the CSV holds them. A model
+    that explains itself (the boosted trees: ``tree_model``, exact TreeSHAP contributions to the margin) does."""
+    explains_itself = getattr(pipeline, "explain", None)
+    if callable(explains_itself):
+        return explains_itself(rows)
     steps = getattr(pipeline, "named_steps", {})
     if tuple(steps) != STEPS:
         raise ValueError(f"not a model of this project: expected the pipeline steps {STEPS}, got {tuple(steps)}")

@@ -3,7 +3,8 @@
 ``model.joblib`` holds one of these for a tree run, as it holds a scikit-learn Pipeline for logistic regression:
 ``predict_proba`` on raw feature values (binned with the federation's edges, ``binning.bin_codes``), the
 column names it scores (``feature_names_in_``), the decision threshold the run chose (``fraud_threshold``, the
-attribute ``explain`` reads) and the same model as XGBoost's JSON (``tree_export``).
+attribute ``explain`` reads), each row's reasons (``explain``: TreeSHAP) and the same model as XGBoost's JSON
+(``tree_export``). Loading it needs this package (``joblib`` unpickles the class).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fl_runtime.learning import binning, trees
+from fl_runtime.learning import binning, tree_shap, trees
+from fl_runtime.learning.explain import Explained
 from fl_runtime.learning.tree_export import to_xgboost
 from fl_runtime.learning.trees import Ensemble
 
@@ -39,6 +41,13 @@ class BoostedTreesModel:
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         p = trees.sigmoid(self.decision_function(X))
         return np.column_stack([1.0 - p, p])
+
+    def explain(self, X: np.ndarray) -> Explained:
+        """Each feature's exact contribution to each row's margin (path-dependent TreeSHAP, ``tree_shap``): the
+        contributions and the bias add up to the margin."""
+        codes = binning.bin_codes(np.asarray(X, dtype=np.float64), self.edges)
+        contributions, bias = tree_shap.contributions(self.ensemble, codes)
+        return Explained(self.ensemble.margin(codes), contributions, bias)
 
     def xgboost_json(self) -> dict:
         """The same model as XGBoost's JSON model document (``tree_export``)."""

@@ -200,3 +200,13 @@ def test_a_refused_registration_keeps_the_published_run_and_says_how_to_register
             p.name for p in folder.iterdir()
         }
     assert json.loads((out / "model-package.json").read_text()) == registration_request(SETTINGS, "run1", out)
+
+
+def test_federate_refuses_a_family_it_cannot_package_for_serving_before_any_job_starts():
+    from fl_runtime.aws.federate import FederateOptions
+    from fl_runtime.errors import OptionsError
+    from fl_runtime.learning.task import TrainingPlan
+
+    FederateOptions(plan=TrainingPlan(family="logistic"))  # packaged and registered as today
+    with pytest.raises(OptionsError, match=r"--model gbdt: federate publishes the model to SageMaker's registry"):
+        FederateOptions(plan=TrainingPlan(family="gbdt"))

@@ -14,6 +14,7 @@ from fl_runtime.learning.gbdt import GRADIENT_BOOSTED_TREES
 from fl_runtime.learning.task import TrainingPlan
 from fl_runtime.learning.tree_model import BoostedTreesModel
 from fl_runtime.learning.trees import TreeSettings
+from tests.helpers import read_rows, run_cli
 from tests.launch.conftest import SEED, run_local
 
 pytestmark = pytest.mark.slow
@@ -69,3 +70,24 @@ def test_a_tree_run_reports_in_trees_and_says_why_boosting_stopped(tree_run):
     questions = [seen["question"] for seen in metrics["server-saw"]]
     assert questions[:2] == ["the bin counts (coarse)", "the bin counts (fine)"]
     assert len(questions) == 2 + TINY.trees * TINY.depth + 2  # the bins, every level, the stopping root, evaluation
+
+
+def test_score_gives_a_tree_runs_probabilities_and_reasons_that_add_up_to_the_margin(tree_run, split, tmp_path):
+    _, out = tree_run
+    test_path, _, test, _ = split
+    done = run_cli("score", "--model", out, "--data", test_path, "--out", tmp_path / "scores.csv")
+    assert done.returncode == 0, done.stderr
+    model = joblib.load(out / "model.joblib")
+    columns, rows = read_rows(tmp_path / "scores.csv")
+    probabilities = np.array([float(row[columns.index("fraud_probability")]) for row in rows])
+    np.testing.assert_allclose(probabilities, model.predict_proba(test.X)[:, 1], rtol=0, atol=1e-9)
+    explained = model.explain(test.X)
+    np.testing.assert_allclose(
+        explained.contributions.sum(axis=1) + explained.intercept, model.decision_function(test.X), atol=1e-12
+    )
+    top, values = explained.top(3)
+    for row, indices, contributions in zip(rows, top, values):
+        assert [row[columns.index(f"reason_{k}")] for k in (1, 2, 3)] == [test.features[i] for i in indices]
+        reported = [float(row[columns.index(f"reason_{k}_contribution")]) for k in (1, 2, 3)]
+        np.testing.assert_allclose(reported, contributions, atol=1e-12)
+    assert done.stdout.startswith(f"Scored {test.n_rows} rows of {test_path}")
