@@ -20,7 +20,7 @@ from rich.console import Console
 
 from fl_runtime import defaults
 from fl_runtime.app.identity import create_identity_key
-from fl_runtime.app.pins import ClientPins, Member
+from fl_runtime.app.pins import ClientPins, Member, SettingRanges
 from fl_runtime.app.run_settings import NODE_NAMES_FILE, write_node_names
 from fl_runtime.errors import OptionsError
 from fl_runtime.files import write_text_atomic
@@ -36,6 +36,7 @@ from fl_runtime.launch.run_folders import RunFolders, run_folders
 from fl_runtime.learning.data import LabelledData, read_client_csv, read_csv, write_csv
 from fl_runtime.learning.partition import PartitionSpec, partition
 from fl_runtime.learning.synthetic import SYNTHETIC_SOURCE, generate
+from fl_runtime.learning.task import LOGISTIC
 
 
 @dataclass(frozen=True)
@@ -73,9 +74,12 @@ class LocalOptions(RunOptions):
 CLIENT_VIEWS = "clients"  # each member's own view and transcript, one folder per member
 
 
-def member_pins(names: list[str], folder: Path, min_members: int, seed: int) -> dict[str, Path]:
+def member_pins(
+    names: list[str], folder: Path, min_members: int, seed: int, families: tuple[str, ...] = (LOGISTIC,)
+) -> dict[str, Path]:
     """Each member's identity key and pinned settings, as a client stack would hold them: every member pins every
-    member's fingerprint; k is --min-clients (so a run of three with --min-clients 2 survives a loss)."""
+    member's fingerprint; k is --min-clients (so a run of three with --min-clients 2 survives a loss); the model
+    families it accepts are the one the run trains (on one machine, one person decides for every party)."""
     fingerprints = {name: create_identity_key(folder / name / "identity.pem") for name in names}
     members = tuple(Member(name, fingerprint) for name, fingerprint in sorted(fingerprints.items()))
     paths = {}
@@ -86,6 +90,7 @@ def member_pins(names: list[str], folder: Path, min_members: int, seed: int) -> 
             identity=f"file:{(folder / name / 'identity.pem').resolve()}",
             min_members=min_members,
             seed=seed,
+            ranges=SettingRanges(families=families),
         )
         paths[name] = folder / name / "pins.json"
         write_text_atomic(paths[name], pins.to_json())
@@ -161,7 +166,9 @@ class LocalFederation:
     def run(self, inputs: LocalInputs, min_clients: int) -> None:
         options, workspace = self.options, self.workspace
         superlink = start_superlink(self.supervisor, workspace, ["127.0.0.1"], fast_task_poll=options.fast_polling)
-        pins = member_pins(list(inputs.clients), workspace / "members", min_clients, options.plan.seed)
+        pins = member_pins(
+            list(inputs.clients), workspace / "members", min_clients, options.plan.seed, (options.plan.family,)
+        )
         node_names = {
             self._start_supernode(superlink, name, path, pins[name]): name for name, path in inputs.clients.items()
         }

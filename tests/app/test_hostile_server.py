@@ -100,7 +100,7 @@ def test_a_step_with_an_array_record_is_refused_before_anything_is_computed(fede
         ),
         ({"penalty": "elasticnet"}, "setting 'penalty': 'elasticnet' is not one this member accepts (l2, l1)"),
         ({"class-balance": "oversample-10x"}, "setting 'class-balance': 'oversample-10x' is not one this member"),
-        ({"family": "neural-net"}, "setting 'family': 'neural-net' is not one this member accepts (logistic, gbdt)"),
+        ({"family": "gbdt"}, "setting 'family': 'gbdt' is not one this member accepts (logistic)"),
         ({"trees": 301}, "setting 'trees': 301 is outside this member's range [1, 300]"),
         ({"depth": 7}, "setting 'depth': 7 is outside this member's range [1, 6]"),
         ({"depth": 2.5}, "setting 'depth': 2.5 is outside this member's range [1, 6]"),
