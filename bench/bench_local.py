@@ -2,6 +2,7 @@
 
     python bench/bench_local.py --repeat 2       # 3 clients, 10 rounds, TLS + SuperNode auth, CMS data, twice
     python bench/bench_local.py --stock-polling  # the same with Flower's default poll intervals
+    python bench/bench_local.py --model gbdt --rounds 6 --repeat 2   # 6 trees of depth 4 instead of rounds
 
 Runs the real launcher (``fl_runtime.launch.local.run_local``: SuperLink, SuperNodes and the clients' runners
 on 127.0.0.1) while a sampler sums the resident memory of every process in the tree, then reads the
@@ -29,6 +30,7 @@ from fl_runtime.launch.local import LocalOptions, run_local  # noqa: E402
 from fl_runtime.learning.data import read_csv, write_csv  # noqa: E402
 from fl_runtime.learning.partition import PartitionSpec, partition  # noqa: E402
 from fl_runtime.learning.task import TrainingPlan  # noqa: E402
+from fl_runtime.learning.trees import TreeSettings  # noqa: E402
 
 CMS = PROJECT.parent / "shared" / "data" / "cms_provider_fraud.csv"
 PHASES = ("until-client-starts", "client-startup", "client-compute", "reply-transport")
@@ -59,17 +61,23 @@ def measure(args: argparse.Namespace) -> list[dict]:
             {
                 "data": description,
                 "clients": args.clients,
-                **run_and_measure(test_path, client_paths, args.rounds, stock_polling=args.stock_polling),
+                **run_and_measure(
+                    test_path, client_paths, args.rounds, stock_polling=args.stock_polling, model=args.model
+                ),
             }
             for _ in range(args.repeat)
         ]
 
 
-def run_and_measure(test_path: Path, client_paths: list[Path], rounds: int, *, stock_polling: bool = False) -> dict:
-    """One local federation under the memory sampler: seconds per round, their breakdown, peak memory."""
+def run_and_measure(
+    test_path: Path, client_paths: list[Path], rounds: int, *, stock_polling: bool = False, model: str = "logistic"
+) -> dict:
+    """One local federation under the memory sampler: seconds per round (per tree, for gbdt: ``rounds`` trees of
+    the default depth), their breakdown, peak memory."""
     with tempfile.TemporaryDirectory(prefix="fl-bench-out-") as folder:
+        plan = TrainingPlan(rounds=rounds, tolerance=0.0, family=model, trees=TreeSettings(trees=rounds))
         options = LocalOptions(
-            plan=TrainingPlan(rounds=rounds, tolerance=0.0),  # every round: the figures are per round of `rounds`
+            plan=plan,  # every round (every tree): the figures are per round of `rounds`
             out=Path(folder) / "out",
             client_data=client_paths,
             test_data=test_path,
@@ -82,8 +90,14 @@ def run_and_measure(test_path: Path, client_paths: list[Path], rounds: int, *, s
         wall = time.monotonic() - started
         sampler.stop()
         metrics = json.loads((out / "metrics.json").read_text())
+    level_values = [sum(q["values"] for q in seen["quantities"]) for seen in metrics["server-saw"]]
     return {
         "rounds": rounds,
+        "model": model,
+        "version": metrics["model"]["version"],
+        # a contribution is 8 bytes per fixed-point word (and a signature): the largest step's, and the median
+        "values-per-contribution-max": max(level_values),
+        "values-per-contribution-median": statistics.median(level_values),
         "polling": "stock" if stock_polling else "tuned",
         "wall-seconds": wall,
         **round_figures(metrics["rounds"]),
@@ -117,21 +131,25 @@ def round_figures(rounds: list[dict]) -> dict:
 def report(figures: dict) -> None:
     """The figures as a reader wants them: per round, where a round goes, memory."""
     rounds, seconds, wall = figures["rounds"], figures["round-seconds"], figures["wall-seconds"]
+    unit = "tree" if figures["version"] == "trees" else "round"
     print(
-        f"Local federation: {figures['clients']} clients, {rounds} rounds, TLS + SuperNode auth, {figures['polling']} "
-        f"polling; data {figures['data']}"
+        f"Local federation ({figures['model']}): {figures['clients']} clients, {rounds} {unit}s, TLS + SuperNode auth, "
+        f"{figures['polling']} polling; data {figures['data']}"
     )
     print(f"  wall time, start to outputs: {wall:.1f} s (final ROC-AUC {figures['final-roc-auc']:.4f})")
     print(
-        f"  message exchanges: {figures['exchanges']} = the keys exchange, the moments, {rounds} rounds, the final "
-        f"evaluation: one more per run than before the relay, none more per round"
+        f"  message exchanges: {figures['exchanges']} (the keys exchange and every step: {unit}s, and the "
+        f"family's first and last questions); a member's contribution holds {figures['values-per-contribution-max']} "
+        f"fixed-point words at most ({figures['values-per-contribution-max'] * 8 / 1024:.0f} KiB), median "
+        f"{figures['values-per-contribution-median']:.0f}"
     )
     print(
-        f"  seconds per round: mean {figures['seconds-per-round-mean']:.2f}; steady rounds (2..{rounds - 1}) median "
-        f"{figures['seconds-per-round-steady-median']:.2f}; round 1 {seconds[0]:.2f} (rows standardised); "
-        f"round {rounds} {seconds[-1]:.2f} (plus the final evaluation exchange)"
+        f"  seconds per {unit}: mean {figures['seconds-per-round-mean']:.2f}; steady ({unit}s 2..{rounds - 1}) "
+        f"median {figures['seconds-per-round-steady-median']:.2f}; {unit} 1 {seconds[0]:.2f} (rows prepared); "
+        f"{unit} {rounds} {seconds[-1]:.2f}"
     )
-    print("  where a steady round goes (median, slowest client per phase):")
+    print(f"  seconds per training exchange (median): {figures['breakdown-median-seconds']['exchange']:.2f}")
+    print(f"  where a steady {unit}'s exchanges go (median, slowest client per phase):")
     notes = {
         "until-client-starts": (
             "message pushed -> the client's runner takes the task: the SuperNode's next poll "
@@ -139,12 +157,12 @@ def report(figures: dict) -> None:
         ),
         "client-startup": "task taken -> ClientApp called: FAB hash check, message pull (the app is warm)",
         "client-compute": (
-            "verify every member's signed contribution to the last round and add them, the pooled Newton step, "
-            "this round's sums and histograms, mask and sign"
+            "verify every member's signed contribution to the last step and add them, the family's step, "
+            "this step's answer, mask and sign"
         ),
         "reply-transport": "SuperNode reply poll (fixed 0.5 s) + push + server pull",
         "exchange": "push -> last reply",
-        "server (aggregate + test evaluation)": "verify and add the contributions, the Newton step, the test set",
+        "server (aggregate + test evaluation)": "per version: verify and add, the family's step, the test set",
     }
     for phase, value in figures["breakdown-median-seconds"].items():
         print(f"    {phase:38s} {value:6.2f} s   {notes[phase]}")
@@ -163,7 +181,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, help="CSV to split (default: ../shared CMS data, else synthetic)")
     parser.add_argument("--clients", type=int, default=defaults.CLIENTS)
-    parser.add_argument("--rounds", type=int, default=defaults.ROUNDS)
+    parser.add_argument("--model", choices=("logistic", "gbdt"), default="logistic")
+    parser.add_argument("--rounds", type=int, default=defaults.ROUNDS, help="rounds, or trees for gbdt")
     parser.add_argument(
         "--stock-polling", action="store_true", help="Flower's default poll intervals (server 3 s, task poll 1 s)"
     )

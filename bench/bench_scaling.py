@@ -63,7 +63,7 @@ def measure_size(rows: int, args: argparse.Namespace) -> dict:
             "rows-per-client": rows,
             "csv-mib": clients[0].stat().st_size / 2**20,
             "read-validate-seconds": read_seconds(clients[0]),
-            "runs": [run_and_measure(test, clients, args.rounds) for _ in range(args.repeat)],
+            "runs": [run_and_measure(test, clients, args.rounds, model=args.model) for _ in range(args.repeat)],
         }
     return figures
 
@@ -78,8 +78,8 @@ def spread(values: list[float], unit: str, digits: int = 1) -> str:
 
 def report(sizes: list[dict], args: argparse.Namespace) -> None:
     print(
-        f"Cost as rows grow: {args.clients} clients, {args.rounds} rounds, {args.repeat} run(s) per size; "
-        "median (range)"
+        f"Cost as rows grow ({args.model}): {args.clients} clients, {args.rounds} "
+        f"{'trees' if args.model == 'gbdt' else 'rounds'}, {args.repeat} run(s) per size; median (range)"
     )
     for size in sizes:
         runs = size["runs"]
@@ -88,7 +88,11 @@ def report(sizes: list[dict], args: argparse.Namespace) -> None:
         print(f"  {size['rows-per-client']:>9,} rows per client ({size['csv-mib']:.0f} MiB CSV)")
         print(f"    read + validate one client's CSV   {spread(size['read-validate-seconds'], 's', 2)}")
         print(f"    round 1 (rows standardised)        {spread([run['first-round-seconds'] for run in runs], 's')}")
-        print(f"    steady round                       {spread(steady, 's', 2)}")
+        print(f"    steady round (or tree)             {spread(steady, 's', 2)}")
+        exchange = [run["breakdown-median-seconds"]["exchange"] for run in runs]
+        print(f"    one training exchange              {spread(exchange, 's', 2)}")
+        words = [run["values-per-contribution-max"] for run in runs]
+        print(f"    largest contribution (words)       {spread(words, '', 0)}")
         print(f"    peak RSS of one client's processes {spread(client_peak, 'MiB', 0)}")
         print(f"    peak RSS of all processes          {spread([r['peak-rss-mib-total'] for r in runs], 'MiB', 0)}")
         print(f"    final ROC-AUC on the test set      {spread([r['final-roc-auc'] for r in runs], '', 4)}")
@@ -98,7 +102,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=list(SIZES), help="rows per client, one run each")
     parser.add_argument("--clients", type=int, default=defaults.CLIENTS)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--model", choices=("logistic", "gbdt"), default="logistic")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds, or trees (of the default depth) for gbdt")
     parser.add_argument("--repeat", type=int, default=1, help="federation runs per size")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
