@@ -20,9 +20,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from fl_runtime.learning.trees import MISSING  # the code of a missing value (NaN): a bin of its own
+
 STEPS = 32  # cells per unit of log1p(value); the fine grid cuts a coarse cell into as many again
 MAX_LOG = math.log1p(2.0**64)  # the largest feature value accepted (as in the logistic family's moments)
-MAX_BINS = 255
+MAX_BINS = 255  # bins of present values (codes 0..254)
 
 
 def coarse_grid() -> np.ndarray:
@@ -40,8 +42,12 @@ def cell_of(values: np.ndarray, boundaries: np.ndarray) -> np.ndarray:
 
 
 def counts(X: np.ndarray, grids: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """One member's answer: rows per cell of each feature's grid (len(grid) + 1 cells)."""
-    return [np.bincount(cell_of(X[:, j], grid), minlength=len(grid) + 1) for j, grid in enumerate(grids)]
+    """One member's answer: rows per cell of each feature's grid (len(grid) + 1 cells); a missing value is in
+    none of them (the total rows minus a feature's cells is its missing count)."""
+    return [
+        np.bincount(cell_of(column[~np.isnan(column)], grid), minlength=len(grid) + 1)
+        for column, grid in zip(X.T, grids)
+    ]
 
 
 def fine_grid(coarse_counts: np.ndarray, rows: int, min_rows: int, max_bins: int = MAX_BINS) -> np.ndarray:
@@ -94,8 +100,8 @@ def _add_up(answers: list[list[np.ndarray]]) -> list[np.ndarray]:
 
 
 def bin_codes(X: np.ndarray, edges: Sequence[np.ndarray]) -> np.ndarray:
-    """Rows as uint8 bin codes: code <= b exactly when value < edges[b] (float32 comparison)."""
+    """Rows as uint8 bin codes: code <= b exactly when value < edges[b] (float32 comparison); MISSING for NaN."""
     codes = np.empty(X.shape, dtype=np.uint8)
     for j, feature_edges in enumerate(edges):
-        codes[:, j] = cell_of(X[:, j], feature_edges)
+        codes[:, j] = np.where(np.isnan(X[:, j]), MISSING, cell_of(X[:, j], feature_edges))
     return codes

@@ -51,9 +51,9 @@ def arrow_options(header: list[str], carried: str | None = None, block_bytes: in
 
 def checked_block(table, features: Sequence[str], label: str, carried: str | None = None) -> Block | None:
     """An Arrow table or record batch read with ``arrow_options`` as a Block, if every cell passes the contract
-    as it stands; None if one does not (an empty cell in a row that has others, a label other than 0/1, a
-    negative or non-finite value), for the row-by-row reader to name it. Rows of empty cells are skipped, as
-    that reader skips them."""
+    as it stands; None if one does not (an empty label, a label other than 0/1, a negative or non-finite value),
+    for the row-by-row reader to name it. An empty feature cell is a missing value (NaN); rows of empty cells
+    are skipped, as that reader skips them."""
     import pyarrow
     import pyarrow.compute
 
@@ -63,16 +63,18 @@ def checked_block(table, features: Sequence[str], label: str, carried: str | Non
         blank = np.logical_and.reduce(nulls)
         if carried is not None:
             blank &= pyarrow.compute.equal(table.column(carried), "").to_numpy(zero_copy_only=False)
-        if (np.logical_or.reduce(nulls) != blank).any():
-            return None
         table = table.filter(pyarrow.array(~blank))
-    labels = table.column(label).to_numpy() if label in table.column_names else None
-    if labels is not None and not np.isin(labels, (0.0, 1.0)).all():
+    labels = table.column(label) if label in table.column_names else None
+    if labels is not None and (labels.null_count or not np.isin(labels.to_numpy(), (0.0, 1.0)).all()):
         return None
     X = np.empty((table.num_rows, len(features)))
     for index, column in enumerate(features):
-        X[:, index] = table.column(column).to_numpy()
-    if not (X.min(initial=0.0) >= 0 and X.max(initial=0.0) < math.inf):
+        values = table.column(column)
+        X[:, index] = values.to_numpy(zero_copy_only=False)  # an empty cell: NaN
+        if values.null_count != int(np.isnan(X[:, index]).sum()):
+            return None  # a cell that reads as NaN but is not empty ("nan"): named by the row reader
+    present = X[~np.isnan(X)]
+    if not (present.min(initial=0.0) >= 0 and present.max(initial=0.0) < math.inf):
         return None
     cells = table.column(carried).to_pylist() if carried is not None else []
-    return Block(X, None if labels is None else labels.astype(np.int64), cells)
+    return Block(X, None if labels is None else labels.to_numpy().astype(np.int64), cells)

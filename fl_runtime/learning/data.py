@@ -2,9 +2,9 @@
 
 Every party (the server with its test set, each client with its own data) holds a CSV with a header,
 the label column ``fraudulent_provider`` (0/1) and numeric feature columns: the schema of the curated
-CMS Medicare provider dataset. Validation happens before anything trains or uploads, and each error
-names the file, the column and, where it applies, the 1-based CSV line, because the person reading it
-has to open that file and fix that cell.
+CMS Medicare provider dataset. An empty feature cell is a missing value. Validation happens before anything
+trains or uploads, and each error names the file, the column and, where it applies, the 1-based CSV line,
+because the person reading it has to open that file and fix that cell.
 """
 
 from __future__ import annotations
@@ -97,10 +97,12 @@ class LabelledData:
 def read_csv(path: str | os.PathLike) -> LabelledData:
     """Read and validate one party's CSV; raise DataError naming the file, column and line.
 
-    A well-formed file is parsed column by column (Arrow's CSV reader, multi-threaded): a million rows
-    in seconds. Anything it does not accept as it stands (a cell that is not a plain number, an empty or
-    non-finite cell, a label other than 0/1, a negative value, a ragged line) sends the file through the
-    row-by-row reader, which applies the same rules cell by cell and names the first offending line.
+    An empty feature cell is a missing value (NaN: claims extracts have them; the model families handle them);
+    every other cell must be a number. A well-formed file is parsed column by column (Arrow's CSV reader,
+    multi-threaded): a million rows in seconds. Anything it does not accept as it stands (a cell that is not a
+    plain number, a non-finite cell, an empty or other label than 0/1, a negative value, a ragged line) sends
+    the file through the row-by-row reader, which applies the same rules cell by cell and names the first
+    offending line.
     """
     path = Path(path)
     with reading(path):
@@ -241,7 +243,10 @@ def _parse_label(name: str, line_number: int, cell: str) -> int:
 
 
 def _parse_feature(name: str, line_number: int, column: str, cell: str) -> float:
+    """A feature cell's value; an empty cell is a missing value (NaN), anything else must be a number >= 0."""
     text = cell.strip()
+    if not text:
+        return math.nan
     try:
         value = float(text)
     except ValueError:
@@ -352,7 +357,10 @@ def write_csv(path: str | os.PathLike, data: LabelledData) -> None:
     from pyarrow import csv as arrow_csv
 
     columns = {LABEL: pyarrow.array(data.y, pyarrow.int64())}
-    columns.update((name, pyarrow.array(data.X[:, index])) for index, name in enumerate(data.features))
+    columns.update(  # a missing value (NaN) is written as an empty cell
+        (name, pyarrow.array(data.X[:, index], mask=np.isnan(data.X[:, index])))
+        for index, name in enumerate(data.features)
+    )
     with atomic_path(path) as temporary:
         arrow_csv.write_csv(
             pyarrow.table(columns), temporary, arrow_csv.WriteOptions(quoting_style="needed", batch_size=65536)

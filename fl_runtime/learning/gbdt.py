@@ -281,6 +281,7 @@ def _copy(tree: Tree) -> Tree:
         list(tree.value),
         list(tree.sums),
         list(tree.parent),
+        list(tree.default_left),
     )
 
 
@@ -293,10 +294,11 @@ def _grids(state: GbdtState) -> tuple[np.ndarray, ...]:
 
 
 def _used(state: GbdtState) -> np.ndarray:
-    """(features, BINS) mask of the bins that exist: feature j has len(edges[j]) + 1."""
+    """(features, BINS) mask of the bins that exist: feature j has len(edges[j]) + 1, and the missing-value bin."""
     used = np.zeros((len(state.features), trees.BINS), dtype=bool)
     for j, feature_edges in enumerate(state.edges):
         used[j, : len(feature_edges) + 1] = True
+    used[:, trees.MISSING] = True
     return used
 
 

@@ -1,8 +1,9 @@
 """Logistic regression as a state machine of pooled Newton steps (``machine``), driven by verified totals.
 
-1. Moments (round 0): every member contributes its training rows' count, positives, and per-feature sums and
-   sums of squares of log1p(features). From the totals every party derives the global standardisation and
-   class balance (``stats.GlobalStats``) and starts from the all-zero model.
+1. Moments (round 0): every member contributes its training rows' count, positives, and per-feature counts,
+   sums and sums of squares of the present log1p(features). From the totals every party derives the mean a
+   missing value is imputed with, the global standardisation and class balance (``stats.GlobalStats``) and
+   starts from the all-zero model.
 2. Round r: at the model of round r - 1, every member contributes its ``model.RowSums`` (examples, summed
    loss, gradient and curvature of its summed loss) and the score histograms and summed log loss of its
    validation part. From the totals every party takes one pooled Newton step on
@@ -102,6 +103,7 @@ class LogisticRegressionFamily:
                     Quantity("positives", 1, 0),
                     Quantity("log1p-sum", d, scale_bits_for(MAX_MEMBER_ROWS * MAX_LOG), state.features, words=2),
                     Quantity("log1p-squares", d, scale_bits_for(MAX_MEMBER_ROWS * MAX_LOG**2), state.features, words=2),
+                    Quantity("log1p-present", d, 0, state.features),
                 )
             )
         validation = (
@@ -154,6 +156,7 @@ class LogisticRegressionFamily:
                 "positives": np.array([moments.n_positive]),
                 "log1p-sum": moments.total,
                 "log1p-squares": moments.total_squares,
+                "log1p-present": moments.present,
             }
         stats, weights = _stats(state), _weights(state)
         prepared = rows.prepared(stats)
@@ -193,7 +196,11 @@ class LogisticRegressionFamily:
         question = asked(state)
         if question.kind == MOMENTS:
             moments = FeatureMoments(
-                int(totals["rows"][0]), int(totals["positives"][0]), totals["log1p-sum"], totals["log1p-squares"]
+                int(totals["rows"][0]),
+                int(totals["positives"][0]),
+                totals["log1p-sum"],
+                totals["log1p-squares"],
+                np.rint(totals["log1p-present"]).astype(np.int64),
             )
             stats = GlobalStats.from_moments([moments], state.plan.train.class_balance)
             weights = Weights.zeros(len(state.features))
@@ -248,13 +255,14 @@ class LogisticRegressionFamily:
     def describe(self, plan: TrainingPlan) -> str:
         train = plan.train
         return (
-            f"log1p, standardisation with federated global statistics, logistic regression (C={train.C:g}, penalty "
+            f"log1p, missing values imputed with the federation's mean, standardisation with federated global "
+            f"statistics, logistic regression (C={train.C:g}, penalty "
             f"{train.penalty}); class balance: {BALANCE_TEXT[train.class_balance]}; one pooled Newton step per "
             f"round, computed by every member and the server from the round's verified totals, for at most "
             f"{plan.rounds} rounds, stopping once a round changes the parameters by less than {plan.tolerance:g} of "
-            "their length. Each member sent its counts and feature moments once, its terms of the pooled objective "
-            "(examples, loss, gradient, curvature) and validation score histograms each round, and the final "
-            "model's validation histograms."
+            "their length. Each member sent its counts and feature moments (with counts of present values) once, "
+            "its terms of the pooled objective (examples, loss, gradient, curvature) and validation score "
+            "histograms each round, and the final model's validation histograms."
         )
 
 

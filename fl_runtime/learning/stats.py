@@ -1,9 +1,11 @@
 """Global preprocessing statistics, computed federatedly from per-client sums.
 
 Each member contributes the moments of log1p(features) over its training part (row count, positive
-count, per-feature sums and sums of squares), masked, and nothing else; raw rows never leave a member. Every
-member and the server derive ``GlobalStats`` from the verified total: what a StandardScaler fitted on the pooled
-rows would compute, plus the class balance every member trains with (``balance``).
+count, per-feature counts of present values, their sums and sums of squares), masked, and nothing else; raw
+rows never leave a member. Every member and the server derive ``GlobalStats`` from the verified total: the
+federation's mean of the present log1p values of each feature (what a missing value is imputed with, before
+scaling), what a StandardScaler fitted on the pooled, imputed rows would compute, and the class balance every
+member trains with (``balance``).
 """
 
 from __future__ import annotations
@@ -25,13 +27,17 @@ class FeatureMoments:
 
     n_rows: int
     n_positive: int
-    total: np.ndarray
+    total: np.ndarray  # over the present values
     total_squares: np.ndarray
+    present: np.ndarray  # how many values of each feature are present (not missing)
 
     @classmethod
     def of(cls, data: LabelledData) -> FeatureMoments:
         logged = np.log1p(data.X)
-        return cls(data.n_rows, data.n_positive, logged.sum(axis=0), np.square(logged).sum(axis=0))
+        present = (~np.isnan(logged)).sum(axis=0)
+        return cls(
+            data.n_rows, data.n_positive, np.nansum(logged, axis=0), np.nansum(np.square(logged), axis=0), present
+        )
 
 
 def resampled_size(n_rows: int, n_positive: int, negatives_per_positive: float) -> int:
@@ -43,8 +49,9 @@ def resampled_size(n_rows: int, n_positive: int, negatives_per_positive: float) 
 class GlobalStats:
     """What every client must know about the whole federation.
 
-    - ``mean``/``scale``: standardisation of log1p(features), as a StandardScaler fitted on the
-      pooled training rows would compute it (population standard deviation; 1 for constants);
+    - ``mean``/``scale``: standardisation of log1p(features), as a StandardScaler fitted on the pooled
+      training rows would compute it (population standard deviation; 1 for constants), a missing value imputed
+      with ``mean`` first (the mean of the present values, so imputing keeps it; 0 for a feature never present);
     - ``negatives_per_positive``: the federation's class ratio (N - P) / P, which SMOTE restores on every
       client and class weights are computed from;
     - ``prior_logit``: what is added to the intercept so the model's scores are calibrated probabilities:
@@ -69,13 +76,20 @@ class GlobalStats:
             raise DataError(f"the federation's training rows hold a single class ({n_positive} positive of {n_rows})")
         if not 0 < n_positive < n_rows:
             raise DataError(f"{n_positive} positives of {n_rows} training rows: not counts of rows")
-        mean = np.sum([p.total for p in parts], axis=0) / n_rows
-        variance = np.maximum(np.sum([p.total_squares for p in parts], axis=0) / n_rows - np.square(mean), 0.0)
+        present = np.sum([p.present for p in parts], axis=0)
+        mean = np.sum([p.total for p in parts], axis=0) / np.maximum(present, 1)
+        # the imputed column: its present values and n_rows - present copies of the mean
+        squares = np.sum([p.total_squares for p in parts], axis=0)
+        variance = np.maximum((squares - present * np.square(mean)) / n_rows, 0.0)
         scale = np.sqrt(variance)
         scale = np.where(scale < 10 * np.finfo(np.float64).eps * np.maximum(np.abs(mean), 1.0), 1.0, scale)
         ratio = (n_rows - n_positive) / n_positive
         rate = n_positive / n_rows
         return cls(mean, scale, ratio, calibration_logit(class_balance, rate), class_balance)
 
+    def impute(self, logged: np.ndarray) -> np.ndarray:
+        """log1p values with every missing one replaced by its feature's federation mean."""
+        return np.where(np.isnan(logged), self.mean, logged)
+
     def standardise(self, X: np.ndarray) -> np.ndarray:
-        return (np.log1p(X) - self.mean) / self.scale
+        return (self.impute(np.log1p(X)) - self.mean) / self.scale

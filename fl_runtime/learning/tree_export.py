@@ -1,7 +1,8 @@
 """The boosted trees as an XGBoost model (its JSON format, as XGBoost 3.2 saves and loads it).
 
 XGBoost sends a row left when its float32 value is below the split condition: the federation's own rule (a row
-with bin code <= b has a value below edges[b], ``binning``), so each split's condition is that edge and the
+with bin code <= b has a value below edges[b], ``binning``), so each split's condition is that edge, and a
+missing value (NaN) the way the split's learned default direction says and the
 exported model's margins are the federation's (leaf values and the base score rounded to float32 by XGBoost:
 within 1e-5 on the CMS rows). The base score is the pooled positive rate, whose log-odds is the ensemble's
 baseline. Written with the standard library alone; loading it needs XGBoost, scoring with it does not.
@@ -24,11 +25,17 @@ def _number(value: float) -> str:
     return f"{value:.9E}"
 
 
+def _condition(feature_edges: np.ndarray, bin_: int) -> float:
+    """Values below it go left: the edge after ``bin_``; after the last bin (every present value left, only
+    missing ones right, or the reverse) the largest float32."""
+    return float(feature_edges[bin_]) if bin_ < len(feature_edges) else float(np.finfo(np.float32).max)
+
+
 def _tree(tree: Tree, index: int, edges: Sequence[np.ndarray], features: int) -> dict:
     nodes = len(tree.feature)
     leaf = [f < 0 for f in tree.feature]
     conditions = [
-        tree.value[n] if leaf[n] else float(edges[tree.feature[n]][tree.bin[n]]) for n in range(nodes)
+        tree.value[n] if leaf[n] else _condition(edges[tree.feature[n]], tree.bin[n]) for n in range(nodes)
     ]  # XGBoost keeps a leaf's value where a split keeps its condition
     zeros = [0] * nodes
     return {
@@ -37,7 +44,7 @@ def _tree(tree: Tree, index: int, edges: Sequence[np.ndarray], features: int) ->
         "categories_nodes": [],
         "categories_segments": [],
         "categories_sizes": [],
-        "default_left": zeros,  # no missing values yet: every value is present
+        "default_left": [int(tree.default_left[n] and not leaf[n]) for n in range(nodes)],  # where NaN goes
         "id": index,
         "left_children": [-1 if leaf[n] else tree.left[n] for n in range(nodes)],
         "loss_changes": [0.0] * nodes,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fl_runtime.learning.trees import Ensemble, Tree
+from fl_runtime.learning.trees import MISSING, Ensemble, Tree
 
 
 @dataclass
@@ -76,7 +76,8 @@ def _recurse(tree, cover, codes, phi, node, parent, zero, one, feature) -> None:
         for i in range(1, len(path)):
             phi[:, path[i].feature] += _unwound_sum(path, i) * (path[i].one - path[i].zero) * tree.value[node]
         return
-    goes_left = (codes[:, split] <= tree.bin[node]).astype(np.float64)
+    code = codes[:, split]
+    goes_left = np.where(code == MISSING, tree.default_left[node], code <= tree.bin[node]).astype(np.float64)
     incoming_zero, incoming_one = 1.0, np.ones(codes.shape[0])
     seen = next((i for i, e in enumerate(path) if e.feature == split), None)
     if seen is not None:  # split on this feature before: undo it, to redo it here

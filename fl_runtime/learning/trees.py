@@ -28,7 +28,8 @@ from fl_runtime import defaults
 from fl_runtime.errors import OptionsError
 
 GRADIENT_BITS = 24  # a row's gradient (in [-1, 1]) and hessian (in [0, 1/4]) in units of 2^-24
-BINS = 256  # bin codes are uint8: up to 255 edges per feature
+BINS = 256  # bin codes are uint8: codes 0..254 for present values (up to 254 edges), 255 for a missing one
+MISSING = BINS - 1  # binning.MISSING
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,11 @@ class Split:
     gain: float
     left: NodeSums
     right: NodeSums
+    default_left: bool = False  # where a missing value (code MISSING) goes
+
+    def goes_left(self, codes: np.ndarray) -> np.ndarray:
+        """Which of these codes (one feature's) go left."""
+        return np.where(codes == MISSING, self.default_left, codes <= self.bin)
 
 
 @dataclass
@@ -119,6 +125,7 @@ class Tree:
     value: list[float] = field(default_factory=list)  # a leaf's, shrunk; 0 for a split node
     sums: list[NodeSums] = field(default_factory=list)  # every node's totals (cover for TreeSHAP)
     parent: list[int] = field(default_factory=list)
+    default_left: list[bool] = field(default_factory=list)  # where a split sends a missing value
 
     def add(self, sums: NodeSums, parent: int = -1) -> int:
         for column in (self.feature, self.bin, self.left, self.right):
@@ -126,11 +133,13 @@ class Tree:
         self.value.append(0.0)
         self.sums.append(sums)
         self.parent.append(parent)
+        self.default_left.append(False)
         return len(self.feature) - 1
 
     def split(self, node: int, split: Split) -> tuple[int, int]:
         left, right = self.add(split.left, node), self.add(split.right, node)
         self.feature[node], self.bin[node], self.left[node], self.right[node] = split.feature, split.bin, left, right
+        self.default_left[node] = split.default_left
         return left, right
 
     def depth_of(self, node: int) -> int:
@@ -150,13 +159,14 @@ class Tree:
         """The leaf each row of ``codes`` (n x features, uint8) falls in."""
         node = np.zeros(codes.shape[0], dtype=np.int64)
         feature, bins = np.asarray(self.feature), np.asarray(self.bin)
-        left, right = np.asarray(self.left), np.asarray(self.right)
+        left, right, default = np.asarray(self.left), np.asarray(self.right), np.asarray(self.default_left)
         while True:
             inner = feature[node] >= 0
             if not inner.any():
                 return node
             at = node[inner]
-            goes_left = codes[np.flatnonzero(inner), feature[at]] <= bins[at]
+            code = codes[np.flatnonzero(inner), feature[at]]
+            goes_left = np.where(code == MISSING, default[at], code <= bins[at])
             node[inner] = np.where(goes_left, left[at], right[at])
 
     def predict(self, codes: np.ndarray) -> np.ndarray:
@@ -201,10 +211,29 @@ def node_sums(histogram: np.ndarray) -> NodeSums:
 
 def best_split(histogram: np.ndarray, settings: TreeSettings) -> Split | None:
     """The split of most gain (positive) whose children each keep ``min_rows_leaf`` rows and ``min_hessian``
-    hessian; ties go to the lowest feature, then the lowest bin. None: the node is a leaf."""
+    hessian, missing values (bin MISSING) sent right or left, whichever gains more; ties go to the lowest
+    feature, then missing values right, then the lowest bin. None: the node is a leaf."""
     total = node_sums(histogram)
-    cumulative = np.cumsum(histogram[:, :, :-1], axis=2)  # left = bins 0..b, b = 0..BINS-2
-    gl, hl, cl = cumulative
+    present = np.cumsum(histogram[:, :, :MISSING], axis=2)  # present values in bins 0..b, b = 0..MISSING-1
+    missing = histogram[:, :, MISSING:]  # (3, features, 1)
+    # candidates: (3, features, direction, bin); direction 0 sends missing values right, 1 left
+    left_sums = np.stack([present, present + missing], axis=2)
+    gain, valid = _gains(left_sums, total, settings)
+    gain = np.where(valid, gain, -math.inf)
+    index = int(np.argmax(gain))  # the first maximum in C order: lowest feature, right before left, lowest bin
+    feature, direction, bin_ = np.unravel_index(index, gain.shape)
+    best = float(gain[feature, direction, bin_])
+    if not best > 0.0:
+        return None
+    gl, hl, cl = (int(part) for part in left_sums[:, feature, direction, bin_])
+    left = NodeSums(gl, hl, cl)
+    right = NodeSums(total.gradient - gl, total.hessian - hl, total.rows - cl)
+    return Split(int(feature), int(bin_), best, left, right, bool(direction))
+
+
+def _gains(left_sums: np.ndarray, total: NodeSums, settings: TreeSettings) -> tuple[np.ndarray, np.ndarray]:
+    """Every candidate's gain (float64 from the integer sums) and whether both children keep the floors."""
+    gl, hl, cl = left_sums
     gr, hr, cr = total.gradient - gl, total.hessian - hl, total.rows - cl
     scale, l2 = 2.0**GRADIENT_BITS, settings.l2
     glf, hlf, grf, hrf = gl / scale, hl / scale, gr / scale, hr / scale
@@ -217,15 +246,7 @@ def best_split(histogram: np.ndarray, settings: TreeSettings) -> Split | None:
     g, h = _real(total.gradient), _real(total.hessian)
     with np.errstate(divide="ignore", invalid="ignore"):
         gain = glf * glf / (hlf + l2) + grf * grf / (hrf + l2) - g * g / (h + l2)
-    gain = np.where(valid, gain, -math.inf)
-    index = int(np.argmax(gain))  # the first maximum in C order: lowest feature, then lowest bin
-    feature, bin_ = divmod(index, gain.shape[1])
-    best = float(gain[feature, bin_])
-    if not best > 0.0:
-        return None
-    left = NodeSums(int(gl[feature, bin_]), int(hl[feature, bin_]), int(cl[feature, bin_]))
-    right = NodeSums(total.gradient - left.gradient, total.hessian - left.hessian, total.rows - left.rows)
-    return Split(feature, bin_, best, left, right)
+    return gain, valid
 
 
 def baseline(rows: int, positives: int) -> float:
@@ -255,7 +276,7 @@ def grow_tree(
                 continue
             left, right = tree.split(node, split)
             here = np.flatnonzero(node_of_row == node)
-            goes_left = codes[here, split.feature] <= split.bin
+            goes_left = split.goes_left(codes[here, split.feature])
             node_of_row[here[goes_left]], node_of_row[here[~goes_left]] = left, right
             if tree.depth_of(left) == settings.depth:
                 continue  # the last level's leaves need no histograms: their sums came with the split

@@ -78,6 +78,18 @@ def test_every_request_form_scores_each_provider_as_predict_proba_does(served, m
         np.testing.assert_allclose(probabilities, expected, rtol=0, atol=1e-9, err_msg=form)
 
 
+def test_a_missing_value_empty_csv_cell_or_json_null_is_imputed_as_the_pipeline_imputes_it(served, model, rows):
+    X = rows.X[:5].copy()
+    X[0, 0], X[1, 3], X[4, -1] = np.nan, np.nan, np.nan
+    expected = joblib.load(model / "model.joblib").predict_proba(X)[:, 1]
+    as_csv = "\n".join(",".join("" if np.isnan(v) else repr(float(v)) for v in row) for row in X) + "\n"
+    as_json = json.dumps({"instances": [[None if np.isnan(v) else float(v) for v in row] for row in X]})
+    for body, content_type in ((as_csv, "text/csv"), (as_json, "application/json")):
+        answer = json.loads(served.invoke(body, content_type, "application/json")[0])
+        probabilities = [p["fraud_probability"] for p in answer["predictions"]]
+        np.testing.assert_allclose(probabilities, expected, rtol=0, atol=1e-9, err_msg=content_type)
+
+
 def _contributions(pipeline, X) -> np.ndarray:
     """Coefficient x standardised value, computed here from the fitted steps, not by the script's explain."""
     steps = pipeline.named_steps

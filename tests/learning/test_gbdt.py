@@ -61,6 +61,24 @@ def test_the_federations_trees_are_the_pooled_rows_trees_bit_for_bit(members):
     assert found[-1].values["histogram"].positive.sum() == sum(int(c.validation.y.sum()) for c in clients)
 
 
+def test_with_missing_values_the_federations_trees_are_the_pooled_rows_trees_bit_for_bit(cms_missing):
+    test, parts = partition(cms_missing, PartitionSpec(3, "non-iid", skew="label", seed=1))
+    clients = split_clients(parts, seed=0)
+    settings = replace(SETTINGS, trees=4)
+    final, _, _ = _federate(settings, clients, tuple(test.features))
+    train = [c.train for c in clients]
+    edges = binning.agree_edges([t.X for t in train], settings.min_rows_leaf)
+    assert all(np.array_equal(a, b) for a, b in zip(final.edges, edges))
+    codes = binning.bin_codes(np.vstack([t.X for t in train]), edges)
+    pooled = boost(codes, np.concatenate([t.y for t in train]).astype(np.float64), settings)
+    for ours, theirs in zip(final.ensemble.trees, pooled.trees):
+        assert (ours.feature, ours.bin, ours.default_left, ours.value) == (
+            theirs.feature, theirs.bin, theirs.default_left, theirs.value
+        )  # fmt: skip
+    assert any(any(tree.default_left) for tree in final.ensemble.trees)
+    assert not np.isnan(GRADIENT_BOOSTED_TREES.probabilities(final, test.X)).any()
+
+
 def test_the_trees_do_not_depend_on_how_the_rows_are_split_among_members(members):
     test, clients = members
     settings = replace(SETTINGS, trees=3)

@@ -44,6 +44,34 @@ def test_the_federation_reaches_scikit_learns_pooled_optimum_from_totals_alone(f
     np.testing.assert_allclose(outcome.state.weights.vector, reference.vector, rtol=0, atol=1e-8)
 
 
+def test_with_missing_values_the_federation_equals_the_pooled_pipeline_that_imputes_the_mean_then_standardises(
+    cms_missing,
+):
+    """An empty cell is imputed, on log1p values, with the federation's mean of the present values (a verified
+    total); the federated model is then the pooled pipeline's that does the same, and the published Pipeline
+    scores rows with missing values as every party's machine does."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+    test, clients = partition(cms_missing, PartitionSpec(3, "non-iid", "label", 1.0, test_fraction=0.2, seed=3))
+    split = split_clients(clients, seed=3)
+    plan = TrainingPlan(rounds=20, seed=3, tolerance=1e-10)
+    outcome = federated(split, test, plan)
+    pooled_X = np.vstack([c.train.X for c in split])
+    pooled_y = np.concatenate([c.train.y for c in split])
+    preprocess = make_pipeline(
+        FunctionTransformer(np.log1p), SimpleImputer(strategy="mean", keep_empty_features=True), StandardScaler()
+    ).fit(pooled_X)
+    reference = fit_to_convergence(preprocess.transform(pooled_X), pooled_y.astype(float), 1.0, "l2")
+    np.testing.assert_allclose(outcome.state.weights.vector, reference.vector, rtol=0, atol=1e-8)
+    model = LOGISTIC_REGRESSION.model(outcome.state, tuple(test.features), outcome.threshold)
+    assert np.isnan(test.X).any()
+    np.testing.assert_allclose(
+        model.predict_proba(test.X)[:, 1], LOGISTIC_REGRESSION.probabilities(outcome.state, test.X), atol=1e-12
+    )
+
+
 def test_l1_takes_proximal_newton_steps_to_scikit_learns_l1_optimum(federation):
     test, split = federation
     plan = TrainingPlan(rounds=20, train=TrainConfig(C=0.05, penalty="l1"), seed=3, tolerance=1e-10)

@@ -38,3 +38,15 @@ def test_a_value_on_an_edge_goes_right_in_xgboost_as_in_the_federation(cms, tmp_
     theirs = xgboost.Booster(model_file=str(path)).predict(named, output_margin=True)
     ours = ensemble.margin(bin_codes(rows, edges))
     assert ours[0] != ours[1] and np.abs(theirs - ours).max() < 1e-6
+
+
+def test_xgboost_sends_a_missing_value_where_the_federation_does(cms_missing, tmp_path):
+    edges = agree_edges([cms_missing.X], 20)
+    codes = bin_codes(cms_missing.X, edges)
+    ensemble = boost(codes, cms_missing.y.astype(np.float64), TreeSettings(trees=50, depth=4))
+    assert any(any(tree.default_left) for tree in ensemble.trees)
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(to_xgboost(ensemble, edges, cms_missing.features)))
+    named = xgboost.DMatrix(cms_missing.X, feature_names=list(cms_missing.features))  # NaN: XGBoost's missing
+    theirs = xgboost.Booster(model_file=str(path)).predict(named, output_margin=True)
+    assert np.abs(theirs - ensemble.margin(codes)).max() < 1e-5

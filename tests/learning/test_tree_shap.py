@@ -71,3 +71,13 @@ def test_contributions_are_the_exhaustive_shapley_values_of_each_tree(model):
             assert bias == pytest.approx(expected_value(tree), abs=1e-12)
             for feature, value in _exhaustive(tree, row).items():
                 assert phi[0, feature] == pytest.approx(value, abs=1e-9)
+
+
+def test_with_missing_values_the_contributions_still_add_up_to_the_margin(cms_missing):
+    from fl_runtime.learning.binning import agree_edges, bin_codes
+
+    edges = agree_edges([cms_missing.X], 20)
+    codes = bin_codes(cms_missing.X, edges)
+    ensemble = boost(codes, cms_missing.y.astype(np.float64), TreeSettings(trees=10, depth=4, learning_rate=0.3))
+    phi, bias = contributions(ensemble, codes)
+    np.testing.assert_allclose(phi.sum(axis=1) + bias, ensemble.margin(codes), atol=1e-10)

@@ -10,7 +10,9 @@ import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 from fl_runtime.errors import OptionsError
+from fl_runtime.learning.binning import agree_edges, bin_codes
 from fl_runtime.learning.trees import (
+    MISSING,
     TreeSettings,
     best_split,
     boost,
@@ -137,3 +139,45 @@ def test_settings_round_trip_through_run_config_keys():
 def test_one_class_alone_is_refused():
     with pytest.raises(ValueError, match="needs both classes: 0 positives among 3 rows"):
         boost(np.zeros((3, 1), dtype=np.uint8), np.zeros(3), SETTINGS)
+
+
+def _one_feature(missing_label: int) -> tuple[np.ndarray, np.ndarray]:
+    """Codes 0..9 (100 rows each), frauds in codes 0..2, and 150 missing values whose label is ``missing_label``."""
+    codes = np.r_[np.repeat(np.arange(10), 100), np.full(150, MISSING)].astype(np.uint8).reshape(-1, 1)
+    y = np.r_[(np.repeat(np.arange(10), 100) <= 2).astype(float), np.full(150, float(missing_label))]
+    return codes, y
+
+
+@pytest.mark.parametrize("missing_label, default_left", [(1, True), (0, False)])
+def test_a_missing_value_goes_to_the_side_it_gains_most_on_and_the_tree_sends_it_there(missing_label, default_left):
+    codes, y = _one_feature(missing_label)
+    gradient, hessian = fixed_gradients(np.zeros(len(y)), y)
+    split = best_split(histograms(codes, gradient, hessian, np.arange(len(y))), SETTINGS)
+    assert (split.feature, split.bin, split.default_left) == (0, 2, default_left)
+    assert split.left.rows == 300 + (150 if default_left else 0)
+    tree = boost(codes, y, TreeSettings(trees=1, depth=1, min_rows_leaf=20)).trees[0]
+    leaves = tree.leaves_of(codes)
+    assert set(leaves[-150:]) == {tree.left[0] if default_left else tree.right[0]}
+
+
+def test_with_missing_values_the_trees_are_scikit_learns_on_the_same_codes(cms_missing):
+    """scikit-learn also learns where missing values go; on the same codes (NaN where missing) it grows the same
+    trees, ties of direction aside (none on this data)."""
+    edges = agree_edges([cms_missing.X], SETTINGS.min_rows_leaf)
+    codes = bin_codes(cms_missing.X, edges)
+    y = cms_missing.y.astype(np.float64)
+    ensemble = boost(codes, y, SETTINGS)
+    as_floats = np.where(codes == MISSING, np.nan, codes.astype(np.float64))
+    reference = HistGradientBoostingClassifier(
+        max_iter=SETTINGS.trees,
+        max_depth=SETTINGS.depth,
+        learning_rate=SETTINGS.learning_rate,
+        l2_regularization=SETTINGS.l2,
+        min_samples_leaf=SETTINGS.min_rows_leaf,
+        max_leaf_nodes=None,
+        early_stopping=False,
+        max_bins=255,
+    ).fit(as_floats, y)
+    theirs = reference._raw_predict(as_floats).ravel()
+    assert np.abs(ensemble.margin(codes) - theirs).max() < 1e-5
+    assert any(any(tree.default_left) for tree in ensemble.trees)  # some splits send missing values left
