@@ -111,7 +111,7 @@ def test_compare_prints_and_saves_centralised_local_only_and_federated(tmp_path,
     best = max(models[name]["roc-auc"] for name in references)
     assert abs(models[f"federated {run['chosen']}"]["roc-auc"] - best) <= 0.01
     assert "largest |federated - best centralised|" in " ".join(done.stdout.split())
-    assert f"Class balance {run['chosen']} (by validation PR-AUC" in done.stdout
+    assert f"logistic class balance {run['chosen']} (by validation PR-AUC" in done.stdout
     assert "| federated none |" in (tmp_path / "cmp" / "compare.md").read_text()
     stop = run["federated-stop"]
     assert stop["converged"] and stop["round"] < document["settings"]["rounds"]

@@ -2,9 +2,9 @@
 
 (Boosted trees explain themselves with the same ``Explained``: ``tree_model.BoostedTreesModel.explain``.)
 
-The published model is log1p -> SimpleImputer -> StandardScaler -> LogisticRegression (``model.build_pipeline``).
+The published model is log1p -> StandardScaler -> NaN to 0 -> LogisticRegression (``model.build_pipeline``).
 For a linear model the logit of a row is exactly the intercept plus, per feature, coefficient x standardised
-value (a missing value is imputed with the mean the scaler centres on, so it contributes 0); those
+value (a missing value is imputed with the mean the scaler centres on: it standardises to 0 and contributes 0); those
 terms are the reasons an investigator reads ("total_claims pushed the score up by 1.7"). Nothing is
 approximated, and the terms with the intercept sum to the logit whose sigmoid ``predict_proba`` returns.
 
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-STEPS = ("log1p", "impute", "standardise", "logistic_regression")  # model.build_pipeline's step names
+STEPS = ("log1p", "standardise", "impute", "logistic_regression")  # model.build_pipeline's step names
 THRESHOLD_ATTRIBUTE = "fraud_threshold"  # the decision threshold the run chose, kept on the saved Pipeline
 
 
@@ -51,10 +51,8 @@ def explain(pipeline, rows: np.ndarray) -> Explained:
     steps = getattr(pipeline, "named_steps", {})
     if tuple(steps) != STEPS:
         raise ValueError(f"not a model of this project: expected the pipeline steps {STEPS}, got {tuple(steps)}")
-    log, imputer, scaler, classifier = (steps[name] for name in STEPS)
-    logged = log.func(np.asarray(rows, dtype=np.float64))
-    logged = np.where(np.isnan(logged), imputer.statistics_, logged)  # a missing value: the federation's mean
-    standardised = (logged - scaler.mean_) / scaler.scale_
+    log, scaler, impute, classifier = (steps[name] for name in STEPS)
+    standardised = impute.func((log.func(np.asarray(rows, dtype=np.float64)) - scaler.mean_) / scaler.scale_)
     contributions = standardised * classifier.coef_[0]
     intercept = float(classifier.intercept_[0])
     return Explained(intercept + contributions.sum(axis=1), contributions, intercept)

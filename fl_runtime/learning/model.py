@@ -198,14 +198,15 @@ def build_pipeline(
 ):
     """The deliverable: a fitted scikit-learn Pipeline that predicts on raw CSV rows.
 
-    log1p -> SimpleImputer(the federation's mean of the present log1p values) -> StandardScaler(global
-    mean/scale) -> LogisticRegression, its intercept shifted by the prior log-odds so predict_proba gives
-    calibrated probabilities. Built only from library classes,
-    so ``joblib.load`` needs scikit-learn but not this package. ``threshold``, the decision threshold the
-    run chose, travels with the model (``explain.THRESHOLD_ATTRIBUTE``) so that whoever scores with it
-    flags what the run's metrics were measured at; only the server knows it, after the final round.
+    log1p -> StandardScaler(global mean/scale) -> a missing value (NaN) set to 0 -> LogisticRegression, its
+    intercept shifted by the prior log-odds so predict_proba gives calibrated probabilities. A missing log1p value
+    imputed with the federation's mean of the present ones standardises to exactly 0, so setting it to 0 after
+    scaling is that imputation, with library functions only (``np.nan_to_num``; a fitted SimpleImputer's pickle
+    does not load across scikit-learn versions, and the clients' image has an older one). Built only from
+    library classes, so ``joblib.load`` needs scikit-learn but not this package. ``threshold``, the decision
+    threshold the run chose, travels with the model (``explain.THRESHOLD_ATTRIBUTE``) so that whoever scores with
+    it flags what the run's metrics were measured at; only the server knows it, after the final round.
     """
-    from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import FunctionTransformer, StandardScaler
@@ -214,7 +215,8 @@ def build_pipeline(
     log = FunctionTransformer(np.log1p, feature_names_out="one-to-one")
     log.fit(np.zeros((1, len(names))))
     log.feature_names_in_ = names  # the pipeline then checks the column names of DataFrame input
-    imputer = SimpleImputer(strategy="mean", keep_empty_features=True).fit(mean.reshape(1, -1))  # its means: mean
+    impute = FunctionTransformer(np.nan_to_num, feature_names_out="one-to-one")
+    impute.fit(np.zeros((1, len(names))))
     scaler = StandardScaler()
     scaler.mean_ = mean.copy()
     scaler.scale_ = scale.copy()
@@ -228,7 +230,7 @@ def build_pipeline(
     classifier.n_features_in_ = len(names)
     classifier.n_iter_ = np.array([0], dtype=np.int32)
     pipeline = Pipeline(
-        [("log1p", log), ("impute", imputer), ("standardise", scaler), ("logistic_regression", classifier)]
+        [("log1p", log), ("standardise", scaler), ("impute", impute), ("logistic_regression", classifier)]
     )
     if threshold is not None:
         setattr(pipeline, THRESHOLD_ATTRIBUTE, float(threshold))

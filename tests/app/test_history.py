@@ -115,3 +115,30 @@ def test_the_stop_is_kept_for_the_outputs_and_announced_to_the_launcher(history,
     _round(history, synthetic, 3, _histogram(3), 0.3, stop=stop)
     assert history.stopped == stop.record()
     assert history.events[-1] == {"event": "stopped", **stop.record()}
+
+
+def test_a_tree_runs_findings_make_one_version_per_tree_and_the_evaluation_decides_the_kept_one(history, synthetic):
+    """Trees: each finished tree is a version scored on the test set; each root carries the validation loss of
+    the trees so far; only the evaluation carries histograms, of the ensemble boosting kept."""
+    from fl_runtime.learning.baselines import exact_totals, split_clients
+    from fl_runtime.learning.gbdt import GRADIENT_BOOSTED_TREES as machine
+    from fl_runtime.learning.task import ClientRows
+    from fl_runtime.learning.trees import TreeSettings
+
+    parts = [synthetic.subset(np.arange(600 + 800 * i, 1400 + 800 * i)) for i in range(3)]
+    rows = [ClientRows(client, 0) for client in split_clients(parts, 0)]
+    plan = TrainingPlan(family="gbdt", trees=TreeSettings(trees=3, depth=2, learning_rate=0.5))
+    state = machine.start(plan, synthetic.features)
+    while state.question is not None:
+        question = state.question
+        state, findings = machine.advance(state, exact_totals(machine, state, rows), len(rows))
+        history.on_findings(findings, state, _exchange(question.kind, question.round), [])
+    assert sorted(history.rounds) == [1, 2, 3] and history.final_round == 3
+    assert history.totals == {"training-rows": sum(r.data.train.n_rows for r in rows),
+                              "training-positives": sum(int(r.data.train.y.sum()) for r in rows)}  # fmt: skip
+    assert set(history.thresholds) == {3} and "f1" in history.rounds[3].test and "f1" not in history.rounds[1].test
+    assert all("log-loss" in history.rounds[v].validation for v in (1, 2, 3))  # each from a later root
+    assert history.stopped["reason"].startswith("stopped boosting at the most trees (3, --trees)")
+    assert [e["version"] for e in history.events if e["event"] == "round"] == ["trees"] * 3
+    timings = [t["stage"] for t in history.rounds[1].timing]
+    assert timings[:2] == ["bins", "bins"] and set(timings[2:]) == {"level"}

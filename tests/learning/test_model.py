@@ -119,7 +119,7 @@ def test_the_saved_pipeline_predicts_raw_rows_like_the_federation_scores_them(sy
     weights = Weights.from_vector(np.random.default_rng(2).normal(scale=0.2, size=len(synthetic.features) + 1))
     model = build_pipeline(synthetic.features, stats.mean, stats.scale, weights, stats.prior_logit)
     assert isinstance(model, Pipeline)
-    assert [name for name, _ in model.steps] == ["log1p", "impute", "standardise", "logistic_regression"]
+    assert [name for name, _ in model.steps] == ["log1p", "standardise", "impute", "logistic_regression"]
     expected = weights.probabilities(stats.standardise(synthetic.X), stats.prior_logit)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # numpy input must not warn about feature names
