@@ -26,16 +26,18 @@ from fl_runtime.learning.gbdt import GRADIENT_BOOSTED_TREES  # noqa: E402
 from fl_runtime.learning.machine import LEVEL  # noqa: E402
 from fl_runtime.learning.partition import PartitionSpec, partition  # noqa: E402
 from fl_runtime.learning.task import ClientRows, TrainingPlan  # noqa: E402
+from fl_runtime.learning.trees import TreeSettings  # noqa: E402
 
 CMS = PROJECT.parent / "shared" / "data" / "cms_provider_fraud.csv"
 
 
-def cell_counts(data, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def cell_counts(data, seed: int, cell_rows: int) -> tuple[np.ndarray, np.ndarray]:
     """The rows per non-empty cell of every level's totals, and of the roots' alone."""
     test, clients = partition(data, PartitionSpec(3, "non-iid", "label", 1.0, test_fraction=0.2, seed=seed))
     rows = [ClientRows(client, seed) for client in split_clients(clients, seed)]
     machine = GRADIENT_BOOSTED_TREES
-    state = machine.start(TrainingPlan(seed=seed, family="gbdt"), tuple(test.features))
+    plan = TrainingPlan(seed=seed, family="gbdt", trees=TreeSettings(cell_rows=cell_rows))
+    state = machine.start(plan, tuple(test.features))
     cells, roots = [], []
     while state.question is not None:
         totals = exact_totals(machine, state, rows)
@@ -48,21 +50,31 @@ def cell_counts(data, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(cells), np.concatenate(roots)
 
 
+def _without(cells: np.ndarray, roots: np.ndarray) -> np.ndarray:
+    """The cells below the roots: every level's minus the roots' (as multisets of counts)."""
+    values, counts = np.unique(cells, return_counts=True)
+    root_values, root_counts = np.unique(roots, return_counts=True)
+    remaining = counts.copy()
+    remaining[np.searchsorted(values, root_values)] -= root_counts
+    return np.repeat(values, remaining)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=CMS)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--cell-rows", type=int, default=TreeSettings().cell_rows, help="0: every bin in every node")
     args = parser.parse_args()
     data = read_csv(args.data)
-    results = [cell_counts(data, seed) for seed in args.seeds]
+    results = [cell_counts(data, seed, args.cell_rows) for seed in args.seeds]
     cells = np.concatenate([c for c, _ in results])
     roots = np.concatenate([r for _, r in results])
-    print(f"Tree runs (default settings) on {args.data.name}, label skew, seeds {args.seeds}:")
-    print(f"  non-empty level-histogram cells: {cells.size:,}")
-    print(
-        f"  holding one row of the federation: {np.mean(cells == 1):.1%}; fewer than 10 rows: {np.mean(cells < 10):.1%}"
-    )
-    print(f"  at the roots: {roots.size:,} cells, fewer than 10 rows: {np.mean(roots < 10):.1%}")
+    below = np.concatenate([_without(c, r) for c, r in results])
+    print(f"Tree runs (cell rows {args.cell_rows}) on {args.data.name}, label skew, seeds {args.seeds}:")
+    print(f"  non-empty level-histogram cells: {cells.size:,}; at the roots {roots.size:,}, below {below.size:,}")
+    print(f"  at the roots: fewer than 10 rows of the federation: {np.mean(roots < 10):.1%}")
+    one, few = np.mean(below == 1), np.mean(below < 10)
+    print(f"  below the roots: one row of the federation: {one:.1%}; fewer than 10 rows: {few:.1%}")
     return 0
 
 

@@ -52,7 +52,9 @@ def _plan(args: argparse.Namespace, seed: int | None = None):
 
     method = defaults.CLASS_BALANCE if args.class_balance == AUTO else args.class_balance
     train = TrainConfig(args.C, args.penalty, method)
-    trees = TreeSettings(args.trees, args.depth, args.learning_rate, args.l2, args.min_rows_leaf, args.min_hessian)
+    trees = TreeSettings(
+        args.trees, args.depth, args.learning_rate, args.l2, args.min_rows_leaf, args.min_hessian, args.cell_rows
+    )
     seed = args.seed if seed is None else seed
     family = defaults.FAMILY if args.model == AUTO else args.model  # compare runs both families for auto
     return TrainingPlan(args.rounds, train, seed, args.tolerance, family, trees)

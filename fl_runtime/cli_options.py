@@ -62,6 +62,13 @@ def _add_training(parser: argparse.ArgumentParser, auto_model: bool = False) -> 
         help="the fewest rows of the federation a node may describe (members refuse less than their min_rows)",
     )
     trees.add_argument("--min-hessian", type=float, default=defaults.MIN_HESSIAN, help="the least hessian in a node")
+    trees.add_argument(
+        "--cell-rows",
+        type=int,
+        default=defaults.CELL_ROWS,
+        help="below the root, each histogram cell describes about this many rows of its node (0: every bin; "
+        "members refuse less than their min_rows)",
+    )
 
 
 def _add_partition(parser: argparse.ArgumentParser, required_clients: bool) -> None:

@@ -21,6 +21,7 @@ LEARNING_RATE = 0.2
 L2 = 1.0  # on the leaf values
 MIN_ROWS_LEAF = 20  # no node describes fewer rows of the federation (a member pins it at least its min_rows)
 MIN_HESSIAN = 1e-3
+CELL_ROWS = 20  # below the root, a node's histogram cell describes about this many of its rows (trees.cell_ends)
 
 # what a member pins in its own account (app/pins.py); docs/trust-model.md says why these values
 MIN_MEMBERS = 3  # k: the fewest members a total may be over

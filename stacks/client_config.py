@@ -186,6 +186,7 @@ def _ranges(raw: object, where: str) -> SettingRanges:
         l2=_bounds(raw, "l2", default.l2, where, positive=False),
         min_rows_leaf=_bounds(raw, "min_rows_leaf", default.min_rows_leaf, where, positive=True),
         min_hessian=_bounds(raw, "min_hessian", default.min_hessian, where, positive=False),
+        cell_rows=_bounds(raw, "cell_rows", default.cell_rows, where, positive=True),
     )
 
 

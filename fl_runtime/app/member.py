@@ -82,7 +82,8 @@ def _one_of(settings: dict, key: str, allowed: tuple[str, ...]) -> str:
 
 
 def _tree_settings(pins: ClientPins, settings: dict) -> TreeSettings:
-    """The gbdt settings, each within its range; no node may describe fewer rows than this member's min_rows."""
+    """The gbdt settings, each within its range; no node, and no histogram cell of a node below the root, may
+    describe fewer rows than this member's min_rows."""
     ranges = pins.ranges
     leaf = ranges.min_rows_leaf
     return TreeSettings(
@@ -92,6 +93,7 @@ def _tree_settings(pins: ClientPins, settings: dict) -> TreeSettings:
         l2=_within(settings, "l2", ranges.l2),
         min_rows_leaf=_whole_within(settings, "min-rows-leaf", max(leaf[0], pins.min_rows), leaf[1]),
         min_hessian=_within(settings, "min-hessian", ranges.min_hessian),
+        cell_rows=_whole_within(settings, "cell-rows", max(ranges.cell_rows[0], pins.min_rows), ranges.cell_rows[1]),
     )
 
 

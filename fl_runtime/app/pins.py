@@ -54,8 +54,9 @@ class SettingRanges(JsonDocument):
     l2: tuple[float, ...] = (0.0, 100.0)
     min_rows_leaf: tuple[float, ...] = (1, 10**9)
     min_hessian: tuple[float, ...] = (0.0, 1000.0)
+    cell_rows: tuple[float, ...] = (1, 10**9)  # and at least min_rows: no histogram cell below the root under it
 
-    BOUNDS = ("C", "tolerance", "depth", "learning_rate", "l2", "min_rows_leaf", "min_hessian")
+    BOUNDS = ("C", "tolerance", "depth", "learning_rate", "l2", "min_rows_leaf", "min_hessian", "cell_rows")
 
     def __post_init__(self) -> None:
         for name in self.BOUNDS:

@@ -46,6 +46,7 @@ class Growing:
     known: dict[int, np.ndarray]
     asked: tuple[int, ...]
     larger: dict[int, tuple[int, int]]  # larger child -> (parent, smaller sibling)
+    cells: dict[int, np.ndarray]  # asked node (below the root) -> the (features, BINS) cells it is described in
 
 
 @dataclass(frozen=True)
@@ -90,12 +91,11 @@ class GradientBoostedTreesFamily:
                     *validation,
                 )
             )
-        used = int(_used(state).sum())
-        nodes = len(_growing(state).asked)
+        values = sum(int(_cells_of(state, node).sum()) for node in _growing(state).asked)
         histograms = (
-            Quantity("gradient", nodes * used, GRADIENT_BITS),
-            Quantity("hessian", nodes * used, GRADIENT_BITS),
-            Quantity("count", nodes * used, 0),
+            Quantity("gradient", values, GRADIENT_BITS),
+            Quantity("hessian", values, GRADIENT_BITS),
+            Quantity("count", values, 0),
         )
         return Layout((*histograms, *validation) if _is_root(state) else histograms)
 
@@ -116,17 +116,14 @@ class GradientBoostedTreesFamily:
         gradient, hessian = trees.fixed_gradients(margin, train.y.astype(np.float64))
         growing = _growing(state)
         node_of_row = growing.tree.leaves_of(codes)
-        used = _used(state)
-        parts = [
-            trees.histograms(codes, gradient, hessian, np.flatnonzero(node_of_row == node)) for node in growing.asked
-        ]
-        stacked = np.stack(parts)[:, :, used]  # (nodes, 3, used bins)
+        parts = []
+        for node in growing.asked:  # each node's histograms, in its cells: (3, values of the node)
+            histogram = trees.histograms(codes, gradient, hessian, np.flatnonzero(node_of_row == node))
+            cells = _cells_of(state, node)
+            parts.append((histogram if node == 0 else trees.regroup(histogram, cells))[:, cells])
+        stacked = np.concatenate(parts, axis=1)
         scale = 2.0**-GRADIENT_BITS
-        found = {
-            "gradient": stacked[:, 0].ravel() * scale,
-            "hessian": stacked[:, 1].ravel() * scale,
-            "count": stacked[:, 2].ravel(),
-        }
+        found = {"gradient": stacked[0] * scale, "hessian": stacked[1] * scale, "count": stacked[2]}
         if not _is_root(state):
             return found
         validation = _validation_answer(state, rows, min_rows)
@@ -207,6 +204,7 @@ def _advance_level(state, totals, members, validation) -> tuple[GbdtState, Findi
     known: dict[int, np.ndarray] = {}
     to_ask: list[int] = []
     larger: dict[int, tuple[int, int]] = {}
+    cells: dict[int, np.ndarray] = {}
     for node in sorted(level):
         tree.sums[node] = trees.node_sums(level[node])
         split = trees.best_split(level[node], settings)
@@ -219,9 +217,10 @@ def _advance_level(state, totals, members, validation) -> tuple[GbdtState, Findi
         to_ask.append(small)
         larger[big] = (node, small)
         known[node] = level[node]
+        cells[small] = trees.child_cells(level[node], min(split.left.rows, split.right.rows), settings)
     found = {"trees": len(ensemble.trees), **validation}
     if to_ask:
-        following = Growing(tree, known, tuple(to_ask), larger)
+        following = Growing(tree, known, tuple(to_ask), larger, cells)
         return replace(state, question=Question(LEVEL, question.round + 1), growing=following, best=best), Findings(
             question, members, found, validated=validated
         )
@@ -248,28 +247,31 @@ def _stop_record(grown: int, best: tuple[float, int], most: int) -> dict:
 
 def _level_histograms(state: GbdtState, totals: dict[str, np.ndarray]) -> dict[int, np.ndarray]:
     """Every node of this level's histogram: the asked ones from the totals, their larger siblings by subtraction."""
-    growing, used = _growing(state), _used(state)
-    nodes = len(growing.asked)
+    growing = _growing(state)
     scale = 2.0**GRADIENT_BITS
-    blocks = [
-        np.rint(totals[name] * (scale if name != "count" else 1.0)).astype(np.int64)
-        for name in ("gradient", "hessian", "count")
-    ]
+    blocks = np.stack(
+        [
+            np.rint(totals[name] * (scale if name != "count" else 1.0)).astype(np.int64)
+            for name in ("gradient", "hessian", "count")
+        ]
+    )
     level: dict[int, np.ndarray] = {}
-    for index, node in enumerate(growing.asked):
+    start = 0
+    for node in growing.asked:  # each node's values, in its cells, in the order the layout lists them
+        cells = _cells_of(state, node)
         dense = np.zeros((3, len(state.features), trees.BINS), dtype=np.int64)
-        for part, block in enumerate(blocks):
-            dense[part][used] = block.reshape(nodes, -1)[index]
+        dense[:, cells] = blocks[:, start : start + int(cells.sum())]
+        start += int(cells.sum())
         level[node] = dense
-    for big, (parent, small) in growing.larger.items():
-        level[big] = growing.known[parent] - level[small]
+    for big, (parent, small) in growing.larger.items():  # in the cells of its smaller sibling
+        level[big] = trees.regroup(growing.known[parent], growing.cells[small]) - level[small]
     return level
 
 
 def _new_tree() -> Growing:
     tree = Tree()
     tree.add(trees.NodeSums(0, 0, 0))  # the root's sums arrive with its histograms
-    return Growing(tree, {}, (0,), {})
+    return Growing(tree, {}, (0,), {}, {})
 
 
 def _copy(tree: Tree) -> Tree:
@@ -291,6 +293,12 @@ def _is_root(state: GbdtState) -> bool:
 
 def _grids(state: GbdtState) -> tuple[np.ndarray, ...]:
     return state.fine if state.fine else (binning.coarse_grid(),) * len(state.features)
+
+
+def _cells_of(state: GbdtState, node: int) -> np.ndarray:
+    """The (features, BINS) cells an asked node's histograms are answered in: the root in every bin of the
+    agreed edges and the missing-value bin, a node below it in the cells its split chose (``trees.child_cells``)."""
+    return _used(state) if node == 0 else _growing(state).cells[node]
 
 
 def _used(state: GbdtState) -> np.ndarray:

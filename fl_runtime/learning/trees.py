@@ -43,6 +43,7 @@ class TreeSettings:
     l2: float = defaults.L2
     min_rows_leaf: int = defaults.MIN_ROWS_LEAF
     min_hessian: float = defaults.MIN_HESSIAN
+    cell_rows: int = defaults.CELL_ROWS  # 0: every bin in every node (scikit-learn's trees); see cell_ends
 
     def __post_init__(self) -> None:
         checks = {
@@ -52,6 +53,7 @@ class TreeSettings:
             "l2": _number(self.l2) and self.l2 >= 0,
             "min_rows_leaf": _whole(self.min_rows_leaf) and self.min_rows_leaf >= 1,
             "min_hessian": _number(self.min_hessian) and self.min_hessian >= 0,
+            "cell_rows": _whole(self.cell_rows) and self.cell_rows >= 0,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -75,6 +77,7 @@ RULES = {  # every setting and what it must be
     "l2": "a number of at least 0",
     "min_rows_leaf": "a whole number of at least 1",
     "min_hessian": "a number of at least 0",
+    "cell_rows": "a whole number of at least 0",
 }
 
 
@@ -249,6 +252,51 @@ def _gains(left_sums: np.ndarray, total: NodeSums, settings: TreeSettings) -> tu
     return gain, valid
 
 
+def cell_ends(parent: np.ndarray, threshold: float) -> np.ndarray:
+    """Which bins end a cell of a child's histograms: (features, BINS), from its parent's histogram ``parent``.
+
+    A disclosure rule, computed by every party from totals alone: below the root, adjacent bins are merged into
+    cells that hold at least ``threshold`` of the parent's rows (the last cell of a feature takes the rest), so
+    a child's cell describes about threshold x child rows / parent rows of its rows, not one. Only bins where
+    the parent has rows can end a cell (a child has none elsewhere); the missing-value bin is always a cell of
+    its own. ``threshold`` 0 keeps every bin where the parent has rows: the same best split as every bin.
+    A split can only fall at a cell's end: the bin of a merged cell's sums, placed there (``regroup``)."""
+    counts = parent[2, :, :MISSING]
+    ends = np.zeros((counts.shape[0], BINS), dtype=bool)
+    ends[:, MISSING] = True
+    if threshold <= 0:
+        ends[:, :MISSING] = counts > 0
+        return ends
+    cumulative = np.cumsum(counts, axis=1)
+    for feature, running in enumerate(cumulative):
+        total, held = int(running[-1]), 0
+        while total - held >= 2 * threshold:  # room for this cell and at least one more
+            end = int(np.searchsorted(running, held + threshold, side="left"))
+            if total - int(running[end]) < threshold:
+                break
+            ends[feature, end], held = True, int(running[end])
+        if total > 0:
+            ends[feature, int(np.flatnonzero(counts[feature])[-1])] = True  # the last cell: up to the last rows
+    return ends
+
+
+def regroup(histogram: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """``histogram`` with each cell's sums at the bin that ends it (``cell_ends``) and zeros elsewhere."""
+    present = np.cumsum(histogram[:, :, :MISSING], axis=2)
+    out = np.zeros_like(histogram)
+    for feature in range(histogram.shape[1]):
+        at = np.flatnonzero(ends[feature, :MISSING])
+        out[:, feature, at] = np.diff(present[:, feature, at], axis=1, prepend=0)
+    out[:, :, MISSING] = histogram[:, :, MISSING]
+    return out
+
+
+def child_cells(parent: np.ndarray, smaller_rows: int, settings: TreeSettings) -> np.ndarray:
+    """The cells both children of a split are described in: each about ``cell_rows`` of the smaller child's."""
+    parent_rows = int(parent[2, 0].sum())
+    return cell_ends(parent, settings.cell_rows * parent_rows / max(smaller_rows, 1))
+
+
 def baseline(rows: int, positives: int) -> float:
     """The starting margin: the log-odds of the pooled positive rate."""
     if not 0 < positives < rows:
@@ -281,8 +329,9 @@ def grow_tree(
             if tree.depth_of(left) == settings.depth:
                 continue  # the last level's leaves need no histograms: their sums came with the split
             smaller, larger = (left, right) if split.left.rows <= split.right.rows else (right, left)
-            small = histograms(codes, gradient, hessian, np.flatnonzero(node_of_row == smaller))
-            following[smaller], following[larger] = small, histogram - small
+            cells = child_cells(histogram, min(split.left.rows, split.right.rows), settings)
+            small = regroup(histograms(codes, gradient, hessian, np.flatnonzero(node_of_row == smaller)), cells)
+            following[smaller], following[larger] = small, regroup(histogram, cells) - small
         level = following
     tree.set_leaf_values(settings)
     return tree, node_of_row

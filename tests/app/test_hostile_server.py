@@ -108,6 +108,8 @@ def test_a_step_with_an_array_record_is_refused_before_anything_is_computed(fede
         # a leaf floor below the member's own min_rows (10) would let a node describe fewer of the federation's rows
         ({"min-rows-leaf": 5}, "setting 'min-rows-leaf': 5 is outside this member's range [10, 1e+09]"),
         ({"min-hessian": -1.0}, "setting 'min-hessian': -1 is outside this member's range [0, 1000]"),
+        # every bin in every node (cell-rows 0) would let a cell describe one row: below min_rows, refused
+        ({"cell-rows": 0}, "setting 'cell-rows': 0 is outside this member's range [10, 1e+09]"),
         ({"seed": 3}, "setting 'seed' is not one a member takes from a run"),
         ({"ridge": 1e-12}, "setting 'ridge' is not one a member takes from a run"),
     ],

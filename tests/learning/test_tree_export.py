@@ -16,11 +16,11 @@ def test_xgboost_loads_the_export_and_its_margins_are_the_federations_to_1e_5(cm
     assert tuple(int(p) for p in xgboost.__version__.split(".")[:3]) == XGBOOST_VERSION
     edges = agree_edges([cms.X], 20)
     codes = bin_codes(cms.X, edges)
-    ensemble = boost(codes, cms.y.astype(np.float64), TreeSettings(trees=300, depth=4))
+    ensemble = boost(codes, cms.y.astype(np.float64), TreeSettings())  # the default model: 80 trees of depth 4
     path = tmp_path / "model.json"
     path.write_text(json.dumps(to_xgboost(ensemble, edges, cms.features)))
     booster = xgboost.Booster(model_file=str(path))
-    assert booster.feature_names == list(cms.features) and booster.num_boosted_rounds() == 300
+    assert booster.feature_names == list(cms.features) and booster.num_boosted_rounds() == 80
     theirs = booster.predict(xgboost.DMatrix(cms.X, feature_names=list(cms.features)), output_margin=True)
     assert np.abs(theirs - ensemble.margin(codes)).max() < 1e-5
 
