@@ -183,7 +183,7 @@ def _ranges(raw: object, where: str) -> SettingRanges:
         max_trees=whole_number(raw.get("max_trees", default.max_trees), f"{where}.max_trees", 1, MAX_TREES_LIMIT),
         depth=_bounds(raw, "depth", default.depth, where, positive=True),
         learning_rate=_bounds(raw, "learning_rate", default.learning_rate, where, positive=True),
-        l2=_bounds(raw, "l2", default.l2, where, positive=False),
+        l2=_bounds(raw, "l2", default.l2, where, positive=True),
         min_rows_leaf=_bounds(raw, "min_rows_leaf", default.min_rows_leaf, where, positive=True),
         min_hessian=_bounds(raw, "min_hessian", default.min_hessian, where, positive=False),
         cell_rows=_bounds(raw, "cell_rows", default.cell_rows, where, positive=True),

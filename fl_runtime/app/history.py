@@ -87,6 +87,8 @@ class History:
             self.totals = {"training-rows": values["rows"], "training-positives": values["positives"]}
             self.emit({"event": "federation", "members": exchange_members(exchange), **self.totals})
         if findings.validated is not None:
+            if findings.validated not in self.rounds:  # never made (trees: none beat the baseline): the state's
+                self._score(findings.validated, exchange, state)
             self._validated(findings.validated, values, final=findings.question.kind == EVALUATE)
         if findings.made is not None:
             self._score(findings.made, exchange, state)

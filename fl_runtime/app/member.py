@@ -35,6 +35,7 @@ from fl_runtime.app.pins import ClientPins
 from fl_runtime.app.protocol import StepRequest
 from fl_runtime.app.signed import Contribution, Malformed, RunKeys, SignedAnnouncement, Step
 from fl_runtime.app.transcript import Transcript, TranscriptError
+from fl_runtime.errors import OptionsError
 from fl_runtime.learning import fixed_point
 from fl_runtime.learning.families import family
 from fl_runtime.learning.machine import EVALUATE, Declined, Findings, Question, UnusableTotals, advance
@@ -81,20 +82,26 @@ def _one_of(settings: dict, key: str, allowed: tuple[str, ...]) -> str:
     return str(value)
 
 
-def _tree_settings(pins: ClientPins, settings: dict) -> TreeSettings:
-    """The gbdt settings, each within its range; no node, and no histogram cell of a node below the root, may
-    describe fewer rows than this member's min_rows."""
+def _tree_settings(pins: ClientPins, settings: dict, floors: tuple[str, ...]) -> TreeSettings:
+    """The gbdt settings, each within its range; where the family grows trees (``floors``), no node, and no
+    histogram cell of a node below the root, may describe fewer rows than this member's min_rows."""
     ranges = pins.ranges
-    leaf = ranges.min_rows_leaf
-    return TreeSettings(
-        trees=_whole_within(settings, "trees", 1, ranges.max_trees),
-        depth=_whole_within(settings, "depth", *ranges.depth),
-        learning_rate=_within(settings, "learning-rate", ranges.learning_rate),
-        l2=_within(settings, "l2", ranges.l2),
-        min_rows_leaf=_whole_within(settings, "min-rows-leaf", max(leaf[0], pins.min_rows), leaf[1]),
-        min_hessian=_within(settings, "min-hessian", ranges.min_hessian),
-        cell_rows=_whole_within(settings, "cell-rows", max(ranges.cell_rows[0], pins.min_rows), ranges.cell_rows[1]),
-    )
+
+    def floored(key: str, bounds: tuple[float, ...]) -> int:
+        return _whole_within(settings, key, max(bounds[0], pins.min_rows) if key in floors else bounds[0], bounds[1])
+
+    try:
+        return TreeSettings(
+            trees=_whole_within(settings, "trees", 1, ranges.max_trees),
+            depth=_whole_within(settings, "depth", *ranges.depth),
+            learning_rate=_within(settings, "learning-rate", ranges.learning_rate),
+            l2=_within(settings, "l2", ranges.l2),
+            min_rows_leaf=floored("min-rows-leaf", ranges.min_rows_leaf),
+            min_hessian=_within(settings, "min-hessian", ranges.min_hessian),
+            cell_rows=floored("cell-rows", ranges.cell_rows),
+        )
+    except OptionsError as error:  # within a pinned range, but not a value the trees take
+        raise Declined(f"setting {error}") from None
 
 
 def accept_settings(pins: ClientPins, settings: dict) -> TrainingPlan:
@@ -107,6 +114,7 @@ def accept_settings(pins: ClientPins, settings: dict) -> TrainingPlan:
     if missing:
         raise Declined(f"setting '{missing[0]}' is missing")
     ranges = pins.ranges
+    name = _one_of(settings, "family", ranges.families)
     return TrainingPlan(
         rounds=_whole_within(settings, "num-server-rounds", 1, ranges.max_rounds),
         train=TrainConfig(
@@ -116,8 +124,8 @@ def accept_settings(pins: ClientPins, settings: dict) -> TrainingPlan:
         ),
         seed=pins.seed,
         tolerance=_within(settings, "convergence-tolerance", ranges.tolerance),
-        family=_one_of(settings, "family", ranges.families),
-        trees=_tree_settings(pins, settings),
+        family=name,
+        trees=_tree_settings(pins, settings, family(name).node_floors),
     )
 
 
@@ -293,6 +301,8 @@ class MemberSession:
                 f"a re-run must have fewer members than attempt {before.attempt} {list(before.members)}; the server "
                 f"lists {list(request.members)}"
             )
+        if self.machine.same_members(self.state):
+            raise Declined(f"{self.state.question.label} must be answered by the members of the step before it")
         if (before.kind, before.round) == (self.first_question.kind, self.first_question.round) and (
             request.announcements != self.announcements
         ):
@@ -328,6 +338,11 @@ class MemberSession:
             self.state, findings = advance(self.machine, self.state, totals, len(answered.step.members))
         except UnusableTotals as error:
             raise TranscriptError(str(error)) from None
+        if self.machine.same_members(self.state) and request.members != answered.step.members:
+            raise Declined(
+                f"{self.state.question.label} must be answered by the members of the step before it "
+                f"{list(answered.step.members)}; the server lists {list(request.members)}"
+            )
         self.forwarded = tuple(request.contributions)
         self._note_findings(findings)
         question = self.state.question

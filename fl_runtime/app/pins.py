@@ -51,7 +51,7 @@ class SettingRanges(JsonDocument):
     max_trees: int = defaults.MAX_TREES_PINNED
     depth: tuple[float, ...] = (1, 6)
     learning_rate: tuple[float, ...] = (0.01, 1.0)
-    l2: tuple[float, ...] = (0.0, 100.0)
+    l2: tuple[float, ...] = (0.01, 100.0)
     min_rows_leaf: tuple[float, ...] = (1, 10**9)
     min_hessian: tuple[float, ...] = (0.0, 1000.0)
     cell_rows: tuple[float, ...] = (1, 10**9)  # and at least min_rows: no histogram cell below the root under it

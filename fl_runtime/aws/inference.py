@@ -158,11 +158,11 @@ def _accepted(accept: str | None) -> str:
 
 
 def _csv_rows(text: str) -> Rows:
-    """A first line whose first cell is not a number (nor empty: a missing value) is a header: the rows are then
-    read by name."""
+    """A first line with a cell that is neither a number nor empty (a missing value) is a header: the rows are
+    then read by name."""
     lines = [(number, [cell.strip() for cell in row]) for number, row in enumerate(csv.reader(io.StringIO(text)), 1)]
     lines = [(number, row) for number, row in lines if any(row)]
-    if not lines or lines[0][1][0] == "" or _is_number(lines[0][1][0]):
+    if not lines or all(cell == "" or _is_number(cell) for cell in lines[0][1]):
         return Rows([row for _, row in lines], [f"CSV line {number}" for number, _ in lines])
     (_, header), *lines = lines
     repeated = sorted({name for name in header if header.count(name) > 1})

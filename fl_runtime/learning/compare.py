@@ -69,8 +69,11 @@ def alone_name(client: str, model: str) -> str:
 
 
 def choose_model(candidates: Sequence[tuple[str, Outcome]]) -> str:
-    """The family whose federated model has the highest pooled validation PR-AUC (ties: the first listed)."""
-    return max(candidates, key=lambda candidate: candidate[1].validation_pr_auc)[0]
+    """The family whose federated model has the highest pooled validation PR-AUC (ties: the first listed; a NaN
+    never wins). The logistic candidate is already the best of its class-balance methods on the same validation
+    parts, and the trees stopped on them: both chose on them once, so the contest is even."""
+    usable = [candidate for candidate in candidates if not math.isnan(candidate[1].validation_pr_auc)]
+    return max(usable or candidates, key=lambda candidate: candidate[1].validation_pr_auc)[0]
 
 
 def choose_class_balance(federated: Sequence[Outcome]) -> str:
@@ -209,10 +212,8 @@ def _choice_text(comparison: Comparison) -> str:
     evidence = ", ".join(f"{m} {v:.4f}" for m, v in comparison.validation_pr_auc.items())
     family = "by validation PR-AUC" if comparison.model == AUTO else "as asked"
     balance = "by validation PR-AUC" if comparison.class_balance == AUTO else "as asked"
-    return (
-        f"Model {comparison.chosen_model} ({family}); logistic class balance {comparison.chosen} ({balance}); "
-        f"federated validation PR-AUC: {evidence}"
-    )
+    logistic = f"; logistic class balance {comparison.chosen} ({balance})" if comparison.model != GBDT else ""
+    return f"Model {comparison.chosen_model} ({family}){logistic}; federated validation PR-AUC: {evidence}"
 
 
 def summary(comparisons: Sequence[Comparison]) -> dict:
@@ -229,7 +230,7 @@ def summary(comparisons: Sequence[Comparison]) -> dict:
         "local-only-roc-auc-mean": float(np.mean(local)),
         "max-abs-gap-federated-best-centralised": float(np.max(np.abs(gaps))),
         "min-roc-auc-centralised-or-federated": float(min(min(central), min(federated))),
-        "chosen": {m: sum(c.chosen == m for c in comparisons) for m in METHODS},
+        "chosen": {m: sum(c.chosen == m and c.model != GBDT for c in comparisons) for m in METHODS},
         "chosen-model": {m: sum(c.chosen_model == m for c in comparisons) for m in (LOGISTIC, GBDT)},
     }
 

@@ -9,7 +9,6 @@ which builds on this module.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -74,7 +73,7 @@ def checked_block(table, features: Sequence[str], label: str, carried: str | Non
         if values.null_count != int(np.isnan(X[:, index]).sum()):
             return None  # a cell that reads as NaN but is not empty ("nan"): named by the row reader
     present = X[~np.isnan(X)]
-    if not (present.min(initial=0.0) >= 0 and present.max(initial=0.0) < math.inf):
+    if not (present.min(initial=0.0) >= 0 and present.max(initial=0.0) < 2.0**64):  # data.MAX_VALUE
         return None
     cells = table.column(carried).to_pylist() if carried is not None else []
     return Block(X, None if labels is None else labels.to_numpy().astype(np.int64), cells)

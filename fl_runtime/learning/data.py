@@ -24,6 +24,7 @@ from fl_runtime.files import atomic_path
 from fl_runtime.learning.csv_blocks import Block, arrow_options, checked_block
 
 LABEL = "fraudulent_provider"
+MAX_VALUE = 2.0**64  # features are counts or amounts: a value at or above this is refused (bounds every answer)
 
 # The 49 features of the curated CMS dataset, in its column order. The synthetic generator produces
 # exactly these; real CSVs may carry any numeric columns as long as every party has the same ones.
@@ -253,6 +254,8 @@ def _parse_feature(name: str, line_number: int, column: str, cell: str) -> float
         raise DataError(f"{name}: column '{column}', line {line_number}: {text!r} is not a number") from None
     if not math.isfinite(value):
         raise DataError(f"{name}: column '{column}', line {line_number}: {text!r} is not a finite number")
+    if value >= MAX_VALUE:
+        raise DataError(f"{name}: column '{column}', line {line_number}: {text} is 2^64 or more, too large for a count")
     if value < 0:
         raise DataError(
             f"{name}: column '{column}', line {line_number}: {text} is negative; features are counts or "

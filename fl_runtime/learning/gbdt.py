@@ -69,6 +69,7 @@ class GradientBoostedTreesFamily:
 
     name = GBDT
     version_name = "trees"
+    node_floors: tuple[str, ...] = ("min-rows-leaf", "cell-rows")
 
     def start(self, plan: TrainingPlan, features: tuple[str, ...]) -> GbdtState:
         return GbdtState(plan, tuple(features), Question(BINS, 0), plan.trees)
@@ -149,6 +150,13 @@ class GradientBoostedTreesFamily:
 
     def model(self, state: GbdtState, features: tuple[str, ...], threshold: float | None) -> BoostedTreesModel:
         return BoostedTreesModel(tuple(features), state.edges, _ensemble(state), threshold)
+
+    def same_members(self, state: GbdtState) -> bool:
+        """A level below the root: its larger children are its parents' histograms minus the smaller ones', so
+        both must be totals over the same members (a member lost there ends the run; at a root, the survivors
+        start the tree again)."""
+        question = state.question
+        return question is not None and question.kind == LEVEL and not _is_root(state)
 
     def most_steps(self, plan: TrainingPlan) -> int:
         return 2 + plan.trees.trees * plan.trees.depth + 2  # the bins, every level, the stopping root, evaluation

@@ -40,6 +40,7 @@ import numpy as np
 
 from fl_runtime.learning.balance import CLASS_WEIGHTS, SMOTE, class_weights
 from fl_runtime.learning.convergence import Stop
+from fl_runtime.learning.data import MAX_VALUE
 from fl_runtime.learning.fixed_point import Layout, Quantity, scale_bits_for
 from fl_runtime.learning.machine import EVALUATE, MOMENTS, ROUND, Declined, Findings, Question, asked
 from fl_runtime.learning.metrics import HISTOGRAM_BINS, validation_findings
@@ -48,7 +49,7 @@ from fl_runtime.learning.stats import FeatureMoments, GlobalStats
 from fl_runtime.learning.task import LOGISTIC, ClientRows, TrainingPlan
 
 MAX_MEMBER_ROWS = 2**27  # the most training rows one member may contribute (134 million)
-MAX_FEATURE = 2.0**64  # the largest feature value a member's moments may hold: log1p of it is 44.4
+MAX_FEATURE = MAX_VALUE  # the largest feature value a member's moments may hold (the data contract's): log1p 44.4
 MAX_LOG = math.log1p(MAX_FEATURE)
 MARGIN = 2.0  # on derived bounds: the statistics themselves carry fixed-point error
 
@@ -88,6 +89,7 @@ class LogisticRegressionFamily:
 
     name = LOGISTIC
     version_name = "round"
+    node_floors: tuple[str, ...] = ()
 
     def start(self, plan: TrainingPlan, features: tuple[str, ...]) -> LogisticState:
         return LogisticState(plan, tuple(features), Question(MOMENTS, 0))
@@ -251,6 +253,9 @@ class LogisticRegressionFamily:
 
     def most_steps(self, plan: TrainingPlan) -> int:
         return plan.rounds + 2  # the moments, every round, the evaluation
+
+    def same_members(self, state: LogisticState) -> bool:
+        return False  # every step is a whole sum: survivors re-run it
 
     def describe(self, plan: TrainingPlan) -> str:
         train = plan.train

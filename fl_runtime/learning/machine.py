@@ -16,6 +16,9 @@ A family provides, for a state:
   a member's own validation part);
 - ``model(state, features, threshold)``: the state's model as the deliverable ``model.joblib`` holds;
 - ``most_steps(plan)``: the most exchanges a run of the plan takes (the launchers' deadline);
+- ``same_members(state)``: whether the state's question must be answered by exactly the members of the step
+  before (a tree level's histograms are subtracted from its parent's): no drop-out, no re-run with fewer;
+- ``node_floors``: the settings that bound how few rows a node or cell describes (each at least ``min_rows``);
 - ``version_name`` and ``describe(plan)``: how the reports speak of a model version and of the model.
 
 A model *version* is what the reports score: logistic regression's round r makes version r; a finished tree
@@ -92,6 +95,7 @@ class State(Protocol):
 class Family(Protocol):
     name: str
     version_name: str  # what a model version is called in the reports ("round", "trees")
+    node_floors: tuple[str, ...]  # run-config settings a member holds at or above its own min_rows
 
     def start(self, plan: TrainingPlan, features: tuple[str, ...]) -> Any: ...
     def layout(self, state: Any) -> Layout: ...
@@ -99,6 +103,7 @@ class Family(Protocol):
     def advance(self, state: Any, totals: dict[str, np.ndarray], members: int) -> tuple[Any, Findings]: ...
     def probabilities(self, state: Any, X: np.ndarray) -> np.ndarray: ...
     def model(self, state: Any, features: tuple[str, ...], threshold: float | None) -> Any: ...
+    def same_members(self, state: Any) -> bool: ...  # whether its question needs the last step's members exactly
     def most_steps(self, plan: TrainingPlan) -> int: ...
     def describe(self, plan: TrainingPlan) -> str: ...
 

@@ -50,7 +50,7 @@ class TreeSettings:
             "trees": _whole(self.trees) and self.trees >= 1,
             "depth": _whole(self.depth) and 1 <= self.depth <= MAX_DEPTH,
             "learning_rate": _number(self.learning_rate) and 0 < self.learning_rate <= 1,
-            "l2": _number(self.l2) and self.l2 >= 0,
+            "l2": _number(self.l2) and self.l2 > 0,  # a node of zero hessian still has a leaf value
             "min_rows_leaf": _whole(self.min_rows_leaf) and self.min_rows_leaf >= 1,
             "min_hessian": _number(self.min_hessian) and self.min_hessian >= 0,
             "cell_rows": _whole(self.cell_rows) and self.cell_rows >= 0,
@@ -74,7 +74,7 @@ RULES = {  # every setting and what it must be
     "trees": "a whole number of at least 1",
     "depth": f"a whole number from 1 to {MAX_DEPTH}",
     "learning_rate": "a number above 0 and at most 1",
-    "l2": "a number of at least 0",
+    "l2": "a number above 0",
     "min_rows_leaf": "a whole number of at least 1",
     "min_hessian": "a number of at least 0",
     "cell_rows": "a whole number of at least 0",

@@ -142,3 +142,20 @@ def test_a_tree_runs_findings_make_one_version_per_tree_and_the_evaluation_decid
     assert [e["version"] for e in history.events if e["event"] == "round"] == ["trees"] * 3
     timings = [t["stage"] for t in history.rounds[1].timing]
     assert timings[:2] == ["bins", "bins"] and set(timings[2:]) == {"level"}
+
+
+def test_a_tree_run_that_kept_no_tree_reports_the_baseline_as_its_model(history, synthetic):
+    """When no tree lowered the pooled validation loss, boosting keeps none: the evaluation validates version 0,
+    never made by a tree, and the report scores that model (the pooled base rate) rather than fail."""
+    from fl_runtime.learning.binning import agree_edges
+    from fl_runtime.learning.gbdt import GbdtState
+    from fl_runtime.learning.trees import Ensemble, TreeSettings
+
+    plan = TrainingPlan(family="gbdt")
+    edges = tuple(agree_edges([synthetic.X], 20))
+    state = GbdtState(plan, synthetic.features, None, TreeSettings(), edges=edges, ensemble=Ensemble(-2.0))
+    final = _histogram(5)
+    values = {"histogram": final, "validation-rows": 600, "validation-log-loss": 0.3}
+    history.on_findings(Findings(Question(EVALUATE, 9), 3, values, validated=0), state, _exchange("evaluate", 9), [])
+    assert history.final_round == 0 and history.thresholds == {0: final.f1_threshold()}
+    assert history.rounds[0].test["roc-auc"] == 0.5 or np.isnan(history.rounds[0].test["roc-auc"])

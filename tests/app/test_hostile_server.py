@@ -367,3 +367,51 @@ def test_the_protocol_version_is_checked(federation):
     content.config_records["relay"]["protocol"] = "fl-relay/0"
     reply = federation.grid.call("clinic-a", Message(content, dst_node_id=101, message_type=protocol.KEYS))
     assert f"field 'protocol': 'fl-relay/0' is not {PROTOCOL}" in refusal(reply)
+
+
+def test_below_a_trees_root_a_level_is_answered_only_by_the_members_of_the_step_before(federation):
+    """A tree level's larger children are its parents' histograms minus the smaller ones': a server that re-runs
+    such a level with fewer members, or asks the next level of fewer members, would mix member sets (and let a
+    node describe fewer rows than min-rows-leaf). Both are refused; at a root the survivors may start again."""
+    from fl_runtime.app.pins import SettingRanges
+    from fl_runtime.learning.trees import TreeSettings
+
+    for member in MEMBERS:
+        edit_pins(federation.pins[member], min_members=2, ranges=SettingRanges(families=("gbdt",)))
+    settings = TrainingPlan(family="gbdt", trees=TreeSettings(trees=2, depth=3, min_rows_leaf=20)).to_config()
+    server = Scripted(federation.grid)
+    announcements = server.announce_all(settings)
+    replies = {
+        m: server.step(m, protocol.StepRequest("bins", 0, 1, MEMBERS, tuple(announcements), ())) for m in MEMBERS
+    }
+    for kind, number in (("bins", 1), ("level", 1)):  # the fine bins, the first root
+        request = protocol.StepRequest(kind, number, 1, MEMBERS, (), server.contributions(replies))
+        replies = {m: server.step(m, request) for m in MEMBERS}
+        assert not any(reply.has_error() for reply in replies.values()), kind
+    root = server.contributions(replies)
+    level_2 = protocol.StepRequest("level", 2, 1, MEMBERS, (), root)
+    replies = {m: server.step(m, level_2) for m in MEMBERS}
+    assert not any(reply.has_error() for reply in replies.values())
+    rerun = protocol.StepRequest("level", 2, 2, MEMBERS[:2], (), root)
+    assert "tree exchange 2 must be answered by the members of the step before it" in refusal(
+        server.step(MEMBERS[0], rerun)
+    )
+    fewer = protocol.StepRequest("level", 3, 1, MEMBERS[1:], (), server.contributions(replies))
+    assert "tree exchange 3 must be answered by the members of the step before it" in refusal(
+        server.step(MEMBERS[1], fewer)
+    )
+
+
+def test_the_tree_floors_bind_a_tree_run_only_a_logistic_run_is_not_refused_for_them(federation):
+    """min-rows-leaf and cell-rows are held at or above a member's min_rows where trees grow; a logistic run
+    carries the same keys at their defaults and is not refused for them by a member with a high min_rows."""
+    from fl_runtime.app.pins import SettingRanges
+
+    for member in ("clinic-a", "insurer-b"):
+        edit_pins(federation.pins[member], min_rows=30, ranges=SettingRanges(families=("logistic", "gbdt")))
+    server = Scripted(federation.grid)
+    assert not server.keys("clinic-a", TrainingPlan().to_config()).has_error()  # min-rows-leaf 20 < 30: unused
+    trees = {**TrainingPlan().to_config(), "family": "gbdt"}
+    assert "setting 'min-rows-leaf': 20 is outside this member's range [30, 1e+09]" in refusal(
+        server.keys("insurer-b", trees)
+    )

@@ -58,6 +58,7 @@ def test_label_column_may_be_anywhere_and_blank_lines_are_ignored(tmp_path):
         ([LABEL, "x1"], [[2, 1]], f"column '{LABEL}', line 2: label '2' is not 0 or 1"),
         ([LABEL, "x1"], [["yes", 1]], f"column '{LABEL}', line 2: label 'yes' is not 0 or 1"),
         ([LABEL, "x1"], [[0, -5]], "column 'x1', line 2: -5 is negative"),
+        ([LABEL, "x1"], [[0, 1], [0, "2e19"]], "column 'x1', line 3: 2e19 is 2^64 or more"),
         ([LABEL, "x1", "x1"], [[0, 1, 2]], "column 'x1' appears twice"),
         ([LABEL, "x1"], [[0, 1, 9]], "line 2 has 3 cells, the header has 2"),
         ([LABEL], [[0]], "no feature columns"),
