@@ -196,13 +196,14 @@ def histograms(codes: np.ndarray, gradient: np.ndarray, hessian: np.ndarray, row
 
     ``np.bincount`` adds float64 weights; every weight and partial sum is a whole number below 2^53, so the sums
     are exact (and the same in any order)."""
-    features = codes.shape[1]
-    flat = (codes[rows].astype(np.int64) + np.arange(features) * BINS).ravel()
-    size = features * BINS
-    out = np.empty((3, features, BINS), dtype=np.int64)
-    for index, weights in enumerate((gradient[rows], hessian[rows], None)):
-        repeated = None if weights is None else np.repeat(weights.astype(np.float64), features)
-        out[index] = np.bincount(flat, weights=repeated, minlength=size).reshape(features, BINS).astype(np.int64)
+    chosen = codes[rows]
+    weights = gradient[rows].astype(np.float64), hessian[rows].astype(np.float64)
+    out = np.empty((3, codes.shape[1], BINS), dtype=np.int64)
+    for feature in range(codes.shape[1]):  # feature by feature: no rows x features index or weight copies
+        column = chosen[:, feature]
+        out[0, feature] = np.bincount(column, weights=weights[0], minlength=BINS)
+        out[1, feature] = np.bincount(column, weights=weights[1], minlength=BINS)
+        out[2, feature] = np.bincount(column, minlength=BINS)
     return out
 
 

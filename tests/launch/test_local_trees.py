@@ -91,3 +91,15 @@ def test_score_gives_a_tree_runs_probabilities_and_reasons_that_add_up_to_the_ma
         reported = [float(row[columns.index(f"reason_{k}_contribution")]) for k in (1, 2, 3)]
         np.testing.assert_allclose(reported, contributions, atol=1e-12)
     assert done.stdout.startswith(f"Scored {test.n_rows} rows of {test_path}")
+
+
+def test_every_members_transcript_of_a_tree_run_replays_offline(tree_run):
+    """verify-transcript steps the tree machine from the recorded totals, as it does the logistic one."""
+    from fl_runtime.app.verify import verify_file
+
+    _, out = tree_run
+    for name in ("insurer_a", "insurer_b", "insurer_c"):
+        verified = verify_file(out / "clients" / name / "transcript.jsonl")
+        assert verified.writer == name and verified.signed
+        assert verified.steps == 2 + TINY.trees * TINY.depth + 1  # its last answer (the evaluation) is pending
+    assert verify_file(out / "transcript.jsonl").last == "the end of the run"
