@@ -52,7 +52,6 @@ from fl_runtime.aws.model_package import (
     MODEL_ARCHIVE,
     REQUEST_FILE,
     Registered,
-    check_servable,
     model_archive,
     registration_request,
 )
@@ -86,10 +85,6 @@ class FederateOptions(RunOptions):
     app_dir: Path | None = None
 
     WAIT_FLAG: ClassVar[str] = "--connect-timeout"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_servable(self.plan.family)  # a run across accounts ends in the registry: refuse before it starts
 
     @property
     def wait_timeout(self) -> float:

@@ -6,13 +6,15 @@ package sets both to ``code/``) and calls ``model_fn(model_dir)`` once per worke
 ``predict_fn`` and ``output_fn``. The container has its own Python with scikit-learn, NumPy and joblib, but not
 ``fl_runtime``: this file imports the standard library, NumPy, joblib and ``explain`` only, the copy of
 ``fl_runtime/learning/explain.py`` the archive carries beside it. It is a file shipped as data, never imported
-from ``fl_runtime``.
+from ``fl_runtime``. A tree model (``BoostedTreesModel``) unpickles from the NumPy-only tree modules the archive
+carries under ``code/fl_runtime/`` and explains itself (exact TreeSHAP contributions to the margin).
 
-Requests, one provider per row, raw values as the data CSVs hold them (finite, not negative):
+Requests, one provider per row, raw values as the data CSVs hold them (finite, not negative; an empty CSV cell or
+JSON null is a missing value, which the model imputes):
 
 - ``text/csv``: the model's features in its order, or, when the first line is a header (its first cell is not a
-  number), columns picked by name: every feature the model needs must be there; other columns (the label, an
-  id) are ignored, so rows can be sent straight from a data file.
+  number, or is empty before column names), columns picked by name: every feature the model needs must be there;
+  other columns (the label, an id) are ignored, so rows can be sent straight from a data file.
 - ``application/json``: ``{"instances": [[...], ...]}`` in the model's feature order, or instances that are
   objects keyed by feature name (other keys ignored, as in a CSV header); a bare list of instances works too.
 
@@ -158,11 +160,12 @@ def _accepted(accept: str | None) -> str:
 
 
 def _csv_rows(text: str) -> Rows:
-    """A first line with a cell that is neither a number nor empty (a missing value) is a header: the rows are
-    then read by name."""
+    """A first line whose first cell is not a number is a header (the rows are then read by name); so is one whose
+    first cell is empty and that names columns after it (pandas writes its index so), where a data row's empty
+    first cell is a missing value."""
     lines = [(number, [cell.strip() for cell in row]) for number, row in enumerate(csv.reader(io.StringIO(text)), 1)]
     lines = [(number, row) for number, row in lines if any(row)]
-    if not lines or all(cell == "" or _is_number(cell) for cell in lines[0][1]):
+    if not lines or not _is_header(lines[0][1]):
         return Rows([row for _, row in lines], [f"CSV line {number}" for number, _ in lines])
     (_, header), *lines = lines
     repeated = sorted({name for name in header if header.count(name) > 1})
@@ -201,6 +204,13 @@ def _ordered(row: list[Any] | dict[str, Any], label: str, features: tuple[str, .
             "(or name them: a CSV header, JSON objects)"
         )
     return [_number(value, f"{label}, value {i} ({name})") for i, (value, name) in enumerate(zip(row, features), 1)]
+
+
+def _is_header(cells: list[str]) -> bool:
+    first, rest = cells[0], cells[1:]
+    if first:
+        return not _is_number(first)
+    return any(cell and not _is_number(cell) for cell in rest)
 
 
 def _is_number(cell: str) -> bool:

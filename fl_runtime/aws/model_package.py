@@ -2,7 +2,8 @@
 
 ``model_archive`` writes what SageMaker's scikit-learn inference container serves as it is: ``model.joblib`` at
 the top, ``code/inference.py`` (this package's ``inference.py``) and ``code/explain.py`` (the bytes of
-``fl_runtime/learning/explain.py``, copied when the archive is written, so there is one source). It lives here,
+``fl_runtime/learning/explain.py``, copied when the archive is written, so there is one source), and for a tree
+model the NumPy-only modules it unpickles from (``code/fl_runtime/...``: ``TREE_MODULES``). It lives here,
 with the AWS layer, rather than beside ``explain`` in ``learning``: ``learning`` is part of the Flower app whose
 content hash every client account approves, and how the server account serves its model is none of the code a
 client runs; a change to serving must not ask every client to approve a new app.
@@ -25,7 +26,6 @@ from typing import Any
 
 from fl_runtime.app.run_settings import METRICS_FILE, MODEL_FILE
 from fl_runtime.aws.contract import ServerAccountSettings
-from fl_runtime.errors import OptionsError
 from fl_runtime.files import write_tarball
 from fl_runtime.learning import explain
 
@@ -40,21 +40,6 @@ METADATA_MAX = 50  # CustomerMetadataProperties entries SageMaker keeps
 DESCRIPTION_MAX = 1024
 
 
-# the model families whose model.joblib SageMaker's scikit-learn container serves with inference.py as it stands
-SERVED_FAMILIES = ("logistic",)
-
-
-def check_servable(family: str) -> None:
-    """A federation across accounts publishes, packages and registers its model: a family this module cannot
-    package yet is refused before any job starts (``local`` trains and scores it)."""
-    if family not in SERVED_FAMILIES:
-        raise OptionsError(
-            f"--model {family}: federate publishes the model to SageMaker's registry, and packaging a {family} "
-            f"model for serving is not built yet (served: {', '.join(SERVED_FAMILIES)}); train and score it with "
-            "`local` and `score`"
-        )
-
-
 @dataclass(frozen=True)
 class Registered:
     """A registered version: its ARN (or, in a rehearsal, where the request was kept) and its number."""
@@ -63,14 +48,33 @@ class Registered:
     version: int
 
 
+# the modules a tree model (learning.tree_model.BoostedTreesModel) needs to unpickle and score, NumPy only: the
+# archive carries them under code/, where the container's Python finds them, as fl_runtime itself is not there
+TREE_MODULES = (
+    "__init__.py",
+    "errors.py",
+    "defaults.py",
+    "learning/__init__.py",
+    "learning/explain.py",
+    "learning/trees.py",
+    "learning/binning.py",
+    "learning/tree_shap.py",
+    "learning/tree_export.py",
+    "learning/tree_model.py",
+)
+
+
 def model_archive(model_joblib: Path, out: Path) -> Path:
-    """``out``: model.tar.gz for SageMaker's scikit-learn container, written reproducibly and atomically."""
+    """``out``: model.tar.gz for SageMaker's scikit-learn container, written reproducibly and atomically: the
+    model, the script, ``explain`` beside it, and the tree model's modules (``TREE_MODULES``) as a package."""
+    package = Path(explain.__file__).parent.parent
     write_tarball(
         out,
         {
             MODEL_FILE: Path(model_joblib),
             f"code/{INFERENCE_SCRIPT.name}": INFERENCE_SCRIPT,
             "code/explain.py": Path(explain.__file__),
+            **{f"code/fl_runtime/{name}": package / name for name in TREE_MODULES},
         },
     )
     return out
@@ -125,7 +129,8 @@ def metadata(run: str, metrics: dict[str, Any], archive_sha256: str) -> dict[str
         "roc-auc": _number(final.get("roc-auc")),
         "pr-auc": _number(final.get("pr-auc")),
         "threshold": _number(final.get("threshold")),
-        "rounds": str(final["round"]),
+        "family": str(metrics["model"]["family"]),
+        "rounds": str(final["round"]),  # the model version: rounds, or trees
         "members": str(len(federation["members"])),
         "min-members": str(federation["min-clients"]),
         "training-rows-total": str(federation["training-rows"]),
@@ -140,7 +145,8 @@ def description(run: str, metrics: dict[str, Any]) -> str:
     final, federation = metrics["final"], metrics["federation"]
     text = (
         f"Federated fraud model, run {run}: trained in {len(federation['members'])} client accounts "
-        f"({federation['training-rows']} training rows in total), {final['round']} rounds; only masked, signed sums "
+        f"({federation['training-rows']} training rows in total), {metrics['model']['family']}, {final['round']} "
+        f"{_plural(metrics['model']['version'])}; only masked, signed sums "
         f"left them, the server saw totals over at least {federation['min-clients']} members. Server test set, "
         f"{metrics['test-set']['rows']} "
         f"providers: ROC-AUC {_number(final.get('roc-auc'))}, PR-AUC {_number(final.get('pr-auc'))}; flags at "
@@ -152,6 +158,10 @@ def description(run: str, metrics: dict[str, Any]) -> str:
 def version_of(arn: str) -> int:
     """``arn:...:model-package/<group>/<version>`` -> version."""
     return int(arn.rsplit("/", 1)[1])
+
+
+def _plural(version: str) -> str:
+    return version if version.endswith("s") else f"{version}s"
 
 
 def _number(value: Any) -> str:

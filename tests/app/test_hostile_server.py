@@ -105,11 +105,8 @@ def test_a_step_with_an_array_record_is_refused_before_anything_is_computed(fede
         ({"depth": 7}, "setting 'depth': 7 is outside this member's range [1, 6]"),
         ({"depth": 2.5}, "setting 'depth': 2.5 is outside this member's range [1, 6]"),
         ({"learning-rate": 2.0}, "setting 'learning-rate': 2 is outside this member's range [0.01, 1]"),
-        # a leaf floor below the member's own min_rows (10) would let a node describe fewer of the federation's rows
-        ({"min-rows-leaf": 5}, "setting 'min-rows-leaf': 5 is outside this member's range [10, 1e+09]"),
         ({"min-hessian": -1.0}, "setting 'min-hessian': -1 is outside this member's range [0, 1000]"),
-        # every bin in every node (cell-rows 0) would let a cell describe one row: below min_rows, refused
-        ({"cell-rows": 0}, "setting 'cell-rows': 0 is outside this member's range [10, 1e+09]"),
+        ({"cell-rows": 0}, "setting 'cell-rows': 0 is outside this member's range [1, 1e+09]"),
         ({"seed": 3}, "setting 'seed' is not one a member takes from a run"),
         ({"ridge": 1e-12}, "setting 'ridge' is not one a member takes from a run"),
     ],
@@ -414,4 +411,9 @@ def test_the_tree_floors_bind_a_tree_run_only_a_logistic_run_is_not_refused_for_
     trees = {**TrainingPlan().to_config(), "family": "gbdt"}
     assert "setting 'min-rows-leaf': 20 is outside this member's range [30, 1e+09]" in refusal(
         server.keys("insurer-b", trees)
+    )
+    # every bin in every node (cell-rows 0, or below min_rows) would let a cell describe one row: refused
+    edit_pins(federation.pins["insurer-c"], ranges=SettingRanges(families=("gbdt",)))
+    assert "setting 'cell-rows': 5 is outside this member's range [10, 1e+09]" in refusal(
+        server.keys("insurer-c", {**trees, "cell-rows": 5})
     )

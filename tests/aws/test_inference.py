@@ -192,3 +192,71 @@ def test_the_archive_serves_on_the_scikit_learn_of_the_sagemaker_image(old_pytho
     result = test_sklearn_compat.run_script(old_python, ON_THE_IMAGES_SCIKIT_LEARN)
     assert result["version"] == "1.4.2"
     np.testing.assert_allclose(result["served"], result["expected"], rtol=0, atol=1e-9)
+
+
+def _tree_model(data, folder):
+    """A tree model as the ServerApp saves it (a few trees on these rows, the run's threshold)."""
+    from fl_runtime.learning import binning, trees
+    from fl_runtime.learning.tree_model import BoostedTreesModel
+
+    settings = trees.TreeSettings(trees=8, depth=3, learning_rate=0.3)
+    edges = tuple(binning.agree_edges([data.X], settings.min_rows_leaf))
+    ensemble = trees.boost(binning.bin_codes(data.X, edges), data.y.astype(float), settings)
+    joblib.dump(BoostedTreesModel(data.features, edges, ensemble, THRESHOLD), folder / "model.joblib")
+    return folder / "model.joblib"
+
+
+def test_a_tree_model_is_served_with_its_exact_reasons(synthetic, rows, tmp_path):
+    model = _tree_model(synthetic, tmp_path)
+    archive = model_archive(model, tmp_path / "model.tar.gz")
+    tree = joblib.load(model)
+    with serving(archive, tmp_path / "opt-ml-model") as served:
+        answer = json.loads(served.invoke(_plain_csv(rows.X), "text/csv", "application/json")[0])
+    probabilities = [p["fraud_probability"] for p in answer["predictions"]]
+    np.testing.assert_allclose(probabilities, tree.predict_proba(rows.X)[:, 1], rtol=0, atol=1e-12)
+    top, values = tree.explain(rows.X).top(3)
+    for prediction, indices, contributions in zip(answer["predictions"], top, values):
+        assert [r["feature"] for r in prediction["reasons"]] == [rows.features[i] for i in indices]
+        np.testing.assert_allclose([r["contribution"] for r in prediction["reasons"]], contributions, atol=1e-12)
+
+
+ON_THE_IMAGE_WITHOUT_THIS_PROJECT = r"""
+import json, sys, tarfile
+archive, model_dir, body = sys.argv[1:4]
+with tarfile.open(archive) as packed:
+    packed.extractall(model_dir, filter="data")
+sys.path.insert(0, model_dir + "/code")  # what the container does with SAGEMAKER_SUBMIT_DIRECTORY
+import numpy, sklearn, inference, fl_runtime
+model = inference.model_fn(model_dir)
+answer, _ = inference.output_fn(inference.predict_fn(inference.input_fn(body, "application/json"), model), None)
+print(json.dumps({"numpy": numpy.__version__, "sklearn": sklearn.__version__, "package": fl_runtime.__file__,
+                  "served": json.loads(answer)["predictions"]}))
+"""
+
+
+@pytest.mark.slow
+def test_a_tree_archive_serves_on_the_images_versions_with_nothing_of_this_project_installed(
+    old_python, synthetic, rows, tmp_path
+):
+    """The image's scikit-learn (1.4.2) with only the archive on the path: the tree model unpickles from the
+    modules the archive carries, and scores and explains as it does here."""
+    import subprocess
+
+    model = _tree_model(synthetic, tmp_path)
+    archive = model_archive(model, tmp_path / "model.tar.gz")
+    body = json.dumps({"instances": rows.X.tolist()})
+    done = subprocess.run(
+        [old_python, "-c", ON_THE_IMAGE_WITHOUT_THIS_PROJECT, archive, tmp_path / "opt-ml-model", body],
+        capture_output=True, text=True, cwd=tmp_path, env={}, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["sklearn"] == "1.4.2"  # the image's; numpy is test_sklearn_compat's OLD_STACK pin
+    assert result["package"].startswith(str(tmp_path / "opt-ml-model" / "code"))
+    tree = joblib.load(model)
+    served = [p["fraud_probability"] for p in result["served"]]
+    np.testing.assert_allclose(served, tree.predict_proba(rows.X)[:, 1], rtol=0, atol=1e-12)
+    top, _ = tree.explain(rows.X).top(3)
+    assert [[r["feature"] for r in p["reasons"]] for p in result["served"]] == [
+        [rows.features[i] for i in row] for row in top
+    ]

@@ -17,7 +17,7 @@ from botocore.validate import ParamValidator
 from rich.console import Console
 
 from fl_runtime.aws.federate import publish_run
-from fl_runtime.aws.model_package import INFERENCE_SCRIPT, model_archive, registration_request
+from fl_runtime.aws.model_package import INFERENCE_SCRIPT, TREE_MODULES, model_archive, registration_request
 from fl_runtime.aws.server_account import AwsServer, RehearsalServer
 from fl_runtime.errors import FederationError
 from fl_runtime.learning import explain
@@ -37,6 +37,7 @@ def metrics_document(clients: dict[str, int]) -> dict:
             "training-positives": 110,
         },
         "test-set": {"rows": 1200, "positives": 110},
+        "model": {"family": "logistic", "version": "round", "description": "log1p, ..."},
         "final": {"round": 7, "roc-auc": 0.8567123, "pr-auc": 0.4012, "threshold": 0.2345678, "f1": 0.45},
     }
 
@@ -58,9 +59,12 @@ def test_the_archive_holds_the_model_and_both_scripts_byte_for_byte_and_is_repro
     with tarfile.open(first) as archive:
         members = archive.getmembers()
         contents = {m.name: archive.extractfile(m).read() for m in members}
-    assert [m.name for m in members] == ["code/explain.py", "code/inference.py", "model.joblib"]
+    trees = [f"code/fl_runtime/{name}" for name in TREE_MODULES]  # what a tree model unpickles from
+    assert [m.name for m in members] == sorted(["code/explain.py", "code/inference.py", *trees, "model.joblib"])
     assert {(m.mtime, m.uid, m.gid, m.uname, m.mode) for m in members} == {(0, 0, 0, "", 0o644)}
     assert contents["code/explain.py"] == Path(explain.__file__).read_bytes()
+    package = Path(explain.__file__).parent.parent
+    assert all(contents[f"code/fl_runtime/{name}"] == (package / name).read_bytes() for name in TREE_MODULES)
     assert contents["code/inference.py"] == INFERENCE_SCRIPT.read_bytes()
     assert contents["model.joblib"] == b"a model"
 
@@ -96,6 +100,7 @@ def test_the_request_registers_the_published_archive_pending_approval_with_its_m
         "roc-auc": "0.856712",
         "pr-auc": "0.401200",
         "threshold": "0.234568",
+        "family": "logistic",
         "rounds": "7",
         "members": "2",
         "min-members": "2",
@@ -105,14 +110,14 @@ def test_the_request_registers_the_published_archive_pending_approval_with_its_m
         "model-sha256": hashlib.sha256((folder / "model.tar.gz").read_bytes()).hexdigest(),
     }  # what the server saw of the members' data: totals over them, never one member's figure
     assert "\n" not in request["ModelPackageDescription"]
-    assert "2 client accounts (1200 training rows in total)" in request["ModelPackageDescription"]
+    assert "2 client accounts (1200 training rows in total), logistic, 7 rounds" in request["ModelPackageDescription"]
     assert "insurer-a" not in request["ModelPackageDescription"]
 
 
 def test_with_many_members_the_metadata_stays_within_sagemakers_limits(tmp_path):
     clients = {f"client-{i}": 100 + i for i in range(60)}
     request = registration_request(SETTINGS, "run1", published_folder(tmp_path / "run1", clients))
-    assert len(request["CustomerMetadataProperties"]) == 11 and request["CustomerMetadataProperties"]["members"] == "60"
+    assert len(request["CustomerMetadataProperties"]) == 12 and request["CustomerMetadataProperties"]["members"] == "60"
     assert len(request["ModelPackageDescription"]) <= 1024
 
 
@@ -200,13 +205,3 @@ def test_a_refused_registration_keeps_the_published_run_and_says_how_to_register
             p.name for p in folder.iterdir()
         }
     assert json.loads((out / "model-package.json").read_text()) == registration_request(SETTINGS, "run1", out)
-
-
-def test_federate_refuses_a_family_it_cannot_package_for_serving_before_any_job_starts():
-    from fl_runtime.aws.federate import FederateOptions
-    from fl_runtime.errors import OptionsError
-    from fl_runtime.learning.task import TrainingPlan
-
-    FederateOptions(plan=TrainingPlan(family="logistic"))  # packaged and registered as today
-    with pytest.raises(OptionsError, match=r"--model gbdt: federate publishes the model to SageMaker's registry"):
-        FederateOptions(plan=TrainingPlan(family="gbdt"))

@@ -98,7 +98,7 @@ def test_federated_is_the_centralised_model_on_every_seed_under_strong_label_ske
 def both_families(cms):
     """--model auto on one CMS split with a small tree model: both families' columns, and the pick."""
     test, clients = partition(cms, PartitionSpec(3, "non-iid", "label", 1.0, test_fraction=0.2, seed=1))
-    plan = TrainingPlan(seed=1, trees=TreeSettings(trees=12, depth=3, learning_rate=0.3))
+    plan = TrainingPlan(seed=1, trees=TreeSettings(trees=20, depth=4, learning_rate=0.3))
     return compare(test, clients, ["a", "b", "c"], plan, model="auto")
 
 
@@ -122,7 +122,11 @@ def test_auto_picks_the_family_of_higher_pooled_validation_pr_auc_and_compares_i
         assert both_families.federated_stop["reason"].startswith("stopped boosting")
 
 
-def test_the_federated_trees_come_within_0_01_roc_auc_of_pinned_xgboost_on_the_pooled_rows(both_families):
+def test_the_federated_trees_come_close_to_pooled_boosting_and_far_above_each_member_alone(both_families):
+    """One split, a small model: within 0.01 ROC-AUC of scikit-learn's histogram boosting on the pooled rows and
+    0.02 of pinned XGBoost (the 25 splits and the default model, in docs/models.md: +0.0015 over XGBoost)."""
     federated_trees = both_families.by_name("federated gbdt").test["roc-auc"]
-    assert federated_trees >= both_families.by_name("centralised xgboost").test["roc-auc"] - 0.01
-    assert federated_trees > np.mean([both_families.by_name(f"{m} alone gbdt").test["roc-auc"] for m in "abc"])
+    assert federated_trees >= both_families.by_name("centralised hist-gbdt").test["roc-auc"] - 0.01
+    assert federated_trees >= both_families.by_name("centralised xgboost").test["roc-auc"] - 0.02
+    alone = np.mean([both_families.by_name(f"{m} alone gbdt").test["roc-auc"] for m in "abc"])
+    assert federated_trees > alone + 0.03
