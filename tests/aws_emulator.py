@@ -13,17 +13,13 @@ from __future__ import annotations
 import http.client
 import json
 import re
-import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-from fl_runtime.launch.flower import free_port
 
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -60,24 +56,33 @@ def _operation(headers, body: bytes) -> tuple[str, dict]:
     return form.get("Action", ""), form
 
 
+MOTO_ON_A_FREE_PORT = """
+import time
+from moto.server import ThreadedMotoServer
+server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+server.start()
+print(server.get_host_and_port()[1], flush=True)
+while True:
+    time.sleep(3600)
+"""
+
+
 def start(stack) -> tuple[Recorder, str]:
     """moto server + recorder; returns the recorder and the endpoint URL boto3 should use."""
-    moto_port = free_port()
+    # the server binds port 0 and says which port it got: a port probed free and then bound by the server could
+    # be taken by another pytest worker's server in between (and this test would share that server's state)
     moto = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)],
-        stdout=subprocess.DEVNULL,
+        [sys.executable, "-c", MOTO_ON_A_FREE_PORT],
+        stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
+        text=True,
     )
     stack.callback(lambda: (moto.terminate(), moto.wait()))
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", moto_port), timeout=1).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise RuntimeError("moto server did not start") from None
-            time.sleep(0.2)
+    assert moto.stdout is not None
+    line = moto.stdout.readline()
+    if not line.strip().isdigit():
+        raise RuntimeError("moto server did not start")
+    moto_port = int(line)
     recorder = Recorder(moto_port)
 
     class Handler(BaseHTTPRequestHandler):
