@@ -14,7 +14,7 @@ from fl_runtime.learning.gbdt import GRADIENT_BOOSTED_TREES
 from fl_runtime.learning.task import TrainingPlan
 from fl_runtime.learning.tree_model import BoostedTreesModel
 from fl_runtime.learning.trees import TreeSettings
-from tests.helpers import read_rows, run_cli
+from tests.helpers import read_rows, run_cli, write_rows
 from tests.launch.conftest import SEED, run_local
 
 pytestmark = pytest.mark.slow
@@ -103,3 +103,21 @@ def test_every_members_transcript_of_a_tree_run_replays_offline(tree_run):
         assert verified.writer == name and verified.signed
         assert verified.steps == 2 + TINY.trees * TINY.depth + 1  # its last answer (the evaluation) is pending
     assert verify_file(out / "transcript.jsonl").last == "the end of the run"
+
+
+def test_score_refuses_bad_rows_for_a_tree_model_as_for_the_linear_one(tree_run, split, tmp_path):
+    """The same data contract and messages: a text cell is named with its line and column, exit 2, no output;
+    an empty cell is a missing value the trees send their learned way."""
+    _, out = tree_run
+    header, rows = read_rows(split[0])
+    bad = [list(row) for row in rows[:5]]
+    bad[2][3] = "n/a"
+    done = run_cli("score", "--model", out, "--data", write_rows(tmp_path / "bad.csv", header, bad),
+                   "--out", tmp_path / "scores.csv")  # fmt: skip
+    assert done.returncode == 2 and f"column '{header[3]}', line 4: 'n/a' is not a number" in done.stderr
+    assert not (tmp_path / "scores.csv").exists()
+    missing = [list(row) for row in rows[:5]]
+    missing[1][3] = ""
+    done = run_cli("score", "--model", out, "--data", write_rows(tmp_path / "missing.csv", header, missing),
+                   "--out", tmp_path / "scores.csv")  # fmt: skip
+    assert done.returncode == 0, done.stderr
