@@ -15,6 +15,7 @@ CLASS_BALANCE = "none"
 # the model family (learning/families.py) and the gbdt family's settings (learning/trees.py): docs/models.md
 # gives the evidence (compare's CMS splits, within the budget of about 330 exchanges a run)
 FAMILY = "logistic"
+FAMILIES = ("logistic", "gbdt")  # every registered family's name (learning/families.py registers them)
 TREES = 80  # the most trees; boosting stops earlier on the pooled validation loss (learning/gbdt.py)
 DEPTH = 4
 LEARNING_RATE = 0.2

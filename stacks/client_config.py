@@ -43,7 +43,7 @@ LAUNCHER_FUNCTION_NAME = "FL-job-launcher"  # fixed, so the server's endpoint po
 # fixed, so that in one organisation the other members' identity keys can name the role that reads them
 TRAINING_ROLE_NAME = "FL-training-job"
 # what a member's ranges may name (fl_runtime.learning.task and balance: the CDK app does not load the learning code)
-FAMILIES = ("logistic", "gbdt")
+FAMILIES = defaults.FAMILIES
 PENALTIES = ("l2", "l1")
 CLASS_BALANCES = ("none", "class-weights", "smote")
 MAX_ROUNDS_LIMIT = 1000

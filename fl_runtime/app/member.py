@@ -83,8 +83,9 @@ def _one_of(settings: dict, key: str, allowed: tuple[str, ...]) -> str:
 
 
 def _tree_settings(pins: ClientPins, settings: dict, floors: tuple[str, ...]) -> TreeSettings:
-    """The gbdt settings, each within its range; where the family grows trees (``floors``), no node, and no
-    histogram cell of a node below the root, may describe fewer rows than this member's min_rows."""
+    """The gbdt settings, each within its range; where the family grows trees (``floors``), no node may describe
+    fewer rows than this member's min_rows, nor may the cells below a root be asked for fewer (a cell holds about
+    cell-rows of its node's rows, not at least: docs/trust-model.md)."""
     ranges = pins.ranges
 
     def floored(key: str, bounds: tuple[float, ...]) -> int:

@@ -54,7 +54,7 @@ class SettingRanges(JsonDocument):
     l2: tuple[float, ...] = (0.01, 100.0)
     min_rows_leaf: tuple[float, ...] = (1, 10**9)
     min_hessian: tuple[float, ...] = (0.0, 1000.0)
-    cell_rows: tuple[float, ...] = (1, 10**9)  # and at least min_rows: no histogram cell below the root under it
+    cell_rows: tuple[float, ...] = (1, 10**9)  # and at least min_rows in a tree run (cells of about that many rows)
 
     BOUNDS = ("C", "tolerance", "depth", "learning_rate", "l2", "min_rows_leaf", "min_hessian", "cell_rows")
 
@@ -63,6 +63,10 @@ class SettingRanges(JsonDocument):
             bounds = getattr(self, name)
             if len(bounds) != 2 or bounds[0] > bounds[1]:
                 raise ConfigError(f"ranges.{name}: {list(bounds)} is not [lowest, highest]")
+        if not self.families or any(name not in defaults.FAMILIES for name in self.families):
+            raise ConfigError(
+                f"ranges.families: {list(self.families)} is not a list of ones of {list(defaults.FAMILIES)}"
+            )
         for name in ("max_rounds", "max_trees"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"ranges.{name}: {getattr(self, name)} is not at least 1")

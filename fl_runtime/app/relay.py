@@ -140,6 +140,12 @@ class Relay:
                     dropped.append(Dropout(member, question.label, attempt, reason))
                     hooks.on_dropout(dropped[-1])
                 members = tuple(m for m in members if m not in failures)
+                if machine.same_members(state):
+                    raise FederationError(
+                        f"{question.label}: {', '.join(sorted(failures))} dropped out, and this step must be answered "
+                        f"by the members of the step before it (a {machine.name} run does not go on without them): "
+                        + "; ".join(f"{d.member}: {d.reason}" for d in dropped)
+                    )
                 if len(members) < self.settings.min_clients:
                     raise FederationError(
                         f"{question.label}: only {len(members)} members left, fewer than min-clients "

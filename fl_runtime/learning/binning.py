@@ -99,9 +99,12 @@ def _add_up(answers: list[list[np.ndarray]]) -> list[np.ndarray]:
     return [np.sum(per_member, axis=0) for per_member in zip(*answers)]
 
 
-def bin_codes(X: np.ndarray, edges: Sequence[np.ndarray]) -> np.ndarray:
-    """Rows as uint8 bin codes: code <= b exactly when value < edges[b] (float32 comparison); MISSING for NaN."""
+def bin_codes(X: np.ndarray, edges: Sequence[np.ndarray], missing_kept: Sequence[bool] | None = None) -> np.ndarray:
+    """Rows as uint8 bin codes: code <= b exactly when value < edges[b] (float32 comparison); MISSING for NaN, or,
+    for a feature whose missing values are too few to be a bin of their own (``missing_kept`` False), bin 0: a
+    missing value is then taken as the lowest."""
     codes = np.empty(X.shape, dtype=np.uint8)
     for j, feature_edges in enumerate(edges):
-        codes[:, j] = np.where(np.isnan(X[:, j]), MISSING, cell_of(X[:, j], feature_edges))
+        missing = MISSING if not missing_kept or missing_kept[j] else 0  # none given: every feature's kept
+        codes[:, j] = np.where(np.isnan(X[:, j]), missing, cell_of(X[:, j], feature_edges))
     return codes

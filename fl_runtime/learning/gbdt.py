@@ -59,6 +59,7 @@ class GbdtState:
     positives: int = 0
     fine: tuple[np.ndarray, ...] = ()
     edges: tuple[np.ndarray, ...] = ()
+    missing_kept: tuple[bool, ...] = ()  # per feature: its missing values a bin of their own (enough of them)
     ensemble: Ensemble | None = None
     growing: Growing | None = None
     best: tuple[float, int] = (math.inf, 0)  # the lowest validation loss seen, and with how many trees
@@ -146,17 +147,18 @@ class GradientBoostedTreesFamily:
         return _advance_level(state, totals, members, validation)
 
     def probabilities(self, state: GbdtState, X: np.ndarray) -> np.ndarray:
-        return trees.sigmoid(_ensemble(state).margin(binning.bin_codes(X, state.edges)))
+        return trees.sigmoid(_ensemble(state).margin(binning.bin_codes(X, state.edges, state.missing_kept)))
 
     def model(self, state: GbdtState, features: tuple[str, ...], threshold: float | None) -> BoostedTreesModel:
-        return BoostedTreesModel(tuple(features), state.edges, _ensemble(state), threshold)
+        return BoostedTreesModel(tuple(features), state.edges, _ensemble(state), threshold, state.missing_kept)
 
     def same_members(self, state: GbdtState) -> bool:
-        """A level below the root: its larger children are its parents' histograms minus the smaller ones', so
-        both must be totals over the same members (a member lost there ends the run; at a root, the survivors
-        start the tree again)."""
+        """Every question after the first: a level's larger children are its parents' histograms minus the
+        smaller ones', and the counts of the bins and of every root do not depend on the model, so two such totals
+        over members with one left out would be that member's own counts. A member lost after the first step
+        ends the run; only the first step may be re-run by the survivors (its first attempt never added up)."""
         question = state.question
-        return question is not None and question.kind == LEVEL and not _is_root(state)
+        return question is not None and question != Question(BINS, 0)
 
     def most_steps(self, plan: TrainingPlan) -> int:
         return 2 + plan.trees.trees * plan.trees.depth + 2  # the bins, every level, the stopping root, evaluation
@@ -183,7 +185,11 @@ def _advance_bins(state: GbdtState, totals: dict[str, np.ndarray], members: int)
     if question.round == 0:
         rows, positives = int(totals["rows"][0]), int(totals["positives"][0])
         fine = tuple(binning.fine_grid(c, rows, floor) for c in cells)
-        following = replace(state, question=Question(BINS, 1), rows=rows, positives=positives, fine=fine)
+        # a feature's missing values are a bin of their own only if they are at least the floor of a node's rows
+        kept = tuple(rows - int(c.sum()) >= floor for c in cells)
+        following = replace(
+            state, question=Question(BINS, 1), rows=rows, positives=positives, fine=fine, missing_kept=kept
+        )
         return following, Findings(question, members, {"rows": rows, "positives": positives})
     edges = tuple(binning.edges_from_counts(g, c, floor) for g, c in zip(grids, cells))
     ensemble = Ensemble(trees.baseline(state.rows, state.positives))
@@ -314,7 +320,7 @@ def _used(state: GbdtState) -> np.ndarray:
     used = np.zeros((len(state.features), trees.BINS), dtype=bool)
     for j, feature_edges in enumerate(state.edges):
         used[j, : len(feature_edges) + 1] = True
-    used[:, trees.MISSING] = True
+    used[:, trees.MISSING] = state.missing_kept
     return used
 
 
@@ -327,7 +333,7 @@ def _codes_and_margin(state: GbdtState, rows: ClientRows, part: str) -> tuple[np
     ensemble = _ensemble(state)
     if part not in kept:
         data = rows.data.train if part == "train" else rows.data.validation
-        codes = binning.bin_codes(data.X, state.edges)
+        codes = binning.bin_codes(data.X, state.edges, state.missing_kept)
         kept[part] = (codes, 0, np.full(codes.shape[0], ensemble.baseline))
     codes, counted, margin = kept[part]
     if counted > len(ensemble.trees):

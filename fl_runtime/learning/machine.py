@@ -17,7 +17,8 @@ A family provides, for a state:
 - ``model(state, features, threshold)``: the state's model as the deliverable ``model.joblib`` holds;
 - ``most_steps(plan)``: the most exchanges a run of the plan takes (the launchers' deadline);
 - ``same_members(state)``: whether the state's question must be answered by exactly the members of the step
-  before (a tree level's histograms are subtracted from its parent's): no drop-out, no re-run with fewer;
+  before (the tree family: two of its totals over members with one left out would give that member's counts):
+  no drop-out, no re-run with fewer;
 - ``node_floors``: the settings that bound how few rows a node or cell describes (each at least ``min_rows``);
 - ``version_name`` and ``describe(plan)``: how the reports speak of a model version and of the model.
 

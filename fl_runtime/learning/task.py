@@ -29,8 +29,8 @@ from fl_runtime.learning.trees import TreeSettings
 
 VALIDATION_FRACTION = 0.2
 PENALTIES = ("l2", "l1")
-LOGISTIC, GBDT = "logistic", "gbdt"
-FAMILIES = (LOGISTIC, GBDT)  # each a state machine, registered in ``families``
+LOGISTIC, GBDT = defaults.FAMILIES
+FAMILIES = defaults.FAMILIES  # each a state machine, registered in ``families``
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ def _condition(feature_edges: np.ndarray, bin_: int) -> float:
     return float(feature_edges[bin_]) if bin_ < len(feature_edges) else float(np.finfo(np.float32).max)
 
 
-def _tree(tree: Tree, index: int, edges: Sequence[np.ndarray], features: int) -> dict:
+def _tree(tree: Tree, index: int, edges: Sequence[np.ndarray], features: int, lowest: Sequence[bool]) -> dict:
     nodes = len(tree.feature)
     leaf = [f < 0 for f in tree.feature]
     conditions = [
@@ -44,7 +44,9 @@ def _tree(tree: Tree, index: int, edges: Sequence[np.ndarray], features: int) ->
         "categories_nodes": [],
         "categories_segments": [],
         "categories_sizes": [],
-        "default_left": [int(tree.default_left[n] and not leaf[n]) for n in range(nodes)],  # where NaN goes
+        "default_left": [  # where NaN goes: the learned way, or left where it is taken as the lowest value
+            int(not leaf[n] and (tree.default_left[n] or lowest[tree.feature[n]])) for n in range(nodes)
+        ],
         "id": index,
         "left_children": [-1 if leaf[n] else tree.left[n] for n in range(nodes)],
         "loss_changes": [0.0] * nodes,
@@ -63,12 +65,19 @@ def _tree(tree: Tree, index: int, edges: Sequence[np.ndarray], features: int) ->
     }
 
 
-def to_xgboost(ensemble: Ensemble, edges: Sequence[np.ndarray], features: Sequence[str]) -> dict:
+def to_xgboost(
+    ensemble: Ensemble,
+    edges: Sequence[np.ndarray],
+    features: Sequence[str],
+    missing_kept: Sequence[bool] | None = None,
+) -> dict:
     """The ensemble as XGBoost's JSON model document (``json.dumps`` it; ``xgboost.Booster(model_file=...)``
-    loads it)."""
+    loads it). A feature whose missing values are taken as its lowest (``missing_kept`` False) sends NaN left at
+    every split, as bin 0 goes."""
     count = len(features)
     base_score = 1.0 / (1.0 + math.exp(-ensemble.baseline))
-    trees = [_tree(tree, i, edges, count) for i, tree in enumerate(ensemble.trees)]
+    lowest = [not kept for kept in missing_kept] if missing_kept is not None else [False] * count
+    trees = [_tree(tree, i, edges, count, lowest) for i, tree in enumerate(ensemble.trees)]
     return {
         "learner": {
             "attributes": {},

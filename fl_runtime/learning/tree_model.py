@@ -25,6 +25,7 @@ class BoostedTreesModel:
     edges: tuple[np.ndarray, ...]
     ensemble: Ensemble
     fraud_threshold: float | None = None  # named as explain.THRESHOLD_ATTRIBUTE, which explain.threshold reads
+    missing_kept: tuple[bool, ...] | None = None  # per feature: missing values a bin of their own (else bin 0)
 
     @property
     def feature_names_in_(self) -> np.ndarray:
@@ -36,7 +37,7 @@ class BoostedTreesModel:
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         """Each row's margin (log-odds of fraud)."""
-        return self.ensemble.margin(binning.bin_codes(np.asarray(X, dtype=np.float64), self.edges))
+        return self.ensemble.margin(self.codes(X))
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         p = trees.sigmoid(self.decision_function(X))
@@ -45,10 +46,13 @@ class BoostedTreesModel:
     def explain(self, X: np.ndarray) -> Explained:
         """Each feature's exact contribution to each row's margin (path-dependent TreeSHAP, ``tree_shap``): the
         contributions and the bias add up to the margin."""
-        codes = binning.bin_codes(np.asarray(X, dtype=np.float64), self.edges)
+        codes = self.codes(X)
         contributions, bias = tree_shap.contributions(self.ensemble, codes)
         return Explained(self.ensemble.margin(codes), contributions, bias)
 
+    def codes(self, X: np.ndarray) -> np.ndarray:
+        return binning.bin_codes(np.asarray(X, dtype=np.float64), self.edges, self.missing_kept)
+
     def xgboost_json(self) -> dict:
         """The same model as XGBoost's JSON model document (``tree_export``)."""
-        return to_xgboost(self.ensemble, self.edges, self.features)
+        return to_xgboost(self.ensemble, self.edges, self.features, self.missing_kept)

@@ -366,10 +366,11 @@ def test_the_protocol_version_is_checked(federation):
     assert f"field 'protocol': 'fl-relay/0' is not {PROTOCOL}" in refusal(reply)
 
 
-def test_below_a_trees_root_a_level_is_answered_only_by_the_members_of_the_step_before(federation):
-    """A tree level's larger children are its parents' histograms minus the smaller ones': a server that re-runs
-    such a level with fewer members, or asks the next level of fewer members, would mix member sets (and let a
-    node describe fewer rows than min-rows-leaf). Both are refused; at a root the survivors may start again."""
+def test_after_the_first_step_a_tree_runs_steps_are_answered_only_by_the_members_of_the_step_before(federation):
+    """A tree level's larger children are its parents' histograms minus the smaller ones', and the counts of the
+    bins and of every root do not depend on the model: a server that re-runs a step with fewer members, or asks
+    the next one of fewer members (a root included), would learn the one left out's counts by difference. Every
+    such step is refused, whatever the member's allow_reruns; only the first step may be re-run."""
     from fl_runtime.app.pins import SettingRanges
     from fl_runtime.learning.trees import TreeSettings
 

@@ -121,3 +121,40 @@ def test_a_member_declines_a_root_question_over_fewer_validation_rows_than_its_m
         Declined, match=rf"tree exchange 1: its validation part has fewer rows than its min_rows \({floor}\)"
     ):
         family.answer(state, small, floor)
+
+
+def test_a_features_few_missing_values_get_no_bin_of_their_own_and_count_as_its_lowest(cms, tmp_path):
+    """A missing-value cell of a few rows would describe those rows alone (their label, through the gradient):
+    a feature with fewer missing values in the federation than min-rows-leaf takes them as its lowest value
+    (bin 0) everywhere: in the federation, the pooled reference, the saved model and its XGBoost export."""
+    import json
+
+    import xgboost
+
+    from fl_runtime.learning.tree_model import BoostedTreesModel
+
+    X = cms.X.copy()
+    few, many = cms.features.index("bene_count_sum"), cms.features.index("total_drug_cost_sum")
+    X[np.arange(0, 50, 10), few] = np.nan  # 5 missing values in the whole federation
+    X[np.random.default_rng(4).random(len(X)) < 0.2, many] = np.nan
+    data = LabelledData(cms.features, X, cms.y, "few-missing")
+    test, parts = partition(data, PartitionSpec(3, "non-iid", skew="label", seed=1))
+    clients = split_clients(parts, seed=0)
+    settings = replace(SETTINGS, trees=4)
+    final, _, _ = _federate(settings, clients, tuple(test.features))
+    assert not final.missing_kept[few] and final.missing_kept[many]
+    train = np.vstack([c.train.X for c in clients])
+    codes = binning.bin_codes(train, final.edges, final.missing_kept)
+    assert (codes[np.isnan(train[:, few]), few] == 0).all()
+    pooled = boost(codes, np.concatenate([c.train.y for c in clients]).astype(np.float64), settings)
+    for ours, theirs in zip(final.ensemble.trees, pooled.trees):
+        assert (ours.feature, ours.bin, ours.default_left, ours.value) == (
+            theirs.feature, theirs.bin, theirs.default_left, theirs.value
+        )  # fmt: skip
+    model = GRADIENT_BOOSTED_TREES.model(final, tuple(test.features), 0.5)
+    assert isinstance(model, BoostedTreesModel)
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(model.xgboost_json()))
+    named = xgboost.DMatrix(train, feature_names=list(test.features))
+    theirs = xgboost.Booster(model_file=str(path)).predict(named, output_margin=True)
+    assert np.abs(theirs - model.decision_function(train)).max() < 1e-5
