@@ -23,7 +23,9 @@ import numpy as np
 from fl_runtime.learning.trees import MISSING  # the code of a missing value (NaN): a bin of its own
 
 STEPS = 32  # cells per unit of log1p(value); the fine grid cuts a coarse cell into as many again
-MAX_LOG = math.log1p(2.0**64)  # the largest feature value accepted (as in the logistic family's moments)
+# log1p of the largest feature value the data contract accepts (csv_blocks.MAX_VALUE; not imported: this module
+# ships in model.tar.gz with the tree modules, the CSV reader does not)
+MAX_LOG = math.log1p(2.0**64)
 MAX_BINS = 255  # bins of present values (codes 0..254)
 
 

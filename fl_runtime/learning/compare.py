@@ -117,7 +117,7 @@ class Comparison:
 
     @property
     def local_only(self) -> list[Outcome]:
-        suffix = " alone" if self.chosen_model == LOGISTIC else f" alone {self.chosen_model}"
+        suffix = alone_name("", self.chosen_model)  # " alone", or " alone gbdt"
         return [o for o in self.outcomes if o.name.endswith(suffix)]
 
     @property

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+MAX_VALUE = 2.0**64  # features are counts or amounts: a value at or above this is refused (bounds every answer)
+
 
 @dataclass(frozen=True)
 class Block:
@@ -73,7 +75,7 @@ def checked_block(table, features: Sequence[str], label: str, carried: str | Non
         if values.null_count != int(np.isnan(X[:, index]).sum()):
             return None  # a cell that reads as NaN but is not empty ("nan"): named by the row reader
     present = X[~np.isnan(X)]
-    if not (present.min(initial=0.0) >= 0 and present.max(initial=0.0) < 2.0**64):  # data.MAX_VALUE
+    if not (present.min(initial=0.0) >= 0 and present.max(initial=0.0) < MAX_VALUE):
         return None
     cells = table.column(carried).to_pylist() if carried is not None else []
     return Block(X, None if labels is None else labels.to_numpy().astype(np.int64), cells)

@@ -21,10 +21,9 @@ import numpy as np
 
 from fl_runtime.errors import DataError
 from fl_runtime.files import atomic_path
-from fl_runtime.learning.csv_blocks import Block, arrow_options, checked_block
+from fl_runtime.learning.csv_blocks import MAX_VALUE, Block, arrow_options, checked_block
 
 LABEL = "fraudulent_provider"
-MAX_VALUE = 2.0**64  # features are counts or amounts: a value at or above this is refused (bounds every answer)
 
 # The 49 features of the curated CMS dataset, in its column order. The synthetic generator produces
 # exactly these; real CSVs may carry any numeric columns as long as every party has the same ones.

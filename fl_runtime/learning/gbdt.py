@@ -113,7 +113,7 @@ class GradientBoostedTreesFamily:
                 return {"cells": cells}
             return {"rows": np.array([train.n_rows]), "positives": np.array([int(train.y.sum())]), "cells": cells}
         if question.kind == EVALUATE:
-            return _validation_answer(state, rows, min_rows)
+            return _validation_answer(state, rows, min_rows, with_histogram=True)
         codes, margin = _codes_and_margin(state, rows, "train")
         gradient, hessian = trees.fixed_gradients(margin, train.y.astype(np.float64))
         growing = _growing(state)
@@ -128,12 +128,7 @@ class GradientBoostedTreesFamily:
         found = {"gradient": stacked[0] * scale, "hessian": stacked[1] * scale, "count": stacked[2]}
         if not _is_root(state):
             return found
-        validation = _validation_answer(state, rows, min_rows)
-        return {
-            **found,
-            "validation-loss": validation["validation-loss"],
-            "validation-rows": validation["validation-rows"],
-        }
+        return {**found, **_validation_answer(state, rows, min_rows, with_histogram=False)}
 
     # --- every party's step ------------------------------------------------------------------------------
     def advance(self, state: GbdtState, totals: dict[str, np.ndarray], members: int) -> tuple[GbdtState, Findings]:
@@ -169,7 +164,7 @@ class GradientBoostedTreesFamily:
             f"histogram gradient-boosted trees on the logistic loss: at most {grown.trees} trees of depth "
             f"{grown.depth}, learning rate {grown.learning_rate:g}, L2 {grown.l2:g} on the leaves, at least "
             f"{grown.min_rows_leaf} rows of the federation and {grown.min_hessian:g} hessian in every node; up to 255 "
-            "bin edges per feature agreed from the members' pooled counts; each level's splits chosen by every member "
+            "bins per feature agreed from the members' pooled counts; each level's splits chosen by every member "
             "and the server from the level's verified histograms; boosting stops after "
             f"{PATIENCE} trees without a better pooled validation log loss, keeping the best. Each member sent its row "
             "counts per cell of fixed grids (twice), the gradient, hessian and count histograms of the nodes of "
@@ -351,18 +346,23 @@ def _validation_quantities(state: GbdtState) -> tuple[Quantity, ...]:
     )
 
 
-def _validation_answer(state: GbdtState, rows: ClientRows, min_rows: int) -> dict[str, np.ndarray]:
+def _validation_answer(
+    state: GbdtState, rows: ClientRows, min_rows: int, with_histogram: bool
+) -> dict[str, np.ndarray]:
+    """The summed log loss and rows of the member's validation part at the ensemble so far (a root), and its score
+    histograms too for the evaluation."""
     validation = rows.data.validation
     if validation.n_rows < min_rows:
         raise Declined(f"{asked(state).label}: its validation part has fewer rows than its min_rows ({min_rows})")
     p = trees.sigmoid(_codes_and_margin(state, rows, "validation")[1])
-    histogram = ScoreHistogram.of(validation.y, np.clip(p, 1e-15, 1 - 1e-15))
-    return {
-        "histogram-positive": histogram.positive,
-        "histogram-negative": histogram.negative,
+    found = {
         "validation-loss": np.array([summed_log_loss(validation.y, p)]),
         "validation-rows": np.array([validation.n_rows]),
     }
+    if with_histogram:
+        histogram = ScoreHistogram.of(validation.y, np.clip(p, 1e-15, 1 - 1e-15))
+        found |= {"histogram-positive": histogram.positive, "histogram-negative": histogram.negative}
+    return found
 
 
 def _growing(state: GbdtState) -> Growing:
