@@ -86,7 +86,7 @@ def prepare_data(args: argparse.Namespace, console: Console) -> int:
 
 
 def local(args: argparse.Namespace, console: Console) -> int:
-    from fl_runtime.launch.local import LocalOptions, run_local
+    from fl_runtime.launch.local import LocalOptions, default_out, run_local
 
     options = LocalOptions(
         plan=_plan(args),
@@ -98,7 +98,16 @@ def local(args: argparse.Namespace, console: Console) -> int:
         node_wait_timeout=args.node_wait_timeout,
         app_dir=_app_dir(args.app),
     )
-    out = run_local(options, console)
+    if _each_family(args, console):
+        from fl_runtime.launch.family_choice import run_each_family
+
+        choice = run_each_family(
+            options.out or default_out(), lambda family, out: run_local(options.for_family(family, out), console)
+        )
+        _say_choice(choice, console)
+        out = choice.out / choice.chosen
+    else:
+        out = run_local(options, console)
     final = json.loads((out / "metrics.json").read_text())["final"]
     console.print(
         f"Done: final model ROC-AUC {final['roc-auc']:.4f}, PR-AUC {final['pr-auc']:.4f}; at threshold "
@@ -107,6 +116,32 @@ def local(args: argparse.Namespace, console: Console) -> int:
         highlight=False,
     )
     return 0
+
+
+def _each_family(args: argparse.Namespace, console: Console) -> bool:
+    """--model auto on a real run: say what it costs before it starts."""
+    from fl_runtime.learning.balance import AUTO
+    from fl_runtime.learning.task import FAMILIES
+
+    if args.model != AUTO:
+        return False
+    console.print(
+        f"--model auto: a whole run of each family ({', '.join(FAMILIES)}), then the one whose model has the higher "
+        "PR-AUC on the clients' pooled validation parts (the server's test set never chooses): both runs' exchanges",
+        highlight=False,
+    )
+    return True
+
+
+def _say_choice(choice, console: Console) -> None:
+    from fl_runtime.app.run_settings import MODEL_FILE
+    from fl_runtime.launch.family_choice import CHOICE_REPORT
+
+    console.print(
+        f"Model family: {choice.summary()}. Its model: {choice.out / MODEL_FILE}; each run's outputs in "
+        f"{choice.out}/<family>; the comparison in {choice.out / CHOICE_REPORT}",
+        highlight=False,
+    )
 
 
 def _compare_splits(args: argparse.Namespace, seeds: list[int]) -> tuple[list, list[str], str]:
@@ -160,7 +195,7 @@ def compare(args: argparse.Namespace, console: Console) -> int:
 
 def federate(args: argparse.Namespace, console: Console) -> int:
     from fl_runtime.aws.contract import server_parameter
-    from fl_runtime.aws.federate import FederateOptions
+    from fl_runtime.aws.federate import FederateOptions, federate_each_family
     from fl_runtime.aws.federate import federate as run_federation
     from fl_runtime.aws.server_account import AwsServer, RehearsalServer
 
@@ -175,7 +210,10 @@ def federate(args: argparse.Namespace, console: Console) -> int:
         app_dir=_app_dir(args.app),
     )
     server = RehearsalServer(args.rehearsal) if args.rehearsal else AwsServer(server_parameter(args.parameter_prefix))
-    run_federation(server, options, console)
+    if _each_family(args, console):
+        _say_choice(federate_each_family(server, options, console), console)
+    else:
+        run_federation(server, options, console)
     return 0
 
 

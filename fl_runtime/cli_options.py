@@ -8,19 +8,25 @@ from pathlib import Path
 from fl_runtime import defaults
 from fl_runtime.learning.partition import PARTITIONS, SKEWS
 
+# what --model auto does on a real run (local, federate)
+RUN_EACH_FAMILY = (
+    "a whole run of each family, then the one with the higher PR-AUC on the clients' pooled validation parts "
+    "(costs both runs' exchanges; across accounts both runs' training jobs)"
+)
 
-def _add_training(parser: argparse.ArgumentParser, auto_model: bool = False) -> None:
+
+def _add_training(parser: argparse.ArgumentParser, auto_model: str) -> None:
+    """``auto_model``: what ``--model auto`` does for this command."""
     from fl_runtime.learning.balance import AUTO, CHOICES
     from fl_runtime.learning.task import FAMILIES, PENALTIES
 
-    auto = "; auto: both, picked per split by the clients' pooled validation PR-AUC" if auto_model else ""
     group = parser.add_argument_group("training")
     group.add_argument(
         "--model",
-        choices=(*FAMILIES, AUTO) if auto_model else FAMILIES,
+        choices=(*FAMILIES, AUTO),
         default=defaults.FAMILY,
         help=f"the model family: logistic regression or gradient-boosted trees (default {defaults.FAMILY}; "
-        f"docs/models.md says why){auto}",
+        f"docs/models.md says why); auto: {auto_model}",
     )
     group.add_argument(
         "--rounds", type=int, default=defaults.ROUNDS, help=f"logistic: most rounds (default {defaults.ROUNDS})"
@@ -165,7 +171,7 @@ def _add_local(commands: argparse._SubParsersAction) -> None:
     )
     local.add_argument("--out", type=Path, help="output folder (default: runs/<timestamp>)")
     _add_app(local)
-    _add_training(local)
+    _add_training(local, RUN_EACH_FAMILY)
 
 
 def _add_compare(commands: argparse._SubParsersAction) -> None:
@@ -181,7 +187,7 @@ def _add_compare(commands: argparse._SubParsersAction) -> None:
     compare.add_argument(
         "--out", type=Path, help="folder for compare.json and compare.md (default: runs/compare-<timestamp>)"
     )
-    _add_training(compare, auto_model=True)
+    _add_training(compare, "both, picked per split by the clients' pooled validation PR-AUC")
 
 
 def _add_federate(commands: argparse._SubParsersAction) -> None:
@@ -210,7 +216,7 @@ def _add_federate(commands: argparse._SubParsersAction) -> None:
     )
     federate.add_argument("--out", type=Path, help="local copy of the outputs (default: runs/federate-<run>)")
     _add_app(federate)
-    _add_training(federate)
+    _add_training(federate, RUN_EACH_FAMILY)
 
 
 def _add_party_commands(commands: argparse._SubParsersAction) -> None:

@@ -26,6 +26,7 @@ standing in for buckets and jobs, the launcher code in process) for rehearsals a
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import ipaddress
 import json
@@ -54,10 +55,12 @@ from fl_runtime.aws.model_package import (
     Registered,
     model_archive,
     registration_request,
+    run_prefix,
 )
 from fl_runtime.errors import FederationError
 from fl_runtime.files import write_text_atomic
 from fl_runtime.launch.fab import stage_app
+from fl_runtime.launch.family_choice import FamilyChoice, run_each_family
 from fl_runtime.launch.flower import SuperLink, start_superlink
 from fl_runtime.launch.follow import RunWatch, follow_run
 from fl_runtime.launch.options import RunOptions, timestamp
@@ -273,8 +276,9 @@ class Federation:
             self.console.print(f"could not stop a job: {problem}", highlight=False)
 
 
-def federate(server: ServerAccount, options: FederateOptions, console: Console) -> Path:
-    """Run one federation; return the local folder of its outputs. Raises on failure."""
+def federate(server: ServerAccount, options: FederateOptions, console: Console, register: bool = True) -> Path:
+    """Run one federation; return the local folder of its outputs. Raises on failure. ``register``: False leaves
+    the published run out of the model registry (``--model auto`` registers only the family it chose)."""
     tag = options.run_name or run_tag()
     min_clients = options.min_clients_among(len(server.settings.clients), "configured")  # before any job (and bill)
     with run_folders(options.out or Path("runs") / f"federate-{tag}", "fl-federate-", console) as folders:
@@ -295,10 +299,28 @@ def federate(server: ServerAccount, options: FederateOptions, console: Console) 
         out = folders.publish()  # the local copy first: if the upload fails, the results are still there
         try:
             publish_run(server, tag, out, console)
+            if register:
+                register_run(server, tag, out, console)
         finally:
             for handle in federation.clients:
                 console.print(f"client {handle.name}: job {handle.job} {handle.status}", highlight=False)
         return out
+
+
+def federate_each_family(server: ServerAccount, options: FederateOptions, console: Console) -> FamilyChoice:
+    """``--model auto``: a whole federation of each family (runs ``<tag>-<family>``, each published), then the
+    family chosen on the members' pooled validation totals (``family_choice``); only its run is registered."""
+    tag = options.run_name or run_tag()
+    options.min_clients_among(len(server.settings.clients), "configured")  # before any job (and bill)
+
+    def run(family: str, folder: Path) -> Path:
+        console.print(f"Model family {family}: run {tag}-{family}", highlight=False)
+        return federate(server, dataclasses.replace(options.for_family(family, folder), run_name=f"{tag}-{family}"),
+                        console, register=False)  # fmt: skip
+
+    choice = run_each_family(options.out or Path("runs") / f"federate-{tag}", run)
+    register_run(server, f"{tag}-{choice.chosen}", choice.out / choice.chosen, console)
+    return choice
 
 
 def _run(federation: Federation, test_path: Path, min_clients: int) -> None:
@@ -329,9 +351,9 @@ def _run(federation: Federation, test_path: Path, min_clients: int) -> None:
     federation.wait_for_jobs()
 
 
-def publish_run(server: ServerAccount, run: str, out: Path, console: Console) -> Registered:
-    """The completed run's outputs in ``out``: add the SageMaker model and its registration request, publish
-    everything to the server account, then register it. Each step keeps what the earlier ones made."""
+def publish_run(server: ServerAccount, run: str, out: Path, console: Console) -> None:
+    """The completed run's outputs in ``out``: add the SageMaker model and its registration request, then publish
+    everything to the server account; returns where. Each step keeps what the earlier ones made."""
     model_archive(out / MODEL_FILE, out / MODEL_ARCHIVE)
     request = registration_request(server.settings, run, out)
     write_text_atomic(out / REQUEST_FILE, json.dumps(request, indent=2))
@@ -345,7 +367,12 @@ def publish_run(server: ServerAccount, run: str, out: Path, console: Console) ->
         f"Outputs in {location} and {out}",
         highlight=False,
     )
-    group = request["ModelPackageGroupName"]
+
+
+def register_run(server: ServerAccount, run: str, out: Path, console: Console) -> Registered:
+    """Register a published run (its request, ``out/model-package.json``) as the group's next version."""
+    request = json.loads((out / REQUEST_FILE).read_text())
+    group, location = request["ModelPackageGroupName"], run_prefix(server.settings, run)
     try:
         registered = server.register(request)
     except FederationError as error:

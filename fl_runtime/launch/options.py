@@ -3,11 +3,12 @@ before anything starts, and how it becomes the ServerApp's run config."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Self
 
 from fl_runtime import defaults
 from fl_runtime.app.run_settings import RunSettings
@@ -41,6 +42,10 @@ class RunOptions(ABC):
         for flag, value in ((self.WAIT_FLAG, self.wait_timeout), ("--round-timeout", self.round_timeout)):
             if value <= 0:
                 raise OptionsError(f"{flag} must be positive, got {value}")
+
+    def for_family(self, family: str, out: Path) -> Self:
+        """The same options for one family's run into ``out`` (``--model auto`` runs each family)."""
+        return dataclasses.replace(self, plan=dataclasses.replace(self.plan, family=family), out=out)
 
     def min_clients_among(self, clients: int, which: str) -> int:
         """--min-clients, or every client; refused above the ``clients`` there are (``which``: given, configured)."""

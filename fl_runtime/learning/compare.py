@@ -37,7 +37,7 @@ from fl_runtime.learning import baselines
 from fl_runtime.learning.balance import AUTO, CLASS_WEIGHTS, METHODS, NONE, SMOTE
 from fl_runtime.learning.baselines import Outcome
 from fl_runtime.learning.data import LabelledData
-from fl_runtime.learning.task import GBDT, LOGISTIC, TrainingPlan
+from fl_runtime.learning.task import GBDT, LOGISTIC, TrainingPlan, pick_family
 
 COLUMNS = ("roc-auc", "pr-auc", "log-loss", "threshold", "precision", "recall", "f1")
 # the centralised references, each on the pooled rows: (name, class-balance method)
@@ -69,11 +69,10 @@ def alone_name(client: str, model: str) -> str:
 
 
 def choose_model(candidates: Sequence[tuple[str, Outcome]]) -> str:
-    """The family whose federated model has the highest pooled validation PR-AUC (ties: the first listed; a NaN
-    never wins). The logistic candidate is already the best of its class-balance methods on the same validation
-    parts, and the trees stopped on them: both chose on them once, so the contest is even."""
-    usable = [candidate for candidate in candidates if not math.isnan(candidate[1].validation_pr_auc)]
-    return max(usable or candidates, key=lambda candidate: candidate[1].validation_pr_auc)[0]
+    """The family whose federated model has the highest pooled validation PR-AUC (``task.pick_family``). The
+    logistic candidate is already the best of its class-balance methods on the same validation parts, and the
+    trees stopped on them: both chose on them once, so the contest is even."""
+    return pick_family({name: outcome.validation_pr_auc for name, outcome in candidates})
 
 
 def choose_class_balance(federated: Sequence[Outcome]) -> str:

@@ -13,6 +13,7 @@ histograms of its validation part.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,6 +32,16 @@ VALIDATION_FRACTION = 0.2
 PENALTIES = ("l2", "l1")
 LOGISTIC, GBDT = defaults.FAMILIES
 FAMILIES = defaults.FAMILIES  # each a state machine, registered in ``families``
+
+
+def pick_family(validation_pr_auc: Mapping[str, float]) -> str:
+    """The family whose model has the highest PR-AUC on the members' pooled validation parts (ties: the first
+    listed; a NaN never wins, unless every score is NaN: then the first). ``compare --model auto`` picks per split
+    by it, and ``local``/``federate --model auto`` per run: validation totals, never the server's test set."""
+    if not validation_pr_auc:
+        raise ValueError("no family to pick from")
+    usable = {name: score for name, score in validation_pr_auc.items() if not math.isnan(score)}
+    return max(usable, key=lambda name: usable[name]) if usable else next(iter(validation_pr_auc))
 
 
 @dataclass(frozen=True)

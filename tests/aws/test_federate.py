@@ -195,3 +195,42 @@ def test_more_min_clients_than_configured_is_refused_before_any_job_is_created(s
     assert process.returncode == 2 and "--min-clients 4 exceeds the 3 clients configured" in err
     assert "training job" not in out and not (tmp_path / "out").exists()
     assert not any(p.name.startswith("fl-client") for p in (tmp_path / "jobs").iterdir())
+
+
+def test_model_auto_federates_each_family_as_its_own_run_and_registers_only_the_chosen_one(tmp_path, monkeypatch):
+    """The composition only (each whole federation: the tests above; the choice: tests/launch/test_family_choice):
+    run names <tag>-<family>, nothing registered until both completed, then the chosen run's own request."""
+    from rich.console import Console
+
+    from fl_runtime.aws import federate as federate_module
+    from fl_runtime.aws.federate import FederateOptions, federate_each_family
+    from fl_runtime.aws.model_package import REQUEST_FILE
+    from fl_runtime.aws.server_account import Registered
+
+    calls, registered = [], []
+
+    def one_run(server, options, console, register=True):  # what federate leaves once a run is published
+        calls.append((options.run_name, options.plan.family, register, registered[:]))
+        out = Path(options.out)
+        out.mkdir(parents=True)
+        (out / "model.joblib").write_bytes(options.plan.family.encode())
+        validation = {"logistic": 0.41, "gbdt": 0.52}[options.plan.family]
+        metrics = {"validation": {"pr-auc": validation}, "final": {"roc-auc": 0.9, "pr-auc": 0.5}, "server-saw": []}
+        (out / "metrics.json").write_text(json.dumps(metrics))
+        (out / REQUEST_FILE).write_text(json.dumps({"ModelPackageGroupName": "g", "ModelApprovalStatus": "x",
+                                                    "run": options.run_name}))  # fmt: skip
+        return out
+
+    class Server:
+        settings = server_settings([])
+
+        def register(self, request):
+            registered.append(request["run"])
+            return Registered("arn:aws:sagemaker:local:1:model-package/g/1", 1)
+
+    monkeypatch.setattr(federate_module, "federate", one_run)
+    options = FederateOptions(run_name="r7", out=tmp_path / "out")
+    choice = federate_each_family(Server(), options, Console(file=io.StringIO()))
+    assert calls == [("r7-logistic", "logistic", False, []), ("r7-gbdt", "gbdt", False, [])]
+    assert choice.chosen == "gbdt" and registered == ["r7-gbdt"]
+    assert (tmp_path / "out" / "model.joblib").read_bytes() == b"gbdt"

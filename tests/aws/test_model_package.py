@@ -16,7 +16,7 @@ from botocore.session import get_session
 from botocore.validate import ParamValidator
 from rich.console import Console
 
-from fl_runtime.aws.federate import publish_run
+from fl_runtime.aws.federate import publish_run, register_run
 from fl_runtime.aws.model_package import INFERENCE_SCRIPT, TREE_MODULES, model_archive, registration_request
 from fl_runtime.aws.server_account import AwsServer, RehearsalServer
 from fl_runtime.errors import FederationError
@@ -194,7 +194,9 @@ def test_a_refused_registration_keeps_the_published_run_and_says_how_to_register
     out = published_folder(tmp_path / "out")
     console = Console(file=io.StringIO(), width=200)
     with pytest.raises(FederationError) as refused:
-        publish_run(RefusingRegistry(tmp_path / "bucket"), "run1", out, console)
+        server = RefusingRegistry(tmp_path / "bucket")
+        publish_run(server, "run1", out, console)
+        register_run(server, "run1", out, console)
     message = str(refused.value)
     assert "run run1 completed and its model is published in s3://results/model/run1/ and" in message
     assert f"registering it in model package group {GROUP} failed: SageMaker refused CreateModelPackage" in message

@@ -1,5 +1,6 @@
 """End to end with gradient-boosted trees: the real local federation grows a tiny tree model, and it is the
-in-process replay's model bit for bit (the replay's exactness against pooled boosting: tests/learning)."""
+in-process replay's model bit for bit (the replay's exactness against pooled boosting: tests/learning). The run
+is ``--model auto``: a short logistic run first, then the trees, then the choice between them."""
 
 from __future__ import annotations
 
@@ -22,16 +23,46 @@ TINY = TreeSettings(trees=2, depth=2, learning_rate=0.3, min_rows_leaf=20)  # 2 
 
 
 @pytest.fixture(scope="module")
-def tree_run(split, tmp_path_factory):
+def auto_run(split, tmp_path_factory):
+    """``local --model auto``: a whole run of each family on one split (logistic at most 3 rounds), then the pick."""
     test_path, client_paths, _, _ = split
     folder = tmp_path_factory.mktemp("trees")
     flags = [f"--{key}={value}" for key, value in TINY.to_config().items()]
     done = run_local(
-        folder, "--model", "gbdt", *flags, "--client-data", *client_paths, "--test-data", test_path,
+        folder, "--model", "auto", "--rounds", 3, *flags, "--client-data", *client_paths, "--test-data", test_path,
         "--seed", SEED, "--out", folder / "out",
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     return done, folder / "out"
+
+
+@pytest.fixture(scope="module")
+def tree_run(auto_run):
+    done, out = auto_run
+    return done, out / "gbdt"
+
+
+def test_model_auto_runs_each_family_whole_and_keeps_the_one_the_members_validation_totals_chose(auto_run):
+    done, out = auto_run
+    runs = {family: json.loads((out / family / "metrics.json").read_text()) for family in ("logistic", "gbdt")}
+    assert {family: metrics["model"]["family"] for family, metrics in runs.items()} == {
+        "logistic": "logistic",
+        "gbdt": "gbdt",
+    }
+    assert runs["logistic"]["final"]["round"] <= 3
+    validation = {family: metrics["validation"]["pr-auc"] for family, metrics in runs.items()}
+    chosen = "gbdt" if validation["gbdt"] > validation["logistic"] else "logistic"
+    choice = json.loads((out / "choice.json").read_text())
+    assert choice["chosen"] == chosen
+    assert {run["family"]: run["validation_pr_auc"] for run in choice["runs"]} == validation
+    assert choice["exchanges"] == sum(len(metrics["server-saw"]) for metrics in runs.values())
+    assert (out / "model.joblib").read_bytes() == (out / chosen / "model.joblib").read_bytes()
+    for family in runs:  # each run whole: its members' own views and transcripts with it
+        assert {p.name for p in (out / family / "clients").iterdir()} == {"insurer_a", "insurer_b", "insurer_c"}
+    assert "--model auto: a whole run of each family (logistic, gbdt)" in done.stdout
+    scores = f"(logistic {validation['logistic']:.4f}, gbdt {validation['gbdt']:.4f})"
+    assert f"Model family: chose {chosen} by the members' pooled validation PR-AUC {scores}" in done.stdout
+    assert f"Model, metrics, report and plots in {out / chosen}" in done.stdout
 
 
 def test_the_real_federation_grows_the_in_process_replays_trees_bit_for_bit(tree_run, split):

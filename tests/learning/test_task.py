@@ -73,3 +73,14 @@ def test_a_members_rows_are_prepared_once_per_run_statistics(synthetic):
 def test_invalid_round_config_is_refused_naming_the_setting(kwargs, message):
     with pytest.raises(OptionsError, match=message):
         TrainConfig(**kwargs)
+
+
+def test_the_family_picked_has_the_highest_validation_pr_auc_ties_go_to_the_first_and_nan_never_wins():
+    from fl_runtime.learning.task import pick_family
+
+    assert pick_family({"logistic": 0.47, "gbdt": 0.53}) == "gbdt"
+    assert pick_family({"logistic": 0.5, "gbdt": 0.5}) == "logistic"
+    assert pick_family({"logistic": float("nan"), "gbdt": 0.01}) == "gbdt"
+    assert pick_family({"gbdt": float("nan"), "logistic": float("nan")}) == "gbdt"
+    with pytest.raises(ValueError, match="no family"):
+        pick_family({})
