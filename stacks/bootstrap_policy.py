@@ -7,9 +7,10 @@ from the templates ``cdk synth`` made for it:
 
 - ``execution-policy-<n>.json`` (as many as the 6,144-character limit of a managed policy needs): the actions the
   CloudFormation handlers of exactly the resource types in that account's templates call (``cfn_permissions``),
-  outside IAM. IAM only on roles and policies named ``FL-*`` or after the federation's stacks, never the CDK
-  bootstrap's own; every role it creates or changes must carry the boundary below, which it can neither remove
-  from a role nor change, and it cannot change the execution policies themselves.
+  outside IAM, each by IAM's own name (``iam_actions``). IAM only on roles and policies named ``FL-*`` or after
+  the federation's stacks, never the CDK bootstrap's own; every role it creates or changes must carry the
+  boundary below, which it can neither remove from a role nor change, and it cannot change the execution
+  policies themselves.
 - ``permissions-boundary.json``: the most any role of the stacks may ever do: the actions their own policies grant,
   on this account's resources (S3: the stacks' own buckets; ``sts:AssumeRole``: ``FL-*`` roles, the kickoff and
   peering roles of the other accounts; ``kms:GetPublicKey``: the other members' identity keys the stacks name, by
@@ -35,6 +36,7 @@ from fl_runtime.aws.contract import IDENTITY_ALIAS_PREFIX
 from fl_runtime.errors import ConfigError
 from fl_runtime.files import atomic_path
 from stacks.cfn_permissions import handler_permissions
+from stacks.iam_actions import iam_actions
 
 BOUNDARY_NAME = "FL-deployment-boundary"
 EXECUTION_POLICY_NAME = "FL-cloudformation-execution"  # -1, -2, ...
@@ -78,7 +80,7 @@ def _resource_actions(templates: list[dict], region: str) -> list[str]:
     for template in templates:
         for logical_id, resource in template["Resources"].items():
             try:
-                actions.update(handler_permissions(resource["Type"], region))
+                actions.update(iam_actions(handler_permissions(resource["Type"], region), resource["Type"]))
             except ConfigError as error:
                 raise ConfigError(f"resource {logical_id}: {error}") from None
     return sorted(a for a in actions if not a.startswith("iam:"))

