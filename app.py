@@ -5,7 +5,8 @@ One client: stacks `ServerStack` and `ClientStack`. Several: `ServerStack` and `
 One organisation (``federation:deployment_mode``): every stack, client stacks first (ServerStack depends on
 them). Separate organisations: only the stack of the party that deploys (``-c party=server`` or
 ``-c party=<client name>``); the server's is built from the clients' handover files (``-c handover=<folder>``,
-default ``handover``). cdk-nag (AwsSolutions, HIPAA Security, NIST 800-53 rev. 5) checks every synth.
+default ``handover``). cdk-nag (AwsSolutions, HIPAA Security, NIST 800-53 rev. 5) checks every synth, and
+``stacks.limits`` the AWS limits a deploy would meet (resources per stack, policy and parameter sizes).
 """
 
 import sys
@@ -19,6 +20,7 @@ from stacks.client_stack import ClientStack
 from stacks.compliance import add_checks
 from stacks.config import FederationConfig, from_context
 from stacks.handover import read_handovers
+from stacks.limits import check as check_limits
 from stacks.server_stack import ServerStack
 
 
@@ -71,7 +73,11 @@ def main() -> int:
     except BundleError as error:
         print(f"Cannot build the code bundle: {error}", file=sys.stderr)
         return 1
-    app.synth()
+    try:
+        check_limits(app.synth())
+    except ConfigError as error:
+        print(f"Invalid federation config: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

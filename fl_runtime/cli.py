@@ -194,7 +194,6 @@ def compare(args: argparse.Namespace, console: Console) -> int:
 
 
 def federate(args: argparse.Namespace, console: Console) -> int:
-    from fl_runtime.aws.contract import server_parameter
     from fl_runtime.aws.federate import FederateOptions, federate_each_family
     from fl_runtime.aws.federate import federate as run_federation
     from fl_runtime.aws.server_account import AwsServer, RehearsalServer
@@ -209,7 +208,7 @@ def federate(args: argparse.Namespace, console: Console) -> int:
         run_name=args.run_name,
         app_dir=_app_dir(args.app),
     )
-    server = RehearsalServer(args.rehearsal) if args.rehearsal else AwsServer(server_parameter(args.parameter_prefix))
+    server = RehearsalServer(args.rehearsal) if args.rehearsal else AwsServer(args.parameter_prefix)
     if _each_family(args, console):
         _say_choice(federate_each_family(server, options, console), console)
     else:

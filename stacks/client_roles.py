@@ -111,9 +111,9 @@ def training_execution_role(
     }
     for pattern in identity.peer_key_patterns():
         reasons[f"{AWS_SOLUTIONS}IAM5[Resource::{pattern}]"] = (
-            "One organisation: the job reads another member's identity public key (kms:GetPublicKey only) by the "
-            "alias that member's stack gives it; IAM names a key by its ARN, unknown until that stack is deployed, "
-            "so the grant holds for that account's keys requested through that alias (kms:RequestAlias)"
+            "One organisation: the job reads the other members' identity public keys (kms:GetPublicKey only) by the "
+            "aliases their stacks give them; IAM names a key by its ARN, unknown until that stack is deployed, so "
+            "the grant holds for those accounts' keys requested through an identity alias (kms:RequestAlias)"
         )
     for finding, reason in reasons.items():
         acknowledge(policy, finding, reason)

@@ -23,11 +23,12 @@ from fl_runtime.aws.contract import (
     SETTINGS,
     client_parameter,
     job_name,
+    server_clients_path,
     server_parameter,
 )
 from fl_runtime.errors import ConfigError
 from stacks.client_config import ClientAccount, check_members, parse_client
-from stacks.config_fields import ACCOUNT, arn_partition, cidr, integer, require, string
+from stacks.config_fields import ACCOUNT, arn_partition, cidr, integer, require, string, whole_number
 
 REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
@@ -36,6 +37,7 @@ SUBNET_PREFIX = 24  # one private subnet of this size per availability zone
 ONE_ORGANISATION = "one-organisation"  # one owner deploys every stack (bootstrap trust, removed after)
 SEPARATE_ORGANISATIONS = "separate-organisations"  # each party deploys its own account; handover files
 DEPLOYMENT_MODES = (SEPARATE_ORGANISATIONS, ONE_ORGANISATION)
+PEERINGS_PER_VPC = (50, 125)  # Amazon VPC's quota of active peering connections per VPC: default, and the most
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class FederationConfig:
     retain_data: bool
     parameter_prefix: str
     deployment_mode: str = ONE_ORGANISATION
+    peering_quota: int = PEERINGS_PER_VPC[0]  # the server VPC's active peerings, as the account's quota allows
 
     @property
     def separate_organisations(self) -> bool:
@@ -101,6 +104,9 @@ class FederationConfig:
 
     def server_parameter(self, key: str = SETTINGS) -> str:
         return server_parameter(self.parameter_prefix, key)
+
+    def server_clients_path(self) -> str:
+        return server_clients_path(self.parameter_prefix)
 
 
 def _fits_subnets(network: ipaddress.IPv4Network, field: str, zones: int) -> None:
@@ -213,6 +219,7 @@ def parse(raw: Mapping) -> FederationConfig:
     mode = raw.get("deployment_mode", ONE_ORGANISATION)
     if mode not in DEPLOYMENT_MODES:
         raise ConfigError(f"deployment_mode: {mode!r} is not one of {', '.join(DEPLOYMENT_MODES)}")
+    quota = _peering_quota(raw, len(clients))
     return FederationConfig(
         server_account=server_account,
         region=region,
@@ -230,7 +237,23 @@ def parse(raw: Mapping) -> FederationConfig:
         retain_data=retain,
         parameter_prefix=parameter_prefix,
         deployment_mode=mode,
+        peering_quota=quota,
     )
+
+
+def _peering_quota(raw: Mapping, clients: int) -> int:
+    """The server VPC's quota of active peering connections, one per client: refused above it at synth, where a
+    deploy would otherwise fail at the first peering past it."""
+    default, most = PEERINGS_PER_VPC
+    quota = raw.get("peering_quota")
+    quota = default if quota is None else whole_number(quota, "peering_quota", 1, most)
+    if clients > quota:
+        raise ConfigError(
+            f"clients: {clients} clients need {clients} VPC peering connections of the server VPC, more than "
+            f"peering_quota {quota} (Amazon VPC's quota of active peering connections per VPC: {default} by default, "
+            f"at most {most} once AWS raised it for the server account); ask AWS to raise it, then set peering_quota"
+        )
+    return quota
 
 
 CONTEXT_PREFIX = "federation:"
@@ -251,6 +274,7 @@ FIELDS = (
     "retain_data",
     "parameter_prefix",
     "deployment_mode",
+    "peering_quota",
 )
 
 

@@ -28,6 +28,7 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from fl_runtime.app.pins import ClientPins, Member
+from fl_runtime.aws.contract import IDENTITY_ALIAS_PREFIX
 from fl_runtime.errors import ConfigError
 from stacks.client_config import ClientAccount
 
@@ -63,6 +64,11 @@ class IdentitySettings:
     def read_by_peers(self) -> bool:
         """One organisation, this member's fingerprint not configured: the other members' jobs read its key."""
         return self.resolve_members and not self.client.identity_fingerprint
+
+    def peer_alias_patterns(self) -> list[str]:
+        """Any member's identity alias in the region, by name and by ARN (what ``kms:RequestAlias`` holds)."""
+        partition = self.client.arn_partition
+        return [f"{IDENTITY_ALIAS_PREFIX}*", f"arn:{partition}:kms:{self.region}:*:{IDENTITY_ALIAS_PREFIX}*"]
 
     def peer_key_pattern(self, peer: ClientAccount) -> str:
         """Every KMS key of ``peer``'s account in the region: IAM names a key by its ARN, never by its alias, and
@@ -189,20 +195,17 @@ class MemberIdentity(Construct):
             ),
         ]
         if settings.peers_to_read:
-            statements += [
+            # one statement for every member to read, so that the policy grows by one ARN pattern per member (about
+            # 45 characters), not by a statement (about 290): through an identity alias only, as the job names it
+            # (its ARN) or as KMS may report it (its name); a public key is no secret, the pins name whose is whose
+            statements.append(
                 iam.PolicyStatement(
-                    sid=f"ReadAnotherMembersPublicKey{index}",
+                    sid="ReadTheOtherMembersPublicKeys",
                     actions=["kms:GetPublicKey"],
-                    resources=[settings.peer_key_pattern(peer)],
-                    # the alias as the job names it (its ARN), or as KMS may report it (its name)
-                    conditions={
-                        "StringEquals": {
-                            "kms:RequestAlias": [peer.identity_alias, peer.identity_alias_arn(settings.region)]
-                        }
-                    },
+                    resources=[settings.peer_key_pattern(peer) for peer in settings.peers_to_read],
+                    conditions={"StringLike": {"kms:RequestAlias": settings.peer_alias_patterns()}},
                 )
-                for index, peer in enumerate(settings.peers_to_read)
-            ]
+            )
         return statements
 
     def peer_key_patterns(self) -> list[str]:

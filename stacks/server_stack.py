@@ -7,17 +7,19 @@
 - the model registry: a SageMaker model package group, each finished run a version of it (``federate``
   registers it, pending manual approval, encrypted with the data key); the notebook may add versions to
   this group and nothing else of the registry;
-- the settings ``federate`` needs, as outputs and in SSM (``<prefix>/server/settings``).
+- the settings ``federate`` needs, as outputs and in SSM (``<prefix>/server/settings``, and each client's entry in
+  ``<prefix>/server/client/<name>``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from aws_cdk import RemovalPolicy
+from aws_cdk import CfnOutput, RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_sagemaker as sagemaker
+from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from fl_runtime.aws.contract import ClientEntry, ClientHandover, ServerAccountSettings
@@ -91,13 +93,43 @@ class ServerStack(FederationStack):
         self.model_registry = self._model_registry()
         self.peerings = {client.name: self._peering(client, handovers) for client in config.clients}
         self.settings = self._settings()
-        parameter = publish(
-            self, config.server_parameter(), self.settings.to_dict(), "Federation settings of the server"
-        )
-        self.notebook.policy.add_statements(
-            iam.PolicyStatement(sid="ReadSettings", actions=["ssm:GetParameter"], resources=[parameter.parameter_arn])
-        )
+        self._publish_settings()
         acknowledge_cdk_functions(self)
+
+    def _publish_settings(self) -> None:
+        """The settings at ``server_parameter`` and each client's entry in a parameter of its own under
+        ``server_clients_path`` (so neither grows with the members), readable by the notebook."""
+        config = self.config
+        parameter = publish(self, config.server_parameter(), self.settings.published(), "Federation settings")
+        entries = Construct(self, "ClientEntries")
+        for entry in self.settings.clients:
+            ssm.StringParameter(
+                entries,
+                entry.name,
+                parameter_name=f"{config.server_clients_path()}/{entry.name}",
+                string_value=self.to_json_string(entry.to_dict()),
+                description=f"Federation settings of the server: client {entry.name}",
+            )
+            # what a client party of separate organisations is told after the server's deploy
+            CfnOutput(
+                entries,
+                f"PeeringConnectionId-{entry.name}",
+                value=entry.peering_connection_id,
+                description=f"client {entry.name}: peering_connection_id",
+            )
+        path = f"arn:{self.partition}:ssm:{self.region}:{self.account}:parameter{config.server_clients_path()}"
+        self.notebook.policy.add_statements(
+            iam.PolicyStatement(sid="ReadSettings", actions=["ssm:GetParameter"], resources=[parameter.parameter_arn]),
+            iam.PolicyStatement(
+                sid="ReadClientEntries", actions=["ssm:GetParametersByPath"], resources=[path, f"{path}/*"]
+            ),
+        )
+        acknowledge(
+            self.notebook.policy,
+            f"{AWS_SOLUTIONS}IAM5[Resource::{path}/*]",
+            "reading the client entries by their path (one parameter per client, published by this stack): the "
+            "notebook's policy does not grow with the members",
+        )
 
     def _notebook_security_group(self) -> ec2.SecurityGroup:
         """HTTPS to this VPC's endpoints; the Flower port comes with each client's peering (from its jobs' group)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from fl_runtime.aws.contract import (
     LaunchSettings,
     ServerAccountSettings,
     client_parameter,
+    server_client_parameter,
+    server_parameter,
 )
 from fl_runtime.aws.server_account import RehearsalServer
 from fl_runtime.launch.fab import app_content_hash
@@ -158,3 +161,11 @@ def rehearsal(
         python=python,
         install_requirements=install_requirements,
     )
+
+
+def publish_server_settings(ssm, settings: ServerAccountSettings, prefix: str = "/fl-fraud") -> None:
+    """Into (moto's) SSM as ServerStack publishes them: the settings, then each client's entry beside them."""
+    published = {server_parameter(prefix): json.dumps(settings.published())}
+    published.update({server_client_parameter(prefix, entry.name): entry.to_json() for entry in settings.clients})
+    for name, value in published.items():
+        ssm.put_parameter(Name=name, Value=value, Type="String", Overwrite=True)

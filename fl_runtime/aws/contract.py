@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from fl_runtime.documents import JsonDocument
 
@@ -32,6 +33,17 @@ IDENTITY_ALIAS_PREFIX = "alias/fl-identity-"  # + a client's name: its identity 
 def server_parameter(prefix: str, key: str = SETTINGS) -> str:
     """An SSM parameter of the server account, e.g. ``/fl-fraud/server/settings``."""
     return f"{prefix}/server/{key}"
+
+
+def server_clients_path(prefix: str) -> str:
+    """Where ServerStack publishes one ``ClientEntry`` per client, e.g. ``/fl-fraud/server/client``: the server's
+    settings do not grow with the members (a Standard parameter holds 4 KB, about ten entries)."""
+    return f"{prefix}/server/client"
+
+
+def server_client_parameter(prefix: str, client: str) -> str:
+    """One client's entry in the server account, e.g. ``/fl-fraud/server/client/insurer-a``."""
+    return f"{server_clients_path(prefix)}/{client}"
 
 
 def client_parameter(prefix: str, client: str, key: str = SETTINGS) -> str:
@@ -111,7 +123,17 @@ class ServerAccountSettings(PublishedSettings):
     data_key_arn: str  # the server's KMS key: its buckets, and each registered model version (SecurityConfig)
     model_package_group: str  # the model registry group each finished run becomes a version of
     inference_image: str  # the SageMaker scikit-learn image that serves a run's model.tar.gz
-    clients: tuple[ClientEntry, ...]
+    # each client's entry: published one parameter each (server_client_parameter) and joined by the reader
+    # (aws.server_account.read_server_settings); inline in a rehearsal's description
+    clients: tuple[ClientEntry, ...] = ()
+    client_count: int = 0  # how many entries the stack published beside this document (0: they are inline)
+
+    def published(self) -> dict[str, Any]:
+        """The document ServerStack publishes at ``server_parameter``: everything but the client entries, and
+        how many there are, so that a reader tells a missing entry from a smaller federation."""
+        document = self.to_dict()
+        del document["clients"]
+        return {**document, "client_count": len(self.clients)}
 
 
 @dataclass(frozen=True)

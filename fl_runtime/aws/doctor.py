@@ -143,7 +143,7 @@ def server_checks(parameter_prefix: str, rehearsal: Path | None = None, session:
     """Every server-side check; a check an earlier failure makes impossible (no session, no settings) is left out."""
     parameter = server_parameter(parameter_prefix)
     try:
-        server: ServerSide = RehearsalSide(rehearsal) if rehearsal else AwsSide(parameter, session)
+        server: ServerSide = RehearsalSide(rehearsal) if rehearsal else AwsSide(parameter_prefix, session)
     except (FederationError, ConfigError) as error:
         fix = f"deploy ServerStack of this version (it publishes {parameter}), or pass its --parameter-prefix"
         return [

@@ -1,6 +1,7 @@
 """Where ``federate`` gets its settings, data and client jobs: AWS on the notebook, folders in a rehearsal.
 
-``AwsServer``: the server notebook's own role reads ``<prefix>/server/settings`` from SSM, downloads
+``AwsServer``: the server notebook's own role reads ``<prefix>/server/settings`` and the client entries beside it
+(``<prefix>/server/client/<name>``) from SSM, downloads
 the test set from the results bucket, uploads the outputs to ``model/<run>/``, registers the run's model in
 the model package group (``model_package``), and reaches each client account through its kickoff role
 (``kickoff.KickoffSession``).
@@ -15,31 +16,60 @@ rehearse a deployment end to end.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 from fl_runtime.aws.calls import aws_call, boto_config, error_code
-from fl_runtime.aws.contract import ClientAccountSettings, ServerAccountSettings
+from fl_runtime.aws.contract import (
+    ClientAccountSettings,
+    ClientEntry,
+    ServerAccountSettings,
+    server_clients_path,
+    server_parameter,
+)
 from fl_runtime.aws.federate import ClientHandle
 from fl_runtime.aws.kickoff import KickoffSession
 from fl_runtime.aws.local_jobs import LocalJobs, LocalLauncher
 from fl_runtime.aws.model_package import Registered, version_of
-from fl_runtime.errors import BadInput, FederationError
+from fl_runtime.errors import BadInput, ConfigError, FederationError
 from fl_runtime.files import write_text_atomic
 
 TEST_FILE = "test.csv"
 
 
+def read_server_settings(ssm: Any, prefix: str) -> ServerAccountSettings:
+    """The server's settings (``<prefix>/server/settings``) joined with its client entries, one parameter each
+    under ``<prefix>/server/client/`` (``contract.server_clients_path``); ConfigError when an entry is missing."""
+    parameter, path = server_parameter(prefix), server_clients_path(prefix)
+    with aws_call("server", f"reading {parameter}"):
+        raw = ssm.get_parameter(Name=parameter)["Parameter"]["Value"]
+    where = f"the server's settings {parameter}"
+    settings = ServerAccountSettings.from_json(raw, where)
+    if settings.client_count == 0:  # a ServerStack of an earlier version: the entries are inline
+        return settings
+    with aws_call("server", f"reading the client entries under {path}/"):
+        pages = ssm.get_paginator("get_parameters_by_path").paginate(Path=path)
+        found = sorted((item for page in pages for item in page["Parameters"]), key=lambda item: item["Name"])
+    entries = tuple(ClientEntry.from_json(item["Value"], f"the client entry {item['Name']}") for item in found)
+    if len(entries) != settings.client_count:
+        names = ", ".join(entry.name for entry in entries) or "none"
+        raise ConfigError(
+            f"{where}: ServerStack published {settings.client_count} client entries, but {len(entries)} are under "
+            f"{path}/ ({names}); deploy ServerStack again"
+        )
+    return dataclasses.replace(settings, clients=entries)
+
+
 class AwsServer:
-    def __init__(self, parameter: str, session: Any = None) -> None:
+    def __init__(self, prefix: str, session: Any = None) -> None:
+        """``prefix``: the federation config's parameter_prefix (``/fl-fraud``)."""
         import boto3
 
         self.session = session or boto3.Session()
-        with aws_call("server", f"reading {parameter}"):
-            raw = self.session.client("ssm", config=boto_config()).get_parameter(Name=parameter)["Parameter"]["Value"]
-        self.settings = ServerAccountSettings.from_json(raw, f"the server's settings {parameter}")
+        self.settings = read_server_settings(self.session.client("ssm", config=boto_config()), prefix)
         self.region = self.settings.region
 
     def fetch_test_set(self, destination: Path) -> Path:

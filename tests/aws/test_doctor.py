@@ -23,14 +23,14 @@ from fl_runtime import cli
 from fl_runtime.app.identity import fingerprint
 from fl_runtime.app.pins import ClientPins, Member
 from fl_runtime.aws import doctor_checks
-from fl_runtime.aws.contract import ClientAccountSettings, ServerAccountSettings, client_parameter, server_parameter
+from fl_runtime.aws.contract import ClientAccountSettings, ServerAccountSettings, client_parameter
 from fl_runtime.aws.doctor import unpack_runtime
 from fl_runtime.aws.server_account import RehearsalServer
 from fl_runtime.launch.fab import app_content_hash, tree_content_hash
 from fl_runtime.learning.data import LabelledData, write_csv
 from fl_runtime.learning.task import ClientData
 from tests import aws_emulator as aws
-from tests.rehearsal import client_settings, server_settings, slim_bundle
+from tests.rehearsal import client_settings, publish_server_settings, server_settings, slim_bundle
 
 pytestmark = pytest.mark.slow
 CLIENTS = {"insurer-a": "111111111111", "insurer-b": "222222222222"}
@@ -158,7 +158,7 @@ def _server(ids: dict, network: dict, clients: list[ClientAccountSettings], fold
         notebook_security_group_id=ids["notebook"],
         clients=entries,
     )
-    boto3.client("ssm").put_parameter(Name=server_parameter("/fl-fraud"), Value=settings.to_json(), Type="String")
+    publish_server_settings(boto3.client("ssm"), settings)
     boto3.client("s3").create_bucket(Bucket=settings.results_bucket)
     write_csv(folder / "results" / "data" / "test.csv", test)
     upload(boto3.client("s3"), folder / "results" / "data" / "test.csv", settings.results_bucket, "data/test.csv")
@@ -227,8 +227,7 @@ def failed(rows: list[Row]) -> dict[tuple[str, str], Row]:
 
 
 def publish_server(world: World, prefix: str, **changes) -> str:
-    settings = dataclasses.replace(world.server, **changes)
-    boto3.client("ssm").put_parameter(Name=server_parameter(prefix), Value=settings.to_json(), Type="String")
+    publish_server_settings(boto3.client("ssm"), dataclasses.replace(world.server, **changes), prefix)
     return prefix
 
 

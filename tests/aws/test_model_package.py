@@ -21,7 +21,7 @@ from fl_runtime.aws.model_package import INFERENCE_SCRIPT, TREE_MODULES, model_a
 from fl_runtime.aws.server_account import AwsServer, RehearsalServer
 from fl_runtime.errors import FederationError
 from fl_runtime.learning import explain
-from tests.rehearsal import SKLEARN_IMAGE, server_settings
+from tests.rehearsal import SKLEARN_IMAGE, publish_server_settings, server_settings
 
 SETTINGS = server_settings([], region="us-east-1")
 GROUP = SETTINGS.model_package_group
@@ -123,8 +123,8 @@ def test_with_many_members_the_metadata_stays_within_sagemakers_limits(tmp_path)
 
 @pytest.fixture
 def server(local_aws):
-    boto3.client("ssm").put_parameter(Name="/fl-fraud/server/settings", Value=SETTINGS.to_json(), Type="String")
-    return AwsServer("/fl-fraud/server/settings")
+    publish_server_settings(boto3.client("ssm"), SETTINGS)
+    return AwsServer("/fl-fraud")
 
 
 @pytest.mark.slow

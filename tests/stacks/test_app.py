@@ -9,7 +9,7 @@ import pytest
 from aws_cdk.assertions import Template
 
 from fl_runtime.aws.contract import ClientAccountSettings, ServerAccountSettings
-from tests.stacks.cdk_helpers import CLIENT_ACCOUNT, SERVER_ACCOUNT, THREE_CLIENTS, resources
+from tests.stacks.cdk_helpers import CLIENT_ACCOUNT, SERVER_ACCOUNT, THREE_CLIENTS, resources, statements
 
 pytestmark = pytest.mark.slow
 
@@ -60,18 +60,19 @@ def test_client_settings_are_published_as_outputs_and_in_ssm(client):
     assert {"KickoffRoleArn", "ExternalId", "LauncherArn", "Launch"} <= {k[len("Published") : -8] for k in outputs}
 
 
-def test_server_settings_list_every_client_with_its_kickoff_role(three):
-    parameter = next(
-        p["Properties"]
-        for p in resources(three.server, "AWS::SSM::Parameter").values()
-        if p["Properties"]["Name"] == "/fl-fraud/server/settings"
-    )
-    document = json.dumps(parameter["Value"])
+def test_server_settings_count_the_clients_and_each_clients_entry_is_a_parameter_of_its_own(three):
+    """The settings document does not grow with the members: each entry (its kickoff role and external id) sits
+    in its own parameter under <prefix>/server/client/, which the notebook may read by path."""
+    found = resources(three.server, "AWS::SSM::Parameter").values()
+    parameters = {p["Properties"]["Name"]: p["Properties"] for p in found}
+    settings = json.dumps(parameters["/fl-fraud/server/settings"]["Value"])
+    assert '\\"flower_port\\":9092' in settings and '\\"client_count\\":3' in settings
     for spec in THREE_CLIENTS:
-        assert (
-            f"arn:aws:iam::{spec['account']}:role/FL-kickoff-client-job" in document and spec["external_id"] in document
-        )
-    assert '\\"flower_port\\":9092' in document
+        entry = json.dumps(parameters[f"/fl-fraud/server/client/{spec['name']}"]["Value"])
+        assert f"arn:aws:iam::{spec['account']}:role/FL-kickoff-client-job" in entry and spec["external_id"] in entry
+        assert spec["external_id"] not in settings
+    reads = [s for s in statements(three.server) if s.get("Sid") == "ReadClientEntries"]
+    assert reads and reads[0]["Action"] == "ssm:GetParametersByPath"
 
 
 def test_each_stack_publishes_every_field_of_the_settings_contract_and_nothing_else(default):
@@ -82,5 +83,6 @@ def test_each_stack_publishes_every_field_of_the_settings_contract_and_nothing_e
     ):
         outputs = Template.from_stack(stack).to_json()["Outputs"]
         published = {o["Description"] for name, o in outputs.items() if name.startswith("Published")}
-        assert published == {f.name for f in dataclasses.fields(settings)}
+        # the server's client entries are parameters of their own, not outputs (200 per stack)
+        assert published == {f.name for f in dataclasses.fields(settings)} - {"clients"}
         assert stack.settings == settings.from_dict(stack.settings.to_dict(), "synthesized")

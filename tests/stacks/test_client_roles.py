@@ -98,7 +98,7 @@ def test_the_execution_role_is_least_privilege_and_never_sagemaker_full_access(t
         # fingerprint is in the config: nothing to read)
         "SignWithThisMembersIdentityKey",
         "ReadThisMembersPins",
-        "ReadAnotherMembersPublicKey0",
+        "ReadTheOtherMembersPublicKeys",
     }
     assert role["RoleName"] == "FL-training-job"  # the other members' identity keys admit it by this name
     assert sorted(by_sid["UseDataKey"]["Action"]) == [
