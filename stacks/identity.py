@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from aws_cdk import Annotations, CfnOutput, Duration, RemovalPolicy
@@ -135,7 +136,7 @@ class MemberIdentity(Construct):
         self._key_policy()
         placeholder = f"arn:{client.arn_partition}:kms:{settings.region}:{client.account}:key/{KEY_ID_PLACEHOLDER}"
         self.pins = pins_document(settings, placeholder)
-        text = self.pins.to_json()
+        text = json.dumps(self.pins.to_dict(), separators=(",", ":"))  # compact: 8 KB holds more members
         self.parameter = ssm.StringParameter(
             self,
             "Pins",

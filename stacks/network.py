@@ -7,7 +7,8 @@ package repository of the region (notebooks install Python 3.11 from it); SageMa
 EC2 (and where a stack asks for them, Lambda and KMS) through interface endpoints with private DNS, behind a
 security group that admits HTTPS only from the security groups registered with ``allow_endpoint_access``. Each
 interface endpoint's policy admits this account's principals on this account's resources (STS: this account's
-principals), plus exactly the cross-account calls a stack declares, each for one role, its actions and resources:
+principals), plus exactly the cross-account calls a stack declares, each for its role (or, for many accounts, a
+role name in each of those accounts), its actions and resources:
 credentials of another account cannot carry data out through them. The VPC resolver answers only the names of
 these endpoints and buckets (``dns_firewall``): no data leaves as DNS queries.
 """
@@ -55,9 +56,21 @@ class CrossAccountCall:
     other members' identity public keys)."""
 
     endpoint: str  # a key of INTERFACE_ENDPOINTS, LAMBDA_ENDPOINT or KMS_ENDPOINT
-    principal_arn: str
+    principal_arn: str  # one role's ARN; or, with ``accounts``, a pattern that names the role in each of them
     actions: tuple[str, ...]
     resources: tuple[str, ...]
+    # the accounts of both the principal and the resources, when one statement holds the call for many accounts
+    # (the server's kickoff calls: the policy grows by an account id per member, not by a statement)
+    accounts: tuple[str, ...] = ()
+
+    def conditions(self) -> dict:
+        if not self.accounts:
+            return {"ArnEquals": {"aws:PrincipalArn": self.principal_arn}}
+        accounts = list(self.accounts)
+        return {
+            "ArnLike": {"aws:PrincipalArn": self.principal_arn},
+            "StringEquals": {"aws:PrincipalAccount": accounts, "aws:ResourceAccount": accounts},
+        }
 
 
 @dataclass(frozen=True)
@@ -249,7 +262,7 @@ def endpoint_statements(endpoint: str, account: str, calls: tuple[CrossAccountCa
                 principals=[iam.AnyPrincipal()],
                 actions=list(call.actions),
                 resources=list(call.resources),
-                conditions={"ArnEquals": {"aws:PrincipalArn": call.principal_arn}},
+                conditions=call.conditions(),
             )
         )
     return statements

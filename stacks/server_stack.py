@@ -26,6 +26,7 @@ from fl_runtime.aws.contract import ClientEntry, ClientHandover, ServerAccountSe
 from fl_runtime.errors import ConfigError
 from stacks.base import FederationStack
 from stacks.bundle.builder import Bundle
+from stacks.client_config import KICKOFF_ROLE_NAME, LAUNCHER_FUNCTION_NAME
 from stacks.code_bundle import CODE_PREFIX
 from stacks.compliance import AWS_SOLUTIONS, acknowledge, acknowledge_cdk_functions, objects_finding
 from stacks.config import PEERING_OPERATOR_ROLE_NAME, SERVER_NOTEBOOK_ROLE_NAME, ClientAccount, FederationConfig
@@ -44,21 +45,20 @@ MODEL_PACKAGE_GROUP = "fl-fraud-global-model"
 
 
 def kickoff_calls(config: FederationConfig) -> tuple[CrossAccountCall, ...]:
-    """What the notebook does with each client's kickoff-role session, through this VPC's endpoints: read that
-    client's settings and published keys, and invoke its launcher. Nothing else of another account."""
-    calls = []
-    for client in config.clients:
-        parameters = (
-            f"arn:{client.arn_partition}:ssm:{config.region}:{client.account}:parameter"
-            + config.client_parameter(client, "*")
-        )
-        calls += [
-            CrossAccountCall("Ssm", client.kickoff_role_arn, ("ssm:GetParameter",), (parameters,)),
-            CrossAccountCall(
-                "Lambda", client.kickoff_role_arn, ("lambda:InvokeFunction",), (client.launcher_arn(config.region),)
-            ),
-        ]
-    return tuple(calls)
+    """What the notebook does with a client's kickoff-role session, through this VPC's endpoints: read that
+    client's settings and published keys, and invoke its launcher. Nothing else of another account. One statement
+    per endpoint for every client (the role, parameters and function have the same names in each client account),
+    so the endpoint policies grow by an account id per member; a role of one client account cannot reach another
+    account's parameters or launcher anyway (their own policies admit only their own kickoff role)."""
+    partition, region = config.arn_partition, config.region
+    accounts = tuple(dict.fromkeys(client.account for client in config.clients))
+    role = f"arn:{partition}:iam::*:role/{KICKOFF_ROLE_NAME}"
+    parameters = f"arn:{partition}:ssm:{region}:*:parameter{config.parameter_prefix}/client/*"
+    launchers = f"arn:{partition}:lambda:{region}:*:function:{LAUNCHER_FUNCTION_NAME}"
+    return (
+        CrossAccountCall("Ssm", role, ("ssm:GetParameter",), (parameters,), accounts),
+        CrossAccountCall("Lambda", role, ("lambda:InvokeFunction",), (launchers,), accounts),
+    )
 
 
 class ServerStack(FederationStack):

@@ -254,7 +254,7 @@ def _members(count: int) -> list[ClientAccount]:
 
 
 def test_a_pins_document_over_4_kb_goes_to_the_advanced_tier_and_one_over_8_kb_is_refused_at_synth():
-    for count, tier in ((12, "Standard"), (24, "Advanced")):
+    for count, tier in ((24, "Standard"), (36, "Advanced")):  # compact JSON: about 140 bytes a member here
         template = _identity_stack(_members(count))
         key_lid, _ = _identity_key(template)
         _, parameter = _pins_parameter(template)
@@ -262,7 +262,7 @@ def test_a_pins_document_over_4_kb_goes_to_the_advanced_tier_and_one_over_8_kb_i
         assert parameter["Tier"] == tier
         assert (len(text) <= 4096) == (tier == "Standard") and len(text) <= 8192
     with pytest.raises(ConfigError) as error:
-        _identity_stack(_members(48))
+        _identity_stack(_members(60))
     found = re.search(
         r"client member-00-x{10}'s pins document is (\d+) bytes, more than the 8192 bytes", str(error.value)
     )

@@ -69,15 +69,25 @@ def test_interface_endpoints_admit_this_accounts_principals_and_only_the_declare
                 _client_cross_account_calls(service, cross, account, [other for other in read if other != account])
                 continue
             assert (service in ("ssm", "lambda")) == bool(cross), service
-            for statement in cross:
-                role = statement["Condition"]["ArnEquals"]["aws:PrincipalArn"]
-                client_account = role.split(":")[4]
-                assert role == f"arn:aws:iam::{client_account}:role/FL-kickoff-client-job"
+            for statement in cross:  # one statement for every client: it grows by an account id per member
+                condition = statement["Condition"]
+                assert condition["ArnLike"] == {"aws:PrincipalArn": "arn:aws:iam::*:role/FL-kickoff-client-job"}
+                accounts = condition["StringEquals"]["aws:PrincipalAccount"]
+                accounts = accounts if isinstance(accounts, list) else [accounts]
+                assert (
+                    condition["StringEquals"]["aws:ResourceAccount"]
+                    == condition["StringEquals"]["aws:PrincipalAccount"]
+                )
                 action = {"ssm": "ssm:GetParameter", "lambda": "lambda:InvokeFunction"}[service]
                 assert statement["Action"] == action and statement["Principal"] == {"AWS": "*"}
-                resource = statement["Resource"]
-                assert f":{client_account}:" in resource and "*" not in resource.replace("/*", "")
-                kickoff_roles.setdefault(service, set()).add(client_account)
+                assert (
+                    statement["Resource"]
+                    == {
+                        "ssm": "arn:aws:ssm:us-east-1:*:parameter/fl-fraud/client/*",
+                        "lambda": "arn:aws:lambda:us-east-1:*:function:FL-job-launcher",
+                    }[service]
+                )
+                kickoff_roles.setdefault(service, set()).update(accounts)
     [assume] = [s for s in statements(synth.server) if s.get("Sid") == "AssumeEachClientsKickoffRole"]
     roles = assume["Resource"] if isinstance(assume["Resource"], list) else [assume["Resource"]]
     assert kickoff_roles["ssm"] == kickoff_roles["lambda"] == {role.split(":")[4] for role in roles}
