@@ -5,10 +5,15 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
+import aws_cdk as cdk
 import pytest
 
 from fl_runtime.errors import ConfigError
+from stacks.client_stack import ClientStack
+from stacks.config import from_context
 from stacks.limits import Resolution, check, measure
+from stacks.server_stack import ServerStack
+from tests.stacks.cdk_helpers import configured_bundle, default_context
 
 
 def assembly(*templates: tuple[str, dict]):
@@ -64,3 +69,34 @@ def test_the_three_member_federation_is_within_every_limit_and_measured(three):
     figures = measure(three.assembly)
     assert figures["server_resources"] < 500 and figures["client_resources"] < 500
     assert "limit" in figures["largest_policy"] and "limit" in figures["largest_parameter"]
+
+
+def _members(count: int) -> list[dict]:
+    """``count`` members, each its own account and VPC, with fingerprints unset (one organisation resolves them:
+    the largest pins and training policies)."""
+    return [
+        {"name": f"member-{i:03d}", "account": f"{200000000000 + i}", "vpc_cidr": f"10.{i}.0.0/16",
+         "external_id": f"fl-member-{i:03d}-external", "min_members": 3}
+        for i in range(1, count + 1)
+    ]  # fmt: skip
+
+
+def _server_and_one_client(outdir, members: list[dict]):
+    """One organisation: ServerStack and the first member's stack, as the whole app builds them (every client
+    stack is the same size; building 50 would only repeat the first)."""
+    context = default_context()
+    context["federation:clients"] = members
+    app = cdk.App(context=context, outdir=str(outdir))
+    config = from_context(app.node)
+    bundle = configured_bundle()
+    ClientStack(app, f"ClientStack-{config.clients[0].name}", config=config, client=config.clients[0], bundle=bundle)
+    ServerStack(app, "ServerStack", config=config, bundle=bundle)
+    return app.synth()
+
+
+def test_fifty_peering_members_the_default_quota_synthesize_within_every_limit(tmp_path):
+    assembly = _server_and_one_client(tmp_path, _members(50))
+    check(assembly)
+    figures = measure(assembly)
+    assert 450 < figures["server_resources"] < 500  # eight resources a peering member: the quota's 50 fit
+    assert int(str(figures["largest_parameter"]).split()[0].replace(",", "")) <= 8192
