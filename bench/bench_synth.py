@@ -23,20 +23,6 @@ PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
 
 
-def members(count: int) -> list[dict]:
-    """N members, each its own account and a /16 of 10.0.0.0/8 (the server's is 10.0.0.0/16)."""
-    return [
-        {
-            "name": f"member-{i:03d}",
-            "account": f"{200000000000 + i}",
-            "vpc_cidr": f"10.{i % 256}.0.0/16" if i < 256 else f"172.{16 + (i - 256) // 256}.0.0/16",
-            "external_id": f"fl-member-{i:03d}-external",
-            "min_members": min(count, 3),
-        }
-        for i in range(1, count + 1)
-    ]
-
-
 def synth(count: int, mode: str, outdir: Path) -> tuple[float, dict]:
     import json
 
@@ -44,9 +30,10 @@ def synth(count: int, mode: str, outdir: Path) -> tuple[float, dict]:
 
     from app import build_app
     from stacks.limits import measure
+    from tests.stacks.cdk_helpers import generated_members
 
     context = json.loads((PROJECT / "cdk.json").read_text())["context"]
-    context.update({"federation:clients": members(count), "federation:deployment_mode": mode})
+    context.update({"federation:clients": generated_members(count), "federation:deployment_mode": mode})
     started = time.perf_counter()
     app = cdk.App(context=context, outdir=str(outdir))
     build_app(app)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from fl_runtime.errors import ConfigError
@@ -26,22 +27,17 @@ ROLE_INLINE_POLICIES = 10_240  # all inline policies of one role together
 TRUST_POLICY = 2_048  # a role's trust policy, by default (a quota that can be raised to 4,096)
 PARAMETER = {"Standard": 4_096, "Advanced": 8_192}  # an SSM parameter's value, by tier
 ENDPOINT_POLICY = 20_480  # a VPC endpoint's policy
+SECURITY_GROUP_RULES = 60  # inbound, and outbound, rules per security group (the default quota)
 BUCKET_POLICY = 20_480
 KEY_POLICY = 32_768
 
-# The longest a reference resolves to. Pseudo parameters exactly; a resource's Ref, its id or name (EC2 ids are
-# at most 24 characters; S3 bucket names at most 63; IAM role and Lambda function names 64; a KMS key id 36; other
-# types' Ref, which may be an ARN or a URL, 160); an ARN by its service's form (partition up to 10 characters,
-# region 16, account 12, then the name or id); an element chosen out of a list (the peering's ids, read from the
-# other account) an id; anything else, 160.
-PSEUDO = {
-    "AWS::AccountId": 12,
-    "AWS::Region": 16,
-    "AWS::Partition": 10,
-    "AWS::URLSuffix": 16,
-    "AWS::NoValue": 0,
-    "AWS::StackName": 128,
-}
+# The longest a reference resolves to. The stack's account, region and partition exactly (every stack of this app
+# names its environment); a resource's Ref, its id or name: EC2 ids at most 24 characters, S3 bucket names 63,
+# IAM role and Lambda function names 64, a KMS key id 36, an SSM parameter its literal name (else 2,048), a log
+# group its literal name or the one CloudFormation generates, <stack>-<logical id>-<13 characters>; an ARN by its
+# service's form around those; an element chosen out of a list (the peering's ids, read from the other account)
+# an id. Other types and functions count 160: not proven for every type, so a new kind of reference in a growing
+# document belongs in these tables.
 EC2_IDS = ("VPC", "Subnet", "SecurityGroup", "RouteTable", "VPCPeeringConnection", "VPCEndpoint", "NetworkAcl")
 REF = {
     "AWS::KMS::Key": 36,
@@ -50,17 +46,54 @@ REF = {
     "AWS::Lambda::Function": 64,
     **{f"AWS::EC2::{kind}": 24 for kind in EC2_IDS},
 }
-ARN = {"AWS::S3::Bucket": 13 + 10 + 63, "AWS::KMS::Key": 14 + 10 + 16 + 12 + 36, "AWS::IAM::Role": 15 + 10 + 12 + 64}
-ATTRIBUTE = {"Arn": 128, "GroupId": 24, "VpcId": 24}  # Arn: any other ARN (a Lambda function's is at most 125)
+ARN_FORM = {  # the ARN around a name or id: (service, resource prefix); {name} as Ref resolves it
+    "AWS::S3::Bucket": "arn:{partition}:s3:::{name}",
+    "AWS::KMS::Key": "arn:{partition}:kms:{region}:{account}:key/{name}",
+    "AWS::IAM::Role": "arn:{partition}:iam::{account}:role/{name}",
+    "AWS::Lambda::Function": "arn:{partition}:lambda:{region}:{account}:function:{name}",
+    "AWS::Logs::LogGroup": "arn:{partition}:logs:{region}:{account}:log-group:{name}:*",
+    "AWS::SSM::Parameter": "arn:{partition}:ssm:{region}:{account}:parameter/{name}",
+}
+ATTRIBUTE = {"Arn": 2048, "GroupId": 24, "VpcId": 24}  # an ARN of a type not in ARN_FORM: IAM's limit for one
 ELEMENT = 24  # Fn::Select out of Fn::Split: the peering's and the other account's ids
+GENERATED_SUFFIX = 13  # CloudFormation's generated physical names end in -<13 characters>
+SSM_NAME = 2048
 OTHER = 160
 
 
 @dataclass(frozen=True)
 class Resolution:
-    """The longest forms of one template's references (it knows each logical id's resource type)."""
+    """The longest forms of one template's references: it knows the stack (name and environment) and each
+    logical id's resource."""
 
-    types: dict[str, str]
+    stack: str
+    account: str
+    region: str
+    resources: dict[str, dict]
+
+    @property
+    def partition(self) -> str:
+        return "aws-cn" if self.region.startswith("cn-") else "aws-us-gov" if "-gov-" in self.region else "aws"
+
+    def _type(self, logical_id: str) -> str:
+        return self.resources.get(logical_id, {}).get("Type", "")
+
+    def name(self, logical_id: str) -> int:
+        """The longest name or id ``Ref`` gives for this resource."""
+        kind, properties = self._type(logical_id), self.resources.get(logical_id, {}).get("Properties", {})
+        if kind == "AWS::Logs::LogGroup":
+            literal = properties.get("LogGroupName")
+            generated = len(self.stack) + 1 + len(logical_id) + 1 + GENERATED_SUFFIX
+            return len(literal) if isinstance(literal, str) else generated
+        if kind == "AWS::SSM::Parameter":
+            literal = properties.get("Name")
+            return len(literal) if isinstance(literal, str) else SSM_NAME
+        return REF.get(kind, OTHER)
+
+    def arn(self, logical_id: str) -> int:
+        form = ARN_FORM[self._type(logical_id)]
+        fixed = form.format(partition=self.partition, region=self.region, account=self.account, name="")
+        return len(fixed) + self.name(logical_id)
 
     def bound(self, value: Any) -> int:
         """The longest ``value`` (a string or an intrinsic function) can be once resolved."""
@@ -72,17 +105,20 @@ class Resolution:
             return OTHER
         ((function, argument),) = value.items()
         if function == "Ref":
-            return PSEUDO.get(argument, REF.get(self.types.get(argument, ""), OTHER))
+            pseudo = {"AWS::AccountId": self.account, "AWS::Region": self.region, "AWS::Partition": self.partition}
+            return len(pseudo[argument]) if argument in pseudo else self.name(argument)
         if function == "Fn::GetAtt":
             logical_id, attribute = argument
-            if attribute == "Arn" and self.types.get(logical_id) in ARN:
-                return ARN[self.types[logical_id]]
+            if attribute == "Arn" and self._type(logical_id) in ARN_FORM:
+                return self.arn(logical_id)
             return ATTRIBUTE.get(attribute, OTHER)
         if function == "Fn::Join" and isinstance(argument[1], list):
             separator, parts = argument
             return sum(map(self.bound, parts)) + len(separator) * max(len(parts) - 1, 0)
         if function == "Fn::Select" and isinstance(argument[1], dict) and "Fn::Split" in argument[1]:
             return ELEMENT
+        if function == "Fn::If":
+            return max(self.bound(argument[1]), self.bound(argument[2]))
         if function == "Fn::Sub" and isinstance(argument, str):
             return len(argument) + argument.count("${") * OTHER
         return OTHER
@@ -118,9 +154,9 @@ class Measured:
         return f"{self.stack}: {self.what}: {size}, over the limit of {self.limit:,}"
 
 
-def _sized(stack: str, template: dict) -> list[Measured]:
+def _sized(stack: str, account: str, region: str, template: dict, template_bytes: int) -> list[Measured]:
     resources: dict[str, dict] = template.get("Resources", {})
-    resolution = Resolution({logical_id: resource["Type"] for logical_id, resource in resources.items()})
+    resolution = Resolution(stack, account, region, resources)
     _size, _bound = resolution.size, resolution.bound
     found: list[Measured] = []
     inline: dict[str, int] = {}
@@ -154,17 +190,44 @@ def _sized(stack: str, template: dict) -> list[Measured]:
               for role, size in inline.items()]  # fmt: skip
     found.append(Measured(stack, "resources", len(resources), RESOURCES_PER_STACK, unit=""))
     found.append(Measured(stack, "outputs", len(template.get("Outputs", {})), OUTPUTS_PER_STACK, unit=""))
-    found.append(Measured(stack, "template", len(json.dumps(template)), TEMPLATE_BYTES, unit="bytes"))
+    found.append(Measured(stack, "template", template_bytes, TEMPLATE_BYTES, unit="bytes"))
+    found += _security_group_rules(stack, resources)
     return found
 
 
-def _templates(assembly: Any) -> dict[str, dict]:
-    return {stack.stack_name: stack.template for stack in assembly.stacks}
+def _security_group_rules(stack: str, resources: dict[str, dict]) -> list[Measured]:
+    """Inbound and outbound rules of each security group (its own and the separate rule resources)."""
+    rules: dict[tuple[str, str], int] = {}
+    for logical_id, resource in resources.items():
+        properties = resource.get("Properties", {})
+        if resource["Type"] == "AWS::EC2::SecurityGroup":
+            for direction, key in (("inbound", "SecurityGroupIngress"), ("outbound", "SecurityGroupEgress")):
+                rules[(logical_id, direction)] = rules.get((logical_id, direction), 0) + len(properties.get(key, []))
+        elif resource["Type"] in ("AWS::EC2::SecurityGroupIngress", "AWS::EC2::SecurityGroupEgress"):
+            group = json.dumps(properties.get("GroupId"))
+            owner = next((lid for lid in resources if f'"{lid}"' in group), group)
+            direction = "inbound" if resource["Type"].endswith("Ingress") else "outbound"
+            rules[(owner, direction)] = rules.get((owner, direction), 0) + 1
+    return [Measured(stack, f"{direction} rules of security group {group}", count, SECURITY_GROUP_RULES, unit="")
+            for (group, direction), count in rules.items()]  # fmt: skip
+
+
+def _templates(assembly: Any) -> dict[str, tuple[str, str, dict, int]]:
+    """Each stack's (account, region, template, bytes of the template file the CDK wrote and will upload)."""
+    return {
+        stack.stack_name: (
+            stack.environment.account,
+            stack.environment.region,
+            stack.template,
+            Path(stack.template_full_path).stat().st_size,
+        )
+        for stack in assembly.stacks
+    }
 
 
 def check(assembly: Any) -> None:
     """ConfigError listing every limit a synthesized stack would exceed (``assembly``: ``app.synth()``'s)."""
-    over = [str(m) for name, template in _templates(assembly).items() for m in _sized(name, template) if m.over]
+    over = [str(m) for name, stack in _templates(assembly).items() for m in _sized(name, *stack) if m.over]
     if over:
         raise ConfigError("the synthesized stacks would exceed AWS limits at deploy: " + "; ".join(over))
 
@@ -172,7 +235,7 @@ def check(assembly: Any) -> None:
 def measure(assembly: Any) -> dict[str, object]:
     """The scaling table's figures: resources of ServerStack and of the largest client stack, the largest
     template, IAM policy and SSM parameter (each with what it is)."""
-    sized = {name: _sized(name, template) for name, template in _templates(assembly).items()}
+    sized = {name: _sized(name, *stack) for name, stack in _templates(assembly).items()}
 
     def largest(kind: str) -> str:
         candidates = [m for found in sized.values() for m in found if kind in m.what]

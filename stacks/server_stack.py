@@ -48,8 +48,9 @@ def kickoff_calls(config: FederationConfig) -> tuple[CrossAccountCall, ...]:
     """What the notebook does with a client's kickoff-role session, through this VPC's endpoints: read that
     client's settings and published keys, and invoke its launcher. Nothing else of another account. One statement
     per endpoint for every client (the role, parameters and function have the same names in each client account),
-    so the endpoint policies grow by an account id per member; a role of one client account cannot reach another
-    account's parameters or launcher anyway (their own policies admit only their own kickoff role)."""
+    so the endpoint policies grow by an account id per member. The endpoint does not pair a role with its own
+    account: each member account does (neither its parameters nor its launcher has a resource policy, so only its
+    own roles can use them)."""
     partition, region = config.arn_partition, config.region
     accounts = tuple(dict.fromkeys(client.account for client in config.clients))
     role = f"arn:{partition}:iam::*:role/{KICKOFF_ROLE_NAME}"

@@ -47,7 +47,7 @@ from fl_runtime.app.run_settings import (
     write_node_names,
 )
 from fl_runtime.aws import fleet_gateway
-from fl_runtime.aws.contract import ClientAccountSettings, ServerAccountSettings
+from fl_runtime.aws.contract import RUN_NAME, RUN_NAME_MAX, ClientAccountSettings, ServerAccountSettings
 from fl_runtime.aws.kickoff import ClientLauncher
 from fl_runtime.aws.model_package import (
     MODEL_ARCHIVE,
@@ -57,7 +57,7 @@ from fl_runtime.aws.model_package import (
     registration_request,
     run_prefix,
 )
-from fl_runtime.errors import FederationError
+from fl_runtime.errors import FederationError, OptionsError
 from fl_runtime.files import write_text_atomic
 from fl_runtime.launch.fab import stage_app
 from fl_runtime.launch.family_choice import FamilyChoice, run_each_family
@@ -68,6 +68,7 @@ from fl_runtime.launch.processes import interrupts_as_keyboard_interrupt
 from fl_runtime.launch.progress import JobRow, ProgressView
 from fl_runtime.launch.run_folders import RunFolders, run_folders
 from fl_runtime.learning.data import read_csv
+from fl_runtime.learning.families import FAMILIES, family
 
 JOB_POLL_SECONDS = 5.0  # a describe request per client
 KEY_POLL_SECONDS = 1.0  # a published public key is registered within a second: the job's SuperNode is retrying
@@ -308,18 +309,27 @@ def federate(server: ServerAccount, options: FederateOptions, console: Console, 
 
 
 def federate_each_family(server: ServerAccount, options: FederateOptions, console: Console) -> FamilyChoice:
-    """``--model auto``: a whole federation of each family (runs ``<tag>-<family>``, each published), then the
-    family chosen on the members' pooled validation totals (``family_choice``); only its run is registered."""
+    """``--model auto``: a whole federation of each family (runs ``<tag>-<short name>``, e.g. ``-lr`` and
+    ``-gbdt``, each published), then the family chosen on the members' pooled validation totals
+    (``family_choice``); only its run is registered. Every run name is checked before any job starts."""
     tag = options.run_name or run_tag()
     options.min_clients_among(len(server.settings.clients), "configured")  # before any job (and bill)
+    names = {name: f"{tag}-{family(name).short_name}" for name in FAMILIES}
+    too_long = [run for run in names.values() if not RUN_NAME.fullmatch(run)]
+    if too_long:
+        room = RUN_NAME_MAX - 1 - max(len(family(name).short_name) for name in FAMILIES)
+        raise OptionsError(
+            f"--run-name {tag!r}: --model auto names its runs {', '.join(names.values())}, and a run name holds at "
+            f"most {RUN_NAME_MAX} characters; give a run name of at most {room}"
+        )
 
-    def run(family: str, folder: Path) -> Path:
-        console.print(f"Model family {family}: run {tag}-{family}", highlight=False)
-        return federate(server, dataclasses.replace(options.for_family(family, folder), run_name=f"{tag}-{family}"),
+    def run(name: str, folder: Path) -> Path:
+        console.print(f"Model family {name}: run {names[name]}", highlight=False)
+        return federate(server, dataclasses.replace(options.for_family(name, folder), run_name=names[name]),
                         console, register=False)  # fmt: skip
 
     choice = run_each_family(options.out or Path("runs") / f"federate-{tag}", run)
-    register_run(server, f"{tag}-{choice.chosen}", choice.out / choice.chosen, console)
+    register_run(server, names[choice.chosen], choice.out / choice.chosen, console)
     return choice
 
 
@@ -353,7 +363,7 @@ def _run(federation: Federation, test_path: Path, min_clients: int) -> None:
 
 def publish_run(server: ServerAccount, run: str, out: Path, console: Console) -> None:
     """The completed run's outputs in ``out``: add the SageMaker model and its registration request, then publish
-    everything to the server account; returns where. Each step keeps what the earlier ones made."""
+    everything to the server account. Each step keeps what the earlier ones made."""
     model_archive(out / MODEL_FILE, out / MODEL_ARCHIVE)
     request = registration_request(server.settings, run, out)
     write_text_atomic(out / REQUEST_FILE, json.dumps(request, indent=2))

@@ -8,7 +8,8 @@ the families each member pins), so nothing about a run changes and ``auto`` cost
 
 The output folder then holds each run's complete outputs in a sub-folder named by its family, the chosen run's
 ``model.joblib`` at the top (where ``score`` looks), and ``choice.json`` and ``choice.md`` saying what was
-compared. Nothing is written there until both runs completed.
+compared; those three only once both runs completed. A run that completed before the other failed is kept in
+its family's folder.
 """
 
 from __future__ import annotations
@@ -79,19 +80,30 @@ class FamilyChoice:
 
 def run_each_family(out: Path, run: Callable[[str, Path], Path]) -> FamilyChoice:
     """``run(family, folder)`` for each registered family, in order, each writing its outputs to ``folder``;
-    then the pick. ``out`` must be new or empty; on any failure it stays so."""
+    then the pick. ``out`` must be new or empty. If a run fails, the runs that completed before it are kept, each
+    whole in its family's folder of ``out`` (a federation's jobs were paid for, and its upload may have failed),
+    with no choice and no top-level model; ``out`` stays as it was when none completed."""
     out = empty_output_folder(out)
     staging = staging_folder(out)
     shutil.rmtree(staging, ignore_errors=True)
+    completed: list[str] = []
     try:
-        runs = tuple(FamilyRun.read(family, run(family, staging / family)) for family in FAMILIES)
+        runs = []
+        for family in FAMILIES:
+            runs.append(FamilyRun.read(family, run(family, staging / family)))
+            completed.append(family)
         chosen = pick_family({family_run.family: family_run.validation_pr_auc for family_run in runs})
-        choice = FamilyChoice(chosen, runs, out)
+        choice = FamilyChoice(chosen, tuple(runs), out)
         shutil.copy2(staging / chosen / MODEL_FILE, staging / MODEL_FILE)
         write_text_atomic(staging / CHOICE_FILE, json.dumps(_record(choice), indent=2))
         write_text_atomic(staging / CHOICE_REPORT, _report(choice))
         publish_folder(staging, out)
         return choice
+    except BaseException:
+        for family in completed:
+            if (staging / family).is_dir():
+                publish_folder(staging / family, out / family)
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

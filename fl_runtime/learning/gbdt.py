@@ -70,6 +70,7 @@ class GradientBoostedTreesFamily:
 
     name = GBDT
     version_name = "trees"
+    short_name = "gbdt"
     node_floors: tuple[str, ...] = ("min-rows-leaf", "cell-rows")
 
     def start(self, plan: TrainingPlan, features: tuple[str, ...]) -> GbdtState:

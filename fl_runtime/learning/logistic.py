@@ -89,6 +89,7 @@ class LogisticRegressionFamily:
 
     name = LOGISTIC
     version_name = "round"
+    short_name = "lr"
     node_floors: tuple[str, ...] = ()
 
     def start(self, plan: TrainingPlan, features: tuple[str, ...]) -> LogisticState:

@@ -20,7 +20,8 @@ A family provides, for a state:
   before (the tree family: two of its totals over members with one left out would give that member's counts):
   no drop-out, no re-run with fewer;
 - ``node_floors``: the settings that bound how few rows a node or cell describes (each at least ``min_rows``);
-- ``version_name`` and ``describe(plan)``: how the reports speak of a model version and of the model.
+- ``version_name`` and ``describe(plan)``: how the reports speak of a model version and of the model;
+  ``short_name``, how a run of ``--model auto`` is named.
 
 A model *version* is what the reports score: logistic regression's round r makes version r; a finished tree
 makes the version of that many trees. ``Findings`` say which version a step made and which version's
@@ -96,6 +97,7 @@ class State(Protocol):
 class Family(Protocol):
     name: str
     version_name: str  # what a model version is called in the reports ("round", "trees")
+    short_name: str  # at most 4 characters: names its run of --model auto, <run>-<short_name> (run names hold 20)
     node_floors: tuple[str, ...]  # run-config settings a member holds at or above its own min_rows
 
     def start(self, plan: TrainingPlan, features: tuple[str, ...]) -> Any: ...

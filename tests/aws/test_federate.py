@@ -203,9 +203,11 @@ def test_model_auto_federates_each_family_as_its_own_run_and_registers_only_the_
     from rich.console import Console
 
     from fl_runtime.aws import federate as federate_module
+    from fl_runtime.aws.contract import RUN_NAME
     from fl_runtime.aws.federate import FederateOptions, federate_each_family
     from fl_runtime.aws.model_package import REQUEST_FILE
     from fl_runtime.aws.server_account import Registered
+    from fl_runtime.errors import OptionsError
 
     calls, registered = [], []
 
@@ -231,6 +233,17 @@ def test_model_auto_federates_each_family_as_its_own_run_and_registers_only_the_
     monkeypatch.setattr(federate_module, "federate", one_run)
     options = FederateOptions(run_name="r7", out=tmp_path / "out")
     choice = federate_each_family(Server(), options, Console(file=io.StringIO()))
-    assert calls == [("r7-logistic", "logistic", False, []), ("r7-gbdt", "gbdt", False, [])]
+    assert calls == [("r7-lr", "logistic", False, []), ("r7-gbdt", "gbdt", False, [])]
     assert choice.chosen == "gbdt" and registered == ["r7-gbdt"]
     assert (tmp_path / "out" / "model.joblib").read_bytes() == b"gbdt"
+    # the default name (a 15-character UTC timestamp) leaves room for the longest suffix; a longer one is refused
+    # before any run starts, as a client's launcher would refuse the start
+    calls.clear()
+    federate_each_family(Server(), FederateOptions(out=tmp_path / "default"), Console(file=io.StringIO()))
+    assert [len(run) for run, *_ in calls] == [18, 20] and all(RUN_NAME.fullmatch(run) for run, *_ in calls)
+    calls.clear()
+    with pytest.raises(OptionsError, match=r"--run-name 'a-long-run-name1': --model auto names its runs "
+                       r"a-long-run-name1-lr, a-long-run-name1-gbdt, .* give a run name of at most 15"):  # fmt: skip
+        federate_each_family(Server(), FederateOptions(run_name="a-long-run-name1", out=tmp_path / "long"),
+                             Console(file=io.StringIO()))  # fmt: skip
+    assert calls == [] and not (tmp_path / "long").exists()

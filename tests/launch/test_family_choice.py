@@ -62,15 +62,27 @@ def test_a_run_without_a_validation_score_never_wins(tmp_path):
     assert json.loads((tmp_path / "out" / CHOICE_FILE).read_text())["runs"][0]["validation_pr_auc"] is None
 
 
-def test_a_failed_second_run_leaves_the_output_folder_as_it_was_and_no_first_run(tmp_path):
+def test_a_failed_second_run_keeps_the_first_whole_with_no_choice_and_no_staging(tmp_path):
     first = fake_run({"logistic": (0.5, 0.5)})
 
     def run(family: str, folder: Path) -> Path:
         if family == "gbdt":
+            (folder / "half").mkdir(parents=True)  # what a failed run leaves in its staging folder
             raise RuntimeError("the tree run failed")
         return first(family, folder)
 
     with pytest.raises(RuntimeError, match="the tree run failed"):
+        run_each_family(tmp_path / "out", run)
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["logistic"]  # no choice, no model, no gbdt
+    assert (tmp_path / "out" / "logistic" / "model.joblib").read_bytes() == b"the logistic model"
+
+
+def test_a_failed_first_run_leaves_the_output_folder_as_it_was(tmp_path):
+    def run(family: str, folder: Path) -> Path:
+        raise RuntimeError(f"the {family} run failed")
+
+    with pytest.raises(RuntimeError, match="the logistic run failed"):
         run_each_family(tmp_path / "out", run)
     assert list(tmp_path.iterdir()) == []
 

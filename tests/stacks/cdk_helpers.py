@@ -35,6 +35,16 @@ THREE_CLIENTS = [
 ]
 
 
+def generated_members(count: int) -> list[dict]:
+    """``count`` members, each its own account and VPC, fingerprints unset (one organisation resolves them: the
+    largest pins and training policies)."""
+    return [
+        {"name": f"member-{i:03d}", "account": f"{200000000000 + i}", "vpc_cidr": f"10.{i}.0.0/16",
+         "external_id": f"fl-member-{i:03d}-external", "min_members": 3}
+        for i in range(1, count + 1)
+    ]  # fmt: skip
+
+
 def default_context() -> dict:
     return json.loads((PROJECT / "cdk.json").read_text())["context"]
 

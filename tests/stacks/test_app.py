@@ -71,8 +71,9 @@ def test_server_settings_count_the_clients_and_each_clients_entry_is_a_parameter
         entry = json.dumps(parameters[f"/fl-fraud/server/client/{spec['name']}"]["Value"])
         assert f"arn:aws:iam::{spec['account']}:role/FL-kickoff-client-job" in entry and spec["external_id"] in entry
         assert spec["external_id"] not in settings
-    reads = [s for s in statements(three.server) if s.get("Sid") == "ReadClientEntries"]
-    assert reads and reads[0]["Action"] == "ssm:GetParametersByPath"
+    [read] = [s for s in statements(three.server) if s.get("Sid") == "ReadClientEntries"]
+    path = "arn:aws:ssm:us-east-1:111111111111:parameter/fl-fraud/server/client"
+    assert read["Action"] == "ssm:GetParametersByPath" and read["Resource"] == [path, f"{path}/*"]
 
 
 def test_each_stack_publishes_every_field_of_the_settings_contract_and_nothing_else(default):

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from stacks.config import ConfigError, parse
-from tests.stacks.cdk_helpers import THREE_CLIENTS, default_context
+from tests.stacks.cdk_helpers import THREE_CLIENTS, default_context, generated_members
 
 
 @pytest.fixture
@@ -197,16 +197,8 @@ def test_a_clients_daily_job_limit_is_its_own_and_defaults_to_the_runtimes(raw):
     assert [c.max_jobs_per_day for c in parse(raw).clients] == [defaults.MAX_JOBS_PER_DAY, 3, defaults.MAX_JOBS_PER_DAY]
 
 
-def _members(count: int) -> list[dict]:
-    return [
-        {"name": f"member-{i:03d}", "account": f"{200000000000 + i}", "vpc_cidr": f"10.{i}.0.0/16",
-         "external_id": f"fl-member-{i:03d}-x", "min_members": 3}
-        for i in range(1, count + 1)
-    ]  # fmt: skip
-
-
 def test_more_clients_than_the_server_vpcs_peering_quota_are_refused_naming_the_quota(raw):
-    raw["clients"] = _members(51)
+    raw["clients"] = generated_members(51)
     with pytest.raises(ConfigError, match=r"clients: 51 clients need 51 VPC peering connections of the server VPC, "
                        r"more than peering_quota 50 \(Amazon VPC's quota .*: 50 by default, at most 125"):  # fmt: skip
         parse(raw)
@@ -215,5 +207,5 @@ def test_more_clients_than_the_server_vpcs_peering_quota_are_refused_naming_the_
     raw["peering_quota"] = 126
     with pytest.raises(ConfigError, match="peering_quota: 126 is not a whole number from 1 to 125"):
         parse(raw)
-    raw["clients"], raw["peering_quota"] = _members(50), None
+    raw["clients"], raw["peering_quota"] = generated_members(50), None
     assert len(parse(raw).clients) == 50

@@ -13,11 +13,19 @@ from stacks.client_stack import ClientStack
 from stacks.config import from_context
 from stacks.limits import Resolution, check, measure
 from stacks.server_stack import ServerStack
-from tests.stacks.cdk_helpers import configured_bundle, default_context
+from tests.stacks.cdk_helpers import configured_bundle, default_context, generated_members
 
 
-def assembly(*templates: tuple[str, dict]):
-    return SimpleNamespace(stacks=[SimpleNamespace(stack_name=name, template=t) for name, t in templates])
+def assembly(folder, *templates: tuple[str, dict]):
+    """What ``app.synth()`` returns, as far as ``limits`` reads it: each stack's template, its file and account."""
+    environment = SimpleNamespace(account="111111111111", region="us-east-1")
+    stacks = []
+    for name, template in templates:
+        path = folder / f"{name}.template.json"
+        path.write_text(json.dumps(template, separators=(",", ":")))
+        stacks.append(SimpleNamespace(stack_name=name, template=template, environment=environment,
+                                      template_full_path=str(path)))  # fmt: skip
+    return SimpleNamespace(stacks=stacks)
 
 
 def policy(actions: int) -> dict:
@@ -26,11 +34,32 @@ def policy(actions: int) -> dict:
 
 
 def test_a_reference_counts_as_the_longest_form_it_resolves_to():
-    resolution = Resolution({"Bucket": "AWS::S3::Bucket", "Key": "AWS::KMS::Key", "Fn": "AWS::Lambda::Function"})
-    assert resolution.bound({"Ref": "AWS::AccountId"}) == 12
+    resources = {
+        "Bucket": {"Type": "AWS::S3::Bucket"},
+        "Key": {"Type": "AWS::KMS::Key"},
+        "Fn": {"Type": "AWS::Lambda::Function"},
+        "Logs": {"Type": "AWS::Logs::LogGroup"},
+        "Named": {"Type": "AWS::Logs::LogGroup", "Properties": {"LogGroupName": "/fl/jobs"}},
+        "Pins": {"Type": "AWS::SSM::Parameter", "Properties": {"Name": {"Fn::Join": ["", ["/fl/", "pins"]]}}},
+        "Queue": {"Type": "AWS::SQS::Queue"},
+    }
+    resolution = Resolution("ClientStack-a", "222222222222", "us-gov-west-1", resources)
+    assert resolution.bound({"Ref": "AWS::AccountId"}) == 12 and resolution.bound({"Ref": "AWS::Partition"}) == 10
     assert resolution.bound({"Ref": "Bucket"}) == 63 and resolution.bound({"Ref": "Key"}) == 36
-    assert resolution.bound({"Fn::GetAtt": ["Bucket", "Arn"]}) == 86  # arn:<partition>:s3:::<bucket>
-    assert resolution.bound({"Fn::GetAtt": ["Fn", "Arn"]}) == 128
+    assert resolution.bound({"Fn::GetAtt": ["Bucket", "Arn"]}) == len("arn:aws-us-gov:s3:::") + 63
+    key_arn = "arn:aws-us-gov:kms:us-gov-west-1:222222222222:key/" + "0" * 36
+    assert resolution.bound({"Fn::GetAtt": ["Key", "Arn"]}) == len(key_arn)
+    assert (
+        resolution.bound({"Fn::GetAtt": ["Fn", "Arn"]})
+        == len("arn:aws-us-gov:lambda:us-gov-west-1:222222222222:function:") + 64
+    )
+    # a log group CloudFormation names: <stack>-<logical id>-<13>; a named one: its name
+    log_arn = "arn:aws-us-gov:logs:us-gov-west-1:222222222222:log-group:"
+    assert resolution.bound({"Fn::GetAtt": ["Logs", "Arn"]}) == len(log_arn) + len("ClientStack-a-Logs-") + 13 + 2
+    assert resolution.bound({"Fn::GetAtt": ["Named", "Arn"]}) == len(log_arn) + len("/fl/jobs") + 2
+    assert resolution.bound({"Ref": "Pins"}) == 2048  # a name that is not a literal: SSM's longest
+    assert resolution.bound({"Fn::GetAtt": ["Queue", "Arn"]}) == 2048  # an ARN of a type it has no form for
+    assert resolution.bound({"Fn::If": ["Cond", "short", {"Ref": "Bucket"}]}) == 63
     assert resolution.bound({"Fn::Join": ["", ["arn:", {"Ref": "AWS::Partition"}, ":s3:::", {"Ref": "Bucket"}]]}) == (
         4 + 10 + 6 + 63
     )
@@ -39,21 +68,21 @@ def test_a_reference_counts_as_the_longest_form_it_resolves_to():
     assert resolution.size(document) == len(literal)
 
 
-def test_stacks_within_the_limits_pass_and_each_one_over_is_named_with_its_size_and_limit():
+def test_stacks_within_the_limits_pass_and_each_one_over_is_named_with_its_size_and_limit(tmp_path):
     fine = {
         "Resources": {
             "Bucket": {"Type": "AWS::S3::Bucket"},
             "Policy": {"Type": "AWS::IAM::ManagedPolicy", "Properties": {"PolicyDocument": policy(10)}},
         }
     }
-    check(assembly(("ServerStack", fine)))
+    check(assembly(tmp_path, ("ServerStack", fine)))
     crowded = {"Resources": {f"Vpc{i}": {"Type": "AWS::EC2::VPC"} for i in range(498)}}
     crowded["Resources"]["Bucket"] = {"Type": "AWS::S3::Bucket"}
     crowded["Resources"]["Policy"] = {"Type": "AWS::IAM::ManagedPolicy", "Properties": {"PolicyDocument": policy(400)}}
     value = {"Fn::Join": ["", ["x" * 4080, {"Ref": "Vpc1"}]]}  # 4,080 + a VPC id (24 at most)
     crowded["Resources"]["Settings"] = {"Type": "AWS::SSM::Parameter", "Properties": {"Value": value}}
     with pytest.raises(ConfigError) as error:
-        check(assembly(("ServerStack", fine), ("ClientStack-a", crowded)))
+        check(assembly(tmp_path, ("ServerStack", fine), ("ClientStack-a", crowded)))
     message = str(error.value)
     assert message.startswith("the synthesized stacks would exceed AWS limits at deploy: ClientStack-a: ")
     assert "ClientStack-a: resources: 501, over the limit of 500" in message
@@ -64,21 +93,36 @@ def test_stacks_within_the_limits_pass_and_each_one_over_is_named_with_its_size_
     assert "ServerStack" not in message  # within every limit
 
 
+def test_a_templates_size_is_the_file_the_cdk_wrote_and_security_group_rules_are_counted_per_group(tmp_path):
+    big = {"Resources": {f"Vpc{i}": {"Type": "AWS::EC2::VPC", "Properties": {"CidrBlock": "10.0.0.0/16"}}
+                         for i in range(15000)}}  # fmt: skip
+    with pytest.raises(ConfigError, match=r"ServerStack: template: 1,\d{3},\d{3} bytes, over the limit of 1,000,000"):
+        check(assembly(tmp_path, ("ServerStack", big)))
+    rules = {"Group": {"Type": "AWS::EC2::SecurityGroup", "Properties": {"SecurityGroupIngress": [{}] * 10}}}
+    rules.update(
+        {
+            f"Rule{i}": {
+                "Type": "AWS::EC2::SecurityGroupIngress",
+                "Properties": {"GroupId": {"Fn::GetAtt": ["Group", "GroupId"]}},
+            }
+            for i in range(51)
+        }
+    )
+    expected = "ServerStack: inbound rules of security group Group: 61, over the limit of 60"
+    with pytest.raises(ConfigError, match=expected):
+        check(assembly(tmp_path, ("ServerStack", {"Resources": rules})))
+
+
+def test_the_stacks_templates_are_written_without_indentation_for_the_1_mb_limit(three):
+    text = (three.outdir / "ServerStack.template.json").read_text()
+    assert "\n" not in text.strip() and len(text) == len(json.dumps(json.loads(text), separators=(",", ":")))
+
+
 def test_the_three_member_federation_is_within_every_limit_and_measured(three):
     check(three.assembly)
     figures = measure(three.assembly)
     assert figures["server_resources"] < 500 and figures["client_resources"] < 500
     assert "limit" in figures["largest_policy"] and "limit" in figures["largest_parameter"]
-
-
-def _members(count: int) -> list[dict]:
-    """``count`` members, each its own account and VPC, with fingerprints unset (one organisation resolves them:
-    the largest pins and training policies)."""
-    return [
-        {"name": f"member-{i:03d}", "account": f"{200000000000 + i}", "vpc_cidr": f"10.{i}.0.0/16",
-         "external_id": f"fl-member-{i:03d}-external", "min_members": 3}
-        for i in range(1, count + 1)
-    ]  # fmt: skip
 
 
 def _server_and_one_client(outdir, members: list[dict]):
@@ -95,7 +139,7 @@ def _server_and_one_client(outdir, members: list[dict]):
 
 
 def test_fifty_peering_members_the_default_quota_synthesize_within_every_limit(tmp_path):
-    assembly = _server_and_one_client(tmp_path, _members(50))
+    assembly = _server_and_one_client(tmp_path, generated_members(50))
     check(assembly)
     figures = measure(assembly)
     assert 450 < figures["server_resources"] < 500  # eight resources a peering member: the quota's 50 fit
