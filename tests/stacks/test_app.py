@@ -9,6 +9,8 @@ import pytest
 from aws_cdk.assertions import Template
 
 from fl_runtime.aws.contract import ClientAccountSettings, ServerAccountSettings
+from stacks.limits import check as check_limits
+from stacks.limits import measure
 from tests.stacks.cdk_helpers import CLIENT_ACCOUNT, SERVER_ACCOUNT, THREE_CLIENTS, resources, statements
 
 pytestmark = pytest.mark.slow
@@ -87,3 +89,16 @@ def test_each_stack_publishes_every_field_of_the_settings_contract_and_nothing_e
         # the server's client entries are parameters of their own, not outputs (200 per stack)
         assert published == {f.name for f in dataclasses.fields(settings)} - {"clients"}
         assert stack.settings == settings.from_dict(stack.settings.to_dict(), "synthesized")
+
+
+def test_the_stacks_templates_are_written_without_indentation_for_the_1_mb_limit(three):
+    text = (three.outdir / "ServerStack.template.json").read_text()
+    assert "\n" not in text.strip() and len(text) == len(json.dumps(json.loads(text), separators=(",", ":")))
+
+
+def test_the_three_member_federation_is_within_every_limit_and_measured(three):
+    """app.py runs stacks.limits after every synth (tests/stacks/test_limits.py: the limits themselves)."""
+    check_limits(three.assembly)
+    figures = measure(three.assembly)
+    assert figures["server_resources"] < 500 and figures["client_resources"] < 500
+    assert "limit" in figures["largest_policy"] and "limit" in figures["largest_parameter"]
