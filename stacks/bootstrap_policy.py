@@ -32,7 +32,7 @@ import json
 import sys
 from pathlib import Path
 
-from fl_runtime.aws.contract import IDENTITY_ALIAS_PREFIX
+from fl_runtime.aws.contract import identity_alias_patterns
 from fl_runtime.errors import ConfigError
 from fl_runtime.files import atomic_path
 from stacks.cfn_permissions import handler_permissions
@@ -76,13 +76,16 @@ def account_templates(assembly: Path, account: str) -> list[dict]:
 
 def _resource_actions(templates: list[dict], region: str) -> list[str]:
     """What CloudFormation's handlers call for the templates' resource types, outside IAM (granted by name below)."""
-    actions: set[str] = set()
+    first_of_type: dict[str, str] = {}  # each type once (a federation of 50 has hundreds of resources of a few)
     for template in templates:
         for logical_id, resource in template["Resources"].items():
-            try:
-                actions.update(iam_actions(handler_permissions(resource["Type"], region), resource["Type"]))
-            except ConfigError as error:
-                raise ConfigError(f"resource {logical_id}: {error}") from None
+            first_of_type.setdefault(resource["Type"], logical_id)
+    actions: set[str] = set()
+    for kind, logical_id in first_of_type.items():
+        try:
+            actions.update(iam_actions(handler_permissions(kind, region), kind))
+        except ConfigError as error:
+            raise ConfigError(f"resource {logical_id}: {error}") from None
     return sorted(a for a in actions if not a.startswith("iam:"))
 
 
@@ -166,8 +169,8 @@ def boundary_policy(templates: list[dict], account: str, partition: str = "aws")
     if members_keys:
         statements.append(
             {"Sid": "ReadOtherMembersIdentityPublicKeys", "Effect": "Allow", "Action": "kms:GetPublicKey",
-             "Resource": members_keys, "Condition": {"StringLike": {"kms:RequestAlias": [
-                 f"{IDENTITY_ALIAS_PREFIX}*", f"arn:{partition}:kms:*:*:{IDENTITY_ALIAS_PREFIX}*"]}}}
+             "Resource": members_keys,
+             "Condition": {"StringLike": {"kms:RequestAlias": identity_alias_patterns(partition)}}}
         )  # fmt: skip
     return {"Version": "2012-10-17", "Statement": statements}
 

@@ -29,7 +29,7 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from fl_runtime.app.pins import ClientPins, Member
-from fl_runtime.aws.contract import IDENTITY_ALIAS_PREFIX
+from fl_runtime.aws.contract import identity_alias_patterns
 from fl_runtime.errors import ConfigError
 from stacks.client_config import ClientAccount
 
@@ -65,11 +65,6 @@ class IdentitySettings:
     def read_by_peers(self) -> bool:
         """One organisation, this member's fingerprint not configured: the other members' jobs read its key."""
         return self.resolve_members and not self.client.identity_fingerprint
-
-    def peer_alias_patterns(self) -> list[str]:
-        """Any member's identity alias in the region, by name and by ARN (what ``kms:RequestAlias`` holds)."""
-        partition = self.client.arn_partition
-        return [f"{IDENTITY_ALIAS_PREFIX}*", f"arn:{partition}:kms:{self.region}:*:{IDENTITY_ALIAS_PREFIX}*"]
 
     def peer_key_pattern(self, peer: ClientAccount) -> str:
         """Every KMS key of ``peer``'s account in the region: IAM names a key by its ARN, never by its alias, and
@@ -204,7 +199,11 @@ class MemberIdentity(Construct):
                     sid="ReadTheOtherMembersPublicKeys",
                     actions=["kms:GetPublicKey"],
                     resources=[settings.peer_key_pattern(peer) for peer in settings.peers_to_read],
-                    conditions={"StringLike": {"kms:RequestAlias": settings.peer_alias_patterns()}},
+                    conditions={
+                        "StringLike": {
+                            "kms:RequestAlias": identity_alias_patterns(settings.client.arn_partition, settings.region)
+                        }
+                    },
                 )
             )
         return statements

@@ -154,38 +154,39 @@ class Measured:
         return f"{self.stack}: {self.what}: {size}, over the limit of {self.limit:,}"
 
 
+# the policy documents a resource type holds: (what it is called, its property, its limit)
+POLICY_DOCUMENTS = {
+    "AWS::IAM::ManagedPolicy": ("managed policy", "PolicyDocument", MANAGED_POLICY),
+    "AWS::IAM::Role": ("trust policy of role", "AssumeRolePolicyDocument", TRUST_POLICY),
+    "AWS::EC2::VPCEndpoint": ("endpoint policy", "PolicyDocument", ENDPOINT_POLICY),
+    "AWS::S3::BucketPolicy": ("bucket policy", "PolicyDocument", BUCKET_POLICY),
+    "AWS::KMS::Key": ("key policy", "KeyPolicy", KEY_POLICY),
+}
+
+
 def _sized(stack: str, account: str, region: str, template: dict, template_bytes: int) -> list[Measured]:
     resources: dict[str, dict] = template.get("Resources", {})
     resolution = Resolution(stack, account, region, resources)
-    _size, _bound = resolution.size, resolution.bound
     found: list[Measured] = []
-    inline: dict[str, int] = {}
+    inline: dict[str, int] = {}  # a role's inline policies together, by the role's logical id
     for logical_id, resource in resources.items():
         kind, properties = resource["Type"], resource.get("Properties", {})
-        if kind == "AWS::IAM::ManagedPolicy":
-            found.append(Measured(stack, f"managed policy {logical_id}", _size(properties["PolicyDocument"]),
-                                  MANAGED_POLICY))  # fmt: skip
-        elif kind == "AWS::IAM::Policy":
-            for role in properties.get("Roles", []):
-                name = role.get("Ref", str(role)) if isinstance(role, dict) else role
-                inline[name] = inline.get(name, 0) + _size(properties["PolicyDocument"])
+        if kind in POLICY_DOCUMENTS and POLICY_DOCUMENTS[kind][1] in properties:
+            what, key, limit = POLICY_DOCUMENTS[kind]
+            found.append(Measured(stack, f"{what} {logical_id}", resolution.size(properties[key]), limit))
+        if kind == "AWS::IAM::Policy":
+            size = resolution.size(properties["PolicyDocument"])
+            for role in map(_logical_id, properties.get("Roles", [])):
+                inline[role] = inline.get(role, 0) + size
         elif kind == "AWS::IAM::Role":
-            found.append(Measured(stack, f"trust policy of role {logical_id}",
-                                  _size(properties["AssumeRolePolicyDocument"]), TRUST_POLICY))  # fmt: skip
             for policy in properties.get("Policies", []):
-                inline[logical_id] = inline.get(logical_id, 0) + _size(policy["PolicyDocument"])
+                inline[logical_id] = inline.get(logical_id, 0) + resolution.size(policy["PolicyDocument"])
         elif kind == "AWS::SSM::Parameter":
             tier = properties.get("Tier", "Standard")
-            found.append(Measured(stack, f"{tier} SSM parameter {logical_id}", _bound(properties["Value"]),
-                                  PARAMETER.get(tier, PARAMETER["Standard"])))  # fmt: skip
-        elif kind == "AWS::EC2::VPCEndpoint" and "PolicyDocument" in properties:
-            found.append(Measured(stack, f"endpoint policy {logical_id}", _size(properties["PolicyDocument"]),
-                                  ENDPOINT_POLICY))  # fmt: skip
-        elif kind == "AWS::S3::BucketPolicy":
-            found.append(Measured(stack, f"bucket policy {logical_id}", _size(properties["PolicyDocument"]),
-                                  BUCKET_POLICY))  # fmt: skip
-        elif kind == "AWS::KMS::Key":
-            found.append(Measured(stack, f"key policy {logical_id}", _size(properties["KeyPolicy"]), KEY_POLICY))
+            limit = PARAMETER.get(tier, PARAMETER["Standard"])
+            found.append(
+                Measured(stack, f"{tier} SSM parameter {logical_id}", resolution.bound(properties["Value"]), limit)
+            )
     found += [Measured(stack, f"inline policies of role {role}", size, ROLE_INLINE_POLICIES)
               for role, size in inline.items()]  # fmt: skip
     found.append(Measured(stack, "resources", len(resources), RESOURCES_PER_STACK, unit=""))
@@ -193,6 +194,15 @@ def _sized(stack: str, account: str, region: str, template: dict, template_bytes
     found.append(Measured(stack, "template", template_bytes, TEMPLATE_BYTES, unit="bytes"))
     found += _security_group_rules(stack, resources)
     return found
+
+
+def _logical_id(reference: Any) -> str:
+    """The logical id a ``Ref`` or ``Fn::GetAtt`` names; anything else as text (a literal id)."""
+    if isinstance(reference, dict) and "Ref" in reference:
+        return reference["Ref"]
+    if isinstance(reference, dict) and "Fn::GetAtt" in reference:
+        return reference["Fn::GetAtt"][0]
+    return json.dumps(reference) if not isinstance(reference, str) else reference
 
 
 def _security_group_rules(stack: str, resources: dict[str, dict]) -> list[Measured]:
@@ -204,10 +214,9 @@ def _security_group_rules(stack: str, resources: dict[str, dict]) -> list[Measur
             for direction, key in (("inbound", "SecurityGroupIngress"), ("outbound", "SecurityGroupEgress")):
                 rules[(logical_id, direction)] = rules.get((logical_id, direction), 0) + len(properties.get(key, []))
         elif resource["Type"] in ("AWS::EC2::SecurityGroupIngress", "AWS::EC2::SecurityGroupEgress"):
-            group = json.dumps(properties.get("GroupId"))
-            owner = next((lid for lid in resources if f'"{lid}"' in group), group)
             direction = "inbound" if resource["Type"].endswith("Ingress") else "outbound"
-            rules[(owner, direction)] = rules.get((owner, direction), 0) + 1
+            group = _logical_id(properties.get("GroupId"))
+            rules[(group, direction)] = rules.get((group, direction), 0) + 1
     return [Measured(stack, f"{direction} rules of security group {group}", count, SECURITY_GROUP_RULES, unit="")
             for (group, direction), count in rules.items()]  # fmt: skip
 
@@ -237,9 +246,9 @@ def measure(assembly: Any) -> dict[str, object]:
     template, IAM policy and SSM parameter (each with what it is)."""
     sized = {name: _sized(name, *stack) for name, stack in _templates(assembly).items()}
 
-    def largest(kind: str) -> str:
-        candidates = [m for found in sized.values() for m in found if kind in m.what]
-        top = max(candidates, key=lambda m: m.size)
+    def largest(*kinds: str) -> str:
+        top = max((m for found in sized.values() for m in found if any(kind in m.what for kind in kinds)),
+                  key=lambda m: m.size)  # fmt: skip
         return f"{top.size:,} ({top.stack} {top.what}, limit {top.limit:,})"
 
     def resources(stacks: list[str]) -> int:
@@ -249,9 +258,6 @@ def measure(assembly: Any) -> dict[str, object]:
         "server_resources": resources([name for name in sized if name == "ServerStack"]),
         "client_resources": resources([name for name in sized if name != "ServerStack"]),
         "largest_template": largest("template"),
-        "largest_policy": max(
-            (largest(kind) for kind in ("managed policy", "inline policies", "endpoint policy")),
-            key=lambda text: int(text.split()[0].replace(",", "")),
-        ),
+        "largest_policy": largest("managed policy", "inline policies", "endpoint policy"),
         "largest_parameter": largest("SSM parameter"),
     }

@@ -51,6 +51,12 @@ def client_parameter(prefix: str, client: str, key: str = SETTINGS) -> str:
     return f"{prefix}/client/{client}/{key}"
 
 
+def identity_alias_patterns(partition: str, region: str = "*") -> list[str]:
+    """Any member's identity alias, by name and by ARN (in ``region``; any by default): what ``kms:RequestAlias``
+    holds when a job reads another member's public key."""
+    return [f"{IDENTITY_ALIAS_PREFIX}*", f"arn:{partition}:kms:{region}:*:{IDENTITY_ALIAS_PREFIX}*"]
+
+
 def identity_alias(client: str) -> str:
     """The alias of a client's identity key, e.g. ``alias/fl-identity-insurer-a``: it follows the key's rotation."""
     return f"{IDENTITY_ALIAS_PREFIX}{client}"

@@ -67,9 +67,6 @@ class FamilyChoice:
     def exchanges(self) -> int:
         return sum(run.exchanges for run in self.runs)
 
-    def run(self, family: str) -> FamilyRun:
-        return next(run for run in self.runs if run.family == family)
-
     def summary(self) -> str:
         scores = ", ".join(f"{run.family} {run.validation_pr_auc:.4f}" for run in self.runs)
         return (
