@@ -141,11 +141,6 @@ def private_address(settings: ServerAccountSettings) -> str:
     return address
 
 
-def default_out(tag: str) -> Path:
-    """Where a run's outputs go without --out."""
-    return Path("runs") / f"federate-{tag}"
-
-
 def run_tag(now: dt.datetime | None = None) -> str:
     return timestamp(now or dt.datetime.now(dt.UTC))
 
@@ -287,7 +282,7 @@ def federate(server: ServerAccount, options: FederateOptions, console: Console, 
     the published run out of the model registry (``--model auto`` registers only the family it chose)."""
     tag = options.run_name or run_tag()
     min_clients = options.min_clients_among(len(server.settings.clients), "configured")  # before any job (and bill)
-    with run_folders(options.out or default_out(tag), "fl-federate-", console) as folders:
+    with run_folders(options.out or Path("runs") / f"federate-{tag}", "fl-federate-", console) as folders:
         federation = Federation(server, options, console, folders, tag)
         try:
             test_path = server.fetch_test_set(folders.workspace / "test.csv")
@@ -333,7 +328,7 @@ def federate_each_family(server: ServerAccount, options: FederateOptions, consol
         return federate(server, dataclasses.replace(options.for_family(name, folder), run_name=names[name]),
                         console, register=False)  # fmt: skip
 
-    choice = run_each_family(options.out or default_out(tag), run)
+    choice = run_each_family(options.out or Path("runs") / f"federate-{tag}", run)
     register_run(server, names[choice.chosen], choice.out / choice.chosen, console)
     return choice
 
