@@ -2,8 +2,9 @@
 """The CDK app: ServerStack plus one client stack per client account (`npx cdk synth|deploy|destroy`).
 
 One client: stacks `ServerStack` and `ClientStack`. Several: `ServerStack` and `ClientStack-<name>`.
-One organisation (``federation:deployment_mode``): every stack, client stacks first (ServerStack depends on
-them). Separate organisations: only the stack of the party that deploys (``-c party=server`` or
+One organisation (``federation:deployment_mode``): every stack; with ``network`` peering the client stacks first
+(ServerStack peers with them), with privatelink ServerStack first (the clients connect to its endpoint service).
+Separate organisations: only the stack of the party that deploys (``-c party=server`` or
 ``-c party=<client name>``); the server's is built from the clients' handover files (``-c handover=<folder>``,
 default ``handover``). cdk-nag (AwsSolutions, HIPAA Security, NIST 800-53 rev. 5) checks every synth, and
 ``stacks.limits`` the AWS limits a deploy would meet (resources per stack, policy and parameter sizes).
@@ -54,11 +55,14 @@ def build_app(app: cdk.App) -> tuple[ServerStack | None, list[ClientStack]]:
     server = None
     if deploying in (None, "server"):
         handovers = None
-        if deploying == "server":
+        if deploying == "server" and not config.privatelink:
             handovers = read_handovers(config, Path(app.node.try_get_context("handover") or "handover"))
         server = ServerStack(app, "ServerStack", config=config, bundle=bundle, handovers=handovers)
-        for client in clients:
-            server.add_stack_dependency(client)
+        for client in clients:  # peering: the server peers with the clients; privatelink: they connect to it
+            if config.privatelink:
+                client.add_stack_dependency(server)
+            else:
+                server.add_stack_dependency(client)
     add_checks(app)
     return server, clients
 

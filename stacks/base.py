@@ -50,11 +50,14 @@ class FederationStack(Stack):
         custom_resource_role_name: str | None = None,
         cross_account_calls: tuple[CrossAccountCall, ...] = (),
         uses_kms: bool = False,
+        registers_targets: bool = False,
+        private_names: tuple[str, ...] = (),
     ) -> None:
         """``custom_resource_role_name``: a fixed name when other accounts must trust that role;
         ``cross_account_calls``: what crosses accounts through this VPC's endpoints (the server's calls to the
         clients' launchers, which also give the VPC a Lambda endpoint); ``uses_kms``: a KMS endpoint too (a
-        client's identity key)."""
+        client's identity key); ``registers_targets``: an Elastic Load Balancing endpoint too (privatelink's server);
+        ``private_names``: what a private hosted zone of this VPC answers (privatelink's clients)."""
         retain = self.config.retain_data
         self.key = data_key(self, "DataKey", retain)
         self.access_logs = access_log_bucket(self, "AccessLogs")
@@ -70,6 +73,9 @@ class FederationStack(Stack):
                 invokes_lambda=any(call.endpoint == "Lambda" for call in cross_account_calls),
                 uses_kms=uses_kms,
                 cross_account_calls=cross_account_calls,
+                registers_targets=registers_targets,
+                zone_ids=self.config.availability_zone_ids,
+                private_names=private_names,
             ),
             self.custom_resources,
         )

@@ -165,33 +165,37 @@ def boundary_policy(templates: list[dict], account: str, partition: str = "aws")
          "Resource": [f"arn:{partition}:iam::{account}:role/{prefix}*" for prefix in STACK_PREFIXES],
          "Condition": {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}},
     ]  # fmt: skip
-    members_keys = _other_accounts_keys(templates, account)
-    if members_keys:
+    keys, members = _other_accounts_keys(templates, account)
+    if members:
         statements.append(
             {"Sid": "ReadOtherMembersIdentityPublicKeys", "Effect": "Allow", "Action": "kms:GetPublicKey",
-             "Resource": members_keys,
-             "Condition": {"StringLike": {"kms:RequestAlias": identity_alias_patterns(partition)}}}
+             "Resource": keys,
+             "Condition": {"StringLike": {"kms:RequestAlias": identity_alias_patterns(partition)},
+                           "StringEquals": {"aws:ResourceAccount": members}}}
         )  # fmt: skip
     return {"Version": "2012-10-17", "Statement": statements}
 
 
-def _other_accounts_keys(templates: list[dict], account: str) -> list[str]:
-    """The KMS keys of other accounts the stacks' policies let a role read a public key of (one organisation: the
-    other members' identity keys, which a training job resolves when it starts)."""
-    found = set()
+def _other_accounts_keys(templates: list[dict], account: str) -> tuple[list[str], list[str]]:
+    """The KMS keys the stacks' policies let a role read a public key of in other accounts, and those accounts (one
+    organisation: the other members' identity keys, which a training job resolves when it starts; its statement
+    names the accounts in ``aws:ResourceAccount``)."""
+    keys: set[str] = set()
+    accounts: set[str] = set()
     for template in templates:
         for resource in template["Resources"].values():
             if resource["Type"] not in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
                 continue
             for statement in resource["Properties"]["PolicyDocument"]["Statement"]:
-                granted, named = statement["Action"], statement["Resource"]
-                if "kms:GetPublicKey" not in ([granted] if isinstance(granted, str) else granted):
-                    continue
-                for arn in [named] if isinstance(named, str) else named:
-                    parts = arn.split(":") if isinstance(arn, str) else []
-                    if len(parts) == 6 and parts[2] == "kms" and parts[4] != account:
-                        found.add(arn)
-    return sorted(found)
+                granted = statement["Action"]
+                named = statement.get("Condition", {}).get("StringEquals", {}).get("aws:ResourceAccount", [])
+                others = {named} if isinstance(named, str) else set(named)
+                if "kms:GetPublicKey" in ([granted] if isinstance(granted, str) else granted) and others - {account}:
+                    keys.update(
+                        [statement["Resource"]] if isinstance(statement["Resource"], str) else statement["Resource"]
+                    )
+                    accounts.update(others - {account})
+    return sorted(keys), sorted(accounts)
 
 
 def _commands(account: str, region: str, out: Path, count: int, partition: str) -> str:

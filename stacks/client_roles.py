@@ -64,6 +64,22 @@ class JobResources:
     vpc: ec2.IVpc
 
 
+def _read_peer_keys(scope: Construct, role: iam.Role, identity: MemberIdentity) -> None:
+    """One organisation: the other members' public keys, in a policy of their own (it grows with the members)."""
+    statements = identity.peer_statements()
+    if not statements:
+        return
+    policy = attach(scope, "TrainingReadsMembersKeys", role, statements)
+    acknowledge(
+        policy,
+        f"{AWS_SOLUTIONS}IAM5[Resource::{identity.settings.peer_keys}]",
+        "One organisation: the job reads the other members' identity public keys (kms:GetPublicKey only) by the "
+        "aliases their stacks give them; IAM names a key by its ARN, unknown until that stack is deployed, so the "
+        "grant holds for the keys of exactly those accounts (aws:ResourceAccount) requested through an identity "
+        "alias (kms:RequestAlias)",
+    )
+
+
 def training_execution_role(
     scope: Construct, config: FederationConfig, client: ClientAccount, resources: JobResources, identity: MemberIdentity
 ) -> iam.Role:
@@ -109,14 +125,9 @@ def training_execution_role(
             "in advance; the grant is limited to this client's key path and the job-name prefix"
         ),
     }
-    for pattern in identity.peer_key_patterns():
-        reasons[f"{AWS_SOLUTIONS}IAM5[Resource::{pattern}]"] = (
-            "One organisation: the job reads the other members' identity public keys (kms:GetPublicKey only) by the "
-            "aliases their stacks give them; IAM names a key by its ARN, unknown until that stack is deployed, so "
-            "the grant holds for those accounts' keys requested through an identity alias (kms:RequestAlias)"
-        )
     for finding, reason in reasons.items():
         acknowledge(policy, finding, reason)
+    _read_peer_keys(scope, role, identity)
     acknowledge_network_interfaces(policy)
     return role
 

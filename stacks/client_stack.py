@@ -1,8 +1,10 @@
-"""ClientStack: one client account's side of the federation. Deployed before ServerStack.
+"""ClientStack: one client account's side of the federation. Peering: deployed before ServerStack; privatelink:
+after it, once its endpoint service's name is in the config (``fleet_endpoint_service``).
 
 - a private-only VPC with endpoints, flow logs and a DNS firewall; the peering: one organisation, the accepter
   the server's deployment uses; separate organisations, this account's acceptance of the server's request and the
-  handover output for the server party;
+  handover output for the server party. Or (privatelink) this VPC's endpoint to the server's Fleet service and the
+  private name the jobs dial (``privatelink``);
 - buckets: code (``code/source.tar.gz``), data (``data_prep/``), model artifacts (``client_artifact/``);
 - the training jobs' security group: out to the server's Flower port and this VPC's endpoints only;
 - the SageMaker execution role and ``FL-kickoff-client-job`` for the server's notebook;
@@ -38,10 +40,11 @@ from stacks.handover import OUTPUT, OUTPUT_DESCRIPTION
 from stacks.identity import IdentitySettings, MemberIdentity
 from stacks.job_launcher import JobLauncher, LauncherSettings
 from stacks.network import CrossAccountCall
-from stacks.notebook import FederationNotebook, NotebookSettings
+from stacks.notebook import FederationNotebook, NotebookSettings, network_reads
 from stacks.outputs import publish
 from stacks.peering import PeeringAccepter
 from stacks.peering_separate import PeeringAcceptance
+from stacks.privatelink import FleetEndpoint
 
 TRAINING_VOLUME_GB = 30  # a job's EBS volume: the staged CSVs, the code bundle's wheels, the model
 
@@ -59,11 +62,19 @@ class ClientStack(FederationStack):
         )
         self.client = client
         identity = _identity_settings(config, client)
-        self.build_foundation(client.vpc_cidr, bundle, cross_account_calls=_identity_calls(identity), uses_kms=True)
+        private_names = (config.superlink_dns_name,) if config.privatelink else ()
+        self.build_foundation(
+            client.vpc_cidr,
+            bundle,
+            cross_account_calls=_identity_calls(identity),
+            uses_kms=True,
+            private_names=private_names,
+        )
         self.identity = MemberIdentity(self, "Identity", identity)
         self.data = self.bucket("Data")
         self.artifacts = self.bucket("Artifacts")
         self.training_security_group = self._training_security_group()
+        self.fleet = self._fleet_endpoint()
         resources = JobResources(
             self.code,
             self.data,
@@ -105,7 +116,7 @@ class ClientStack(FederationStack):
             iam.PolicyStatement(
                 sid="ReadSettingsAndPins",
                 actions=["ssm:GetParameter"],
-                resources=[parameter.parameter_arn, self.identity.parameter.parameter_arn],
+                resources=[parameter.parameter_arn, *self.identity.pins_arns()],
             ),
             iam.PolicyStatement(
                 sid="ReadTheIdentityPublicKey", actions=["kms:GetPublicKey"], resources=[self.identity.key.key_arn]
@@ -116,6 +127,8 @@ class ClientStack(FederationStack):
         """One organisation: roles through which the server's deployment peers and routes. Separate organisations:
         this account accepts the server's request itself, once its id is in the config, and routes back."""
         config, client, network = self.config, self.client, self.network
+        if config.privatelink:
+            return
         if not config.separate_organisations:
             PeeringAccepter(
                 self, "Peering", config=config, client=client, vpc=network.vpc, subnets=network.subnets,
@@ -147,7 +160,8 @@ class ClientStack(FederationStack):
         )
 
     def _training_security_group(self) -> ec2.SecurityGroup:
-        """Out to the server's Flower port and this VPC's endpoints, nothing else; nothing in."""
+        """Out to the server's Flower port (peering: its VPC; privatelink: this VPC's Fleet endpoint) and this VPC's
+        endpoints, nothing else; nothing in."""
         group = ec2.SecurityGroup(
             self,
             "TrainingSecurityGroup",
@@ -155,13 +169,25 @@ class ClientStack(FederationStack):
             allow_all_outbound=False,
             description="Client training jobs: the server Flower port and this VPC endpoints, nothing else",
         )
-        group.add_egress_rule(
-            ec2.Peer.ipv4(self.config.server_vpc_cidr),
-            ec2.Port.tcp(self.config.flower_port),
-            "Flower Fleet API on the server (TLS)",
-        )
+        if not self.config.privatelink:
+            group.add_egress_rule(
+                ec2.Peer.ipv4(self.config.server_vpc_cidr),
+                ec2.Port.tcp(self.config.flower_port),
+                "Flower Fleet API on the server (TLS)",
+            )
         self.network.allow_endpoint_access(group)
         return group
+
+    def _fleet_endpoint(self) -> FleetEndpoint | None:
+        """privatelink, once the server's service exists: this VPC's endpoint to it, and the name the jobs dial."""
+        config = self.config
+        if not (config.privatelink and config.fleet_endpoint_service):
+            return None
+        return FleetEndpoint(
+            self, "Fleet", vpc=self.network.vpc, subnets=self.network.subnets,
+            training_group=self.training_security_group, service_name=config.fleet_endpoint_service,
+            port=config.flower_port, dns_name=config.superlink_dns_name,
+        )  # fmt: skip
 
     def _staging_notebook(self) -> FederationNotebook:
         """The client's own notebook: it stages this account's data under data_prep/, nothing more."""
@@ -184,6 +210,7 @@ class ClientStack(FederationStack):
                 key=self.key,
                 code_bucket=self.code,
                 code_prefix=CODE_PREFIX,
+                network_reads=network_reads(self.config.privatelink),
                 idle_minutes=self.config.notebook_idle_minutes,
             ),
         )
@@ -233,6 +260,7 @@ class ClientStack(FederationStack):
             flower_port=config.flower_port,
             approved_app_hashes=(app_content_hash(), *client.also_approved_app_hashes),
             pins_parameter=self.identity.parameter.parameter_name,
+            superlink_dns_name=config.superlink_dns_name,
         )
 
     def _settings(self) -> ClientAccountSettings:
@@ -253,6 +281,7 @@ class ClientStack(FederationStack):
             vpc_id=self.network.vpc.vpc_id,
             route_table_ids=tuple(s.route_table.route_table_id for s in self.network.subnets.subnets),
             launch=self.launch_settings,
+            fleet_endpoint_id=self.fleet.endpoint_id if self.fleet else "",
         )
 
 

@@ -34,10 +34,16 @@ REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 ECR_IMAGE = re.compile(r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[\w./-]+:[\w.-]+$")
 SUBNET_PREFIX = 24  # one private subnet of this size per availability zone
+DEFAULT_SUPERLINK_NAME = "superlink.fl-fraud.internal"
 ONE_ORGANISATION = "one-organisation"  # one owner deploys every stack (bootstrap trust, removed after)
 SEPARATE_ORGANISATIONS = "separate-organisations"  # each party deploys its own account; handover files
 DEPLOYMENT_MODES = (SEPARATE_ORGANISATIONS, ONE_ORGANISATION)
 PEERINGS_PER_VPC = (50, 125)  # Amazon VPC's quota of active peering connections per VPC: default, and the most
+PEERING, PRIVATELINK = "peering", "privatelink"  # how the members' jobs reach the SuperLink (docs/deploying.md)
+NETWORKS = (PEERING, PRIVATELINK)
+ZONE_ID = re.compile(r"^[a-z]{2,5}\d+-az\d+$")  # an availability zone's id, the same in every account (use1-az1)
+ENDPOINT_SERVICE = re.compile(r"^com\.amazonaws\.vpce\.[a-z0-9-]+\.vpce-svc-[0-9a-f]{8,17}$")
+DNS_NAME = re.compile(r"^(?=.{4,200}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,19 @@ class FederationConfig:
     parameter_prefix: str
     deployment_mode: str = ONE_ORGANISATION
     peering_quota: int = PEERINGS_PER_VPC[0]  # the server VPC's active peerings, as the account's quota allows
+    network: str = PEERING
+    # privatelink: each zone's id, in the order of availability_zones; every VPC of the federation puts its subnet
+    # i in zone availability_zone_ids[i] (names differ per account, ids do not), where the endpoint service is
+    availability_zone_ids: tuple[str, ...] = ()
+    # privatelink: the server's endpoint service (its deploy's output FleetEndpointServiceName); "" before it exists
+    fleet_endpoint_service: str = ""
+    # privatelink: the name each client's jobs dial, answered in its own VPC by a private hosted zone
+    superlink_dns_name: str = ""
+
+    @property
+    def privatelink(self) -> bool:
+        """Members reach the SuperLink through an endpoint of their own: no peering, no routes between the VPCs."""
+        return self.network == PRIVATELINK
 
     @property
     def separate_organisations(self) -> bool:
@@ -151,9 +170,11 @@ def _zones(raw: Mapping, region: str) -> tuple[str, ...]:
 
 
 def _clients(
-    raw: Mapping, region: str, zones: int, server_account: str, server_cidr: ipaddress.IPv4Network
+    raw: Mapping, region: str, zones: int, server_account: str, server_cidr: ipaddress.IPv4Network, routed: bool
 ) -> tuple[ClientAccount, ...]:
-    """Each client valid on its own, and no two sharing a name, an account or addresses (nor with the server)."""
+    """Each client valid on its own, and no two sharing a name or an account (nor with the server); ``routed``
+    (peering): nor addresses, since each VPC routes to the others. Through PrivateLink no VPC routes to another:
+    their blocks may overlap."""
     raw_clients = require(raw, "clients")
     if not isinstance(raw_clients, list) or not raw_clients:
         raise ConfigError("clients: expected a non-empty list of {name, account, vpc_cidr, external_id}")
@@ -162,7 +183,7 @@ def _clients(
     for index, item in enumerate(raw_clients):
         client, network = parse_client(item, index, region)
         _fits_subnets(network, f"clients[{index}].vpc_cidr", zones)
-        for other_field, other in networks.items():
+        for other_field, other in networks.items() if routed else ():
             if network.overlaps(other):
                 raise ConfigError(f"clients[{index}].vpc_cidr: {network} overlaps {other_field} {other}")
         if client.name in {c.name for c in clients}:
@@ -207,7 +228,10 @@ def parse(raw: Mapping) -> FederationConfig:
     zones = _zones(raw, region)
     server_cidr = cidr(raw, "server_vpc_cidr")
     _fits_subnets(server_cidr, "server_vpc_cidr", len(zones))
-    clients = _clients(raw, region, len(zones), server_account, server_cidr)
+    network = raw.get("network", PEERING)
+    if network not in NETWORKS:
+        raise ConfigError(f"network: {network!r} is not one of {', '.join(NETWORKS)}")
+    clients = _clients(raw, region, len(zones), server_account, server_cidr, routed=network == PEERING)
     notebook = string(raw, "notebook_instance_type", INSTANCE_TYPE, "a SageMaker instance type such as ml.t3.medium")
     training = string(raw, "training_instance_type", INSTANCE_TYPE, "a SageMaker instance type such as ml.m5.large")
     prefix_pattern = re.compile(r"^(/[a-zA-Z0-9_.-]+)+$")
@@ -219,7 +243,7 @@ def parse(raw: Mapping) -> FederationConfig:
     mode = raw.get("deployment_mode", ONE_ORGANISATION)
     if mode not in DEPLOYMENT_MODES:
         raise ConfigError(f"deployment_mode: {mode!r} is not one of {', '.join(DEPLOYMENT_MODES)}")
-    quota = _peering_quota(raw, len(clients))
+    quota = _peering_quota(raw, len(clients) if network == PEERING else 0)
     return FederationConfig(
         server_account=server_account,
         region=region,
@@ -238,7 +262,45 @@ def parse(raw: Mapping) -> FederationConfig:
         parameter_prefix=parameter_prefix,
         deployment_mode=mode,
         peering_quota=quota,
+        network=network,
+        **(_privatelink(raw, region, zones) if network == PRIVATELINK else {}),
     )
+
+
+def _privatelink(raw: Mapping, region: str, zones: tuple[str, ...]) -> dict:
+    """The privatelink fields: the zones by id (one per zone name), the service name once the server has one, the
+    name the members dial."""
+    ids = require(raw, "availability_zone_ids")
+    if (
+        not isinstance(ids, list)
+        or len(ids) != len(zones)
+        or len(set(map(str, ids))) != len(ids)
+        or any(not ZONE_ID.fullmatch(str(zone)) for zone in ids)
+    ):
+        raise ConfigError(
+            f"availability_zone_ids: {ids!r} must list {len(zones)} different zone ids (e.g. use1-az1), one for each "
+            f"of availability_zones {list(zones)}: every VPC of a privatelink federation puts its subnets in these "
+            "zones by id, since zone names differ per account (aws ec2 describe-availability-zones shows both)"
+        )
+    service = raw.get("fleet_endpoint_service", "")
+    if service and (
+        not isinstance(service, str) or not ENDPOINT_SERVICE.fullmatch(service) or f".{region}." not in service
+    ):
+        raise ConfigError(
+            f"fleet_endpoint_service: {service!r} is not an endpoint service name of {region} "
+            f"(com.amazonaws.vpce.{region}.vpce-svc-...): ServerStack's output FleetEndpointServiceName"
+        )
+    name = raw.get("superlink_dns_name", DEFAULT_SUPERLINK_NAME)
+    if not isinstance(name, str) or not DNS_NAME.fullmatch(name) or name.endswith(".amazonaws.com"):
+        raise ConfigError(
+            f"superlink_dns_name: {name!r} is not a lower-case DNS name of at least two labels outside amazonaws.com, "
+            f"such as {DEFAULT_SUPERLINK_NAME}"
+        )
+    return {
+        "availability_zone_ids": tuple(map(str, ids)),
+        "fleet_endpoint_service": service,
+        "superlink_dns_name": name,
+    }
 
 
 def _peering_quota(raw: Mapping, clients: int) -> int:
@@ -275,6 +337,10 @@ FIELDS = (
     "parameter_prefix",
     "deployment_mode",
     "peering_quota",
+    "network",
+    "availability_zone_ids",
+    "fleet_endpoint_service",
+    "superlink_dns_name",
 )
 
 
@@ -291,6 +357,9 @@ def _context_value(node, field: str):
         "training_job_prefix",
         "parameter_prefix",
         "deployment_mode",
+        "network",
+        "fleet_endpoint_service",
+        "superlink_dns_name",
     ):
         try:
             return json.loads(value)

@@ -11,7 +11,8 @@
   federation as a member with its configured fingerprint; in one organisation a member without one is named by
   its identity key's alias ARN instead, which the job resolves with ``kms:GetPublicKey`` when it starts (the keys
   are made at deploy time, so no fingerprint is known at synth). SSM's Standard tier holds 4 KB, Advanced 8 KB: a
-  longer document is refused at synth.
+  longer document (about 40 members with fingerprints, 65 without) is written in Standard parts of 4 KB,
+  ``<pins>/part-<i>``, and the parameter holds ``{"parts":N}`` (``contract.read_document`` joins them).
 - What the training jobs may do with them (``job_statements``): sign and read the public key with this identity
   key only, read this pins document only, and in one organisation read the public keys of the other members it
   names by their aliases, through those aliases.
@@ -29,9 +30,8 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from fl_runtime.app.pins import ClientPins, Member
-from fl_runtime.aws.contract import identity_alias_patterns
-from fl_runtime.errors import ConfigError
-from stacks.client_config import ClientAccount
+from fl_runtime.aws.contract import document_parts, identity_alias_patterns, part_parameter
+from stacks.client_config import TRAINING_ROLE_NAME, ClientAccount
 
 STANDARD_LIMIT, ADVANCED_LIMIT = 4096, 8192  # bytes of an SSM parameter's value, per tier
 KEY_ID_PLACEHOLDER = "00000000-0000-0000-0000-000000000000"  # as long as the key id KMS gives at deploy time
@@ -71,6 +71,12 @@ class IdentitySettings:
         another account's key ARN is known only once it is deployed (the grant is narrowed to the alias)."""
         return f"arn:{peer.arn_partition}:kms:{self.region}:{peer.account}:key/*"
 
+    @property
+    def peer_keys(self) -> str:
+        """Every KMS key of the region, of any account: the grant names the accounts in a condition instead, so
+        that it grows by an account id a member (15 characters), not by an ARN pattern (45)."""
+        return f"arn:{self.client.arn_partition}:kms:{self.region}:*:key/*"
+
 
 def pins_document(settings: IdentitySettings, identity_key_arn: str) -> ClientPins:
     """This client's pins: the federation's members as configured, its own k, m, reruns, seed and ranges."""
@@ -99,14 +105,8 @@ def pins_document(settings: IdentitySettings, identity_key_arn: str) -> ClientPi
     )
 
 
-def parameter_tier(text: str, client: str) -> ssm.ParameterTier:
-    """Standard up to 4 KB, Advanced up to 8 KB; ConfigError beyond."""
-    size = len(text.encode())
-    if size > ADVANCED_LIMIT:
-        raise ConfigError(
-            f"clients: client {client}'s pins document is {size} bytes, more than the {ADVANCED_LIMIT} bytes (8 KB) "
-            "an SSM Advanced parameter holds: the federation has too many members, or too long names, for one document"
-        )
+def parameter_tier(size: int) -> ssm.ParameterTier:
+    """Standard up to 4 KB, Advanced up to 8 KB (a longer document goes in parts)."""
     return ssm.ParameterTier.STANDARD if size <= STANDARD_LIMIT else ssm.ParameterTier.ADVANCED
 
 
@@ -132,14 +132,7 @@ class MemberIdentity(Construct):
         placeholder = f"arn:{client.arn_partition}:kms:{settings.region}:{client.account}:key/{KEY_ID_PLACEHOLDER}"
         self.pins = pins_document(settings, placeholder)
         text = json.dumps(self.pins.to_dict(), separators=(",", ":"))  # compact: 8 KB holds more members
-        self.parameter = ssm.StringParameter(
-            self,
-            "Pins",
-            parameter_name=settings.pins_parameter,
-            string_value=text.replace(placeholder, self.key.key_arn),
-            tier=parameter_tier(text, client.name),
-            description=f"Pinned federation settings of member {client.name} (fl_runtime.app.pins)",
-        )
+        self.parameter, self.parts = self._pins_parameters(text, placeholder)
         CfnOutput(self, "KeyArn", value=self.key.key_arn, description=KEY_OUTPUT_DESCRIPTION.format(client.name))
         missing = [m.name for m in settings.members if not m.identity_fingerprint]
         if missing and not settings.resolve_members:
@@ -148,6 +141,26 @@ class MemberIdentity(Construct):
                 f"no identity_fingerprint for {', '.join(missing)}: every member refuses a run until each client's "
                 "fingerprint is in the federation config (python -m fl_runtime doctor --client prints a client's)",
             )
+
+    def _pins_parameters(self, text: str, placeholder: str) -> tuple[ssm.StringParameter, list[ssm.StringParameter]]:
+        """The pins in one parameter up to 8 KB, else ``{"parts":N}`` and N Standard parts; the key's ARN (as long
+        as the placeholder) in place of the placeholder, whichever part holds it."""
+        client, name = self.settings.client, self.settings.pins_parameter
+        description = f"Pinned federation settings of member {client.name} (fl_runtime.app.pins)"
+        size = len(text.encode())
+        values = [text] if size <= ADVANCED_LIMIT else document_parts(text, whole=placeholder)
+        key_arn = {placeholder: self.key.key_arn}
+        parts = [
+            ssm.StringParameter(self, f"PinsPart{index}", parameter_name=part_parameter(name, index),
+                                string_value=_with(value, key_arn), description=f"{description}, part {index}")
+            for index, value in enumerate(values if len(values) > 1 else [], start=1)
+        ]  # fmt: skip
+        value = _with(text, key_arn) if not parts else json.dumps({"parts": len(parts)}, separators=(",", ":"))
+        tier = parameter_tier(size if not parts else len(value))
+        parameter = ssm.StringParameter(
+            self, "Pins", parameter_name=name, string_value=value, tier=tier, description=description
+        )
+        return parameter, parts
 
     def _key_policy(self) -> None:
         """Beside the account's administration (CDK's default statement): only this account's training jobs sign;
@@ -163,51 +176,67 @@ class MemberIdentity(Construct):
                 conditions={"ArnNotEquals": {"aws:PrincipalArn": settings.client.training_role_arn}},
             )
         )
-        if not settings.read_by_peers:
+        if not settings.read_by_peers or not settings.peers:
             return
-        for index, peer in enumerate(settings.peers):
-            self.key.add_to_resource_policy(
-                iam.PolicyStatement(
-                    sid=f"AnotherMemberReadsThePublicKey{index}",
-                    principals=[iam.AccountPrincipal(peer.account)],
-                    actions=["kms:GetPublicKey"],
-                    resources=["*"],
-                    conditions={"ArnEquals": {"aws:PrincipalArn": peer.training_role_arn}},
-                )
+        # one statement for every other member (a key policy holds 32 KB: one per member stopped at about 140), each
+        # through its training-job role: the role's name in each of those accounts, and only those accounts
+        peers = sorted({peer.account for peer in settings.peers})
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="TheOtherMembersReadThePublicKey",
+                principals=[iam.AccountPrincipal(account) for account in peers],
+                actions=["kms:GetPublicKey"],
+                resources=["*"],
+                conditions={
+                    "ArnLike": {
+                        "aws:PrincipalArn": f"arn:{settings.client.arn_partition}:iam::*:role/{TRAINING_ROLE_NAME}"
+                    },
+                    "StringEquals": {"aws:PrincipalAccount": peers},
+                },
             )
+        )
 
     def job_statements(self) -> list[iam.PolicyStatement]:
-        """The training-execution role's grants: this key, this document, and (one organisation) the other
-        members' public keys, each by its alias."""
-        settings = self.settings
-        statements = [
+        """The training-execution role's grants: this key and this document."""
+        return [
             iam.PolicyStatement(
                 sid="SignWithThisMembersIdentityKey",
                 actions=["kms:Sign", "kms:GetPublicKey"],
                 resources=[self.key.key_arn],
             ),
-            iam.PolicyStatement(
-                sid="ReadThisMembersPins", actions=["ssm:GetParameter"], resources=[self.parameter.parameter_arn]
-            ),
+            iam.PolicyStatement(sid="ReadThisMembersPins", actions=["ssm:GetParameter"], resources=self.pins_arns()),
         ]
-        if settings.peers_to_read:
-            # one statement for every member to read, so that the policy grows by one ARN pattern per member (about
-            # 45 characters), not by a statement (about 290): through an identity alias only, as the job names it
-            # (its ARN) or as KMS may report it (its name); a public key is no secret, the pins name whose is whose
-            statements.append(
-                iam.PolicyStatement(
-                    sid="ReadTheOtherMembersPublicKeys",
-                    actions=["kms:GetPublicKey"],
-                    resources=[settings.peer_key_pattern(peer) for peer in settings.peers_to_read],
-                    conditions={
-                        "StringLike": {
-                            "kms:RequestAlias": identity_alias_patterns(settings.client.arn_partition, settings.region)
-                        }
-                    },
-                )
-            )
-        return statements
 
-    def peer_key_patterns(self) -> list[str]:
-        """The wildcard resources of ``job_statements`` (one organisation): one per account of a key to read."""
-        return [self.settings.peer_key_pattern(peer) for peer in self.settings.peers_to_read]
+    def peer_statements(self) -> list[iam.PolicyStatement]:
+        """One organisation: the other members' public keys the job reads (none when every fingerprint is pinned).
+
+        One statement for every member to read, its accounts in a condition, so that it grows by an account id a
+        member (15 characters; in a policy of its own, 300 members fit): through an identity alias only, as the job
+        names it (its ARN) or as KMS may report it (its name); a public key is no secret, the pins name whose is
+        whose."""
+        settings = self.settings
+        if not settings.peers_to_read:
+            return []
+        accounts = sorted({peer.account for peer in settings.peers_to_read})
+        aliases = identity_alias_patterns(settings.client.arn_partition, settings.region)
+        return [
+            iam.PolicyStatement(
+                sid="ReadTheOtherMembersPublicKeys",
+                actions=["kms:GetPublicKey"],
+                resources=[settings.peer_keys],
+                conditions={
+                    "StringLike": {"kms:RequestAlias": aliases},
+                    "StringEquals": {"aws:ResourceAccount": accounts},
+                },
+            )
+        ]
+
+    def pins_arns(self) -> list[str]:
+        """The pins parameter and its parts, if any: what a reader of the pins may get."""
+        return [self.parameter.parameter_arn, *(part.parameter_arn for part in self.parts)]
+
+
+def _with(text: str, replacements: dict[str, str]) -> str:
+    for old, new in replacements.items():
+        text = text.replace(old, new)
+    return text

@@ -43,6 +43,13 @@ INTERFACE_ENDPOINTS = {
 LAMBDA_ENDPOINT = {"Lambda": (ec2.InterfaceVpcEndpointAwsService.LAMBDA_, "lambda.{region}.amazonaws.com")}
 # a client's training jobs sign with its identity key (and read the members' public keys); doctor reads its own
 KMS_ENDPOINT = {"Kms": (ec2.InterfaceVpcEndpointAwsService.KMS, "kms.{region}.amazonaws.com")}
+# privatelink: the server's notebook registers itself as the Fleet load balancer's target (federate, doctor)
+LOAD_BALANCING_ENDPOINT = {
+    "LoadBalancing": (
+        ec2.InterfaceVpcEndpointAwsService.ELASTIC_LOAD_BALANCING,
+        "elasticloadbalancing.{region}.amazonaws.com",
+    )
+}
 # STS calls have no resource of this account (GetCallerIdentity has none, AssumeRole's is the role assumed,
 # whose own trust policy decides): its endpoint checks the caller's account only
 PRINCIPAL_ONLY = {"Sts"}
@@ -82,6 +89,10 @@ class NetworkSettings:
     invokes_lambda: bool = False  # a Lambda endpoint too
     uses_kms: bool = False  # a KMS endpoint too
     cross_account_calls: tuple[CrossAccountCall, ...] = ()
+    registers_targets: bool = False  # an Elastic Load Balancing endpoint too
+    # privatelink: the zone id of each of availability_zones, where this VPC puts its subnets (same order)
+    zone_ids: tuple[str, ...] = ()
+    private_names: tuple[str, ...] = ()  # names a private hosted zone of this VPC answers: the DNS firewall allows them
 
 
 class PrivateNetwork(Construct):
@@ -111,6 +122,8 @@ class PrivateNetwork(Construct):
             "Availability zones come from the federation config (pinned so synth needs no AWS lookup); "
             "set them per region in cdk.json",
         )
+        if settings.zone_ids:
+            self._place_by_zone_id(settings)
         self._flow_logs(settings)
         self.subnets = self.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
         self.s3_endpoint = self._s3_endpoint()
@@ -118,6 +131,7 @@ class PrivateNetwork(Construct):
             **INTERFACE_ENDPOINTS,
             **(LAMBDA_ENDPOINT if settings.invokes_lambda else {}),
             **(KMS_ENDPOINT if settings.uses_kms else {}),
+            **(LOAD_BALANCING_ENDPOINT if settings.registers_targets else {}),
         }
         self.endpoint_security_group = self._interface_endpoints(endpoints, settings.cross_account_calls)
         self.s3_prefix_list_id = self._s3_prefix_list_id(custom_resources)
@@ -126,10 +140,22 @@ class PrivateNetwork(Construct):
             self,
             "DnsFirewall",
             vpc=self.vpc,
-            allowed_names=aws_names(region, [name.format(region=region) for _, name in endpoints.values()]),
+            allowed_names=aws_names(
+                region, [*(name.format(region=region) for _, name in endpoints.values()), *settings.private_names]
+            ),
             log_key=settings.log_key,
             retain_logs=settings.retain_logs,
         )
+
+    def _place_by_zone_id(self, settings: NetworkSettings) -> None:
+        """Each subnet in its zone by id: a zone name means another zone in each account, an id the same one, and
+        a member's endpoint can only be in a zone the server's load balancer is in."""
+        for subnet in self.vpc.isolated_subnets:
+            zone_id = settings.zone_ids[settings.availability_zones.index(subnet.availability_zone)]
+            resource = subnet.node.default_child
+            assert isinstance(resource, ec2.CfnSubnet)
+            resource.add_property_deletion_override("AvailabilityZone")
+            resource.add_property_override("AvailabilityZoneId", zone_id)
 
     def _flow_logs(self, settings: NetworkSettings) -> None:
         """All traffic, into an encrypted log group of this stack."""

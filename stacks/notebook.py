@@ -39,6 +39,22 @@ class NotebookSettings:
     code_prefix: str
     idle_minutes: int
     role_name: str | None = None
+    network_reads: tuple[str, ...] = ()  # what doctor describes of the network (PEERING_READS, PRIVATELINK_READS)
+
+
+# python -m fl_runtime doctor: peering, routes, the Flower-port rule; or (privatelink) endpoints, zones, addresses
+PEERING_READS = ("ec2:DescribeVpcPeeringConnections", "ec2:DescribeRouteTables", "ec2:DescribeSecurityGroups")
+PRIVATELINK_READS = (
+    "ec2:DescribeVpcEndpoints",
+    "ec2:DescribeSubnets",
+    "ec2:DescribeAvailabilityZones",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeSecurityGroups",
+)
+
+
+def network_reads(privatelink: bool) -> tuple[str, ...]:
+    return PRIVATELINK_READS if privatelink else PEERING_READS
 
 
 def on_start_script(bundle_uri: str, idle_minutes: int) -> str:
@@ -152,12 +168,8 @@ class FederationNotebook(Construct):
                     resources=[notebook_arn],
                 ),
                 iam.PolicyStatement(
-                    sid="PreflightReadsTheNetwork",  # python -m fl_runtime doctor: peering, routes, Flower-port rule
-                    actions=[
-                        "ec2:DescribeVpcPeeringConnections",
-                        "ec2:DescribeRouteTables",
-                        "ec2:DescribeSecurityGroups",
-                    ],
+                    sid="PreflightReadsTheNetwork",  # python -m fl_runtime doctor
+                    actions=list(settings.network_reads),
                     resources=["*"],
                 ),
                 iam.PolicyStatement(
@@ -175,8 +187,7 @@ class FederationNotebook(Construct):
         acknowledge(
             policy,
             f"{AWS_SOLUTIONS}IAM5[Resource::*]",
-            "ec2:DescribeVpcPeeringConnections, DescribeRouteTables and DescribeSecurityGroups (read-only, for the "
-            "doctor preflight) are authorised on * only",
+            f"{', '.join(settings.network_reads)} (read-only, for the doctor preflight) are authorised on * only",
         )
         acknowledge(
             policy,

@@ -1,6 +1,8 @@
-"""ServerStack: the server account's side. Deploys after every ClientStack (it peers with their VPCs).
+"""ServerStack: the server account's side. Peering: deploys after every ClientStack (it peers with their VPCs);
+privatelink: before them (they make endpoints to its service).
 
-- a private-only VPC with endpoints and flow logs; peering with each client VPC, routes on both sides;
+- a private-only VPC with endpoints and flow logs; peering with each client VPC, routes on both sides; or
+  (privatelink) the Fleet load balancer and endpoint service the members connect to (``privatelink``);
 - buckets: code (the bundle for the notebook) and results (``data/`` test set, ``model/`` global model);
 - the notebook that runs the SuperLink, its security group admitting the Flower port from the clients'
   training security groups only, and its role ``FL-server-notebook`` with ``FL-allow-kickoff-client-job``;
@@ -31,10 +33,11 @@ from stacks.code_bundle import CODE_PREFIX
 from stacks.compliance import AWS_SOLUTIONS, acknowledge, acknowledge_cdk_functions, objects_finding
 from stacks.config import PEERING_OPERATOR_ROLE_NAME, SERVER_NOTEBOOK_ROLE_NAME, ClientAccount, FederationConfig
 from stacks.network import CrossAccountCall
-from stacks.notebook import FederationNotebook, NotebookSettings
+from stacks.notebook import FederationNotebook, NotebookSettings, network_reads
 from stacks.outputs import publish
 from stacks.peering import Peering, allow_peering_operations
 from stacks.peering_separate import PeeringRequest
+from stacks.privatelink import FleetService, allow_fleet_operations
 from stacks.roles import attach
 
 TEST_PREFIX = "data/"
@@ -42,6 +45,9 @@ MODEL_PREFIX = "model/"
 SERVER_NOTEBOOK = "fl-server"
 # one federation per server account, like the notebook's and roles' fixed names; lower case, as SageMaker's ARNs are
 MODEL_PACKAGE_GROUP = "fl-fraud-global-model"
+KICKOFF_POLICY = "FL-allow-kickoff-client-job"
+# a kickoff role's ARN is at most 62 characters in a policy (aws-us-gov, with quotes and comma): 90 fit in 6,144
+KICKOFF_ROLES_PER_POLICY = 90
 
 
 def kickoff_calls(config: FederationConfig) -> tuple[CrossAccountCall, ...]:
@@ -83,16 +89,18 @@ class ServerStack(FederationStack):
         self.build_foundation(
             config.server_vpc_cidr,
             bundle,
-            custom_resource_role_name=PEERING_OPERATOR_ROLE_NAME,
+            custom_resource_role_name=None if config.privatelink else PEERING_OPERATOR_ROLE_NAME,
             cross_account_calls=kickoff_calls(config),
+            registers_targets=config.privatelink,
         )
-        if not config.separate_organisations:
+        if not config.separate_organisations and not config.privatelink:
             allow_peering_operations(self.custom_resources, config)
         self.results = self.bucket("Results")
         self.notebook_security_group = self._notebook_security_group()
         self.notebook = self._server_notebook()
         self.model_registry = self._model_registry()
-        self.peerings = {client.name: self._peering(client, handovers) for client in config.clients}
+        self.fleet = self._fleet_service() if config.privatelink else None
+        self.peerings = {} if config.privatelink else {c.name: self._peering(c, handovers) for c in config.clients}
         self.settings = self._settings()
         self._publish_settings()
         acknowledge_cdk_functions(self)
@@ -111,6 +119,8 @@ class ServerStack(FederationStack):
                 string_value=self.to_json_string(entry.to_dict()),
                 description=f"Federation settings of the server: client {entry.name}",
             )
+            if self.config.privatelink:
+                continue
             # what a client party of separate organisations is told after the server's deploy
             CfnOutput(
                 entries,
@@ -144,6 +154,18 @@ class ServerStack(FederationStack):
         self.network.allow_endpoint_access(group)
         return group
 
+    def _fleet_service(self) -> FleetService:
+        """privatelink: the load balancer and endpoint service in front of the notebook's Flower port; only the
+        member accounts may connect, and the notebook registers itself and accepts them."""
+        config = self.config
+        fleet = FleetService(
+            self, "Fleet", vpc=self.network.vpc, subnets=self.network.subnets, port=config.flower_port,
+            notebook_group=self.notebook_security_group,
+            member_principals=[f"arn:{config.arn_partition}:iam::{c.account}:root" for c in config.clients],
+        )  # fmt: skip
+        allow_fleet_operations(self.notebook.policy, fleet)
+        return fleet
+
     def _peering(
         self, client: ClientAccount, handovers: Mapping[str, ClientHandover] | None
     ) -> Peering | PeeringRequest:
@@ -175,16 +197,12 @@ class ServerStack(FederationStack):
                 key=self.key,
                 code_bucket=self.code,
                 code_prefix=CODE_PREFIX,
+                network_reads=network_reads(self.config.privatelink),
                 idle_minutes=config.notebook_idle_minutes,
                 role_name=SERVER_NOTEBOOK_ROLE_NAME,
             ),
         )
-        kickoff = iam.PolicyStatement(
-            sid="AssumeEachClientsKickoffRole",
-            actions=["sts:AssumeRole"],
-            resources=[c.kickoff_role_arn for c in config.clients],
-        )
-        attach(self, "AllowKickoff", notebook.role, name="FL-allow-kickoff-client-job", statements=[kickoff])
+        self._allow_kickoff(notebook)
         notebook.policy.add_statements(
             iam.PolicyStatement(
                 sid="TestSetAndGlobalModel",
@@ -209,6 +227,22 @@ class ServerStack(FederationStack):
             "federate writes each run's global model, metrics and report under model/<run>/",
         )
         return notebook
+
+    def _allow_kickoff(self, notebook: FederationNotebook) -> None:
+        """Each client's kickoff role, by its ARN: ``FL-allow-kickoff-client-job``, and past KICKOFF_ROLES_PER_POLICY
+        clients ``-2``, ``-3``... (a managed policy holds 6,144 characters; a role takes 10 managed policies, so
+        this stays within the role's quota up to about 700 clients)."""
+        roles = [client.kickoff_role_arn for client in self.config.clients]
+        for index in range(0, len(roles), KICKOFF_ROLES_PER_POLICY):
+            number = index // KICKOFF_ROLES_PER_POLICY + 1
+            suffix = "" if number == 1 else f"-{number}"
+            kickoff = iam.PolicyStatement(
+                sid="AssumeEachClientsKickoffRole",
+                actions=["sts:AssumeRole"],
+                resources=roles[index : index + KICKOFF_ROLES_PER_POLICY],
+            )
+            attach(self, f"AllowKickoff{suffix.lstrip('-')}", notebook.role, name=f"{KICKOFF_POLICY}{suffix}",
+                   statements=[kickoff])  # fmt: skip
 
     def _model_registry(self) -> sagemaker.CfnModelPackageGroup:
         """The group each run becomes a version of; the notebook may add versions to it and to nothing else.
@@ -272,6 +306,7 @@ class ServerStack(FederationStack):
             data_key_arn=self.key.key_arn,
             model_package_group=MODEL_PACKAGE_GROUP,
             inference_image=config.inference_image,
+            **self._fleet_settings(),
             clients=tuple(
                 ClientEntry(
                     name=c.name,
@@ -280,9 +315,23 @@ class ServerStack(FederationStack):
                     external_id=c.external_id,
                     settings_parameter=config.client_parameter(c),
                     vpc_cidr=c.vpc_cidr,
-                    peering_connection_id=self.peerings[c.name].peering_id,
-                    training_security_group_id=self.peerings[c.name].client_security_group_id,
+                    peering_connection_id=self.peerings[c.name].peering_id if c.name in self.peerings else "",
+                    training_security_group_id=(
+                        self.peerings[c.name].client_security_group_id if c.name in self.peerings else ""
+                    ),
                 )
                 for c in config.clients
             ),
         )
+
+    def _fleet_settings(self) -> dict:
+        """privatelink: what federate and doctor need of the Fleet service (peering: nothing)."""
+        if self.fleet is None:
+            return {}
+        return {
+            "network": self.config.network,
+            "superlink_dns_name": self.config.superlink_dns_name,
+            "endpoint_service_id": self.fleet.service.vpc_endpoint_service_id,
+            "target_group_arn": self.fleet.target_group.target_group_arn,
+            "zone_ids": self.config.availability_zone_ids,
+        }

@@ -35,10 +35,17 @@ def slim_bundle(path: Path) -> Path:
 
 
 def client_settings(
-    name: str, account: str, *, port: int = 9092, server_vpc_cidr: str = "127.0.0.0/8", region: str = "us-east-1"
+    name: str,
+    account: str,
+    *,
+    port: int = 9092,
+    server_vpc_cidr: str = "127.0.0.0/8",
+    region: str = "us-east-1",
+    private_name: str = "",
 ) -> ClientAccountSettings:
     """What a client stack publishes in SSM (buckets named per client); its launcher accepts a SuperLink in
-    ``server_vpc_cidr`` on ``port`` and approves the app this runtime ships."""
+    ``server_vpc_cidr`` on ``port`` and approves the app this runtime ships; through PrivateLink
+    (``private_name``) its jobs dial that name instead, and it accepts no address."""
     launch = LaunchSettings(
         client=name,
         region=region,
@@ -62,6 +69,7 @@ def client_settings(
         flower_port=port,
         approved_app_hashes=(app_content_hash(),),
         pins_parameter=client_parameter(PREFIX, name, PINS),
+        superlink_dns_name=private_name,
     )
     return ClientAccountSettings(
         client=name,
@@ -82,9 +90,9 @@ def client_settings(
 
 
 def server_settings(
-    clients: list[ClientAccountSettings], *, port: int = 9092, region: str = "local"
+    clients: list[ClientAccountSettings], *, port: int = 9092, region: str = "local", private_name: str = ""
 ) -> ServerAccountSettings:
-    """What ServerStack publishes in SSM for these clients."""
+    """What ServerStack publishes in SSM for these clients (through PrivateLink with ``private_name``)."""
     entries = tuple(
         ClientEntry(
             name=c.client,
@@ -114,7 +122,16 @@ def server_settings(
         model_package_group="fl-fraud-global-model",
         inference_image=SKLEARN_IMAGE,
         clients=entries,
+        **(PRIVATELINK_SERVER | {"superlink_dns_name": private_name} if private_name else {}),
     )
+
+
+# what ServerStack publishes of its Fleet service (network privatelink) besides the name
+PRIVATELINK_SERVER = {
+    "network": "privatelink",
+    "endpoint_service_id": "vpce-svc-0123456789abcdef0",
+    "target_group_arn": "arn:aws:elasticloadbalancing:us-east-1:111111111111:targetgroup/fleet/0123456789abcdef",
+}
 
 
 def rehearsal(
@@ -128,15 +145,18 @@ def rehearsal(
     bundle: Path | None = None,
     install_requirements: bool = False,
     min_members: int | None = None,
+    private_name: str = "",
 ) -> Path:
     """A rehearsal description: staged data (split like stage-data does), code bundles, settings, and each
-    member's identity key and pins (k: ``min_members``, default every member) where its job reads them."""
+    member's identity key and pins (k: ``min_members``, default every member) where its job reads them.
+    ``private_name``: through PrivateLink, the name every member's jobs dial (its VPC would answer it with its own
+    endpoint; here it must resolve to the address federate listens on)."""
     buckets = {"results": folder / "results"}
     pins = member_pins(list(clients), folder / "identities", min_members or len(clients), seed)
     write_csv(buckets["results"] / "data" / "test.csv", test)
     settings = []
     for index, (name, data) in enumerate(clients.items(), start=1):
-        entry = client_settings(name, f"{index + 1}" * 12, port=port)
+        entry = client_settings(name, f"{index + 1}" * 12, port=port, private_name=private_name)
         for bucket in (entry.code_bucket, entry.data_bucket, entry.artifact_bucket):
             buckets[bucket] = folder / bucket
         split = ClientData.split(data, seed=seed)
@@ -154,7 +174,7 @@ def rehearsal(
         stand_in.write_bytes(pins[name].read_bytes())
     return RehearsalServer.describe(
         folder / "rehearsal.json",
-        server=server_settings(settings, port=port),
+        server=server_settings(settings, port=port, private_name=private_name),
         clients=settings,
         buckets=buckets,
         jobs_folder=folder / "jobs",

@@ -30,6 +30,39 @@ PINS = "pins"  # <prefix>/client/<name>/pins: a member's pinned federation setti
 IDENTITY_ALIAS_PREFIX = "alias/fl-identity-"  # + a client's name: its identity key (KMS), whatever its generation
 
 
+PART_LIMIT = 4096  # bytes of one part of a pins document: SSM's Standard tier
+PARTS = re.compile(r'^\{"parts":([1-9][0-9]{0,2})\}$')  # what a pins parameter holds when its document is in parts
+
+
+def document_parts(text: str, limit: int = PART_LIMIT, whole: str = "") -> list[str]:
+    """A document too long for one parameter, cut into ``<parameter>/part-<i>`` values of at most ``limit``
+    characters (the pins are ASCII JSON: a character is a byte); the parameter itself then holds ``{"parts":N}``.
+    No cut falls inside an occurrence of ``whole`` (a placeholder the stack replaces in each part)."""
+    spans = [(found.start(), found.end()) for found in re.finditer(re.escape(whole), text)] if whole else []
+    parts, start = [], 0
+    while start < len(text):
+        end = min(start + limit, len(text))
+        end = next((first for first, last in spans if first < end < last and first > start), end)
+        parts.append(text[start:end])
+        start = end
+    return parts
+
+
+def part_parameter(parameter: str, index: int) -> str:
+    """Part ``index`` (from 1) of the document at ``parameter``, e.g. ``/fl-fraud/client/a/pins/part-1``."""
+    return f"{parameter}/part-{index}"
+
+
+def read_document(parameter: str, value_of: Any) -> str:
+    """The document at ``parameter``, joined from its parts when it holds ``{"parts":N}`` (``value_of``: a
+    parameter's value by name)."""
+    text = value_of(parameter)
+    parts = PARTS.fullmatch(text)
+    if parts is None:
+        return text
+    return "".join(value_of(part_parameter(parameter, index)) for index in range(1, int(parts.group(1)) + 1))
+
+
 def server_parameter(prefix: str, key: str = SETTINGS) -> str:
     """An SSM parameter of the server account, e.g. ``/fl-fraud/server/settings``."""
     return f"{prefix}/server/{key}"
@@ -107,8 +140,9 @@ class ClientEntry(PublishedSettings):
     external_id: str  # agreed with the client; it guards the kickoff role's trust
     settings_parameter: str  # the client's ClientAccountSettings, read through the kickoff role
     vpc_cidr: str
-    peering_connection_id: str  # the server's peering with this client's VPC
-    training_security_group_id: str  # the client's jobs: the only group the server's Flower port admits
+    peering_connection_id: str  # the server's peering with this client's VPC ("" through PrivateLink)
+    # the client's jobs: the only group the server's Flower port admits (peering; "" through PrivateLink)
+    training_security_group_id: str
 
 
 @dataclass(frozen=True)
@@ -133,6 +167,11 @@ class ServerAccountSettings(PublishedSettings):
     # (aws.server_account.read_server_settings); inline in a rehearsal's description
     clients: tuple[ClientEntry, ...] = ()
     client_count: int = 0  # how many entries the stack published beside this document (0: they are inline)
+    network: str = "peering"  # or "privatelink": the members dial superlink_dns_name through their endpoints
+    superlink_dns_name: str = ""  # privatelink: the name the SuperLink's certificate must carry
+    endpoint_service_id: str = ""  # privatelink: the Fleet endpoint service (vpce-svc-...)
+    target_group_arn: str = ""  # privatelink: the load balancer's targets, where federate registers the notebook
+    zone_ids: tuple[str, ...] = ()  # privatelink: the zones (by id) of every VPC's subnets and the load balancer
 
     def published(self) -> dict[str, Any]:
         """The document ServerStack publishes at ``server_parameter``: everything but the client entries, and
@@ -145,7 +184,8 @@ class ServerAccountSettings(PublishedSettings):
 @dataclass(frozen=True)
 class LaunchSettings(PublishedSettings):
     """Everything a client's training job is made of, chosen by the client stack: its launcher builds the
-    job from these and from nothing the server sends but a run name, an address and a CA certificate."""
+    job from these and from nothing the server sends but a run name, an address and a CA certificate (through
+    PrivateLink not even the address: the job dials ``superlink_dns_name``, answered in this account's VPC)."""
 
     client: str
     region: str
@@ -169,6 +209,7 @@ class LaunchSettings(PublishedSettings):
     flower_port: int  # ... on the only port
     approved_app_hashes: tuple[str, ...]  # the Flower apps this account runs (launch.fab content hashes)
     pins_parameter: str  # this account's pinned federation settings (SSM): members, fingerprints, k, m, ranges
+    superlink_dns_name: str = ""  # privatelink: the only host a job dials; the launcher refuses a server's address
 
 
 @dataclass(frozen=True)
@@ -187,8 +228,9 @@ class ClientAccountSettings(PublishedSettings):
     artifact_prefix: str
     notebook: str
     vpc_id: str
-    route_table_ids: tuple[str, ...]  # each must route the server's CIDR to the peering
+    route_table_ids: tuple[str, ...]  # each must route the server's CIDR to the peering (peering only)
     launch: LaunchSettings
+    fleet_endpoint_id: str = ""  # privatelink: this VPC's endpoint to the server's Fleet service
 
 
 @dataclass(frozen=True)

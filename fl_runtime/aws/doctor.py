@@ -17,13 +17,16 @@ launchers as ``federate --rehearsal`` does, while the network checks still ask E
   is among the hashes it answers; peering: the server's peering connection with it is ``active``; routes:
   every server route table sends its VPC CIDR through that connection; flower port: the notebook's
   security group admits tcp on the Flower port from the group the client's jobs run in (as the client
-  publishes it), and the federation config names that same group.
+  publishes it), and the federation config names that same group. Through PrivateLink the network checks are
+  ``doctor_privatelink``'s instead: the endpoint service, its zones, the notebook as the load balancer's target,
+  each client's endpoint connection.
 
 ``doctor --client NAME`` (that client's notebook, in its own account):
 
 - client settings: ``<prefix>/client/NAME/settings`` is in SSM and parses;
 - routes: every client route table sends the server's VPC CIDR through a VPC peering connection;
-  peering: each such connection is ``active``;
+  peering: each such connection is ``active`` (through PrivateLink: this VPC's endpoint, its zones by id, and the
+  private name resolving to it, ``doctor_privatelink``);
 - staged data: ``train.csv`` and ``validation.csv`` under the data prefix exist and pass the checks
   stage-data and the training job make (``learning.data.read_csv`` and ``check_split``);
 - app hash: the Flower app inside the code bundle the jobs run (``launch.source_uri``) hashes, as
@@ -91,6 +94,8 @@ from fl_runtime.aws.doctor_checks import (
     staged_data_check,
 )
 from fl_runtime.aws.doctor_members import member_checks
+from fl_runtime.aws.doctor_privatelink import client_fleet_checks, server_fleet_checks
+from fl_runtime.aws.fleet_service import PRIVATELINK, job_address, private_address
 from fl_runtime.aws.stage_data import TRAIN, VALIDATION
 from fl_runtime.errors import EXIT_FAILED, ConfigError, FederationError, OptionsError
 from fl_runtime.launch.fab import app_content_hash, tree_content_hash
@@ -151,7 +156,11 @@ def server_checks(parameter_prefix: str, rehearsal: Path | None = None, session:
         ]
     settings = server.settings
     summary = f"{rehearsal or parameter}: {len(settings.clients)} clients, Flower port {settings.flower_port}"
-    network, network_problems = _server_network(server)
+    if settings.network == PRIVATELINK:
+        summary += f", PrivateLink to {settings.superlink_dns_name}"
+        network, network_problems = None, server_fleet_checks(server.ec2(), server.elbv2(), settings, _here(settings))
+    else:
+        network, network_problems = _server_network(server)
     checks = [passed(SERVER_SETTINGS, "", summary), _test_set(server), *network_problems]
     with tempfile.TemporaryDirectory(prefix="fl-doctor-") as folder:
         view = ServerView(server, dry_run_request(settings, Path(folder)), app_content_hash(), network)
@@ -161,10 +170,21 @@ def server_checks(parameter_prefix: str, rehearsal: Path | None = None, session:
 
 
 def dry_run_request(settings: ServerAccountSettings, folder: Path) -> dict:
-    """A start's fields, as federate sends them: an address in the server VPC, the Flower port, a throwaway CA."""
+    """A start's fields, as federate sends them: an address in the server VPC and the Flower port (none through
+    PrivateLink), a throwaway CA."""
     address = str(next(ipaddress.ip_network(settings.server_vpc_cidr, strict=False).hosts()))
     ca = create_tls(folder / "tls", [address]).ca_certificate.read_text()
-    return {"action": "dry-run", "run": RUN, "superlink": f"{address}:{settings.flower_port}", "ca_certificate": ca}
+    request = {"action": "dry-run", "run": RUN, "ca_certificate": ca}
+    superlink = job_address(settings, address, settings.flower_port)
+    return request if superlink is None else {**request, "superlink": superlink}
+
+
+def _here(settings: ServerAccountSettings) -> str | None:
+    """This notebook's address in the server VPC (None elsewhere): what the Fleet load balancer should target."""
+    try:
+        return private_address(settings)
+    except (FederationError, OSError):
+        return None
 
 
 def _test_set(server: ServerSide) -> Check:
@@ -273,6 +293,8 @@ def client_checks(client: str, parameter_prefix: str, session: Any = None) -> li
 def _client_network(ec2: Any, settings: ClientAccountSettings) -> list[Check]:
     """Routes toward the server in every client route table, and the peering connections they use."""
     name, server_cidr = settings.client, settings.launch.server_vpc_cidr
+    if settings.launch.superlink_dns_name:  # PrivateLink: no route, no peering; its endpoint and private name
+        return client_fleet_checks(ec2, settings)
     try:
         tables = described(ec2, "describe_route_tables", settings.route_table_ids, name)
         peering_ids = routed_peerings(tables, server_cidr)

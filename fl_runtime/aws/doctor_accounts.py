@@ -82,6 +82,7 @@ class ServerSide(Protocol):
     def kickoff_detail(self, entry: ClientEntry) -> str: ...
     def has_test_set(self) -> bool: ...
     def ec2(self) -> Any: ...
+    def elbv2(self) -> Any: ...
 
 
 class AwsSide(AwsServer):
@@ -111,6 +112,9 @@ class AwsSide(AwsServer):
     def ec2(self) -> Any:
         return self.session.client("ec2", region_name=self.region, config=boto_config())
 
+    def elbv2(self) -> Any:
+        return self.session.client("elbv2", region_name=self.region, config=boto_config())
+
 
 class RehearsalSide(RehearsalServer):
     """A rehearsal: settings and buckets from its description, each launcher in process, EC2 through boto3."""
@@ -132,3 +136,8 @@ class RehearsalSide(RehearsalServer):
         import boto3
 
         return boto3.Session().client("ec2", config=boto_config())
+
+    def elbv2(self) -> Any:
+        import boto3
+
+        return boto3.Session().client("elbv2", config=boto_config())

@@ -17,7 +17,7 @@ from typing import Any
 
 from fl_runtime.app.pins import ClientPins, Member
 from fl_runtime.aws.calls import aws_call, boto_config
-from fl_runtime.aws.contract import ClientAccountSettings, identity_alias
+from fl_runtime.aws.contract import ClientAccountSettings, identity_alias, read_document
 from fl_runtime.aws.doctor_checks import IDENTITY_KEY, MEMBERS, PINS, Check, passed, problem
 from fl_runtime.aws.member_keys import key_fingerprint, kms_clients
 from fl_runtime.errors import ConfigError, FederationError
@@ -28,8 +28,9 @@ def member_checks(session: Any, settings: ClientAccountSettings) -> list[Check]:
     name, parameter = settings.client, settings.launch.pins_parameter
     fix = f"redeploy client {name}'s stack of this version (it writes this member's pins to {parameter})"
     try:
+        ssm = session.client("ssm", config=boto_config())
         with aws_call(name, f"reading {parameter}"):
-            raw = session.client("ssm", config=boto_config()).get_parameter(Name=parameter)["Parameter"]["Value"]
+            raw = read_document(parameter, lambda part: ssm.get_parameter(Name=part)["Parameter"]["Value"])
         pins = ClientPins.from_json(raw, f"client {name}'s pins {parameter}")
     except (FederationError, ConfigError) as error:
         return [problem(PINS, name, str(error), fix)]

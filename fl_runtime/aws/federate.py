@@ -1,9 +1,10 @@
 """``python -m fl_runtime federate``: a whole federation from the server notebook, in one command.
 
 1. The SuperLink starts on 127.0.0.1 with TLS (a throwaway CA; the certificate names the notebook's
-   private address) and SuperNode authentication; the Fleet gateway (``fleet_gateway``) listens on the
-   private address and port the client CIDRs may reach and forwards the Fleet API only: run submission
-   and node registration are never reachable from a client VPC.
+   private address, and through PrivateLink the members' private name) and SuperNode authentication; the Fleet
+   gateway (``fleet_gateway``) listens on the private address and port the client CIDRs (or the Fleet load
+   balancer, ``fleet_service``) may reach and forwards the Fleet API only: run submission and node registration
+   are never reachable from a client VPC.
 2. For each client account: assume ``FL-kickoff-client-job`` with its external id, read its settings,
    and ask its launcher to start the run's job, sending only the run name, this address and the run's
    CA certificate (``launcher``): the client account builds the job itself. The server listens before
@@ -28,9 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import ipaddress
 import json
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +47,7 @@ from fl_runtime.app.run_settings import (
 )
 from fl_runtime.aws import fleet_gateway
 from fl_runtime.aws.contract import RUN_NAME, RUN_NAME_MAX, ClientAccountSettings, ServerAccountSettings
+from fl_runtime.aws.fleet_service import job_address, private_address, superlink_names
 from fl_runtime.aws.kickoff import ClientLauncher
 from fl_runtime.aws.model_package import (
     MODEL_ARCHIVE,
@@ -121,24 +121,7 @@ class ServerAccount(Protocol):
     def publish(self, folder: Path, run: str) -> str: ...
     def register(self, request: dict) -> Registered: ...
     def clients(self, session_name: str) -> list[ClientHandle]: ...
-
-
-def private_address(settings: ServerAccountSettings) -> str:
-    """This notebook's address toward the clients: the source address of its route to the first client VPC.
-
-    Connecting a UDP socket picks a route and sends nothing. The address must lie in the server VPC: it
-    is what the client jobs dial and what their security groups and peering routes admit.
-    """
-    toward = str(ipaddress.ip_network(settings.clients[0].vpc_cidr)[1]) if settings.clients else "10.255.255.255"
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.connect((toward, 1))
-        address = probe.getsockname()[0]
-    if ipaddress.ip_address(address) not in ipaddress.ip_network(settings.server_vpc_cidr):
-        raise FederationError(
-            f"this machine reaches {toward} from {address}, outside the server VPC {settings.server_vpc_cidr}: "
-            "run federate on the server notebook, or pass --address with its private address"
-        )
-    return address
+    def open_fleet(self, address: str) -> list[str]: ...
 
 
 def run_tag(now: dt.datetime | None = None) -> str:
@@ -167,9 +150,12 @@ class Federation:
 
     # -- server side -------------------------------------------------------------------------------
     def start_superlink_and_gateway(self) -> None:
-        self.address = self.address or private_address(self.server.settings)
-        self.link = start_superlink(self.supervisor, self.workspace, [self.address])
+        settings = self.server.settings
+        self.address = self.address or private_address(settings)
+        self.link = start_superlink(self.supervisor, self.workspace, superlink_names(settings, self.address))
         fleet_gateway.start(self.supervisor, self.link, f"{self.address}:{self.port}", self.workspace)
+        for done in self.server.open_fleet(self.address):  # through PrivateLink: the load balancer's target
+            self.console.print(done, highlight=False)
         self.console.print(
             f"SuperLink on 127.0.0.1:{self.link.port} (TLS, SuperNode authentication); Fleet API only on "
             f"{self.address}:{self.port}",
@@ -184,11 +170,13 @@ class Federation:
 
     # -- clients -----------------------------------------------------------------------------------
     def start_jobs(self) -> None:
-        """Ask each client's launcher for the run's job: the run name, this address and the run's CA, nothing more."""
+        """Ask each client's launcher for the run's job: the run name, this address (none through PrivateLink) and
+        the run's CA, nothing more."""
         ca_certificate = self.superlink.tls.ca_certificate.read_bytes()
+        address = job_address(self.server.settings, str(self.address), self.port)
         for handle in self.server.clients(session_name=f"fl-federate-{self.tag}"):
             self.clients.append(handle)
-            started = handle.launcher.start(self.tag, f"{self.address}:{self.port}", ca_certificate)
+            started = handle.launcher.start(self.tag, address, ca_certificate)
             handle.job, handle.key_uri = started.job, started.public_key_uri
             handle.status, handle.started_at = "InProgress", time.monotonic()
             self.console.print(f"client {handle.name}: training job {handle.job} created", highlight=False)

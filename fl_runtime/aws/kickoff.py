@@ -45,8 +45,11 @@ class ClientLauncher(ABC):
     def read_public_key(self, uri: str) -> bytes | None:
         """The public key a job published at ``uri``; None while it has not yet."""
 
-    def start(self, run: str, superlink: str, ca_certificate: bytes) -> StartedJob:
-        request = {"action": "start", "run": run, "superlink": superlink, "ca_certificate": ca_certificate.decode()}
+    def start(self, run: str, superlink: str | None, ca_certificate: bytes) -> StartedJob:
+        """``superlink``: the address the job dials; None through PrivateLink, where the client's account names it."""
+        request = {"action": "start", "run": run, "ca_certificate": ca_certificate.decode()}
+        if superlink is not None:
+            request["superlink"] = superlink
         answer = self.call(request)
         if "error" in answer:
             raise FederationError(str(answer["error"]))

@@ -4,7 +4,9 @@ the account builds for it from its own settings.
 The server asks for exactly four things, as JSON (a Lambda event in AWS, the same dict in a rehearsal):
 
 - ``{"action": "start", "run": R, "superlink": "HOST:PORT", "ca_certificate": PEM}``: start this account's
-  federation job for run R, dialing the SuperLink at HOST:PORT and trusting only that CA;
+  federation job for run R, dialing the SuperLink at HOST:PORT and trusting only that CA. Through PrivateLink
+  (``superlink_dns_name`` in its settings) a start carries no ``superlink``: the job dials that name, which this
+  account's own VPC answers with its own endpoint, and a request naming an address is refused;
 - ``{"action": "describe", "run": R}`` and ``{"action": "stop", "run": R}``: the job of run R;
 - ``{"action": "dry-run", ...}`` with exactly the fields of a start: every check a start makes, SageMaker's
   included (it reads, and creates nothing; ``python -m fl_runtime doctor --server`` asks it of every client).
@@ -55,6 +57,7 @@ FIELDS = {
     "stop": ("action", "run"),
     "dry-run": START_FIELDS,  # checked as a start is, and nothing started
 }
+PRIVATE_NAME_START = ("action", "run", "ca_certificate")  # privatelink: the account chooses where its job dials
 SETTINGS_ENV = "FL_LAUNCH_SETTINGS"  # the launcher's LaunchSettings, as JSON (the client stack sets it)
 PEM = re.compile(r"^-----BEGIN CERTIFICATE-----\r?\n([A-Za-z0-9+/=\r\n]+)-----END CERTIFICATE-----\r?\n?$")
 HYPERPARAMETER_MAX = 2500  # SageMaker's limit on one hyperparameter value: the CA travels in one
@@ -93,6 +96,13 @@ def check_request(request: Any, settings: LaunchSettings) -> dict[str, str]:
     if not isinstance(action, str) or action not in FIELDS:
         raise RequestRefused(f"field 'action' must be one of {', '.join(FIELDS)}, got {action!r}")
     allowed = FIELDS[action]
+    if settings.superlink_dns_name and allowed == START_FIELDS:
+        allowed = PRIVATE_NAME_START
+        if "superlink" in request:
+            raise RequestRefused(
+                f"field 'superlink' is not accepted: this account reaches the federation through its own endpoint, "
+                f"as {settings.superlink_dns_name}:{settings.flower_port}, never at an address the server sends"
+            )
     for field in request:
         if field not in allowed:
             raise RequestRefused(
@@ -103,7 +113,10 @@ def check_request(request: Any, settings: LaunchSettings) -> dict[str, str]:
             f"field 'run': {request['run']!r} is not a run name (up to 20 letters, digits and hyphens)"
         )
     if action in ("start", "dry-run"):
-        _check_superlink(_string(request, "superlink"), settings)
+        if settings.superlink_dns_name:
+            request = {**request, "superlink": f"{settings.superlink_dns_name}:{settings.flower_port}"}
+        else:
+            _check_superlink(_string(request, "superlink"), settings)
         _check_certificate(_string(request, "ca_certificate"))
     return dict(request)
 
@@ -310,7 +323,7 @@ def training_job_request(settings: LaunchSettings, run: str, superlink: str, ca_
         },
         "VpcConfig": {"SecurityGroupIds": [settings.training_security_group_id], "Subnets": list(settings.subnet_ids)},
         "StoppingCondition": {"MaxRuntimeInSeconds": settings.max_training_seconds},
-        "EnableNetworkIsolation": False,  # the job dials the server's Fleet API through the peering
+        "EnableNetworkIsolation": False,  # the job dials the server's Fleet API (peering, or this VPC's endpoint)
     }
 
 

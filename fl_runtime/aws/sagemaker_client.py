@@ -39,7 +39,7 @@ from pathlib import Path
 
 from fl_runtime import defaults
 from fl_runtime.app.pins import ClientPins
-from fl_runtime.aws.contract import APP_HASH, APPROVED_ENV, PINS_ENV
+from fl_runtime.aws.contract import APP_HASH, APPROVED_ENV, PINS_ENV, read_document
 from fl_runtime.aws.member_keys import kms_clients, resolve
 from fl_runtime.errors import EXIT_BAD_INPUT, EXIT_FAILED, BadInput, OptionsError, RunFailed
 from fl_runtime.launch.client_node import ClientNode
@@ -143,7 +143,8 @@ def fetch_pins(uri: str, destination: Path, client: str) -> Path:
     else:
         import boto3
 
-        text = boto3.client("ssm").get_parameter(Name=uri.removeprefix("ssm:"))["Parameter"]["Value"]
+        ssm = boto3.client("ssm")
+        text = read_document(uri.removeprefix("ssm:"), lambda name: ssm.get_parameter(Name=name)["Parameter"]["Value"])
     pins = ClientPins.from_json(text, uri)
     if pins.client != client:
         raise OptionsError(f"{uri}: the pins are member {pins.client!r}'s, this job is client {client!r}'s")

@@ -31,6 +31,7 @@ from fl_runtime.aws.contract import (
     server_parameter,
 )
 from fl_runtime.aws.federate import ClientHandle
+from fl_runtime.aws.fleet_service import open_fleet
 from fl_runtime.aws.kickoff import KickoffSession
 from fl_runtime.aws.local_jobs import LocalJobs, LocalLauncher
 from fl_runtime.aws.model_package import Registered, version_of
@@ -115,6 +116,11 @@ class AwsServer:
         except BotoCoreError as error:
             raise FederationError(f"CreateModelPackage failed: {error}") from None
         return Registered(arn, version_of(arn))
+
+    def open_fleet(self, address: str) -> list[str]:
+        """Through PrivateLink: this notebook as the load balancer's target, the members' endpoints accepted."""
+        elbv2, ec2 = (self.session.client(name, config=boto_config()) for name in ("elbv2", "ec2"))
+        return open_fleet(elbv2, ec2, self.settings, address)
 
     def clients(self, session_name: str) -> list[ClientHandle]:
         sts = self.session.client("sts", config=boto_config())
@@ -204,3 +210,7 @@ class RehearsalServer:
 
     def clients(self, session_name: str) -> list[ClientHandle]:
         return [ClientHandle(s.client, s, LocalLauncher(s.launch, self.jobs)) for s in self.client_settings]
+
+    def open_fleet(self, address: str) -> list[str]:
+        """A rehearsal has no load balancer: its jobs dial the gateway's address, or their private name, directly."""
+        return []

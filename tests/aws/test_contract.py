@@ -81,3 +81,17 @@ def test_every_field_has_a_type_the_reader_checks():
     for settings in (ServerAccountSettings, ClientAccountSettings, LaunchSettings):
         for field in dataclasses.fields(settings):
             assert field.type in ("str", "int", "tuple[str, ...]", "tuple[ClientEntry, ...]", "LaunchSettings"), field
+
+
+def test_a_document_in_parts_joins_back_whole_and_no_cut_splits_the_placeholder():
+    from fl_runtime.aws.contract import document_parts, part_parameter, read_document
+
+    placeholder = "arn:aws:kms:us-east-1:222222222222:key/" + "0" * 36
+    for offset in range(0, 200, 7):  # the placeholder at every position around the first cut
+        text = "x" * (4096 - offset) + placeholder + "y" * 9000
+        parts = document_parts(text, whole=placeholder)
+        assert "".join(parts) == text and all(len(part) <= 4096 for part in parts)
+        assert sum(part.count(placeholder) for part in parts) == 1
+        values = {"/p": f'{{"parts":{len(parts)}}}'} | {part_parameter("/p", i): v for i, v in enumerate(parts, 1)}
+        assert read_document("/p", values.__getitem__) == text
+    assert read_document("/p", {"/p": '{"client":"a"}'}.__getitem__) == '{"client":"a"}'  # one parameter: as it is

@@ -169,14 +169,14 @@ def _server_toward(server_vpc: str, client_vpc: str):
 
 
 def test_the_address_jobs_dial_is_the_source_of_the_route_toward_the_client_vpcs():
-    from fl_runtime.aws.federate import private_address
+    from fl_runtime.aws.fleet_service import private_address
 
     settings = _server_toward("127.0.0.0/8", "127.0.2.0/24")
     assert private_address(settings) == "127.0.0.1"  # the loopback route's source, standing in for the VPC's
 
 
 def test_an_address_outside_the_server_vpc_is_refused_with_the_way_out():
-    from fl_runtime.aws.federate import private_address
+    from fl_runtime.aws.fleet_service import private_address
     from fl_runtime.errors import FederationError
 
     settings = _server_toward("10.0.0.0/16", "127.0.2.0/24")

@@ -50,9 +50,13 @@ def test_a_client_killed_mid_run_is_dropped_and_the_run_completes_with_two(split
     assert "member hospital-c dropped out of" in out
 
 
-def test_ctrl_c_mid_run_stops_every_job_and_publishes_nothing(split, tmp_path):
+def test_through_privatelink_jobs_join_by_their_private_name_and_ctrl_c_stops_every_job(split, tmp_path):
+    """The members' jobs dial the name their own account gives (no address from the server: each launcher would
+    refuse one), TLS verifies it against the certificate federate made for it, and the run reaches round 1; then
+    Ctrl-C stops every job and publishes nothing."""
     test, clients = split
-    description = rehearsal(tmp_path, test, clients, port=free_port())
+    port = free_port()
+    description = rehearsal(tmp_path, test, clients, port=port, private_name="localhost")
     # no early stop: the run is still going when Ctrl-C comes
     process = federate(description, tmp_path / "out", "--rounds", 50, "--tolerance", 0, "--run-name", "run3")
     events = tmp_path / ".out.partial" / "events.jsonl"
@@ -60,6 +64,10 @@ def test_ctrl_c_mid_run_stops_every_job_and_publishes_nothing(split, tmp_path):
     while time.monotonic() < deadline and not (events.exists() and '"round": 1' in events.read_text()):
         time.sleep(0.5)
     assert events.exists(), "the run never reached round 1"
+    jobs = subprocess.run(["pgrep", "-af", "fl-client-run3-"], capture_output=True, text=True).stdout.splitlines()
+    dialing = [line for line in jobs if "--superlink" in line]  # each job, and the SuperNode it started
+    assert len([line for line in dialing if "sagemaker_client.py" in line]) == 3
+    assert all(f"--superlink localhost:{port}" in line for line in dialing)
     _out, err = ctrl_c(process, timeout=240)  # seconds here; generous for a loaded machine
     assert process.returncode == 130, err[-3000:]
     assert "interrupted: every process started by this command was stopped" in err

@@ -456,3 +456,42 @@ def test_basic_constraints_are_read_from_the_der_as_cryptography_reads_them(opti
         assert launcher._basic_constraints_ca(der) is False
     else:
         assert launcher._basic_constraints_ca(der) is expected.value.ca
+
+
+# --- through PrivateLink: the account, not the server, says where its job dials ---------------------------------------
+
+
+@pytest.fixture
+def private_settings():
+    return client_settings(
+        "insurer-a", ACCOUNT, server_vpc_cidr="10.0.0.0/16", private_name="superlink.fl.internal"
+    ).launch
+
+
+@pytest.mark.parametrize("action", ["start", "dry-run"])
+def test_through_privatelink_a_server_sent_address_is_refused_even_inside_the_server_vpc(
+    private_settings, ca_pem, action
+):
+    for address in ("10.0.1.25:9092", "superlink.fl.internal:9092", "attacker.example:9092"):
+        answer = launcher.handle(start(ca_pem, action=action, superlink=address), private_settings, _NoJobs())  # type: ignore[arg-type]
+        assert answer["error"] == (
+            "client insurer-a's launcher refused the request: field 'superlink' is not accepted: this account reaches "
+            "the federation through its own endpoint, as superlink.fl.internal:9092, never at an address the server "
+            "sends"
+        )
+
+
+def test_through_privatelink_the_job_dials_the_accounts_private_name(private_settings, ca_pem):
+    request = {"action": "start", "run": "run1", "ca_certificate": ca_pem}
+    jobs = _ReadOnlyJobs()
+    assert (
+        launcher.handle({**request, "action": "dry-run"}, private_settings, jobs)["job"] == "fl-client-run1-insurer-a"
+    )
+    checked = launcher.check_request(request, private_settings)
+    assert checked["superlink"] == "superlink.fl.internal:9092"
+    job = launcher.training_job_request(private_settings, "run1", checked["superlink"], ca_pem)
+    assert job["HyperParameters"]["superlink"] == "superlink.fl.internal:9092"
+    # with peering the same request, without an address, is refused: the address is what the server must send
+    peering = client_settings("insurer-a", ACCOUNT, server_vpc_cidr="10.0.0.0/16").launch
+    with pytest.raises(RequestRefused, match="field 'superlink' must be a non-empty string"):
+        launcher.check_request(request, peering)

@@ -37,9 +37,9 @@ THREE_CLIENTS = [
 
 def generated_members(count: int) -> list[dict]:
     """``count`` members, each its own account and VPC, fingerprints unset (one organisation resolves them: the
-    largest pins and training policies)."""
+    largest pins and training policies); past 255 members the VPC blocks repeat (through PrivateLink they may)."""
     return [
-        {"name": f"member-{i:03d}", "account": f"{200000000000 + i}", "vpc_cidr": f"10.{i}.0.0/16",
+        {"name": f"member-{i:03d}", "account": f"{200000000000 + i}", "vpc_cidr": f"10.{i % 256}.0.0/16",
          "external_id": f"fl-member-{i:03d}-external", "min_members": 3}
         for i in range(1, count + 1)
     ]  # fmt: skip
@@ -158,7 +158,24 @@ def all_templates(synthesized: Synthesized | Parties) -> list[Template]:
 
 SEPARATE = "separate-organisations"
 # the session fixtures of conftest.py: both deployment modes, one client and three
-DEPLOYMENTS = ["default", "three", "separate_one", "separate_three"]
+DEPLOYMENTS = ["default", "three", "separate_one", "separate_three", "privatelink_three", "privatelink_separate"]
+SERVICE_NAME = "com.amazonaws.vpce.us-east-1.vpce-svc-0123456789abcdef0"  # what ServerStack's deploy outputs
+# the members reach the server through PrivateLink, once its service exists; their blocks overlap the server's
+PRIVATELINK = {
+    "network": "privatelink",
+    "availability_zone_ids": ["use1-az4", "use1-az6"],
+    "fleet_endpoint_service": SERVICE_NAME,
+}
+OVERLAPPING_CLIENTS = [dict(client, vpc_cidr="10.0.0.0/16") for client in THREE_CLIENTS]
+
+
+def privatelink_parties(folder: Path, clients: list[dict]) -> Parties:
+    """Separate organisations through PrivateLink: the server party deploys first, from the config alone (no
+    handover files), then the first client's party with the server's service name."""
+    separate = {"deployment_mode": SEPARATE, "clients": clients, **PRIVATELINK}
+    server = synthesize(folder / "server", {"party": "server", "handover": str(folder / "none")}, **separate)
+    client = synthesize(folder / "client", {"party": clients[0]["name"]}, **separate)
+    return Parties(server, client)
 
 
 def handover_document(spec: dict, index: int, accepted: bool) -> dict:

@@ -1,11 +1,20 @@
 """The CDK app synthesized once per test process: with cdk.json's defaults (one client) and with three clients,
-in one organisation; and in separate organisations, each party's own synth, for one client and for three."""
+in one organisation; and in separate organisations, each party's own synth, for one client and for three; and
+through PrivateLink in both deployment modes."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.stacks.cdk_helpers import ONE_CLIENT, THREE_CLIENTS, separate_parties, synthesize
+from tests.stacks.cdk_helpers import (
+    ONE_CLIENT,
+    OVERLAPPING_CLIENTS,
+    PRIVATELINK,
+    THREE_CLIENTS,
+    privatelink_parties,
+    separate_parties,
+    synthesize,
+)
 
 
 @pytest.fixture(scope="session")
@@ -34,3 +43,15 @@ def separate_one(tmp_path_factory):
 def separate_three(tmp_path_factory):
     """Three clients that accepted the server's peering requests; the server redeployed from their handovers."""
     return separate_parties(tmp_path_factory.mktemp("separate-three"), THREE_CLIENTS, accepted=True)
+
+
+@pytest.fixture(scope="session")
+def privatelink_three(tmp_path_factory):
+    """One organisation, three members through PrivateLink, their VPCs on the server's own addresses."""
+    return synthesize(tmp_path_factory.mktemp("privatelink-three"), clients=OVERLAPPING_CLIENTS, **PRIVATELINK)
+
+
+@pytest.fixture(scope="session")
+def privatelink_separate(tmp_path_factory):
+    """Separate organisations through PrivateLink: the server's party first, then a member's."""
+    return privatelink_parties(tmp_path_factory.mktemp("privatelink-separate"), OVERLAPPING_CLIENTS)

@@ -130,9 +130,12 @@ def test_one_organisations_boundary_lets_a_client_read_the_other_members_identit
     by_sid = {s["Sid"]: s for s in document["Statement"]}
     reading = by_sid["ReadOtherMembersIdentityPublicKeys"]
     assert reading["Action"] == "kms:GetPublicKey"
-    assert reading["Resource"] == ["arn:aws:kms:us-east-1:333333333333:key/*"]  # insurer-b's (hospital-c's is pinned)
+    assert reading["Resource"] == ["arn:aws:kms:us-east-1:*:key/*"]
     aliases = ["alias/fl-identity-*", "arn:aws:kms:*:*:alias/fl-identity-*"]  # by name or by ARN
-    assert reading["Condition"] == {"StringLike": {"kms:RequestAlias": aliases}}
+    assert reading["Condition"] == {  # insurer-b's keys (hospital-c's fingerprint is pinned)
+        "StringLike": {"kms:RequestAlias": aliases},
+        "StringEquals": {"aws:ResourceAccount": ["333333333333"]},
+    }
     assert {"kms:Sign", "kms:GetPublicKey", "ssm:GetParameter"} <= set(_actions(by_sid["ThisAccountsResources"]))
     # the server account has no identity key: nothing across accounts
     alone = boundary_policy(account_templates(three.outdir, SERVER_ACCOUNT), SERVER_ACCOUNT)

@@ -75,12 +75,13 @@ def test_the_execution_role_is_least_privilege_and_never_sagemaker_full_access(t
     assert trust["Principal"] == {"Service": "sagemaker.amazonaws.com"}
     assert trust["Condition"]["StringEquals"] == {"aws:SourceAccount": "222222222222"}
     assert trust["Condition"]["ArnLike"]["aws:SourceArn"].endswith(":222222222222:training-job/*")
-    policy = next(
+    policies = [
         p["Properties"]
         for p in resources(template, "AWS::IAM::ManagedPolicy").values()
         if p["Properties"]["Roles"] == [{"Ref": role_id}]
-    )
-    by_sid = {s["Sid"]: s for s in policy["PolicyDocument"]["Statement"]}
+    ]
+    assert len(policies) == 2  # the job's own grants; the other members' keys (it grows with them: its own policy)
+    by_sid = {s["Sid"]: s for policy in policies for s in policy["PolicyDocument"]["Statement"]}
     assert set(by_sid) == {
         "ReadCode",
         "ReadData",
@@ -115,7 +116,7 @@ def test_the_execution_role_is_least_privilege_and_never_sagemaker_full_access(t
     assert by_sid["ReadData"]["Resource"]["Fn::Join"][1][-1] == "/data_prep/*"
     assert by_sid["WriteArtifacts"]["Resource"]["Fn::Join"][1][-1] == "/client_artifact/*"
     assert by_sid["Metrics"]["Condition"] == {"StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/TrainingJobs"}}
-    for statement in policy["PolicyDocument"]["Statement"]:
+    for statement in by_sid.values():
         assert not any(
             action.endswith(":*")
             for action in ([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])

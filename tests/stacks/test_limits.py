@@ -13,7 +13,7 @@ from stacks.client_stack import ClientStack
 from stacks.config import from_context
 from stacks.limits import Resolution, check, measure
 from stacks.server_stack import ServerStack
-from tests.stacks.cdk_helpers import configured_bundle, default_context, generated_members
+from tests.stacks.cdk_helpers import PRIVATELINK, configured_bundle, default_context, generated_members
 
 
 def assembly(folder, *templates: tuple[str, dict]):
@@ -113,11 +113,12 @@ def test_a_templates_size_is_the_file_the_cdk_wrote_and_security_group_rules_are
         check(assembly(tmp_path, ("ServerStack", {"Resources": rules})))
 
 
-def _server_and_one_client(outdir, members: list[dict]):
+def _server_and_one_client(outdir, members: list[dict], **overrides):
     """One organisation: ServerStack and the first member's stack, as the whole app builds them (every client
     stack is the same size; building 50 would only repeat the first)."""
     context = default_context()
     context["federation:clients"] = members
+    context.update({f"federation:{key}": value for key, value in overrides.items()})
     app = cdk.App(context=context, outdir=str(outdir))
     config = from_context(app.node)
     bundle = configured_bundle()
@@ -132,3 +133,15 @@ def test_fifty_peering_members_the_default_quota_synthesize_within_every_limit(t
     figures = measure(assembly)
     assert 450 < figures["server_resources"] < 500  # eight resources a peering member: the quota's 50 fit
     assert int(str(figures["largest_parameter"]).split()[0].replace(",", "")) <= 8192
+
+
+@pytest.mark.parametrize("members", [100, 300])
+def test_a_hundred_and_three_hundred_privatelink_members_synthesize_within_every_limit(tmp_path, members):
+    """What grew with the members is restructured: one parameter per client entry, pins in 4 KB parts, the members'
+    keys read through one statement of account ids (its own policy) and admitted by one key-policy statement, the
+    kickoff roles 90 to a policy; no peering, so no eight resources a member in ServerStack."""
+    assembly = _server_and_one_client(tmp_path, generated_members(members), **PRIVATELINK)
+    check(assembly)
+    figures = measure(assembly)
+    assert members < figures["server_resources"] < members + 80  # a client entry a member: about 430 fit in 500
+    assert figures["client_resources"] < 100 + members // 40  # a pins part per 40 members or so

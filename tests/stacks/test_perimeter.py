@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.stacks.cdk_helpers import DEPLOYMENTS, SERVER_ACCOUNT, resources, statements
+from tests.stacks.cdk_helpers import DEPLOYMENTS, SERVER_ACCOUNT, Parties, resources, statements
 
 pytestmark = pytest.mark.slow
 
@@ -19,15 +19,17 @@ ENDPOINT_NAMES = {
     "ec2": "ec2",
     "lambda": "lambda",
     "kms": "kms",
+    "elasticloadbalancing": "elasticloadbalancing",
 }
 
 
 def _interface_endpoints(template) -> dict[str, dict]:
-    """Interface endpoints by service suffix (ssm, sts, logs, api, lambda)."""
+    """Interface endpoints to AWS services by service suffix (ssm, sts, logs, api, lambda); not a member's endpoint
+    to the federation's Fleet service (privatelink), which carries only the Flower port to the server."""
     found = {}
     for endpoint in resources(template, "AWS::EC2::VPCEndpoint").values():
         properties = endpoint["Properties"]
-        if properties.get("VpcEndpointType") == "Interface":
+        if properties.get("VpcEndpointType") == "Interface" and "vpce-svc-" not in json.dumps(properties):
             found[json.dumps(properties["ServiceName"]).split(".")[-1].strip('"')] = properties
     return found
 
@@ -50,7 +52,7 @@ def test_interface_endpoints_admit_this_accounts_principals_and_only_the_declare
     deployment, request
 ):
     synth = request.getfixturevalue(deployment)
-    separate = deployment.startswith("separate")
+    separate = isinstance(synth, Parties)
     stacks = synth.client_synth.client_stacks if separate else synth.client_stacks
     # one organisation: the members without a configured fingerprint, whose keys the others' jobs read
     read = (
@@ -169,7 +171,7 @@ def test_every_role_a_service_assumes_names_this_account_as_the_source(deploymen
 @pytest.mark.parametrize("deployment", DEPLOYMENTS)
 def test_another_account_may_assume_only_the_roles_it_needs_each_from_one_principal_arn(deployment, request):
     synth = request.getfixturevalue(deployment)
-    separate = deployment.startswith("separate")
+    peering_roles = not isinstance(synth, Parties) and not deployment.startswith("privatelink")
     for template in synth.clients.values():
         trusted = {}
         for role in resources(template, "AWS::IAM::Role").values():
@@ -177,7 +179,7 @@ def test_another_account_may_assume_only_the_roles_it_needs_each_from_one_princi
                 if "AWS" in statement["Principal"]:
                     trusted[role["Properties"]["RoleName"]] = statement["Condition"]["ArnEquals"]["aws:PrincipalArn"]
         expected = {"FL-kickoff-client-job": f"arn:aws:iam::{SERVER_ACCOUNT}:role/FL-server-notebook"}
-        if not separate:  # one organisation: the server's deployment peers and routes
+        if peering_roles:  # one organisation, peering: the server's deployment peers and routes
             expected["FL-peering-accepter"] = (
                 f"arn:aws:iam::{SERVER_ACCOUNT}:role/cdk-hnb659fds-cfn-exec-role-{SERVER_ACCOUNT}-us-east-1"
             )
