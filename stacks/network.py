@@ -259,7 +259,7 @@ class PrivateNetwork(Construct):
     def allow_endpoint_access(self, peer: ec2.SecurityGroup) -> None:
         """Let ``peer`` reach this VPC's interface endpoints and S3, and nothing else on 443."""
         self.endpoint_security_group.add_ingress_rule(peer, ec2.Port.tcp(443), "HTTPS to interface endpoints")
-        peer.add_egress_rule(self.endpoint_security_group, ec2.Port.tcp(443), "HTTPS to this VPC's interface endpoints")
+        peer.add_egress_rule(self.endpoint_security_group, ec2.Port.tcp(443), "HTTPS to this VPC interface endpoints")
         peer.add_egress_rule(
             ec2.Peer.prefix_list(self.s3_prefix_list_id), ec2.Port.tcp(443), "HTTPS to S3 via the gateway endpoint"
         )

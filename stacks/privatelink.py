@@ -88,15 +88,10 @@ class FleetService(Construct):
         self, vpc: ec2.IVpc, subnets: ec2.SelectedSubnets, notebook_group: ec2.SecurityGroup, port: int
     ) -> elbv2.NetworkLoadBalancer:
         """Internal, in every zone of the server VPC, cross-zone; its group reaches the notebook's Flower port only."""
-        group = ec2.SecurityGroup(
-            self,
-            "LoadBalancerSecurityGroup",
-            vpc=vpc,
-            allow_all_outbound=False,
-            description="Fleet load balancer: member endpoint connections, on to the notebook Flower port",
+        group = _fleet_hop(
+            self, "LoadBalancerSecurityGroup", vpc, "Fleet load balancer: on to the notebook Flower port"
         )
-        group.add_egress_rule(notebook_group, ec2.Port.tcp(port), "to the SuperLink's Fleet gateway")
-        notebook_group.add_ingress_rule(group, ec2.Port.tcp(port), "Flower Fleet API from the members' endpoints")
+        _admit(group, notebook_group, port, "Flower Fleet API from the member endpoints to the SuperLink gateway")
         load_balancer = elbv2.NetworkLoadBalancer(
             self,
             "LoadBalancer",
@@ -111,6 +106,17 @@ class FleetService(Construct):
         )
         _acknowledge_pass_through(load_balancer)
         return load_balancer
+
+
+def _fleet_hop(scope: Construct, construct_id: str, vpc: ec2.IVpc, description: str) -> ec2.SecurityGroup:
+    """A group on the Flower port's way: nothing in or out but what ``_admit`` opens."""
+    return ec2.SecurityGroup(scope, construct_id, vpc=vpc, allow_all_outbound=False, description=description)
+
+
+def _admit(sender: ec2.SecurityGroup, receiver: ec2.SecurityGroup, port: int, what: str) -> None:
+    """``sender`` may reach ``receiver`` on ``port`` (both rules: neither group allows anything by default)."""
+    sender.add_egress_rule(receiver, ec2.Port.tcp(port), what)
+    receiver.add_ingress_rule(sender, ec2.Port.tcp(port), what)
 
 
 def _acknowledge_pass_through(load_balancer: elbv2.NetworkLoadBalancer) -> None:
@@ -140,15 +146,15 @@ class FleetEndpoint(Construct):
         dns_name: str,
     ) -> None:
         super().__init__(scope, construct_id)
-        group = ec2.SecurityGroup(
-            self,
-            "SecurityGroup",
-            vpc=vpc,
-            allow_all_outbound=False,
-            description="Fleet endpoint: the Flower port from this account training jobs only",
+        group = _fleet_hop(
+            self, "SecurityGroup", vpc, "Fleet endpoint: the Flower port from this account training jobs only"
         )
-        group.add_ingress_rule(training_group, ec2.Port.tcp(port), "Flower Fleet API from this account's jobs")
-        training_group.add_egress_rule(group, ec2.Port.tcp(port), "Flower Fleet API through the federation's endpoint")
+        _admit(
+            training_group,
+            group,
+            port,
+            "Flower Fleet API from this account training jobs through the federation endpoint",
+        )
         self.endpoint = ec2.InterfaceVpcEndpoint(
             self,
             "Endpoint",

@@ -4,6 +4,7 @@ endpoint policies, DNS firewall, network-interface scoping, service-role trust, 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -201,3 +202,23 @@ def test_claims_data_and_keys_are_retained_by_default_in_separate_organisations_
             assert bucket["DeletionPolicy"] == "Retain"
         for key in resources(template, "AWS::KMS::Key").values():
             assert key["DeletionPolicy"] == "Retain" and key["Properties"]["PendingWindowInDays"] == 30
+
+
+# EC2's characters for a security group's description, and for a rule's (a rule naming a group or a prefix list
+# also refuses "&"): anything else fails the deploy, not the synth (an apostrophe did, in a rule's description)
+GROUP_DESCRIPTION = re.compile(r"^[a-zA-Z0-9 ._\-:/()#,@\[\]+=&;{}!$*]{0,255}$")
+RULE_DESCRIPTION = re.compile(r"^[a-zA-Z0-9 ._\-:/()#,@\[\]+=;{}!$*]{0,255}$")
+
+
+@pytest.mark.parametrize("deployment", DEPLOYMENTS)
+def test_every_security_group_and_rule_description_is_one_ec2_accepts(deployment, request):
+    synth = request.getfixturevalue(deployment)
+    for template, _account in synth.accounts():
+        for lid, group in resources(template, "AWS::EC2::SecurityGroup").items():
+            properties = group["Properties"]
+            assert GROUP_DESCRIPTION.match(properties["GroupDescription"]), lid
+            for rule in properties.get("SecurityGroupIngress", []) + properties.get("SecurityGroupEgress", []):
+                assert RULE_DESCRIPTION.match(rule.get("Description", "")), (lid, rule.get("Description"))
+        for kind in ("AWS::EC2::SecurityGroupIngress", "AWS::EC2::SecurityGroupEgress"):
+            for lid, rule in resources(template, kind).items():
+                assert RULE_DESCRIPTION.match(rule["Properties"].get("Description", "")), (lid, rule["Properties"])
