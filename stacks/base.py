@@ -28,9 +28,17 @@ class FederationStack(Stack):
     """A stack whose availability zones come from the config, so synth needs no AWS lookup."""
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, config: FederationConfig, account: str, description: str
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: FederationConfig,
+        account: str,
+        description: str,
+        zones: tuple[str, ...] = (),
     ) -> None:
-        self._zones = list(config.availability_zones)
+        """``zones``: this account's names of the federation's zones (default: ``availability_zones``)."""
+        self._zones = list(zones or config.availability_zones)
         super().__init__(
             scope, construct_id, env=Environment(account=account, region=config.region), description=description
         )
@@ -67,14 +75,13 @@ class FederationStack(Stack):
             "Network",
             NetworkSettings(
                 vpc_cidr,
-                self.config.availability_zones,
+                tuple(self._zones),
                 retain,
                 self.key,
                 invokes_lambda=any(call.endpoint == "Lambda" for call in cross_account_calls),
                 uses_kms=uses_kms,
                 cross_account_calls=cross_account_calls,
                 registers_targets=registers_targets,
-                zone_ids=self.config.availability_zone_ids,
                 private_names=private_names,
             ),
             self.custom_resources,

@@ -75,6 +75,9 @@ class ClientAccount:
     seed: int = defaults.SEED
     ranges: SettingRanges = field(default_factory=SettingRanges)
     identity_key_generation: int = 1
+    # its own account's names of the federation's zones (privatelink: the zones availability_zone_ids names, which
+    # have other names in each account); empty: the federation's availability_zones
+    availability_zones: tuple[str, ...] = ()
 
     @property
     def kickoff_role_arn(self) -> str:

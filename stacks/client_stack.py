@@ -59,6 +59,7 @@ class ClientStack(FederationStack):
             config=config,
             account=client.account,
             description=f"Federated fraud detection: client {client.name}",
+            zones=client.availability_zones,
         )
         self.client = client
         identity = _identity_settings(config, client)

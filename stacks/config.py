@@ -13,7 +13,7 @@ import ipaddress
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -28,22 +28,16 @@ from fl_runtime.aws.contract import (
 )
 from fl_runtime.errors import ConfigError
 from stacks.client_config import ClientAccount, check_members, parse_client
-from stacks.config_fields import ACCOUNT, arn_partition, cidr, integer, require, string, whole_number
+from stacks.config_fields import ACCOUNT, arn_partition, cidr, integer, require, string
+from stacks.network_config import PEERING, PEERINGS_PER_VPC, PRIVATELINK, network, peering_quota, privatelink_fields
 
 REGION = re.compile(r"^[a-z]{2}(-gov)?-[a-z]+-\d$")
 INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 ECR_IMAGE = re.compile(r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[\w./-]+:[\w.-]+$")
 SUBNET_PREFIX = 24  # one private subnet of this size per availability zone
-DEFAULT_SUPERLINK_NAME = "superlink.fl-fraud.internal"
 ONE_ORGANISATION = "one-organisation"  # one owner deploys every stack (bootstrap trust, removed after)
 SEPARATE_ORGANISATIONS = "separate-organisations"  # each party deploys its own account; handover files
 DEPLOYMENT_MODES = (SEPARATE_ORGANISATIONS, ONE_ORGANISATION)
-PEERINGS_PER_VPC = (50, 125)  # Amazon VPC's quota of active peering connections per VPC: default, and the most
-PEERING, PRIVATELINK = "peering", "privatelink"  # how the members' jobs reach the SuperLink (docs/deploying.md)
-NETWORKS = (PEERING, PRIVATELINK)
-ZONE_ID = re.compile(r"^[a-z]{2,5}\d+-az\d+$")  # an availability zone's id, the same in every account (use1-az1)
-ENDPOINT_SERVICE = re.compile(r"^com\.amazonaws\.vpce\.[a-z0-9-]+\.vpce-svc-[0-9a-f]{8,17}$")
-DNS_NAME = re.compile(r"^(?=.{4,200}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 
 
 @dataclass(frozen=True)
@@ -81,8 +75,8 @@ class FederationConfig:
     deployment_mode: str = ONE_ORGANISATION
     peering_quota: int = PEERINGS_PER_VPC[0]  # the server VPC's active peerings, as the account's quota allows
     network: str = PEERING
-    # privatelink: each zone's id, in the order of availability_zones; every VPC of the federation puts its subnet
-    # i in zone availability_zone_ids[i] (names differ per account, ids do not), where the endpoint service is
+    # privatelink: each zone's id, in the order of availability_zones: the zones of the server's load balancer, which
+    # every member's subnets must be in (a member names them in its own account: clients[].availability_zones)
     availability_zone_ids: tuple[str, ...] = ()
     # privatelink: the server's endpoint service (its deploy's output FleetEndpointServiceName); "" before it exists
     fleet_endpoint_service: str = ""
@@ -155,16 +149,19 @@ def _training_image(raw: Mapping) -> TrainingImage:
     return TrainingImage(uri, python, str(platform))
 
 
-def _zones(raw: Mapping, region: str) -> tuple[str, ...]:
-    zones = require(raw, "availability_zones")
+def _zones(raw: Mapping, region: str, prefix: str = "", count: int = 0) -> tuple[str, ...]:
+    """At least two different zone names of ``region`` (``count`` of them, for a client's own names)."""
+    zones = require(raw, "availability_zones", prefix)
     if (
         not isinstance(zones, list)
         or len(zones) < 2
+        or (count and len(zones) != count)
         or len(set(map(str, zones))) != len(zones)
         or any(not re.fullmatch(rf"{region}[a-z]", str(z)) for z in zones)
     ):
+        many = f"{count}" if count else "at least two"
         raise ConfigError(
-            f"availability_zones: {zones!r} must list at least two different zones of {region}, e.g. {region}a"
+            f"{prefix}availability_zones: {zones!r} must list {many} different zones of {region}, e.g. {region}a"
         )
     return tuple(str(z) for z in zones)
 
@@ -182,6 +179,8 @@ def _clients(
     networks = {"server_vpc_cidr": server_cidr}
     for index, item in enumerate(raw_clients):
         client, network = parse_client(item, index, region)
+        if isinstance(item, Mapping) and "availability_zones" in item:  # its own account's names for the same zones
+            client = replace(client, availability_zones=_zones(item, region, f"clients[{index}].", zones))
         _fits_subnets(network, f"clients[{index}].vpc_cidr", zones)
         for other_field, other in networks.items() if routed else ():
             if network.overlaps(other):
@@ -228,10 +227,8 @@ def parse(raw: Mapping) -> FederationConfig:
     zones = _zones(raw, region)
     server_cidr = cidr(raw, "server_vpc_cidr")
     _fits_subnets(server_cidr, "server_vpc_cidr", len(zones))
-    network = raw.get("network", PEERING)
-    if network not in NETWORKS:
-        raise ConfigError(f"network: {network!r} is not one of {', '.join(NETWORKS)}")
-    clients = _clients(raw, region, len(zones), server_account, server_cidr, routed=network == PEERING)
+    carried_by = network(raw)
+    clients = _clients(raw, region, len(zones), server_account, server_cidr, routed=carried_by == PEERING)
     notebook = string(raw, "notebook_instance_type", INSTANCE_TYPE, "a SageMaker instance type such as ml.t3.medium")
     training = string(raw, "training_instance_type", INSTANCE_TYPE, "a SageMaker instance type such as ml.m5.large")
     prefix_pattern = re.compile(r"^(/[a-zA-Z0-9_.-]+)+$")
@@ -243,7 +240,7 @@ def parse(raw: Mapping) -> FederationConfig:
     mode = raw.get("deployment_mode", ONE_ORGANISATION)
     if mode not in DEPLOYMENT_MODES:
         raise ConfigError(f"deployment_mode: {mode!r} is not one of {', '.join(DEPLOYMENT_MODES)}")
-    quota = _peering_quota(raw, len(clients) if network == PEERING else 0)
+    quota = peering_quota(raw, len(clients) if carried_by == PEERING else 0)
     return FederationConfig(
         server_account=server_account,
         region=region,
@@ -262,60 +259,9 @@ def parse(raw: Mapping) -> FederationConfig:
         parameter_prefix=parameter_prefix,
         deployment_mode=mode,
         peering_quota=quota,
-        network=network,
-        **(_privatelink(raw, region, zones) if network == PRIVATELINK else {}),
+        network=carried_by,
+        **(privatelink_fields(raw, region, zones) if carried_by == PRIVATELINK else {}),
     )
-
-
-def _privatelink(raw: Mapping, region: str, zones: tuple[str, ...]) -> dict:
-    """The privatelink fields: the zones by id (one per zone name), the service name once the server has one, the
-    name the members dial."""
-    ids = require(raw, "availability_zone_ids")
-    if (
-        not isinstance(ids, list)
-        or len(ids) != len(zones)
-        or len(set(map(str, ids))) != len(ids)
-        or any(not ZONE_ID.fullmatch(str(zone)) for zone in ids)
-    ):
-        raise ConfigError(
-            f"availability_zone_ids: {ids!r} must list {len(zones)} different zone ids (e.g. use1-az1), one for each "
-            f"of availability_zones {list(zones)}: every VPC of a privatelink federation puts its subnets in these "
-            "zones by id, since zone names differ per account (aws ec2 describe-availability-zones shows both)"
-        )
-    service = raw.get("fleet_endpoint_service", "")
-    if service and (
-        not isinstance(service, str) or not ENDPOINT_SERVICE.fullmatch(service) or f".{region}." not in service
-    ):
-        raise ConfigError(
-            f"fleet_endpoint_service: {service!r} is not an endpoint service name of {region} "
-            f"(com.amazonaws.vpce.{region}.vpce-svc-...): ServerStack's output FleetEndpointServiceName"
-        )
-    name = raw.get("superlink_dns_name", DEFAULT_SUPERLINK_NAME)
-    if not isinstance(name, str) or not DNS_NAME.fullmatch(name) or name.endswith(".amazonaws.com"):
-        raise ConfigError(
-            f"superlink_dns_name: {name!r} is not a lower-case DNS name of at least two labels outside amazonaws.com, "
-            f"such as {DEFAULT_SUPERLINK_NAME}"
-        )
-    return {
-        "availability_zone_ids": tuple(map(str, ids)),
-        "fleet_endpoint_service": service,
-        "superlink_dns_name": name,
-    }
-
-
-def _peering_quota(raw: Mapping, clients: int) -> int:
-    """The server VPC's quota of active peering connections, one per client: refused above it at synth, where a
-    deploy would otherwise fail at the first peering past it."""
-    default, most = PEERINGS_PER_VPC
-    quota = raw.get("peering_quota")
-    quota = default if quota is None else whole_number(quota, "peering_quota", 1, most)
-    if clients > quota:
-        raise ConfigError(
-            f"clients: {clients} clients need {clients} VPC peering connections of the server VPC, more than "
-            f"peering_quota {quota} (Amazon VPC's quota of active peering connections per VPC: {default} by default, "
-            f"at most {most} once AWS raised it for the server account); ask AWS to raise it, then set peering_quota"
-        )
-    return quota
 
 
 CONTEXT_PREFIX = "federation:"

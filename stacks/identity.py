@@ -10,9 +10,10 @@
 - The pins document (``fl_runtime.app.pins.ClientPins``, at ``<prefix>/client/<name>/pins``): every client of the
   federation as a member with its configured fingerprint; in one organisation a member without one is named by
   its identity key's alias ARN instead, which the job resolves with ``kms:GetPublicKey`` when it starts (the keys
-  are made at deploy time, so no fingerprint is known at synth). SSM's Standard tier holds 4 KB, Advanced 8 KB: a
-  longer document (about 40 members with fingerprints, 65 without) is written in Standard parts of 4 KB,
-  ``<pins>/part-<i>``, and the parameter holds ``{"parts":N}`` (``contract.read_document`` joins them).
+  are made at deploy time, so no fingerprint is known at synth). SSM's Standard tier holds 4 KB, Advanced 8 KB (the
+  parameter is Intelligent-Tiering: SSM picks the tier); a longer document (about 40 members with fingerprints,
+  65 without) is written in Standard parts of 4 KB, ``<pins>/part-<i>``, each starting with the version the
+  parameter names, ``{"parts":N,"version":V}`` (``contract.read_document`` joins them).
 - What the training jobs may do with them (``job_statements``): sign and read the public key with this identity
   key only, read this pins document only, and in one organisation read the public keys of the other members it
   names by their aliases, through those aliases.
@@ -31,9 +32,10 @@ from constructs import Construct
 
 from fl_runtime.app.pins import ClientPins, Member
 from fl_runtime.aws.contract import document_parts, identity_alias_patterns, part_parameter
+from stacks.bundle.builder import content_digest
 from stacks.client_config import TRAINING_ROLE_NAME, ClientAccount
 
-STANDARD_LIMIT, ADVANCED_LIMIT = 4096, 8192  # bytes of an SSM parameter's value, per tier
+ADVANCED_LIMIT = 8192  # bytes of an SSM parameter's value in the Advanced tier: a longer document goes in parts
 KEY_ID_PLACEHOLDER = "00000000-0000-0000-0000-000000000000"  # as long as the key id KMS gives at deploy time
 KEY_OUTPUT_DESCRIPTION = (
     "This client's identity key (KMS, ECC_NIST_P256): python -m fl_runtime doctor --client {} prints its "
@@ -105,11 +107,6 @@ def pins_document(settings: IdentitySettings, identity_key_arn: str) -> ClientPi
     )
 
 
-def parameter_tier(size: int) -> ssm.ParameterTier:
-    """Standard up to 4 KB, Advanced up to 8 KB (a longer document goes in parts)."""
-    return ssm.ParameterTier.STANDARD if size <= STANDARD_LIMIT else ssm.ParameterTier.ADVANCED
-
-
 class MemberIdentity(Construct):
     """The identity key, its alias and the pins document; see the module docstring."""
 
@@ -143,22 +140,29 @@ class MemberIdentity(Construct):
             )
 
     def _pins_parameters(self, text: str, placeholder: str) -> tuple[ssm.StringParameter, list[ssm.StringParameter]]:
-        """The pins in one parameter up to 8 KB, else ``{"parts":N}`` and N Standard parts; the key's ARN (as long
-        as the placeholder) in place of the placeholder, whichever part holds it."""
+        """The pins in one parameter up to 8 KB, else ``{"parts":N,"version":V}`` and N Standard parts; the key's
+        ARN (as long as the placeholder) in place of the placeholder, whichever part holds it. Intelligent-Tiering:
+        SSM makes the parameter Advanced when its value needs it and never moves it back, which an update to a
+        smaller value in the Standard tier would ask of it, and fail."""
         client, name = self.settings.client, self.settings.pins_parameter
         description = f"Pinned federation settings of member {client.name} (fl_runtime.app.pins)"
-        size = len(text.encode())
-        values = [text] if size <= ADVANCED_LIMIT else document_parts(text, whole=placeholder)
         key_arn = {placeholder: self.key.key_arn}
+        value, values = _with(text, key_arn), list[str]()
+        if len(text.encode()) > ADVANCED_LIMIT:  # the version changes with the pins and with the key's generation
+            version = content_digest(text.encode(), str(client.identity_key_generation).encode())[:16]
+            value, values = document_parts(text, version, whole=placeholder)
         parts = [
             ssm.StringParameter(self, f"PinsPart{index}", parameter_name=part_parameter(name, index),
-                                string_value=_with(value, key_arn), description=f"{description}, part {index}")
-            for index, value in enumerate(values if len(values) > 1 else [], start=1)
+                                string_value=_with(part, key_arn), description=f"{description}, part {index}")
+            for index, part in enumerate(values, start=1)
         ]  # fmt: skip
-        value = _with(text, key_arn) if not parts else json.dumps({"parts": len(parts)}, separators=(",", ":"))
-        tier = parameter_tier(size if not parts else len(value))
         parameter = ssm.StringParameter(
-            self, "Pins", parameter_name=name, string_value=value, tier=tier, description=description
+            self,
+            "Pins",
+            parameter_name=name,
+            string_value=value,
+            tier=ssm.ParameterTier.INTELLIGENT_TIERING,
+            description=description,
         )
         return parameter, parts
 

@@ -25,7 +25,8 @@ TEMPLATE_BYTES = 1_000_000  # a template CloudFormation reads from S3 (the CDK u
 MANAGED_POLICY = 6_144  # characters, white space not counted
 ROLE_INLINE_POLICIES = 10_240  # all inline policies of one role together
 TRUST_POLICY = 2_048  # a role's trust policy, by default (a quota that can be raised to 4,096)
-PARAMETER = {"Standard": 4_096, "Advanced": 8_192}  # an SSM parameter's value, by tier
+# an SSM parameter's value, by tier (Intelligent-Tiering makes one Advanced when its value needs it)
+PARAMETER = {"Standard": 4_096, "Advanced": 8_192, "Intelligent-Tiering": 8_192}
 ENDPOINT_POLICY = 20_480  # a VPC endpoint's policy
 SECURITY_GROUP_RULES = 60  # inbound, and outbound, rules per security group (the default quota)
 BUCKET_POLICY = 20_480

@@ -90,8 +90,6 @@ class NetworkSettings:
     uses_kms: bool = False  # a KMS endpoint too
     cross_account_calls: tuple[CrossAccountCall, ...] = ()
     registers_targets: bool = False  # an Elastic Load Balancing endpoint too
-    # privatelink: the zone id of each of availability_zones, where this VPC puts its subnets (same order)
-    zone_ids: tuple[str, ...] = ()
     private_names: tuple[str, ...] = ()  # names a private hosted zone of this VPC answers: the DNS firewall allows them
 
 
@@ -122,8 +120,6 @@ class PrivateNetwork(Construct):
             "Availability zones come from the federation config (pinned so synth needs no AWS lookup); "
             "set them per region in cdk.json",
         )
-        if settings.zone_ids:
-            self._place_by_zone_id(settings)
         self._flow_logs(settings)
         self.subnets = self.vpc.select_subnets(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED)
         self.s3_endpoint = self._s3_endpoint()
@@ -146,16 +142,6 @@ class PrivateNetwork(Construct):
             log_key=settings.log_key,
             retain_logs=settings.retain_logs,
         )
-
-    def _place_by_zone_id(self, settings: NetworkSettings) -> None:
-        """Each subnet in its zone by id: a zone name means another zone in each account, an id the same one, and
-        a member's endpoint can only be in a zone the server's load balancer is in."""
-        for subnet in self.vpc.isolated_subnets:
-            zone_id = settings.zone_ids[settings.availability_zones.index(subnet.availability_zone)]
-            resource = subnet.node.default_child
-            assert isinstance(resource, ec2.CfnSubnet)
-            resource.add_property_deletion_override("AvailabilityZone")
-            resource.add_property_override("AvailabilityZoneId", zone_id)
 
     def _flow_logs(self, settings: NetworkSettings) -> None:
         """All traffic, into an encrypted log group of this stack."""

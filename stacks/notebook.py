@@ -46,6 +46,7 @@ class NotebookSettings:
 PEERING_READS = ("ec2:DescribeVpcPeeringConnections", "ec2:DescribeRouteTables", "ec2:DescribeSecurityGroups")
 PRIVATELINK_READS = (
     "ec2:DescribeVpcEndpoints",
+    "ec2:DescribeVpcEndpointServices",
     "ec2:DescribeSubnets",
     "ec2:DescribeAvailabilityZones",
     "ec2:DescribeNetworkInterfaces",

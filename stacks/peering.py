@@ -239,7 +239,9 @@ class Peering(Construct):
         """The client's VPC id and route-table ids, read through its FL-peering-routes role."""
         config, client = self.config, self.client
         # changes with what the client VPC is made from: a replaced client VPC is read again
-        vpc_shape = content_digest(*(part.encode() for part in (client.vpc_cidr, *config.availability_zones)))[:8]
+        vpc_shape = content_digest(
+            *(part.encode() for part in (client.vpc_cidr, *(client.availability_zones or config.availability_zones)))
+        )[:8]
         lookup = cr.AwsCustomResource(
             self,
             "ClientIds",

@@ -33,6 +33,15 @@ from constructs import Construct
 
 from stacks.compliance import AWS_SOLUTIONS, HIPAA, acknowledge
 
+REGISTER_TARGETS = ("elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets")
+ACCEPT = ("ec2:AcceptVpcEndpointConnections",)
+DESCRIBE_FLEET = (
+    "elasticloadbalancing:DescribeTargetHealth",
+    "ec2:DescribeVpcEndpointConnections",
+    "ec2:DescribeVpcEndpointServiceConfigurations",
+)
+FLEET_OPERATIONS = REGISTER_TARGETS + ACCEPT + DESCRIBE_FLEET  # the server notebook's, besides PRIVATELINK_READS
+
 
 class FleetService(Construct):
     """The server's load balancer and endpoint service in front of the notebook's Flower port."""
@@ -192,25 +201,12 @@ def allow_fleet_operations(policy: iam.ManagedPolicy, fleet: FleetService) -> No
     )
     policy.add_statements(
         iam.PolicyStatement(
-            sid="RegisterTheNotebookAsTheFleetTarget",
-            actions=["elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"],
+            sid="RegisterTheNotebookAsTheFleetTarget", actions=list(REGISTER_TARGETS),
             resources=[fleet.target_group.target_group_arn],
         ),
-        iam.PolicyStatement(
-            sid="AcceptTheMembersEndpoints",
-            actions=["ec2:AcceptVpcEndpointConnections"],
-            resources=[service_arn],
-        ),
-        iam.PolicyStatement(
-            sid="DescribeTheFleetService",
-            actions=[
-                "elasticloadbalancing:DescribeTargetHealth",
-                "ec2:DescribeVpcEndpointConnections",
-                "ec2:DescribeVpcEndpointServiceConfigurations",
-            ],
-            resources=["*"],
-        ),
-    )
+        iam.PolicyStatement(sid="AcceptTheMembersEndpoints", actions=list(ACCEPT), resources=[service_arn]),
+        iam.PolicyStatement(sid="DescribeTheFleetService", actions=list(DESCRIBE_FLEET), resources=["*"]),
+    )  # fmt: skip
     acknowledge(
         policy,
         f"{AWS_SOLUTIONS}IAM5[Resource::*]",

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fl_runtime.documents import JsonDocument
+from fl_runtime.errors import ConfigError
 
 SETTINGS = "settings"
 JOB_NAME_MAX = 63  # SageMaker's limit on a training-job name
@@ -31,21 +32,26 @@ IDENTITY_ALIAS_PREFIX = "alias/fl-identity-"  # + a client's name: its identity 
 
 
 PART_LIMIT = 4096  # bytes of one part of a pins document: SSM's Standard tier
-PARTS = re.compile(r'^\{"parts":([1-9][0-9]{0,2})\}$')  # what a pins parameter holds when its document is in parts
+# what a pins parameter holds when its document is in parts: how many, and the version every part starts with
+PARTS = re.compile(r'^\{"parts":([1-9][0-9]{0,2}),"version":"([0-9a-f]{16})"\}$')
+READ_ATTEMPTS = 3  # a document read while a stack update rewrites it is read again, whole
 
 
-def document_parts(text: str, limit: int = PART_LIMIT, whole: str = "") -> list[str]:
-    """A document too long for one parameter, cut into ``<parameter>/part-<i>`` values of at most ``limit``
-    characters (the pins are ASCII JSON: a character is a byte); the parameter itself then holds ``{"parts":N}``.
-    No cut falls inside an occurrence of ``whole`` (a placeholder the stack replaces in each part)."""
+def document_parts(text: str, version: str, whole: str = "") -> tuple[str, list[str]]:
+    """A document too long for one parameter: the value of its parameter (``{"parts":N,"version":...}``) and the
+    values of ``<parameter>/part-<i>``, each ``<version>`` and a newline, then at most what fits in 4 KB of the
+    text (the pins are ASCII JSON: a character is a byte). ``version`` (16 hex digits) tells one deploy's parts
+    from another's. No cut falls inside an occurrence of ``whole`` (a placeholder the stack replaces in each part)."""
+    limit = PART_LIMIT - len(version) - 1
     spans = [(found.start(), found.end()) for found in re.finditer(re.escape(whole), text)] if whole else []
-    parts, start = [], 0
+    chunks, start = [], 0
     while start < len(text):
         end = min(start + limit, len(text))
         end = next((first for first, last in spans if first < end < last and first > start), end)
-        parts.append(text[start:end])
+        chunks.append(text[start:end])
         start = end
-    return parts
+    head = f'{{"parts":{len(chunks)},"version":"{version}"}}'
+    return head, [f"{version}\n{chunk}" for chunk in chunks]
 
 
 def part_parameter(parameter: str, index: int) -> str:
@@ -54,13 +60,19 @@ def part_parameter(parameter: str, index: int) -> str:
 
 
 def read_document(parameter: str, value_of: Any) -> str:
-    """The document at ``parameter``, joined from its parts when it holds ``{"parts":N}`` (``value_of``: a
-    parameter's value by name)."""
-    text = value_of(parameter)
-    parts = PARTS.fullmatch(text)
-    if parts is None:
-        return text
-    return "".join(value_of(part_parameter(parameter, index)) for index in range(1, int(parts.group(1)) + 1))
+    """The document at ``parameter``, joined from its parts when it holds ``{"parts":N,"version":V}`` (``value_of``:
+    a parameter's value by name). Parts of another version (a stack update between two reads) are read again; a
+    document that keeps changing is a ConfigError naming the parameter."""
+    for _attempt in range(READ_ATTEMPTS):
+        text = value_of(parameter)
+        head = PARTS.fullmatch(text)
+        if head is None:
+            return text
+        count, version = int(head.group(1)), head.group(2)
+        parts = [value_of(part_parameter(parameter, index)) for index in range(1, count + 1)]
+        if all(part.startswith(f"{version}\n") for part in parts):
+            return "".join(part[len(version) + 1 :] for part in parts)
+    raise ConfigError(f"{parameter}: its parts changed while being read, {READ_ATTEMPTS} times; read it again later")
 
 
 def server_parameter(prefix: str, key: str = SETTINGS) -> str:

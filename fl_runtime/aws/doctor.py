@@ -94,6 +94,7 @@ from fl_runtime.aws.doctor_checks import (
     staged_data_check,
 )
 from fl_runtime.aws.doctor_members import member_checks
+from fl_runtime.aws.doctor_privatelink import client_checks as fleet_client_checks
 from fl_runtime.aws.doctor_privatelink import client_fleet_checks, server_fleet_checks
 from fl_runtime.aws.fleet_service import PRIVATELINK, job_address, private_address
 from fl_runtime.aws.stage_data import TRAIN, VALIDATION
@@ -138,6 +139,7 @@ class ServerView:
     dry_run: dict
     server_app: str
     network: ServerNetwork | None
+    fleet_connections: list[dict] | None = None  # through PrivateLink: the endpoints connected to the service
 
     @property
     def settings(self) -> ServerAccountSettings:
@@ -156,14 +158,17 @@ def server_checks(parameter_prefix: str, rehearsal: Path | None = None, session:
         ]
     settings = server.settings
     summary = f"{rehearsal or parameter}: {len(settings.clients)} clients, Flower port {settings.flower_port}"
+    connections = None
     if settings.network == PRIVATELINK:
         summary += f", PrivateLink to {settings.superlink_dns_name}"
-        network, network_problems = None, server_fleet_checks(server.ec2(), server.elbv2(), settings, _here(settings))
+        network = None
+        network_problems, connections = server_fleet_checks(server.ec2(), server.elbv2(), settings, _here(settings))
     else:
         network, network_problems = _server_network(server)
     checks = [passed(SERVER_SETTINGS, "", summary), _test_set(server), *network_problems]
     with tempfile.TemporaryDirectory(prefix="fl-doctor-") as folder:
-        view = ServerView(server, dry_run_request(settings, Path(folder)), app_content_hash(), network)
+        request = dry_run_request(settings, Path(folder))
+        view = ServerView(server, request, app_content_hash(), network, connections)
         for entry in settings.clients:
             checks += _client_from_server(view, entry)
     return checks
@@ -213,6 +218,8 @@ def _server_network(server: ServerSide) -> tuple[ServerNetwork | None, list[Chec
 def _client_from_server(view: ServerView, entry: ClientEntry) -> list[Check]:
     """One client, seen from the server: its kickoff role, settings and launcher, then the network toward it."""
     checks, client = _reach_checks(view, entry)
+    if view.fleet_connections is not None:
+        return checks + fleet_client_checks(view.settings, entry, view.fleet_connections, client)
     if view.network is None:
         return checks
     jobs_group = client.launch.training_security_group_id if client else entry.training_security_group_id

@@ -28,6 +28,7 @@ from fl_runtime.aws.contract import ClientAccountSettings, ClientEntry, ServerAc
 from fl_runtime.aws.doctor_checks import NETWORK, Check, passed, problem
 from fl_runtime.errors import FederationError
 
+PENDING = "pendingAcceptance"  # EC2 answers it so; botocore's model spells it PendingAcceptance: compared in lower case
 ENDPOINT_SERVICE, ZONES, FLEET_TARGET = "endpoint service", "zones", "fleet target"
 ENDPOINT_CONNECTION, FLEET_ENDPOINT, PRIVATE_NAME = "endpoint connection", "fleet endpoint", "private name"
 REDEPLOY_SERVER = "redeploy ServerStack (network privatelink): it makes the Fleet load balancer and endpoint service"
@@ -37,8 +38,8 @@ def service_check(service: dict | None, service_id: str) -> Check:
     """The endpoint service exists, is Available and requires acceptance (DescribeVpcEndpointServiceConfigurations)."""
     if service is None:
         return problem(ENDPOINT_SERVICE, "", f"{service_id or 'no id'}: no such endpoint service here", REDEPLOY_SERVER)
-    state, name = service.get("ServiceState"), service.get("ServiceName", service_id)
-    if state != "Available":
+    state, name = service.get("ServiceState", ""), service.get("ServiceName", service_id)
+    if state.lower() != "available":
         return problem(ENDPOINT_SERVICE, "", f"{name} is {state}, not Available", REDEPLOY_SERVER)
     if not service.get("AcceptanceRequired"):
         detail = f"{name} accepts any allowed account's endpoint without the server's acceptance"
@@ -74,24 +75,46 @@ def target_check(targets: list[dict], address: str, port: int) -> Check:
     return passed(FLEET_TARGET, "", f"{address}:{port} ({state}; healthy while federate runs)")
 
 
-def connection_check(entry: ClientEntry, connections: list[dict], service_name: str) -> Check:
-    """The client's account has a connection to the service, available (DescribeVpcEndpointConnections)."""
-    mine = [c for c in connections if c.get("VpcEndpointOwner") == entry.account]
-    if not mine:
-        fix = f"client {entry.name} deploys its stack with fleet_endpoint_service={service_name}"
-        return problem(ENDPOINT_CONNECTION, entry.name, f"no endpoint of account {entry.account} to the service", fix)
-    states = {c["VpcEndpointId"]: c.get("VpcEndpointState", "") for c in mine}
-    if all(state.lower() == "available" for state in states.values()):
-        return passed(ENDPOINT_CONNECTION, entry.name, ", ".join(f"{i} available" for i in states))
-    listed = ", ".join(f"{endpoint} {state}" for endpoint, state in states.items())
-    pending = [endpoint for endpoint, state in states.items() if state == "pendingAcceptance"]
+def connection_check(entry: ClientEntry, connections: list[dict], service_name: str, published: str | None) -> Check:
+    """The endpoint the client publishes (``published``; None when its settings could not be read) is connected to
+    the service and available (DescribeVpcEndpointConnections); any other endpoint of its account is named."""
+    mine = {c["VpcEndpointId"]: c for c in connections if c.get("VpcEndpointOwner") == entry.account}
+    deploy = f"client {entry.name} deploys its stack with fleet_endpoint_service={service_name}"
+    if published == "":
+        return problem(ENDPOINT_CONNECTION, entry.name, "its settings name no Fleet endpoint yet", deploy)
+    others = sorted(set(mine) - {published}) if published else []
+    if others:
+        detail = (
+            f"endpoints {', '.join(others)} of account {entry.account} are not the one client {entry.name} publishes"
+        )
+        fix = (
+            "reject them: aws ec2 reject-vpc-endpoint-connections --service-id <endpoint_service_id> "
+            f"--vpc-endpoint-ids {' '.join(others)}"
+        )
+        return problem(ENDPOINT_CONNECTION, entry.name, detail, fix)
+    connection = mine.get(published) if published else next(iter(mine.values()), None)
+    if connection is None:
+        return problem(
+            ENDPOINT_CONNECTION, entry.name, f"no endpoint of account {entry.account} to the service", deploy
+        )
+    endpoint, state = connection["VpcEndpointId"], connection.get("VpcEndpointState", "")
+    if state.lower() == "available":
+        return passed(ENDPOINT_CONNECTION, entry.name, f"{endpoint} available")
     fix = (
         f"federate accepts it when it starts; or: aws ec2 accept-vpc-endpoint-connections --service-id "
-        f"<endpoint_service_id> --vpc-endpoint-ids {' '.join(pending)}"
-        if pending
+        f"<endpoint_service_id> --vpc-endpoint-ids {endpoint}"
+        if state.lower() == PENDING.lower()
         else f"client {entry.name} redeploys its stack (a rejected or failed endpoint is replaced)"
     )
-    return problem(ENDPOINT_CONNECTION, entry.name, listed, fix)
+    return problem(ENDPOINT_CONNECTION, entry.name, f"{endpoint} {state}", fix)
+
+
+def name_agrees(entry: ClientEntry, server_name: str, client_name: str) -> Check:
+    """The name the client's jobs dial is the one the SuperLink's certificate carries."""
+    if client_name == server_name:
+        return passed(PRIVATE_NAME, entry.name, f"its jobs dial {client_name}, the name the certificate carries")
+    detail = f"its jobs dial {client_name or 'an address (peering)'}; the certificate names {server_name}"
+    return problem(PRIVATE_NAME, entry.name, detail, "every party's federation file: the same superlink_dns_name")
 
 
 def endpoint_check(client: str, endpoint: dict | None, endpoint_id: str) -> Check:
@@ -126,16 +149,25 @@ def _call(party: str, what: str, call: Callable[[], Any]) -> Any:
         return call()
 
 
-def zone_ids(ec2: Any, names: list[str], party: str) -> set[str]:
-    """The ids of the zones named ``names`` in the caller's account."""
+def offered_zone_ids(ec2: Any, service: dict | None, party: str) -> set[str]:
+    """The ids of the zones a service is offered in: EC2's AvailabilityZoneIds, or its zone names (in the caller's
+    account) turned into ids where an answer has only those."""
+    if service is None:
+        return set()
+    if service.get("AvailabilityZoneIds"):
+        return set(service["AvailabilityZoneIds"])
+    names = list(service.get("AvailabilityZones", []))
     if not names:
         return set()
     zones = _call(party, "describing availability zones", lambda: ec2.describe_availability_zones(ZoneNames=names))
     return {zone["ZoneId"] for zone in zones["AvailabilityZones"]}
 
 
-def server_fleet_checks(ec2: Any, elbv2: Any, settings: ServerAccountSettings, address: str | None) -> list[Check]:
-    """The service, its zones, the notebook as the target, and each client's connection."""
+def server_fleet_checks(
+    ec2: Any, elbv2: Any, settings: ServerAccountSettings, address: str | None
+) -> tuple[list[Check], list[dict] | None]:
+    """The service, its zones and the notebook as the target; and the connections to the service, for each client's
+    check (``client_checks``), None when they could not be described."""
     service_id = settings.endpoint_service_id
     try:
         services = _call(
@@ -146,7 +178,7 @@ def server_fleet_checks(ec2: Any, elbv2: Any, settings: ServerAccountSettings, a
             ),
         )["ServiceConfigurations"]
         service = services[0] if services else None
-        offered = zone_ids(ec2, list(service.get("AvailabilityZones", [])) if service else [], "server")
+        offered = offered_zone_ids(ec2, service, "server")
         targets = _call(
             "server",
             "describing the Fleet targets",
@@ -161,14 +193,27 @@ def server_fleet_checks(ec2: Any, elbv2: Any, settings: ServerAccountSettings, a
             lambda: [c for page in pages for c in page["VpcEndpointConnections"]],
         )
     except FederationError as error:
-        return [problem(NETWORK, "", str(error), "the notebook role reads the Fleet service: redeploy ServerStack")]
-    name = service.get("ServiceName", service_id) if service else service_id
+        return [
+            problem(NETWORK, "", str(error), "the notebook role reads the Fleet service: redeploy ServerStack")
+        ], None
     checks = [service_check(service, service_id), zones_check("", offered, set(settings.zone_ids), REDEPLOY_SERVER)]
     if address is None:
         checks.append(problem(FLEET_TARGET, "", "this machine is not in the server VPC", "run doctor on the notebook"))
     else:
         checks.append(target_check(targets["TargetHealthDescriptions"], address, settings.flower_port))
-    return checks + [connection_check(entry, connections, name) for entry in settings.clients]
+    return checks, connections
+
+
+def client_checks(
+    settings: ServerAccountSettings, entry: ClientEntry, connections: list[dict], client: ClientAccountSettings | None
+) -> list[Check]:
+    """One client seen from the server: the endpoint it publishes is connected, and it dials the certificate's name."""
+    service_name = f"com.amazonaws.vpce.{settings.region}.{settings.endpoint_service_id}"
+    published = client.fleet_endpoint_id if client else None
+    checks = [connection_check(entry, connections, service_name, published)]
+    if client is not None:
+        checks.append(name_agrees(entry, settings.superlink_dns_name, client.launch.superlink_dns_name))
+    return checks
 
 
 def resolve(name: str) -> list[str] | str:
@@ -201,7 +246,7 @@ def client_fleet_checks(ec2: Any, settings: ClientAccountSettings, lookup: Calla
             "describing the Fleet service",
             lambda: ec2.describe_vpc_endpoint_services(ServiceNames=[endpoint["ServiceName"]]),
         )["ServiceDetails"]
-        offered = zone_ids(ec2, list(service[0].get("AvailabilityZones", [])) if service else [], client)
+        offered = offered_zone_ids(ec2, service[0] if service else None, client)
         interfaces = _call(
             client,
             "describing the endpoint's interfaces",

@@ -121,7 +121,7 @@ class ServerAccount(Protocol):
     def publish(self, folder: Path, run: str) -> str: ...
     def register(self, request: dict) -> Registered: ...
     def clients(self, session_name: str) -> list[ClientHandle]: ...
-    def open_fleet(self, address: str) -> list[str]: ...
+    def open_fleet(self, address: str, endpoints: dict[str, str]) -> list[str]: ...
 
 
 def run_tag(now: dt.datetime | None = None) -> str:
@@ -154,8 +154,6 @@ class Federation:
         self.address = self.address or private_address(settings)
         self.link = start_superlink(self.supervisor, self.workspace, superlink_names(settings, self.address))
         fleet_gateway.start(self.supervisor, self.link, f"{self.address}:{self.port}", self.workspace)
-        for done in self.server.open_fleet(self.address):  # through PrivateLink: the load balancer's target
-            self.console.print(done, highlight=False)
         self.console.print(
             f"SuperLink on 127.0.0.1:{self.link.port} (TLS, SuperNode authentication); Fleet API only on "
             f"{self.address}:{self.port}",
@@ -174,7 +172,11 @@ class Federation:
         the run's CA, nothing more."""
         ca_certificate = self.superlink.tls.ca_certificate.read_bytes()
         address = job_address(self.server.settings, str(self.address), self.port)
-        for handle in self.server.clients(session_name=f"fl-federate-{self.tag}"):
+        handles = self.server.clients(session_name=f"fl-federate-{self.tag}")
+        # through PrivateLink: the notebook as the load balancer's target, each member's published endpoint accepted
+        for done in self.server.open_fleet(str(self.address), {h.name: h.settings.fleet_endpoint_id for h in handles}):
+            self.console.print(done, highlight=False)
+        for handle in handles:
             self.clients.append(handle)
             started = handle.launcher.start(self.tag, address, ca_certificate)
             handle.job, handle.key_uri = started.job, started.public_key_uri

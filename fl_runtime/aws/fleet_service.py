@@ -7,9 +7,11 @@ endpoints lead to the server's load balancer, which forwards to an IP target. So
 - the launchers are sent no address (each account's launcher points its job at the name itself);
 - the notebook's current address is the load balancer's one target (a notebook instance gets a new address
   when it restarts: any other registered address is deregistered);
-- the endpoint connections pending acceptance whose owner is a member account are accepted (the service admits
-  only member accounts, and requires acceptance; CloudFormation cannot accept a connection made after the deploy).
-  A pending connection of any other account is left pending and named.
+- the endpoint connections pending acceptance are accepted if each is the endpoint a member publishes in its
+  settings (``fleet_endpoint_id``, read through its kickoff role) and its owner is that member's account: the
+  service admits only member accounts and requires acceptance, and CloudFormation cannot accept a connection made
+  after the deploy. Any other pending connection (another account's, or another endpoint of a member account, from
+  a VPC that is not its federation VPC) is left pending and named.
 
 With peering none of this applies: the jobs dial the notebook's address, sent by federate and checked by each
 launcher against the server VPC.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Mapping
 from typing import Any
 
 from fl_runtime.aws.calls import aws_call
@@ -63,12 +66,15 @@ def job_address(settings: ServerAccountSettings, address: str, port: int) -> str
     return None if settings.network == PRIVATELINK else f"{address}:{port}"
 
 
-def open_fleet(elbv2: Any, ec2: Any, settings: ServerAccountSettings, address: str) -> list[str]:
-    """The notebook as the load balancer's only target, and the members' pending connections accepted; returns what
-    was done, one line each. FederationError names the call that failed."""
+def open_fleet(
+    elbv2: Any, ec2: Any, settings: ServerAccountSettings, address: str, endpoints: Mapping[str, str]
+) -> list[str]:
+    """The notebook as the load balancer's only target, and the members' published endpoints accepted
+    (``endpoints``: each member's ``fleet_endpoint_id`` by name); returns what was done, one line each.
+    FederationError names the call that failed."""
     if settings.network != PRIVATELINK:
         return []
-    return [*_register(elbv2, settings, address), *_accept(ec2, settings)]
+    return [*_register(elbv2, settings, address), *_accept(ec2, settings, endpoints)]
 
 
 def _register(elbv2: Any, settings: ServerAccountSettings, address: str) -> list[str]:
@@ -95,20 +101,28 @@ def pending_connections(ec2: Any, service_id: str) -> list[dict]:
             Filters=[{"Name": "service-id", "Values": [service_id]}]
         )
         connections = [c for page in pages for c in page["VpcEndpointConnections"]]
-    return [c for c in connections if c.get("VpcEndpointState") == PENDING]
+    # EC2 answers pendingAcceptance; botocore's model spells it PendingAcceptance
+    return [c for c in connections if str(c.get("VpcEndpointState", "")).lower() == PENDING.lower()]
 
 
-def _accept(ec2: Any, settings: ServerAccountSettings) -> list[str]:
+def _refusal(connection: dict, members: Mapping[str, str], endpoints: Mapping[str, str]) -> str | None:
+    """Why a pending connection is not a member's published endpoint; None when it is."""
+    owner, endpoint = connection.get("VpcEndpointOwner"), connection["VpcEndpointId"]
+    name = members.get(str(owner))
+    if name is None:
+        return f"{endpoint} of account {owner} left pending: not a member account"
+    if endpoints.get(name) != endpoint:
+        published = endpoints.get(name) or "none"
+        return f"{endpoint} of client {name}'s account left pending: not the endpoint it publishes ({published})"
+    return None
+
+
+def _accept(ec2: Any, settings: ServerAccountSettings, endpoints: Mapping[str, str]) -> list[str]:
     service = settings.endpoint_service_id
     members = {entry.account: entry.name for entry in settings.clients}
     pending = pending_connections(ec2, service)
-    accepted = [c for c in pending if c.get("VpcEndpointOwner") in members]
-    done = [
-        f"Fleet endpoint service: {c['VpcEndpointId']} of account {c.get('VpcEndpointOwner')} left pending: "
-        "not a member account"
-        for c in pending
-        if c not in accepted
-    ]
+    accepted = [c for c in pending if _refusal(c, members, endpoints) is None]
+    done = [f"Fleet endpoint service: {_refusal(c, members, endpoints)}" for c in pending if c not in accepted]
     if accepted:
         ids = [c["VpcEndpointId"] for c in accepted]
         with aws_call("server", f"accepting the endpoint connections {', '.join(ids)} to {service}"):

@@ -117,10 +117,11 @@ class AwsServer:
             raise FederationError(f"CreateModelPackage failed: {error}") from None
         return Registered(arn, version_of(arn))
 
-    def open_fleet(self, address: str) -> list[str]:
-        """Through PrivateLink: this notebook as the load balancer's target, the members' endpoints accepted."""
+    def open_fleet(self, address: str, endpoints: dict[str, str]) -> list[str]:
+        """Through PrivateLink: this notebook as the load balancer's target, the members' published endpoints
+        (``endpoints``, by client name) accepted."""
         elbv2, ec2 = (self.session.client(name, config=boto_config()) for name in ("elbv2", "ec2"))
-        return open_fleet(elbv2, ec2, self.settings, address)
+        return open_fleet(elbv2, ec2, self.settings, address, endpoints)
 
     def clients(self, session_name: str) -> list[ClientHandle]:
         sts = self.session.client("sts", config=boto_config())
@@ -211,6 +212,6 @@ class RehearsalServer:
     def clients(self, session_name: str) -> list[ClientHandle]:
         return [ClientHandle(s.client, s, LocalLauncher(s.launch, self.jobs)) for s in self.client_settings]
 
-    def open_fleet(self, address: str) -> list[str]:
+    def open_fleet(self, address: str, endpoints: dict[str, str]) -> list[str]:
         """A rehearsal has no load balancer: its jobs dial the gateway's address, or their private name, directly."""
         return []

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fl_runtime import defaults
-from fl_runtime.launch.flower import SuperNodeSpec, flower_env, free_port
+from fl_runtime.launch.flower import SuperNodeSpec, flower_env, free_port, idle_poll
 from fl_runtime.launch.processes import Supervisor
 
 
@@ -25,7 +25,7 @@ class ClientNode:
     approved: tuple[str, ...]  # app content hashes this client runs
     workspace: Path
     environment: dict[str, str] = field(default_factory=dict)
-    runner_poll_seconds: float = defaults.TASK_POLL_SECONDS
+    runner_poll_seconds: float = field(default_factory=lambda: idle_poll(defaults.TASK_POLL_SECONDS))
 
     @property
     def supernode(self) -> str:

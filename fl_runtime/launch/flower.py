@@ -26,9 +26,29 @@ from fl_runtime.errors import ProcessError
 from fl_runtime.launch.pki import NodeKey, TlsFiles, create_tls
 from fl_runtime.launch.processes import Supervisor
 
-# The SuperExec inside SuperLink and SuperNode polls for work once a second by default; this
-# supported setting makes a new message start its ClientApp without that wait.
-FAST_TASK_POLL = {"FLWR_SUPEREXEC_TASK_POLL_INTERVAL": f"{defaults.TASK_POLL_SECONDS:g}"}
+IDLE_POLL_ENV = "FL_IDLE_POLL_SECONDS"
+
+
+def idle_poll(default: float) -> float:
+    """How often an idle process of a run asks for work or replies: ``default``, or the launcher's environment's
+    ``FL_IDLE_POLL_SECONDS`` (the test suite sets 0.25 s, sparing the CPU that dozens of idle Flower processes spend
+    on 50 ms polls). It is the launcher's setting, never the app's: the FAB and its hash do not change with it."""
+    value = os.environ.get(IDLE_POLL_ENV, "")
+    try:
+        seconds = float(value) if value else default
+    except ValueError:
+        raise ProcessError(f"environment variable {IDLE_POLL_ENV}: {value!r} is not a number of seconds") from None
+    if not 0 < seconds <= 5:
+        raise ProcessError(f"environment variable {IDLE_POLL_ENV}: {value!r} is not from 0 to 5 seconds")
+    return seconds
+
+
+def task_poll_environment() -> dict[str, str]:
+    """The SuperExec inside SuperLink and SuperNode polls for work once a second by default; this supported
+    setting makes a new message start its ClientApp without that wait."""
+    return {"FLWR_SUPEREXEC_TASK_POLL_INTERVAL": f"{idle_poll(defaults.TASK_POLL_SECONDS):g}"}
+
+
 QUIET = {"FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1", "PYTHONUNBUFFERED": "1"}
 # One BLAS thread per process: three clients on two cores must not oversubscribe them.
 ONE_THREAD = dict.fromkeys(("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"), "1")
@@ -107,7 +127,7 @@ class SuperLink:
                 "--enable-supernode-auth",
                 "--disable-runtime-dependency-installation",
             ],
-            flower_env(self.workspace / "superlink-home", FAST_TASK_POLL if fast_task_poll else {}),
+            flower_env(self.workspace / "superlink-home", task_poll_environment() if fast_task_poll else {}),
             self.workspace / "superlink",
         )
         self.cli_home.mkdir(parents=True, exist_ok=True)

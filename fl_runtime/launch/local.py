@@ -27,7 +27,7 @@ from fl_runtime.files import write_text_atomic
 from fl_runtime.launch import faults
 from fl_runtime.launch.client_node import ClientNode
 from fl_runtime.launch.fab import app_content_hash, stage_app
-from fl_runtime.launch.flower import ONE_THREAD, SuperLink, SuperNodeSpec, start_superlink
+from fl_runtime.launch.flower import ONE_THREAD, SuperLink, SuperNodeSpec, idle_poll, start_superlink
 from fl_runtime.launch.follow import RunWatch, follow_run
 from fl_runtime.launch.options import RunOptions, timestamp
 from fl_runtime.launch.pki import create_node_key
@@ -173,7 +173,7 @@ class LocalFederation:
             self._start_supernode(superlink, name, path, pins[name]): name for name, path in inputs.clients.items()
         }
         write_node_names(workspace / NODE_NAMES_FILE, node_names)
-        poll = defaults.REPLY_POLL_SECONDS if options.fast_polling else defaults.STOCK_REPLY_POLL_SECONDS
+        poll = idle_poll(defaults.REPLY_POLL_SECONDS) if options.fast_polling else defaults.STOCK_REPLY_POLL_SECONDS
         settings = options.run_settings(
             members=list(inputs.clients),
             min_clients=min_clients,
@@ -201,7 +201,7 @@ class LocalFederation:
         view = self.folders.staging / CLIENT_VIEWS / name
         node_config = {"data-path": str(data), "pins-file": str(pins), "view-dir": str(view)}
         spec = SuperNodeSpec(superlink.address, superlink.tls.ca_certificate, key, node_config, max_wait_time=60)
-        poll = defaults.TASK_POLL_SECONDS if self.options.fast_polling else defaults.STOCK_TASK_POLL_SECONDS
+        poll = idle_poll(defaults.TASK_POLL_SECONDS) if self.options.fast_polling else defaults.STOCK_TASK_POLL_SECONDS
         node = ClientNode(name, spec, (app_content_hash(),), self.workspace / f"node-{name}", ONE_THREAD, poll)
         if not faults.never_joins(name):
             node.start(self.supervisor)

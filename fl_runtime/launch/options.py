@@ -13,6 +13,7 @@ from typing import ClassVar, Self
 from fl_runtime import defaults
 from fl_runtime.app.run_settings import RunSettings
 from fl_runtime.errors import OptionsError
+from fl_runtime.launch.flower import idle_poll
 from fl_runtime.learning.families import family
 from fl_runtime.learning.task import TrainingPlan
 
@@ -71,9 +72,11 @@ class RunOptions(ABC):
         out_dir: Path,
         description: str,
         node_names: Path,
-        reply_poll_seconds: float = defaults.REPLY_POLL_SECONDS,
+        reply_poll_seconds: float | None = None,
     ) -> RunSettings:
-        """The ServerApp's run config for the members started."""
+        """The ServerApp's run config for the members started (``reply_poll_seconds``: the launcher's idle poll by
+        default, ``flower.idle_poll``)."""
+        reply_poll = reply_poll_seconds if reply_poll_seconds is not None else idle_poll(defaults.REPLY_POLL_SECONDS)
         return RunSettings(
             plan=self.plan,
             min_clients=min_clients,
@@ -83,7 +86,7 @@ class RunOptions(ABC):
             test_data=test_data,
             out_dir=out_dir,
             data_description=description,
-            reply_poll_seconds=reply_poll_seconds,
+            reply_poll_seconds=reply_poll,
             node_names=node_names,
             expected_members=tuple(members),
         )

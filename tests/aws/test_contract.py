@@ -88,10 +88,26 @@ def test_a_document_in_parts_joins_back_whole_and_no_cut_splits_the_placeholder(
 
     placeholder = "arn:aws:kms:us-east-1:222222222222:key/" + "0" * 36
     for offset in range(0, 200, 7):  # the placeholder at every position around the first cut
-        text = "x" * (4096 - offset) + placeholder + "y" * 9000
-        parts = document_parts(text, whole=placeholder)
-        assert "".join(parts) == text and all(len(part) <= 4096 for part in parts)
+        text = "x" * (4079 - offset) + placeholder + "y" * 9000
+        head, parts = document_parts(text, "0123456789abcdef", whole=placeholder)
+        assert all(len(part) <= 4096 and part.startswith("0123456789abcdef\n") for part in parts)
         assert sum(part.count(placeholder) for part in parts) == 1
-        values = {"/p": f'{{"parts":{len(parts)}}}'} | {part_parameter("/p", i): v for i, v in enumerate(parts, 1)}
+        values = {"/p": head} | {part_parameter("/p", i): v for i, v in enumerate(parts, 1)}
         assert read_document("/p", values.__getitem__) == text
     assert read_document("/p", {"/p": '{"client":"a"}'}.__getitem__) == '{"client":"a"}'  # one parameter: as it is
+
+
+def test_parts_of_two_deploys_are_never_joined():
+    """A stack update between two reads: the reader reads again, and gives up naming the parameter if it keeps
+    changing, rather than join one deploy's part with another's."""
+    from fl_runtime.aws.contract import document_parts, part_parameter, read_document
+    from fl_runtime.errors import ConfigError
+
+    old_head, old_parts = document_parts("a" * 9000, "1111111111111111")
+    new_head, new_parts = document_parts("b" * 9000, "2222222222222222")
+    reads = iter([old_head, new_parts[0], new_parts[1], new_parts[2], new_head, *new_parts])
+    assert read_document("/p", lambda name: next(reads)) == "b" * 9000
+    mixed = {"/p": old_head, part_parameter("/p", 1): old_parts[0], part_parameter("/p", 2): new_parts[1],
+             part_parameter("/p", 3): old_parts[2]}  # fmt: skip
+    with pytest.raises(ConfigError, match="/p: its parts changed while being read, 3 times"):
+        read_document("/p", mixed.__getitem__)

@@ -1,6 +1,6 @@
 """Through PrivateLink: federate names the members' private name in the SuperLink's certificate, sends no address,
-registers the notebook as the load balancer's only target (moto's ELBv2 over HTTP) and accepts only the member
-accounts' pending endpoints (moto 5.2.5 lacks DescribeVpcEndpointConnections and AcceptVpcEndpointConnections:
+registers the notebook as the load balancer's only target (moto's ELBv2 over HTTP) and accepts only the endpoints
+the members publish (moto 5.2.5 lacks DescribeVpcEndpointConnections and AcceptVpcEndpointConnections:
 botocore's Stubber answers them, checking each request and answer against EC2's API model). And a SuperNode
 shown a certificate without the name it dials is refused by TLS, with the real Flower processes."""
 
@@ -50,7 +50,10 @@ def _connection(endpoint_id: str, owner: str, state: str = "pendingAcceptance") 
     return {"ServiceId": SERVICE, "VpcEndpointId": endpoint_id, "VpcEndpointOwner": owner, "VpcEndpointState": state}
 
 
-def test_the_notebook_becomes_the_only_target_and_only_member_accounts_pending_endpoints_are_accepted(local_aws):
+PUBLISHED = {"insurer-a": "vpce-0aaaaaaaaaaaaaaa1", "insurer-b": "vpce-0bbbbbbbbbbbbbbb2"}
+
+
+def test_the_notebook_becomes_the_only_target_and_only_the_members_published_endpoints_are_accepted(local_aws):
     _recorder, endpoint = local_aws
     elbv2, group = _target_group(endpoint)
     elbv2.register_targets(TargetGroupArn=group, Targets=[{"Id": "10.0.1.7", "Port": 9092}])  # before a restart
@@ -61,6 +64,7 @@ def test_the_notebook_becomes_the_only_target_and_only_member_accounts_pending_e
         _connection("vpce-0aaaaaaaaaaaaaaa1", MEMBERS["insurer-a"]),
         _connection("vpce-0bbbbbbbbbbbbbbb2", MEMBERS["insurer-b"], "available"),  # accepted before
         _connection("vpce-0ccccccccccccccc3", "999999999999"),  # not a member: the service should not allow it
+        _connection("vpce-0ddddddddddddddd4", MEMBERS["insurer-b"], "PendingAcceptance"),  # another VPC of a member
     ]
     stub.add_response(
         "describe_vpc_endpoint_connections", {"VpcEndpointConnections": connections}, {"Filters": filters}
@@ -71,7 +75,7 @@ def test_the_notebook_becomes_the_only_target_and_only_member_accounts_pending_e
         {"ServiceId": SERVICE, "VpcEndpointIds": ["vpce-0aaaaaaaaaaaaaaa1"]},
     )
     with stub:
-        done = open_fleet(elbv2, ec2, _settings(target_group=group), "10.0.1.25")
+        done = open_fleet(elbv2, ec2, _settings(target_group=group), "10.0.1.25", PUBLISHED)
     stub.assert_no_pending_responses()
     targets = elbv2.describe_target_health(TargetGroupArn=group)["TargetHealthDescriptions"]
     assert [t["Target"]["Id"] for t in targets] == ["10.0.1.25"]
@@ -79,6 +83,8 @@ def test_the_notebook_becomes_the_only_target_and_only_member_accounts_pending_e
         "Fleet load balancer: deregistered 10.0.1.7 (an earlier address)",
         "Fleet load balancer: registered this notebook, 10.0.1.25:9092",
         "Fleet endpoint service: vpce-0ccccccccccccccc3 of account 999999999999 left pending: not a member account",
+        "Fleet endpoint service: vpce-0ddddddddddddddd4 of client insurer-b's account left pending: not the endpoint "
+        "it publishes (vpce-0bbbbbbbbbbbbbbb2)",
         "Fleet endpoint service: client insurer-a's endpoint vpce-0aaaaaaaaaaaaaaa1 accepted",
     ]
 
@@ -96,14 +102,14 @@ def test_a_registered_notebook_is_left_alone_and_a_refused_acceptance_is_named(l
     refused = {"ResourceId": "vpce-0aaaaaaaaaaaaaaa1", "Error": {"Code": "x", "Message": "the endpoint was deleted"}}
     stub.add_response("accept_vpc_endpoint_connections", {"Unsuccessful": [refused]})
     with stub:
-        done = open_fleet(elbv2, ec2, _settings(target_group=group), "10.0.1.25")
+        done = open_fleet(elbv2, ec2, _settings(target_group=group), "10.0.1.25", PUBLISHED)
     assert done == [
         "Fleet endpoint service: client insurer-a's endpoint vpce-0aaaaaaaaaaaaaaa1 refused (the endpoint was deleted)"
     ]
 
 
 def test_with_peering_the_fleet_is_not_touched():
-    assert open_fleet(None, None, _settings(private_name=""), "10.0.1.25") == []
+    assert open_fleet(None, None, _settings(private_name=""), "10.0.1.25", PUBLISHED) == []
 
 
 @pytest.mark.slow

@@ -85,3 +85,18 @@ def test_a_registered_supernode_comes_online(superlink):
 def test_cli_errors_surface_as_process_errors(superlink):
     with pytest.raises(ProcessError, match="flwr stop 123 federation"):
         superlink.cli("stop", "123", CONNECTION)
+
+
+def test_the_idle_poll_is_the_launchers_setting_and_a_bad_one_is_named(monkeypatch):
+    from fl_runtime import defaults
+    from fl_runtime.launch.flower import IDLE_POLL_ENV, idle_poll, task_poll_environment
+
+    monkeypatch.delenv(IDLE_POLL_ENV, raising=False)
+    assert idle_poll(defaults.TASK_POLL_SECONDS) == defaults.TASK_POLL_SECONDS
+    monkeypatch.setenv(IDLE_POLL_ENV, "0.25")
+    assert idle_poll(defaults.TASK_POLL_SECONDS) == 0.25
+    assert task_poll_environment() == {"FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.25"}
+    for bad in ("fast", "0", "60"):
+        monkeypatch.setenv(IDLE_POLL_ENV, bad)
+        with pytest.raises(ProcessError, match=f"environment variable FL_IDLE_POLL_SECONDS: '{bad}' is not"):
+            idle_poll(defaults.TASK_POLL_SECONDS)

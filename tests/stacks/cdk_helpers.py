@@ -166,7 +166,9 @@ PRIVATELINK = {
     "availability_zone_ids": ["use1-az4", "use1-az6"],
     "fleet_endpoint_service": SERVICE_NAME,
 }
+# the server's own block for every member; the first names the federation's zones in its own account
 OVERLAPPING_CLIENTS = [dict(client, vpc_cidr="10.0.0.0/16") for client in THREE_CLIENTS]
+OVERLAPPING_CLIENTS[0]["availability_zones"] = ["us-east-1d", "us-east-1f"]
 
 
 def privatelink_parties(folder: Path, clients: list[dict]) -> Parties:

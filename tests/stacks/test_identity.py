@@ -99,7 +99,7 @@ def test_the_identity_key_is_a_p256_signing_key_behind_the_clients_alias_and_kep
     assert "fingerprint" in output["Description"]
 
 
-def test_the_pins_parameter_holds_the_configs_pins_for_this_client_in_the_standard_tier(client, three):
+def test_the_pins_parameter_holds_the_configs_pins_for_this_client(client, three):
     sample = default_context()["federation:clients"]
     pins, key_arn = _deployed_pins(client)
     assert pins == _expected(sample, "client-a", key_arn, one_organisation=True)
@@ -109,7 +109,7 @@ def test_the_pins_parameter_holds_the_configs_pins_for_this_client_in_the_standa
         pins, key_arn = _deployed_pins(template, account)
         assert pins == _expected(THREE_CLIENTS, name, key_arn, one_organisation=True)
         _, parameter = _pins_parameter(template)
-        assert parameter["Name"] == f"/fl-fraud/client/{name}/pins" and parameter["Tier"] == "Standard"
+        assert parameter["Name"] == f"/fl-fraud/client/{name}/pins" and parameter["Tier"] == "Intelligent-Tiering"
         assert parameter["Type"] == "String"
 
 
@@ -262,14 +262,14 @@ def _members(count: int) -> list[ClientAccount]:
     ]
 
 
-def test_a_pins_document_over_4_kb_goes_to_the_advanced_tier_and_one_over_8_kb_in_standard_parts():
+def test_a_pins_document_over_8_kb_is_written_in_standard_parts_that_join_back_to_it():
     key_arn = "arn:aws:kms:us-east-1:500000000000:key/" + "0" * 36
     for count, tier in ((24, "Standard"), (36, "Advanced")):  # compact JSON: about 140 bytes a member here
         template = _identity_stack(_members(count))
         key_lid, _ = _identity_key(template)
         _, parameter = _pins_parameter(template)
         text = _resolved(parameter["Value"], key_lid, key_arn)
-        assert parameter["Tier"] == tier
+        assert parameter["Tier"] == "Intelligent-Tiering"  # SSM picks Standard or Advanced, and never moves back
         assert (len(text) <= 4096) == (tier == "Standard") and len(text) <= 8192
     template = _identity_stack(_members(300))  # about 42 KB: eleven parts
     key_lid, _ = _identity_key(template)
@@ -281,10 +281,11 @@ def test_a_pins_document_over_4_kb_goes_to_the_advanced_tier_and_one_over_8_kb_i
     parts = int(json.loads(values[name])["parts"])
     assert parts > 8 and len(values) == parts + 1
     assert all(len(values[part_parameter(name, i)]) <= 4096 for i in range(1, parts + 1))
-    assert all(
-        p["Properties"].get("Tier", "Standard") == "Standard"
+    tiers = {
+        p["Properties"]["Name"]: p["Properties"].get("Tier", "Standard")
         for p in resources(template, "AWS::SSM::Parameter").values()
-    )
+    }
+    assert tiers.pop(name) == "Intelligent-Tiering" and set(tiers.values()) == {"Standard"}  # the parts: 4 KB each
     pins = ClientPins.from_json(read_document(name, values.__getitem__), name)
     assert len(pins.members) == 300 and pins.identity == f"kms:{key_arn}"
 

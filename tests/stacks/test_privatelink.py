@@ -10,7 +10,14 @@ from aws_cdk.assertions import Match
 
 from fl_runtime.errors import ConfigError
 from stacks.config import PEERING_ACCEPTER_ROLE_NAME, PEERING_OPERATOR_ROLE_NAME, PEERING_ROUTES_ROLE_NAME
-from tests.stacks.cdk_helpers import PRIVATELINK, SERVICE_NAME, THREE_CLIENTS, resources, synthesize
+from tests.stacks.cdk_helpers import (
+    OVERLAPPING_CLIENTS,
+    PRIVATELINK,
+    SERVICE_NAME,
+    THREE_CLIENTS,
+    resources,
+    synthesize,
+)
 
 PEERING_ROLES = {PEERING_ACCEPTER_ROLE_NAME, PEERING_OPERATOR_ROLE_NAME, PEERING_ROUTES_ROLE_NAME}
 
@@ -102,11 +109,37 @@ def test_each_member_dials_a_name_its_own_vpc_answers_with_its_own_endpoint(priv
     assert settings["superlink_dns_name"] == "superlink.fl-fraud.internal"
 
 
-def test_every_subnet_is_placed_by_zone_id_in_every_account(privatelink_three, privatelink_separate):
-    for template in _all_templates(privatelink_three, privatelink_separate):
-        zones = [r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::EC2::Subnet"]
-        assert [z["AvailabilityZoneId"] for z in zones] == ["use1-az4", "use1-az6"]
-        assert not any("AvailabilityZone" in z for z in zones)
+def test_a_member_names_the_federations_zones_in_its_own_account(privatelink_three, tmp_path):
+    """The load balancer's zones are availability_zone_ids (published for doctor); a member whose account gives them
+    other names lists its own, and its subnets go there (doctor then compares them by id on both sides)."""
+    synth, clients = privatelink_three, OVERLAPPING_CLIENTS
+    server = synth.server_stack.settings.to_dict()
+    assert server["zone_ids"] == ["use1-az4", "use1-az6"] and server["network"] == "privatelink"
+    for name, zones in (("insurer-a", ["us-east-1d", "us-east-1f"]), ("insurer-b", ["us-east-1a", "us-east-1b"])):
+        subnets = resources(synth.clients[f"ClientStack-{name}"], "AWS::EC2::Subnet").values()
+        assert sorted(subnet["Properties"]["AvailabilityZone"] for subnet in subnets) == zones
+    with pytest.raises(ConfigError, match=r"clients\[0\]\.availability_zones: .* must list 2 different zones"):
+        synthesize(tmp_path / "bad", clients=[dict(clients[0], availability_zones=["us-east-1d"]), *clients[1:]],
+                   **PRIVATELINK)  # fmt: skip
+
+
+def test_the_load_balancer_admits_the_endpoints_traffic_by_acceptance_not_by_inbound_rules(privatelink_three):
+    """PrivateLink traffic is not checked against the load balancer's inbound rules ("off"): the members' addresses
+    may overlap anything; the group has no inbound rule at all and reaches only the notebook's Flower port."""
+    server = privatelink_three.server
+    [balancer] = resources(server, "AWS::ElasticLoadBalancingV2::LoadBalancer").values()
+    assert balancer["Properties"]["EnforceSecurityGroupInboundRulesOnPrivateLinkTraffic"] == "off"
+    [(group_id, group)] = [
+        (lid, g) for lid, g in resources(server, "AWS::EC2::SecurityGroup").items() if "LoadBalancer" in lid
+    ]
+    assert "SecurityGroupIngress" not in group["Properties"]
+    inbound = [r for r in resources(server, "AWS::EC2::SecurityGroupIngress").values()
+               if r["Properties"]["GroupId"] == {"Fn::GetAtt": [group_id, "GroupId"]}]  # fmt: skip
+    assert inbound == []
+    outbound = [r["Properties"] for r in resources(server, "AWS::EC2::SecurityGroupEgress").values()
+                if r["Properties"]["GroupId"] == {"Fn::GetAtt": [group_id, "GroupId"]}]  # fmt: skip
+    assert len(outbound) == 1 and outbound[0]["FromPort"] == outbound[0]["ToPort"] == 9092
+    assert "NotebookSecurityGroup" in json.dumps(outbound[0]["DestinationSecurityGroupId"])
 
 
 def test_the_server_deploys_first_and_a_member_without_the_service_name_yet_has_no_endpoint(
@@ -139,6 +172,9 @@ def test_cfn_lint_reports_no_errors_on_the_privatelink_templates(privatelink_thr
     [
         ({"availability_zone_ids": ["use1-az4"]}, "availability_zone_ids: .* must list 2 different zone ids"),
         ({"availability_zone_ids": ["us-east-1a", "us-east-1b"]}, "availability_zone_ids"),
+        ({"availability_zone_ids": ["usw2-az1", "usw2-az2"]}, "different zone ids of us-east-1 .e.g. use1-az1."),
+        ({"superlink_dns_name": "s3.amazonaws.com"}, "superlink_dns_name: 's3.amazonaws.com' is not .* outside"),
+        ({"superlink_dns_name": "ip-10-0-0-1.ec2.internal"}, "outside amazonaws.com, ec2.internal, compute.internal"),
         (
             {"fleet_endpoint_service": "com.amazonaws.vpce.eu-west-1.vpce-svc-0123456789abcdef0"},
             "fleet_endpoint_service: .* is not an endpoint service name of us-east-1",
