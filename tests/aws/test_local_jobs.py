@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 from fl_runtime.aws import launcher
 from fl_runtime.aws.local_jobs import LocalJobs, LocalLauncher
 from fl_runtime.errors import BadInput
+from fl_runtime.launch.flower import IDLE_POLL_ENV
 from fl_runtime.launch.pki import create_tls
 from stacks.bundle.builder import write_tarball
 
@@ -88,6 +89,7 @@ def test_a_job_sees_the_script_mode_contract_and_its_model_is_packed_like_sagema
     tmp_path, buckets, monkeypatch
 ):
     monkeypatch.setenv("PIP_INDEX_URL", "https://example.invalid/simple")  # a job never inherits pip settings
+    monkeypatch.delenv(IDLE_POLL_ENV, raising=False)  # the suite's own setting (tests/conftest.py), not SageMaker's
     jobs = LocalJobs(tmp_path / "jobs", buckets, sys.executable)
     assert jobs.create_training_job(**request("fl-client-run-a", "ok"))["TrainingJobArn"].endswith("/fl-client-run-a")
     assert wait_for_end(jobs, "fl-client-run-a") == ("Completed", "")

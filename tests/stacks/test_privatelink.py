@@ -155,14 +155,16 @@ def test_the_server_deploys_first_and_a_member_without_the_service_name_yet_has_
 
 
 def test_cfn_lint_reports_no_errors_on_the_privatelink_templates(privatelink_three, privatelink_separate):
-    folders = [
-        privatelink_three.outdir,
-        privatelink_separate.server_synth.outdir,
-        privatelink_separate.client_synth.outdir,
+    """ServerStack and one member's stack of each deployment mode (the other members' are the same shape)."""
+    templates = [
+        privatelink_three.outdir / "ServerStack.template.json",
+        privatelink_three.outdir / "ClientStack-insurer-a.template.json",
+        privatelink_separate.server_synth.outdir / "ServerStack.template.json",
+        privatelink_separate.client_synth.outdir / "ClientStack-insurer-a.template.json",
     ]
-    templates = [str(p) for folder in folders for p in folder.glob("*.template.json")]
+    assert all(template.is_file() for template in templates)
     done = subprocess.run(
-        ["cfn-lint", "--non-zero-exit-code", "error", *templates], capture_output=True, text=True, timeout=300
+        ["cfn-lint", "--non-zero-exit-code", "error", *map(str, templates)], capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stdout[-3000:]
 
