@@ -30,7 +30,7 @@ TEST_WORKERS ?= 4
 test: style types suite
 
 suite: style $(CLI) $(CHECKOV)
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # ruff (lint + format check), then mypy on the runtime and the CDK app
 lint: style types

@@ -24,17 +24,6 @@ from tests.helpers import CMS_CSV, PROJECT, PublishedRun, in_temp
 os.environ.setdefault(IDLE_POLL_ENV, "0.25")
 
 
-def pytest_collection_modifyitems(items):
-    """One xdist group a module (as --dist loadfile would run them), but one for the stacks modules that share
-    every deployment's synth (``tests/stacks/conftest.EVERY_DEPLOYMENT``): each synth is built once in a run."""
-    from tests.stacks.conftest import EVERY_DEPLOYMENT
-
-    for item in items:
-        module = item.nodeid.split("::")[0]
-        shared = module.startswith("tests/stacks/") and module.rsplit("/", 1)[-1] in EVERY_DEPLOYMENT
-        item.add_marker(pytest.mark.xdist_group("every-deployment" if shared else module))
-
-
 @pytest.fixture(autouse=True)
 def leaves_ctrl_c_as_it_found_it():
     """Fails the test that changes how the worker process takes Ctrl-C (its SIGINT handler or mask): processes

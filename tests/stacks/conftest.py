@@ -55,17 +55,3 @@ def privatelink_three(tmp_path_factory):
 def privatelink_separate(tmp_path_factory):
     """Separate organisations through PrivateLink: the server's party first, then a member's."""
     return privatelink_parties(tmp_path_factory.mktemp("privatelink-separate"), OVERLAPPING_CLIENTS)
-
-
-# The modules that use every deployment's synth (or the separate-organisations and privatelink ones): one worker
-# runs them all (``make test``'s ``--dist loadgroup``; tests/conftest.py gives every other module a group of its
-# own), so each of those six synths is built once per run, not once in each worker that meets one of them.
-EVERY_DEPLOYMENT = (
-    "test_bootstrap_policy.py",
-    "test_checkov.py",
-    "test_compliance.py",
-    "test_deployment_modes.py",
-    "test_identity.py",
-    "test_perimeter.py",
-    "test_privatelink.py",
-)
