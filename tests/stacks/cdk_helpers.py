@@ -40,7 +40,7 @@ def generated_members(count: int) -> list[dict]:
     largest pins and training policies); past 255 members the VPC blocks repeat (through PrivateLink they may)."""
     return [
         {"name": f"member-{i:03d}", "account": f"{200000000000 + i}", "vpc_cidr": f"10.{i % 256}.0.0/16",
-         "external_id": f"fl-member-{i:03d}-external", "min_members": 3}
+         "external_id": f"fl-member-{i:03d}-external", "min_members": min(3, count)}
         for i in range(1, count + 1)
     ]  # fmt: skip
 
