@@ -31,6 +31,7 @@ from aws_cdk import aws_route53 as route53
 from aws_cdk import aws_route53_targets as targets
 from constructs import Construct
 
+from fl_runtime.aws.contract import endpoint_service_name
 from stacks.compliance import AWS_SOLUTIONS, HIPAA, acknowledge
 
 REGISTER_TARGETS = ("elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets")
@@ -85,7 +86,7 @@ class FleetService(Construct):
             acceptance_required=True,
             allowed_principals=[iam.ArnPrincipal(arn) for arn in member_principals],
         )
-        self.service_name = f"com.amazonaws.vpce.{Stack.of(self).region}.{self.service.vpc_endpoint_service_id}"
+        self.service_name = endpoint_service_name(Stack.of(self).region, self.service.vpc_endpoint_service_id)
         CfnOutput(
             self,
             "FleetEndpointServiceName",

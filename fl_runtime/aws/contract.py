@@ -96,6 +96,12 @@ def client_parameter(prefix: str, client: str, key: str = SETTINGS) -> str:
     return f"{prefix}/client/{client}/{key}"
 
 
+def endpoint_service_name(region: str, service_id: str) -> str:
+    """The name a member's endpoint names the server's Fleet service by, e.g.
+    ``com.amazonaws.vpce.us-east-1.vpce-svc-0123456789abcdef0`` (ServerStack's output FleetEndpointServiceName)."""
+    return f"com.amazonaws.vpce.{region}.{service_id}"
+
+
 def identity_alias_patterns(partition: str, region: str = "*") -> list[str]:
     """Any member's identity alias, by name and by ARN (in ``region``; any by default): what ``kms:RequestAlias``
     holds when a job reads another member's public key."""

@@ -24,11 +24,11 @@ from collections.abc import Callable
 from typing import Any
 
 from fl_runtime.aws.calls import aws_call
-from fl_runtime.aws.contract import ClientAccountSettings, ClientEntry, ServerAccountSettings
+from fl_runtime.aws.contract import ClientAccountSettings, ClientEntry, ServerAccountSettings, endpoint_service_name
 from fl_runtime.aws.doctor_checks import NETWORK, Check, passed, problem
+from fl_runtime.aws.fleet_service import endpoint_connections, is_pending
 from fl_runtime.errors import FederationError
 
-PENDING = "pendingAcceptance"  # EC2 answers it so; botocore's model spells it PendingAcceptance: compared in lower case
 ENDPOINT_SERVICE, ZONES, FLEET_TARGET = "endpoint service", "zones", "fleet target"
 ENDPOINT_CONNECTION, FLEET_ENDPOINT, PRIVATE_NAME = "endpoint connection", "fleet endpoint", "private name"
 REDEPLOY_SERVER = "redeploy ServerStack (network privatelink): it makes the Fleet load balancer and endpoint service"
@@ -103,7 +103,7 @@ def connection_check(entry: ClientEntry, connections: list[dict], service_name: 
     fix = (
         f"federate accepts it when it starts; or: aws ec2 accept-vpc-endpoint-connections --service-id "
         f"<endpoint_service_id> --vpc-endpoint-ids {endpoint}"
-        if state.lower() == PENDING.lower()
+        if is_pending(connection)
         else f"client {entry.name} redeploys its stack (a rejected or failed endpoint is replaced)"
     )
     return problem(ENDPOINT_CONNECTION, entry.name, f"{endpoint} {state}", fix)
@@ -184,14 +184,7 @@ def server_fleet_checks(
             "describing the Fleet targets",
             lambda: elbv2.describe_target_health(TargetGroupArn=settings.target_group_arn),
         )
-        pages = ec2.get_paginator("describe_vpc_endpoint_connections").paginate(
-            Filters=[{"Name": "service-id", "Values": [service_id]}]
-        )
-        connections = _call(
-            "server",
-            "describing the endpoint connections",
-            lambda: [c for page in pages for c in page["VpcEndpointConnections"]],
-        )
+        connections = endpoint_connections(ec2, service_id)
     except FederationError as error:
         return [
             problem(NETWORK, "", str(error), "the notebook role reads the Fleet service: redeploy ServerStack")
@@ -208,7 +201,7 @@ def client_checks(
     settings: ServerAccountSettings, entry: ClientEntry, connections: list[dict], client: ClientAccountSettings | None
 ) -> list[Check]:
     """One client seen from the server: the endpoint it publishes is connected, and it dials the certificate's name."""
-    service_name = f"com.amazonaws.vpce.{settings.region}.{settings.endpoint_service_id}"
+    service_name = endpoint_service_name(settings.region, settings.endpoint_service_id)
     published = client.fleet_endpoint_id if client else None
     checks = [connection_check(entry, connections, service_name, published)]
     if client is not None:

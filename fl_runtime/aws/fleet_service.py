@@ -94,15 +94,19 @@ def _register(elbv2: Any, settings: ServerAccountSettings, address: str) -> list
     return done
 
 
-def pending_connections(ec2: Any, service_id: str) -> list[dict]:
-    """The endpoint connections to ``service_id`` waiting for the server's acceptance."""
+def endpoint_connections(ec2: Any, service_id: str) -> list[dict]:
+    """Every endpoint connection to ``service_id`` (federate accepts from them, doctor checks them)."""
     with aws_call("server", f"describing the endpoint connections of {service_id}"):
         pages = ec2.get_paginator("describe_vpc_endpoint_connections").paginate(
             Filters=[{"Name": "service-id", "Values": [service_id]}]
         )
-        connections = [c for page in pages for c in page["VpcEndpointConnections"]]
-    # EC2 answers pendingAcceptance; botocore's model spells it PendingAcceptance
-    return [c for c in connections if str(c.get("VpcEndpointState", "")).lower() == PENDING.lower()]
+        return [c for page in pages for c in page["VpcEndpointConnections"]]
+
+
+def is_pending(connection: dict) -> bool:
+    """Waiting for the server's acceptance: EC2 answers pendingAcceptance, botocore's model spells it
+    PendingAcceptance, so compared case-blind."""
+    return str(connection.get("VpcEndpointState", "")).lower() == PENDING.lower()
 
 
 def _refusal(connection: dict, members: Mapping[str, str], endpoints: Mapping[str, str]) -> str | None:
@@ -120,9 +124,13 @@ def _refusal(connection: dict, members: Mapping[str, str], endpoints: Mapping[st
 def _accept(ec2: Any, settings: ServerAccountSettings, endpoints: Mapping[str, str]) -> list[str]:
     service = settings.endpoint_service_id
     members = {entry.account: entry.name for entry in settings.clients}
-    pending = pending_connections(ec2, service)
-    accepted = [c for c in pending if _refusal(c, members, endpoints) is None]
-    done = [f"Fleet endpoint service: {_refusal(c, members, endpoints)}" for c in pending if c not in accepted]
+    refusals = {
+        c["VpcEndpointId"]: (c, _refusal(c, members, endpoints))
+        for c in endpoint_connections(ec2, service)
+        if is_pending(c)
+    }
+    accepted = [connection for connection, refusal in refusals.values() if refusal is None]
+    done = [f"Fleet endpoint service: {refusal}" for _, refusal in refusals.values() if refusal is not None]
     if accepted:
         ids = [c["VpcEndpointId"] for c in accepted]
         with aws_call("server", f"accepting the endpoint connections {', '.join(ids)} to {service}"):
