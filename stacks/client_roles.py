@@ -23,7 +23,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from stacks.client_config import KICKOFF_ROLE_NAME, TRAINING_ROLE_NAME
-from stacks.compliance import AWS_SOLUTIONS, acknowledge, objects_finding
+from stacks.compliance import AWS_SOLUTIONS, acknowledge, acknowledge_each, objects_finding
 from stacks.config import ClientAccount, FederationConfig
 from stacks.identity import MemberIdentity
 from stacks.roles import (
@@ -125,8 +125,7 @@ def training_execution_role(
             "in advance; the grant is limited to this client's key path and the job-name prefix"
         ),
     }
-    for finding, reason in reasons.items():
-        acknowledge(policy, finding, reason)
+    acknowledge_each(policy, reasons)
     _read_peer_keys(scope, role, identity)
     acknowledge_network_interfaces(policy)
     return role

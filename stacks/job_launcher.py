@@ -31,7 +31,7 @@ from fl_runtime.aws.launcher import SETTINGS_ENV
 from fl_runtime.launch.fab import PACKAGE
 from stacks.client_config import LAUNCHER_FUNCTION_NAME
 from stacks.client_roles import JobResources
-from stacks.compliance import AWS_SOLUTIONS, HIPAA, acknowledge
+from stacks.compliance import AWS_SOLUTIONS, HIPAA, acknowledge, acknowledge_each
 from stacks.network import PrivateNetwork
 from stacks.roles import acknowledge_network_interfaces, attach, network_interface_statements, service_principal
 from stacks.storage import encrypted_log_group
@@ -156,8 +156,7 @@ class JobLauncher(Construct):
                 "Lambda names the log streams of its invocations; the grant covers this function's log group only"
             ),
         }
-        for finding, reason in reasons.items():
-            acknowledge(policy, finding, reason)
+        acknowledge_each(policy, reasons)
         acknowledge_network_interfaces(policy)
 
 

@@ -24,6 +24,30 @@ from tests.helpers import CMS_CSV, PROJECT, PublishedRun, in_temp
 os.environ.setdefault(IDLE_POLL_ENV, "0.25")
 
 
+# The stack tests' modules share the session fixtures of tests/stacks/conftest.py (eight in-process synths); a session
+# fixture is built once per worker, so on four workers with one module each (--dist loadfile) they were built up to
+# four times (tests/stacks alone: 260 s of CPU on four workers, 155 s on one). They go to one worker, as one unit; the
+# stack modules that build their own synths, and the notebook install, go to the others as before.
+SHARED_SYNTH_MODULES = "tests/stacks/"
+OWN_SYNTH_MODULES = ("tests/stacks/test_bundle.py", "tests/stacks/test_cdk_cli.py", "tests/stacks/test_limits.py")
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile``, except that the modules sharing the deployment synths are one unit of work (xdist's own
+    ``loadgroup`` would do this through marks, but does not group on pytest 9.2: pytest-dev/pytest-xdist#1386)."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SharedSynthsTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = super()._split_scope(nodeid)
+            shared = module.startswith(SHARED_SYNTH_MODULES) and module not in OWN_SYNTH_MODULES
+            return SHARED_SYNTH_MODULES if shared else module
+
+    return SharedSynthsTogether(config, log)
+
+
 @pytest.fixture(autouse=True)
 def leaves_ctrl_c_as_it_found_it():
     """Fails the test that changes how the worker process takes Ctrl-C (its SIGINT handler or mask): processes

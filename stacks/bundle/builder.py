@@ -31,7 +31,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from fl_runtime.errors import BundleError
+from fl_runtime.errors import BundleError, ConfigError
 from fl_runtime.files import write_tarball
 from fl_runtime.launch.fab import runtime_files
 
@@ -195,6 +195,24 @@ def build(targets: tuple[Target, ...], cache: Path = PROJECT / ".cache" / "bundl
         return _build(targets, cache)
 
 
+def configured() -> Bundle:
+    """The bundle of cdk.json's training image: what `cdk synth` with the checked-in defaults builds."""
+    from stacks.config import from_cdk_json
+
+    return build(bundle_targets(from_cdk_json(PROJECT / "cdk.json").training_image))
+
+
+def main() -> int:
+    """``python -m stacks.bundle.builder``: build (or reuse) the configured bundle ahead of a synth."""
+    try:
+        bundle = configured()
+    except (BundleError, ConfigError) as error:
+        print(f"Cannot build the code bundle: {error}", file=sys.stderr)
+        return 1
+    print(f"code bundle {bundle.digest[:16]}: {bundle.tarball}")
+    return 0
+
+
 def _build(targets: tuple[Target, ...], cache: Path) -> Bundle:
     wheels = download_wheels(cache, targets)
     files = bundle_files(wheels)
@@ -235,3 +253,7 @@ def prune_cache(cache: Path, keep: int) -> list[Path]:
             shutil.rmtree(old, ignore_errors=True)
             removed.append(old)
     return removed
+
+
+if __name__ == "__main__":
+    sys.exit(main())

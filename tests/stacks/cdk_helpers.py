@@ -51,10 +51,9 @@ def default_context() -> dict:
 
 def configured_bundle():
     """The bundle `cdk synth` builds with cdk.json's defaults (cached after the first build)."""
-    from stacks.bundle.builder import build, bundle_targets
-    from stacks.config import from_cdk_json
+    from stacks.bundle.builder import configured
 
-    return build(bundle_targets(from_cdk_json(PROJECT / "cdk.json").training_image))
+    return configured()
 
 
 @dataclass

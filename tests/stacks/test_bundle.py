@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from fl_runtime.errors import BundleError
+from stacks.bundle import builder
 from stacks.bundle.builder import ENTRY_POINT, NOTEBOOK, Target, bundle_targets, manylinux_tags, write_tarball
 from stacks.config import TrainingImage, from_cdk_json
 from tests.helpers import PROJECT
@@ -159,3 +161,15 @@ def test_the_cache_keeps_only_the_most_recently_used_bundles_and_wheel_sets_and_
     removed = prune_cache(tmp_path, keep=2)
     assert sorted(p.name for p in removed) == [".source-killed-build", "source-c", "source-d"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["source-a", "source-b", "wheels-a", "wheels-b"]
+
+
+def test_the_builder_command_names_the_bundle_it_built_and_a_failure_exits_non_zero(capsys, monkeypatch):
+    assert builder.main() == 0
+    assert capsys.readouterr().out.startswith(f"code bundle {configured_bundle().digest[:16]}: ")
+
+    def offline():
+        raise BundleError("pip download failed: no route to pypi.org")
+
+    monkeypatch.setattr(builder, "configured", offline)
+    assert builder.main() == 1
+    assert capsys.readouterr().err == "Cannot build the code bundle: pip download failed: no route to pypi.org\n"
