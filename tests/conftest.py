@@ -119,7 +119,7 @@ def synthesized_bundle(tmp_path_factory) -> Path:
     from stacks.bundle.builder import BUNDLE_NAME
     from tests.stacks.cdk_helpers import synthesize
 
-    synthesized = synthesize(tmp_path_factory.mktemp("cdk-bundle"))
+    synthesized = synthesize(tmp_path_factory.mktemp("cdk-bundle"), stage_assets=True)
     [tarball] = synthesized.outdir.glob(f"asset.*/{BUNDLE_NAME}")
     return tarball
 

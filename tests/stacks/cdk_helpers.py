@@ -116,7 +116,12 @@ def separate_parties(folder: Path, clients: list[dict], accepted: bool) -> Parti
     return Parties(server, client)
 
 
-def synthesize(outdir: Path, invocation: dict | None = None, **overrides) -> Synthesized:
+# CDK's `--no-staging`: the assembly points at the bundle where it lies instead of copying it (about 370 MB and a
+# second a synth); the templates are the same. The default deployment and the bundle fixture stage it, as synth does.
+NO_STAGING = {"aws:cdk:disable-asset-staging": True}
+
+
+def synthesize(outdir: Path, invocation: dict | None = None, stage_assets: bool = False, **overrides) -> Synthesized:
     """The app of app.py with cdk.json's context plus ``federation:<field>`` overrides and ``invocation``
     context (``party``, ``handover``)."""
     from app import build_app
@@ -124,6 +129,7 @@ def synthesize(outdir: Path, invocation: dict | None = None, **overrides) -> Syn
     context = default_context()
     context.update({f"federation:{key}": value for key, value in overrides.items()})
     context.update(invocation or {})
+    context.update({} if stage_assets else NO_STAGING)
     app = cdk.App(context=context, outdir=str(outdir))
     server, clients = build_app(app)
     assembly = app.synth()

@@ -19,7 +19,7 @@ from tests.stacks.cdk_helpers import (
 
 @pytest.fixture(scope="session")
 def default(tmp_path_factory):
-    return synthesize(tmp_path_factory.mktemp("cdk-default"))
+    return synthesize(tmp_path_factory.mktemp("cdk-default"), stage_assets=True)
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from stacks.client_stack import ClientStack
 from stacks.config import from_context
 from stacks.limits import Resolution, check, measure
 from stacks.server_stack import ServerStack
-from tests.stacks.cdk_helpers import PRIVATELINK, configured_bundle, default_context, generated_members
+from tests.stacks.cdk_helpers import NO_STAGING, PRIVATELINK, configured_bundle, default_context, generated_members
 
 
 def assembly(folder, *templates: tuple[str, dict]):
@@ -118,7 +118,7 @@ def _server_and_one_client(outdir, members: list[dict], **overrides):
     stack is the same size; building 50 would only repeat the first)."""
     context = default_context()
     context["federation:clients"] = members
-    context.update({f"federation:{key}": value for key, value in overrides.items()})
+    context.update({f"federation:{key}": value for key, value in overrides.items()}, **NO_STAGING)
     app = cdk.App(context=context, outdir=str(outdir))
     config = from_context(app.node)
     bundle = configured_bundle()
