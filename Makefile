@@ -17,8 +17,8 @@ CHECKOV := $(CHECKOV_VENV)/.installed
 export CDK_DISABLE_CLI_TELEMETRY := true
 export CDK_DISABLE_VERSION_CHECK := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
-# steps that do not depend on each other run side by side (npm, checkov's virtualenv, the type check beside the
-# suite), their output line by line as it comes
+# steps that do not depend on each other run side by side (npm, checkov's virtualenv, the code bundle, the type check
+# beside the suite), their output line by line as it comes
 MAKEFLAGS += --jobs=2 --output-sync=line
 
 .PHONY: demo test suite lint style types bench bench-scaling compare synth bundle bundle-locks constraints clean
@@ -27,7 +27,8 @@ demo: $(RUNTIME)
 	$(PY) -m fl_runtime local
 
 # four workers on two cores (much of the suite waits on Flower processes: 8:17 against 9:39 with three), each taking whole test files
-# (module fixtures such as one finished run are built once). The type check (about a minute, most of it the CDK
+# (module fixtures such as one finished run are built once; the stack modules sharing the deployment synths go to one
+# worker together: tests/conftest.py). The type check (about a minute, most of it the CDK
 # library's types) runs beside the suite rather than before it; either failing fails `make test`.
 TEST_WORKERS ?= 4
 test: style types suite
