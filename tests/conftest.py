@@ -30,21 +30,49 @@ os.environ.setdefault(IDLE_POLL_ENV, "0.25")
 # stack modules that build their own synths, and the notebook install, go to the others as before.
 SHARED_SYNTH_MODULES = "tests/stacks/"
 OWN_SYNTH_MODULES = ("tests/stacks/test_bundle.py", "tests/stacks/test_cdk_cli.py", "tests/stacks/test_limits.py")
+# The longest units first (each 1.5 to 4 minutes in make test, from --durations): xdist hands out units by their number
+# of tests, which put these few-test, long modules last, where they ran on while the other workers had finished.
+# Only the order: every module runs either way, and a module missing here only starts later.
+LONGEST_FIRST = (
+    "tests/aws/test_federate_failures.py",
+    SHARED_SYNTH_MODULES,
+    "tests/launch/test_local_trees.py",
+    "tests/launch/test_local_dropouts.py",
+    "tests/launch/test_local.py",
+    "tests/aws/test_federate.py",
+    "tests/stacks/test_cdk_cli.py",
+    "tests/aws/test_container_rehearsal.py",
+    "tests/stacks/test_bundle.py",
+    "tests/learning/test_compare.py",
+    "tests/aws/test_inference.py",
+    "tests/learning/test_scoring.py",
+)
+
+
+def work_unit(module: str) -> str:
+    shared = module.startswith(SHARED_SYNTH_MODULES) and module not in OWN_SYNTH_MODULES
+    return SHARED_SYNTH_MODULES if shared else module
+
+
+def pytest_collection_modifyitems(items):
+    """Every worker collects the same order: the longest units first, the rest as collected."""
+    rank = {unit: index for index, unit in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(work_unit(item.nodeid.split("::")[0]), len(LONGEST_FIRST)))
 
 
 def pytest_xdist_make_scheduler(config, log):
     """``--dist loadfile``, except that the modules sharing the deployment synths are one unit of work (xdist's own
-    ``loadgroup`` would do this through marks, but does not group on pytest 9.2: pytest-dev/pytest-xdist#1386)."""
+    ``loadgroup`` would do this through marks, but does not group on pytest 9.2: pytest-dev/pytest-xdist#1386), and
+    units are handed out in the collected order (LONGEST_FIRST) rather than by their number of tests."""
     if config.getvalue("dist") != "loadfile":
         return None
     from xdist.scheduler import LoadFileScheduling
 
     class SharedSynthsTogether(LoadFileScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            module = super()._split_scope(nodeid)
-            shared = module.startswith(SHARED_SYNTH_MODULES) and module not in OWN_SYNTH_MODULES
-            return SHARED_SYNTH_MODULES if shared else module
+            return work_unit(super()._split_scope(nodeid))
 
+    config.option.loadscopereorder = False
     return SharedSynthsTogether(config, log)
 
 
