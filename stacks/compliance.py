@@ -35,13 +35,12 @@ def condition_service_trusts(app: cdk.App) -> None:
     one for every construct (about 2,300 at 10 members, 2 s of a 13 s synth); here only the roles cost a call."""
     for node in app.node.find_all():
         if isinstance(node, iam.CfnRole):
-            stack = Stack.of(node)
-            document = stack.resolve(node.assume_role_policy_document)
+            document = Stack.of(node).resolve(node.assume_role_policy_document)
         elif type(node) is cdk.CfnResource and node.cfn_resource_type == "AWS::IAM::Role":
-            stack = Stack.of(node)
             document = {"Statement": [{"Principal": {"Service": "lambda.amazonaws.com"}}]}
         else:
             continue
+        stack = Stack.of(node)
         for index, statement in enumerate(document.get("Statement", [])):
             if "Service" in statement.get("Principal", {}) and "Condition" not in statement:
                 node.add_property_override(

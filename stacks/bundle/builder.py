@@ -195,11 +195,16 @@ def build(targets: tuple[Target, ...], cache: Path = PROJECT / ".cache" / "bundl
         return _build(targets, cache)
 
 
-def configured() -> Bundle:
-    """The bundle of cdk.json's training image: what `cdk synth` with the checked-in defaults builds."""
+def configured_targets() -> tuple[Target, ...]:
+    """The targets of cdk.json's training image: what `cdk synth` with the checked-in defaults bundles for."""
     from stacks.config import from_cdk_json
 
-    return build(bundle_targets(from_cdk_json(PROJECT / "cdk.json").training_image))
+    return bundle_targets(from_cdk_json(PROJECT / "cdk.json").training_image)
+
+
+def configured() -> Bundle:
+    """The bundle of cdk.json's training image."""
+    return build(configured_targets())
 
 
 def main() -> int:

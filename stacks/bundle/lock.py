@@ -14,8 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from stacks.bundle.builder import PROJECT, Target, bundle_targets, run_pip
-from stacks.config import from_cdk_json
+from stacks.bundle.builder import Target, configured_targets, run_pip
 
 HERE = Path(__file__).resolve().parent
 SETS = ("training", "notebook")
@@ -43,7 +42,7 @@ def resolve(requirements: Path, target: Target) -> dict[str, str]:
 
 
 def main() -> int:
-    targets = bundle_targets(from_cdk_json(PROJECT / "cdk.json").training_image)
+    targets = configured_targets()
     for name in SETS:
         first, *others = (resolve(HERE / f"requirements-{name}.in", target) for target in targets)
         for target, other in zip(targets[1:], others):

@@ -70,7 +70,8 @@ print(json.dumps({
 @pytest.fixture(scope="session")
 def old_python():
     """Built once for every worker that asks (under a lock: two workers building it at once would clear each other's
-    files), with uv (the dev environment's, a Flower dependency: about 5 s where pip took 40 s of CPU)."""
+    files), with uv (the dev environment's, a Flower dependency): its first test about 10 s here, where this fixture
+    took 30 to 80 s with pip in make test."""
     folder = PROJECT / ".cache" / "venv-sklearn-1.4.2"
     python = folder / "bin" / "python"
     stamp = folder / ".installed"

@@ -9,6 +9,7 @@ from pathlib import Path
 import aws_cdk as cdk
 from aws_cdk.assertions import Template
 
+from stacks.bundle.builder import configured
 from tests.helpers import PROJECT
 
 SERVER_ACCOUNT, CLIENT_ACCOUNT = "111111111111", "222222222222"  # cdk.json's placeholders
@@ -49,11 +50,8 @@ def default_context() -> dict:
     return json.loads((PROJECT / "cdk.json").read_text())["context"]
 
 
-def configured_bundle():
-    """The bundle `cdk synth` builds with cdk.json's defaults (cached after the first build)."""
-    from stacks.bundle.builder import configured
-
-    return configured()
+# the bundle `cdk synth` builds with cdk.json's defaults (cached after the first build)
+configured_bundle = configured
 
 
 @dataclass

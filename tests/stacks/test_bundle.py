@@ -14,7 +14,7 @@ import pytest
 from fl_runtime.errors import BundleError
 from stacks.bundle import builder
 from stacks.bundle.builder import ENTRY_POINT, NOTEBOOK, Target, bundle_targets, manylinux_tags, write_tarball
-from stacks.config import TrainingImage, from_cdk_json
+from stacks.config import TrainingImage
 from tests.helpers import PROJECT
 from tests.stacks.cdk_helpers import configured_bundle
 
@@ -61,7 +61,7 @@ def test_the_bundle_holds_the_entry_point_runtime_offline_requirements_and_wheel
 def test_the_training_images_python_and_platform_resolve_the_job_requirements_from_the_bundled_wheels_alone(
     unpacked, tmp_path
 ):
-    [_, image] = bundle_targets(from_cdk_json(PROJECT / "cdk.json").training_image)
+    [_, image] = builder.configured_targets()
     done = subprocess.run(
         [
             sys.executable,
