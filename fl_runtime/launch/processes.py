@@ -139,31 +139,34 @@ class Supervisor:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self, name: str) -> None:
-        process = self.processes.get(name)
-        if process is None:
-            return
-        # found while the leader runs (a reaped leader's pid may be someone else's), before its
-        # detached children go to init
-        family = descendants(process.pid) if process.poll() is None else {}
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(process.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                process.wait(timeout=self.grace)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        # the group may outlive its leader (a ClientApp mid-round): make sure nothing is left
-        with suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        _stop_strays(family, self.grace)  # the SuperLink's SuperExec and ServerApp run in sessions of their own
+        self._stop([name])
 
     def stop_all(self) -> None:
-        for name in reversed(list(self.processes)):
-            self.stop(name)
+        """Every process at once, the last started first: one at a time, each SuperNode's shutdown (about 0.7 s)
+        came after the one before, and a local federation of three took 3 s to stop instead of 0.8 s."""
+        self._stop(list(reversed(self.processes)))
+
+    def _stop(self, names: list[str]) -> None:
+        """SIGTERM to each process group, up to ``grace`` seconds for all of them to exit, then SIGKILL."""
+        stopping = [(name, self.processes[name]) for name in names if name in self.processes]
+        # found while the leaders run (a reaped leader's pid may be someone else's), before their detached
+        # children go to init
+        family = {}
+        for _, process in stopping:
+            if process.poll() is None:
+                family.update(descendants(process.pid))
+        for _, process in stopping:
+            with suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.grace
+        for _, process in stopping:
+            with suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            # past the grace, or the group outlives its leader (a ClientApp mid-round): nothing is left
+            with suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        _stop_strays(family, self.grace)  # the SuperLink's SuperExec and ServerApp run in sessions of their own
 
 
 @contextmanager

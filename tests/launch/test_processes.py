@@ -34,6 +34,33 @@ def test_stopping_a_process_also_stops_the_descendants_it_detached_into_their_ow
     assert status is None or status.state == "Z"  # gone, or dead and awaiting init
 
 
+def test_stop_all_signals_every_process_before_waiting_for_any_and_kills_one_past_its_grace(tmp_path):
+    """Each process takes a second to clean up after SIGTERM; the stubborn one ignores it."""
+    cleans_up = (
+        "import signal, sys, time\n"
+        "def term(*_):\n"
+        "    open(sys.argv[1] + '.term', 'w').write(repr(time.time())); time.sleep(1)\n"
+        "    open(sys.argv[1] + '.exit', 'w').write(repr(time.time())); sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, term)\n"
+        "open(sys.argv[1] + '.ready', 'w').close()\n"
+        "time.sleep(600)\n"
+    )
+    stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
+    supervisor = Supervisor(tmp_path / "logs", grace=3.0)
+    names = ["first", "second", "third"]
+    for name in names:
+        supervisor.start(name, [sys.executable, "-c", cleans_up, str(tmp_path / name)], dict(os.environ), tmp_path)
+    supervisor.start("stubborn", [sys.executable, "-c", stubborn], dict(os.environ), tmp_path)
+    deadline = time.monotonic() + 60
+    while not all((tmp_path / f"{name}.ready").exists() for name in names) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    supervisor.stop_all()
+    signalled = [float((tmp_path / f"{name}.term").read_text()) for name in names]
+    exited = [float((tmp_path / f"{name}.exit").read_text()) for name in names]
+    assert max(signalled) < min(exited)  # nobody's clean-up waited for another's
+    assert supervisor.exited() == {"first": 0, "second": 0, "third": 0, "stubborn": -9}
+
+
 def test_a_second_process_of_the_same_name_is_refused_while_the_first_runs(tmp_path):
     supervisor = Supervisor(tmp_path / "logs", grace=1.0)
     try:
