@@ -2,7 +2,7 @@
 
 The loop renders the ServerApp's events as they arrive, watches the processes the launcher started,
 asks the SuperLink for the run's status and gives up at the run's deadline. Asking costs a ``flwr ls`` process
-(about 1.2 s of CPU; in a three-round local run five of them were an eighth of the federation's CPU), so it asks
+(about 1.2 s of CPU; in a three-round local run five of them were about a sixth of the federation's CPU), so it asks
 only after ten seconds without a word from the ServerApp (one that dies silently is noticed within ten seconds, as
 when it asked every ten; one that is logging rounds is alive), and every half second once the ServerApp has logged
 its end (``done`` or ``failed``). A run

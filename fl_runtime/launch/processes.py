@@ -148,18 +148,18 @@ class Supervisor:
 
     def _stop(self, names: list[str]) -> None:
         """SIGTERM to each process group, up to ``grace`` seconds for all of them to exit, then SIGKILL."""
-        stopping = [(name, self.processes[name]) for name in names if name in self.processes]
+        stopping = [self.processes[name] for name in names if name in self.processes]
         # found while the leaders run (a reaped leader's pid may be someone else's), before their detached
         # children go to init
-        family = {}
-        for _, process in stopping:
+        family: dict[int, str] = {}
+        for process in stopping:
             if process.poll() is None:
                 family.update(descendants(process.pid))
-        for _, process in stopping:
+        for process in stopping:
             with suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
         deadline = time.monotonic() + self.grace
-        for _, process in stopping:
+        for process in stopping:
             with suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=max(0.0, deadline - time.monotonic()))
             # past the grace, or the group outlives its leader (a ClientApp mid-round): nothing is left
