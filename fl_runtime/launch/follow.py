@@ -70,14 +70,14 @@ def follow_run(watch: RunWatch, console: Console, title: str) -> None:
 
 def _until_finished(watch: RunWatch, view: ProgressView) -> str:
     next_status = time.monotonic() + STATUS_POLL_SECONDS
-    interval = STATUS_POLL_SECONDS
+    ending = False  # the ServerApp has logged its end: ask often
     reported: set[str] = set()
     while True:
         for event in watch.events.new():
             view.add(event)
             if event.get("event") in ENDING_EVENTS:
-                interval, next_status = ENDING_POLL_SECONDS, 0.0
-            elif interval == STATUS_POLL_SECONDS:  # the ServerApp is alive: no need to ask for a while
+                ending, next_status = True, 0.0
+            elif not ending:  # the ServerApp is alive: no need to ask for a while
                 next_status = time.monotonic() + STATUS_POLL_SECONDS
         supervisor = watch.folders.supervisor
         exited = supervisor.exited()
@@ -94,7 +94,7 @@ def _until_finished(watch: RunWatch, view: ProgressView) -> str:
                 for event in watch.events.new():
                     view.add(event)
                 return status
-            next_status = time.monotonic() + interval
+            next_status = time.monotonic() + (ENDING_POLL_SECONDS if ending else STATUS_POLL_SECONDS)
         if time.monotonic() > watch.deadline:
             raise FederationError(f"the run did not finish in time ({watch.options.deadline_rule})")
         time.sleep(TICK_SECONDS)

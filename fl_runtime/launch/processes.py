@@ -67,12 +67,12 @@ def process_table() -> dict[int, ProcessStatus]:
     return _ps_table("-A")
 
 
-def descendants(pid: int) -> dict[int, str]:
+def descendants(pid: int, table: dict[int, ProcessStatus] | None = None) -> dict[int, str]:
     """Every process below ``pid`` (pid -> start time), through parent links: Flower's SuperLink
     starts its SuperExec in a session of its own, so killing the SuperLink's process group misses
-    the SuperExec and its ServerApp."""
+    the SuperExec and its ServerApp. ``table``: a process table already read (``process_table``)."""
     children: dict[int, list[tuple[int, str]]] = {}
-    for other, status in process_table().items():
+    for other, status in (process_table() if table is None else table).items():
         children.setdefault(status.parent, []).append((other, status.started))
     found, frontier = {}, [pid]
     while frontier:
@@ -151,10 +151,11 @@ class Supervisor:
         stopping = [self.processes[name] for name in names if name in self.processes]
         # found while the leaders run (a reaped leader's pid may be someone else's), before their detached
         # children go to init
+        table = process_table()
         family: dict[int, str] = {}
         for process in stopping:
             if process.poll() is None:
-                family.update(descendants(process.pid))
+                family.update(descendants(process.pid, table))
         for process in stopping:
             with suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)

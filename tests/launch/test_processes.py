@@ -34,8 +34,8 @@ def test_stopping_a_process_also_stops_the_descendants_it_detached_into_their_ow
     assert status is None or status.state == "Z"  # gone, or dead and awaiting init
 
 
-def test_stop_all_signals_every_process_before_waiting_for_any_and_kills_one_past_its_grace(tmp_path):
-    """Each process takes a second to clean up after SIGTERM; the stubborn one ignores it."""
+def test_stop_all_signals_every_process_before_waiting_for_any_and_kills_those_past_one_shared_grace(tmp_path):
+    """Each of three processes takes a second to clean up after SIGTERM; two stubborn ones ignore it."""
     cleans_up = (
         "import signal, sys, time\n"
         "def term(*_):\n"
@@ -45,20 +45,30 @@ def test_stop_all_signals_every_process_before_waiting_for_any_and_kills_one_pas
         "open(sys.argv[1] + '.ready', 'w').close()\n"
         "time.sleep(600)\n"
     )
-    stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
-    supervisor = Supervisor(tmp_path / "logs", grace=3.0)
-    names = ["first", "second", "third"]
-    for name in names:
+    stubborn = (
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "open(sys.argv[1] + '.ready', 'w').close()\n"
+        "time.sleep(600)\n"
+    )
+    grace = 3.0
+    supervisor = Supervisor(tmp_path / "logs", grace=grace)
+    polite, stubborn_names = ["first", "second", "third"], ["stubborn", "stubborn-too"]
+    for name in polite:
         supervisor.start(name, [sys.executable, "-c", cleans_up, str(tmp_path / name)], dict(os.environ), tmp_path)
-    supervisor.start("stubborn", [sys.executable, "-c", stubborn], dict(os.environ), tmp_path)
+    for name in stubborn_names:
+        supervisor.start(name, [sys.executable, "-c", stubborn, str(tmp_path / name)], dict(os.environ), tmp_path)
     deadline = time.monotonic() + 60
-    while not all((tmp_path / f"{name}.ready").exists() for name in names) and time.monotonic() < deadline:
+    while not all((tmp_path / f"{n}.ready").exists() for n in polite + stubborn_names) and time.monotonic() < deadline:
         time.sleep(0.05)
+    started = time.monotonic()
     supervisor.stop_all()
-    signalled = [float((tmp_path / f"{name}.term").read_text()) for name in names]
-    exited = [float((tmp_path / f"{name}.exit").read_text()) for name in names]
+    took = time.monotonic() - started
+    signalled = [float((tmp_path / f"{name}.term").read_text()) for name in polite]
+    exited = [float((tmp_path / f"{name}.exit").read_text()) for name in polite]
     assert max(signalled) < min(exited)  # nobody's clean-up waited for another's
-    assert supervisor.exited() == {"first": 0, "second": 0, "third": 0, "stubborn": -9}
+    assert supervisor.exited() == {"first": 0, "second": 0, "third": 0, "stubborn": -9, "stubborn-too": -9}
+    assert took < 2 * grace - 0.5, took  # one grace for both stubborn processes, not one each
 
 
 def test_a_second_process_of_the_same_name_is_refused_while_the_first_runs(tmp_path):
