@@ -9,7 +9,6 @@ from pathlib import Path
 import aws_cdk as cdk
 from aws_cdk.assertions import Template
 
-from stacks.bundle.builder import configured
 from tests.helpers import PROJECT
 
 SERVER_ACCOUNT, CLIENT_ACCOUNT = "111111111111", "222222222222"  # cdk.json's placeholders
@@ -48,10 +47,6 @@ def generated_members(count: int) -> list[dict]:
 
 def default_context() -> dict:
     return json.loads((PROJECT / "cdk.json").read_text())["context"]
-
-
-# the bundle `cdk synth` builds with cdk.json's defaults (cached after the first build)
-configured_bundle = configured
 
 
 @dataclass
@@ -119,16 +114,21 @@ def separate_parties(folder: Path, clients: list[dict], accepted: bool) -> Parti
 NO_STAGING = {"aws:cdk:disable-asset-staging": True}
 
 
-def synthesize(outdir: Path, invocation: dict | None = None, stage_assets: bool = False, **overrides) -> Synthesized:
-    """The app of app.py with cdk.json's context plus ``federation:<field>`` overrides and ``invocation``
-    context (``party``, ``handover``)."""
-    from app import build_app
-
+def app_context(invocation: dict | None = None, stage_assets: bool = False, **overrides) -> dict:
+    """cdk.json's context plus ``federation:<field>`` overrides and ``invocation`` context (``party``,
+    ``handover``); the bundle unstaged unless ``stage_assets``."""
     context = default_context()
     context.update({f"federation:{key}": value for key, value in overrides.items()})
     context.update(invocation or {})
     context.update({} if stage_assets else NO_STAGING)
-    app = cdk.App(context=context, outdir=str(outdir))
+    return context
+
+
+def synthesize(outdir: Path, invocation: dict | None = None, stage_assets: bool = False, **overrides) -> Synthesized:
+    """The app of app.py with ``app_context``."""
+    from app import build_app
+
+    app = cdk.App(context=app_context(invocation, stage_assets, **overrides), outdir=str(outdir))
     server, clients = build_app(app)
     assembly = app.synth()
     names = [c.node.id for c in clients]

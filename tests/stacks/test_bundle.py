@@ -16,7 +16,6 @@ from stacks.bundle import builder
 from stacks.bundle.builder import ENTRY_POINT, NOTEBOOK, Target, bundle_targets, manylinux_tags, write_tarball
 from stacks.config import TrainingImage
 from tests.helpers import PROJECT
-from tests.stacks.cdk_helpers import configured_bundle
 
 pytestmark = pytest.mark.slow
 
@@ -115,7 +114,7 @@ def test_tarballs_are_byte_for_byte_reproducible(tmp_path):
     assert [m.name for m in members] == ["a/run.sh", "a/x.py", "b.txt"]
     assert all(m.mtime == 0 and m.uid == m.gid == 0 and m.uname == "" for m in members)
     assert [oct(m.mode) for m in members] == ["0o755", "0o644", "0o644"]
-    assert configured_bundle().digest == configured_bundle().digest
+    assert builder.configured().digest == builder.configured().digest
 
 
 def test_manylinux_tags_cover_every_older_glibc_as_pip_would():
@@ -165,7 +164,7 @@ def test_the_cache_keeps_only_the_most_recently_used_bundles_and_wheel_sets_and_
 
 def test_the_builder_command_names_the_bundle_it_built_and_a_failure_exits_non_zero(capsys, monkeypatch):
     assert builder.main() == 0
-    assert capsys.readouterr().out.startswith(f"code bundle {configured_bundle().digest[:16]}: ")
+    assert capsys.readouterr().out.startswith(f"code bundle {builder.configured().digest[:16]}: ")
 
     def offline():
         raise BundleError("pip download failed: no route to pypi.org")

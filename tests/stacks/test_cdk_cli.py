@@ -8,8 +8,9 @@ import subprocess
 
 import pytest
 
+from stacks.bundle import builder
 from tests.helpers import PROJECT
-from tests.stacks.cdk_helpers import THREE_CLIENTS, configured_bundle
+from tests.stacks.cdk_helpers import THREE_CLIENTS
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +33,7 @@ def offline_env(tmp_path) -> dict[str, str]:
 
 
 def cdk_synth(tmp_path, *args: str) -> subprocess.CompletedProcess:
-    configured_bundle()  # the wheel cache is filled before going offline; synth itself must not need the network
+    builder.configured()  # the wheel cache is filled before going offline; synth itself must not need the network
     return subprocess.run(
         ["npx", "--no-install", "cdk", "synth", "--no-notices", "-q", "-o", str(tmp_path / "cdk.out"), *args],
         capture_output=True,

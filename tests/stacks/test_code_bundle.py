@@ -6,8 +6,9 @@ import tarfile
 
 import pytest
 
+from stacks.bundle import builder
 from stacks.bundle.builder import BUNDLE_NAME, ENTRY_POINT
-from tests.stacks.cdk_helpers import all_templates, configured_bundle, resources
+from tests.stacks.cdk_helpers import all_templates, resources
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +23,7 @@ def test_the_code_bucket_receives_the_bundle_under_code(default):
 
 
 def test_the_synthesized_asset_is_the_deterministic_bundle(default):
-    bundle = configured_bundle()
+    bundle = builder.configured()
     assets = list(default.outdir.glob(f"asset.*/{BUNDLE_NAME}"))
     assert assets, "no asset holds source.tar.gz"
     assert all(asset.read_bytes() == bundle.tarball.read_bytes() for asset in assets)

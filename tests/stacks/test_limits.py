@@ -9,11 +9,12 @@ import aws_cdk as cdk
 import pytest
 
 from fl_runtime.errors import ConfigError
+from stacks.bundle import builder
 from stacks.client_stack import ClientStack
 from stacks.config import from_context
 from stacks.limits import Resolution, check, measure
 from stacks.server_stack import ServerStack
-from tests.stacks.cdk_helpers import NO_STAGING, PRIVATELINK, configured_bundle, default_context, generated_members
+from tests.stacks.cdk_helpers import PRIVATELINK, app_context, generated_members
 
 
 def assembly(folder, *templates: tuple[str, dict]):
@@ -116,12 +117,9 @@ def test_a_templates_size_is_the_file_the_cdk_wrote_and_security_group_rules_are
 def _server_and_one_client(outdir, members: list[dict], **overrides):
     """One organisation: ServerStack and the first member's stack, as the whole app builds them (every client
     stack is the same size; building 50 would only repeat the first)."""
-    context = default_context()
-    context["federation:clients"] = members
-    context.update({f"federation:{key}": value for key, value in overrides.items()}, **NO_STAGING)
-    app = cdk.App(context=context, outdir=str(outdir))
+    app = cdk.App(context=app_context(clients=members, **overrides), outdir=str(outdir))
     config = from_context(app.node)
-    bundle = configured_bundle()
+    bundle = builder.configured()
     ClientStack(app, f"ClientStack-{config.clients[0].name}", config=config, client=config.clients[0], bundle=bundle)
     ServerStack(app, "ServerStack", config=config, bundle=bundle)
     return app.synth()
